@@ -1,0 +1,478 @@
+"""Load, validate and write ``cluster.toml``, the file that describes one cluster.
+
+Theory of operation: the file is parsed with the standard library's ``tomllib`` and checked key by
+key into frozen dataclasses, so everything downstream can trust a ``ClusterConfig`` without
+re-validating it. Every problem raises ``ConfigError`` whose message names the file, the key
+(``cluster.heartbeat_ms``, ``nodes[1].peer`` -- node indexes count from 0 in file order) and what
+is wrong, so the CLI can print it as is and exit 2 instead of showing a traceback.
+
+The layout of the file::
+
+    [cluster]                       # optional; every key has a default
+    name = "demo"
+    state_machine = "counter"       # counter | totals | kv | "package.module:Class"
+    state_dir = ".raftctl"          # relative to the file
+    heartbeat_ms = 50
+    election_timeout_ms = [150, 300]
+    pre_vote = true
+    check_quorum = true
+
+    [[nodes]]                       # at least one
+    id = "n1"
+    peer = "127.0.0.1:7101"         # Raft traffic between nodes
+    client = "127.0.0.1:7201"       # client and admin requests
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import tomli_w
+
+__all__ = [
+    "DEFAULT_BASE_PORT",
+    "DEFAULT_CLUSTER",
+    "MAX_INIT_NODES",
+    "Address",
+    "ClusterConfig",
+    "ConfigError",
+    "NodeConfig",
+    "default_config_text",
+    "load_config",
+    "parse_address",
+    "parse_config",
+    "write_config",
+]
+
+#: Values used for keys omitted from ``[cluster]`` (and written by ``default_config_text``).
+DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
+    {
+        "name": "demo",
+        "state_machine": "counter",
+        "state_dir": ".raftctl",
+        "heartbeat_ms": 50,
+        "election_timeout_ms": (150, 300),
+        "pre_vote": True,
+        "check_quorum": True,
+    }
+)
+
+#: ``raftctl init`` puts peer ports at ``base + 1..`` and client ports at ``base + 101..``.
+DEFAULT_BASE_PORT = 7100
+_CLIENT_PORT_OFFSET = 100
+#: Beyond this many nodes the generated peer ports would run into the client ports.
+MAX_INIT_NODES = _CLIENT_PORT_OFFSET
+
+_BUILTIN_STATE_MACHINES = ("counter", "totals", "kv")
+_STATE_MACHINE_IMPORT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+# Node ids appear in file names, in `partition n1,n2 n3` and as CLI arguments.
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# `raftctl` accepts these words wherever it takes a node id.
+_RESERVED_NODE_IDS = ("leader", "follower")
+_NODE_KEYS = ("id", "peer", "client")
+_TOP_LEVEL_KEYS = ("cluster", "nodes")
+
+
+class ConfigError(Exception):
+    """A cluster file is missing, unreadable or invalid, or names no such node.
+
+    ``str(error)`` is the complete user-facing message: ``"<file>: <key>: <what is wrong>"``
+    (``"<file>: <what is wrong>"`` when no single key is at fault).
+
+    Attributes:
+        path: The cluster file, as it was given.
+        key: The offending key in dotted form (``"nodes[1].peer"``), or None.
+        reason: What is wrong, without the file and key.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], key: str | None, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.key = key
+        self.reason = reason
+        where = f"{self.path}: {key}" if key else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class Address(NamedTuple):
+    """A ``(host, port)`` pair; ``str()`` gives the ``"host:port"`` form used in the file."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """One ``[[nodes]]`` entry.
+
+    Attributes:
+        id: The node id: letters, digits, ``_`` and ``-``; never ``leader`` or ``follower``.
+        peer: Where the node listens for Raft traffic from other nodes.
+        client: Where the node listens for client and admin requests.
+    """
+
+    id: str
+    peer: Address
+    client: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """A validated cluster file.
+
+    Invariants: at least one node; node ids are unique; no two addresses (peer or client, across
+    all nodes) are equal; ``0 < heartbeat_ms < election_timeout_ms[0] <= election_timeout_ms[1]``.
+
+    Attributes:
+        path: Absolute path of the file this was loaded from.
+        name: The cluster's name.
+        state_machine: ``counter``, ``totals``, ``kv`` or an import path ``package.module:Class``
+            (checked for form only; importing it is the runtime's job).
+        state_dir: Absolute directory for the cluster's pids, logs, data and events; a relative
+            ``state_dir`` in the file is relative to the file's directory.
+        heartbeat_ms: Interval between leader heartbeats.
+        election_timeout_ms: ``(min, max)``; each election timeout is drawn from this range.
+        pre_vote: Whether candidates run a pre-vote round first (thesis §9.6).
+        check_quorum: Whether a leader steps down when it stops hearing from a quorum.
+        nodes: The nodes, in file order.
+    """
+
+    path: Path
+    name: str
+    state_machine: str
+    state_dir: Path
+    heartbeat_ms: int
+    election_timeout_ms: tuple[int, int]
+    pre_vote: bool
+    check_quorum: bool
+    nodes: tuple[NodeConfig, ...]
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        """The node ids in file order."""
+        return tuple(node.id for node in self.nodes)
+
+    def node(self, node_id: str) -> NodeConfig:
+        """Return the node with id ``node_id``.
+
+        Raises:
+            ConfigError: No node has that id; the message lists the valid ids.
+        """
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        valid = ", ".join(self.node_ids)
+        raise ConfigError(self.path, "nodes", f"no node with id {node_id!r} (valid ids: {valid})")
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``"host:port"`` (IPv6 hosts in brackets: ``"[::1]:7101"``).
+
+    Raises:
+        ValueError: The text is not of that form or the port is not in 1-65535; the message says
+            which.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f'expected "host:port", got {text!r}')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f'an IPv6 host must be in brackets, e.g. "[::1]:7101", got {text!r}')
+    if not host or any(c.isspace() or c in "[]" for c in host):
+        raise ValueError(f'expected "host:port" with a non-empty host, got {text!r}')
+    if not (port_text.isascii() and port_text.isdigit()):
+        raise ValueError(f"port {port_text!r} is not a number in {text!r}")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 1-65535 in {text!r}")
+    return Address(host, port)
+
+
+def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
+    """Read and validate the cluster file at ``path``.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, not UTF-8 TOML, or invalid.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found (`raftctl init` writes one)") from None
+    except IsADirectoryError:
+        raise ConfigError(path, None, "is a directory, not a cluster file") from None
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, f"not UTF-8 text (byte {exc.start})") from None
+    return parse_config(text, path=path)
+
+
+def parse_config(text: str, *, path: str | os.PathLike[str]) -> ClusterConfig:
+    """Validate cluster-file ``text`` as if it had been read from ``path``.
+
+    ``path`` names the file in error messages and anchors a relative ``state_dir``; the file
+    itself is not read.
+
+    Raises:
+        ConfigError: The text is not TOML (the message gives the line) or is invalid.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"invalid TOML: {exc}") from None
+    return _Validator(path).cluster(document)
+
+
+def default_config_text(nodes: int = 3, base_port: int = DEFAULT_BASE_PORT) -> str:
+    """Return the text of a cluster file with ``nodes`` nodes ``n1..nN`` on 127.0.0.1.
+
+    Node ``nK`` gets peer port ``base_port + K`` and client port ``base_port + 100 + K``; every
+    ``[cluster]`` key has its default value. The result passes ``parse_config``.
+
+    Raises:
+        ValueError: ``nodes`` is not in 1..MAX_INIT_NODES, or the ports fall outside 1-65535.
+    """
+    if not 1 <= nodes <= MAX_INIT_NODES:
+        raise ValueError(f"nodes must be between 1 and {MAX_INIT_NODES}, got {nodes}")
+    highest = base_port + _CLIENT_PORT_OFFSET + nodes
+    if base_port < 0 or highest > 65535:
+        raise ValueError(
+            f"base port {base_port} puts ports at {base_port + 1}-{highest}, "
+            "outside the valid range 1-65535"
+        )
+    cluster = {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in DEFAULT_CLUSTER.items()
+    }
+    # One chunk per table so that nodes come out as readable [[nodes]] blocks after [cluster]
+    # (tomli-w alone would write them as one inline array before it).
+    chunks = [tomli_w.dumps({"cluster": cluster})]
+    for k in range(1, nodes + 1):
+        node = {
+            "id": f"n{k}",
+            "peer": str(Address("127.0.0.1", base_port + k)),
+            "client": str(Address("127.0.0.1", base_port + _CLIENT_PORT_OFFSET + k)),
+        }
+        chunks.append("[[nodes]]\n" + tomli_w.dumps(node))
+    header = (
+        "# A raftctl cluster file, written by `raftctl init`.\n"
+        '# state_machine: counter | totals | kv | "package.module:Class"\n'
+        "# state_dir holds pids, logs, data and events; it is relative to this file.\n"
+        "# Each node's peer address carries Raft traffic; its client address serves clients.\n\n"
+    )
+    return header + "\n".join(chunks)
+
+
+def write_config(
+    path: str | os.PathLike[str],
+    nodes: int = 3,
+    base_port: int = DEFAULT_BASE_PORT,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``default_config_text(nodes, base_port)`` to ``path``.
+
+    The file appears complete or not at all: with ``overwrite`` it is written to a temporary file
+    in the same directory and renamed over ``path``; without it, it is created exclusively.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        ValueError: As ``default_config_text``.
+        OSError: The file cannot be written (e.g. its directory does not exist).
+    """
+    text = default_config_text(nodes, base_port)
+    target = Path(path)
+    if not overwrite:
+        with target.open("x", encoding="utf-8") as f:
+            f.write(text)
+        return target
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _toml_type(value: object) -> str:
+    """The TOML name of a parsed value's type, for error messages."""
+    match value:
+        case bool():
+            return "boolean"
+        case int():
+            return "integer"
+        case float():
+            return "float"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "table"
+        case _:
+            return "date/time"
+
+
+class _Validator:
+    """Turns a parsed TOML document into a ClusterConfig, raising ConfigError on the first fault."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+
+    def fail(self, key: str | None, reason: str) -> ConfigError:
+        return ConfigError(self.path, key, reason)
+
+    def reject_unknown(
+        self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: str
+    ) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(f"{prefix}{key}", f"unknown key (valid keys: {', '.join(allowed)})")
+
+    def typed(
+        self, value: object, expected: type | tuple[type, ...], what: str, key: str
+    ) -> Any:
+        # bool is a subclass of int, but `heartbeat_ms = true` is a mistake, not 1.
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise self.fail(key, f"expected {what}, got {_toml_type(value)} {value!r}")
+        return value
+
+    def positive_int(self, value: object, key: str) -> int:
+        number = self.typed(value, int, "a positive integer", key)
+        if number <= 0:
+            raise self.fail(key, f"expected a positive integer, got {number}")
+        return number
+
+    def cluster(self, document: dict[str, Any]) -> ClusterConfig:
+        self.reject_unknown(document, _TOP_LEVEL_KEYS, "")
+        table = document.get("cluster", {})
+        if not isinstance(table, dict):
+            raise self.fail("cluster", f"expected a table ([cluster]), got {_toml_type(table)}")
+        self.reject_unknown(table, tuple(DEFAULT_CLUSTER), "cluster.")
+        raw = {**DEFAULT_CLUSTER, **table}
+
+        name = self.typed(raw["name"], str, "a string", "cluster.name")
+        if not name.strip():
+            raise self.fail("cluster.name", "must not be empty")
+        state_machine = self.typed(raw["state_machine"], str, "a string", "cluster.state_machine")
+        if state_machine not in _BUILTIN_STATE_MACHINES and not _STATE_MACHINE_IMPORT.fullmatch(
+            state_machine
+        ):
+            raise self.fail(
+                "cluster.state_machine",
+                f"expected one of {', '.join(_BUILTIN_STATE_MACHINES)} or "
+                f'"package.module:Class", got {state_machine!r}',
+            )
+        state_dir = self.typed(raw["state_dir"], str, "a string", "cluster.state_dir")
+        if not state_dir:
+            raise self.fail("cluster.state_dir", "must not be empty")
+        heartbeat_ms = self.positive_int(raw["heartbeat_ms"], "cluster.heartbeat_ms")
+        timeouts = self.typed(
+            raw["election_timeout_ms"],
+            (list, tuple),
+            "an array [min, max]",
+            "cluster.election_timeout_ms",
+        )
+        if len(timeouts) != 2:
+            raise self.fail(
+                "cluster.election_timeout_ms",
+                f"expected an array of two integers [min, max], got {len(timeouts)} elements",
+            )
+        low = self.positive_int(timeouts[0], "cluster.election_timeout_ms[0]")
+        high = self.positive_int(timeouts[1], "cluster.election_timeout_ms[1]")
+        if low > high:
+            raise self.fail("cluster.election_timeout_ms", f"min {low} is greater than max {high}")
+        if heartbeat_ms >= low:
+            raise self.fail(
+                "cluster.heartbeat_ms",
+                f"must be less than the minimum election timeout ({low}), got {heartbeat_ms}",
+            )
+        pre_vote = self.typed(raw["pre_vote"], bool, "a boolean", "cluster.pre_vote")
+        check_quorum = self.typed(raw["check_quorum"], bool, "a boolean", "cluster.check_quorum")
+
+        base = Path(self.path).resolve().parent
+        return ClusterConfig(
+            path=Path(self.path).resolve(),
+            name=name,
+            state_machine=state_machine,
+            state_dir=(base / Path(state_dir).expanduser()).resolve(),
+            heartbeat_ms=heartbeat_ms,
+            election_timeout_ms=(low, high),
+            pre_vote=pre_vote,
+            check_quorum=check_quorum,
+            nodes=self.nodes(document.get("nodes")),
+        )
+
+    def nodes(self, entries: object) -> tuple[NodeConfig, ...]:
+        if entries is None:
+            raise self.fail("nodes", "missing: at least one [[nodes]] entry is required")
+        if not isinstance(entries, list):
+            raise self.fail(
+                "nodes", f"expected an array of tables ([[nodes]]), got {_toml_type(entries)}"
+            )
+        if not entries:
+            raise self.fail("nodes", "empty: at least one [[nodes]] entry is required")
+        ids: dict[str, str] = {}
+        addresses: dict[Address, str] = {}
+        result = []
+        for index, entry in enumerate(entries):
+            prefix = f"nodes[{index}]"
+            if not isinstance(entry, dict):
+                raise self.fail(prefix, f"expected a table ([[nodes]]), got {_toml_type(entry)}")
+            self.reject_unknown(entry, _NODE_KEYS, f"{prefix}.")
+            for key in _NODE_KEYS:
+                if key not in entry:
+                    raise self.fail(f"{prefix}.{key}", "missing required key")
+
+            node_id = self.typed(entry["id"], str, "a string", f"{prefix}.id")
+            if not _NODE_ID.fullmatch(node_id):
+                raise self.fail(
+                    f"{prefix}.id",
+                    f"{node_id!r} is not a valid node id (letters, digits, '_' and '-', "
+                    "starting with a letter or digit)",
+                )
+            if node_id in _RESERVED_NODE_IDS:
+                raise self.fail(
+                    f"{prefix}.id", f"{node_id!r} is reserved (raftctl uses it to pick a node)"
+                )
+            if node_id in ids:
+                raise self.fail(
+                    f"{prefix}.id", f"duplicate node id {node_id!r} (also {ids[node_id]})"
+                )
+            ids[node_id] = f"{prefix}.id"
+
+            peer = self.address(entry["peer"], f"{prefix}.peer", addresses)
+            client = self.address(entry["client"], f"{prefix}.client", addresses)
+            result.append(NodeConfig(id=node_id, peer=peer, client=client))
+        return tuple(result)
+
+    def address(self, value: object, key: str, seen: dict[Address, str]) -> Address:
+        text = self.typed(value, str, 'a string "host:port"', key)
+        try:
+            address = parse_address(text)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+        if address in seen:
+            raise self.fail(key, f"duplicate address {address} (also {seen[address]})")
+        seen[address] = key
+        return address

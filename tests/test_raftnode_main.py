@@ -1,0 +1,52 @@
+"""`raftnode --config PATH --node ID` validates its arguments and, until the node runtime exists,
+says so honestly and exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raftnode.__main__ import main
+from raftnode.config import write_config
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "cluster.toml")
+
+
+def test_a_valid_node_is_told_the_runtime_is_not_available_yet(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(config_path), "--node", "n2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "node runtime is not available yet" in err
+    assert "raftctl sim" in err
+
+
+def test_an_unknown_node_lists_the_valid_ids(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(config_path), "--node", "n7"]) == 2
+    err = capsys.readouterr().err
+    assert "'n7'" in err and "n1, n2, n3" in err
+
+
+def test_a_bad_config_names_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text("[cluster]\nelection_timeout_ms = [300, 150]\n")
+    assert main(["--config", str(path), "--node", "n1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: cluster.election_timeout_ms: min 300 is greater than max 150" in err
+    assert "Traceback" not in err
+
+
+def test_node_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "--node" in capsys.readouterr().err
