@@ -1,0 +1,22 @@
+"""The pure Raft protocol core: no I/O, no clocks, no global randomness (standard library only)."""
+
+from .errors import LogCompacted, NotLeader, RaftError, SafetyViolation, TransferInProgress, UnknownNode
+from .log import RaftLog
+from .messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from .progress import Progress, ProgressState
+from .quorum import Configuration, VoteResult
+from .raft import Raft, RaftConfig
+from .ready import Event, HardState, Ready, Role, SoftState
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,111 @@
+"""The seed's command contract, as pure bookkeeping.
+
+``run_command`` at a node ends in exactly one :class:`CommandResult`:
+
+- the leader proposed it, it committed and was applied → ``result`` (or ``error`` if the state
+  machine refused it);
+- the node is a follower that knows the leader → ``redirect`` naming it, at once;
+- no leader is known, or leadership is being transferred → ``retry``, at once;
+- the leader lost leadership, or the entry was overwritten, before it applied → ``redirect``
+  or ``retry`` — never a result that is not the command's own;
+- the deadline passed first → ``timeout_expired``.
+
+:class:`CommandTracker` maps proposed log positions to the caller's tokens and turns what the
+node observes (entries applied, leadership lost, time passing) into those answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .errors import NotLeader, RaftError, TransferInProgress
+
+Token = TypeVar("Token")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandResult:
+    """The answer to one ``run_command``, named as in the seed document.
+
+    Exactly one of ``result``-with-no-other-flag, ``error``, ``redirect``, ``retry`` or
+    ``timeout_expired`` describes the outcome; ``index`` is the log index the command took, if any.
+    """
+
+    result: Any = None
+    error: str | None = None
+    redirect: str | None = None
+    retry: bool = False
+    timeout_expired: bool = False
+    index: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The command was applied and the state machine accepted it."""
+        return self.error is None and self.redirect is None and not self.retry and not self.timeout_expired
+
+    @classmethod
+    def from_refusal(cls, exc: RaftError) -> CommandResult:
+        """The immediate answer when the core refuses a proposal."""
+        if isinstance(exc, NotLeader) and exc.leader is not None:
+            return cls(redirect=exc.leader)
+        if isinstance(exc, (NotLeader, TransferInProgress)):
+            return cls(retry=True)
+        return cls(error=str(exc))
+
+    @classmethod
+    def not_leader_any_more(cls, leader: str | None) -> CommandResult:
+        return cls(redirect=leader) if leader is not None else cls(retry=True)
+
+
+@dataclass(slots=True)
+class _Pending(Generic[Token]):
+    term: int
+    token: Token
+    deadline: int | None
+
+
+class CommandTracker(Generic[Token]):
+    """Which caller waits for which log position, and what to answer them."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, _Pending[Token]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def track(self, index: int, term: int, token: Token, *, deadline: int | None = None) -> None:
+        """Remember that ``token`` waits for the entry proposed at (index, term)."""
+        self._pending[index] = _Pending(term, token, deadline)
+
+    def applied(
+        self, index: int, term: int, *, result: Any = None, error: str | None = None, leader: str | None = None
+    ) -> tuple[Token, CommandResult] | None:
+        """The entry at ``index`` was applied with this outcome; answers its waiter, if any.
+
+        If the applied entry is not the one proposed (another term took the index), the waiter is
+        told to go to ``leader`` or retry.
+        """
+        pending = self._pending.pop(index, None)
+        if pending is None:
+            return None
+        if pending.term != term:
+            return pending.token, CommandResult.not_leader_any_more(leader)
+        return pending.token, CommandResult(result=result, error=error, index=index)
+
+    def failed(self, index: int, error: str) -> tuple[Token, CommandResult] | None:
+        """The entry at ``index`` can never be applied here (the applier halted); answer its waiter."""
+        pending = self._pending.pop(index, None)
+        return None if pending is None else (pending.token, CommandResult(error=error, index=index))
+
+    def leadership_lost(self, leader: str | None) -> list[tuple[Token, CommandResult]]:
+        """Every waiter is answered with a redirect to ``leader`` (or retry if unknown)."""
+        answer = CommandResult.not_leader_any_more(leader)
+        answers = [(p.token, answer) for p in self._pending.values()]
+        self._pending.clear()
+        return answers
+
+    def expire(self, now: int) -> list[tuple[Token, CommandResult]]:
+        """Waiters whose deadline is at or before ``now`` are answered ``timeout_expired``."""
+        expired = [i for i, p in self._pending.items() if p.deadline is not None and p.deadline <= now]
+        return [(self._pending.pop(i).token, CommandResult(timeout_expired=True, index=i)) for i in expired]

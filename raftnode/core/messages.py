@@ -1,0 +1,111 @@
+"""Log entries and the messages Raft peers exchange.
+
+Every RPC is a frozen, keyword-only value. ``src`` and ``dst`` are node ids; ``term`` is the
+sender's current term (for a granted pre-vote, the prospective term it was asked about).
+Entries are NamedTuples rather than dataclasses because they sit on the per-command hot path.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class EntryKind(enum.IntEnum):
+    """What a log entry carries."""
+
+    COMMAND = 0  # an application command, applied through the state machine
+    NOOP = 1  # appended by every new leader at the start of its term (§3.6.2)
+    # 2 is reserved for membership configuration entries (§4).
+
+
+class Entry(NamedTuple):
+    """One log entry: immutable, identified by (index, term)."""
+
+    term: int
+    index: int
+    data: bytes = b""
+    kind: EntryKind = EntryKind.COMMAND
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """Fields every message carries."""
+
+    term: int
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVote(Message):
+    """A vote request (§3.4), or a pre-vote probe (§9.6) when ``pre_vote`` is set.
+
+    ``transfer`` marks an election started by TimeoutNow (§3.10): voters skip the
+    leader-lease check for it.
+    """
+
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    transfer: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVoteResponse(Message):
+    granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntries(Message):
+    """Replicate ``entries`` after (prev_index, prev_term) and carry the leader's commit index."""
+
+    prev_index: int
+    prev_term: int
+    entries: tuple[Entry, ...]
+    commit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntriesResponse(Message):
+    """Answer to AppendEntries.
+
+    On success ``index`` is the last index now known to match the leader's log. On rejection
+    ``index`` is the rejected ``prev_index`` and (conflict_index, conflict_term) is the hint that
+    lets the leader skip a whole term of mismatching entries per round trip.
+    """
+
+    success: bool
+    index: int
+    conflict_index: int = 0
+    conflict_term: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(Message):
+    """Leader liveness; ``commit`` is min(follower's match, leader commit), so always safe."""
+
+    commit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatResponse(Message):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow(Message):
+    """Leadership transfer (§3.10): start an election now, skipping pre-vote."""
+
+
+ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    TimeoutNow,
+)

@@ -1,0 +1,603 @@
+"""The Raft engine: a deterministic state machine with no I/O.
+
+Theory of operation
+-------------------
+Three inputs drive it: ``tick()`` (logical time), ``step(message)`` (a peer's message) and the
+proposals (``propose``, ``transfer_leadership``). Nothing is performed: every effect is queued and
+handed out by ``ready()`` as a :class:`Ready` bundle, which the shell persists, sends and applies
+in the documented order before calling ``advance()``. Randomness comes from the injected
+``random.Random``; time is ticks. Given the same inputs, two engines behave identically.
+
+Term bookkeeping happens once, in ``step``, before the message reaches the handler of the
+current role; a role change swaps the step and tick functions (``_step_role``, ``_tick_role``).
+
+Proposals are not sent one by one: ``propose`` only appends, and ``ready()`` sends whatever
+accumulated since the previous call in shared AppendEntries (natural batching), pipelined up to
+``max_inflight`` messages per follower.
+
+Protocol references are to Ongaro's thesis (2014): elections §3.4, replication §3.5, commit
+rule §3.6.2, leadership transfer §3.10, leader lease for votes §4.2.3, PreVote §9.6, CheckQuorum
+§6.2. Later features have their place already: log compaction (``RaftLog.offset`` and the
+SNAPSHOT progress state), membership (``Configuration`` with learners), ReadIndex (heartbeats
+confirm leadership) and client sessions (above the core, keyed by entry).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .errors import NotLeader, TransferInProgress, UnknownNode
+from .log import RaftLog
+from .messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from .progress import Progress, ProgressState
+from .quorum import Configuration, VoteResult
+from .ready import Event, HardState, Ready, Role, SoftState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftConfig:
+    """Static settings of one node. Timeouts are in ticks.
+
+    Args:
+        node_id: this node's id.
+        voters: ids of every voting member, this node included.
+        election_timeout: (min, max) ticks; each timeout is drawn uniformly from [min, max).
+        heartbeat_interval: ticks between leader heartbeats; must be below the minimum election timeout.
+        pre_vote: run a pre-vote round before incrementing the term (§9.6).
+        check_quorum: a leader that has not heard from a majority for an election timeout steps
+            down, and followers ignore vote requests while they hear from a leader (§6.2, §4.2.3).
+        max_msg_entries / max_msg_bytes: the cap on one AppendEntries batch.
+        max_inflight: unacknowledged AppendEntries allowed per follower (the pipeline window).
+    """
+
+    node_id: str
+    voters: tuple[str, ...]
+    election_timeout: tuple[int, int] = (10, 20)
+    heartbeat_interval: int = 2
+    pre_vote: bool = True
+    check_quorum: bool = True
+    max_msg_entries: int = 512
+    max_msg_bytes: int = 1 << 20
+    max_inflight: int = 64
+
+    def __post_init__(self) -> None:
+        lo, hi = self.election_timeout
+        if self.node_id not in self.voters:
+            raise ValueError(f"node {self.node_id!r} is not among the voters {list(self.voters)}")
+        if len(set(self.voters)) != len(self.voters):
+            raise ValueError(f"duplicate voter ids in {list(self.voters)}")
+        if not 1 <= self.heartbeat_interval < lo < hi:
+            raise ValueError(
+                "need 1 <= heartbeat_interval < election_timeout min < max, got "
+                f"heartbeat_interval={self.heartbeat_interval}, election_timeout={self.election_timeout}"
+            )
+        if self.max_msg_entries < 1 or self.max_msg_bytes < 1 or self.max_inflight < 1:
+            raise ValueError("max_msg_entries, max_msg_bytes and max_inflight must be positive")
+
+
+class Raft:
+    """One node's protocol state. Not thread-safe: one owner drives it."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        *,
+        rng: random.Random,
+        hard_state: HardState = HardState(),
+        entries: Sequence[Entry] = (),
+    ):
+        """Build a node from what its storage holds (nothing, for a new node).
+
+        Args:
+            config: static settings.
+            rng: the only source of randomness (election timeouts); seed it for replayable runs.
+            hard_state: the persisted term, vote and commit hint.
+            entries: the persisted log, from index 1.
+        """
+        self.id = config.node_id
+        self.config = config
+        self.configuration = Configuration(voters=frozenset(config.voters))
+        self._rng = rng
+        self.log = RaftLog(entries)
+        self.term = hard_state.term
+        self.vote = hard_state.vote
+        self.commit = min(hard_state.commit, self.log.last_index)
+        self.applied = 0
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+        self.stats: dict[str, int] = {}
+
+        self._persisted_hard_state = hard_state
+        self._reported_soft_state = SoftState(role=Role.FOLLOWER, leader=None)
+        self._messages: list[Message] = []
+        self._events: list[Event] = []
+        self._votes: dict[str, bool] = {}
+        self._progress: dict[str, Progress] = {}
+        self._send_pending: set[str] = set()
+        self._transferee: str | None = None
+        self._transfer_elapsed = 0
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_timeout = 0
+        self._step_role: Callable[[Message], None] = self._step_follower
+        self._tick_role: Callable[[], None] = self._tick_election
+        self._become_follower(self.term, None, reason="started")
+
+    # -- introspection -------------------------------------------------------------------------
+
+    @property
+    def transferee(self) -> str | None:
+        return self._transferee
+
+    def progress(self, node: str) -> Progress | None:
+        """The leader's view of ``node``'s replication (None when not leader)."""
+        return self._progress.get(node)
+
+    def hard_state(self) -> HardState:
+        return HardState(term=self.term, vote=self.vote, commit=self.commit)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance logical time by one tick."""
+        self._tick_role()
+
+    def step(self, m: Message) -> None:
+        """Handle a peer's message. Stale, misdirected or unknown-sender messages are dropped and counted."""
+        if m.dst != self.id or m.src == self.id or m.src not in self.configuration.members():
+            self._count("dropped_misdirected")
+            return
+        if m.term > self.term:
+            if isinstance(m, RequestVote):
+                if not m.transfer and self._in_leader_lease(m.pre_vote):
+                    # §4.2.3 / §9.6: while we hear from a leader, ignore disruptive candidates.
+                    self._count("dropped_vote_in_lease")
+                    return
+                if not m.pre_vote:
+                    self._become_follower(m.term, None, reason=f"vote request from {m.src} in term {m.term}")
+            elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
+                pass  # a granted pre-vote carries the prospective term, not the voter's
+            else:
+                leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+                self._become_follower(m.term, leader, reason=f"saw term {m.term} from {m.src}")
+        elif m.term < self.term:
+            self._answer_stale(m)
+            return
+        if isinstance(m, RequestVote):
+            self._handle_request_vote(m)
+        else:
+            self._step_role(m)
+
+    def propose(self, data: bytes) -> int:
+        """Append a command to the leader's log; returns its index.
+
+        The entry is sent with the next ``ready()``. Its fate is known when an entry at that index
+        is applied: the same term means it committed, another term means it was lost.
+
+        Raises:
+            NotLeader: this node is not the leader (carries the leader it knows, if any).
+            TransferInProgress: leadership is being handed over; retry shortly.
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if self._transferee is not None:
+            raise TransferInProgress(self._transferee)
+        index = self.log.last_index + 1
+        self.log.append(Entry(self.term, index, data))
+        self._send_pending.update(self._progress)
+        return index
+
+    def transfer_leadership(self, target: str) -> None:
+        """Hand leadership to ``target`` (§3.10): catch it up, then send it TimeoutNow.
+
+        The transfer aborts after an election timeout if ``target`` has not taken over.
+
+        Raises:
+            NotLeader: this node is not the leader.
+            UnknownNode: ``target`` is not a voter.
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if target not in self.configuration.voters:
+            raise UnknownNode(target, list(self.configuration.voters))
+        if target == self.id or target == self._transferee:
+            return
+        self._transferee = target
+        self._transfer_elapsed = 0
+        self._event("transfer", f"transferring leadership to {target}")
+        if self._progress[target].match == self.log.last_index:
+            self._send_timeout_now(target)
+        else:
+            self._send_pending.add(target)
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._messages
+            or self._send_pending
+            or self._events
+            or self.log.stable_index < self.log.last_index
+            or self.applied < self.commit
+            or self.hard_state() != self._persisted_hard_state
+            or self._soft_state() != self._reported_soft_state
+        )
+
+    def ready(self) -> Ready:
+        """Collect everything the shell must do now. Call ``advance`` with it once done."""
+        self._flush_appends()
+        hard_state = self.hard_state()
+        soft_state = self._soft_state()
+        committed = self.log.slice(self.applied + 1, self.commit + 1) if self.applied < self.commit else ()
+        ready = Ready(
+            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            entries=tuple(self.log.unstable()),
+            messages=tuple(self._messages),
+            committed=tuple(committed),
+            soft_state=soft_state if soft_state != self._reported_soft_state else None,
+            events=tuple(self._events),
+        )
+        self._messages = []
+        self._events = []
+        self._reported_soft_state = soft_state
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """Acknowledge that ``ready`` was persisted, sent and applied."""
+        if ready.hard_state is not None:
+            self._persisted_hard_state = ready.hard_state
+        if ready.entries:
+            last = ready.entries[-1]
+            self.log.stable_to(last.index, last.term)
+            if self.role is Role.LEADER:
+                self._progress[self.id].acknowledged(self.log.stable_index)
+                self._maybe_commit()
+        if ready.committed:
+            self.applied = max(self.applied, ready.committed[-1].index)
+
+    # -- role changes --------------------------------------------------------------------------
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        lo, hi = self.config.election_timeout
+        self._randomized_timeout = self._rng.randrange(lo, hi)
+        self._votes = {}
+        self._progress = {}
+        self._send_pending = set()
+        self._transferee = None
+
+    def _become_follower(self, term: int, leader: str | None, *, reason: str) -> None:
+        was = self.role
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader = leader
+        self._step_role = self._step_follower
+        self._tick_role = self._tick_election
+        if was is not Role.FOLLOWER:
+            self._event("step-down", f"{was.value} -> follower in term {term}: {reason}")
+
+    def _become_pre_candidate(self) -> None:
+        # A pre-vote round changes neither term nor vote (§9.6).
+        term = self.term
+        self._reset(term)
+        self.role = Role.PRE_CANDIDATE
+        self._step_role = self._step_candidate
+        self._tick_role = self._tick_election
+        self._event("pre-vote", f"pre-vote for term {term + 1}")
+
+    def _become_candidate(self) -> None:
+        self._reset(self.term + 1)
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+        self._step_role = self._step_candidate
+        self._tick_role = self._tick_election
+        self._event("election", f"election for term {self.term}")
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader = self.id
+        self._step_role = self._step_leader
+        self._tick_role = self._tick_leader
+        next_index = self.log.last_index + 1
+        for node in self.configuration.members():
+            self._progress[node] = Progress(next_index=next_index, max_inflight=self.config.max_inflight)
+        own = self._progress[self.id]
+        own.become_replicate()
+        own.acknowledged(self.log.stable_index)
+        # §3.6.2: a no-op of the new term lets earlier entries commit through it.
+        self.log.append(Entry(self.term, next_index, b"", EntryKind.NOOP))
+        self._send_pending.update(self._peers())
+        self._event("leader", f"became leader in term {self.term}")
+
+    def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
+        if pre_vote:
+            self._become_pre_candidate()
+            term = self.term + 1
+        else:
+            self._become_candidate()
+            term = self.term
+        self._votes[self.id] = True
+        if self.configuration.vote_result(self._votes) is VoteResult.WON:
+            self._won_election()
+            return
+        for node in sorted(self.configuration.voters):
+            if node != self.id:
+                self._send(
+                    RequestVote(
+                        term=term,
+                        src=self.id,
+                        dst=node,
+                        last_log_index=self.log.last_index,
+                        last_log_term=self.log.last_term,
+                        pre_vote=pre_vote,
+                        transfer=transfer,
+                    )
+                )
+
+    def _won_election(self) -> None:
+        if self.role is Role.PRE_CANDIDATE:
+            self._campaign(pre_vote=False)
+        else:
+            self._become_leader()
+
+    # -- ticks ---------------------------------------------------------------------------------
+
+    def _tick_election(self) -> None:
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._randomized_timeout and self._promotable():
+            self._campaign(pre_vote=self.config.pre_vote)
+
+    def _tick_leader(self) -> None:
+        self._heartbeat_elapsed += 1
+        self._election_elapsed += 1
+        election_timeout = self.config.election_timeout[0]
+        if self._election_elapsed >= election_timeout:
+            self._election_elapsed = 0
+            if self.config.check_quorum:
+                active = [n for n, pr in self._progress.items() if pr.recent_active or n == self.id]
+                if not self.configuration.has_quorum(active):
+                    self._become_follower(self.term, None, reason="check-quorum: lost contact with a majority")
+                    return
+                for pr in self._progress.values():
+                    pr.recent_active = False
+        if self._transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= election_timeout:
+                self._event("transfer", f"transfer to {self._transferee} aborted after an election timeout")
+                self._transferee = None
+        if self._heartbeat_elapsed >= self.config.heartbeat_interval:
+            self._heartbeat_elapsed = 0
+            for node in self._peers():
+                pr = self._progress[node]
+                self._send(Heartbeat(term=self.term, src=self.id, dst=node, commit=min(pr.match, self.commit)))
+
+    # -- message handling ----------------------------------------------------------------------
+
+    def _in_leader_lease(self, pre_vote: bool) -> bool:
+        """We heard from a live leader within the minimum election timeout (§4.2.3, §9.6)."""
+        if not (pre_vote or self.config.check_quorum):
+            return False
+        return self.leader is not None and self._election_elapsed < self.config.election_timeout[0]
+
+    def _answer_stale(self, m: Message) -> None:
+        """A message from an older term: tell a stale leader or pre-candidate our term, drop the rest."""
+        if isinstance(m, (AppendEntries, Heartbeat)) and (self.config.pre_vote or self.config.check_quorum):
+            # With pre-vote or check-quorum a node may hold a higher term than a live leader; answering
+            # makes that leader step down instead of leaving the node stranded forever.
+            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src))
+        elif isinstance(m, RequestVote) and m.pre_vote:
+            self._send(RequestVoteResponse(term=self.term, src=self.id, dst=m.src, granted=False, pre_vote=True))
+        else:
+            self._count("dropped_stale_term")
+
+    def _handle_request_vote(self, m: RequestVote) -> None:
+        log_ok = self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        if m.pre_vote:
+            granted = log_ok and m.term > self.term
+        else:
+            can_vote = self.vote == m.src or (self.vote is None and self.leader is None)
+            granted = can_vote and log_ok
+            if granted:
+                self.vote = m.src
+                self._election_elapsed = 0
+        term = m.term if (m.pre_vote and granted) else self.term
+        self._send(RequestVoteResponse(term=term, src=self.id, dst=m.src, granted=granted, pre_vote=m.pre_vote))
+
+    def _step_follower(self, m: Message) -> None:
+        if isinstance(m, AppendEntries):
+            self._heard_from_leader(m.src)
+            self._handle_append(m)
+        elif isinstance(m, Heartbeat):
+            self._heard_from_leader(m.src)
+            self._advance_commit(min(m.commit, self.log.last_index))
+            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src))
+        elif isinstance(m, TimeoutNow):
+            if self._promotable():
+                self._event("transfer", f"TimeoutNow from {m.src}: campaigning at once")
+                self._campaign(pre_vote=False, transfer=True)
+        else:
+            self._count("dropped_unexpected")
+
+    def _step_candidate(self, m: Message) -> None:
+        if isinstance(m, (AppendEntries, Heartbeat)):
+            # A leader of our term exists: it won (§3.4).
+            self._become_follower(self.term, m.src, reason=f"{m.src} won term {self.term}")
+            self._step_follower(m)
+        elif isinstance(m, RequestVoteResponse):
+            if m.pre_vote != (self.role is Role.PRE_CANDIDATE):
+                self._count("dropped_unexpected")
+                return
+            self._votes.setdefault(m.src, m.granted)
+            result = self.configuration.vote_result(self._votes)
+            if result is VoteResult.WON:
+                self._won_election()
+            elif result is VoteResult.LOST:
+                self._become_follower(self.term, None, reason="lost the election")
+        else:
+            self._count("dropped_unexpected")
+
+    def _step_leader(self, m: Message) -> None:
+        pr = self._progress.get(m.src)
+        if pr is None:
+            self._count("dropped_unexpected")
+            return
+        if isinstance(m, AppendEntriesResponse):
+            pr.recent_active = True
+            if m.success:
+                self._handle_append_success(m.src, pr, m.index)
+            elif pr.rejected(m.index, self._next_from_hint(m)):
+                self._send_pending.add(m.src)
+        elif isinstance(m, HeartbeatResponse):
+            pr.heartbeat_answered()
+            if pr.match < self.log.last_index:
+                self._send_pending.add(m.src)
+        else:
+            self._count("dropped_unexpected")
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        if m.prev_index < self.commit:
+            # Everything up to our commit index already matches the leader's log.
+            self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=self.commit))
+            return
+        if not self.log.match_term(m.prev_index, m.prev_term):
+            conflict_index, conflict_term = self.log.conflict_hint(m.prev_index)
+            self._send(
+                AppendEntriesResponse(
+                    term=self.term,
+                    src=self.id,
+                    dst=m.src,
+                    success=False,
+                    index=m.prev_index,
+                    conflict_index=conflict_index,
+                    conflict_term=conflict_term,
+                )
+            )
+            return
+        self.log.merge(m.entries, commit_index=self.commit)
+        last_new = m.prev_index + len(m.entries)
+        self._advance_commit(min(m.commit, last_new))
+        self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=last_new))
+
+    def _handle_append_success(self, node: str, pr: Progress, index: int) -> None:
+        was_probing = pr.state is ProgressState.PROBE
+        advanced = pr.acknowledged(index)
+        if was_probing and (advanced or pr.match == index):
+            pr.become_replicate()
+        if node == self._transferee and pr.match == self.log.last_index:
+            self._send_timeout_now(node)
+        if advanced:
+            self._maybe_commit()
+        if pr.next <= self.log.last_index:
+            self._send_pending.add(node)
+
+    def _next_from_hint(self, m: AppendEntriesResponse) -> int:
+        """Where to probe next after a rejection, skipping a whole conflicting term at once."""
+        if m.conflict_term is not None:
+            index = self.log.last_index_of_term(m.conflict_term, m.index)
+            if index is not None:
+                return index + 1
+        return m.conflict_index
+
+    def _heard_from_leader(self, leader: str) -> None:
+        self._election_elapsed = 0
+        self.leader = leader
+
+    # -- commit --------------------------------------------------------------------------------
+
+    def _may_commit_by_counting(self, index: int) -> bool:
+        """§3.6.2 (Figure 8): only an entry of the current term commits by counting replicas."""
+        return self.log.term(index) == self.term
+
+    def _maybe_commit(self) -> bool:
+        match = {node: pr.match for node, pr in self._progress.items()}
+        index = self.configuration.committed_index(match)
+        if index > self.commit and self._may_commit_by_counting(index):
+            self.commit = index
+            self._send_pending.update(self._peers())
+            return True
+        return False
+
+    def _advance_commit(self, index: int) -> None:
+        if index > self.commit:
+            self.commit = index
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _peers(self) -> list[str]:
+        return [n for n in self._progress if n != self.id]
+
+    def _flush_appends(self) -> None:
+        """Send every follower whatever it lacks, as far as its window allows."""
+        if not self._send_pending:
+            return
+        pending, self._send_pending = self._send_pending, set()
+        for node in sorted(pending):
+            pr = self._progress.get(node)
+            if pr is None or node == self.id:
+                continue
+            self._send_append(node, pr, allow_empty=True)
+            while pr.state is ProgressState.REPLICATE and pr.next <= self.log.last_index and not pr.is_paused():
+                self._send_append(node, pr, allow_empty=False)
+
+    def _send_append(self, node: str, pr: Progress, *, allow_empty: bool) -> None:
+        if pr.is_paused():
+            return
+        prev_index = pr.next - 1
+        prev_term = self.log.term(prev_index)
+        assert prev_term is not None, f"next index {pr.next} beyond the log for {node}"
+        entries = self.log.slice(
+            pr.next, self.log.last_index + 1, max_count=self.config.max_msg_entries, max_bytes=self.config.max_msg_bytes
+        ) if pr.next <= self.log.last_index else []
+        if not entries and not allow_empty:
+            return
+        self._send(
+            AppendEntries(
+                term=self.term,
+                src=self.id,
+                dst=node,
+                prev_index=prev_index,
+                prev_term=prev_term,
+                entries=tuple(entries),
+                commit=self.commit,
+            )
+        )
+        pr.sent(prev_index + len(entries), len(entries))
+
+    def _send_timeout_now(self, node: str) -> None:
+        self._send(TimeoutNow(term=self.term, src=self.id, dst=node))
+
+    def _send(self, m: Message) -> None:
+        self._messages.append(m)
+
+    # -- small helpers -------------------------------------------------------------------------
+
+    def _promotable(self) -> bool:
+        return self.id in self.configuration.voters
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(role=self.role, leader=self.leader)
+
+    def _event(self, kind: str, detail: str) -> None:
+        self._events.append(Event(kind=kind, detail=detail))
+
+    def _count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1

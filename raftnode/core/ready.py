@@ -1,0 +1,65 @@
+"""What the core asks its shell to do, handed out as one bundle.
+
+The shell processes a Ready in this order, then calls ``Raft.advance(ready)``:
+
+1. persist ``hard_state`` (if not None) and ``entries`` — if the first entry's index is at or
+   below the last stored index, storage first truncates its log from that index;
+2. send ``messages`` (votes and append acknowledgements in it promise durability, so never
+   before step 1 is durable);
+3. apply ``committed`` entries to the state machine, in order;
+4. report ``soft_state`` changes and ``events`` as it likes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .messages import Entry, Message
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardState:
+    """What must survive a crash: the current term, the vote cast in it, and the commit index (a hint)."""
+
+    term: int = 0
+    vote: str | None = None
+    commit: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SoftState:
+    """Volatile state worth reporting when it changes."""
+
+    role: Role
+    leader: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something a person reading the node's story wants to know (elections, step-downs, transfers)."""
+
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ready:
+    hard_state: HardState | None
+    entries: tuple[Entry, ...]
+    messages: tuple[Message, ...]
+    committed: tuple[Entry, ...]
+    soft_state: SoftState | None
+    events: tuple[Event, ...]
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.hard_state or self.entries or self.messages or self.committed or self.soft_state or self.events
+        )

@@ -1,0 +1,468 @@
+"""A deterministic cluster of Raft cores over the simulated network.
+
+The vocabulary of the scenario catalog: ``isolate``, ``cut``, ``drop``, ``delay``,
+``duplicate``, ``reorder``, ``crash``, ``restart``, ``heal``, ``tick``, ``stabilize``, plus
+``propose`` (a client's ``run_command``) and ``transfer``. Each node plays the shell's part
+exactly as a runtime must: after every input it persists the Ready to its simulated disk, then
+sends, then applies, then advances. A crash throws away everything but the disk.
+
+Every report is checked by :class:`InvariantChecker` as it happens, and ``check_step`` runs the
+per-step checks, so a violation surfaces at the step that caused it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..apply import Applier, ApplyFailure
+from ..core.commands import CommandResult, CommandTracker
+from ..core.errors import RaftError
+from ..core.messages import Entry
+from ..core.raft import Raft, RaftConfig
+from ..core.ready import HardState, Ready, Role
+from ..statemachines import Counter, StateMachine
+from .invariants import InvariantChecker
+from .network import SimNetwork
+
+
+@dataclass(eq=False)
+class ClientRequest:
+    """One ``run_command`` a simulated client made; ``result`` is set once it is answered."""
+
+    id: int
+    node: str
+    command: str
+    submitted: int
+    result: CommandResult | None = None
+    answered_at: int | None = None
+    lost: bool = False  # the node crashed before answering
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.lost
+
+
+@dataclass
+class SimDisk:
+    """What survives a crash: the hard state and the persisted log."""
+
+    hard_state: HardState = field(default_factory=HardState)
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class SimNode:
+    id: str
+    disk: SimDisk
+    raft: Raft | None = None
+    applier: Applier | None = None
+    tracker: CommandTracker[ClientRequest] = field(default_factory=CommandTracker)
+    incarnation: int = 0
+    apply_failures: list[ApplyFailure] = field(default_factory=list)
+    last_commit: int = 0
+    last_applied: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.raft is not None
+
+    def term_at(self, index: int) -> int | None:
+        assert self.raft is not None
+        return self.raft.log.term(index) if 0 < index <= self.raft.log.last_index else None
+
+
+class SimCluster:
+    """N Raft cores, one seeded network, one invariant checker.
+
+    Args:
+        size: number of nodes, named n1..nN (or pass ``ids``).
+        seed: seeds every random choice (network faults and each node's timeouts).
+        raft_class: the engine to run — a test-only seam for planting bugs.
+        state_machine: factory of each node's state machine.
+        trace: collect one line per event in ``self.trace``.
+        config: overrides of RaftConfig fields for every node.
+    """
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        seed: int = 0,
+        ids: Sequence[str] | None = None,
+        raft_class: type[Raft] = Raft,
+        state_machine: Callable[[], StateMachine] = Counter,
+        trace: bool = False,
+        client_timeout: int = 100,
+        **config: object,
+    ):
+        self.ids = tuple(ids) if ids else tuple(f"n{i}" for i in range(1, size + 1))
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.network = SimNetwork(rng=random.Random(self.rng.random()))
+        self.checker = InvariantChecker(self.ids)
+        self.raft_class = raft_class
+        self.state_machine = state_machine
+        self.client_timeout = client_timeout
+        self.config_overrides = config
+        self.now = 0
+        self.trace: list[str] | None = [] if trace else None
+        self.requests: list[ClientRequest] = []
+        self.nodes: dict[str, SimNode] = {node_id: SimNode(node_id, SimDisk()) for node_id in self.ids}
+        for node in self.nodes.values():
+            self._boot(node)
+
+    # -- node life -------------------------------------------------------------------------------
+
+    def _boot(self, node: SimNode) -> None:
+        config = RaftConfig(node_id=node.id, voters=self.ids, **self.config_overrides)  # type: ignore[arg-type]
+        node.raft = self.raft_class(
+            config,
+            rng=random.Random(self.rng.random()),
+            hard_state=node.disk.hard_state,
+            entries=list(node.disk.entries),
+        )
+        node.applier = Applier(self.state_machine())
+        node.tracker = CommandTracker()
+        node.last_commit = node.raft.commit
+        node.last_applied = 0
+
+    def crash(self, node_id: str) -> None:
+        """Stop a node at once: memory, pending clients and its state machine are lost; its disk is kept."""
+        node = self.node(node_id)
+        if not node.alive:
+            return
+        for req, _ in node.tracker.leadership_lost(None):
+            req.lost = True
+        node.raft = None
+        node.applier = None
+        self._log(node, "crashed")
+
+    def restart(self, node_id: str) -> None:
+        """Start a crashed node again from its disk (a no-op for a live node)."""
+        node = self.node(node_id)
+        if node.alive:
+            return
+        node.incarnation += 1
+        self._boot(node)
+        self._log(node, f"restarted from disk (term {node.disk.hard_state.term}, {len(node.disk.entries)} entries)")
+
+    def node(self, node_id: str) -> SimNode:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise KeyError(f"unknown node {node_id!r}; nodes are {', '.join(self.ids)}") from None
+
+    def raft(self, node_id: str) -> Raft:
+        raft = self.node(node_id).raft
+        if raft is None:
+            raise RuntimeError(f"node {node_id} is crashed")
+        return raft
+
+    def live(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.alive]
+
+    # -- network faults --------------------------------------------------------------------------
+
+    def _links(self, a: str, b: str | None) -> Iterable[tuple[str, str]]:
+        others = [b] if b is not None else [n for n in self.ids if n != a]
+        for other in others:
+            yield a, other
+            yield other, a
+
+    def cut(self, a: str, b: str) -> None:
+        """Block both directions between ``a`` and ``b``."""
+        for src, dst in self._links(a, b):
+            self.network.link(src, dst).blocked = True
+        self._log(None, f"cut {a} <-> {b}")
+
+    def isolate(self, node_id: str) -> None:
+        """Block every link of ``node_id``."""
+        for src, dst in self._links(node_id, None):
+            self.network.link(src, dst).blocked = True
+        self._log(None, f"isolate {node_id}")
+
+    def partition(self, *groups: Sequence[str]) -> None:
+        """Blockade semantics: nodes in different groups cannot talk; unnamed nodes form one more group."""
+        named = {n for g in groups for n in g}
+        all_groups = [set(g) for g in groups] + [set(self.ids) - named]
+        side = {n: i for i, g in enumerate(all_groups) for n in g}
+        for a in self.ids:
+            for b in self.ids:
+                if a != b and side[a] != side[b]:
+                    self.network.link(a, b).blocked = True
+        self._log(None, f"partition {' | '.join(','.join(sorted(g)) for g in all_groups if g)}")
+
+    def drop(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
+        """Lose ``rate`` of the messages on the links between ``a`` and ``b`` (all of ``a``'s if None)."""
+        for src, dst in self._links(a, b):
+            self.network.link(src, dst).drop = rate
+        self._log(None, f"drop {rate:.0%} {a} <-> {b or '*'}")
+
+    def delay(self, a: str, b: str | None = None, ticks: int = 3, jitter: int = 0) -> None:
+        for src, dst in self._links(a, b):
+            faults = self.network.link(src, dst)
+            faults.delay, faults.jitter = ticks, jitter
+        self._log(None, f"delay {ticks}+{jitter} ticks {a} <-> {b or '*'}")
+
+    def reorder(self, a: str, b: str | None = None, jitter: int = 3) -> None:
+        """Deliver messages on these links out of order (random jitter of up to ``jitter`` ticks)."""
+        for src, dst in self._links(a, b):
+            self.network.link(src, dst).jitter = jitter
+        self._log(None, f"reorder (jitter {jitter}) {a} <-> {b or '*'}")
+
+    def duplicate(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
+        for src, dst in self._links(a, b):
+            self.network.link(src, dst).duplicate = rate
+        self._log(None, f"duplicate {rate:.0%} {a} <-> {b or '*'}")
+
+    def heal(self) -> None:
+        """Remove every network fault (crashed nodes stay crashed)."""
+        self.network.heal()
+        self._log(None, "heal")
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def propose(self, node_id: str, command: str, *, timeout: int | None = None) -> ClientRequest:
+        """A client's ``run_command`` at ``node_id``; answered at once or after apply, expiry or step-down."""
+        node = self.node(node_id)
+        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now)
+        self.requests.append(req)
+        if node.raft is None:
+            req.lost = True
+            return req
+        try:
+            index = node.raft.propose(command.encode())
+        except RaftError as exc:
+            self._answer(node, req, CommandResult.from_refusal(exc))
+            return req
+        deadline = self.now + (timeout if timeout is not None else self.client_timeout)
+        node.tracker.track(index, node.raft.term, req, deadline=deadline)
+        self._log(node, f"proposed {command!r} at index {index}")
+        self._process(node)
+        return req
+
+    def transfer(self, target: str, *, leader: str | None = None) -> None:
+        """Ask the leader (or ``leader``) to hand leadership to ``target``."""
+        leader_id = leader or self.leader()
+        if leader_id is None:
+            raise RuntimeError("no leader to transfer from")
+        node = self.node(leader_id)
+        self.raft(leader_id).transfer_leadership(target)
+        self._process(node)
+
+    def _answer(self, node: SimNode, req: ClientRequest, result: CommandResult) -> None:
+        req.result = result
+        req.answered_at = self.now
+        self._log(node, f"answered {req.command!r}: {_describe(result)}")
+
+    # -- time ------------------------------------------------------------------------------------
+
+    def tick(self, ticks: int = 1) -> None:
+        """Advance time: every live node ticks, then every message due is delivered."""
+        for _ in range(ticks):
+            self.now += 1
+            for node in self.live():
+                assert node.raft is not None
+                node.raft.tick()
+                for req, result in node.tracker.expire(self.now):
+                    self._answer(node, req, result)
+                self._process(node)
+            self.deliver()
+
+    def deliver(self) -> int:
+        """Deliver every message due now, including the answers they provoke; returns how many."""
+        count = 0
+        while (m := self.network.pop_due(self.now)) is not None:
+            node = self.nodes.get(m.dst)
+            if node is None or node.raft is None:
+                continue
+            node.raft.step(m)
+            self._process(node)
+            count += 1
+        return count
+
+    def run_until(self, predicate: Callable[[], bool], *, max_ticks: int = 1000) -> bool:
+        """Tick until ``predicate()`` holds; False if it still does not after ``max_ticks``."""
+        for _ in range(max_ticks):
+            if predicate():
+                return True
+            self.tick()
+        return predicate()
+
+    def stabilize(self, *, max_ticks: int = 1000, nodes: Iterable[str] | None = None) -> bool:
+        """Tick until the given (default: live) nodes share one leader and have applied its whole log."""
+        members = list(nodes) if nodes is not None else None
+        return self.run_until(lambda: self.converged(members), max_ticks=max_ticks)
+
+    def wait_leader(self, *, max_ticks: int = 1000) -> str:
+        """Tick until a leader is known to every live node; returns it."""
+        if not self.run_until(lambda: self._agreed_leader() is not None, max_ticks=max_ticks):
+            raise AssertionError(f"no leader within {max_ticks} ticks (seed {self.seed})")
+        leader = self._agreed_leader()
+        assert leader is not None
+        return leader
+
+    def wait_answered(self, req: ClientRequest, *, max_ticks: int = 1000) -> CommandResult:
+        if not self.run_until(lambda: req.done, max_ticks=max_ticks):
+            raise AssertionError(f"request {req.command!r} unanswered after {max_ticks} ticks (seed {self.seed})")
+        assert req.result is not None, f"request {req.command!r} lost: its node crashed"
+        return req.result
+
+    # -- observation -----------------------------------------------------------------------------
+
+    def leader(self) -> str | None:
+        """The live leader of the highest term, if any."""
+        leaders = [n for n in self.live() if n.raft is not None and n.raft.role is Role.LEADER]
+        if not leaders:
+            return None
+        return max(leaders, key=lambda n: n.raft.term).id  # type: ignore[union-attr]
+
+    def _agreed_leader(self) -> str | None:
+        leader = self.leader()
+        if leader is None:
+            return None
+        term = self.raft(leader).term
+        if all(n.raft.leader == leader and n.raft.term == term for n in self.live()):  # type: ignore[union-attr]
+            return leader
+        return None
+
+    def converged(self, nodes: Sequence[str] | None = None) -> bool:
+        leader = self.leader()
+        if leader is None:
+            return False
+        lraft = self.raft(leader)
+        if lraft.commit != lraft.log.last_index:
+            return False
+        members = [self.node(n) for n in nodes] if nodes is not None else self.live()
+        for node in members:
+            raft = node.raft
+            if raft is None or raft.leader != leader or raft.term != lraft.term:
+                return False
+            if raft.commit != lraft.commit or node.applier is None or node.applier.applied_index != lraft.commit:
+                return False
+        return True
+
+    def state(self, node_id: str) -> StateMachine:
+        applier = self.node(node_id).applier
+        if applier is None:
+            raise RuntimeError(f"node {node_id} is crashed")
+        return applier.state_machine
+
+    def acknowledged(self) -> list[ClientRequest]:
+        """Requests answered with the command's own outcome (a result or the state machine's error)."""
+        return [r for r in self.requests if r.result is not None and r.result.index is not None
+                and not r.result.timeout_expired]
+
+    # -- the shell's part ------------------------------------------------------------------------
+
+    def _process(self, node: SimNode) -> None:
+        raft = node.raft
+        assert raft is not None and node.applier is not None
+        while raft.has_ready():
+            ready = raft.ready()
+            self._persist(node, ready)
+            for m in ready.messages:
+                self.network.send(m, self.now)
+            self._report_state(node, ready)
+            self._apply(node, ready)
+            raft.advance(ready)
+
+    def _persist(self, node: SimNode, ready: Ready) -> None:
+        disk = node.disk
+        if ready.entries:
+            first = ready.entries[0].index
+            truncated_from = first if first <= len(disk.entries) else None
+            prev_term = disk.entries[first - 2].term if first >= 2 else 0
+            assert node.raft is not None
+            self.checker.persisted(
+                node.id, ready.entries, prev_term, truncated_from, is_leader=node.raft.role is Role.LEADER
+            )
+            del disk.entries[first - 1 :]
+            disk.entries.extend(ready.entries)
+        if ready.hard_state is not None:
+            disk.hard_state = ready.hard_state
+
+    def _report_state(self, node: SimNode, ready: Ready) -> None:
+        raft = node.raft
+        assert raft is not None
+        for event in ready.events:
+            self._log(node, event.detail)
+        if ready.soft_state is not None:
+            if ready.soft_state.role is Role.LEADER:
+                self.checker.became_leader(node.id, raft.term, node.term_at)
+            elif len(node.tracker):
+                for req, result in node.tracker.leadership_lost(ready.soft_state.leader):
+                    self._answer(node, req, result)
+        self.checker.monotonic(node.id, "commit", node.last_commit, raft.commit)
+        if ready.committed:
+            leaders = [(n.id, n.raft.term, n.term_at) for n in self.live()
+                       if n.raft is not None and n.raft.role is Role.LEADER]
+            self.checker.committed_to(node.id, ready.committed, leaders)
+            if raft.commit > node.last_commit:
+                self._log(node, f"commit -> {raft.commit}")
+        node.last_commit = raft.commit
+
+    def _apply(self, node: SimNode, ready: Ready) -> None:
+        applier = node.applier
+        assert applier is not None and node.raft is not None
+        applier.submit(ready.committed)
+        self._run_applier(node)
+
+    def _run_applier(self, node: SimNode) -> None:
+        applier = node.applier
+        assert applier is not None and node.raft is not None
+        done, failure = applier.run()
+        for applied in done:
+            entry = applied.entry
+            self.checker.applied_entry(node.id, entry)
+            answer = node.tracker.applied(
+                entry.index, entry.term, result=applied.result, error=applied.error, leader=node.raft.leader
+            )
+            if answer is not None:
+                req, result = answer
+                if result.index is not None:
+                    holders = {n.id for n in self.nodes.values()
+                               if len(n.disk.entries) >= entry.index and n.disk.entries[entry.index - 1].term == entry.term}
+                    self.checker.acknowledged(entry.index, entry.term, holders)
+                self._answer(node, req, result)
+        if failure is not None:
+            node.apply_failures.append(failure)
+            verdict = "halted: stopped applying" if failure.halted else "will retry"
+            self._log(node, f"apply of index {failure.index} failed (attempt {failure.attempt}): {failure.reason}; {verdict}")
+            if failure.halted:
+                answer = node.tracker.failed(failure.index, f"apply halted at index {failure.index}: {failure.reason}")
+                if answer is not None:
+                    self._answer(node, *answer)
+        self.checker.monotonic(node.id, "applied", node.last_applied, applier.applied_index)
+        node.last_applied = applier.applied_index
+
+    def retry_apply(self) -> None:
+        """Give every live node's applier another go at entries that failed to apply."""
+        for node in self.live():
+            self._run_applier(node)
+
+    def _log(self, node: SimNode | None, what: str) -> None:
+        if self.trace is None:
+            return
+        if node is None or node.raft is None:
+            who = f"{node.id if node else '-':<4} {'down' if node else '':<13}"
+            self.trace.append(f"{self.now:>6} {who} {'':>5} {'':>7} {what}")
+            return
+        raft = node.raft
+        self.trace.append(
+            f"{self.now:>6} {node.id:<4} {raft.role.value:<13} t={raft.term:<3} c={raft.commit:<5} {what}"
+        )
+
+
+def _describe(result: CommandResult) -> str:
+    if result.timeout_expired:
+        return "timeout_expired"
+    if result.retry:
+        return "retry"
+    if result.redirect is not None:
+        return f"redirect to {result.redirect}"
+    if result.error is not None:
+        return f"error: {result.error}"
+    return f"result {result.result!r} at index {result.index}"

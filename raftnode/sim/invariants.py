@@ -1,0 +1,134 @@
+"""The safety invariants of Raft, checked incrementally as a simulation runs.
+
+The simulator reports what happens (a role change, entries persisted or truncated, commit
+advancing, an entry applied, a client acknowledged); each report is checked at once, so a
+violation is caught at the step that caused it. Names follow the scenario catalog:
+
+- election safety: at most one leader per term, ever;
+- leader append-only: a leader never overwrites or deletes entries in its own log;
+- log matching: two logs holding an entry with the same index and term are identical up to it
+  (checked inductively: every (index, term) must always carry the same data and follow the same
+  previous term);
+- leader completeness: a committed entry is in the log of every leader of a later term;
+- state machine safety: no two nodes apply different commands at the same index;
+- durability: an acknowledged command stays on a majority of disks; commit and applied indexes
+  never move backwards on a node that kept its disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..core.messages import Entry
+
+
+class InvariantViolation(AssertionError):
+    """An invariant broke; ``invariant`` is its catalog name."""
+
+    def __init__(self, invariant: str, detail: str):
+        self.invariant = invariant
+        self.detail = detail
+        super().__init__(f"{invariant}: {detail}")
+
+
+# A view of one node's log for completeness checks: index -> term (None if absent).
+TermAt = Callable[[int], "int | None"]
+
+
+class InvariantChecker:
+    def __init__(self, node_ids: Sequence[str]):
+        self.quorum = len(node_ids) // 2 + 1
+        self.leaders: dict[int, str] = {}  # term -> leader
+        self.entries: dict[tuple[int, int], tuple[int | None, bytes]] = {}  # (index, term) -> (prev term, data)
+        self.committed: dict[int, int] = {}  # index -> term
+        self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
+        self.acked: dict[int, int] = {}  # index -> term of acknowledged commands
+        self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
+        self.checks = 0
+
+    def _fail(self, invariant: str, detail: str) -> None:
+        raise InvariantViolation(invariant, detail)
+
+    # -- reports ---------------------------------------------------------------------------------
+
+    def became_leader(self, node: str, term: int, term_at: TermAt) -> None:
+        self.checks += 1
+        other = self.leaders.setdefault(term, node)
+        if other != node:
+            self._fail("election safety", f"{other} and {node} were both leader in term {term}")
+        for index, committed_term in self.committed.items():
+            if committed_term < term and term_at(index) != committed_term:
+                self._fail(
+                    "leader completeness",
+                    f"{node} became leader of term {term} without committed entry {index} (term {committed_term})",
+                )
+
+    def persisted(self, node: str, entries: Sequence[Entry], prev_term: int | None, truncated_from: int | None,
+                  is_leader: bool) -> None:
+        """``node`` wrote ``entries`` (after truncating its disk log from ``truncated_from``, if set)."""
+        self.checks += 1
+        if truncated_from is not None:
+            if is_leader:
+                self._fail("leader append-only", f"leader {node} truncated its log from index {truncated_from}")
+            for index, holders in self.holders.items():
+                if index >= truncated_from and node in holders:
+                    holders.discard(node)
+                    if len(holders) < self.quorum:
+                        self._fail(
+                            "durability",
+                            f"acknowledged entry {index} (term {self.acked[index]}) is left on "
+                            f"{sorted(holders)} only, after {node} truncated from {truncated_from}",
+                        )
+        for entry in entries:
+            key = (entry.index, entry.term)
+            seen = self.entries.setdefault(key, (prev_term, entry.data))
+            if seen != (prev_term, entry.data):
+                self._fail(
+                    "log matching",
+                    f"entry {entry.index} of term {entry.term} on {node} differs from another copy "
+                    f"(previous term {prev_term} vs {seen[0]}, data {entry.data!r} vs {seen[1]!r})",
+                )
+            if self.acked.get(entry.index) == entry.term:
+                self.holders[entry.index].add(node)
+            prev_term = entry.term
+
+    def committed_to(self, node: str, entries: Sequence[Entry], leaders: Sequence[tuple[str, int, TermAt]]) -> None:
+        """``node``'s commit index now covers ``entries``; ``leaders`` are the live leaders."""
+        self.checks += 1
+        for entry in entries:
+            known = self.committed.setdefault(entry.index, entry.term)
+            if known != entry.term:
+                self._fail(
+                    "state machine safety",
+                    f"{node} committed index {entry.index} with term {entry.term}, already committed with term {known}",
+                )
+            for leader, term, term_at in leaders:
+                if term > entry.term and term_at(entry.index) != entry.term:
+                    self._fail(
+                        "leader completeness",
+                        f"leader {leader} of term {term} lacks committed entry {entry.index} (term {entry.term})",
+                    )
+
+    def applied_entry(self, node: str, entry: Entry) -> None:
+        self.checks += 1
+        seen = self.applied.setdefault(entry.index, (entry.term, entry.data))
+        if seen != (entry.term, entry.data):
+            self._fail(
+                "state machine safety",
+                f"{node} applied {entry.data!r} (term {entry.term}) at index {entry.index}, "
+                f"another node applied {seen[1]!r} (term {seen[0]})",
+            )
+
+    def acknowledged(self, index: int, term: int, holders: set[str]) -> None:
+        """A client was told its command at (index, term) succeeded; ``holders`` have it on disk."""
+        self.checks += 1
+        if self.committed.get(index) != term:
+            self._fail("durability", f"entry {index} (term {term}) was acknowledged but is not committed")
+        if len(holders) < self.quorum:
+            self._fail("durability", f"entry {index} was acknowledged while on {sorted(holders)} only")
+        self.acked[index] = term
+        self.holders[index] = set(holders)
+
+    def monotonic(self, node: str, what: str, before: int, after: int) -> None:
+        if after < before:
+            self._fail("durability", f"{what} index of {node} moved backwards from {before} to {after}")

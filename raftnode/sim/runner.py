@@ -1,0 +1,233 @@
+"""Randomized simulation runs: seeded schedules of faults and client commands.
+
+One seed fixes everything: the schedule, the network's coin flips and every node's election
+timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
+
+1. ``steps`` random actions — ticks, client commands (single and in bursts), partitions, cut
+   links, lossy / slow / reordering / duplicating links, crashes and restarts of a minority,
+   heals and leadership transfers — with every invariant checked as it goes;
+2. liveness: faults stop (network healed, crashed nodes restarted); within a bound a leader
+   must emerge, a new command must commit, and every node must apply the whole log;
+3. durability: every acknowledged command is on every node's disk and applied everywhere.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from ..core.raft import Raft
+from ..core.ready import Role
+from .cluster import SimCluster
+from .invariants import InvariantViolation
+
+ELECTION_TIMEOUT = (10, 20)
+LIVENESS_BOUND = 20 * ELECTION_TIMEOUT[1]  # ticks after faults stop
+
+
+@dataclass
+class RunReport:
+    """What one seed did, and whether it kept every promise."""
+
+    seed: int
+    nodes: int
+    steps: int
+    ticks: int = 0
+    leaders: int = 0
+    max_term: int = 0
+    commit_index: int = 0
+    commands: int = 0
+    acknowledged: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    violation: str | None = None  # the broken invariant's name, or "liveness"
+    detail: str | None = None
+    trace: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+    def replay_command(self) -> str:
+        return f"raftctl sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps} --trace"
+
+
+def run_seed(
+    seed: int,
+    *,
+    nodes: int = 5,
+    steps: int = 2000,
+    raft_class: type[Raft] = Raft,
+    pre_vote: bool = True,
+    check_quorum: bool = True,
+    trace: bool = False,
+) -> RunReport:
+    """Run one seeded schedule and check safety throughout and liveness at the end."""
+    report = RunReport(seed=seed, nodes=nodes, steps=steps)
+    cluster = SimCluster(
+        nodes,
+        seed=seed,
+        raft_class=raft_class,
+        trace=trace,
+        election_timeout=ELECTION_TIMEOUT,
+        heartbeat_interval=2,
+        pre_vote=pre_vote,
+        check_quorum=check_quorum,
+        max_msg_entries=16,
+        max_inflight=8,
+    )
+    schedule = _Schedule(cluster, random.Random(f"schedule-{seed}"), report)
+    try:
+        for _ in range(steps):
+            schedule.step()
+        _check_liveness(cluster)
+        _check_durability(cluster)
+    except InvariantViolation as exc:
+        report.violation, report.detail = exc.invariant, exc.detail
+    except AssertionError as exc:  # SafetyViolation raised inside a core
+        report.violation, report.detail = "core assertion", str(exc)
+    report.ticks = cluster.now
+    report.leaders = len(cluster.checker.leaders)
+    report.max_term = max(cluster.checker.leaders, default=0)
+    report.commit_index = max(cluster.checker.committed, default=0)
+    report.commands = len(cluster.requests)
+    report.acknowledged = len(cluster.checker.acked)
+    report.trace = cluster.trace
+    return report
+
+
+class _Schedule:
+    """Draws one random action per step."""
+
+    def __init__(self, cluster: SimCluster, rng: random.Random, report: RunReport):
+        self.cluster = cluster
+        self.rng = rng
+        self.report = report
+        self.max_down = (len(cluster.ids) - 1) // 2
+        self.actions = [
+            (self.tick, 50),
+            (self.propose, 22),
+            (self.burst, 3),
+            (self.network_fault, 8),
+            (self.heal, 5),
+            (self.crash, 3),
+            (self.restart, 5),
+            (self.transfer, 2),
+            (self.stabilize, 2),
+        ]
+        self._weights = [w for _, w in self.actions]
+
+    def step(self) -> None:
+        action = self.rng.choices(self.actions, weights=self._weights)[0][0]
+        action()
+
+    def _count(self, what: str) -> None:
+        self.report.faults[what] = self.report.faults.get(what, 0) + 1
+
+    def _command(self) -> str:
+        roll = self.rng.random()
+        if roll < 0.03:
+            return "bogus"  # refused by the state machine, identically everywhere
+        verb = "incr" if roll < 0.8 else "decr"
+        return f"{verb} {self.rng.randint(1, 9)}"
+
+    def tick(self) -> None:
+        self.cluster.tick(self.rng.randint(1, 3))
+
+    def propose(self) -> None:
+        live = self.cluster.live()
+        if not live:
+            return
+        leader = self.cluster.leader()
+        node = leader if leader is not None and self.rng.random() < 0.8 else self.rng.choice(live).id
+        self.cluster.propose(node, self._command(), timeout=self.rng.randint(20, 120))
+
+    def burst(self) -> None:
+        leader = self.cluster.leader()
+        if leader is None:
+            return
+        raft = self.cluster.raft(leader)
+        for _ in range(self.rng.randint(5, 40)):
+            if raft.role is not Role.LEADER:
+                break
+            self.cluster.propose(leader, self._command())
+
+    def network_fault(self) -> None:
+        c, rng, ids = self.cluster, self.rng, self.cluster.ids
+        a, b = rng.sample(ids, 2)
+        kind = rng.choice(["isolate", "cut", "partition", "drop", "delay", "reorder", "duplicate"])
+        self._count(kind)
+        if kind == "isolate":
+            c.isolate(a)
+        elif kind == "cut":
+            c.cut(a, b)
+        elif kind == "partition":
+            c.partition(rng.sample(ids, rng.randint(1, len(ids) - 1)))
+        elif kind == "drop":
+            c.drop(a, b if rng.random() < 0.5 else None, rate=rng.choice([0.1, 0.3, 0.6]))
+        elif kind == "delay":
+            c.delay(a, b if rng.random() < 0.5 else None, ticks=rng.randint(1, 8), jitter=rng.randint(0, 4))
+        elif kind == "reorder":
+            c.reorder(a, b if rng.random() < 0.5 else None, jitter=rng.randint(1, 6))
+        else:
+            c.duplicate(a, b if rng.random() < 0.5 else None, rate=rng.choice([0.2, 0.5]))
+
+    def heal(self) -> None:
+        self._count("heal")
+        self.cluster.heal()
+
+    def crash(self) -> None:
+        live = self.cluster.live()
+        if len(self.cluster.ids) - len(live) >= self.max_down:
+            return
+        self._count("crash")
+        leader = self.cluster.leader()
+        victim = leader if leader is not None and self.rng.random() < 0.4 else self.rng.choice(live).id
+        self.cluster.crash(victim)
+
+    def restart(self) -> None:
+        down = [n.id for n in self.cluster.nodes.values() if not n.alive]
+        if down:
+            self._count("restart")
+            self.cluster.restart(self.rng.choice(down))
+
+    def transfer(self) -> None:
+        leader = self.cluster.leader()
+        if leader is None:
+            return
+        self._count("transfer")
+        target = self.rng.choice([n for n in self.cluster.ids if n != leader])
+        self.cluster.transfer(target, leader=leader)
+
+    def stabilize(self) -> None:
+        self.cluster.tick(self.rng.randint(10, 40))
+
+
+def _check_liveness(cluster: SimCluster) -> None:
+    cluster.heal()
+    for node_id in cluster.ids:
+        cluster.restart(node_id)
+    deadline = cluster.now + LIVENESS_BOUND
+    while cluster.now < deadline:
+        leader = cluster.leader()
+        if leader is not None:
+            req = cluster.propose(leader, "incr 1", timeout=ELECTION_TIMEOUT[1] * 2)
+            cluster.run_until(lambda: req.done, max_ticks=max(0, deadline - cluster.now))
+            if req.result is not None and req.result.ok:
+                break
+        cluster.tick()
+    else:
+        raise InvariantViolation(
+            "liveness", f"no command committed within {LIVENESS_BOUND} ticks after faults stopped"
+        )
+    if not cluster.stabilize(max_ticks=max(1, deadline - cluster.now)):
+        raise InvariantViolation("liveness", f"nodes did not converge within {LIVENESS_BOUND} ticks after faults stopped")
+
+
+def _check_durability(cluster: SimCluster) -> None:
+    for index, term in cluster.checker.acked.items():
+        for node in cluster.nodes.values():
+            entries = node.disk.entries
+            if len(entries) < index or entries[index - 1].term != term:
+                raise InvariantViolation("durability", f"acknowledged entry {index} (term {term}) missing on {node.id}")
+            if node.applier is None or node.applier.applied_index < index:
+                raise InvariantViolation("durability", f"acknowledged entry {index} not applied on {node.id}")
