@@ -10,6 +10,10 @@
   or ``retry`` — never a result that is not the command's own;
 - the deadline passed first → ``timeout_expired``.
 
+A redirect or retry given after the command entered the log, like a timeout, means "outcome
+unknown": the entry may still commit through a later leader. Until client sessions (§6.3) land,
+a client that resubmits may apply such a command twice.
+
 :class:`CommandTracker` maps proposed log positions to the caller's tokens and turns what the
 node observes (entries applied, leadership lost, time passing) into those answers.
 """

@@ -1,0 +1,53 @@
+"""Deliberately broken engines, planted through the simulator's ``raft_class`` seam.
+
+They exist only to prove the invariant checker has teeth; nothing outside tests uses them.
+"""
+
+from __future__ import annotations
+
+from raftnode.core.log import RaftLog
+from raftnode.core.quorum import Configuration
+from raftnode.core.raft import Raft
+
+
+class _ShortQuorum(Configuration):
+    @property
+    def quorum(self) -> int:
+        return len(self.voters) // 2  # one vote short of a majority
+
+
+class QuorumOneShort(Raft):
+    """Counts a majority one vote short, for elections and commits alike."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.configuration = _ShortQuorum(voters=self.configuration.voters)
+
+
+class _AnyLogIsUpToDate(RaftLog):
+    __slots__ = ()
+
+    def is_up_to_date(self, last_index: int, last_term: int) -> bool:
+        return True
+
+
+class VotesForStaleLogs(Raft):
+    """Grants votes without the §3.6.1 up-to-date check on the candidate's log."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log.__class__ = _AnyLogIsUpToDate
+
+
+class CommitsOldTermsByCounting(Raft):
+    """Ignores §3.6.2: commits entries of earlier terms by counting replicas (the Figure 8 bug)."""
+
+    def _may_commit_by_counting(self, index: int) -> bool:
+        return True
+
+
+class NeverCampaigns(Raft):
+    """Never starts an election: the cluster can never make progress."""
+
+    def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
+        return None
