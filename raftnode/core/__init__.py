@@ -19,4 +19,33 @@ from .quorum import Configuration, VoteResult
 from .raft import Raft, RaftConfig
 from .ready import Event, HardState, Ready, Role, SoftState
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "AppendEntries",
+    "AppendEntriesResponse",
+    "Configuration",
+    "Entry",
+    "EntryKind",
+    "Event",
+    "HardState",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "LogCompacted",
+    "Message",
+    "NotLeader",
+    "Progress",
+    "ProgressState",
+    "Raft",
+    "RaftConfig",
+    "RaftError",
+    "RaftLog",
+    "Ready",
+    "RequestVote",
+    "RequestVoteResponse",
+    "Role",
+    "SafetyViolation",
+    "SoftState",
+    "TimeoutNow",
+    "TransferInProgress",
+    "UnknownNode",
+    "VoteResult",
+]

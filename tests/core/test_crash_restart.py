@@ -17,11 +17,13 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from raftnode.core.messages import Entry, EntryKind, Message, RequestVote, RequestVoteResponse
+from raftnode.core.messages import Entry, Message, RequestVote, RequestVoteResponse
 from raftnode.core.raft import Raft, RaftConfig
 from raftnode.core.ready import HardState, Role
 from raftnode.sim.cluster import SimCluster
 from raftnode.statemachines import Counter
+
+from .helpers import assert_no_acknowledged_command_lost
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -67,39 +69,6 @@ class CrashPoint:
 
     def arm(self, after: int, victims: Callable[[], Sequence[str]]) -> None:
         self.countdown, self.victims, self.crashed, self.fired_at = after, victims, [], None
-
-
-def prefix_values(entries: Sequence[Entry]) -> dict[int, int]:
-    """The counter's value right after each command entry, replaying ``entries`` from scratch."""
-    counter = Counter()
-    out = {}
-    for entry in entries:
-        if entry.kind is EntryKind.COMMAND:
-            try:
-                counter.process_command(entry.data.decode())
-            except Exception:  # noqa: BLE001 - a refused command leaves the value unchanged
-                pass
-            out[entry.index] = counter.value
-    return out
-
-
-def assert_no_acknowledged_command_lost(cluster: SimCluster, context: str) -> None:
-    """Every acknowledged command is at its index on every disk, applied everywhere, and the
-    result its client got is what the final history gives at that index."""
-    acked = cluster.acknowledged()
-    reference = cluster.node(cluster.ids[0]).disk.entries
-    values = prefix_values(reference)
-    for req in acked:
-        index = req.result.index
-        for node in cluster.nodes.values():
-            entries = node.disk.entries
-            assert len(entries) >= index and entries[index - 1].data == req.command.encode(), (
-                f"{context}: acknowledged {req.command!r} at index {index} lost on {node.id}"
-            )
-            assert node.applier is not None and node.applier.applied_index >= index, f"{context}: {node.id}"
-        assert req.result.result == values[index], f"{context}: {req.command!r} got {req.result.result}"
-    states = {cluster.state(n).value for n in cluster.ids}  # type: ignore[attr-defined]
-    assert len(states) == 1, f"{context}: state machines differ: {states}"
 
 
 def drive(cluster: SimCluster, rng: random.Random, ticks: int, *, rate: float = 0.7) -> None:

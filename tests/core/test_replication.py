@@ -22,7 +22,6 @@ from raftnode.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Entry,
-    EntryKind,
     Message,
     RequestVote,
     RequestVoteResponse,
@@ -32,6 +31,8 @@ from raftnode.core.raft import Raft, RaftConfig
 from raftnode.core.ready import HardState, Role
 from raftnode.sim.cluster import ClientRequest, SimCluster
 from raftnode.statemachines import Counter
+
+from .helpers import assert_no_acknowledged_command_lost, prefix_values
 
 # ------------------------------------------------------------------------------------------------
 # Bench: Raft objects driven by hand
@@ -244,33 +245,6 @@ def after_each_delivery(cluster: SimCluster, hook: Callable[[], None]) -> None:
         return pop_due(now)
 
     cluster.network.pop_due = hooked  # type: ignore[method-assign]
-
-
-def assert_acknowledged_everywhere(cluster: SimCluster, context: str) -> None:
-    """Every acknowledged command sits at its index on every disk and every node applied past it."""
-    for req in cluster.acknowledged():
-        assert req.result is not None and req.result.index is not None
-        for node in cluster.nodes.values():
-            entries = node.disk.entries
-            index = req.result.index
-            assert len(entries) >= index and entries[index - 1].data == req.command.encode(), (
-                f"{context}: acknowledged {req.command!r} at index {index} missing on {node.id}"
-            )
-            assert node.applier is not None and node.applier.applied_index >= index, context
-
-
-def prefix_values(entries: Sequence[Entry]) -> dict[int, int]:
-    """The counter's value right after each command entry, replaying ``entries`` from scratch."""
-    counter = Counter()
-    out = {}
-    for entry in entries:
-        if entry.kind is EntryKind.COMMAND:
-            try:
-                counter.process_command(entry.data.decode())
-            except Exception:  # noqa: BLE001 - a refused command leaves the value unchanged
-                pass
-            out[entry.index] = counter.value
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -900,7 +874,7 @@ def test_dropped_duplicated_delayed_or_reordered_messages_never_break_an_invaria
         # Commands made progress through the faults, and the outcome is the same everywhere.
         acked = cluster.acknowledged()
         assert len(acked) >= 20, f"seed {seed}: only {len(acked)} commands acknowledged under {kind}"
-        assert_acknowledged_everywhere(cluster, f"seed {seed} ({kind})")
+        assert_no_acknowledged_command_lost(cluster, f"seed {seed} ({kind})")
         logs = {tuple(cluster.node(n).disk.entries) for n in cluster.ids}
         assert len(logs) == 1, f"seed {seed}: logs differ after convergence"
         values = prefix_values(cluster.node(cluster.ids[0]).disk.entries)

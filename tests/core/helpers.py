@@ -1,0 +1,42 @@
+"""Helpers shared by the core simulation tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from raftnode.core.messages import Entry, EntryKind
+from raftnode.sim.cluster import SimCluster
+from raftnode.statemachines import Counter
+
+
+def prefix_values(entries: Sequence[Entry]) -> dict[int, int]:
+    """The counter's value right after each command entry, replaying ``entries`` from scratch."""
+    counter = Counter()
+    out = {}
+    for entry in entries:
+        if entry.kind is EntryKind.COMMAND:
+            try:
+                counter.process_command(entry.data.decode())
+            except Exception:  # noqa: BLE001 - a refused command leaves the value unchanged
+                pass
+            out[entry.index] = counter.value
+    return out
+
+
+def assert_no_acknowledged_command_lost(cluster: SimCluster, context: str) -> None:
+    """Every acknowledged command is at its index on every disk, applied everywhere, and the
+    result its client got is what the final history gives at that index."""
+    acked = cluster.acknowledged()
+    reference = cluster.node(cluster.ids[0]).disk.entries
+    values = prefix_values(reference)
+    for req in acked:
+        index = req.result.index
+        for node in cluster.nodes.values():
+            entries = node.disk.entries
+            assert len(entries) >= index and entries[index - 1].data == req.command.encode(), (
+                f"{context}: acknowledged {req.command!r} at index {index} lost on {node.id}"
+            )
+            assert node.applier is not None and node.applier.applied_index >= index, f"{context}: {node.id}"
+        assert req.result.result == values[index], f"{context}: {req.command!r} got {req.result.result}"
+    states = {cluster.state(n).value for n in cluster.ids}  # type: ignore[attr-defined]
+    assert len(states) == 1, f"{context}: state machines differ: {states}"

@@ -1,0 +1,61 @@
+"""`raftctl sim`: parsing, human and JSON output, replay, and the exit code on a violation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import raftctl.simulate as simulate
+from raftctl.cli import main
+from raftnode.sim.runner import run_seed
+from tests.core.planted_bugs import QuorumOneShort
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, ["sim", *args])
+
+
+def test_sim_runs_seeds_and_summarizes_without_a_cluster(tmp_path):
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "absent.toml"), "sim", "--seeds", "3",
+                                       "--nodes", "3", "--steps", "200", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("3 seeds, 3 nodes, 200 steps: 0 violations;")
+
+
+def test_sim_json_is_one_document_with_totals():
+    result = invoke("--seeds", "2", "--nodes", "3", "--steps", "150", "--jobs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["seeds"], doc["nodes"], doc["steps"], doc["violations"]) == (2, 3, 150, [])
+    assert doc["totals"]["leaders_elected"] >= 2 and doc["totals"]["acknowledged"] > 0
+
+
+def test_sim_trace_tells_one_seed_as_a_story_matching_the_library_run():
+    result = invoke("--seed", "4", "--nodes", "3", "--steps", "120", "--trace")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["tick", "node", "role", "term", "commit", "what"]
+    expected = run_seed(4, nodes=3, steps=120, trace=True).trace
+    assert lines[1 : 1 + len(expected)] == expected
+    assert any("became leader in term" in line for line in lines)
+
+
+def test_sim_trace_without_a_seed_is_a_usage_error():
+    result = invoke("--trace")
+    assert result.exit_code == 2
+    assert "--trace needs --seed" in result.stderr
+
+
+def test_sim_reports_a_violation_with_seed_invariant_and_replay_command_and_exits_1(monkeypatch):
+    monkeypatch.setattr(simulate, "run_seed", lambda seed, **kw: run_seed(seed, raft_class=QuorumOneShort, **kw))
+    result = invoke("--seeds", "2", "--nodes", "5", "--steps", "2000", "--jobs", "1")
+    assert result.exit_code == 1
+    assert "seed 0: VIOLATION of" in result.stderr
+    assert "replay: raftctl sim --seed 0 --nodes 5 --steps 2000 --trace" in result.stderr
+
+
+@pytest.mark.parametrize("bad", [["--seeds", "0"], ["--nodes", "0"], ["--steps", "x"]])
+def test_sim_rejects_bad_options_with_exit_2(bad):
+    assert invoke(*bad).exit_code == 2
