@@ -300,3 +300,7 @@ def sim(
             click.echo(f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}")
     if summary["violations"]:
         raise SystemExit(EXIT_REFUSED)
+
+
+if __name__ == "__main__":
+    main()

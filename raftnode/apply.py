@@ -48,6 +48,14 @@ class Applier:
         self._queue: deque[Entry] = deque()
         self._attempts = 0
 
+    def restore(self, index: int, data: bytes) -> None:
+        """Replace the state with a snapshot taken at ``index``; queued entries up to it are dropped."""
+        self.state_machine.restore(data)
+        self.applied_index = index
+        while self._queue and self._queue[0].index <= index:
+            self._queue.popleft()
+        self._attempts = 0
+
     def submit(self, entries: Iterable[Entry]) -> None:
         """Queue committed entries; they must follow on from what was queued before."""
         self._queue.extend(entries)

@@ -9,6 +9,7 @@ retry policy.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 
@@ -17,9 +18,17 @@ class CommandError(Exception):
 
 
 class StateMachine(Protocol):
-    def process_command(self, command: str) -> Any: ...
+    def process_command(self, command: str) -> Any:
+        """Apply one committed command; return its result or raise CommandError to refuse it."""
 
-    def summary(self) -> dict[str, Any]: ...
+    def snapshot(self) -> bytes:
+        """The whole state, as bytes that ``restore`` accepts."""
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a ``snapshot()``'s bytes."""
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-able view of the state, for status displays."""
 
 
 def _int_arg(command: str, words: list[str]) -> int:
@@ -49,6 +58,12 @@ class Counter:
         elif verb != "get" or len(words) != 1:
             raise CommandError(f"unknown command {command!r}; the counter accepts: {self.accepted}")
         return self.value
+
+    def snapshot(self) -> bytes:
+        return json.dumps({"value": self.value}).encode()
+
+    def restore(self, data: bytes) -> None:
+        self.value = int(json.loads(data)["value"])
 
     def summary(self) -> dict[str, Any]:
         return {"value": self.value}

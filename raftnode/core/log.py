@@ -143,6 +143,28 @@ class RaftLog:
                 self._entries.extend(entries[n:])
                 return
 
+    def compact(self, index: int, term: int) -> None:
+        """Forget entries up to ``index`` (now covered by a snapshot ending at (index, term))."""
+        if index <= self.offset:
+            return
+        if index > self.stable_index:
+            raise ValueError(f"cannot compact to {index}: only {self.stable_index} is persisted")
+        del self._entries[: index - self.offset]
+        self.offset = index
+        self.offset_term = term
+
+    def restore(self, index: int, term: int) -> bool:
+        """Start the log after a received snapshot ending at (index, term); returns whether the
+        entries following it were kept (they are when we hold that very entry, §5.3)."""
+        if self.match_term(index, term) and index <= self.stable_index:
+            self.compact(index, term)
+            return True
+        self._entries = []
+        self.offset = index
+        self.offset_term = term
+        self.stable_index = index
+        return False
+
     def stable_to(self, index: int, term: int) -> None:
         """The shell persisted entries up to (index, term); ignored if that entry was since replaced."""
         if index > self.stable_index and self.match_term(index, term):

@@ -29,6 +29,15 @@ class Entry(NamedTuple):
     kind: EntryKind = EntryKind.COMMAND
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """What a snapshot covers: the log up to (index, term), and the voters at that point."""
+
+    index: int
+    term: int
+    voters: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     """Fields every message carries."""
@@ -100,6 +109,30 @@ class TimeoutNow(Message):
     """Leadership transfer (§3.10): start an election now, skipping pre-vote."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot(Message):
+    """One chunk of the leader's snapshot (§5.3), for a follower whose next entry was compacted away.
+
+    Chunks go one at a time, ``offset`` bytes into the snapshot; ``done`` marks the last one.
+    """
+
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshotResponse(Message):
+    """A chunk arrived: the follower holds ``offset`` bytes of the snapshot ending at ``index``.
+
+    Once the last chunk is installed the follower answers with an AppendEntriesResponse instead.
+    """
+
+    index: int
+    offset: int
+
+
 ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     RequestVote,
     RequestVoteResponse,
@@ -108,4 +141,6 @@ ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     Heartbeat,
     HeartbeatResponse,
     TimeoutNow,
+    InstallSnapshot,
+    InstallSnapshotResponse,
 )

@@ -6,7 +6,8 @@ A follower is in one of three states (as in etcd's raft):
   the answer (or a heartbeat response) before sending the next.
 - REPLICATE: its log matches up to ``match``; stream appends optimistically, at most
   ``max_inflight`` unacknowledged messages at once (pipelining).
-- SNAPSHOT: reserved for InstallSnapshot once log compaction lands.
+- SNAPSHOT: the entries it needs were compacted away; stream it the snapshot, one chunk at a
+  time, and resume appends once it acknowledges the snapshot's index.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ class ProgressState(enum.Enum):
 class Progress:
     """Replication state of one follower, kept by the leader."""
 
-    __slots__ = ("match", "next", "state", "probe_sent", "inflight", "max_inflight", "recent_active")
+    __slots__ = (
+        "match", "next", "state", "probe_sent", "inflight", "max_inflight", "recent_active",
+        "snapshot_index", "snapshot_offset",
+    )
 
     def __init__(self, *, next_index: int, max_inflight: int):
         self.match = 0
@@ -34,6 +38,8 @@ class Progress:
         self.inflight: deque[int] = deque()  # last index carried by each unacknowledged append
         self.max_inflight = max_inflight
         self.recent_active = False
+        self.snapshot_index = 0  # the snapshot being sent, in SNAPSHOT state
+        self.snapshot_offset = 0  # bytes of it the follower acknowledged
 
     def __repr__(self) -> str:
         return (
@@ -51,6 +57,13 @@ class Progress:
     def become_replicate(self) -> None:
         self.state = ProgressState.REPLICATE
         self.next = self.match + 1
+        self.probe_sent = False
+        self.inflight.clear()
+
+    def become_snapshot(self, snapshot_index: int) -> None:
+        self.state = ProgressState.SNAPSHOT
+        self.snapshot_index = snapshot_index
+        self.snapshot_offset = 0
         self.probe_sent = False
         self.inflight.clear()
 
@@ -82,6 +95,8 @@ class Progress:
         ``next_guess`` is the leader's reading of the conflict hint; the new ``next`` never drops
         below ``match + 1`` and always moves below the rejected index.
         """
+        if self.state is ProgressState.SNAPSHOT:
+            return False
         if self.state is ProgressState.REPLICATE:
             if rejected_index <= self.match:
                 return False

@@ -17,8 +17,9 @@ accumulated since the previous call in shared AppendEntries (natural batching), 
 
 Protocol references are to Ongaro's thesis (2014): elections §3.4, replication §3.5, commit
 rule §3.6.2, leadership transfer §3.10, leader lease for votes §4.2.3, PreVote §9.6, CheckQuorum
-§6.2. Later features have their place already: log compaction (``RaftLog.offset`` and the
-SNAPSHOT progress state), membership (``Configuration`` with learners), ReadIndex (heartbeats
+§6.2. Log compaction (§5): the shell snapshots its state machine and calls ``compact``; a follower
+whose next entry is gone receives the snapshot in chunks (InstallSnapshot) and the Ready that
+installs it carries it to the shell. Later features have their place already: membership (``Configuration`` with learners), ReadIndex (heartbeats
 confirm leadership) and client sessions (above the core, keyed by entry).
 """
 
@@ -37,9 +38,12 @@ from .messages import (
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     Message,
     RequestVote,
     RequestVoteResponse,
+    SnapshotMeta,
     TimeoutNow,
 )
 from .progress import Progress, ProgressState
@@ -61,6 +65,7 @@ class RaftConfig:
             down, and followers ignore vote requests while they hear from a leader (§6.2, §4.2.3).
         max_msg_entries / max_msg_bytes: the cap on one AppendEntries batch.
         max_inflight: unacknowledged AppendEntries allowed per follower (the pipeline window).
+        snapshot_chunk_bytes: the size of one InstallSnapshot chunk.
     """
 
     node_id: str
@@ -72,6 +77,7 @@ class RaftConfig:
     max_msg_entries: int = 512
     max_msg_bytes: int = 1 << 20
     max_inflight: int = 64
+    snapshot_chunk_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         lo, hi = self.election_timeout
@@ -84,8 +90,8 @@ class RaftConfig:
                 "need 1 <= heartbeat_interval < election_timeout min < max, got "
                 f"heartbeat_interval={self.heartbeat_interval}, election_timeout={self.election_timeout}"
             )
-        if self.max_msg_entries < 1 or self.max_msg_bytes < 1 or self.max_inflight < 1:
-            raise ValueError("max_msg_entries, max_msg_bytes and max_inflight must be positive")
+        if min(self.max_msg_entries, self.max_msg_bytes, self.max_inflight, self.snapshot_chunk_bytes) < 1:
+            raise ValueError("max_msg_entries, max_msg_bytes, max_inflight and snapshot_chunk_bytes must be positive")
 
 
 class Raft:
@@ -98,6 +104,7 @@ class Raft:
         rng: random.Random,
         hard_state: HardState = HardState(),
         entries: Sequence[Entry] = (),
+        snapshot: tuple[SnapshotMeta, bytes] | None = None,
     ):
         """Build a node from what its storage holds (nothing, for a new node).
 
@@ -105,23 +112,28 @@ class Raft:
             config: static settings.
             rng: the only source of randomness (election timeouts); seed it for replayable runs.
             hard_state: the persisted term, vote and commit hint.
-            entries: the persisted log, from index 1.
+            entries: the persisted log after the snapshot (from index 1 without one).
+            snapshot: the latest persisted snapshot; the shell restores its state machine from it.
         """
         self.id = config.node_id
         self.config = config
         self.configuration = Configuration(voters=frozenset(config.voters))
         self._rng = rng
-        self.log = RaftLog(entries)
+        meta = snapshot[0] if snapshot else SnapshotMeta(0, 0)
+        self.log = RaftLog(entries, offset=meta.index, offset_term=meta.term)
         self.term = hard_state.term
         self.vote = hard_state.vote
-        self.commit = min(hard_state.commit, self.log.last_index)
-        self.applied = 0
+        self.commit = max(meta.index, min(hard_state.commit, self.log.last_index))
+        self.applied = meta.index
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.stats: dict[str, int] = {}
 
         self._persisted_hard_state = hard_state
         self._reported_soft_state = SoftState(role=Role.FOLLOWER, leader=None)
+        self._snapshot = snapshot  # the latest snapshot, sent to followers that need it
+        self._incoming_snapshot: tuple[SnapshotMeta, bytearray] | None = None
+        self._installed_snapshot: tuple[SnapshotMeta, bytes] | None = None  # for the next Ready
         self._messages: list[Message] = []
         self._events: list[Event] = []
         self._votes: dict[str, bool] = {}
@@ -171,7 +183,7 @@ class Raft:
             elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
                 pass  # a granted pre-vote carries the prospective term, not the voter's
             else:
-                leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+                leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) else None
                 self._become_follower(m.term, leader, reason=f"saw term {m.term} from {m.src}")
         elif m.term < self.term:
             self._answer_stale(m)
@@ -199,6 +211,25 @@ class Raft:
         self.log.append(Entry(self.term, index, data))
         self._send_pending.update(self._progress)
         return index
+
+    def compact(self, index: int, data: bytes) -> SnapshotMeta:
+        """The shell snapshotted its state machine at applied ``index``: forget the log up to it.
+
+        Returns the snapshot's metadata, which the shell persists with ``data`` before it drops
+        the same prefix from storage. Followers that need the dropped entries get ``data`` instead.
+
+        Raises:
+            ValueError: ``index`` is beyond what was applied and persisted.
+        """
+        if index > self.applied or index > self.log.stable_index:
+            raise ValueError(f"cannot snapshot at {index}: applied {self.applied}, persisted {self.log.stable_index}")
+        term = self.log.term(index)
+        assert term is not None
+        meta = SnapshotMeta(index, term, tuple(sorted(self.configuration.voters)))
+        self.log.compact(index, term)
+        self._snapshot = (meta, data)
+        self._event("snapshot", f"compacted the log up to index {index}")
+        return meta
 
     def transfer_leadership(self, target: str) -> None:
         """Hand leadership to ``target`` (§3.10): catch it up, then send it TimeoutNow.
@@ -228,6 +259,7 @@ class Raft:
     def has_ready(self) -> bool:
         return bool(
             self._messages
+            or self._installed_snapshot
             or self._send_pending
             or self._events
             or self.log.stable_index < self.log.last_index
@@ -244,6 +276,7 @@ class Raft:
         committed = self.log.slice(self.applied + 1, self.commit + 1) if self.applied < self.commit else ()
         ready = Ready(
             hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            snapshot=self._installed_snapshot,
             entries=tuple(self.log.unstable()),
             messages=tuple(self._messages),
             committed=tuple(committed),
@@ -252,6 +285,7 @@ class Raft:
         )
         self._messages = []
         self._events = []
+        self._installed_snapshot = None
         self._reported_soft_state = soft_state
         return ready
 
@@ -318,7 +352,7 @@ class Raft:
         self._step_role = self._step_leader
         self._tick_role = self._tick_leader
         next_index = self.log.last_index + 1
-        for node in self.configuration.members():
+        for node in sorted(self.configuration.members()):
             self._progress[node] = Progress(next_index=next_index, max_inflight=self.config.max_inflight)
         own = self._progress[self.id]
         own.become_replicate()
@@ -400,7 +434,9 @@ class Raft:
 
     def _answer_stale(self, m: Message) -> None:
         """A message from an older term: tell a stale leader or pre-candidate our term, drop the rest."""
-        if isinstance(m, (AppendEntries, Heartbeat)) and (self.config.pre_vote or self.config.check_quorum):
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) and (
+            self.config.pre_vote or self.config.check_quorum
+        ):
             # With pre-vote or check-quorum a node may hold a higher term than a live leader; answering
             # makes that leader step down instead of leaving the node stranded forever.
             self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src))
@@ -430,6 +466,9 @@ class Raft:
             self._heard_from_leader(m.src)
             self._advance_commit(min(m.commit, self.log.last_index))
             self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src))
+        elif isinstance(m, InstallSnapshot):
+            self._heard_from_leader(m.src)
+            self._handle_install_snapshot(m)
         elif isinstance(m, TimeoutNow):
             if self._promotable():
                 self._event("transfer", f"TimeoutNow from {m.src}: campaigning at once")
@@ -438,7 +477,7 @@ class Raft:
             self._count("dropped_unexpected")
 
     def _step_candidate(self, m: Message) -> None:
-        if isinstance(m, (AppendEntries, Heartbeat)):
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
             # A leader of our term exists: it won (§3.4).
             self._become_follower(self.term, m.src, reason=f"{m.src} won term {self.term}")
             self._step_follower(m)
@@ -468,8 +507,15 @@ class Raft:
                 self._send_pending.add(m.src)
         elif isinstance(m, HeartbeatResponse):
             pr.heartbeat_answered()
-            if pr.match < self.log.last_index:
+            if pr.state is ProgressState.SNAPSHOT:
+                self._send_snapshot_chunk(m.src, pr)  # resend, in case a chunk was lost
+            elif pr.match < self.log.last_index:
                 self._send_pending.add(m.src)
+        elif isinstance(m, InstallSnapshotResponse):
+            pr.recent_active = True
+            if pr.state is ProgressState.SNAPSHOT and m.index == pr.snapshot_index and m.offset > pr.snapshot_offset:
+                pr.snapshot_offset = m.offset
+                self._send_snapshot_chunk(m.src, pr)
         else:
             self._count("dropped_unexpected")
 
@@ -498,9 +544,11 @@ class Raft:
         self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=last_new))
 
     def _handle_append_success(self, node: str, pr: Progress, index: int) -> None:
-        was_probing = pr.state is ProgressState.PROBE
+        state = pr.state
         advanced = pr.acknowledged(index)
-        if was_probing and (advanced or pr.match == index):
+        if (state is ProgressState.PROBE and (advanced or pr.match == index)) or (
+            state is ProgressState.SNAPSHOT and pr.match >= pr.snapshot_index
+        ):
             pr.become_replicate()
         if node == self._transferee and pr.match == self.log.last_index:
             self._send_timeout_now(node)
@@ -508,6 +556,41 @@ class Raft:
             self._maybe_commit()
         if pr.next <= self.log.last_index:
             self._send_pending.add(node)
+
+    def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
+        meta = m.meta
+        if meta.index <= self.commit:
+            # We already hold everything it covers.
+            self._incoming_snapshot = None
+            self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=self.commit))
+            return
+        if m.offset == 0:
+            self._incoming_snapshot = (meta, bytearray())
+        incoming = self._incoming_snapshot
+        if incoming is None or incoming[0] != meta or len(incoming[1]) != m.offset:
+            have = len(incoming[1]) if incoming is not None and incoming[0] == meta else 0
+            self._send(InstallSnapshotResponse(term=self.term, src=self.id, dst=m.src, index=meta.index, offset=have))
+            return
+        incoming[1].extend(m.data)
+        if not m.done:
+            self._send(
+                InstallSnapshotResponse(term=self.term, src=self.id, dst=m.src, index=meta.index, offset=len(incoming[1]))
+            )
+            return
+        self._incoming_snapshot = None
+        snapshot = (meta, bytes(incoming[1]))
+        kept = self.log.restore(meta.index, meta.term)
+        self.commit = max(self.commit, meta.index)
+        self.applied = meta.index
+        if meta.voters:
+            self.configuration = Configuration(voters=frozenset(meta.voters), learners=self.configuration.learners)
+        self._snapshot = self._installed_snapshot = snapshot
+        self._event(
+            "snapshot",
+            f"installed snapshot up to index {meta.index} (term {meta.term}) from {m.src}"
+            + ("; kept the log after it" if kept else ""),
+        )
+        self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=meta.index))
 
     def _next_from_hint(self, m: AppendEntriesResponse) -> int:
         """Where to probe next after a rejection, skipping a whole conflicting term at once."""
@@ -562,6 +645,9 @@ class Raft:
         if pr.is_paused():
             return
         prev_index = pr.next - 1
+        if prev_index < self.log.offset:
+            self._start_snapshot(node, pr)
+            return
         prev_term = self.log.term(prev_index)
         assert prev_term is not None, f"next index {pr.next} beyond the log for {node}"
         entries = self.log.slice(
@@ -581,6 +667,27 @@ class Raft:
             )
         )
         pr.sent(prev_index + len(entries), len(entries))
+
+    def _start_snapshot(self, node: str, pr: Progress) -> None:
+        assert self._snapshot is not None, "log compacted without a snapshot"
+        meta = self._snapshot[0]
+        pr.become_snapshot(meta.index)
+        self._event("snapshot", f"sending snapshot up to index {meta.index} to {node}")
+        self._send_snapshot_chunk(node, pr)
+
+    def _send_snapshot_chunk(self, node: str, pr: Progress) -> None:
+        assert self._snapshot is not None
+        meta, data = self._snapshot
+        if meta.index != pr.snapshot_index:  # we compacted again since: send the newer one
+            pr.become_snapshot(meta.index)
+        start = pr.snapshot_offset
+        chunk = data[start : start + self.config.snapshot_chunk_bytes]
+        self._send(
+            InstallSnapshot(
+                term=self.term, src=self.id, dst=node, meta=meta, offset=start, data=chunk,
+                done=start + len(chunk) >= len(data),
+            )
+        )
 
     def _send_timeout_now(self, node: str) -> None:
         self._send(TimeoutNow(term=self.term, src=self.id, dst=node))

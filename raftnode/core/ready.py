@@ -2,11 +2,13 @@
 
 The shell processes a Ready in this order, then calls ``Raft.advance(ready)``:
 
-1. persist ``hard_state`` (if not None) and ``entries`` — if the first entry's index is at or
+1. persist ``snapshot`` (if not None: save it, then drop the log it covers — all of the log if
+   the entry at its index is not the snapshot's), then ``hard_state`` (if not None) and
+   ``entries`` — if the first entry's index is at or
    below the last stored index, storage first truncates its log from that index;
 2. send ``messages`` (votes and append acknowledgements in it promise durability, so never
    before step 1 is durable);
-3. apply ``committed`` entries to the state machine, in order;
+3. restore the state machine from ``snapshot`` (if any), then apply ``committed`` entries in order;
 4. report ``soft_state`` changes and ``events`` as it likes.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .messages import Entry, Message
+from .messages import Entry, Message, SnapshotMeta
 
 
 class Role(enum.Enum):
@@ -53,6 +55,7 @@ class Event:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ready:
     hard_state: HardState | None
+    snapshot: tuple[SnapshotMeta, bytes] | None
     entries: tuple[Entry, ...]
     messages: tuple[Message, ...]
     committed: tuple[Entry, ...]
@@ -61,5 +64,5 @@ class Ready:
 
     def __bool__(self) -> bool:
         return bool(
-            self.hard_state or self.entries or self.messages or self.committed or self.soft_state or self.events
+            self.hard_state or self.snapshot or self.entries or self.messages or self.committed or self.soft_state or self.events
         )

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from ..apply import Applier, ApplyFailure
 from ..core.commands import CommandResult, CommandTracker
 from ..core.errors import RaftError
-from ..core.messages import Entry
+from ..core.messages import Entry, SnapshotMeta
 from ..core.raft import Raft, RaftConfig
 from ..core.ready import HardState, Ready, Role
 from ..statemachines import Counter, StateMachine
-from .invariants import InvariantChecker
+from .invariants import COMPACTED, InvariantChecker
 from .network import SimNetwork
 
 
@@ -46,10 +46,54 @@ class ClientRequest:
 
 @dataclass
 class SimDisk:
-    """What survives a crash: the hard state and the persisted log."""
+    """What survives a crash: the hard state, the latest snapshot and the log after it."""
 
     hard_state: HardState = field(default_factory=HardState)
     entries: list[Entry] = field(default_factory=list)
+    snapshot: tuple[SnapshotMeta, bytes] | None = None
+
+    @property
+    def offset(self) -> int:
+        return self.snapshot[0].index if self.snapshot else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.offset + len(self.entries)
+
+    def term(self, index: int) -> int | None:
+        """The term stored at ``index``: COMPACTED inside the snapshot, None past the end."""
+        offset = self.offset
+        if index > offset + len(self.entries) or index < 0:
+            return None
+        if index == offset:
+            return self.snapshot[0].term if self.snapshot else 0
+        if index < offset:
+            return COMPACTED
+        return self.entries[index - offset - 1].term
+
+    def holds(self, index: int, term: int) -> bool:
+        """The entry is on this disk, in the log or inside the snapshot (which holds only committed entries)."""
+        stored = self.term(index)
+        return stored == term or stored == COMPACTED or (index == self.offset and index > 0)
+
+    def write(self, entries: Sequence[Entry]) -> int | None:
+        """Append, truncating a conflicting suffix first; returns where it truncated, if it did."""
+        first = entries[0].index
+        truncated_from = first if first <= self.last_index else None
+        del self.entries[first - self.offset - 1 :]
+        self.entries.extend(entries)
+        return truncated_from
+
+    def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> int | None:
+        """Keep the snapshot and drop the log it covers (all of it if the entry at its index differs).
+
+        Returns the index the log was truncated from, if entries after the snapshot were dropped.
+        """
+        keep = self.term(meta.index) in (meta.term, COMPACTED)
+        dropped = None if keep or self.last_index <= meta.index else meta.index + 1
+        self.entries = [e for e in self.entries if e.index > meta.index] if keep else []
+        self.snapshot = (meta, data)
+        return dropped
 
 
 @dataclass(eq=False)
@@ -69,8 +113,12 @@ class SimNode:
         return self.raft is not None
 
     def term_at(self, index: int) -> int | None:
+        """The term at ``index`` in the node's in-memory log (COMPACTED inside its snapshot)."""
         assert self.raft is not None
-        return self.raft.log.term(index) if 0 < index <= self.raft.log.last_index else None
+        log = self.raft.log
+        if index <= 0 or index > log.last_index:
+            return None
+        return COMPACTED if index < log.offset else log.term(index)
 
 
 class SimCluster:
@@ -82,6 +130,8 @@ class SimCluster:
         raft_class: the engine to run — a test-only seam for planting bugs.
         state_machine: factory of each node's state machine.
         trace: collect one line per event in ``self.trace``.
+        snapshot_every: each node snapshots its state machine and compacts its log once this many
+            applied entries follow its latest snapshot (None: never).
         config: overrides of RaftConfig fields for every node.
     """
 
@@ -95,6 +145,7 @@ class SimCluster:
         state_machine: Callable[[], StateMachine] = Counter,
         trace: bool = False,
         client_timeout: int = 100,
+        snapshot_every: int | None = None,
         **config: object,
     ):
         self.ids = tuple(ids) if ids else tuple(f"n{i}" for i in range(1, size + 1))
@@ -105,6 +156,7 @@ class SimCluster:
         self.raft_class = raft_class
         self.state_machine = state_machine
         self.client_timeout = client_timeout
+        self.snapshot_every = snapshot_every
         self.config_overrides = config
         self.now = 0
         self.trace: list[str] | None = [] if trace else None
@@ -117,16 +169,20 @@ class SimCluster:
 
     def _boot(self, node: SimNode) -> None:
         config = RaftConfig(node_id=node.id, voters=self.ids, **self.config_overrides)  # type: ignore[arg-type]
+        disk = node.disk
         node.raft = self.raft_class(
             config,
             rng=random.Random(self.rng.random()),
-            hard_state=node.disk.hard_state,
-            entries=list(node.disk.entries),
+            hard_state=disk.hard_state,
+            entries=list(disk.entries),
+            snapshot=disk.snapshot,
         )
         node.applier = Applier(self.state_machine())
+        if disk.snapshot is not None:
+            node.applier.restore(disk.snapshot[0].index, disk.snapshot[1])
         node.tracker = CommandTracker()
         node.last_commit = node.raft.commit
-        node.last_applied = 0
+        node.last_applied = node.applier.applied_index
 
     def crash(self, node_id: str) -> None:
         """Stop a node at once: memory, pending clients and its state machine are lost; its disk is kept."""
@@ -368,21 +424,36 @@ class SimCluster:
             self._report_state(node, ready)
             self._apply(node, ready)
             raft.advance(ready)
+            self._maybe_snapshot(node)
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk
+        assert node.raft is not None
+        is_leader = node.raft.role is Role.LEADER
+        if ready.snapshot is not None:
+            dropped_from = disk.save_snapshot(*ready.snapshot)
+            if dropped_from is not None:
+                self.checker.persisted(node.id, (), None, dropped_from, is_leader=is_leader)
         if ready.entries:
             first = ready.entries[0].index
-            truncated_from = first if first <= len(disk.entries) else None
-            prev_term = disk.entries[first - 2].term if first >= 2 else 0
-            assert node.raft is not None
-            self.checker.persisted(
-                node.id, ready.entries, prev_term, truncated_from, is_leader=node.raft.role is Role.LEADER
-            )
-            del disk.entries[first - 1 :]
-            disk.entries.extend(ready.entries)
+            prev_term = disk.term(first - 1)
+            truncated_from = first if first <= disk.last_index else None
+            self.checker.persisted(node.id, ready.entries, prev_term, truncated_from, is_leader=is_leader)
+            disk.write(ready.entries)
         if ready.hard_state is not None:
             disk.hard_state = ready.hard_state
+
+    def _maybe_snapshot(self, node: SimNode) -> None:
+        """Snapshot and compact once ``snapshot_every`` applied entries follow the latest snapshot."""
+        raft, applier = node.raft, node.applier
+        assert raft is not None and applier is not None
+        if self.snapshot_every is None or applier.applied_index - raft.log.offset < self.snapshot_every:
+            return
+        data = applier.state_machine.snapshot()
+        meta = raft.compact(applier.applied_index, data)
+        self.checker.snapshot_taken(node.id, meta.index, data)
+        node.disk.save_snapshot(meta, data)
+        self._log(node, f"snapshot at index {meta.index}; log compacted")
 
     def _report_state(self, node: SimNode, ready: Ready) -> None:
         raft = node.raft
@@ -407,6 +478,10 @@ class SimCluster:
     def _apply(self, node: SimNode, ready: Ready) -> None:
         applier = node.applier
         assert applier is not None and node.raft is not None
+        if ready.snapshot is not None:
+            meta, data = ready.snapshot
+            applier.restore(meta.index, data)
+            self.checker.snapshot_taken(node.id, meta.index, data)
         applier.submit(ready.committed)
         self._run_applier(node)
 
@@ -423,8 +498,7 @@ class SimCluster:
             if answer is not None:
                 req, result = answer
                 if result.index is not None:
-                    holders = {n.id for n in self.nodes.values()
-                               if len(n.disk.entries) >= entry.index and n.disk.entries[entry.index - 1].term == entry.term}
+                    holders = {n.id for n in self.nodes.values() if n.disk.holds(entry.index, entry.term)}
                     self.checker.acknowledged(entry.index, entry.term, holders)
                 self._answer(node, req, result)
         if failure is not None:

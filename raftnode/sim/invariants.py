@@ -31,7 +31,9 @@ class InvariantViolation(AssertionError):
         super().__init__(f"{invariant}: {detail}")
 
 
-# A view of one node's log for completeness checks: index -> term (None if absent).
+COMPACTED = -1  # "inside the node's snapshot", which holds only committed entries
+
+# A view of one node's log for completeness checks: index -> term (None if absent, COMPACTED).
 TermAt = Callable[[int], "int | None"]
 
 
@@ -44,6 +46,7 @@ class InvariantChecker:
         self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.acked: dict[int, int] = {}  # index -> term of acknowledged commands
         self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
+        self.snapshots: dict[int, bytes] = {}  # index -> state machine snapshot taken there
         self.checks = 0
 
     def _fail(self, invariant: str, detail: str) -> None:
@@ -57,7 +60,7 @@ class InvariantChecker:
         if other != node:
             self._fail("election safety", f"{other} and {node} were both leader in term {term}")
         for index, committed_term in self.committed.items():
-            if committed_term < term and term_at(index) != committed_term:
+            if committed_term < term and term_at(index) not in (committed_term, COMPACTED):
                 self._fail(
                     "leader completeness",
                     f"{node} became leader of term {term} without committed entry {index} (term {committed_term})",
@@ -103,7 +106,7 @@ class InvariantChecker:
                     f"{node} committed index {entry.index} with term {entry.term}, already committed with term {known}",
                 )
             for leader, term, term_at in leaders:
-                if term > entry.term and term_at(entry.index) != entry.term:
+                if term > entry.term and term_at(entry.index) not in (entry.term, COMPACTED):
                     self._fail(
                         "leader completeness",
                         f"leader {leader} of term {term} lacks committed entry {entry.index} (term {entry.term})",
@@ -118,6 +121,13 @@ class InvariantChecker:
                 f"{node} applied {entry.data!r} (term {entry.term}) at index {entry.index}, "
                 f"another node applied {seen[1]!r} (term {seen[0]})",
             )
+
+    def snapshot_taken(self, node: str, index: int, data: bytes) -> None:
+        """``node``'s state machine state at ``index`` is ``data``: every node's must be the same there."""
+        self.checks += 1
+        seen = self.snapshots.setdefault(index, data)
+        if seen != data:
+            self._fail("state machine safety", f"{node}'s snapshot at index {index} differs from another node's")
 
     def acknowledged(self, index: int, term: int, holders: set[str]) -> None:
         """A client was told its command at (index, term) succeeded; ``holders`` have it on disk."""

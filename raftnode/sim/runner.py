@@ -5,7 +5,8 @@ timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
 
 1. ``steps`` random actions — ticks, client commands (single and in bursts), partitions, cut
    links, lossy / slow / reordering / duplicating links, crashes and restarts of a minority,
-   heals and leadership transfers — with every invariant checked as it goes;
+   heals and leadership transfers — with every invariant checked as it goes; most seeds also
+   snapshot and compact logs, so lagging nodes catch up through chunked InstallSnapshot;
 2. liveness: faults stop (network healed, crashed nodes restarted); within a bound a leader
    must emerge, a new command must commit, and every node must apply the whole log;
 3. durability: every acknowledged command is on every node's disk and applied everywhere.
@@ -63,6 +64,7 @@ def run_seed(
 ) -> RunReport:
     """Run one seeded schedule and check safety throughout and liveness at the end."""
     report = RunReport(seed=seed, nodes=nodes, steps=steps)
+    schedule_rng = random.Random(f"schedule-{seed}")
     cluster = SimCluster(
         nodes,
         seed=seed,
@@ -74,8 +76,10 @@ def run_seed(
         check_quorum=check_quorum,
         max_msg_entries=16,
         max_inflight=8,
+        snapshot_every=schedule_rng.choice([None, 25, 100, 400]),
+        snapshot_chunk_bytes=schedule_rng.choice([4, 64]),
     )
-    schedule = _Schedule(cluster, random.Random(f"schedule-{seed}"), report)
+    schedule = _Schedule(cluster, schedule_rng, report)
     try:
         for _ in range(steps):
             schedule.step()
@@ -226,8 +230,7 @@ def _check_liveness(cluster: SimCluster) -> None:
 def _check_durability(cluster: SimCluster) -> None:
     for index, term in cluster.checker.acked.items():
         for node in cluster.nodes.values():
-            entries = node.disk.entries
-            if len(entries) < index or entries[index - 1].term != term:
+            if not node.disk.holds(index, term):
                 raise InvariantViolation("durability", f"acknowledged entry {index} (term {term}) missing on {node.id}")
             if node.applier is None or node.applier.applied_index < index:
                 raise InvariantViolation("durability", f"acknowledged entry {index} not applied on {node.id}")
