@@ -1,61 +1,131 @@
 """``raftnode --config PATH --node ID``: run one node of the cluster described by cluster.toml.
 
-This is the composition root: the only place that will pick concrete storage, transport and
-state-machine implementations. The node runtime itself arrives in a later version; for now the
-command validates its arguments and says plainly that it cannot run a node yet.
+This is the composition root: the only place that picks concrete implementations — the disk
+storage under ``<state_dir>/data/<id>``, TCP peer transport wrapped in the fault layer, the
+state machine named in cluster.toml — and wires them to a :class:`RaftNode` and its client
+endpoint. SIGTERM or SIGINT stops the node gracefully (the last fsync finishes, connections
+close); SIGKILL is safe by design. Log lines go to stderr (raftctl sends them to the node's log).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import random
+import signal
+from functools import partial
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import trio
 
 from raftnode import __version__
-from raftnode.config import ConfigError, load_config
+from raftnode.config import ClusterConfig, ConfigError, load_config
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
+#: Exit status when the node cannot start (address in use, unreadable or corrupt data).
+EXIT_START_FAILED = 1
+#: Wall time of one core tick; heartbeats and election timeouts are whole numbers of ticks.
+TICK_MS = 10
+
+
+def raft_config(config: ClusterConfig, node_id: str, *, tick_ms: int = TICK_MS):
+    """The core's settings for ``node_id``: cluster.toml's milliseconds turned into ticks."""
+    from raftnode.core import RaftConfig
+
+    low, high = config.election_timeout_ms
+    low_ticks = max(2, round(low / tick_ms))
+    return RaftConfig(
+        node_id=node_id,
+        voters=config.node_ids,
+        election_timeout=(low_ticks, max(low_ticks + 1, round(high / tick_ms))),
+        heartbeat_interval=min(low_ticks - 1, max(1, round(config.heartbeat_ms / tick_ms))),
+        pre_vote=config.pre_vote,
+        check_quorum=config.check_quorum,
+    )
+
+
+async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = None) -> None:
+    """Run the node until SIGTERM/SIGINT or an admin ``stop``."""
+    from raftnode.runtime import RaftNode
+    from raftnode.service import ClientService
+    from raftnode.statemachines import load_state_machine
+    from raftnode.storage.disk import DiskStorage
+    from raftnode.transport.faults import FaultyTransport
+    from raftnode.transport.tcp import TcpTransport
+
+    me = config.node(node_id)
+    storage = DiskStorage(data_dir or config.state_dir / "data" / node_id)
+    transport = FaultyTransport(
+        TcpTransport(
+            node_id,
+            cluster=config.name,
+            listen=me.peer,
+            peers={n.id: n.peer for n in config.nodes},
+        )
+    )
+    node = RaftNode(
+        raft_config(config, node_id),
+        storage=storage,
+        transport=transport,
+        state_machine=load_state_machine(config.state_machine),
+        tick_seconds=TICK_MS / 1000,
+        snapshot_every=config.snapshot_entries,
+        rng=random.Random(),
+    )
+    service = ClientService(node, me.client, faults=transport)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            nursery.start_soon(_stop_on_signal, node)
+            await node.run()
+            nursery.cancel_scope.cancel()
+    finally:
+        storage.close()
+
+
+async def _stop_on_signal(node) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            node.stop()
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``raftnode`` command.
-
-    Args:
-        argv: The arguments after the program name; ``sys.argv[1:]`` when None.
-
-    Returns:
-        The exit status. Always 2 in this version: either the config file or node id is invalid
-        (the ConfigError message is printed on stderr) or they are valid but the node runtime is
-        not available yet (a message on stderr says so).
-    """
+    """Run the ``raftnode`` command; returns the exit status (0 after a graceful stop)."""
     parser = argparse.ArgumentParser(
         prog="raftnode", description="Run one Raft node of the cluster described by a cluster file."
     )
-    parser.add_argument(
-        "--config",
-        default="cluster.toml",
-        metavar="PATH",
-        help="cluster file (default: %(default)s)",
-    )
+    parser.add_argument("--config", default="cluster.toml", metavar="PATH", help="cluster file (default: %(default)s)")
     parser.add_argument("--node", required=True, metavar="ID", help="id of the node to run")
+    parser.add_argument("--data-dir", type=Path, default=None, help="data directory (default: STATE_DIR/data/ID)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
 
     try:
         config = load_config(args.config)
-        node = config.node(args.node)
+        config.node(args.node)
     except ConfigError as exc:
         print(f"raftnode: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-    print(
-        f"raftnode: {config.path} and node {node.id!r} are valid, but the node runtime is not "
-        f"available yet in raftnode {__version__}.\n"
-        "raftnode: `raftctl sim` runs the protocol in the simulator.",
-        file=sys.stderr,
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return EXIT_USAGE
+    try:
+        trio.run(partial(serve, config, args.node, data_dir=args.data_dir))
+    except OSError as exc:
+        print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
+    except Exception as exc:  # noqa: BLE001 - e.g. a corrupt log: say what and where, exit non-zero
+        from raftnode.storage import StorageError
+
+        if isinstance(exc, (StorageError, ValueError)):
+            print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
+            return EXIT_START_FAILED
+        raise
+    return 0
 
 
 if __name__ == "__main__":

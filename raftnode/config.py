@@ -62,6 +62,7 @@ DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
         "election_timeout_ms": (150, 300),
         "pre_vote": True,
         "check_quorum": True,
+        "snapshot_entries": 10_000,
     }
 )
 
@@ -145,6 +146,8 @@ class ClusterConfig:
         election_timeout_ms: ``(min, max)``; each election timeout is drawn from this range.
         pre_vote: Whether candidates run a pre-vote round first (thesis §9.6).
         check_quorum: Whether a leader steps down when it stops hearing from a quorum.
+        snapshot_entries: A node snapshots its state machine and compacts its log once this many
+            applied entries follow its latest snapshot.
         nodes: The nodes, in file order.
     """
 
@@ -156,6 +159,7 @@ class ClusterConfig:
     election_timeout_ms: tuple[int, int]
     pre_vote: bool
     check_quorum: bool
+    snapshot_entries: int
     nodes: tuple[NodeConfig, ...]
 
     @property
@@ -409,6 +413,7 @@ class _Validator:
             )
         pre_vote = self.typed(raw["pre_vote"], bool, "a boolean", "cluster.pre_vote")
         check_quorum = self.typed(raw["check_quorum"], bool, "a boolean", "cluster.check_quorum")
+        snapshot_entries = self.positive_int(raw["snapshot_entries"], "cluster.snapshot_entries")
 
         base = Path(self.path).resolve().parent
         return ClusterConfig(
@@ -420,6 +425,7 @@ class _Validator:
             election_timeout_ms=(low, high),
             pre_vote=pre_vote,
             check_quorum=check_quorum,
+            snapshot_entries=snapshot_entries,
             nodes=self.nodes(document.get("nodes")),
         )
 

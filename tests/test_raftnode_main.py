@@ -1,5 +1,4 @@
-"""`raftnode --config PATH --node ID` validates its arguments and, until the node runtime exists,
-says so honestly and exits 2."""
+"""`raftnode --config PATH --node ID` refuses a bad cluster file or node id with exit 2."""
 
 from __future__ import annotations
 
@@ -14,16 +13,6 @@ from raftnode.config import write_config
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     return write_config(tmp_path / "cluster.toml")
-
-
-def test_a_valid_node_is_told_the_runtime_is_not_available_yet(
-    config_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["--config", str(config_path), "--node", "n2"]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert "node runtime is not available yet" in err
-    assert "raftctl sim" in err
 
 
 def test_an_unknown_node_lists_the_valid_ids(

@@ -1,0 +1,219 @@
+"""A client for the nodes' client endpoint, shared by raftctl and user programs.
+
+``ClusterClient.run_command`` implements the seed's client side once, correctly: it sends to a
+node (the last known leader first), follows redirects, retries with backoff while no leader is
+known or a node is unreachable, and gives up at a deadline.
+
+    async with ClusterClient(config.client_addresses()) as client:
+        outcome = await client.run_command("incr 5", timeout=5)
+        print(outcome.result.result, "answered by", outcome.node)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from . import codec
+from .config import Address
+from .core.commands import CommandResult
+
+
+class ClientError(Exception):
+    """Base class of the client's errors."""
+
+
+class NodeUnreachable(ClientError):
+    """A node did not accept a connection or hung up."""
+
+    def __init__(self, node: str, reason: str):
+        self.node = node
+        super().__init__(f"node {node} is unreachable: {reason}")
+
+
+class NoLeader(ClientError):
+    """No node acted as leader before the deadline."""
+
+
+class Timeout(ClientError):
+    """The deadline passed before the cluster answered."""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """The final answer to a command, the node that gave it, and how many hops it took."""
+
+    result: CommandResult
+    node: str
+    attempts: int
+
+
+class Connection:
+    """One TCP connection to a node's client endpoint; many requests may be in flight."""
+
+    def __init__(self, node: str, stream: trio.SocketStream, nursery: trio.Nursery):
+        self.node = node
+        self._stream = stream
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self._events: trio.MemorySendChannel[dict[str, Any]] | None = None
+        self._closed: str | None = None
+        self._send_lock = trio.Lock()
+        nursery.start_soon(self._reader)
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send ``request`` and wait for its response."""
+        if self._closed is not None:
+            raise NodeUnreachable(self.node, self._closed)
+        request_id = next(self._ids)
+        event, box = trio.Event(), []
+        self._waiting[request_id] = (event, box)
+        frame = codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json({**request, "id": request_id}))
+        try:
+            async with self._send_lock:
+                await self._stream.send_all(frame)
+            await event.wait()
+        finally:
+            self._waiting.pop(request_id, None)
+        if not box:
+            raise NodeUnreachable(self.node, self._closed or "connection closed")
+        return box[0]
+
+    async def events(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+        """Subscribe this connection to the node's events (use a dedicated connection)."""
+        send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
+        self._events = send
+        await self.call({"op": "events"})
+        return receive
+
+    async def _reader(self) -> None:
+        decoder = codec.FrameDecoder()
+        try:
+            async for data in self._stream:
+                for frame in decoder.feed(data):
+                    document = codec.decode_json(frame.payload)
+                    if frame.kind == codec.FrameKind.EVENT:
+                        if self._events is not None:
+                            self._events.send_nowait(document)
+                        continue
+                    waiting = self._waiting.get(document.get("id"))
+                    if waiting is not None:
+                        waiting[1].append(document)
+                        waiting[0].set()
+            self._closed = "the node closed the connection"
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._closed = str(exc) or type(exc).__name__
+        except codec.CodecError as exc:
+            self._closed = f"bad response: {exc}"
+        finally:
+            for event, _ in self._waiting.values():
+                event.set()
+            if self._events is not None:
+                self._events.close()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class ClusterClient:
+    """Connections to the nodes of one cluster, by node id (an async context manager)."""
+
+    def __init__(self, addresses: dict[str, Address], *, connect_timeout: float = 1.0):
+        self.addresses = dict(addresses)
+        self.connect_timeout = connect_timeout
+        self.leader_hint: str | None = None
+        self._connections: dict[str, Connection] = {}
+        self._nursery: trio.Nursery | None = None
+        self._nursery_manager: Any = None
+
+    async def __aenter__(self) -> ClusterClient:
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        return await self._nursery_manager.__aexit__(exc_type, exc, tb)
+
+    async def connect(self, node: str) -> Connection:
+        """The open connection to ``node``, opening it if needed; raises NodeUnreachable."""
+        connection = self._connections.get(node)
+        if connection is not None and connection._closed is None:
+            return connection
+        address = self.addresses.get(node)
+        if address is None:
+            raise ClientError(f"unknown node {node!r}; known: {', '.join(sorted(self.addresses))}")
+        assert self._nursery is not None, "use ClusterClient as 'async with'"
+        with trio.move_on_after(self.connect_timeout) as scope:
+            try:
+                stream = await trio.open_tcp_stream(address.host, address.port)
+            except OSError as exc:
+                raise NodeUnreachable(node, exc.strerror or str(exc)) from None
+        if scope.cancelled_caught:
+            raise NodeUnreachable(node, f"no answer from {address} within {self.connect_timeout} s")
+        connection = self._connections[node] = Connection(node, stream, self._nursery)
+        return connection
+
+    async def call(self, node: str, request: dict[str, Any], *, timeout: float = 5.0) -> dict[str, Any]:
+        """One request to one node; raises NodeUnreachable or Timeout."""
+        with trio.move_on_after(timeout):
+            connection = await self.connect(node)
+            return await connection.call(request)
+        raise Timeout(f"node {node} did not answer {request.get('op')!r} within {timeout} s")
+
+    async def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
+        """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
+
+        Returns the first final answer (a result, an error, or a timeout from the leader).
+
+        Raises:
+            NoLeader: no node acted as leader before the deadline.
+            Timeout: the deadline passed while the command was in the leader's hands.
+        """
+        deadline = trio.current_time() + timeout
+        order = list(self.addresses)
+        target = node or self.leader_hint or order[0]
+        backoff = 0.01
+        attempts = 0
+        last_problem = "no node answered"
+        while True:
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                raise NoLeader(f"no leader answered within {timeout} s ({last_problem})")
+            attempts += 1
+            try:
+                response = await self.call(
+                    target, {"op": "run_command", "command": command, "timeout": remaining}, timeout=remaining + 1
+                )
+            except (NodeUnreachable, Timeout) as exc:
+                last_problem = str(exc)
+                target = order[(order.index(target) + 1) % len(order)]
+            else:
+                if "error" in response and "retry" not in response:
+                    raise ClientError(response["error"])  # the request itself was refused
+                result = CommandResult(
+                    result=response.get("result"),
+                    error=response.get("error"),
+                    redirect=response.get("redirect"),
+                    retry=bool(response.get("retry")),
+                    timeout_expired=bool(response.get("timeout_expired")),
+                    index=response.get("index"),
+                )
+                if result.redirect is not None and result.redirect in self.addresses and result.redirect != target:
+                    self.leader_hint = target = result.redirect
+                    continue
+                if not result.retry and result.redirect is None:
+                    if result.timeout_expired:
+                        raise Timeout(f"the leader {target} did not commit {command!r} within {timeout} s")
+                    self.leader_hint = target
+                    return CommandOutcome(result=result, node=target, attempts=attempts)
+                last_problem = f"{target} knows no leader"
+                target = order[(order.index(target) + 1) % len(order)]
+            await trio.sleep(min(backoff, max(0.0, deadline - trio.current_time())))
+            backoff = min(backoff * 2, 0.2)

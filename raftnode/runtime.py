@@ -1,0 +1,474 @@
+"""The trio node: the shell around the pure core.
+
+Theory of operation
+-------------------
+One task (``_serve``) owns the :class:`~raftnode.core.raft.Raft` core. Everything else — the
+ticker, the transport's receivers, callers of ``run_command`` — puts items into one bounded
+inbox (a trio memory channel). ``_serve`` takes one item, then everything else already waiting
+(so work that arrives while the disk is busy is batched), then processes the core's Ready:
+
+1. write the snapshot, entries and hard state to storage and fsync them in a worker thread —
+   one fsync for the whole batch (group commit); a leader's AppendEntries go out before its own
+   fsync (thesis §10.2.1), every other message (votes, acknowledgements) only after it;
+2. send the messages;
+3. apply committed entries through the :class:`~raftnode.apply.Applier` and answer the callers
+   whose commands they were (the seed's CommandResult);
+4. ``advance`` the core, and snapshot the state machine when the log has grown past the threshold.
+
+Time is ``trio.sleep``, so tests drive a node on ``trio.testing.MockClock(autojump_threshold=0)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import trio
+
+from .apply import Applier
+from .core.commands import CommandResult, CommandTracker
+from .core.errors import RaftError
+from .core.messages import AppendEntries, Heartbeat, InstallSnapshot, Message
+from .core.raft import Raft, RaftConfig
+from .core.ready import Ready, Role
+from .statemachines import CommandError, StateMachine
+from .storage import Storage
+from .transport import Transport
+
+log = logging.getLogger("raftnode")
+
+_TICK, _MESSAGE, _PROPOSE, _CALL, _SNAPSHOT = range(5)
+# Messages a leader may send before its own fsync (§10.2.1): they promise nothing about its disk.
+_EARLY_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeEvent:
+    """Something that happened on a node, for event handlers, the events stream and logs."""
+
+    time: float
+    node: str
+    kind: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeStatus:
+    """A consistent picture of one node, cheap to take (``RaftNode.status()``)."""
+
+    id: str
+    role: str
+    term: int
+    leader: str | None
+    voters: list[str]
+    last_index: int
+    commit_index: int
+    applied_index: int
+    snapshot_index: int
+    apply_halted: str | None
+    state: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Waiter:
+    """Where ``_serve`` leaves the answer for a caller waiting on the inbox."""
+
+    __slots__ = ("event", "result", "error")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.event.set()
+
+
+class NodeNotRunning(RuntimeError):
+    """The node is not running (not started yet, or stopped)."""
+
+
+class RaftNode:
+    """One Raft node in a trio program.
+
+    Args:
+        config: the core's settings (timeouts are in ticks).
+        storage: where the log, hard state and snapshots live.
+        transport: how messages reach the peers.
+        state_machine: the application's ``process_command``/``snapshot``/``restore``.
+        tick_seconds: wall time of one tick.
+        snapshot_every: snapshot and compact once this many applied entries follow the last
+            snapshot (None: never automatically).
+        max_apply_attempts: attempts at applying a committed entry whose ``process_command``
+            raises something other than CommandError, before the node stops applying.
+        rng: seeds the election timeouts (default: from the OS).
+    """
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        *,
+        storage: Storage,
+        transport: Transport,
+        state_machine: StateMachine,
+        tick_seconds: float = 0.01,
+        snapshot_every: int | None = 10_000,
+        max_apply_attempts: int = 3,
+        rng: random.Random | None = None,
+        inbox_size: int = 1 << 16,
+    ):
+        self.id = config.node_id
+        self.config = config
+        self.storage = storage
+        self.transport = transport
+        self.applier = Applier(state_machine, max_attempts=max_apply_attempts)
+        self.tick_seconds = tick_seconds
+        self.snapshot_every = snapshot_every
+        self.raft: Raft | None = None
+        self._rng = rng or random.Random()
+        self._tracker: CommandTracker[_Waiter] = CommandTracker()
+        self._inbox_send, self._inbox_receive = trio.open_memory_channel[tuple](inbox_size)
+        self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
+        self._handlers: list[Callable[[NodeEvent], None]] = []
+        self._recent_events: deque[NodeEvent] = deque(maxlen=200)
+        self._cancel_scope: trio.CancelScope | None = None
+        self._synced_vote: tuple[int, str | None] | None = None
+        self._thread_storage = getattr(storage, "needs_thread", True)
+        self._ticks = 0
+        self._apply_retry_at: int | None = None
+        self._last_commit_event = (0, 0.0)  # (commit index, time) of the last aggregated commit event
+        self._started = trio.Event()
+        self._snapshot_waiters: list[_Waiter] = []
+        self.stats: dict[str, int] = {"inbox_dropped": 0, "fsyncs": 0, "batches": 0, "events_dropped": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Load storage, then serve until ``stop()`` or cancellation; started once it serves."""
+        stored = await self._disk(self.storage.load)
+        snapshot = await self._disk(self.storage.read_snapshot) if stored.snapshot is not None else None
+        self.raft = Raft(
+            self.config, rng=self._rng, hard_state=stored.hard_state, entries=stored.entries, snapshot=snapshot
+        )
+        self._synced_vote = (stored.hard_state.term, stored.hard_state.vote)
+        if snapshot is not None:
+            self.applier.restore(snapshot[0].index, snapshot[1])
+        self._emit("start", f"started at term {self.raft.term} with log {self.raft.log.offset}..{self.raft.log.last_index}")
+        try:
+            with trio.CancelScope() as self._cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.transport.run, self._deliver)
+                    nursery.start_soon(self._ticker)
+                    nursery.start_soon(self._serve)
+                    self._started.set()
+                    task_status.started()
+        finally:
+            for waiter in self._tracker.leadership_lost(None):
+                waiter[0].set(CommandResult(retry=True))
+            with trio.CancelScope(shield=True):
+                await self._disk(self.storage.sync)
+            self._emit("stop", "stopped")
+            for channel in self._subscribers:
+                channel.close()
+
+    def stop(self) -> None:
+        """Stop serving: ``run`` returns once the last fsync finished."""
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    # -- the embedding API ---------------------------------------------------------------------
+
+    async def run_command(self, command: str, *, timeout: float = 5.0) -> CommandResult:
+        """The seed's ``run_command``: result after commit and apply, or redirect, retry, error or timeout."""
+        waiter = _Waiter()
+        try:
+            self._inbox_send.send_nowait((_PROPOSE, command, waiter))
+        except trio.WouldBlock:
+            self.stats["inbox_dropped"] += 1
+            return CommandResult(retry=True)
+        with trio.move_on_after(timeout):
+            await waiter.event.wait()
+            return waiter.result
+        return CommandResult(timeout_expired=True)
+
+    async def transfer_leadership(self, target: str) -> None:
+        """Ask this node, the leader, to hand over to ``target``; raises NotLeader or UnknownNode."""
+        await self._call(lambda: self._core().transfer_leadership(target))
+
+    async def take_snapshot(self) -> int:
+        """Snapshot the state machine now and compact the log; returns the snapshot's index once durable."""
+        waiter = _Waiter()
+        await self._inbox_send.send((_SNAPSHOT, None, waiter))
+        await waiter.event.wait()
+        return waiter.result
+
+    def status(self) -> NodeStatus:
+        raft = self._core()
+        return NodeStatus(
+            id=self.id,
+            role=raft.role.value,
+            term=raft.term,
+            leader=raft.leader,
+            voters=sorted(raft.configuration.voters),
+            last_index=raft.log.last_index,
+            commit_index=raft.commit,
+            applied_index=self.applier.applied_index,
+            snapshot_index=raft.log.offset,
+            apply_halted=self.applier.halted.reason if self.applier.halted else None,
+            state=_summary(self.applier.state_machine),
+            stats={**self.stats, **raft.stats, **self.transport.stats()},
+        )
+
+    def add_event_handler(self, handler: Callable[[NodeEvent], None]) -> None:
+        """Call ``handler(event)`` for every event (from the node's task: keep it quick)."""
+        self._handlers.append(handler)
+
+    def subscribe(self, max_buffer: int = 1000) -> trio.MemoryReceiveChannel[NodeEvent]:
+        """A channel of events from now on (recent ones first); a slow reader loses events, not the node."""
+        send, receive = trio.open_memory_channel[NodeEvent](max_buffer)
+        for event in self._recent_events:
+            send.send_nowait(event)
+        self._subscribers.append(send)
+        return receive
+
+    def recent_events(self) -> list[NodeEvent]:
+        return list(self._recent_events)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def _core(self) -> Raft:
+        if self.raft is None:
+            raise NodeNotRunning(f"node {self.id} is not running")
+        return self.raft
+
+    def _deliver(self, message: Message) -> None:
+        try:
+            self._inbox_send.send_nowait((_MESSAGE, message, None))
+        except trio.WouldBlock:
+            self.stats["inbox_dropped"] += 1
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in the task that owns the core; return its result or raise its error."""
+        waiter = _Waiter()
+        await self._inbox_send.send((_CALL, fn, waiter))
+        await waiter.event.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self.tick_seconds)
+            try:
+                self._inbox_send.send_nowait((_TICK, None, None))
+            except trio.WouldBlock:
+                pass  # overloaded: the next tick will come
+
+    # -- the task that owns the core -----------------------------------------------------------
+
+    async def _serve(self) -> None:
+        receive = self._inbox_receive
+        while True:
+            self._handle(await receive.receive())
+            for _ in range(4096):
+                try:
+                    item = receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self._handle(item)
+            await self._process_ready()
+
+    def _handle(self, item: tuple) -> None:
+        kind, payload, waiter = item
+        raft = self.raft
+        assert raft is not None
+        if kind == _MESSAGE:
+            raft.step(payload)
+        elif kind == _TICK:
+            self._ticks += 1
+            raft.tick()
+            if self._apply_retry_at is not None and self._ticks >= self._apply_retry_at:
+                self._apply_retry_at = None
+                self._run_applier()
+        elif kind == _PROPOSE:
+            self._propose(raft, payload, waiter)
+        elif kind == _SNAPSHOT:
+            self._snapshot_waiters.append(waiter)
+        else:
+            try:
+                waiter.set(payload())
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                waiter.set(error=exc)
+
+    def _propose(self, raft: Raft, command: str, waiter: _Waiter) -> None:
+        if raft.role is Role.LEADER:
+            validate = getattr(self.applier.state_machine, "validate", None)
+            if validate is not None:
+                try:
+                    validate(command)
+                except CommandError as exc:
+                    waiter.set(CommandResult(error=str(exc)))
+                    return
+        try:
+            index = raft.propose(command.encode())
+        except RaftError as exc:
+            waiter.set(CommandResult.from_refusal(exc))
+            return
+        self._tracker.track(index, raft.term, waiter)
+
+    async def _process_ready(self) -> None:
+        raft = self.raft
+        assert raft is not None
+        while raft.has_ready():
+            ready = raft.ready()
+            self.stats["batches"] += 1
+            early: list[Message] = []
+            late: list[Message] = list(ready.messages)
+            if raft.role is Role.LEADER:
+                early = [m for m in late if isinstance(m, _EARLY_FROM_LEADER)]
+                late = [m for m in late if not isinstance(m, _EARLY_FROM_LEADER)]
+            for m in early:
+                self.transport.send(m)
+            await self._persist(ready)
+            for m in late:
+                self.transport.send(m)
+            self._report(ready)
+            if ready.snapshot is not None:
+                self.applier.restore(ready.snapshot[0].index, ready.snapshot[1])
+            self.applier.submit(ready.committed)
+            self._run_applier()
+            raft.advance(ready)
+            if self.snapshot_every is not None and self.applier.applied_index - raft.log.offset >= self.snapshot_every:
+                await self._disk_snapshot(self._compact())
+        if self._snapshot_waiters:
+            waiters, self._snapshot_waiters = self._snapshot_waiters, []
+            if self.applier.applied_index > raft.log.offset:
+                await self._disk_snapshot(self._compact())
+            for waiter in waiters:
+                waiter.set(raft.log.offset)
+
+    async def _persist(self, ready: Ready) -> None:
+        storage = self.storage
+        if ready.snapshot is not None:
+            await self._disk(storage.save_snapshot, *ready.snapshot)
+        hard_state = ready.hard_state
+        vote_changed = hard_state is not None and (hard_state.term, hard_state.vote) != self._synced_vote
+        if hard_state is not None:
+            storage.set_hard_state(hard_state)
+        if ready.entries:
+            storage.append(ready.entries)
+        if ready.entries or vote_changed:
+            # One fsync for everything this batch wrote: entries, term and vote. A commit index
+            # that changed alone is a hint and rides along with the next fsync.
+            await self._disk(storage.sync)
+            self.stats["fsyncs"] += 1
+            if hard_state is not None:
+                self._synced_vote = (hard_state.term, hard_state.vote)
+
+    async def _disk(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._thread_storage:
+            return await trio.to_thread.run_sync(fn, *args)
+        return fn(*args)
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def _run_applier(self) -> None:
+        raft = self.raft
+        assert raft is not None
+        done, failure = self.applier.run()
+        for applied in done:
+            entry = applied.entry
+            answer = self._tracker.applied(
+                entry.index, entry.term, result=applied.result, error=applied.error, leader=raft.leader
+            )
+            if answer is not None:
+                answer[0].set(answer[1])
+        if failure is None:
+            return
+        if failure.halted:
+            message = (
+                f"STOPPED APPLYING: index {failure.index} failed {failure.attempt} times ({failure.reason}); "
+                "this node no longer applies commands and needs an operator"
+            )
+            log.error("%s: %s", self.id, message)
+            self._emit("apply-halted", message)
+            answer = self._tracker.failed(failure.index, f"apply halted at index {failure.index}: {failure.reason}")
+            if answer is not None:
+                answer[0].set(answer[1])
+        else:
+            self._emit("apply-error", f"index {failure.index} attempt {failure.attempt}: {failure.reason}; retrying")
+            self._apply_retry_at = self._ticks + 2**failure.attempt
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def _compact(self) -> tuple[Any, bytes]:
+        raft = self.raft
+        assert raft is not None
+        data = self.applier.state_machine.snapshot()
+        meta = raft.compact(self.applier.applied_index, data)
+        return meta, data
+
+    async def _disk_snapshot(self, snapshot: tuple[Any, bytes]) -> None:
+        meta, data = snapshot
+
+        def save() -> None:
+            self.storage.save_snapshot(meta, data)
+            self.storage.compact(meta.index)
+
+        await self._disk(save)
+        self._emit("snapshot", f"snapshot at index {meta.index}; log compacted")
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _report(self, ready: Ready) -> None:
+        raft = self.raft
+        assert raft is not None
+        for event in ready.events:
+            self._emit(event.kind, event.detail)
+        if ready.soft_state is not None:
+            soft = ready.soft_state
+            self._emit("role", f"{soft.role.value} in term {raft.term}, leader {soft.leader or 'unknown'}")
+            if soft.role is not Role.LEADER and len(self._tracker):
+                for waiter, result in self._tracker.leadership_lost(soft.leader):
+                    waiter.set(result)
+        if ready.committed:
+            index, at = self._last_commit_event
+            now = time.monotonic()
+            if now - at >= 1.0:
+                rate = (raft.commit - index) / (now - at) if at else 0.0
+                self._emit("commit", f"commit index {raft.commit} ({rate:.0f}/s)")
+                self._last_commit_event = (raft.commit, now)
+
+    def _emit(self, kind: str, detail: str) -> None:
+        event = NodeEvent(time=time.time(), node=self.id, kind=kind, detail=detail)
+        self._recent_events.append(event)
+        log.info("%s %s: %s", self.id, kind, detail)
+        for handler in self._handlers:
+            handler(event)
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                self.stats["events_dropped"] += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(channel)
+
+
+def _summary(state_machine: StateMachine) -> dict[str, Any]:
+    summary = getattr(state_machine, "summary", None)
+    return summary() if summary is not None else {}

@@ -1,0 +1,204 @@
+"""The client and admin endpoint of a node: JSON requests in length-prefixed frames over TCP.
+
+Every request is a JSON object with ``op`` and an optional ``id`` that the response echoes, so a
+client may keep many requests in flight on one connection (each is served in its own task).
+
+| op | request fields | response |
+|---|---|---|
+| ``run_command`` | ``command``, ``timeout`` (s) | the seed's CommandResult fields, ``node``, ``leader`` |
+| ``status`` | | the node's status (``status --json`` fields) |
+| ``events`` | | then a stream of EVENT frames until the client hangs up |
+| ``set_faults`` | ``faults``: partitioned_from, drop_pct, delay_ms, jitter_ms, duplicate_pct | ``faults`` |
+| ``clear_faults`` | | ``faults`` |
+| ``transfer`` | ``target`` | ``ok`` |
+| ``snapshot`` | | ``index`` |
+| ``stop`` | | ``ok``, then the node stops |
+
+A malformed request gets ``{"ok": false, "error": ...}`` naming what is wrong; a malformed frame
+drops the connection. Neither disturbs the node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import partial
+from typing import Any
+
+import trio
+
+from . import codec
+from .config import Address
+from .core.errors import RaftError
+from .runtime import RaftNode
+from .transport.faults import Faults, FaultyTransport
+
+log = logging.getLogger("raftnode.service")
+
+
+class BadRequest(Exception):
+    """The request is not one this endpoint serves; the message says why."""
+
+
+class ClientService:
+    def __init__(
+        self,
+        node: RaftNode,
+        listen: Address,
+        *,
+        faults: FaultyTransport | None = None,
+        max_frame_bytes: int = 1 << 20,
+        on_stop: Any = None,
+    ):
+        self.node = node
+        self.listen = listen
+        self.faults = faults
+        self.max_frame_bytes = max_frame_bytes
+        self.on_stop = on_stop or node.stop
+        self.stats = {"client_connections": 0, "bad_client_frames": 0, "bad_requests": 0}
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve clients until cancelled; raises OSError if the address is taken."""
+        listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(trio.serve_listeners, self._serve_connection, listeners))
+            task_status.started()
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        self.stats["client_connections"] += 1
+        decoder = codec.FrameDecoder(max_frame_bytes=self.max_frame_bytes)
+        send_lock = trio.Lock()
+        try:
+            async with stream, trio.open_nursery() as nursery:
+                async for data in stream:
+                    for frame in decoder.feed(data):
+                        if frame.kind != codec.FrameKind.CLIENT_REQUEST:
+                            raise codec.CodecError(f"expected a CLIENT_REQUEST frame, got {frame.kind.name}")
+                        request = codec.decode_json(frame.payload)
+                        nursery.start_soon(self._dispatch, request, stream, send_lock)
+                nursery.cancel_scope.cancel()  # the client hung up: stop its event streams
+        except codec.CodecError as exc:
+            self.stats["bad_client_frames"] += 1
+            log.warning("%s: dropped a client connection: %s", self.node.id, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    async def _dispatch(self, request: dict[str, Any], stream: trio.SocketStream, send_lock: trio.Lock) -> None:
+        request_id = request.get("id")
+        op = request.get("op")
+        try:
+            if op == "events":
+                await self._stream_events(request_id, stream, send_lock)
+                return
+            handler = _OPS.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise BadRequest(f"unknown op {op!r}; known: events, {', '.join(sorted(_OPS))}")
+            response = await handler(self, request)
+        except BadRequest as exc:
+            self.stats["bad_requests"] += 1
+            response = {"ok": False, "error": str(exc)}
+        except RaftError as exc:
+            response = {"ok": False, "error": str(exc), "leader": self.node.raft.leader if self.node.raft else None}
+        response["id"] = request_id
+        await _send(stream, send_lock, codec.FrameKind.CLIENT_RESPONSE, response)
+
+    async def _stream_events(self, request_id: Any, stream: trio.SocketStream, send_lock: trio.Lock) -> None:
+        events = self.node.subscribe()
+        await _send(stream, send_lock, codec.FrameKind.CLIENT_RESPONSE, {"id": request_id, "ok": True})
+        async with events:
+            async for event in events:
+                await _send(stream, send_lock, codec.FrameKind.EVENT, event.to_dict())
+
+    # -- ops -----------------------------------------------------------------------------------
+
+    async def _run_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("command")
+        timeout = request.get("timeout", 5.0)
+        if not isinstance(command, str) or not command.strip():
+            raise BadRequest("run_command needs a non-empty string 'command'")
+        if not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+            raise BadRequest("'timeout' must be a number of seconds between 0 and 3600")
+        result = await self.node.run_command(command, timeout=float(timeout))
+        raft = self.node.raft
+        return {
+            "ok": result.ok,
+            "result": _jsonable(result.result),
+            "error": result.error,
+            "redirect": result.redirect,
+            "retry": result.retry,
+            "timeout_expired": result.timeout_expired,
+            "index": result.index,
+            "node": self.node.id,
+            "leader": raft.leader if raft else None,
+        }
+
+    async def _status(self, request: dict[str, Any]) -> dict[str, Any]:
+        status = self.node.status().to_dict()
+        status["stats"].update(self.stats)
+        status.update(
+            ok=True,
+            alive=True,
+            pid=os.getpid(),
+            faults=self.faults.faults.to_dict() if self.faults else None,
+        )
+        return status
+
+    async def _set_faults(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.faults is None:
+            raise BadRequest("this node has no fault layer")
+        spec = request.get("faults")
+        if not isinstance(spec, dict):
+            raise BadRequest("set_faults needs an object 'faults'")
+        try:
+            self.faults.faults = Faults.from_dict(spec)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        self.node._emit("fault", f"faults set: {json.dumps(self.faults.faults.to_dict())}")
+        return {"ok": True, "faults": self.faults.faults.to_dict()}
+
+    async def _clear_faults(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.faults is None:
+            raise BadRequest("this node has no fault layer")
+        self.faults.faults = Faults()
+        self.node._emit("fault", "faults cleared")
+        return {"ok": True, "faults": self.faults.faults.to_dict()}
+
+    async def _transfer(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = request.get("target")
+        if not isinstance(target, str):
+            raise BadRequest("transfer needs a string 'target'")
+        await self.node.transfer_leadership(target)
+        return {"ok": True}
+
+    async def _snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "index": await self.node.take_snapshot()}
+
+    async def _stop(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.on_stop()
+        return {"ok": True}
+
+
+_OPS = {
+    "run_command": ClientService._run_command,
+    "status": ClientService._status,
+    "set_faults": ClientService._set_faults,
+    "clear_faults": ClientService._clear_faults,
+    "transfer": ClientService._transfer,
+    "snapshot": ClientService._snapshot,
+    "stop": ClientService._stop,
+}
+
+
+async def _send(stream: trio.SocketStream, lock: trio.Lock, kind: Any, document: dict[str, Any]) -> None:
+    frame = codec.encode_frame(kind, codec.encode_json(document))
+    async with lock:
+        await stream.send_all(frame)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
