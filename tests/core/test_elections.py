@@ -1,9 +1,9 @@
 """Elections (§3.4), PreVote (§9.6), CheckQuorum (§6.2, §4.2.3) and the new leader's no-op (§3.6.2).
 
 The "Elections" section of the scenario catalog, claim by claim. Cluster-level behaviour is
-driven through :class:`SimCluster` (every step checked against the invariants) and repeated over
-``SEEDS`` so that a claim holds beyond one lucky schedule; every assertion inside a seed loop
-names its seed. Where a claim needs exact control over which message arrives when (a split vote,
+driven through :class:`SimCluster` (every step checked against the invariants) and parametrized
+over ``SEEDS`` so that a claim holds beyond one lucky schedule; the seed is in each test id and
+assertion message. Where a claim needs exact control over which message arrives when (a split vote,
 a vote across a restart, a candidate with a shorter log, stale terms, the commit rule), the test
 drives :class:`Raft` cores by hand through :class:`Wire`, which plays the shell's part (persist,
 then send, then advance) and delivers nothing unless told to.
@@ -58,12 +58,12 @@ class Wire:
     the disk.
     """
 
-    def __init__(self, ids: tuple[str, ...] = IDS, *, seed: int = 0, hard_state: HardState = HardState(),
+    def __init__(self, ids: tuple[str, ...] = IDS, *, seed: int = 0, hard_state: HardState | None = None,
                  **config: object):
         self.ids = ids
         self.seed = seed
         self.config = config
-        self.disks = {i: Disk(hard_state=hard_state) for i in ids}
+        self.disks = {i: Disk(hard_state=hard_state or HardState()) for i in ids}
         self.nodes: dict[str, Raft] = {}
         self.readies: list[tuple[str, Ready]] = []
         self.outbox: list[Message] = []
@@ -190,74 +190,74 @@ def agreed_leader(c: SimCluster, nodes: list[str]) -> str | None:
 
 
 @pytest.mark.parametrize("size", [3, 5])
-def test_a_cold_cluster_elects_exactly_one_leader_and_every_node_learns_it(size):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_cold_cluster_elects_exactly_one_leader_and_every_node_learns_it(size, seed):
     """§3.4: from a cold start one leader is elected within a few election timeouts, every other
     node follows it in the same term, and it stays the only leader while nothing fails."""
-    for seed in SEEDS:
-        c = SimCluster(size, seed=seed)
-        assert c.run_until(lambda: c.leader() is not None and agreed_leader(c, list(c.ids)) is not None,
-                           max_ticks=3 * HI), f"seed {seed}: no agreed leader within {3 * HI} ticks"
-        leader = c.leader()
-        term = c.raft(leader).term
-        for _ in range(3 * HI):
-            c.tick()
-            roles = {i: c.raft(i).role for i in c.ids}
-            assert [i for i, r in roles.items() if r is Role.LEADER] == [leader], f"seed {seed}: roles {roles}"
-            assert all(r is Role.FOLLOWER for i, r in roles.items() if i != leader), f"seed {seed}: {roles}"
-            for i in c.ids:
-                assert (c.raft(i).leader, c.raft(i).term) == (leader, term), f"seed {seed}: {i} does not follow {leader}"
+    c = SimCluster(size, seed=seed)
+    assert c.run_until(lambda: c.leader() is not None and agreed_leader(c, list(c.ids)) is not None,
+                       max_ticks=3 * HI), f"seed {seed}: no agreed leader within {3 * HI} ticks"
+    leader = c.leader()
+    term = c.raft(leader).term
+    for _ in range(3 * HI):
+        c.tick()
+        roles = {i: c.raft(i).role for i in c.ids}
+        assert [i for i, r in roles.items() if r is Role.LEADER] == [leader], f"seed {seed}: roles {roles}"
+        assert all(r is Role.FOLLOWER for i, r in roles.items() if i != leader), f"seed {seed}: {roles}"
+        for i in c.ids:
+            assert (c.raft(i).leader, c.raft(i).term) == (leader, term), f"seed {seed}: {i} does not follow {leader}"
 
 
 # -- a lost leader is replaced ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [3, 5])
-def test_a_crashed_leader_is_replaced_within_three_election_timeouts(size):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_crashed_leader_is_replaced_within_three_election_timeouts(size, seed):
     """§3.4: when the leader crashes, the survivors elect a new leader in a higher term within a
     bounded number of election timeouts; the restarted old leader then follows it."""
-    for seed in SEEDS:
-        c, old, term = stable_cluster(size, seed)
-        c.crash(old)
-        survivors = [i for i in c.ids if i != old]
-        start = c.now
-        assert c.run_until(lambda: agreed_leader(c, survivors) is not None, max_ticks=3 * HI), (
-            f"seed {seed}: no new leader {3 * HI} ticks after {old} crashed"
-        )
-        new = agreed_leader(c, survivors)
-        assert new != old and c.raft(new).term > term, f"seed {seed}: leader {new} term {c.raft(new).term}"
-        assert c.now - start <= 3 * HI
-        c.restart(old)
-        assert c.stabilize(max_ticks=5 * HI), f"seed {seed}: restarted {old} did not rejoin"
-        assert c.raft(old).role is Role.FOLLOWER and c.raft(old).leader == c.leader(), f"seed {seed}"
+    c, old, term = stable_cluster(size, seed)
+    c.crash(old)
+    survivors = [i for i in c.ids if i != old]
+    start = c.now
+    assert c.run_until(lambda: agreed_leader(c, survivors) is not None, max_ticks=3 * HI), (
+        f"seed {seed}: no new leader {3 * HI} ticks after {old} crashed"
+    )
+    new = agreed_leader(c, survivors)
+    assert new != old and c.raft(new).term > term, f"seed {seed}: leader {new} term {c.raft(new).term}"
+    assert c.now - start <= 3 * HI
+    c.restart(old)
+    assert c.stabilize(max_ticks=5 * HI), f"seed {seed}: restarted {old} did not rejoin"
+    assert c.raft(old).role is Role.FOLLOWER and c.raft(old).leader == c.leader(), f"seed {seed}"
 
 
 @pytest.mark.parametrize(
     "config",
-    [dict(pre_vote=True, check_quorum=True), dict(pre_vote=False, check_quorum=False)],
+    [{"pre_vote": True, "check_quorum": True}, {"pre_vote": False, "check_quorum": False}],
     ids=["prevote+checkquorum", "plain"],
 )
-def test_an_isolated_leader_is_replaced_and_steps_down_when_it_rejoins(config):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_an_isolated_leader_is_replaced_and_steps_down_when_it_rejoins(config, seed):
     """§3.4: a leader cut off from everyone is replaced by the majority within a bounded number
     of election timeouts; on rejoining, the old leader sees the higher term and follows the new
     leader (with or without CheckQuorum having already made it step down)."""
-    for seed in SEEDS:
-        c, old, term = stable_cluster(3, seed, **config)
-        c.isolate(old)
-        majority = [i for i in c.ids if i != old]
-        assert c.run_until(lambda: agreed_leader(c, majority) is not None, max_ticks=3 * HI), (
-            f"seed {seed}: the majority elected no leader within {3 * HI} ticks"
+    c, old, term = stable_cluster(3, seed, **config)
+    c.isolate(old)
+    majority = [i for i in c.ids if i != old]
+    assert c.run_until(lambda: agreed_leader(c, majority) is not None, max_ticks=3 * HI), (
+        f"seed {seed}: the majority elected no leader within {3 * HI} ticks"
+    )
+    new = agreed_leader(c, majority)
+    new_term = c.raft(new).term
+    assert new != old and new_term > term, f"seed {seed}"
+    if not config["check_quorum"]:
+        assert c.raft(old).role is Role.LEADER and c.raft(old).term == term, (
+            f"seed {seed}: without CheckQuorum the isolated leader should still believe it leads"
         )
-        new = agreed_leader(c, majority)
-        new_term = c.raft(new).term
-        assert new != old and new_term > term, f"seed {seed}"
-        if not config["check_quorum"]:
-            assert c.raft(old).role is Role.LEADER and c.raft(old).term == term, (
-                f"seed {seed}: without CheckQuorum the isolated leader should still believe it leads"
-            )
-        c.heal()
-        assert c.stabilize(max_ticks=5 * HI), f"seed {seed}"
-        assert c.raft(old).role is Role.FOLLOWER, f"seed {seed}"
-        assert c.raft(old).term >= new_term and c.raft(old).leader == c.leader(), f"seed {seed}"
+    c.heal()
+    assert c.stabilize(max_ticks=5 * HI), f"seed {seed}"
+    assert c.raft(old).role is Role.FOLLOWER, f"seed {seed}"
+    assert c.raft(old).term >= new_term and c.raft(old).leader == c.leader(), f"seed {seed}"
 
 
 # -- split votes -----------------------------------------------------------------------------------
@@ -275,19 +275,19 @@ def _split_vote(seed: int, election_timeout: tuple[int, int]) -> Wire:
     return w
 
 
-def test_a_split_vote_is_resolved_by_randomized_election_timeouts():
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_split_vote_is_resolved_by_randomized_election_timeouts(seed):
     """§3.4: when every node stood in the same term and nobody won, randomized timeouts make one
     node time out first in the next term, and it wins: exactly one leader, all others follow."""
-    for seed in SEEDS:
-        w = _split_vote(seed, (LO, HI))
-        rounds = w.run(5 * HI, until=lambda: len(w.leaders()) == 1 and all(r.leader == w.leaders()[0]
-                                                                          for r in w.nodes.values()))
-        leaders = w.leaders()
-        assert len(leaders) == 1, f"seed {seed}: leaders {leaders} after {rounds} rounds"
-        leader = w[leaders[0]]
-        assert leader.term >= 2, f"seed {seed}"
-        assert all(r.term == leader.term and r.leader == leader.id for r in w.nodes.values()), f"seed {seed}"
-        assert rounds <= 3 * HI, f"seed {seed}: took {rounds} ticks"
+    w = _split_vote(seed, (LO, HI))
+    rounds = w.run(5 * HI, until=lambda: len(w.leaders()) == 1 and all(r.leader == w.leaders()[0]
+                                                                      for r in w.nodes.values()))
+    leaders = w.leaders()
+    assert len(leaders) == 1, f"seed {seed}: leaders {leaders} after {rounds} rounds"
+    leader = w[leaders[0]]
+    assert leader.term >= 2, f"seed {seed}"
+    assert all(r.term == leader.term and r.leader == leader.id for r in w.nodes.values()), f"seed {seed}"
+    assert rounds <= 3 * HI, f"seed {seed}: took {rounds} ticks"
 
 
 def test_split_votes_repeat_forever_when_every_node_draws_the_same_timeout():
@@ -313,7 +313,7 @@ def grants(messages: list[Message], to: str) -> list[bool]:
 
 CONFIGS = pytest.mark.parametrize(
     "config",
-    [dict(), dict(pre_vote=False, check_quorum=False)],
+    [{}, {"pre_vote": False, "check_quorum": False}],
     ids=["prevote+checkquorum", "plain"],
 )
 
@@ -423,22 +423,22 @@ def test_a_candidate_whose_log_is_less_up_to_date_is_refused(pre_vote, last_inde
         assert ready.hard_state == HardState(term=3, vote=voter.vote, commit=0)
 
 
-def test_a_node_missing_committed_entries_never_wins_the_next_election():
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_node_missing_committed_entries_never_wins_the_next_election(seed):
     """§3.6.1: a follower that missed committed entries cannot be elected: when the leader
     crashes, the node holding them wins, and every acknowledged command survives."""
-    for seed in SEEDS:
-        c, leader, _ = stable_cluster(3, seed)
-        behind = follower_of(c, leader, seed)
-        ahead = next(i for i in c.ids if i not in (leader, behind))
-        c.isolate(behind)
-        reqs = [c.propose(leader, f"incr {k}") for k in range(1, 6)]
-        assert all(c.wait_answered(r, max_ticks=HI).ok for r in reqs), f"seed {seed}"
-        c.crash(leader)
-        c.heal()
-        assert c.run_until(lambda: agreed_leader(c, [behind, ahead]) is not None, max_ticks=5 * HI), f"seed {seed}"
-        assert agreed_leader(c, [behind, ahead]) == ahead, f"seed {seed}: {behind} lacked committed entries yet won"
-        assert c.stabilize(max_ticks=5 * HI), f"seed {seed}"
-        assert c.state(behind).value == c.state(ahead).value == 15, f"seed {seed}"
+    c, leader, _ = stable_cluster(3, seed)
+    behind = follower_of(c, leader, seed)
+    ahead = next(i for i in c.ids if i not in (leader, behind))
+    c.isolate(behind)
+    reqs = [c.propose(leader, f"incr {k}") for k in range(1, 6)]
+    assert all(c.wait_answered(r, max_ticks=HI).ok for r in reqs), f"seed {seed}"
+    c.crash(leader)
+    c.heal()
+    assert c.run_until(lambda: agreed_leader(c, [behind, ahead]) is not None, max_ticks=5 * HI), f"seed {seed}"
+    assert agreed_leader(c, [behind, ahead]) == ahead, f"seed {seed}: {behind} lacked committed entries yet won"
+    assert c.stabilize(max_ticks=5 * HI), f"seed {seed}"
+    assert c.state(behind).value == c.state(ahead).value == 15, f"seed {seed}"
 
 
 # -- higher and lower terms ------------------------------------------------------------------------
@@ -447,7 +447,7 @@ HIGHER = 5
 
 
 def higher_term_messages() -> dict[str, Message]:
-    kw = dict(term=HIGHER, src="n2", dst="n1")
+    kw = {"term": HIGHER, "src": "n2", "dst": "n1"}
     return {
         "Heartbeat": Heartbeat(**kw, commit=0),
         "AppendEntries": AppendEntries(**kw, prev_index=1, prev_term=1, entries=(), commit=0),
@@ -495,7 +495,7 @@ def test_followers_and_candidates_adopt_a_higher_term_and_forget_their_vote(role
 
 
 def stale_messages(dst: str) -> dict[str, Message]:
-    kw = dict(term=2, src="n3", dst=dst)
+    kw = {"term": 2, "src": "n3", "dst": dst}
     return {
         "Heartbeat": Heartbeat(**kw, commit=1),
         "AppendEntries": AppendEntries(**kw, prev_index=0, prev_term=0, entries=(Entry(2, 1, b"incr 9"),), commit=1),
@@ -537,110 +537,110 @@ def test_a_message_from_a_lower_term_is_ignored_or_answered_with_the_current_ter
 
 @pytest.mark.parametrize(
     "config",
-    [dict(pre_vote=True, check_quorum=True), dict(pre_vote=True, check_quorum=False)],
+    [{"pre_vote": True, "check_quorum": True}, {"pre_vote": True, "check_quorum": False}],
     ids=["prevote+checkquorum", "prevote-only"],
 )
-def test_prevote_a_rejoining_partitioned_node_neither_disrupts_the_leader_nor_bumps_the_term(config):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_prevote_a_rejoining_partitioned_node_neither_disrupts_the_leader_nor_bumps_the_term(config, seed):
     """§9.6: a node partitioned away keeps timing out, but a pre-vote round changes no term, so
     it rejoins at the cluster's term; the leader keeps leading the same term throughout and the
     node catches up on what was committed meanwhile."""
-    for seed in SEEDS:
-        c, leader, term = stable_cluster(3, seed, **config)
-        node = follower_of(c, leader, seed)
-        c.isolate(node)
-        for _ in range(QUIET):
-            c.tick()
-            assert c.raft(leader).role is Role.LEADER and c.raft(leader).term == term, f"seed {seed}"
-        assert c.raft(node).term == term, f"seed {seed}: isolated {node} bumped its term to {c.raft(node).term}"
-        assert c.raft(node).role is not Role.LEADER
-        c.heal()
-        req = c.propose(leader, "incr 7")
-        for _ in range(QUIET):
-            c.tick()
-            assert c.raft(leader).role is Role.LEADER, f"seed {seed}: {leader} was deposed after {node} rejoined"
-            assert {c.raft(i).term for i in c.ids} <= {term}, f"seed {seed}: the term moved"
-        assert req.result is not None and req.result.ok, f"seed {seed}"
-        assert c.converged() and c.state(node).value == 7, f"seed {seed}"
-        assert max(c.checker.leaders) == term and c.checker.leaders[term] == leader, f"seed {seed}"
+    c, leader, term = stable_cluster(3, seed, **config)
+    node = follower_of(c, leader, seed)
+    c.isolate(node)
+    for _ in range(QUIET):
+        c.tick()
+        assert c.raft(leader).role is Role.LEADER and c.raft(leader).term == term, f"seed {seed}"
+    assert c.raft(node).term == term, f"seed {seed}: isolated {node} bumped its term to {c.raft(node).term}"
+    assert c.raft(node).role is not Role.LEADER
+    c.heal()
+    req = c.propose(leader, "incr 7")
+    for _ in range(QUIET):
+        c.tick()
+        assert c.raft(leader).role is Role.LEADER, f"seed {seed}: {leader} was deposed after {node} rejoined"
+        assert {c.raft(i).term for i in c.ids} <= {term}, f"seed {seed}: the term moved"
+    assert req.result is not None and req.result.ok, f"seed {seed}"
+    assert c.converged() and c.state(node).value == 7, f"seed {seed}"
+    assert max(c.checker.leaders) == term and c.checker.leaders[term] == leader, f"seed {seed}"
 
 
-def test_without_prevote_or_checkquorum_a_rejoining_node_bumps_the_term_and_deposes_the_leader():
+@pytest.mark.parametrize("seed", SEEDS)
+def test_without_prevote_or_checkquorum_a_rejoining_node_bumps_the_term_and_deposes_the_leader(seed):
     """§9.6 (the problem PreVote solves): with pre_vote=False and check_quorum=False the
     partitioned node increments its term at every timeout, and when it rejoins the healthy
     leader must step down into that higher term."""
-    for seed in SEEDS:
-        c, leader, term = stable_cluster(3, seed, pre_vote=False, check_quorum=False)
-        node = follower_of(c, leader, seed)
-        c.isolate(node)
-        c.tick(QUIET)
-        assert c.raft(node).term > term, f"seed {seed}: the isolated node did not bump its term"
-        c.heal()
-        assert c.run_until(lambda: c.raft(leader).term > term, max_ticks=5 * HI), (
-            f"seed {seed}: the leader was not disrupted"
-        )
-        assert c.stabilize(max_ticks=10 * HI), f"seed {seed}"
-        assert max(c.checker.leaders) > term, f"seed {seed}"
+    c, leader, term = stable_cluster(3, seed, pre_vote=False, check_quorum=False)
+    node = follower_of(c, leader, seed)
+    c.isolate(node)
+    c.tick(QUIET)
+    assert c.raft(node).term > term, f"seed {seed}: the isolated node did not bump its term"
+    c.heal()
+    assert c.run_until(lambda: c.raft(leader).term > term, max_ticks=5 * HI), (
+        f"seed {seed}: the leader was not disrupted"
+    )
+    assert c.stabilize(max_ticks=10 * HI), f"seed {seed}"
+    assert max(c.checker.leaders) > term, f"seed {seed}"
 
 
 # -- CheckQuorum -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [3, 5])
-def test_checkquorum_a_leader_cut_off_from_its_majority_steps_down_within_two_election_timeouts(size):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_checkquorum_a_leader_cut_off_from_its_majority_steps_down_within_two_election_timeouts(size, seed):
     """§6.2: a leader that does not hear from a majority for an election timeout steps down
     (without bumping its term); a command sent to it is then answered "retry", not silence.
     With five nodes the leader keeps one follower, still short of a majority."""
-    for seed in SEEDS:
-        c, leader, term = stable_cluster(size, seed)
-        if size == 3:
-            c.isolate(leader)
-        else:
-            c.partition([leader, follower_of(c, leader, seed)])
-        start = c.now
-        assert c.run_until(lambda: c.raft(leader).role is not Role.LEADER, max_ticks=2 * HI), (
-            f"seed {seed}: the cut-off leader still leads after {2 * HI} ticks"
-        )
-        assert c.now - start <= 2 * HI
-        assert c.raft(leader).term == term and c.raft(leader).leader is None, f"seed {seed}"
-        req = c.propose(leader, "incr 1")
-        assert req.result is not None and req.result.retry, f"seed {seed}: {req.result}"
+    c, leader, term = stable_cluster(size, seed)
+    if size == 3:
+        c.isolate(leader)
+    else:
+        c.partition([leader, follower_of(c, leader, seed)])
+    start = c.now
+    assert c.run_until(lambda: c.raft(leader).role is not Role.LEADER, max_ticks=2 * HI), (
+        f"seed {seed}: the cut-off leader still leads after {2 * HI} ticks"
+    )
+    assert c.now - start <= 2 * HI
+    assert c.raft(leader).term == term and c.raft(leader).leader is None, f"seed {seed}"
+    req = c.propose(leader, "incr 1")
+    assert req.result is not None and req.result.retry, f"seed {seed}: {req.result}"
 
 
-def test_without_checkquorum_a_cut_off_leader_keeps_believing_it_leads():
+@pytest.mark.parametrize("seed", SEEDS)
+def test_without_checkquorum_a_cut_off_leader_keeps_believing_it_leads(seed):
     """§6.2 (the control): with check_quorum=False nothing tells an isolated leader it lost its
     majority; it is still leader many election timeouts later."""
-    for seed in SEEDS:
-        c, leader, term = stable_cluster(3, seed, check_quorum=False)
-        c.isolate(leader)
-        c.tick(QUIET)
-        assert c.raft(leader).role is Role.LEADER and c.raft(leader).term == term, f"seed {seed}"
+    c, leader, term = stable_cluster(3, seed, check_quorum=False)
+    c.isolate(leader)
+    c.tick(QUIET)
+    assert c.raft(leader).role is Role.LEADER and c.raft(leader).term == term, f"seed {seed}"
 
 
 @pytest.mark.parametrize(
     "config",
-    [dict(pre_vote=True, check_quorum=True), dict(pre_vote=False, check_quorum=True)],
+    [{"pre_vote": True, "check_quorum": True}, {"pre_vote": False, "check_quorum": True}],
     ids=["prevote+checkquorum", "checkquorum-only"],
 )
 @pytest.mark.parametrize("fault", ["isolate", "cut-from-leader"])
-def test_checkquorum_a_partitioned_follower_does_not_make_a_healthy_leader_step_down(config, fault):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_checkquorum_a_partitioned_follower_does_not_make_a_healthy_leader_step_down(config, fault, seed):
     """§6.2 and §4.2.3: a follower that cannot hear the leader (fully isolated, or only its link
     to the leader cut so it can still reach the other follower) does not depose a leader that
     still has a majority: that follower's vote requests are ignored by servers that hear from
     the leader, and the leader keeps committing commands."""
-    for seed in SEEDS:
-        c, leader, term = stable_cluster(3, seed, **config)
-        node = follower_of(c, leader, seed)
-        if fault == "isolate":
-            c.isolate(node)
-        else:
-            c.cut(leader, node)
-        for _ in range(QUIET):
-            c.tick()
-            assert c.raft(leader).role is Role.LEADER and c.raft(leader).term == term, (
-                f"seed {seed}: {leader} lost leadership at tick {c.now}"
-            )
-        req = c.propose(leader, "incr 3")
-        assert c.wait_answered(req, max_ticks=HI).ok, f"seed {seed}"
+    c, leader, term = stable_cluster(3, seed, **config)
+    node = follower_of(c, leader, seed)
+    if fault == "isolate":
+        c.isolate(node)
+    else:
+        c.cut(leader, node)
+    for _ in range(QUIET):
+        c.tick()
+        assert c.raft(leader).role is Role.LEADER and c.raft(leader).term == term, (
+            f"seed {seed}: {leader} lost leadership at tick {c.now}"
+        )
+    req = c.propose(leader, "incr 3")
+    assert c.wait_answered(req, max_ticks=HI).ok, f"seed {seed}"
 
 
 def test_a_follower_that_hears_from_its_leader_ignores_a_disruptive_vote_request():
