@@ -21,32 +21,12 @@ from pathlib import Path
 import trio
 
 from raftnode import __version__
-from raftnode.config import ClusterConfig, ConfigError, load_config
+from raftnode.config import TICK_MS, ClusterConfig, ConfigError, load_config, raft_config
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
 #: Exit status when the node cannot start (address in use, unreadable or corrupt data).
 EXIT_START_FAILED = 1
-#: Wall time of one core tick; heartbeats and election timeouts are whole numbers of ticks.
-TICK_MS = 10
-
-
-def raft_config(config: ClusterConfig, node_id: str, *, tick_ms: int = TICK_MS):
-    """The core's settings for ``node_id``: cluster.toml's milliseconds turned into ticks."""
-    from raftnode.core import RaftConfig
-
-    low, high = config.election_timeout_ms
-    low_ticks = max(2, round(low / tick_ms))
-    return RaftConfig(
-        node_id=node_id,
-        voters=config.node_ids,
-        election_timeout=(low_ticks, max(low_ticks + 1, round(high / tick_ms))),
-        heartbeat_interval=min(low_ticks - 1, max(1, round(config.heartbeat_ms / tick_ms))),
-        pre_vote=config.pre_vote,
-        check_quorum=config.check_quorum,
-    )
-
-
 async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = None) -> None:
     """Run the node until SIGTERM/SIGINT or an admin ``stop``."""
     from raftnode.runtime import RaftNode

@@ -37,7 +37,11 @@ from typing import Any, NamedTuple
 
 import tomli_w
 
+from .core.raft import RaftConfig
+
 __all__ = [
+    "TICK_MS",
+    "raft_config",
     "DEFAULT_BASE_PORT",
     "DEFAULT_CLUSTER",
     "MAX_INIT_NODES",
@@ -482,3 +486,21 @@ class _Validator:
             raise self.fail(key, f"duplicate address {address} (also {seen[address]})")
         seen[address] = key
         return address
+
+
+#: Wall time of one core tick; heartbeats and election timeouts are whole numbers of ticks.
+TICK_MS = 10
+
+
+def raft_config(config: ClusterConfig, node_id: str, *, tick_ms: int = TICK_MS) -> RaftConfig:
+    """The core's settings for ``node_id``: cluster.toml's milliseconds turned into ticks."""
+    low, high = config.election_timeout_ms
+    low_ticks = max(2, round(low / tick_ms))
+    return RaftConfig(
+        node_id=node_id,
+        voters=config.node_ids,
+        election_timeout=(low_ticks, max(low_ticks + 1, round(high / tick_ms))),
+        heartbeat_interval=min(low_ticks - 1, max(1, round(config.heartbeat_ms / tick_ms))),
+        pre_vote=config.pre_vote,
+        check_quorum=config.check_quorum,
+    )

@@ -1,0 +1,112 @@
+"""The embedding API, named as in the seed document (``state_machine_commands.rst``).
+
+An application implements :class:`PilotAPI` — at least ``process_command`` — and creates a
+:class:`HullAPI`, which it runs inside its own trio program::
+
+    hull = HullAPI.from_config(load_config("cluster.toml"), "n1", pilot=MyStateMachine())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hull.run)
+        outcome = await hull.run_command("incr 5", timeout=2.0)   # a CommandResult
+
+``run_command`` follows the seed's contract: at the leader the command is persisted,
+replicated, committed, applied through ``process_command`` and its result returned; an error in
+``process_command`` returns ``error``; a follower answers ``redirect`` with the leader's id; with
+no known leader the answer is ``retry``; a command that cannot commit in time answers
+``timeout_expired``.
+
+Because the seed's library runs over the application's own messaging, a HullAPI may be given the
+application's own :class:`~raftnode.transport.Transport` and its own
+:class:`~raftnode.storage.Storage` instead of the built-in TCP transport and disk storage.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import trio
+
+from .config import TICK_MS, ClusterConfig, raft_config
+from .core.commands import CommandResult
+from .runtime import NodeEvent, NodeStatus, RaftNode
+from .storage import Storage
+from .transport import Transport
+
+__all__ = ["CommandResult", "HullAPI", "NodeEvent", "NodeStatus", "PilotAPI"]
+
+
+@runtime_checkable
+class PilotAPI(Protocol):
+    """What the application supplies: its state machine.
+
+    ``process_command`` applies one committed command and returns its result; it must be
+    deterministic. Raise :class:`raftnode.statemachines.CommandError` to refuse a command (the
+    refusal is the replicated outcome). Implement ``snapshot() -> bytes`` and
+    ``restore(data: bytes)`` too, so logs can be compacted; an optional ``validate(command)``
+    that raises CommandError lets the leader refuse a malformed command before it enters the log.
+    """
+
+    def process_command(self, command: str) -> Any: ...
+
+
+class HullAPI:
+    """One replicated node inside an application (a thin face over :class:`RaftNode`)."""
+
+    def __init__(self, node: RaftNode):
+        self.node = node
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ClusterConfig,
+        node_id: str,
+        *,
+        pilot: PilotAPI,
+        transport: Transport | None = None,
+        storage: Storage | None = None,
+        data_dir: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> HullAPI:
+        """A node of the cluster in ``config``; built-in TCP transport and disk storage unless given."""
+        if transport is None:
+            from .transport.faults import FaultyTransport
+            from .transport.tcp import TcpTransport
+
+            me = config.node(node_id)
+            transport = FaultyTransport(
+                TcpTransport(node_id, cluster=config.name, listen=me.peer, peers={n.id: n.peer for n in config.nodes})
+            )
+        if storage is None:
+            from .storage.disk import DiskStorage
+
+            storage = DiskStorage(data_dir or config.state_dir / "data" / node_id)
+        node = RaftNode(
+            raft_config(config, node_id),
+            storage=storage,
+            transport=transport,
+            state_machine=pilot,  # type: ignore[arg-type]
+            tick_seconds=TICK_MS / 1000,
+            snapshot_every=config.snapshot_entries,
+            rng=rng,
+        )
+        return cls(node)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the node (use ``await nursery.start(hull.run)``); returns after ``stop()``."""
+        await self.node.run(task_status=task_status)
+
+    def stop(self) -> None:
+        self.node.stop()
+
+    async def run_command(self, command: str, timeout: float = 5.0) -> CommandResult:
+        """The seed's ``run_command``; see the module documentation for the possible answers."""
+        return await self.node.run_command(command, timeout=timeout)
+
+    def status(self) -> NodeStatus:
+        return self.node.status()
+
+    def add_event_handler(self, handler: Callable[[NodeEvent], None]) -> None:
+        """Call ``handler`` for each event: elections, role and leader changes, commits, apply errors, snapshots."""
+        self.node.add_event_handler(handler)
