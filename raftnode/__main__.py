@@ -17,6 +17,7 @@ from functools import partial
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -56,12 +57,15 @@ async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = 
         rng=random.Random(),
     )
     service = ClientService(node, me.client, faults=transport)
+    async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await node.run(task_status=task_status)
+        nursery.cancel_scope.cancel()  # stopped: take the client endpoint down with it
+
     try:
         async with trio.open_nursery() as nursery:
+            await nursery.start(run_node)  # storage loaded, peers listening
             await nursery.start(service.run)
             nursery.start_soon(_stop_on_signal, node)
-            await node.run()
-            nursery.cancel_scope.cancel()
     finally:
         storage.close()
 

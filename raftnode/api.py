@@ -54,8 +54,9 @@ class PilotAPI(Protocol):
 class HullAPI:
     """One replicated node inside an application (a thin face over :class:`RaftNode`)."""
 
-    def __init__(self, node: RaftNode):
+    def __init__(self, node: RaftNode, *, owns_storage: bool = False):
         self.node = node
+        self._owns_storage = owns_storage
 
     @classmethod
     def from_config(
@@ -78,6 +79,7 @@ class HullAPI:
             transport = FaultyTransport(
                 TcpTransport(node_id, cluster=config.name, listen=me.peer, peers={n.id: n.peer for n in config.nodes})
             )
+        owns_storage = storage is None
         if storage is None:
             from .storage.disk import DiskStorage
 
@@ -91,11 +93,18 @@ class HullAPI:
             snapshot_every=config.snapshot_entries,
             rng=rng,
         )
-        return cls(node)
+        return cls(node, owns_storage=owns_storage)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Start the node (use ``await nursery.start(hull.run)``); returns after ``stop()``."""
-        await self.node.run(task_status=task_status)
+        """Start the node (use ``await nursery.start(hull.run)``); returns after ``stop()``.
+
+        Storage the hull opened itself is closed when it returns, so it can be started again.
+        """
+        try:
+            await self.node.run(task_status=task_status)
+        finally:
+            if self._owns_storage:
+                self.node.storage.close()
 
     def stop(self) -> None:
         self.node.stop()

@@ -171,6 +171,10 @@ class ClusterConfig:
         """The node ids in file order."""
         return tuple(node.id for node in self.nodes)
 
+    def client_addresses(self) -> dict[str, Address]:
+        """Each node's client endpoint, by id (what :class:`raftnode.client.ClusterClient` takes)."""
+        return {node.id: node.client for node in self.nodes}
+
     def node(self, node_id: str) -> NodeConfig:
         """Return the node with id ``node_id``.
 

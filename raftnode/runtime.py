@@ -148,8 +148,9 @@ class RaftNode:
         self._thread_storage = getattr(storage, "needs_thread", True)
         self._ticks = 0
         self._apply_retry_at: int | None = None
-        self._last_commit_event = (0, 0.0)  # (commit index, time) of the last aggregated commit event
+        self._last_commit_event: tuple[int, float] | None = None  # (commit index, trio time) of the last commit event
         self._started = trio.Event()
+        self._running = False
         self._snapshot_waiters: list[_Waiter] = []
         self.stats: dict[str, int] = {"inbox_dropped": 0, "fsyncs": 0, "batches": 0, "events_dropped": 0}
 
@@ -172,9 +173,11 @@ class RaftNode:
                     await nursery.start(self.transport.run, self._deliver)
                     nursery.start_soon(self._ticker)
                     nursery.start_soon(self._serve)
+                    self._running = True
                     self._started.set()
                     task_status.started()
         finally:
+            self._running = False
             for waiter in self._tracker.leadership_lost(None):
                 waiter[0].set(CommandResult(retry=True))
             with trio.CancelScope(shield=True):
@@ -195,6 +198,12 @@ class RaftNode:
 
     async def run_command(self, command: str, *, timeout: float = 5.0) -> CommandResult:
         """The seed's ``run_command``: result after commit and apply, or redirect, retry, error or timeout."""
+        if not self._running:
+            return CommandResult(retry=True)
+        try:
+            command.encode()
+        except UnicodeEncodeError:
+            return CommandResult(error=f"command {command!r} is not valid Unicode text")
         waiter = _Waiter()
         try:
             self._inbox_send.send_nowait((_PROPOSE, command, waiter))
@@ -351,7 +360,8 @@ class RaftNode:
             if ready.snapshot is not None:
                 self.applier.restore(ready.snapshot[0].index, ready.snapshot[1])
             self.applier.submit(ready.committed)
-            self._run_applier()
+            if self._apply_retry_at is None:  # a failed entry waits for its retry tick
+                self._run_applier()
             raft.advance(ready)
             if self.snapshot_every is not None and self.applier.applied_index - raft.log.offset >= self.snapshot_every:
                 await self._disk_snapshot(self._compact())
@@ -447,11 +457,11 @@ class RaftNode:
                 for waiter, result in self._tracker.leadership_lost(soft.leader):
                     waiter.set(result)
         if ready.committed:
-            index, at = self._last_commit_event
-            now = time.monotonic()
-            if now - at >= 1.0:
-                rate = (raft.commit - index) / (now - at) if at else 0.0
-                self._emit("commit", f"commit index {raft.commit} ({rate:.0f}/s)")
+            now = trio.current_time()
+            last = self._last_commit_event
+            if last is None or now - last[1] >= 1.0:
+                rate = f" ({(raft.commit - last[0]) / (now - last[1]):.0f}/s)" if last is not None else ""
+                self._emit("commit", f"commit index {raft.commit}{rate}")
                 self._last_commit_event = (raft.commit, now)
 
     def _emit(self, kind: str, detail: str) -> None:

@@ -8,6 +8,7 @@ client may keep many requests in flight on one connection (each is served in its
 | ``run_command`` | ``command``, ``timeout`` (s) | the seed's CommandResult fields, ``node``, ``leader`` |
 | ``status`` | | the node's status (``status --json`` fields) |
 | ``events`` | | then a stream of EVENT frames until the client hangs up |
+| ``recent_events`` | | ``events``: the node's recent events (oldest first), without subscribing |
 | ``set_faults`` | ``faults``: partitioned_from, drop_pct, delay_ms, jitter_ms, duplicate_pct | ``faults`` |
 | ``clear_faults`` | | ``faults`` |
 | ``transfer`` | ``target`` | ``ok`` |
@@ -31,7 +32,7 @@ import trio
 from . import codec
 from .config import Address
 from .core.errors import RaftError
-from .runtime import RaftNode
+from .runtime import NodeNotRunning, RaftNode
 from .transport.faults import Faults, FaultyTransport
 
 log = logging.getLogger("raftnode.service")
@@ -60,7 +61,10 @@ class ClientService:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve clients until cancelled; raises OSError if the address is taken."""
-        listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on client address {self.listen}: {exc.strerror}") from None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(trio.serve_listeners, self._serve_connection, listeners))
             task_status.started()
@@ -77,6 +81,8 @@ class ClientService:
                             raise codec.CodecError(f"expected a CLIENT_REQUEST frame, got {frame.kind.name}")
                         request = codec.decode_json(frame.payload)
                         nursery.start_soon(self._dispatch, request, stream, send_lock)
+                if decoder.buffered:
+                    raise codec.FrameError("the client closed the connection mid-frame")
                 nursery.cancel_scope.cancel()  # the client hung up: stop its event streams
         except codec.CodecError as exc:
             self.stats["bad_client_frames"] += 1
@@ -100,6 +106,10 @@ class ClientService:
             response = {"ok": False, "error": str(exc)}
         except RaftError as exc:
             response = {"ok": False, "error": str(exc), "leader": self.node.raft.leader if self.node.raft else None}
+        except NodeNotRunning as exc:
+            # The endpoint listens before the node has loaded its storage (or after it stopped):
+            # answer instead of letting the error take the whole process down.
+            response = {"ok": False, "error": str(exc), "retry": True}
         response["id"] = request_id
         await _send(stream, send_lock, codec.FrameKind.CLIENT_RESPONSE, response)
 
@@ -144,6 +154,9 @@ class ClientService:
         )
         return status
 
+    async def _recent_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "events": [event.to_dict() for event in self.node.recent_events()]}
+
     async def _set_faults(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.faults is None:
             raise BadRequest("this node has no fault layer")
@@ -182,6 +195,7 @@ class ClientService:
 _OPS = {
     "run_command": ClientService._run_command,
     "status": ClientService._status,
+    "recent_events": ClientService._recent_events,
     "set_faults": ClientService._set_faults,
     "clear_faults": ClientService._clear_faults,
     "transfer": ClientService._transfer,

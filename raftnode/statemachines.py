@@ -31,32 +31,64 @@ class StateMachine(Protocol):
         """A small JSON-able view of the state, for status displays."""
 
 
-def _int_arg(command: str, words: list[str]) -> int:
-    if len(words) != 2:
-        raise CommandError(f"{command!r}: expected one integer argument")
+def _int_arg(command: str, word: str) -> int:
     try:
-        return int(words[1])
+        return int(word)
     except ValueError:
-        raise CommandError(f"{command!r}: {words[1]!r} is not an integer") from None
+        raise CommandError(f"{command!r}: {word!r} is not an integer") from None
 
 
-class Counter:
+class _Parsed:
+    """A state machine whose commands are parsed (``_parse``) before they are applied (``_apply``).
+
+    ``validate`` is the parse alone: the leader calls it to refuse a malformed command before
+    it enters the log.
+    """
+
+    accepted = ""
+    name = ""
+
+    def _parse(self, command: str) -> tuple | None:
+        raise NotImplementedError
+
+    def _apply(self, op: tuple) -> Any:
+        raise NotImplementedError
+
+    def _refuse(self, command: str) -> CommandError:
+        return CommandError(f"unknown command {command!r}; {self.name} accepts: {self.accepted}")
+
+    def validate(self, command: str) -> None:
+        if self._parse(command) is None:
+            raise self._refuse(command)
+
+    def process_command(self, command: str) -> Any:
+        op = self._parse(command)
+        if op is None:
+            raise self._refuse(command)
+        return self._apply(op)
+
+
+class Counter(_Parsed):
     """An integer that commands change: ``incr N``, ``decr N``, ``get`` (the seed's SimpleOps)."""
 
     accepted = "incr N, decr N, get"
+    name = "the counter"
 
     def __init__(self) -> None:
         self.value = 0
 
-    def process_command(self, command: str) -> int:
+    def _parse(self, command: str) -> tuple | None:
         words = command.split()
-        verb = words[0] if words else ""
-        if verb == "incr":
-            self.value += _int_arg(command, words)
-        elif verb == "decr":
-            self.value -= _int_arg(command, words)
-        elif verb != "get" or len(words) != 1:
-            raise CommandError(f"unknown command {command!r}; the counter accepts: {self.accepted}")
+        if words[:1] in (["incr"], ["decr"]) and len(words) == 2:
+            amount = _int_arg(command, words[1])
+            return ("add", amount if words[0] == "incr" else -amount)
+        if words == ["get"]:
+            return ("get",)
+        return None
+
+    def _apply(self, op: tuple) -> int:
+        if op[0] == "add":
+            self.value += op[1]
         return self.value
 
     def snapshot(self) -> bytes:
@@ -69,25 +101,28 @@ class Counter:
         return {"value": self.value}
 
 
-class Totals:
+class Totals(_Parsed):
     """Named integer totals: ``add K N``, ``sub K N``, ``get K`` (the seed's DictTotalsOps)."""
 
     accepted = "add KEY N, sub KEY N, get KEY"
+    name = "totals"
 
     def __init__(self) -> None:
         self.totals: dict[str, int] = {}
 
-    def process_command(self, command: str) -> int:
+    def _parse(self, command: str) -> tuple | None:
         words = command.split()
-        verb = words[0] if words else ""
-        if verb in ("add", "sub") and len(words) == 3:
-            amount = _int_arg(command, [verb, words[2]])
-            key = words[1]
-            self.totals[key] = self.totals.get(key, 0) + (amount if verb == "add" else -amount)
-            return self.totals[key]
-        if verb == "get" and len(words) == 2:
-            return self.totals.get(words[1], 0)
-        raise CommandError(f"unknown command {command!r}; totals accepts: {self.accepted}")
+        if words[:1] in (["add"], ["sub"]) and len(words) == 3:
+            amount = _int_arg(command, words[2])
+            return ("add", words[1], amount if words[0] == "add" else -amount)
+        if words[:1] == ["get"] and len(words) == 2:
+            return ("get", words[1])
+        return None
+
+    def _apply(self, op: tuple) -> int:
+        if op[0] == "add":
+            self.totals[op[1]] = self.totals.get(op[1], 0) + op[2]
+        return self.totals.get(op[1], 0)
 
     def snapshot(self) -> bytes:
         return json.dumps(self.totals, sort_keys=True).encode()
@@ -99,35 +134,43 @@ class Totals:
         return {"keys": len(self.totals), "sum": sum(self.totals.values())}
 
 
-class KeyValue:
+class KeyValue(_Parsed):
     """A string key-value store: ``set K V``, ``get K``, ``delete K``, ``cas K OLD NEW``.
 
-    ``cas`` sets K to NEW only if its value is OLD (``-`` stands for "absent") and returns
-    whether it did.
+    ``set`` keeps the rest of the line as the value; ``cas`` sets K to NEW only if its value is
+    OLD (``-`` stands for "absent") and returns whether it did.
     """
 
     accepted = "set KEY VALUE, get KEY, delete KEY, cas KEY OLD NEW"
+    name = "kv"
 
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
 
-    def process_command(self, command: str) -> Any:
-        words = command.split(maxsplit=2) if command.startswith("set ") else command.split()
-        verb = words[0] if words else ""
-        if verb == "set" and len(words) == 3:
-            self.data[words[1]] = words[2]
-            return words[2]
-        if verb == "get" and len(words) == 2:
-            return self.data.get(words[1])
-        if verb == "delete" and len(words) == 2:
-            return self.data.pop(words[1], None) is not None
-        if verb == "cas" and len(words) == 4:
-            _, key, old, new = words
-            if self.data.get(key, "-") != old:
-                return False
-            self.data[key] = new
-            return True
-        raise CommandError(f"unknown command {command!r}; kv accepts: {self.accepted}")
+    def _parse(self, command: str) -> tuple | None:
+        if command.startswith("set "):
+            words = command.split(maxsplit=2)
+            return ("set", words[1], words[2]) if len(words) == 3 else None
+        words = command.split()
+        if words[:1] in (["get"], ["delete"]) and len(words) == 2:
+            return (words[0], words[1])
+        if words[:1] == ["cas"] and len(words) == 4:
+            return ("cas", words[1], words[2], words[3])
+        return None
+
+    def _apply(self, op: tuple) -> Any:
+        verb, key = op[0], op[1]
+        if verb == "set":
+            self.data[key] = op[2]
+            return op[2]
+        if verb == "get":
+            return self.data.get(key)
+        if verb == "delete":
+            return self.data.pop(key, None) is not None
+        if self.data.get(key, "-") != op[2]:
+            return False
+        self.data[key] = op[3]
+        return True
 
     def snapshot(self) -> bytes:
         return json.dumps(self.data, sort_keys=True).encode()

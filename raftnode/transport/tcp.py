@@ -83,7 +83,10 @@ class TcpTransport:
 
     async def run(self, deliver: Deliver, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and keep the outgoing connections; raises OSError if the address is taken."""
-        listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on peer address {self.listen}: {exc.strerror}") from None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(trio.serve_listeners, partial(self._serve_peer, deliver), listeners))
             for peer, address in self.peers.items():
@@ -94,9 +97,7 @@ class TcpTransport:
 
     async def _sender(self, peer: str, address: Address, queue: trio.MemoryReceiveChannel[Message]) -> None:
         backoff = 0.02
-        hello = codec.encode_frame(
-            codec.FrameKind.HELLO, codec.encode_json({"node": self.node_id, "cluster": self.cluster})
-        )
+        hello = codec.encode_frame(codec.FrameKind.HELLO, codec.encode_hello(self.node_id, self.cluster))
         while True:
             try:
                 stream = await trio.open_tcp_stream(address.host, address.port)
@@ -146,6 +147,8 @@ class TcpTransport:
                             )
                         self._stats["received"] += 1
                         deliver(message)
+                if decoder.buffered:
+                    raise codec.FrameError(f"connection from {peer or 'an unknown peer'} closed mid-frame")
         except (codec.CodecError, PeerProtocolError) as exc:
             self._stats["bad_frames"] += 1
             self._stats["rejected_connections"] += 1
@@ -156,8 +159,7 @@ class TcpTransport:
     def _check_hello(self, frame: codec.Frame) -> str:
         if frame.kind != codec.FrameKind.HELLO:
             raise PeerProtocolError(f"the first frame must be HELLO, got {frame.kind.name}")
-        hello = codec.decode_json(frame.payload)
-        node, cluster = hello.get("node"), hello.get("cluster")
+        node, cluster = codec.decode_hello(frame.payload)
         if cluster != self.cluster:
             raise PeerProtocolError(f"HELLO from cluster {cluster!r}, this is {self.cluster!r}")
         if node not in self.peers:

@@ -1,0 +1,206 @@
+"""Single-client run_command latency on a local 3-node cluster of real ``raftnode`` processes.
+
+Starts three ``python -m raftnode`` processes (a temporary directory for the cluster file, the
+data and the logs; free loopback ports), waits for a leader, then one client — a
+``ClusterClient`` with one connection to the leader and one command in flight — sends N
+``incr 1`` commands. Each latency is client -> leader -> fsync and replication to a majority
+(each follower fsyncs before it acknowledges) -> apply -> reply. Reports p50/p90/p99/max in ms
+and commands per second, then stops the cluster (SIGTERM, SIGKILL after 5 s).
+
+    python3 benchmarks/latency.py [--count 2000] [--warmup 200] [--json]
+
+Issue 4's target on this kind of machine: p50 <= 1 ms and p99 <= 3 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from raftnode.client import ClientError, ClusterClient
+from raftnode.config import Address
+
+IDS = ("n1", "n2", "n3")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def write_cluster(directory: Path) -> dict[str, Address]:
+    ports = free_ports(2 * len(IDS))
+    text = '[cluster]\nname = "bench"\nstate_machine = "counter"\nstate_dir = "state"\n'
+    clients = {}
+    for i, node_id in enumerate(IDS):
+        peer, client = ports[i], ports[i + len(IDS)]
+        text += f'\n[[nodes]]\nid = "{node_id}"\npeer = "127.0.0.1:{peer}"\nclient = "127.0.0.1:{client}"\n'
+        clients[node_id] = Address("127.0.0.1", client)
+    (directory / "cluster.toml").write_text(text)
+    return clients
+
+
+def start_cluster(directory: Path) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for node_id in IDS:
+        with open(directory / f"{node_id}.log", "wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "raftnode", "--config", str(directory / "cluster.toml"), "--node", node_id],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=directory,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+    return procs
+
+
+def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    codes = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout=5))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            codes.append(proc.wait())
+    return codes
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+async def measure(addresses: dict[str, Address], pids: dict[str, int], count: int, warmup: int) -> dict[str, Any]:
+    async with ClusterClient(addresses) as client:
+        with trio.fail_after(15):
+            while True:  # a leader every node agrees on
+                try:
+                    leaders = {(await client.call(n, {"op": "status"}, timeout=0.5)).get("leader") for n in IDS}
+                except ClientError:
+                    leaders = {None}
+                if len(leaders) == 1 and None not in leaders:
+                    break
+                await trio.sleep(0.05)
+        for _ in range(warmup):
+            await client.run_command("incr 1", timeout=5)
+        latencies = []
+        redirects = 0
+        perf = time.perf_counter
+        cpu_before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+        client_cpu_before = time.process_time()
+        started = perf()
+        for _ in range(count):
+            t0 = perf()
+            outcome = await client.run_command("incr 1", timeout=5)
+            latencies.append(perf() - t0)
+            redirects += outcome.attempts - 1
+        elapsed = perf() - started
+        client_cpu = time.process_time() - client_cpu_before
+        cpu_after = {n: cpu_seconds(pid) for n, pid in pids.items()}
+        leader = client.leader_hint
+        final = await client.call(leader, {"op": "status"})  # type: ignore[arg-type]
+    latencies.sort()
+    ms = [x * 1000 for x in latencies]
+    return {
+        "count": count,
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p90_ms": round(percentile(ms, 90), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "max_ms": round(ms[-1], 3),
+        "mean_ms": round(sum(ms) / len(ms), 3),
+        "commands_per_s": round(count / elapsed, 1),
+        "leader": leader,
+        "extra_attempts": redirects,
+        "final_value": final["state"].get("value"),
+        # CPU time per command (ms): how much of the latency is computation, whatever the load.
+        "cpu_ms_per_command": {
+            **{
+                n: round((cpu_after[n] - cpu_before[n]) * 1000 / count, 3)  # type: ignore[operator]
+                for n in pids
+                if cpu_before[n] is not None and cpu_after[n] is not None
+            },
+            "client": round(client_cpu * 1000 / count, 3),
+        },
+        "fsyncs_on_leader": final["stats"].get("fsyncs"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000, help="timed commands (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed commands first (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="raftnode-latency-") as tmp:
+        directory = Path(tmp)
+        addresses = write_cluster(directory)
+        procs = start_cluster(directory)
+        try:
+            pids = {node_id: proc.pid for node_id, proc in zip(IDS, procs)}
+            report = trio.run(measure, addresses, pids, args.count, args.warmup)
+        except BaseException:
+            for node_id in IDS:
+                print(f"--- {node_id} log ---\n" + (directory / f"{node_id}.log").read_text(errors="replace")[-2000:], file=sys.stderr)
+            raise
+        finally:
+            exit_codes = stop_cluster(procs)
+    report["python"] = platform.python_version()
+    report["cpus"] = os.cpu_count()
+    report["node_exit_codes"] = exit_codes
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['count']} x incr 1, one client, in-flight 1, leader {report['leader']}:\n"
+            f"  p50 {report['p50_ms']:.3f} ms  p90 {report['p90_ms']:.3f} ms  p99 {report['p99_ms']:.3f} ms  "
+            f"max {report['max_ms']:.3f} ms  mean {report['mean_ms']:.3f} ms\n"
+            f"  {report['commands_per_s']:.0f} commands/s  (node exit codes {exit_codes})\n"
+            f"  CPU ms per command: {report['cpu_ms_per_command']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

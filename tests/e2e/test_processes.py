@@ -1,0 +1,247 @@
+"""Three real ``python -m raftnode`` processes on loopback: elect, commit, kill -9, recover, SIGTERM.
+
+Every process runs in its own session with its output in ``<tmp>/logs/<id>.log``; the fixture
+kills whatever is still running at the end, whatever happened. Each test is bounded by
+``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from raftnode.client import ClientError, ClusterClient
+from raftnode.config import Address
+
+REPO = Path(__file__).resolve().parents[2]
+IDS = ("n1", "n2", "n3")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state") -> str:
+    lines = [
+        "[cluster]",
+        'name = "e2e"',
+        'state_machine = "counter"',
+        f'state_dir = "{state_dir}"',
+        "heartbeat_ms = 50",
+        "election_timeout_ms = [150, 300]",
+        "",
+    ]
+    for node_id, peer, client in zip(IDS, peer_ports, client_ports):
+        lines += ["[[nodes]]", f'id = "{node_id}"', f'peer = "127.0.0.1:{peer}"', f'client = "127.0.0.1:{client}"', ""]
+    return "\n".join(lines)
+
+
+class Processes:
+    """The node processes of one cluster file; ``close`` SIGKILLs whatever still runs."""
+
+    def __init__(self, tmp_path: Path):
+        self.dir = tmp_path
+        ports = free_ports(2 * len(IDS))
+        self.peer_ports, self.client_ports = ports[: len(IDS)], ports[len(IDS) :]
+        self.config = tmp_path / "cluster.toml"
+        self.config.write_text(cluster_toml(self.peer_ports, self.client_ports))
+        self.addresses = {n: Address("127.0.0.1", p) for n, p in zip(IDS, self.client_ports)}
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, node_id: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{node_id}.log", "ab")  # noqa: SIM115 - the child owns it
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raftnode", "--config", str(self.config), "--node", node_id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.dir,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[node_id] = proc
+        return proc
+
+    def signal(self, node_id: str, signum: int) -> None:
+        self.procs[node_id].send_signal(signum)
+
+    def log(self, node_id: str) -> str:
+        path = self.logs / f"{node_id}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs_tail(self) -> str:
+        return "\n".join(f"--- {n} ---\n" + "\n".join(self.log(n).splitlines()[-15:]) for n in IDS)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+async def status(client: ClusterClient, node_id: str) -> dict[str, Any] | None:
+    """The node's status, or None while it is unreachable or not serving yet."""
+    try:
+        answer = await client.call(node_id, {"op": "status"}, timeout=0.5)
+    except ClientError:
+        return None
+    return answer if answer.get("ok") else None
+
+
+async def wait_leader(client: ClusterClient, nodes: list[str], *, other_than: str | None = None) -> str:
+    """The leader that every node in ``nodes`` names."""
+    while True:
+        statuses = [await status(client, n) for n in nodes]
+        leaders = {s["leader"] for s in statuses if s is not None}
+        if None not in statuses and len(leaders) == 1:
+            (leader,) = leaders
+            if leader is not None and leader != other_than:
+                return leader
+        await trio.sleep(0.05)
+
+
+async def wait_caught_up(client: ClusterClient, node_id: str, index: int) -> dict[str, Any]:
+    while True:
+        s = await status(client, node_id)
+        if s is not None and s["applied_index"] >= index:
+            return s
+        await trio.sleep(0.05)
+
+
+def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+@pytest.mark.trio
+async def test_three_processes_elect_commit_survive_kill_9_of_the_leader_and_stop_on_sigterm(
+    processes: Processes,
+) -> None:
+    for node_id in IDS:
+        processes.start(node_id)
+    try:
+        with trio.fail_after(18):
+            async with ClusterClient(processes.addresses) as client:
+                leader = await wait_leader(client, list(IDS))
+                acknowledged = []
+                for _ in range(20):
+                    outcome = await client.run_command("incr 1", timeout=5)
+                    acknowledged.append(outcome.result)
+                assert [r.result for r in acknowledged] == list(range(1, 21))
+
+                processes.signal(leader, signal.SIGKILL)
+                assert wait_exit(processes.procs[leader], 5) == -signal.SIGKILL
+                survivors = [n for n in IDS if n != leader]
+                new_leader = await wait_leader(client, survivors, other_than=leader)
+                for _ in range(10):
+                    outcome = await client.run_command("incr 1", timeout=5)
+                    acknowledged.append(outcome.result)
+                    assert outcome.node == new_leader
+                last = acknowledged[-1]
+                assert last.result == 30 and last.index is not None
+
+                processes.start(leader)  # same data directory
+                for node_id in IDS:
+                    s = await wait_caught_up(client, node_id, last.index)
+                    assert s["commit_index"] >= last.index
+                    assert s["state"] == {"value": 30}, (node_id, s)
+                restarted = await status(client, leader)
+                assert restarted is not None and restarted["role"] == "follower" and restarted["leader"] == new_leader
+
+                follower = next(n for n in survivors if n != new_leader)
+                processes.signal(follower, signal.SIGTERM)
+                assert wait_exit(processes.procs[follower], 5) == 0
+                # two of three still commit
+                assert (await client.run_command("incr 1", timeout=5)).result.result == 31
+    except BaseException:
+        print(processes.logs_tail())
+        raise
+    log = processes.log(follower)
+    assert "stop" in log and "Traceback" not in log, log[-2000:]
+    assert "became leader in term" in processes.log(new_leader)
+
+
+def run_node(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: PLW1510 - the exit status is what is checked
+        [sys.executable, "-m", "raftnode", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=15,
+        start_new_session=True,
+    )
+
+
+def test_a_bad_cluster_file_exits_2_naming_the_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.toml"
+    config.write_text('[cluster]\nheartbeat_ms = "fast"\n\n[[nodes]]\nid = "n1"\npeer = "127.0.0.1:1"\nclient = "127.0.0.1:2"\n')
+    done = run_node(["--config", str(config), "--node", "n1"], tmp_path)
+    assert done.returncode == 2, done
+    assert str(config) in done.stderr and "cluster.heartbeat_ms" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_cluster_file_and_an_unknown_node_exit_2(tmp_path: Path) -> None:
+    missing = run_node(["--config", str(tmp_path / "nope.toml"), "--node", "n1"], tmp_path)
+    assert missing.returncode == 2 and "nope.toml" in missing.stderr
+    config = tmp_path / "cluster.toml"
+    config.write_text(cluster_toml(free_ports(3), free_ports(3)))
+    unknown = run_node(["--config", str(config), "--node", "n7"], tmp_path)
+    assert unknown.returncode == 2 and "'n7'" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize("which", ["peer", "client"])
+def test_a_port_already_in_use_exits_non_zero_naming_the_node_and_the_port(tmp_path: Path, which: str) -> None:
+    peer_ports, client_ports = free_ports(3), free_ports(3)
+    busy = peer_ports[0] if which == "peer" else client_ports[0]
+    config = tmp_path / "cluster.toml"
+    config.write_text(cluster_toml(peer_ports, client_ports))
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", busy))
+        holder.listen()
+        done = run_node(["--config", str(config), "--node", "n1"], tmp_path)
+    assert done.returncode not in (0, None), done
+    assert "n1" in done.stderr and str(busy) in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

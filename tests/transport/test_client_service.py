@@ -1,0 +1,282 @@
+"""The client/admin endpoint on loopback: a one-node RaftNode behind a ClientService.
+
+Good requests get answers; a bad request gets ``{"ok": false, "error": ...}`` on a connection
+that keeps working; a bad frame drops its connection and is counted. Either way the node keeps
+serving every other client.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import trio
+
+from raftnode import codec
+from raftnode.client import ClusterClient
+from raftnode.config import Address
+from raftnode.core import RaftConfig
+from raftnode.runtime import RaftNode
+from raftnode.service import ClientService
+from raftnode.statemachines import Counter
+from raftnode.storage.memory import MemoryStorage
+from raftnode.transport.faults import FaultyTransport
+from raftnode.transport.memory import MemoryNetwork
+
+from .helpers import closed_by_peer, free_ports, wait_until
+
+pytestmark = pytest.mark.trio
+
+
+@dataclass
+class Endpoint:
+    node: RaftNode
+    service: ClientService
+    address: Address
+    faults: FaultyTransport
+    stopped: trio.Event
+
+
+@asynccontextmanager
+async def endpoint() -> AsyncIterator[Endpoint]:
+    """A one-node cluster (it elects itself) serving clients on a free loopback port."""
+    (port,) = free_ports(1)
+    address = Address("127.0.0.1", port)
+    faults = FaultyTransport(MemoryNetwork().transport("n1"), rng=random.Random(1))
+    node = RaftNode(
+        RaftConfig(node_id="n1", voters=("n1",), election_timeout=(2, 4), heartbeat_interval=1),
+        storage=MemoryStorage(),
+        transport=faults,
+        state_machine=Counter(),
+        tick_seconds=0.005,
+        rng=random.Random(1),
+    )
+    service = ClientService(node, address, faults=faults)
+    stopped = trio.Event()
+
+    async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await node.run(task_status=task_status)
+        finally:
+            stopped.set()
+
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_node)
+            await nursery.start(service.run)
+            await wait_until(lambda: node.status().role == "leader", what="the node to elect itself")
+            yield Endpoint(node, service, address, faults, stopped)
+            nursery.cancel_scope.cancel()
+
+
+class RawClient:
+    """Frames by hand over one connection, to send what ClusterClient never would."""
+
+    def __init__(self, stream: trio.SocketStream):
+        self.stream = stream
+        self.decoder = codec.FrameDecoder()
+        self.pending: list[codec.Frame] = []
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def request(self, document: dict[str, Any]) -> dict[str, Any]:
+        await self.send(codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json(document)))
+        return await self.response()
+
+    async def response(self) -> dict[str, Any]:
+        with trio.fail_after(5):
+            while True:
+                for i, frame in enumerate(self.pending):
+                    if frame.kind == codec.FrameKind.CLIENT_RESPONSE:
+                        del self.pending[i]
+                        return codec.decode_json(frame.payload)
+                data = await self.stream.receive_some(65536)
+                assert data, "the node closed the connection"
+                self.pending.extend(self.decoder.feed(data))
+
+
+@asynccontextmanager
+async def raw(ep: Endpoint) -> AsyncIterator[RawClient]:
+    stream = await trio.open_tcp_stream(ep.address.host, ep.address.port)
+    async with stream:
+        yield RawClient(stream)
+
+
+async def still_serving(ep: Endpoint, command: str = "incr 1") -> dict[str, Any]:
+    """A fresh connection still gets a command committed and a status."""
+    async with raw(ep) as client:
+        answer = await client.request({"op": "run_command", "command": command, "id": 7})
+        assert answer["ok"] is True and answer["id"] == 7, answer
+        status = await client.request({"op": "status"})
+        assert status["ok"] is True and status["role"] == "leader"
+        return answer
+
+
+# -- good requests -------------------------------------------------------------------------------
+
+
+async def test_run_command_status_and_admin_requests_are_answered() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        answer = await client.request({"op": "run_command", "command": "incr 5", "timeout": 2, "id": "a"})
+        assert answer == {
+            "ok": True, "result": 5, "error": None, "redirect": None, "retry": False,
+            "timeout_expired": False, "index": 2, "node": "n1", "leader": "n1", "id": "a",
+        }
+        status = await client.request({"op": "status", "id": 2})
+        assert status["id"] == 2 and status["ok"] and status["alive"]
+        assert (status["id"], status["role"], status["leader"], status["state"]) == (2, "leader", "n1", {"value": 5})
+        for key in ("term", "commit_index", "applied_index", "last_index", "snapshot_index", "voters", "pid", "faults"):
+            assert key in status, key
+
+        faults = await client.request({"op": "set_faults", "faults": {"drop_pct": 10, "partitioned_from": ["n2"]}})
+        assert faults["ok"] and faults["faults"]["drop_pct"] == 10.0
+        assert ep.faults.faults.partitioned_from == {"n2"}
+        assert (await client.request({"op": "clear_faults"}))["faults"]["partitioned_from"] == []
+        assert not ep.faults.faults.any()
+
+        snap = await client.request({"op": "snapshot"})
+        assert snap == {"ok": True, "index": 2, "id": None}
+        assert ep.node.status().snapshot_index == 2
+        transfer = await client.request({"op": "transfer", "target": "n1"})  # to itself: nothing to do
+        assert transfer["ok"] is True
+
+
+async def test_many_requests_in_flight_on_one_connection_are_answered_by_id() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        frames = b"".join(
+            codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json({"op": "run_command", "command": "incr 1", "id": i}))
+            for i in range(50)
+        )
+        await client.send(frames)
+        answers = [await client.response() for _ in range(50)]
+        assert sorted(a["id"] for a in answers) == list(range(50))
+        assert sorted(a["result"] for a in answers) == list(range(1, 51))
+        assert ep.node.status().state == {"value": 50}
+
+
+async def test_cluster_client_runs_commands_and_streams_events() -> None:
+    async with endpoint() as ep, ClusterClient({"n1": ep.address}) as client:
+        outcome = await client.run_command("incr 3", timeout=2)
+        assert (outcome.result.result, outcome.node, outcome.attempts) == (3, "n1", 1)
+        events_connection = await client.connect("n1")
+        events = await events_connection.events()
+        second = ClusterClient({"n1": ep.address})
+        async with second:
+            await second.call("n1", {"op": "set_faults", "faults": {"delay_ms": 1}})
+        with trio.fail_after(5):
+            async for event in events:
+                if event["kind"] == "fault":
+                    assert "delay_ms" in event["detail"] and event["node"] == "n1"
+                    break
+
+
+async def test_the_stop_request_stops_the_node_after_answering() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        assert await client.request({"op": "stop"}) == {"ok": True, "id": None}
+        with trio.fail_after(5):
+            await ep.stopped.wait()
+
+
+# -- bad requests: an error answer, and the connection goes on ------------------------------------
+
+
+BAD_REQUESTS = {
+    "an unknown op": ({"op": "frobnicate"}, "unknown op 'frobnicate'"),
+    "no op": ({"command": "incr 1"}, "unknown op None"),
+    "an op that is not a string": ({"op": ["status"]}, "unknown op"),
+    "run_command without a command": ({"op": "run_command"}, "command"),
+    "run_command with an empty command": ({"op": "run_command", "command": "  "}, "command"),
+    "run_command with a number as command": ({"op": "run_command", "command": 5}, "command"),
+    "run_command with a string timeout": ({"op": "run_command", "command": "incr 1", "timeout": "5"}, "timeout"),
+    "run_command with a negative timeout": ({"op": "run_command", "command": "incr 1", "timeout": -1}, "timeout"),
+    "set_faults without faults": ({"op": "set_faults"}, "faults"),
+    "set_faults with an unknown field": ({"op": "set_faults", "faults": {"loss": 5}}, "loss"),
+    "set_faults with a bad percentage": ({"op": "set_faults", "faults": {"drop_pct": 500}}, "drop_pct"),
+    "transfer without a target": ({"op": "transfer"}, "target"),
+    "transfer to an unknown node": ({"op": "transfer", "target": "n9"}, "n9"),
+}
+
+
+@pytest.mark.parametrize(("request_", "mention"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+async def test_a_bad_request_gets_an_error_answer_and_the_connection_keeps_working(
+    request_: dict[str, Any], mention: str
+) -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        answer = await client.request({**request_, "id": 41})
+        assert answer["ok"] is False and answer["id"] == 41, answer
+        assert mention in answer["error"], answer
+        assert ep.node.status().last_index == 1  # nothing was proposed
+        again = await client.request({"op": "run_command", "command": "incr 2", "id": 42})
+        assert (again["ok"], again["result"], again["id"]) == (True, 2, 42)
+
+
+async def test_a_command_the_counter_refuses_is_answered_with_its_error() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        answer = await client.request({"op": "run_command", "command": "bogus"})
+        assert answer["ok"] is False and "unknown command 'bogus'" in answer["error"]
+        assert (await still_serving(ep))["result"] == 1
+
+
+async def test_a_command_that_is_not_valid_utf8_text_does_not_crash_the_node() -> None:
+    # "\ud800" is valid JSON (an escaped lone surrogate) that decodes to a str which cannot be
+    # encoded as UTF-8. The node must refuse it, not die.
+    async with endpoint() as ep, raw(ep) as client:
+        payload = b'{"op":"run_command","command":"incr \\ud800","id":1}'
+        await client.send(codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, payload))
+        with trio.move_on_after(2):
+            answer = await client.response()
+            assert answer["ok"] is False
+        assert not ep.stopped.is_set(), "the node stopped"
+        await still_serving(ep)
+
+
+# -- bad frames: the connection is dropped and counted ---------------------------------------------
+
+
+def frame(kind: int, payload: bytes, *, version: int = codec.PROTOCOL_VERSION, length: int | None = None) -> bytes:
+    return struct.pack(">IBB", 2 + len(payload) if length is None else length, version, kind) + payload
+
+
+BAD_FRAMES = {
+    "garbage": b"GET /status HTTP/1.1\r\n\r\n",
+    "an oversized length": frame(codec.FrameKind.CLIENT_REQUEST, b"", length=(1 << 20) + 3),
+    "an unknown protocol version": frame(codec.FrameKind.CLIENT_REQUEST, b'{"op":"status"}', version=9),
+    "an unknown frame kind": frame(77, b'{"op":"status"}'),
+    "a PEER frame": frame(codec.FrameKind.PEER, b"\x05" + bytes(20)),
+    "a response frame": frame(codec.FrameKind.CLIENT_RESPONSE, b'{"op":"status"}'),
+    "invalid JSON": frame(codec.FrameKind.CLIENT_REQUEST, b'{"op": status}'),
+    "JSON that is not an object": frame(codec.FrameKind.CLIENT_REQUEST, b'["status"]'),
+    "invalid UTF-8": frame(codec.FrameKind.CLIENT_REQUEST, b'{"op":"\xff"}'),
+    "NaN": frame(codec.FrameKind.CLIENT_REQUEST, b'{"op":"run_command","command":"incr 1","timeout":NaN}'),
+    "deeply nested JSON": frame(codec.FrameKind.CLIENT_REQUEST, b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+}
+
+
+@pytest.mark.parametrize("data", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+async def test_a_bad_frame_drops_the_connection_is_counted_and_the_node_keeps_serving(data: bytes) -> None:
+    async with endpoint() as ep:
+        async with raw(ep) as client:
+            await client.send(data)
+            assert await closed_by_peer(client.stream), "the connection was kept open"
+        await wait_until(lambda: ep.service.stats["bad_client_frames"] == 1, what="the bad frame to be counted")
+        async with raw(ep) as client:
+            status = await client.request({"op": "status"})
+            assert status["stats"]["bad_client_frames"] == 1
+        await still_serving(ep)
+
+
+async def test_a_good_request_before_a_bad_frame_on_the_same_connection_is_still_answered() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        good = codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, json.dumps({"op": "status", "id": 1}).encode())
+        await client.send(good)
+        assert (await client.response())["id"] == 1
+        await client.send(BAD_FRAMES["garbage"])
+        assert await closed_by_peer(client.stream)
+        await still_serving(ep)

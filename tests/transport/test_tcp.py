@@ -1,0 +1,264 @@
+"""TcpTransport on loopback: delivery, reconnection, and bad input that must drop only its connection."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from raftnode import codec
+from raftnode.config import Address
+from raftnode.core.messages import (
+    AppendEntries,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+)
+from raftnode.transport import Transport
+from raftnode.transport.tcp import TcpTransport
+
+from .helpers import closed_by_peer, free_ports, wait_until
+
+pytestmark = pytest.mark.trio
+
+CLUSTER = "test"
+IDS = ("n1", "n2", "n3")
+
+
+class Node:
+    """A TcpTransport that can be started and stopped, with what it delivered."""
+
+    def __init__(self, node_id: str, addresses: dict[str, Address], nursery: trio.Nursery, **kwargs: object):
+        self.id = node_id
+        self.addresses = addresses
+        self.nursery = nursery
+        self.kwargs = kwargs
+        self.received: list[Message] = []
+        self.transport: TcpTransport | None = None
+        self._scope: trio.CancelScope | None = None
+        self._done = trio.Event()
+
+    async def start(self) -> TcpTransport:
+        self.transport = TcpTransport(
+            self.id, cluster=CLUSTER, listen=self.addresses[self.id], peers=self.addresses, **self.kwargs  # type: ignore[arg-type]
+        )
+        self._done = trio.Event()
+        await self.nursery.start(self._run, self.transport)
+        return self.transport
+
+    async def _run(self, transport: TcpTransport, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with trio.CancelScope() as self._scope:
+                await transport.run(self.received.append, task_status=task_status)
+        finally:
+            self._done.set()
+
+    async def stop(self) -> None:
+        assert self._scope is not None
+        self._scope.cancel()
+        await self._done.wait()
+
+    def stats(self) -> dict[str, int]:
+        assert self.transport is not None
+        return self.transport.stats()
+
+
+@asynccontextmanager
+async def loopback(*running: str, **kwargs: object) -> AsyncIterator[dict[str, Node]]:
+    """Nodes IDS with free loopback ports; those in ``running`` started."""
+    ports = free_ports(len(IDS))
+    addresses = {node_id: Address("127.0.0.1", port) for node_id, port in zip(IDS, ports)}
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            nodes = {node_id: Node(node_id, addresses, nursery, **kwargs) for node_id in IDS}
+            for node_id in running:
+                await nodes[node_id].start()
+            yield nodes
+            nursery.cancel_scope.cancel()
+
+
+def heartbeat(src: str, dst: str, commit: int = 0) -> Heartbeat:
+    return Heartbeat(term=1, src=src, dst=dst, commit=commit)
+
+
+async def deliver_until_received(sender: Node, receiver: Node, *, commit: int, timeout: float = 5.0) -> None:
+    """Send a heartbeat tagged ``commit`` every 20 ms until ``receiver`` delivers it."""
+    assert sender.transport is not None
+    wanted = heartbeat(sender.id, receiver.id, commit)
+    with trio.move_on_after(timeout):
+        while wanted not in receiver.received:
+            sender.transport.send(wanted)
+            await trio.sleep(0.02)
+        return
+    raise AssertionError(f"{receiver.id} never received {wanted} from {sender.id}; stats {sender.stats()}")
+
+
+# -- normal traffic ------------------------------------------------------------------------------
+
+
+async def test_the_tcp_transport_implements_the_transport_protocol() -> None:
+    async with loopback() as nodes:
+        await nodes["n1"].start()
+        assert isinstance(nodes["n1"].transport, Transport)
+
+
+async def test_two_transports_exchange_messages_in_order_over_one_connection_each_way() -> None:
+    async with loopback("n1", "n2") as nodes:
+        # Messages sent while a connection attempt fails are dropped as stale: connect first.
+        await deliver_until_received(nodes["n1"], nodes["n2"], commit=1000)
+        await deliver_until_received(nodes["n2"], nodes["n1"], commit=1000)
+        probes = {heartbeat("n1", "n2", 1000), heartbeat("n2", "n1", 1000)}
+
+        def received(node: str) -> list[Message]:
+            return [m for m in nodes[node].received if m not in probes]
+
+        n1, n2 = nodes["n1"].transport, nodes["n2"].transport
+        assert n1 is not None and n2 is not None
+        await trio.sleep(0.05)  # let late copies of the probes arrive
+        sent_before, received_before = n1.stats()["sent"], n2.stats()["received"]
+        entries = tuple(Entry(1, i, f"incr {i}".encode()) for i in range(1, 6)) + (Entry(1, 6, b"", EntryKind.NOOP),)
+        outgoing: list[Message] = [
+            AppendEntries(term=1, src="n1", dst="n2", prev_index=0, prev_term=0, entries=entries, commit=3),
+            *(heartbeat("n1", "n2", commit=c) for c in range(100)),
+        ]
+        for message in outgoing:
+            n1.send(message)
+        n2.send(HeartbeatResponse(term=1, src="n2", dst="n1"))
+        await wait_until(lambda: len(received("n2")) == len(outgoing), what="n2 to receive everything")
+        await wait_until(lambda: len(received("n1")) == 1, what="n1 to receive the response")
+        assert received("n2") == outgoing  # equal values, in order
+        assert received("n1") == [HeartbeatResponse(term=1, src="n2", dst="n1")]
+        assert n1.stats()["sent"] - sent_before == len(outgoing)
+        assert n2.stats()["received"] - received_before == len(outgoing)
+        assert n1.stats()["connects"] == 1 and n2.stats()["connects"] == 1
+        assert n2.stats()["rejected_connections"] == 0 and n2.stats()["bad_frames"] == 0
+
+
+async def test_a_message_for_an_unknown_node_or_an_unreachable_peer_is_dropped_and_counted_without_blocking() -> None:
+    async with loopback("n1", queue_size=4) as nodes:
+        n1 = nodes["n1"].transport
+        assert n1 is not None
+        n1.send(heartbeat("n1", "n9"))
+        assert n1.stats()["dropped"] == 1
+        for commit in range(50):  # n2 is down and its queue holds 4: send never blocks
+            n1.send(heartbeat("n1", "n2", commit))
+        await wait_until(lambda: n1.stats()["dropped"] >= 47, what="drops to be counted")
+        assert n1.stats()["sent"] == 0
+
+
+async def test_the_sender_reconnects_after_the_peer_restarts() -> None:
+    async with loopback("n1", "n2") as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        await deliver_until_received(n1, n2, commit=1)
+        assert n1.stats()["connects"] == 1
+        await n2.stop()
+        for commit in range(2, 6):  # into the void: the old connection breaks, the peer is down
+            n1.transport.send(heartbeat("n1", "n2", commit))  # type: ignore[union-attr]
+            await trio.sleep(0.02)
+        await trio.sleep(0.2)
+        await n2.start()
+        await deliver_until_received(n1, n2, commit=100, timeout=5.0)
+        assert n1.stats()["connects"] >= 2
+        # and the restarted node can answer over its own fresh outgoing connection
+        await deliver_until_received(n2, n1, commit=101)
+
+
+async def test_run_raises_oserror_when_the_listen_address_is_taken() -> None:
+    async with loopback("n1") as nodes:
+        again = TcpTransport("n1", cluster=CLUSTER, listen=nodes["n1"].addresses["n1"], peers=nodes["n1"].addresses)
+        with pytest.raises(OSError):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(again.run, lambda m: None)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+def frame(kind: int, payload: bytes, *, version: int = codec.PROTOCOL_VERSION, length: int | None = None) -> bytes:
+    """A frame built by hand, so it can lie about its length or version."""
+    size = 2 + len(payload) if length is None else length
+    return struct.pack(">IBB", size, version, kind) + payload
+
+
+def hello(node: object = "n1", cluster: object = CLUSTER) -> bytes:
+    """The HELLO frame the TCP transport sends: a JSON object naming the node and the cluster."""
+    return codec.encode_frame(codec.FrameKind.HELLO, codec.encode_json({"node": node, "cluster": cluster}))
+
+
+def peer(message: Message) -> bytes:
+    return codec.encode_frame(codec.FrameKind.PEER, codec.encode_message(message))
+
+
+BAD_INPUT = {
+    "garbage: an HTTP request": b"GET / HTTP/1.1\r\nHost: n2\r\n\r\n",
+    "garbage: random bytes": bytes(range(7, 200)),
+    "a frame length under 2": b"\x00\x00\x00\x01\x01",
+    "an oversized length, no body": frame(codec.FrameKind.PEER, b"", length=0xFFFF_FFF0),
+    "an unknown protocol version": frame(codec.FrameKind.HELLO, b'{"node":"n1","cluster":"test"}', version=2),
+    "an unknown frame kind": frame(99, b"{}"),
+    "a first frame that is not HELLO": peer(heartbeat("n1", "n2")),
+    "a HELLO that is not JSON": frame(codec.FrameKind.HELLO, b"\xff\xfe\x00"),
+    "a HELLO from an unknown node": hello("n9"),
+    "a HELLO from another cluster": hello("n1", "other"),
+    "a HELLO without a node": codec.encode_frame(codec.FrameKind.HELLO, codec.encode_json({"cluster": CLUSTER})),
+    "a HELLO whose node is not a string": hello(["n1"]),
+    "a HELLO whose node is a number": hello(1),
+    "a message whose src differs from the HELLO": hello("n1") + peer(heartbeat("n3", "n2")),
+    "a message for another node": hello("n1") + peer(heartbeat("n1", "n3")),
+    "a second HELLO": hello("n1") + hello("n1"),
+    "a PEER frame that does not decode": hello("n1") + frame(codec.FrameKind.PEER, b"\x05\x00\x01"),
+    "a PEER frame of an unknown message type": hello("n1") + frame(codec.FrameKind.PEER, b"\xee" + bytes(30)),
+    "a client request on the peer port": hello("n1") + codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, b'{"op":"status"}'),
+}
+
+
+@pytest.mark.parametrize("data", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+async def test_bad_input_drops_that_connection_is_counted_and_valid_traffic_still_flows(data: bytes) -> None:
+    async with loopback("n1", "n2") as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        await deliver_until_received(n1, n2, commit=1)
+        before = n2.stats()
+        stream = await trio.open_tcp_stream("127.0.0.1", n2.addresses["n2"].port)
+        async with stream:
+            await stream.send_all(data)
+            assert await closed_by_peer(stream), "n2 kept the bad connection open"
+        await wait_until(
+            lambda: n2.stats()["rejected_connections"] == before["rejected_connections"] + 1,
+            what="the rejected connection to be counted",
+        )
+        assert n2.stats()["bad_frames"] == before["bad_frames"] + 1
+        assert n2.stats()["received"] == before["received"]  # nothing from it was delivered
+        await deliver_until_received(n1, n2, commit=2)
+
+
+async def test_a_truncated_frame_then_close_is_counted() -> None:
+    async with loopback("n1", "n2") as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        before = n2.stats()
+        stream = await trio.open_tcp_stream("127.0.0.1", n2.addresses["n2"].port)
+        async with stream:
+            await stream.send_all(hello("n1") + peer(heartbeat("n1", "n2"))[:-3])
+        await wait_until(
+            lambda: n2.stats()["rejected_connections"] == before["rejected_connections"] + 1,
+            timeout=2.0,
+            what="the truncated frame to be counted (issue 4: truncated frames are dropped and counted)",
+        )
+        await deliver_until_received(n1, n2, commit=2)
+
+
+async def test_one_bad_connection_does_not_disturb_a_good_connection_in_flight() -> None:
+    async with loopback("n1", "n2") as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        await deliver_until_received(n1, n2, commit=1)
+        for data in (BAD_INPUT["garbage: an HTTP request"], BAD_INPUT["a HELLO from an unknown node"]):
+            stream = await trio.open_tcp_stream("127.0.0.1", n2.addresses["n2"].port)
+            async with stream:
+                await stream.send_all(data)
+                assert await closed_by_peer(stream)
+        await deliver_until_received(n1, n2, commit=2)
+        assert n1.stats()["connects"] == 1  # the good connection was never dropped
