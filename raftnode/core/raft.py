@@ -513,7 +513,8 @@ class Raft:
                 self._send_pending.add(m.src)
         elif isinstance(m, InstallSnapshotResponse):
             pr.recent_active = True
-            if pr.state is ProgressState.SNAPSHOT and m.index == pr.snapshot_index and m.offset > pr.snapshot_offset:
+            # The follower says how much it holds — less than we thought if it restarted meanwhile.
+            if pr.state is ProgressState.SNAPSHOT and m.index == pr.snapshot_index and m.offset != pr.snapshot_offset:
                 pr.snapshot_offset = m.offset
                 self._send_snapshot_chunk(m.src, pr)
         else:

@@ -156,3 +156,33 @@ def test_the_checker_catches_a_state_machine_whose_snapshots_diverge():
     with pytest.raises(InvariantViolation, match="state machine safety"):
         cluster.stabilize()
         run_commands(cluster, 100, at=cluster.leader())
+
+
+def test_a_follower_restarted_in_the_middle_of_a_snapshot_transfer_still_receives_it():
+    """Regression (found by `raftctl sim --seeds 2000`, seed 1870): the leader believed the follower
+    held part of the snapshot after the follower restarted with nothing; it must start over."""
+    cluster = SimCluster(3, seed=3, snapshot_every=40, snapshot_chunk_bytes=2)
+    leader = cluster.wait_leader()
+    laggard = next(n for n in cluster.ids if n != leader)
+    cluster.crash(laggard)
+    run_commands(cluster, 400, at=leader)
+    chunks_seen = 0
+    pop_due = cluster.network.pop_due
+
+    def crash_after_a_few_chunks(now):
+        nonlocal chunks_seen
+        m = pop_due(now)
+        if isinstance(m, InstallSnapshot) and m.dst == laggard and cluster.node(laggard).alive:
+            chunks_seen += 1
+            if chunks_seen == 4:
+                cluster.crash(laggard)  # it loses the chunks it held; the leader does not know
+        return m
+
+    cluster.network.pop_due = crash_after_a_few_chunks  # type: ignore[method-assign]
+    cluster.restart(laggard)
+    cluster.tick(5)
+    assert not cluster.node(laggard).alive and chunks_seen == 4
+    assert cluster.raft(leader).progress(laggard).snapshot_offset > 0
+    cluster.restart(laggard)
+    assert cluster.stabilize(max_ticks=300), "the snapshot transfer never completed"
+    assert cluster.state(laggard).value == cluster.state(leader).value
