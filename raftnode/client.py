@@ -78,6 +78,9 @@ class Connection:
             async with self._send_lock:
                 await self._stream.send_all(frame)
             await event.wait()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._closed = str(exc) or type(exc).__name__
+            raise NodeUnreachable(self.node, self._closed) from None
         finally:
             self._waiting.pop(request_id, None)
         if not box:

@@ -12,145 +12,24 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
-from raftnode.client import ClientError, ClusterClient
-from raftnode.config import Address
+from raftnode.client import ClusterClient
 
-REPO = Path(__file__).resolve().parents[2]
-IDS = ("n1", "n2", "n3")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state") -> str:
-    lines = [
-        "[cluster]",
-        'name = "e2e"',
-        'state_machine = "counter"',
-        f'state_dir = "{state_dir}"',
-        "heartbeat_ms = 50",
-        "election_timeout_ms = [150, 300]",
-        "",
-    ]
-    for node_id, peer, client in zip(IDS, peer_ports, client_ports):
-        lines += ["[[nodes]]", f'id = "{node_id}"', f'peer = "127.0.0.1:{peer}"', f'client = "127.0.0.1:{client}"', ""]
-    return "\n".join(lines)
-
-
-class Processes:
-    """The node processes of one cluster file; ``close`` SIGKILLs whatever still runs."""
-
-    def __init__(self, tmp_path: Path):
-        self.dir = tmp_path
-        ports = free_ports(2 * len(IDS))
-        self.peer_ports, self.client_ports = ports[: len(IDS)], ports[len(IDS) :]
-        self.config = tmp_path / "cluster.toml"
-        self.config.write_text(cluster_toml(self.peer_ports, self.client_ports))
-        self.addresses = {n: Address("127.0.0.1", p) for n, p in zip(IDS, self.client_ports)}
-        self.logs = tmp_path / "logs"
-        self.logs.mkdir()
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, node_id: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{node_id}.log", "ab")  # noqa: SIM115 - the child owns it
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "raftnode", "--config", str(self.config), "--node", node_id],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=self.dir,
-            env=env,
-            start_new_session=True,
-        )
-        log.close()
-        self.procs[node_id] = proc
-        return proc
-
-    def signal(self, node_id: str, signum: int) -> None:
-        self.procs[node_id].send_signal(signum)
-
-    def log(self, node_id: str) -> str:
-        path = self.logs / f"{node_id}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def logs_tail(self) -> str:
-        return "\n".join(f"--- {n} ---\n" + "\n".join(self.log(n).splitlines()[-15:]) for n in IDS)
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.close()
-
-
-async def status(client: ClusterClient, node_id: str) -> dict[str, Any] | None:
-    """The node's status, or None while it is unreachable or not serving yet."""
-    try:
-        answer = await client.call(node_id, {"op": "status"}, timeout=0.5)
-    except ClientError:
-        return None
-    return answer if answer.get("ok") else None
-
-
-async def wait_leader(client: ClusterClient, nodes: list[str], *, other_than: str | None = None) -> str:
-    """The leader that every node in ``nodes`` names."""
-    while True:
-        statuses = [await status(client, n) for n in nodes]
-        leaders = {s["leader"] for s in statuses if s is not None}
-        if None not in statuses and len(leaders) == 1:
-            (leader,) = leaders
-            if leader is not None and leader != other_than:
-                return leader
-        await trio.sleep(0.05)
-
-
-async def wait_caught_up(client: ClusterClient, node_id: str, index: int) -> dict[str, Any]:
-    while True:
-        s = await status(client, node_id)
-        if s is not None and s["applied_index"] >= index:
-            return s
-        await trio.sleep(0.05)
-
-
-def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
+from .processes import (
+    IDS,
+    REPO,
+    Processes,
+    cluster_toml,
+    free_ports,
+    status,
+    wait_caught_up,
+    wait_exit,
+    wait_leader,
+)
 
 
 @pytest.mark.trio

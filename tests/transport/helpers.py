@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import trio
 
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free a moment ago (bound to port 0 together, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+from tests.e2e.processes import free_ports  # noqa: F401 - re-exported for the transport tests
 
 
 async def wait_until(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
