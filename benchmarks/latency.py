@@ -18,9 +18,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,76 +28,12 @@ import trio
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-from raftnode.client import ClientError, ClusterClient
-from raftnode.config import Address
+from local_cluster import IDS, cpu_seconds, start_cluster, stop_cluster, write_cluster  # noqa: E402
 
-IDS = ("n1", "n2", "n3")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def write_cluster(directory: Path) -> dict[str, Address]:
-    ports = free_ports(2 * len(IDS))
-    text = '[cluster]\nname = "bench"\nstate_machine = "counter"\nstate_dir = "state"\n'
-    clients = {}
-    for i, node_id in enumerate(IDS):
-        peer, client = ports[i], ports[i + len(IDS)]
-        text += f'\n[[nodes]]\nid = "{node_id}"\npeer = "127.0.0.1:{peer}"\nclient = "127.0.0.1:{client}"\n'
-        clients[node_id] = Address("127.0.0.1", client)
-    (directory / "cluster.toml").write_text(text)
-    return clients
-
-
-def start_cluster(directory: Path) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for node_id in IDS:
-        with open(directory / f"{node_id}.log", "wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "raftnode", "--config", str(directory / "cluster.toml"), "--node", node_id],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    cwd=directory,
-                    env=env,
-                    start_new_session=True,
-                )
-            )
-    return procs
-
-
-def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    codes = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout=5))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            codes.append(proc.wait())
-    return codes
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), or None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+from raftnode.client import ClientError, ClusterClient  # noqa: E402
+from raftnode.config import Address  # noqa: E402
 
 
 def percentile(sorted_values: list[float], p: float) -> float:

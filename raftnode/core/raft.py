@@ -615,8 +615,9 @@ class Raft:
         match = {node: pr.match for node, pr in self._progress.items()}
         index = self.configuration.committed_index(match)
         if index > self.commit and self._may_commit_by_counting(index):
+            # Followers learn the new commit index from the next AppendEntries or heartbeat; a
+            # message of its own per commit would double the traffic of every command.
             self.commit = index
-            self._send_pending.update(self._peers())
             return True
         return False
 

@@ -26,6 +26,8 @@ def prefix_values(entries: Sequence[Entry]) -> dict[int, int]:
 def assert_no_acknowledged_command_lost(cluster: SimCluster, context: str) -> None:
     """Every acknowledged command is at its index on every disk, applied everywhere, and the
     result its client got is what the final history gives at that index."""
+    # Followers learn the last commits from the next heartbeat: let the cluster settle first.
+    assert cluster.stabilize(max_ticks=200), f"{context}: the cluster did not settle"
     acked = cluster.acknowledged()
     reference = cluster.node(cluster.ids[0]).disk
     values = prefix_values(reference.entries) if reference.offset == 0 else {}

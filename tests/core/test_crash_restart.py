@@ -119,7 +119,7 @@ def test_killing_any_minority_at_any_moment_and_restarting_it_loses_no_acknowled
         cluster.wait_leader()
         for cycle in range(3):  # three crash/restart cycles at different moments
             leader_before = cluster.leader()
-            point.arm(rng.randint(1, 300), lambda: pick_victims(cluster, pattern, rng))
+            point.arm(rng.randint(1, 150), lambda: pick_victims(cluster, pattern, rng))
             drive(cluster, rng, rng.randint(10, 40))
             if point.fired_at is None:
                 point.countdown = None

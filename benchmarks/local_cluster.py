@@ -1,0 +1,93 @@
+"""A local cluster of real ``python -m raftnode`` processes for benchmarks: free loopback ports, a
+cluster file in a directory of its own, start, stop, and per-process CPU and memory readings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from raftnode.config import Address  # noqa: E402
+
+IDS = ("n1", "n2", "n3")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def write_cluster(directory: Path) -> dict[str, Address]:
+    ports = free_ports(2 * len(IDS))
+    text = '[cluster]\nname = "bench"\nstate_machine = "counter"\nstate_dir = "state"\n'
+    clients = {}
+    for i, node_id in enumerate(IDS):
+        peer, client = ports[i], ports[i + len(IDS)]
+        text += f'\n[[nodes]]\nid = "{node_id}"\npeer = "127.0.0.1:{peer}"\nclient = "127.0.0.1:{client}"\n'
+        clients[node_id] = Address("127.0.0.1", client)
+    (directory / "cluster.toml").write_text(text)
+    return clients
+
+
+def start_node(directory: Path, node_id: str) -> subprocess.Popen[bytes]:
+    """Start one node of the cluster in ``directory``; its output goes to ``<id>.log`` there."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(directory / f"{node_id}.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "raftnode", "--config", str(directory / "cluster.toml"), "--node", node_id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=directory,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def start_cluster(directory: Path) -> list[subprocess.Popen[bytes]]:
+    return [start_node(directory, node_id) for node_id in IDS]
+
+
+def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    codes = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout=5))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            codes.append(proc.wait())
+    return codes
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """Resident memory now (VmRSS) and at its peak (VmHWM), in KiB, from /proc."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
