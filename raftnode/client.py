@@ -22,6 +22,7 @@ import trio
 from . import codec
 from .config import Address
 from .core.commands import CommandResult
+from .streams import FrameWriter
 
 
 class ClientError(Exception):
@@ -63,8 +64,9 @@ class Connection:
         self._waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._events: trio.MemorySendChannel[dict[str, Any]] | None = None
         self._closed: str | None = None
-        self._send_lock = trio.Lock()
+        self._writer = FrameWriter(stream)
         nursery.start_soon(self._reader)
+        nursery.start_soon(self._write)
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send ``request`` and wait for its response."""
@@ -75,12 +77,8 @@ class Connection:
         self._waiting[request_id] = (event, box)
         frame = codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json({**request, "id": request_id}))
         try:
-            async with self._send_lock:
-                await self._stream.send_all(frame)
+            self._writer.write(frame)
             await event.wait()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._closed = str(exc) or type(exc).__name__
-            raise NodeUnreachable(self.node, self._closed) from None
         finally:
             self._waiting.pop(request_id, None)
         if not box:
@@ -93,6 +91,14 @@ class Connection:
         self._events = send
         await self.call({"op": "events"})
         return receive
+
+    async def _write(self) -> None:
+        try:
+            await self._writer.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._closed = str(exc) or type(exc).__name__
+            for event, _ in self._waiting.values():
+                event.set()
 
     async def _reader(self) -> None:
         decoder = codec.FrameDecoder()

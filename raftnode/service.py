@@ -33,9 +33,13 @@ from . import codec
 from .config import Address
 from .core.errors import RaftError
 from .runtime import NodeNotRunning, RaftNode
+from .streams import FrameWriter
 from .transport.faults import Faults, FaultyTransport
 
 log = logging.getLogger("raftnode.service")
+
+#: Events queued for a client that reads too slowly are dropped beyond this many.
+_MAX_EVENT_BACKLOG = 1000
 
 
 class BadRequest(Exception):
@@ -72,15 +76,16 @@ class ClientService:
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         self.stats["client_connections"] += 1
         decoder = codec.FrameDecoder(max_frame_bytes=self.max_frame_bytes)
-        send_lock = trio.Lock()
+        writer = FrameWriter(stream)
         try:
             async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(writer.run)
                 async for data in stream:
                     for frame in decoder.feed(data):
                         if frame.kind != codec.FrameKind.CLIENT_REQUEST:
                             raise codec.CodecError(f"expected a CLIENT_REQUEST frame, got {frame.kind.name}")
                         request = codec.decode_json(frame.payload)
-                        nursery.start_soon(self._dispatch, request, stream, send_lock)
+                        nursery.start_soon(self._dispatch, request, writer)
                 if decoder.buffered:
                     raise codec.FrameError("the client closed the connection mid-frame")
                 nursery.cancel_scope.cancel()  # the client hung up: stop its event streams
@@ -90,12 +95,12 @@ class ClientService:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
 
-    async def _dispatch(self, request: dict[str, Any], stream: trio.SocketStream, send_lock: trio.Lock) -> None:
+    async def _dispatch(self, request: dict[str, Any], writer: FrameWriter) -> None:
         request_id = request.get("id")
         op = request.get("op")
         try:
             if op == "events":
-                await self._stream_events(request_id, stream, send_lock)
+                await self._stream_events(request_id, writer)
                 return
             handler = _OPS.get(op) if isinstance(op, str) else None
             if handler is None:
@@ -111,14 +116,17 @@ class ClientService:
             # answer instead of letting the error take the whole process down.
             response = {"ok": False, "error": str(exc), "retry": True}
         response["id"] = request_id
-        await _send(stream, send_lock, codec.FrameKind.CLIENT_RESPONSE, response)
+        _send(writer, codec.FrameKind.CLIENT_RESPONSE, response)
 
-    async def _stream_events(self, request_id: Any, stream: trio.SocketStream, send_lock: trio.Lock) -> None:
+    async def _stream_events(self, request_id: Any, writer: FrameWriter) -> None:
         events = self.node.subscribe()
-        await _send(stream, send_lock, codec.FrameKind.CLIENT_RESPONSE, {"id": request_id, "ok": True})
+        _send(writer, codec.FrameKind.CLIENT_RESPONSE, {"id": request_id, "ok": True})
         async with events:
             async for event in events:
-                await _send(stream, send_lock, codec.FrameKind.EVENT, event.to_dict())
+                if writer.backlog > _MAX_EVENT_BACKLOG:
+                    self.stats["events_dropped_slow_client"] = self.stats.get("events_dropped_slow_client", 0) + 1
+                    continue
+                _send(writer, codec.FrameKind.EVENT, event.to_dict())
 
     # -- ops -----------------------------------------------------------------------------------
 
@@ -204,10 +212,8 @@ _OPS = {
 }
 
 
-async def _send(stream: trio.SocketStream, lock: trio.Lock, kind: Any, document: dict[str, Any]) -> None:
-    frame = codec.encode_frame(kind, codec.encode_json(document))
-    async with lock:
-        await stream.send_all(frame)
+def _send(writer: FrameWriter, kind: Any, document: dict[str, Any]) -> None:
+    writer.write(codec.encode_frame(kind, codec.encode_json(document)))
 
 
 def _jsonable(value: Any) -> Any:
