@@ -8,6 +8,8 @@ from raftnode.core.messages import Entry, EntryKind
 from raftnode.sim.cluster import SimCluster
 from raftnode.statemachines import Counter
 
+ELECTION_TIMEOUT_MAX = 20  # SimCluster's default election timeout range is [10, 20) ticks
+
 
 def prefix_values(entries: Sequence[Entry]) -> dict[int, int]:
     """The counter's value right after each command entry, replaying ``entries`` from scratch."""
@@ -45,3 +47,23 @@ def assert_no_acknowledged_command_lost(cluster: SimCluster, context: str) -> No
             assert req.result.result == values[index], f"{context}: {req.command!r} got {req.result.result}"
     states = {cluster.state(n).value for n in cluster.ids}  # type: ignore[attr-defined]
     assert len(states) == 1, f"{context}: state machines differ: {states}"
+
+
+class RecordingCounter(Counter):
+    """The counter, remembering every command in the order it applied them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[str] = []
+
+    def process_command(self, command: str) -> int:
+        self.history.append(command)
+        return super().process_command(command)
+
+
+def stable_cluster(size: int, seed: int, **config: object) -> tuple[SimCluster, str, int]:
+    c = SimCluster(size, seed=seed, **config)
+    assert c.stabilize(max_ticks=20 * ELECTION_TIMEOUT_MAX), f"seed {seed}: cluster did not stabilize"
+    leader = c.leader()
+    assert leader is not None
+    return c, leader, c.raft(leader).term

@@ -13,7 +13,14 @@ import random
 import pytest
 
 from raftnode.core.commands import CommandResult, CommandTracker
-from raftnode.core.errors import LogCompacted, NotLeader, RaftError, SafetyViolation, TransferInProgress, UnknownNode
+from raftnode.core.errors import (
+    LogCompacted,
+    NotLeader,
+    RaftError,
+    SafetyViolation,
+    TransferInProgress,
+    UnknownNode,
+)
 from raftnode.core.log import RaftLog
 from raftnode.core.messages import Entry
 from raftnode.core.progress import Progress, ProgressState

@@ -21,25 +21,12 @@ from raftnode.core.messages import Entry, Message, RequestVote, RequestVoteRespo
 from raftnode.core.raft import Raft, RaftConfig
 from raftnode.core.ready import HardState, Role
 from raftnode.sim.cluster import SimCluster
-from raftnode.statemachines import Counter
 
-from .helpers import assert_no_acknowledged_command_lost
+from .helpers import RecordingCounter, assert_no_acknowledged_command_lost
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-
-
-class RecordingCounter(Counter):
-    """The counter, remembering every command in the order it applied them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: list[str] = []
-
-    def process_command(self, command: str) -> int:
-        self.history.append(command)
-        return super().process_command(command)
 
 
 class CrashPoint:

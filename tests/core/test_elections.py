@@ -34,6 +34,8 @@ from raftnode.core.raft import Raft, RaftConfig
 from raftnode.core.ready import HardState, Ready, Role
 from raftnode.sim.cluster import SimCluster
 
+from .helpers import stable_cluster
+
 SEEDS = range(20)
 LO, HI = 10, 20  # SimCluster's default election timeout range, in ticks
 IDS = ("n1", "n2", "n3")
@@ -166,14 +168,6 @@ def log_of(raft: Raft) -> list[Entry]:
 def follower_of(c: SimCluster, leader: str, seed: int) -> str:
     followers = sorted(i for i in c.ids if i != leader)
     return followers[seed % len(followers)]
-
-
-def stable_cluster(size: int, seed: int, **config: object) -> tuple[SimCluster, str, int]:
-    c = SimCluster(size, seed=seed, **config)
-    assert c.stabilize(max_ticks=20 * HI), f"seed {seed}: cluster did not stabilize"
-    leader = c.leader()
-    assert leader is not None
-    return c, leader, c.raft(leader).term
 
 
 def agreed_leader(c: SimCluster, nodes: list[str]) -> str | None:

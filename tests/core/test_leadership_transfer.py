@@ -18,20 +18,14 @@ from raftnode.core.raft import Raft
 from raftnode.core.ready import Role
 from raftnode.sim.cluster import ClientRequest, SimCluster
 
+from .helpers import stable_cluster
+
 SEEDS = range(20)
 LO, HI = 10, 20  # SimCluster's default election timeout range, in ticks
 
 
 def log_of(raft: Raft) -> list[Entry]:
     return raft.log.slice(1, raft.log.last_index + 1) if raft.log.last_index else []
-
-
-def stable_cluster(size: int, seed: int, **config: object) -> tuple[SimCluster, str, int]:
-    c = SimCluster(size, seed=seed, **config)
-    assert c.stabilize(max_ticks=20 * HI), f"seed {seed}: cluster did not stabilize"
-    leader = c.leader()
-    assert leader is not None
-    return c, leader, c.raft(leader).term
 
 
 def pick_target(c: SimCluster, leader: str, seed: int) -> str:

@@ -30,9 +30,12 @@ from raftnode.core.progress import ProgressState
 from raftnode.core.raft import Raft, RaftConfig
 from raftnode.core.ready import HardState, Role
 from raftnode.sim.cluster import ClientRequest, SimCluster
-from raftnode.statemachines import Counter
 
-from .helpers import assert_no_acknowledged_command_lost, prefix_values
+from .helpers import (
+    RecordingCounter,
+    assert_no_acknowledged_command_lost,
+    prefix_values,
+)
 
 # ------------------------------------------------------------------------------------------------
 # Bench: Raft objects driven by hand
@@ -208,18 +211,6 @@ def make_leader_with_replicating_followers(n: int = 3, **overrides: object) -> B
 # ------------------------------------------------------------------------------------------------
 # SimCluster helpers
 # ------------------------------------------------------------------------------------------------
-
-
-class RecordingCounter(Counter):
-    """The counter, remembering every command in the order it applied them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: list[str] = []
-
-    def process_command(self, command: str) -> int:
-        self.history.append(command)
-        return super().process_command(command)
 
 
 def record_sends(cluster: SimCluster) -> list[tuple[int, Message]]:

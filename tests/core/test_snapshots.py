@@ -6,7 +6,12 @@ import random
 
 import pytest
 
-from raftnode.core.messages import Entry, InstallSnapshot, InstallSnapshotResponse, SnapshotMeta
+from raftnode.core.messages import (
+    Entry,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    SnapshotMeta,
+)
 from raftnode.core.raft import Raft, RaftConfig
 from raftnode.core.ready import Role
 from raftnode.sim.cluster import SimCluster
