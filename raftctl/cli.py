@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import click
 
+from raftctl import errors
 from raftnode import __version__
 from raftnode.config import (
     DEFAULT_BASE_PORT,
@@ -50,6 +51,13 @@ EXIT_CODES_HELP = (
 #: Domain exception type -> exit code; the closest registered base class of an error wins.
 ERROR_EXIT_CODES: dict[type[Exception], int] = {
     ConfigError: EXIT_USAGE,
+    errors.RaftctlError: EXIT_REFUSED,
+    errors.Refused: EXIT_REFUSED,
+    errors.UnknownNode: EXIT_USAGE,
+    errors.UsageProblem: EXIT_USAGE,
+    errors.NoLeaderError: EXIT_NO_LEADER,
+    errors.WaitTimeout: EXIT_TIMEOUT,
+    errors.NotRunning: EXIT_NOT_RUNNING,
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -300,6 +308,686 @@ def sim(
             click.echo(f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}")
     if summary["violations"]:
         raise SystemExit(EXIT_REFUSED)
+
+
+# -- running domain coroutines ---------------------------------------------------------------------
+
+def run_domain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run the domain coroutine ``fn(*args, **kwargs)`` with trio (imported only now)."""
+    import functools
+
+    import trio
+
+    return trio.run(functools.partial(fn, *args, **kwargs))
+
+
+def console() -> Any:
+    """A rich console on stdout; 120 columns when not writing to a terminal (or $COLUMNS)."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = 120
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr (the command still succeeds)."""
+    click.echo(f"Warning: {message}", err=True)
+
+
+def _interruptible(fn: Callable[[], None]) -> None:
+    """Run ``fn`` until it returns or Ctrl-C, which ends the command quietly with exit 0."""
+    try:
+        fn()
+    except KeyboardInterrupt:
+        pass
+
+
+def node_argument(command: F) -> F:
+    return click.argument("node", metavar="NODE")(command)
+
+
+def timeout_option(default: float, what: str) -> Callable[[F], F]:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(0, 3600),
+        default=default,
+        show_default=True,
+        metavar="S",
+        help=f"Seconds to wait {what}.",
+    )
+
+
+grace_option = click.option(
+    "--grace",
+    type=click.FloatRange(0, 600),
+    default=5.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between SIGTERM and SIGKILL.",
+)
+
+
+# -- the cluster's processes -----------------------------------------------------------------------
+
+
+@main.command()
+@timeout_option(10.0, "for the nodes to start and elect a leader")
+@json_option
+@pass_app
+def up(app: App, timeout: float, as_json: bool) -> None:
+    """Start every node of the cluster file in the background and wait for a leader.
+
+    Each node runs as `python -m raftnode` in its own session; pids, logs, data and the events
+    log live in the cluster's state_dir. Already running: says so and exits 0. Ports are checked
+    first (one in use: exit 2 naming the node and port, nothing started); a node that exits
+    while starting has its last log lines shown and the nodes just started are stopped again
+    (exit 5). No leader within --timeout: exit 3. Prints the status table.
+    """
+    from . import cluster
+
+    config = app.config()
+    result = run_domain(cluster.up, config, timeout=timeout)
+    if as_json:
+        echo_json(
+            {
+                "started": result.started,
+                "already_running": result.already_running,
+                "seconds": round(result.elapsed, 3),
+                "status": result.status.to_json() if result.status else None,
+            }
+        )
+        return
+    if not result.started:
+        click.echo(f"Cluster {config.name!r} is already running ({', '.join(result.already_running)}).")
+    else:
+        started = ", ".join(f"{n} (pid {pid})" for n, pid in result.started.items())
+        click.echo(f"Started {started}; logs in {config.state_dir / 'logs'}.")
+        leader = result.status.leader if result.status else None
+        click.echo(f"Leader {leader} elected {result.elapsed:.2f} s after start.")
+    if result.status is not None:
+        from .render import status_view
+
+        console().print(status_view(result.status))
+
+
+@main.command()
+@click.option("--purge", is_flag=True, help="Also delete the data, logs, pid files and events log.")
+@grace_option
+@json_option
+@pass_app
+def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
+    """Stop every node: SIGTERM, then SIGKILL after --grace seconds.
+
+    Not running: says so and exits 0. --purge also deletes the cluster's state (data, logs, pids,
+    events), leaving other files in state_dir alone.
+    """
+    from . import cluster
+
+    config = app.config()
+    result = run_domain(cluster.down, config, purge=purge, grace=grace)
+    if as_json:
+        echo_json(
+            {
+                "stopped": [{"node": s.node, "pid": s.pid, "signal": s.signal} for s in result.stopped],
+                "purged": result.purged,
+            }
+        )
+        return
+    if result.stopped:
+        done = ", ".join(f"{s.node} (pid {s.pid}, {s.signal})" for s in result.stopped)
+        click.echo(f"Stopped {done}.")
+    else:
+        click.echo(f"Cluster {config.name!r} is not running; nothing to stop.")
+    if purge:
+        click.echo(f"Purged {config.state_dir}." if result.purged else "Nothing to purge.")
+
+
+def _process_command(app: App, as_json: bool, result: Any) -> None:
+    if as_json:
+        echo_json(result.to_json())
+        return
+    messages = {
+        "killed": f"Killed {result.node} (pid {result.old_pid}, SIGKILL).",
+        "stopped": f"Stopped {result.node} (pid {result.old_pid}, {result.signal}).",
+        "started": f"Started {result.node} (pid {result.pid}).",
+        "restarted": (
+            f"Restarted {result.node} (pid {result.old_pid} -> {result.pid})."
+            if result.old_pid
+            else f"{result.node} was not running; started it (pid {result.pid})."
+        ),
+        "not-running": f"{result.node} is not running; nothing to do.",
+        "already-running": f"{result.node} is already running (pid {result.pid}).",
+    }
+    click.echo(messages[result.action])
+
+
+@main.command()
+@node_argument
+@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@json_option
+@pass_app
+def kill(app: App, node: str, timeout: float, as_json: bool) -> None:
+    """SIGKILL the process of NODE (a crash: no goodbye, no final fsync).
+
+    A node that is not running: says so, exit 0. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    """
+    from . import cluster
+
+    _process_command(app, as_json, run_domain(cluster.kill, app.config(), node, timeout=timeout))
+
+
+
+@main.command()
+@node_argument
+@grace_option
+@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@json_option
+@pass_app
+def stop(app: App, node: str, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop NODE gracefully: SIGTERM, then SIGKILL after --grace seconds.
+
+    A node that is not running: says so, exit 0. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    """
+    from . import cluster
+
+    _process_command(app, as_json, run_domain(cluster.stop, app.config(), node, grace=grace, timeout=timeout))
+
+
+
+@main.command()
+@node_argument
+@timeout_option(10.0, "for the node to answer")
+@json_option
+@pass_app
+def start(app: App, node: str, timeout: float, as_json: bool) -> None:
+    """Start NODE (a node id) and wait until it answers.
+
+    Already running: says so, exit 0. The faults raftctl set on it (a partition) are given back
+    to it once it answers. A node that exits while starting has its last log lines shown (exit 5).
+    """
+    from . import cluster
+
+    _process_command(app, as_json, run_domain(cluster.start, app.config(), node, timeout=timeout))
+
+
+@main.command()
+@node_argument
+@grace_option
+@timeout_option(10.0, "for the node to answer again")
+@json_option
+@pass_app
+def restart(app: App, node: str, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop NODE gracefully (if it runs), start it again and wait until it answers.
+
+    The faults raftctl set on it are given back once it answers. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    """
+    from . import cluster
+
+    _process_command(app, as_json, run_domain(cluster.restart, app.config(), node, grace=grace, timeout=timeout))
+
+
+
+# -- looking at the cluster ------------------------------------------------------------------------
+
+
+@main.command()
+@json_option
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """One row per node: id, alive, pid, role, term, leader, last/commit/applied/snapshot index,
+    link faults and the state machine's summary.
+
+    A node that is down has a row with alive false (nulls in --json). No node answers: exit 5.
+    """
+    from . import cluster
+
+    picture = run_domain(cluster.status, app.config())
+    if as_json:
+        echo_json(picture.to_json())
+        return
+    from .render import status_view
+
+    console().print(status_view(picture))
+
+
+@main.command()
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 5),
+    default=0.25,
+    show_default=True,
+    metavar="S",
+    help="Seconds between refreshes (0.25: four a second).",
+)
+@click.option("--duration", type=click.FloatRange(0), default=None, metavar="S", help="Leave after S seconds.")
+@json_option
+@pass_app
+def watch(app: App, interval: float, duration: float | None, as_json: bool) -> None:
+    """A live view: the status table and a feed of elections, leader changes, faults and node
+    deaths and returns, with the commit rate; until Ctrl-C (or --duration).
+
+    With --json, prints one JSON object per event as it happens (JSON lines), not the table.
+    """
+    from . import dashboard
+
+    config = app.config()
+    if as_json:
+
+        def emit(event: dict[str, Any]) -> None:
+            click.echo(json.dumps(event))
+
+        _interruptible(lambda: run_domain(dashboard.watch_json, config, emit, interval=interval, duration=duration))
+        return
+    out = console()
+
+    def draw() -> None:
+        with dashboard.open_live(out) as live:
+            run_domain(dashboard.watch, config, live, interval=interval, duration=duration)
+
+    _interruptible(draw)
+
+
+@main.command()
+@timeout_option(0.0, "for a leader (0: answer at once)")
+@json_option
+@pass_app
+def leader(app: App, timeout: float, as_json: bool) -> None:
+    """Print the leader's id (the node a majority follows), for scripts.
+
+    No leader (within --timeout): exit 3. No node answers: exit 5.
+    """
+    from . import cluster
+
+    row = run_domain(cluster.leader, app.config(), timeout=timeout)
+    if as_json:
+        echo_json({"leader": row.id, "term": row.term})
+    else:
+        click.echo(row.id)
+
+
+@main.command()
+@click.option("--leader", "want_leader", is_flag=True, help="A leader that a majority follows.")
+@click.option("--applied", type=click.IntRange(0), default=None, metavar="N", help="Every node has applied index N or later.")
+@click.option(
+    "--converged",
+    is_flag=True,
+    help="Every node is up, follows one leader in one term and has the same last, commit and "
+    "applied index and state.",
+)
+@timeout_option(10.0, "for the conditions")
+@json_option
+@pass_app
+def wait(app: App, want_leader: bool, applied: int | None, converged: bool, timeout: float, as_json: bool) -> None:
+    """Block until every given condition holds at once, or --timeout.
+
+    Exit 3 if the time ran out without a leader (for --leader and --converged), 4 if it ran out
+    on another condition, 5 if no node answers.
+    """
+    from . import cluster
+
+    if not (want_leader or applied is not None or converged):
+        raise click.UsageError("name a condition: --leader, --applied N or --converged")
+    result = run_domain(
+        cluster.wait, app.config(), leader=want_leader, applied=applied, converged=converged, timeout=timeout
+    )
+    picture = result.status
+    if as_json:
+        echo_json({"ok": True, "seconds": round(result.waited, 3), "status": picture.to_json()})
+        return
+    head = picture.leader_row
+    what = []
+    if head is not None:
+        what.append(f"leader {head.id} (term {head.term})")
+    if applied is not None:
+        what.append(f"every node applied index {applied}")
+    if converged and head is not None:
+        from .model import describe_state
+
+        what.append(f"converged at index {head.applied_index}, {describe_state(head.state)}")
+    click.echo(f"{'; '.join(what)} after {result.waited:.2f} s")
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def _command_options(command: F) -> F:
+    command = click.argument("words", nargs=-1, required=True)(command)
+    command = click.option(
+        "--node",
+        default=None,
+        metavar="NODE",
+        help="Send to this node first (an id, `leader` or `follower`); default: the leader.",
+    )(command)
+    command = timeout_option(5.0, "for the cluster to commit and apply the command")(command)
+    command = click.option(
+        "--no-follow",
+        is_flag=True,
+        help="Ask only --node, once: no redirects, no retries. A redirect is a refusal (exit 1), "
+        "no known leader exit 3, no commit in time exit 4.",
+    )(command)
+    command = click.option(
+        "--expect",
+        default=None,
+        metavar="VALUE",
+        help="Exit 1 unless the result printed equals VALUE (for scripts and drills).",
+    )(command)
+    command = click.option("-q", "--quiet", is_flag=True, help="Print only the result.")(command)
+    command = json_option(command)
+    return pass_app(command)
+
+
+def _run_words(
+    app: App,
+    words: tuple[str, ...],
+    node: str | None,
+    timeout: float,
+    no_follow: bool,
+    expect: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    from . import cluster
+
+    command = " ".join(words)
+    reply = run_domain(cluster.run_command, app.config(), command, node=node, timeout=timeout, follow=not no_follow)
+    if as_json:
+        echo_json(reply.to_json())
+    shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)
+    if not reply.ok:
+        raise CommandError(f"{reply.node}: {reply.error}", EXIT_REFUSED)
+    if not as_json:
+        if quiet:
+            click.echo(shown)
+        else:
+            click.echo(f"{shown}  ({reply.node} answered, log index {reply.index}, {reply.elapsed * 1000:.0f} ms)")
+    if expect is not None and shown != expect:
+        raise CommandError(f"expected {expect}, got {shown}", EXIT_REFUSED)
+
+
+@main.command(
+    "run-command",
+    context_settings={"ignore_unknown_options": True},
+    short_help="Run a command on the cluster (e.g. incr 5) and print its result.",
+)
+@_command_options
+def run_command(app: App, **options: Any) -> None:
+    """Run a command on the cluster, e.g. `raftctl run-command incr 5`.
+
+    Sends WORDS (joined by spaces) to the leader (or --node), follows redirects, retries while
+    there is no leader, and gives up after --timeout. Prints the result and which node answered.
+    A state-machine error: exit 1; no leader: exit 3; not committed in time: exit 4; nothing
+    running: exit 5. A negative number is an argument, not an option: `run-command decr -5`.
+    """
+    _run_words(app, **options)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True},
+    short_help="A linearizable read (e.g. get), committed through the leader.",
+)
+@_command_options
+def query(app: App, **options: Any) -> None:
+    """A linearizable read, e.g. `raftctl query get`.
+
+    For now a query goes through the log exactly like run-command: the leader commits it with a
+    majority before anyone answers, so the answer reflects every command committed before the
+    query started, and a deposed leader (cut off with a minority) can never answer it — it cannot
+    commit. Use --expect VALUE in scripts to check the answer through the exit code.
+    """
+    _run_words(app, **options)
+
+
+@main.command("transfer-leader")
+@node_argument
+@timeout_option(5.0, "for NODE to become leader")
+@json_option
+@pass_app
+def transfer_leader(app: App, node: str, timeout: float, as_json: bool) -> None:
+    """Ask the leader to hand leadership to NODE, and wait until NODE leads.
+
+    NODE already leads: says so, exit 0. Refused: exit 1; not done in time: exit 4.
+    NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    """
+    from . import cluster
+
+    new, previous = run_domain(cluster.transfer_leader, app.config(), node, timeout=timeout)
+    if as_json:
+        echo_json({"leader": new, "previous": previous})
+    elif previous is None:
+        click.echo(f"{new} is already the leader.")
+    else:
+        click.echo(f"Leadership moved from {previous} to {new}.")
+
+
+
+@main.command()
+@node_argument
+@timeout_option(30.0, "for the snapshot")
+@json_option
+@pass_app
+def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
+    """Make NODE snapshot its state machine now and compact its log.
+
+    NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    """
+    from . import cluster
+
+    node_id, index = run_domain(cluster.snapshot, app.config(), node, timeout=timeout)
+    if as_json:
+        echo_json({"node": node_id, "index": index})
+    else:
+        click.echo(f"{node_id}: snapshot at index {index}.")
+
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+def _faults_output(as_json: bool, result: Any, summary: str) -> None:
+    if result.skipped:
+        warn(f"{', '.join(result.skipped)} not running: the faults apply when started")
+    if as_json:
+        echo_json(result.to_json())
+        return
+    click.echo(summary)
+
+
+@main.command()
+@click.argument("groups", nargs=-1, required=True, metavar="GROUP [GROUP...]")
+@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@json_option
+@pass_app
+def partition(app: App, groups: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Cut the cluster into groups that cannot talk to each other.
+
+    Each GROUP is node ids separated by commas; the nodes not named form one more group; a new
+    partition replaces any earlier one. `partition n2` isolates n2; `partition n1,n2 n3,n4,n5`
+    makes two sides; `partition leader` isolates the leader, `partition leader,follower` puts it
+    with one follower. Only Raft traffic is cut: raftctl still reaches every node. A node that
+    is down gets its side of the partition when it starts.
+    """
+    from . import chaos, cluster
+
+    result = run_domain(cluster.partition, app.config(), groups, timeout=timeout)
+    _faults_output(as_json, result, f"Partitioned: {chaos.describe_partition(result.partition)}")
+
+
+@main.command()
+@click.option("--all", "everything", is_flag=True, help="Also clear every node's slow/flaky/duplicate faults.")
+@json_option
+@pass_app
+def heal(app: App, everything: bool, as_json: bool) -> None:
+    """Remove the partition: every node talks to every node again.
+
+    Slow, flaky and duplicating links stay (`fast NODE` or `heal --all` clears them)."""
+    from . import cluster
+
+    result = run_domain(cluster.heal, app.config(), everything=everything)
+    _faults_output(as_json, result, "Healed: all faults cleared." if everything else "Healed: no partition.")
+
+
+def _links(app: App, nodes: tuple[str, ...], kind: str, values: dict[str, float], as_json: bool, timeout: float) -> None:
+    from . import chaos, cluster
+
+    result = run_domain(cluster.link_faults, app.config(), nodes, kind, values, timeout=timeout)
+    names = ", ".join(result.applied) or "no node"
+    detail = "link faults cleared" if kind == "fast" else chaos.describe_links(values)
+    _faults_output(as_json, result, f"{names}: {detail}.")
+
+
+def _nodes_argument(command: F) -> F:
+    return click.argument("nodes", nargs=-1, required=True, metavar="NODE...")(command)
+
+
+@main.command()
+@_nodes_argument
+@click.option("--delay", type=click.FloatRange(0, 60_000), required=True, metavar="MS", help="Delay of every message, ms.")
+@click.option("--jitter", type=click.FloatRange(0, 60_000), default=0, show_default=True, metavar="MS", help="Plus a random 0..MS.")
+@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@json_option
+@pass_app
+def slow(app: App, nodes: tuple[str, ...], delay: float, jitter: float, timeout: float, as_json: bool) -> None:
+    """Delay every message on all links of each NODE (both directions)."""
+    _links(app, nodes, "slow", {"delay_ms": delay, "jitter_ms": jitter}, as_json, timeout)
+
+
+@main.command()
+@_nodes_argument
+@click.option("--drop", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages lost.")
+@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@json_option
+@pass_app
+def flaky(app: App, nodes: tuple[str, ...], drop: float, timeout: float, as_json: bool) -> None:
+    """Drop PCT percent of the messages on all links of each NODE."""
+    _links(app, nodes, "flaky", {"drop_pct": drop}, as_json, timeout)
+
+
+@main.command()
+@_nodes_argument
+@click.option("--pct", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages sent twice.")
+@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@json_option
+@pass_app
+def duplicate(app: App, nodes: tuple[str, ...], pct: float, timeout: float, as_json: bool) -> None:
+    """Deliver PCT percent of the messages on all links of each NODE twice."""
+    _links(app, nodes, "duplicate", {"duplicate_pct": pct}, as_json, timeout)
+
+
+@main.command()
+@_nodes_argument
+@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@json_option
+@pass_app
+def fast(app: App, nodes: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Clear the slow, flaky and duplicate faults of each NODE (partitions stay: see `heal`)."""
+    _links(app, nodes, "fast", {}, as_json, timeout)
+
+
+# -- logs and events -------------------------------------------------------------------------------
+
+
+@main.command()
+@node_argument
+@click.option("-f", "--follow", is_flag=True, help="Keep printing lines as the node writes them (until Ctrl-C).")
+@click.option("-n", "--lines", type=click.IntRange(0), default=None, metavar="N", help="Only the last N lines.")
+@json_option
+@pass_app
+def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) -> None:
+    """Print NODE's log file (its stdout and stderr, across restarts).
+
+    With --json: one document {"node", "path", "lines"}; with --follow too, one JSON object per
+    line as it comes (JSON lines). NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    """
+    import time
+
+    from . import cluster, events
+    from .supervisor import StatePaths
+
+    config = app.config()
+    node_id = node
+    if node in ("leader", "follower"):
+        node_id = run_domain(cluster.resolve_name, config, node)
+    elif node not in config.node_ids:
+        raise errors.UnknownNode(node, config.node_ids)
+    path = StatePaths.of(config).log_file(node_id)
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        raise errors.NotRunning(f"no log for {node_id} at {path}: it was never started by raftctl") from None
+    existing = text.splitlines()
+    if lines is not None:
+        existing = existing[-lines:] if lines else []
+    if as_json and not follow:
+        echo_json({"node": node_id, "path": str(path), "lines": existing})
+        return
+
+    def emit(line: str) -> None:
+        click.echo(json.dumps({"node": node_id, "line": line}) if as_json else line)
+
+    for line in existing:
+        emit(line)
+    if not follow:
+        return
+    follower = events.LogFollower(path, from_end=False)
+    follower.read_new()  # skip what was printed; the position is where `text` ended or later
+
+    def tail() -> None:
+        while True:
+            for line in follower.read_new():
+                emit(line)
+            time.sleep(0.1)
+
+    _interruptible(tail)
+
+
+
+@main.command("events")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing events as they happen (until Ctrl-C).")
+@click.option("--node", default=None, metavar="NODE", help="Only events of this node (and cluster-wide ones).")
+@json_option
+@pass_app
+def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> None:
+    """The audit log: faults injected and cleared, processes started, stopped and killed,
+    leadership transfers and snapshots asked for (by raftctl), with the nodes' own elections,
+    leader changes, commits, faults, snapshots and apply errors; one line each: time, node, kind,
+    detail. raftctl's own actions are marked [raftctl].
+
+    The nodes keep their recent events in memory: a node that is down shows none, a restarted
+    one starts afresh. With --json: one document {"events": [...]}; with --follow, one JSON
+    object per event (JSON lines).
+    """
+    from . import cluster
+    from .render import events_view
+
+    config = app.config()
+    if node in ("leader", "follower"):
+        node = run_domain(cluster.resolve_name, config, node)
+    elif node is not None and node not in config.node_ids:
+        raise errors.UnknownNode(node, config.node_ids)
+    if not follow:
+        found = run_domain(cluster.fetch_events, config, node=node)
+        if as_json:
+            echo_json({"events": found})
+        else:
+            console().print(events_view(found), end="", soft_wrap=True)
+        return
+    out = console()
+
+    def emit(event: dict[str, Any]) -> None:
+        if node is not None and event.get("node") not in (node, None):
+            return
+        if as_json:
+            click.echo(json.dumps(event))
+        else:
+            out.print(events_view([event]), end="", soft_wrap=True)
+
+    _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
 
 
 if __name__ == "__main__":

@@ -33,11 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import tomli_w
 
-from .core.raft import RaftConfig
+if TYPE_CHECKING:  # the core is imported only when needed: raftctl commands start faster
+    from .core.raft import RaftConfig
 
 __all__ = [
     "TICK_MS",
@@ -498,6 +499,8 @@ TICK_MS = 10
 
 def raft_config(config: ClusterConfig, node_id: str, *, tick_ms: int = TICK_MS) -> RaftConfig:
     """The core's settings for ``node_id``: cluster.toml's milliseconds turned into ticks."""
+    from .core.raft import RaftConfig
+
     low, high = config.election_timeout_ms
     low_ticks = max(2, round(low / tick_ms))
     return RaftConfig(

@@ -156,6 +156,7 @@ class ClientService:
         status["stats"].update(self.stats)
         status.update(
             ok=True,
+            node=self.node.id,  # "id" in every response is the request's id
             alive=True,
             pid=os.getpid(),
             faults=self.faults.faults.to_dict() if self.faults else None,

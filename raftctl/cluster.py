@@ -1,0 +1,904 @@
+"""The domain coroutines behind raftctl's commands: one per command, each given a ClusterConfig.
+
+Theory of operation
+-------------------
+A command opens a :class:`Session` (the cluster file, its state directory and a
+``raftnode.client.ClusterClient``), does its work and returns plain data for ``raftctl.cli`` to
+render. Everything that can go wrong in a way a user should understand is raised as one of
+``raftctl.errors``; raftnode's client errors never escape this module untranslated.
+
+What "running" means: a node runs when its client endpoint answers ``status``. The pid files of
+the state directory (``raftctl.supervisor``) tell which processes raftctl started; they are how
+``kill``/``stop`` find a process, and how a command tells "nothing is running" apart from "the
+cluster has no leader" without waiting for a timeout.
+
+``NODE`` arguments go through :meth:`Session.resolve`: a node id of the cluster file, ``leader``
+(the node a majority acknowledges, see ``raftctl.model``) or ``follower`` (a live follower of that
+leader, the first in file order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from raftnode.client import ClientError, ClusterClient, NodeUnreachable
+from raftnode.client import NoLeader as ClientNoLeader
+from raftnode.client import Timeout as ClientTimeout
+from raftnode.config import ClusterConfig
+
+from . import chaos, events, supervisor
+from .errors import (
+    ClusterNotRunning,
+    NodeCrashed,
+    NoLeaderError,
+    NotRunning,
+    Refused,
+    UnknownNode,
+    UsageProblem,
+    WaitTimeout,
+)
+from .model import ClusterStatus, NodeRow
+
+#: Seconds one ``status`` request may take before its node counts as down.
+STATUS_TIMEOUT = 1.0
+#: Seconds between two looks at the cluster while waiting for something.
+POLL_INTERVAL = 0.05
+SPECIAL_NODES = ("leader", "follower")
+
+
+class Session:
+    """One command's view of one cluster: config, state directory, connections.
+
+    Use :func:`session` to open one.
+    """
+
+    def __init__(self, config: ClusterConfig, client: ClusterClient) -> None:
+        self.config = config
+        self.paths = supervisor.StatePaths.of(config)
+        self.client = client
+        #: The last picture ``poll`` took (what a timeout reports on).
+        self.last_status: ClusterStatus | None = None
+
+    # -- looking -------------------------------------------------------------------------------
+
+    async def status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
+        """One picture of the cluster: every node asked at once, a row per node."""
+        rows: dict[str, NodeRow] = {}
+
+        async def ask(node_id: str) -> None:
+            rows[node_id] = await self.node_row(node_id, timeout=timeout)
+
+        async with trio.open_nursery() as nursery:
+            for node_id in self.config.node_ids:
+                nursery.start_soon(ask, node_id)
+        return ClusterStatus(self.config.name, tuple(rows[i] for i in self.config.node_ids), time.time())
+
+    async def node_row(self, node_id: str, *, timeout: float = STATUS_TIMEOUT) -> NodeRow:
+        try:
+            response = await self.client.call(node_id, {"op": "status"}, timeout=timeout)
+        except ClientError:
+            pid = supervisor.live_pid(self.config, node_id)
+            return NodeRow.down(node_id, f"pid {pid} not answering" if pid else "not running")
+        if not response.get("ok", True):
+            return NodeRow.down(node_id, f"starting ({response.get('error')})")
+        return NodeRow.from_response(node_id, response)
+
+    async def running_status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
+        """``status()``, raising ClusterNotRunning if no node answers."""
+        status = await self.status(timeout=timeout)
+        if not status.any_alive:
+            raise ClusterNotRunning(self.config.path)
+        return status
+
+    async def ensure_running(self) -> None:
+        """Raise ClusterNotRunning at once if no node can be running; cheap when one is.
+
+        A live pid file settles it without the network; otherwise every node is probed.
+        """
+        if supervisor.live_pids(self.config):
+            return
+        await self.running_status(timeout=0.5)
+
+    async def poll(
+        self,
+        check: Callable[[ClusterStatus], Any],
+        *,
+        timeout: float,
+        interval: float = POLL_INTERVAL,
+    ) -> tuple[Any, ClusterStatus]:
+        """Take pictures until ``check(picture)`` is truthy; returns it and the picture.
+
+        The first picture is always taken, even with ``timeout`` 0.
+
+        Raises:
+            trio.TooSlowError: ``timeout`` passed; ``self.last_status`` is the last picture.
+        """
+        deadline = trio.current_time() + timeout
+        per_picture = min(STATUS_TIMEOUT, max(timeout, 0.1))
+        self.last_status = None
+        status = await self.status(timeout=per_picture)
+        while True:
+            self.last_status = status
+            found = check(status)
+            if found:
+                return found, status
+            if trio.current_time() >= deadline:
+                raise trio.TooSlowError
+            with trio.fail_after(deadline - trio.current_time()):
+                await trio.sleep(interval)
+                status = await self.status(timeout=per_picture)
+
+    # -- naming nodes --------------------------------------------------------------------------
+
+    def check_name(self, name: str) -> None:
+        """Raise UnknownNode unless ``name`` is a node id, ``leader`` or ``follower``."""
+        if name not in SPECIAL_NODES and name not in self.config.node_ids:
+            raise UnknownNode(name, self.config.node_ids)
+
+    async def resolve(self, name: str, *, timeout: float = 5.0, exclude: Sequence[str] = ()) -> str:
+        """The node id that ``name`` stands for (an id, ``leader`` or ``follower``).
+
+        ``leader`` and ``follower`` wait up to ``timeout`` for such a node; ``exclude`` names ids
+        ``follower`` must not pick.
+
+        Raises:
+            UnknownNode: ``name`` is none of these (exit 2).
+            ClusterNotRunning: no node answers (exit 5).
+            NoLeaderError: no leader within ``timeout`` (exit 3).
+            NotRunning: no live follower within ``timeout`` (exit 5).
+        """
+        self.check_name(name)
+        if name not in SPECIAL_NODES:
+            return name
+        await self.ensure_running()
+
+        def pick(status: ClusterStatus) -> str | None:
+            if name == "leader":
+                return status.leader
+            return next((r.id for r in status.followers() if r.id not in exclude), None)
+
+        try:
+            found, _ = await self.poll(pick, timeout=timeout)
+        except trio.TooSlowError:
+            if self.last_status is not None and not self.last_status.any_alive:
+                raise ClusterNotRunning(self.config.path) from None
+            if name == "leader":
+                raise NoLeaderError(f"no leader within {timeout:g} s{_claims(self.last_status)}") from None
+            raise NotRunning(f"no live follower within {timeout:g} s") from None
+        return found
+
+    # -- auditing ------------------------------------------------------------------------------
+
+    def record(self, kind: str, detail: str, *, node: str | None = None) -> None:
+        events.record(self.paths, kind, detail, node=node)
+
+
+@contextlib.asynccontextmanager
+async def session(config: ClusterConfig, *, connect_timeout: float = 0.5) -> AsyncIterator[Session]:
+    """Open a Session on ``config``'s cluster (closing its connections on exit)."""
+    async with ClusterClient({n.id: n.client for n in config.nodes}, connect_timeout=connect_timeout) as client:
+        yield Session(config, client)
+
+
+async def resolve_name(config: ClusterConfig, name: str, *, timeout: float = 5.0) -> str:
+    """The node id ``name`` stands for (see ``Session.resolve``)."""
+    async with session(config) as s:
+        return await s.resolve(name, timeout=timeout)
+
+
+def _claims(status: ClusterStatus | None) -> str:
+    if status is None:
+        return ""
+    claims = status.claimed_leaders()
+    if not claims:
+        alive = len(status.alive)
+        return f" ({alive} of {len(status.nodes)} nodes answer, none is leader)"
+    return " (" + ", ".join(f"{r.id} claims term {r.term} without a majority" for r in claims) + ")"
+
+
+# -- status, leader, wait --------------------------------------------------------------------------
+
+
+async def status(config: ClusterConfig) -> ClusterStatus:
+    """``raftctl status``: a picture of the cluster; ClusterNotRunning if no node answers."""
+    async with session(config) as s:
+        return await s.running_status()
+
+
+async def leader(config: ClusterConfig, *, timeout: float = 0.0) -> NodeRow:
+    """``raftctl leader``: the leader's row, waiting up to ``timeout``; NoLeaderError if none."""
+    async with session(config) as s:
+        await s.ensure_running()
+        try:
+            found, _ = await s.poll(lambda st: st.leader_row, timeout=timeout)
+        except trio.TooSlowError:
+            last = s.last_status
+            if last is not None and not last.any_alive:
+                raise ClusterNotRunning(config.path) from None
+            within = f" within {timeout:g} s" if timeout > 0 else ""
+            raise NoLeaderError(f"the cluster has no leader{within}{_claims(last)}") from None
+        return found
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    status: ClusterStatus
+    waited: float
+
+
+async def wait(
+    config: ClusterConfig,
+    *,
+    leader: bool = False,
+    applied: int | None = None,
+    converged: bool = False,
+    timeout: float = 10.0,
+) -> WaitResult:
+    """``raftctl wait``: block until every requested condition holds at once.
+
+    - ``leader``: a node is leader and a majority acknowledges it;
+    - ``applied``: every node is alive and has applied at least that index;
+    - ``converged``: see ``ClusterStatus.convergence_problems``.
+
+    Raises:
+        ClusterNotRunning: no node answered at the start (nothing started) or at the deadline.
+        NoLeaderError: the deadline passed with no leader (exit 3).
+        WaitTimeout: the deadline passed with a leader but another condition unmet (exit 4).
+    """
+    started = time.monotonic()
+
+    def problems(status: ClusterStatus) -> list[str]:
+        found = []
+        if (leader or converged) and status.leader is None:
+            found.append(f"no leader{_claims(status)}")
+        if applied is not None:
+            behind = status.lagging(applied)
+            if behind:
+                found.append(
+                    "applied index below "
+                    + str(applied)
+                    + ": "
+                    + ", ".join(f"{r.id} ({r.applied_index if r.alive else 'down'})" for r in behind)
+                )
+        if converged:
+            found.extend(p for p in status.convergence_problems() if p != "no leader")
+        return found
+
+    async with session(config) as s:
+        await s.ensure_running()
+        try:
+            _, final = await s.poll(lambda st: not problems(st), timeout=timeout)
+        except trio.TooSlowError:
+            last = s.last_status
+            if last is None or not last.any_alive:
+                raise ClusterNotRunning(config.path, f"nothing answered within {timeout:g} s") from None
+            left = problems(last)
+            if (leader or converged) and last.leader is None:
+                raise NoLeaderError(f"no leader within {timeout:g} s{_claims(last)}") from None
+            raise WaitTimeout(f"timed out after {timeout:g} s: {'; '.join(left)}") from None
+        return WaitResult(final, time.monotonic() - started)
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    """The answer to ``run-command``/``query``: the result or error and who gave it."""
+
+    command: str
+    node: str
+    result: Any = None
+    error: str | None = None
+    index: int | None = None
+    attempts: int = 1
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "command": self.command,
+            "result": self.result,
+            "error": self.error,
+            "node": self.node,
+            "index": self.index,
+            "attempts": self.attempts,
+            "elapsed_ms": round(self.elapsed * 1000, 1),
+        }
+
+
+async def run_command(
+    config: ClusterConfig,
+    command: str,
+    *,
+    node: str | None = None,
+    timeout: float = 5.0,
+    follow: bool = True,
+) -> CommandReply:
+    """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it.
+
+    With ``node``, the request goes to that node first (``leader``/``follower`` resolved first);
+    with ``follow`` (the default) redirects are followed and the command is retried on other
+    nodes while there is no leader, until ``timeout``. Without ``follow`` exactly one request
+    goes to ``node`` and its answer is final: a redirect or "no leader" is a refusal.
+
+    A state-machine error comes back as ``CommandReply.error`` (the CLI exits 1).
+
+    Raises:
+        ClusterNotRunning / NotRunning: nothing runs, or the named node does not (exit 5).
+        NoLeaderError: no leader answered within ``timeout`` (exit 3).
+        WaitTimeout: the leader took the command but did not commit it in time (exit 4).
+        Refused: the node refused the request (exit 1).
+    """
+    started = time.monotonic()
+    async with session(config) as s:
+        target: str | None = None
+        if node is not None:
+            target = await s.resolve(node, timeout=timeout)
+        if not follow:
+            if target is None:
+                raise UsageProblem("--no-follow needs --node: the one node to ask")
+            return await _ask_once(s, target, command, timeout, started)
+        if target is not None:
+            # An explicitly named node must be up: a command for a dead node is an error (5).
+            try:
+                await s.client.connect(target)
+            except ClientError:
+                raise NotRunning(f"node {target} is not running") from None
+        else:
+            await s.ensure_running()
+        try:
+            outcome = await s.client.run_command(command, node=target, timeout=timeout)
+        except ClientNoLeader as exc:
+            current = await s.status(timeout=0.5)
+            if not current.any_alive:
+                raise ClusterNotRunning(config.path) from None
+            raise NoLeaderError(str(exc)) from None
+        except ClientTimeout as exc:
+            raise WaitTimeout(f"{exc} (it may still commit later)") from None
+        except ClientError as exc:
+            raise Refused(str(exc)) from None
+        result = outcome.result
+        return CommandReply(
+            command=command,
+            node=outcome.node,
+            result=result.result,
+            error=result.error,
+            index=result.index,
+            attempts=outcome.attempts,
+            elapsed=time.monotonic() - started,
+        )
+
+
+async def _ask_once(s: Session, target: str, command: str, timeout: float, started: float) -> CommandReply:
+    try:
+        response = await s.client.call(
+            target, {"op": "run_command", "command": command, "timeout": timeout}, timeout=timeout + 1
+        )
+    except NodeUnreachable:
+        raise NotRunning(f"node {target} is not running") from None
+    except ClientTimeout:
+        raise WaitTimeout(f"node {target} did not answer within {timeout:g} s") from None
+    if response.get("timeout_expired"):
+        raise WaitTimeout(
+            f"node {target} did not commit {command!r} within {timeout:g} s (it may still commit later)"
+        )
+    if response.get("redirect"):
+        raise Refused(f"node {target} is not the leader (it names {response['redirect']}); nothing was done there")
+    if response.get("retry"):
+        raise NoLeaderError(f"node {target} is not the leader and knows none right now; {command!r} was not committed there")
+    if "error" in response and "result" not in response:
+        raise Refused(f"node {target} refused the request: {response['error']}")
+    return CommandReply(
+        command=command,
+        node=target,
+        result=response.get("result"),
+        error=response.get("error"),
+        index=response.get("index"),
+        elapsed=time.monotonic() - started,
+    )
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class UpResult:
+    started: dict[str, int] = field(default_factory=dict)
+    already_running: dict[str, int] = field(default_factory=dict)
+    status: ClusterStatus | None = None
+    elapsed: float = 0.0
+
+
+async def up(config: ClusterConfig, *, timeout: float = 10.0) -> UpResult:
+    """``raftctl up``: start every node that is not running, then wait for an elected leader.
+
+    Ports are checked before anything starts; if any node cannot start (its port is taken, or it
+    exits while starting) every node this call started is stopped again, so no half-started
+    cluster is left behind.
+
+    Raises:
+        PortInUse: an address is taken (exit 2); nothing was started.
+        NodeCrashed: a node exited while starting; its last log lines are in the message (exit 5).
+        NoLeaderError: the nodes run but elected no leader within ``timeout`` (exit 3).
+    """
+    began = time.monotonic()
+    result = UpResult()
+    paths = supervisor.StatePaths.of(config)
+    async with session(config) as s:
+        result.already_running = supervisor.live_pids(config)
+        todo = [n for n in config.node_ids if n not in result.already_running]
+        # A node started by hand (no pid file) answers on its port: leave it be.
+        for node_id in list(todo):
+            row = await s.node_row(node_id, timeout=0.3)
+            if row.alive:
+                todo.remove(node_id)
+                result.already_running[node_id] = row.pid or 0
+        if not todo:
+            result.status = await s.status()
+            result.elapsed = time.monotonic() - began
+            return result
+        supervisor.check_ports(config, todo)
+        if not result.already_running:
+            # A fresh start: faults wanted by an earlier life of this cluster no longer apply.
+            paths.faults.unlink(missing_ok=True)
+        try:
+            for node_id in todo:
+                pid = supervisor.spawn(config, node_id)
+                result.started[node_id] = pid
+                s.record("started", f"process {pid} (raftctl up)", node=node_id)
+            await _wait_started(s, result.started, timeout=timeout)
+            await _push_wanted(s, list(result.started), fresh=True)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await _abandon(s, result.started)
+            raise
+        try:
+            _, result.status = await s.poll(lambda st: st.leader is not None, timeout=max(0.1, timeout - (time.monotonic() - began)))
+        except trio.TooSlowError:
+            raise NoLeaderError(
+                f"the nodes run but elected no leader within {timeout:g} s{_claims(s.last_status)}; "
+                "see `raftctl logs NODE`"
+            ) from None
+        result.elapsed = time.monotonic() - began
+        return result
+
+
+async def _wait_started(s: Session, started: dict[str, int], *, timeout: float) -> None:
+    """Wait until every node of ``started`` answers; NodeCrashed if one exits first."""
+    waiting = dict(started)
+    with trio.move_on_after(timeout):
+        while waiting:
+            crashed = [node_id for node_id, pid in waiting.items() if not supervisor.is_alive(pid)]
+            if crashed:
+                first = crashed[0]
+                raise NodeCrashed(
+                    first,
+                    supervisor.exit_status(waiting[first]),
+                    s.paths.log_file(first),
+                    supervisor.log_tail(s.config, first),
+                    others=crashed[1:],
+                )
+            answered: list[str] = []
+            async with trio.open_nursery() as nursery:
+                for node_id in waiting:
+                    nursery.start_soon(_note_if_alive, s, node_id, answered)
+            for node_id in answered:
+                del waiting[node_id]
+            if waiting:
+                await trio.sleep(POLL_INTERVAL)
+    if waiting:
+        names = ", ".join(waiting)
+        raise NotRunning(f"{names} did not answer within {timeout:g} s of starting; see `raftctl logs NODE`")
+
+
+async def _note_if_alive(s: Session, node_id: str, answered: list[str]) -> None:
+    if (await s.node_row(node_id, timeout=0.5)).alive:
+        answered.append(node_id)
+
+
+async def _abandon(s: Session, started: dict[str, int]) -> None:
+    if not started:
+        return
+    await trio.to_thread.run_sync(lambda: supervisor.stop(s.config, started, grace=2.0))
+    for node_id, pid in started.items():
+        s.record("stopped", f"process {pid} (up failed)", node=node_id)
+
+
+@dataclass
+class DownResult:
+    stopped: list[supervisor.Stopped]
+    purged: list[str]
+
+
+async def down(config: ClusterConfig, *, purge: bool = False, grace: float = supervisor.DEFAULT_GRACE) -> DownResult:
+    """``raftctl down``: SIGTERM every node, SIGKILL after ``grace``; ``purge`` deletes the state.
+
+    Nodes are found by their pid files and, for a node without one that still answers on its
+    port, by the pid it reports (if that process is this node of this cluster file).
+    """
+    pids = supervisor.live_pids(config)
+    missing = [n for n in config.node_ids if n not in pids]
+    if missing:
+        async with session(config, connect_timeout=0.3) as s:
+            for node_id in missing:
+                row = await s.node_row(node_id, timeout=0.5)
+                if row.alive and row.pid and supervisor.is_node_process(row.pid, config, node_id):
+                    pids[node_id] = row.pid
+    stopped = await trio.to_thread.run_sync(lambda: supervisor.stop(config, pids, grace=grace))
+    paths = supervisor.StatePaths.of(config)
+    for item in stopped:
+        events.record(paths, "stopped", f"process {item.pid} ({item.signal}, raftctl down)", node=item.node)
+    purged: list[str] = []
+    if purge:
+        purged = [str(p) for p in supervisor.purge(config)]
+    else:
+        paths.faults.unlink(missing_ok=True)
+    return DownResult(stopped, purged)
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What ``kill``/``stop``/``start``/``restart`` did to one node."""
+
+    node: str
+    action: str  # killed, stopped, started, restarted, not-running, already-running
+    pid: int | None = None
+    old_pid: int | None = None
+    signal: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "action": self.action, "pid": self.pid, "old_pid": self.old_pid, "signal": self.signal}
+
+
+async def _find_pid(s: Session, node_id: str) -> int | None:
+    pid = supervisor.live_pid(s.config, node_id)
+    if pid is not None:
+        return pid
+    # No pid file (started by hand, or the file was lost): a node that answers tells its pid.
+    row = await s.node_row(node_id, timeout=0.5)
+    return row.pid if row.alive and row.pid and supervisor.is_alive(row.pid) else None
+
+
+async def kill(config: ClusterConfig, name: str, *, timeout: float = 5.0) -> ProcessResult:
+    """``raftctl kill``: SIGKILL the node's process and wait until it is gone (idempotent)."""
+    async with session(config) as s:
+        node_id = await s.resolve(name, timeout=timeout)
+        pid = await _find_pid(s, node_id)
+        if pid is None:
+            return ProcessResult(node_id, "not-running")
+        await trio.to_thread.run_sync(lambda: supervisor.stop(config, {node_id: pid}, kill=True))
+        s.record("killed", f"process {pid} (SIGKILL)", node=node_id)
+        return ProcessResult(node_id, "killed", old_pid=pid, signal="SIGKILL")
+
+
+async def stop(config: ClusterConfig, name: str, *, grace: float = supervisor.DEFAULT_GRACE, timeout: float = 5.0) -> ProcessResult:
+    """``raftctl stop``: SIGTERM, then SIGKILL after ``grace`` (idempotent)."""
+    async with session(config) as s:
+        node_id = await s.resolve(name, timeout=timeout)
+        return await _stop(s, node_id, grace=grace)
+
+
+async def _stop(s: Session, node_id: str, *, grace: float) -> ProcessResult:
+    pid = await _find_pid(s, node_id)
+    if pid is None:
+        return ProcessResult(node_id, "not-running")
+    [done] = await trio.to_thread.run_sync(lambda: supervisor.stop(s.config, {node_id: pid}, grace=grace))
+    s.record("stopped", f"process {pid} ({done.signal})", node=node_id)
+    return ProcessResult(node_id, "stopped", old_pid=pid, signal=done.signal)
+
+
+async def start(config: ClusterConfig, name: str, *, timeout: float = 10.0) -> ProcessResult:
+    """``raftctl start``: start the node if it is not running and wait until it answers."""
+    async with session(config) as s:
+        if name in SPECIAL_NODES:
+            raise UsageProblem(f"`start {name}` names a running node; start a node by its id")
+        node_id = await s.resolve(name)
+        return await _start(s, node_id, timeout=timeout)
+
+
+async def _start(s: Session, node_id: str, *, timeout: float, old_pid: int | None = None) -> ProcessResult:
+    pid = await _find_pid(s, node_id)
+    if pid is not None:
+        return ProcessResult(node_id, "already-running", pid=pid)
+    await trio.to_thread.run_sync(lambda: supervisor.check_ports(s.config, [node_id]))
+    pid = supervisor.spawn(s.config, node_id)
+    s.record("started", f"process {pid}", node=node_id)
+    try:
+        await _wait_started(s, {node_id: pid}, timeout=timeout)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await _abandon(s, {node_id: pid})
+        raise
+    await _push_wanted(s, [node_id], fresh=True)
+    return ProcessResult(node_id, "restarted" if old_pid else "started", pid=pid, old_pid=old_pid)
+
+
+async def restart(config: ClusterConfig, name: str, *, grace: float = supervisor.DEFAULT_GRACE, timeout: float = 10.0) -> ProcessResult:
+    """``raftctl restart``: graceful stop (if running), then start."""
+    async with session(config) as s:
+        node_id = await s.resolve(name, timeout=timeout)
+        stopped = await _stop(s, node_id, grace=grace)
+        started = await _start(s, node_id, timeout=timeout, old_pid=stopped.old_pid)
+        return ProcessResult(node_id, "restarted", pid=started.pid, old_pid=stopped.old_pid, signal=stopped.signal)
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaultsResult:
+    """The faults now on each node; ``skipped`` nodes were down (they get theirs when they start)."""
+
+    applied: dict[str, dict[str, Any]]
+    skipped: list[str]
+    partition: list[list[str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"partition": self.partition, "faults": self.applied, "skipped": self.skipped}
+
+
+async def _push_wanted(s: Session, node_ids: Sequence[str], *, fresh: bool = False) -> FaultsResult:
+    """Give each of ``node_ids`` its wanted faults (see ``raftctl.chaos``).
+
+    With ``fresh`` (nodes that just started, so have no faults yet) a node whose wanted record is
+    empty is left alone.
+    """
+    wanted = chaos.WantedFaults.load(s.paths.faults)
+    if fresh:
+        empty = chaos.WantedFaults()
+        node_ids = [n for n in node_ids if wanted.node_faults(n) != empty.node_faults(n)]
+    applied: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
+
+    async def push(node_id: str) -> None:
+        try:
+            response = await s.client.call(node_id, {"op": "set_faults", "faults": wanted.node_faults(node_id)}, timeout=2.0)
+        except ClientError:
+            skipped.append(node_id)
+            return
+        if not response.get("ok"):
+            raise Refused(f"node {node_id} refused the faults: {response.get('error')}")
+        applied[node_id] = response["faults"]
+
+    async with trio.open_nursery() as nursery:
+        for node_id in node_ids:
+            nursery.start_soon(push, node_id)
+    order = {n: i for i, n in enumerate(s.config.node_ids)}
+    return FaultsResult(
+        dict(sorted(applied.items(), key=lambda kv: order[kv[0]])),
+        sorted(skipped, key=order.__getitem__),
+        wanted.partition,
+    )
+
+
+async def _change_faults(s: Session, change: Callable[[chaos.WantedFaults], None], node_ids: Sequence[str]) -> FaultsResult:
+    await s.ensure_running()
+    wanted = chaos.WantedFaults.load(s.paths.faults)
+    change(wanted)
+    wanted.save(s.paths.faults)
+    result = await _push_wanted(s, node_ids)
+    if not result.applied:
+        raise ClusterNotRunning(s.config.path, "no node took the faults")
+    return result
+
+
+async def partition(config: ClusterConfig, groups: Sequence[str], *, timeout: float = 5.0) -> FaultsResult:
+    """``raftctl partition``: cut the cluster into ``groups`` (+ one group of the nodes not named)."""
+    parsed = chaos.parse_groups(groups)
+    async with session(config) as s:
+        for group in parsed:
+            for name in group:
+                s.check_name(name)
+        named: list[list[str]] = []
+        taken: list[str] = [n for g in parsed for n in g if n not in SPECIAL_NODES]
+        for group in parsed:
+            ids = []
+            for name in group:
+                node_id = await s.resolve(name, timeout=timeout, exclude=taken)
+                if name in SPECIAL_NODES:
+                    taken.append(node_id)
+                ids.append(node_id)
+            named.append(ids)
+        plan = chaos.plan_partition(named, config.node_ids)
+
+        def change(wanted: chaos.WantedFaults) -> None:
+            wanted.partition = plan
+
+        result = await _change_faults(s, change, config.node_ids)
+        s.record("partition", chaos.describe_partition(plan))
+        return result
+
+
+async def heal(config: ClusterConfig, *, everything: bool = False) -> FaultsResult:
+    """``raftctl heal``: remove the partition (and with ``everything`` all link faults too)."""
+    async with session(config) as s:
+
+        def change(wanted: chaos.WantedFaults) -> None:
+            wanted.partition = []
+            if everything:
+                wanted.links = {}
+
+        result = await _change_faults(s, change, config.node_ids)
+        s.record("heal", "all faults cleared" if everything else "partition removed")
+        return result
+
+
+async def link_faults(config: ClusterConfig, names: Sequence[str], kind: str, values: dict[str, float], *, timeout: float = 5.0) -> FaultsResult:
+    """``slow``/``flaky``/``duplicate``/``fast``: set (or with ``fast`` clear) link faults of nodes."""
+    async with session(config) as s:
+        for name in names:
+            s.check_name(name)
+        node_ids: list[str] = []
+        for name in names:
+            node_id = await s.resolve(name, timeout=timeout, exclude=node_ids)
+            if node_id not in node_ids:
+                node_ids.append(node_id)
+
+        def change(wanted: chaos.WantedFaults) -> None:
+            for node_id in node_ids:
+                if kind == "fast":
+                    wanted.links.pop(node_id, None)
+                else:
+                    wanted.set_links(node_id, **values)
+
+        result = await _change_faults(s, change, node_ids)
+        detail = "link faults cleared" if kind == "fast" else chaos.describe_links(values)
+        for node_id in node_ids:
+            s.record(kind, detail, node=node_id)
+        return result
+
+
+# -- leadership and snapshots ----------------------------------------------------------------------
+
+
+async def transfer_leader(config: ClusterConfig, name: str, *, timeout: float = 5.0) -> tuple[str, str | None]:
+    """``raftctl transfer-leader``: ask the leader to hand over to ``name``; wait until it has.
+
+    Returns ``(new leader, previous leader)``; the previous one is None if ``name`` already led.
+    """
+    async with session(config) as s:
+        target = await s.resolve(name, timeout=timeout)
+        current = await s.running_status()
+        if not current.row(target).alive:
+            raise NotRunning(f"node {target} is not running")
+        if current.leader is None:
+            try:
+                _, current = await s.poll(lambda st: st.leader is not None, timeout=timeout)
+            except trio.TooSlowError:
+                raise NoLeaderError(f"the cluster has no leader to transfer from{_claims(s.last_status)}") from None
+        previous = current.leader
+        assert previous is not None
+        if previous == target:
+            return target, None
+        try:
+            response = await s.client.call(previous, {"op": "transfer", "target": target}, timeout=timeout)
+        except ClientError as exc:
+            raise NotRunning(str(exc)) from None
+        if not response.get("ok"):
+            raise Refused(f"{previous} refused the transfer to {target}: {response.get('error')}")
+        s.record("transfer-leader", f"from {previous} to {target}", node=target)
+        try:
+            await s.poll(lambda st: st.leader == target, timeout=timeout)
+        except trio.TooSlowError:
+            now = s.last_status.leader if s.last_status else None
+            raise WaitTimeout(f"{target} did not become leader within {timeout:g} s (leader now: {now or 'none'})") from None
+        return target, previous
+
+
+async def snapshot(config: ClusterConfig, name: str, *, timeout: float = 30.0) -> tuple[str, int]:
+    """``raftctl snapshot``: the node snapshots its state machine now; returns ``(node, index)``."""
+    async with session(config) as s:
+        node_id = await s.resolve(name, timeout=min(timeout, 5.0))
+        try:
+            response = await s.client.call(node_id, {"op": "snapshot"}, timeout=timeout)
+        except NodeUnreachable:
+            raise NotRunning(f"node {node_id} is not running") from None
+        except ClientTimeout:
+            raise WaitTimeout(f"node {node_id} did not finish its snapshot within {timeout:g} s") from None
+        if not response.get("ok"):
+            raise Refused(f"node {node_id} refused: {response.get('error')}")
+        s.record("snapshot", f"snapshot at index {response['index']} (requested)", node=node_id)
+        return node_id, int(response["index"])
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+async def fetch_events(config: ClusterConfig, *, node: str | None = None) -> list[events.Event]:
+    """``raftctl events``: raftctl's audit log merged with every running node's recent events."""
+    paths = supervisor.StatePaths.of(config)
+    async with session(config) as s:
+        if node is not None and node not in config.node_ids:
+            raise UnknownNode(node, config.node_ids)
+        from_nodes: list[events.Event] = []
+
+        async def fetch(node_id: str) -> None:
+            try:
+                response = await s.client.call(node_id, {"op": "recent_events"}, timeout=STATUS_TIMEOUT)
+            except ClientError:
+                return
+            from_nodes.extend(events.from_node(e, node_id) for e in response.get("events", []))
+
+        async with trio.open_nursery() as nursery:
+            for node_id in config.node_ids:
+                nursery.start_soon(fetch, node_id)
+        merged = events.merge(events.read_log(paths.events), from_nodes)
+        if node is not None:
+            merged = [e for e in merged if e.get("node") in (node, None)]
+        return merged
+
+
+async def follow_events(
+    config: ClusterConfig,
+    emit: Callable[[events.Event], Awaitable[None] | None],
+    *,
+    history: bool = True,
+    reconnect_interval: float = 0.5,
+) -> None:
+    """``raftctl events --follow``: call ``emit`` for every event as it happens, until cancelled.
+
+    Tails the audit log and subscribes to every node's event stream, re-subscribing to a node
+    that comes back after dying. With ``history`` the events so far are emitted first.
+    """
+    paths = supervisor.StatePaths.of(config)
+    seen: set[tuple[Any, ...]] = set()
+    send, receive = trio.open_memory_channel[events.Event](1000)
+
+    async def offer(event: events.Event) -> None:
+        k = events.key(event)
+        if k in seen:
+            return
+        seen.add(k)
+        await send.send(event)
+
+    follower = events.LogFollower(paths.events, from_end=True)
+    if history:
+        for event in await fetch_events(config):
+            seen.add(events.key(event))
+            await _emit(emit, event)
+    started_at = time.time()
+
+    async def tail_log() -> None:
+        while True:
+            for event in events.parse_lines(follower.read_new()):
+                await offer(event)
+            await trio.sleep(0.1)
+
+    async def subscribe(node_id: str) -> None:
+        address = config.node(node_id).client
+        while True:
+            try:
+                async with ClusterClient({node_id: address}, connect_timeout=0.5) as client:
+                    connection = await client.connect(node_id)
+                    stream = await connection.events()
+                    async for document in stream:
+                        event = events.from_node(document, node_id)
+                        if history or event["time"] >= started_at:
+                            await offer(event)
+            except ClientError:
+                pass
+            await trio.sleep(reconnect_interval)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tail_log)
+        for node_id in config.node_ids:
+            nursery.start_soon(subscribe, node_id)
+        async for event in receive:
+            await _emit(emit, event)
+
+
+async def _emit(emit: Callable[[events.Event], Awaitable[None] | None], event: events.Event) -> None:
+    outcome = emit(event)
+    if outcome is not None:
+        await outcome

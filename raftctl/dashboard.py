@@ -1,0 +1,206 @@
+"""``raftctl watch``: a live view of the cluster, driven from trio.
+
+Theory of operation
+-------------------
+Independent trio tasks keep a :class:`WatchState` current and one task draws it:
+
+- the poller takes a status picture every ``interval`` and derives events the nodes cannot
+  report themselves: a node died or came back, the cluster's leader changed, and the commit rate
+  (from the highest commit index over the last seconds);
+- one subscriber per node streams the node's own events (elections, role changes, faults,
+  snapshots, apply errors); when the node dies the subscription ends and is retried every half
+  second, so a node that comes back reappears by itself;
+- the audit-log tailer picks up what other raftctl invocations do (kills, partitions...);
+- the drawer renders ``render.dashboard`` and hands it to ``rich.live.Live`` with
+  ``refresh=True`` every ``interval`` (4 times a second by default). ``Live`` is created with
+  ``auto_refresh=False``, so no refresh thread competes with trio and a frame is drawn only when
+  it is complete — no flicker.
+
+A slow or hung node delays only its own status answer (bounded by a timeout), never the drawing.
+Ctrl-C raises KeyboardInterrupt out of ``trio.run``; the ``Live`` context around it restores the
+terminal and the CLI exits 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.live import Live
+
+from raftnode.client import ClientError, ClusterClient
+from raftnode.config import ClusterConfig
+
+from . import events, render
+from .cluster import session
+from .model import ClusterStatus
+
+#: Seconds between two frames (and two status pictures): 4 frames a second.
+DEFAULT_INTERVAL = 0.25
+#: Node event kinds not worth a line in the feed (the header shows the commit rate).
+QUIET_KINDS = frozenset({"commit"})
+
+
+@dataclass
+class WatchState:
+    """What the screen shows; updated by the tasks, read by the drawer."""
+
+    status: ClusterStatus | None = None
+    feed: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
+    commit_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    frames: int = 0
+
+    def commit_rate(self, window: float = 2.0) -> float | None:
+        """Commits per second over the last ``window`` seconds, None until two samples exist."""
+        if len(self.commit_samples) < 2:
+            return None
+        newest_at, newest = self.commit_samples[-1]
+        oldest_at, oldest = next(
+            ((at, idx) for at, idx in self.commit_samples if newest_at - at <= window), self.commit_samples[-2]
+        )
+        if newest_at <= oldest_at:
+            return 0.0
+        return max(0, newest - oldest) / (newest_at - oldest_at)
+
+
+def derive_events(before: ClusterStatus | None, after: ClusterStatus, *, at: float) -> list[dict[str, Any]]:
+    """Events the difference between two pictures shows: deaths, returns, leader changes."""
+    found = []
+    if before is not None:
+        for old, new in zip(before.nodes, after.nodes):
+            if old.alive and not new.alive:
+                found.append(events.make_event("died", f"stopped answering (was {old.role})", node=new.id, source="watch", at=at))
+            elif new.alive and not old.alive:
+                found.append(events.make_event("returned", f"answering again as {new.role} in term {new.term}", node=new.id, source="watch", at=at))
+    old_leader = before.leader_row if before is not None else None
+    new_leader = after.leader_row
+    old_id = old_leader.id if old_leader else None
+    new_id = new_leader.id if new_leader else None
+    if old_id != new_id and (before is not None or new_id is not None):
+        if before is None:
+            detail = f"leader is {new_id} (term {new_leader.term})"
+        elif new_leader is not None:
+            detail = f"leader {old_id or 'none'} -> {new_id} (term {new_leader.term})"
+        else:
+            detail = f"leader {old_id} lost; no leader"
+        found.append(events.make_event("leader-change", detail, node=new_id or old_id, source="watch", at=at))
+    return found
+
+
+class Watcher:
+    """Keeps a WatchState current (see the module docstring); ``on_event`` sees every feed event."""
+
+    def __init__(self, config: ClusterConfig, *, interval: float = DEFAULT_INTERVAL, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.interval = interval
+        self.state = WatchState()
+        self.on_event = on_event
+        self.started_at = time.time()
+        self._seen: deque[tuple[Any, ...]] = deque(maxlen=2000)
+
+    def add(self, event: dict[str, Any]) -> None:
+        k = events.key(event)
+        if k in self._seen:
+            return
+        self._seen.append(k)
+        if event.get("kind") in QUIET_KINDS and event.get("source") == "node":
+            return
+        self.state.feed.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    async def run(self) -> None:
+        """Run the poller, subscribers and tailer until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._poll)
+            nursery.start_soon(self._tail_audit_log)
+            for node_id in self.config.node_ids:
+                nursery.start_soon(self._subscribe, node_id)
+
+    async def _poll(self) -> None:
+        async with session(self.config, connect_timeout=min(0.5, self.interval * 2)) as s:
+            while True:
+                began = trio.current_time()
+                status = await s.status(timeout=max(0.3, self.interval * 2))
+                now = time.time()
+                for event in derive_events(self.state.status, status, at=now):
+                    self.add(event)
+                self.state.status = status
+                commits = [r.commit_index for r in status.alive if r.commit_index is not None]
+                if commits:
+                    self.state.commit_samples.append((now, max(commits)))
+                await trio.sleep_until(began + self.interval)
+
+    async def _subscribe(self, node_id: str) -> None:
+        address = self.config.node(node_id).client
+        while True:
+            try:
+                async with ClusterClient({node_id: address}, connect_timeout=0.5) as client:
+                    connection = await client.connect(node_id)
+                    stream = await connection.events()
+                    async for document in stream:
+                        event = events.from_node(document, node_id)
+                        if event["time"] >= self.started_at:
+                            self.add(event)
+            except ClientError:
+                pass
+            await trio.sleep(0.5)
+
+    async def _tail_audit_log(self) -> None:
+        follower = events.LogFollower(self.config.state_dir / "events.jsonl", from_end=True)
+        while True:
+            for event in events.parse_lines(follower.read_new()):
+                self.add(event)
+            await trio.sleep(self.interval)
+
+
+def frame(watcher: Watcher, console: Console) -> Any:
+    """The renderable for the current state, sized to the console."""
+    state = watcher.state
+    nodes = len(watcher.config.nodes)
+    feed_lines = max(3, (console.size.height or 40) - nodes - 12)
+    problem = None
+    if state.status is not None and not state.status.any_alive:
+        problem = "no node answers: the cluster is not running (start it with `raftctl up`)"
+    return render.dashboard(
+        state.status,
+        state.feed,
+        commit_rate=state.commit_rate(),
+        clock=time.strftime("%H:%M:%S"),
+        feed_lines=feed_lines,
+        problem=problem,
+    )
+
+
+async def watch(config: ClusterConfig, live: Live, *, interval: float = DEFAULT_INTERVAL, duration: float | None = None) -> int:
+    """Draw the dashboard into ``live`` every ``interval`` until cancelled or ``duration`` passes.
+
+    Returns the number of frames drawn.
+    """
+    watcher = Watcher(config, interval=interval)
+    with trio.move_on_after(duration if duration is not None else float("inf")):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watcher.run)
+            while True:
+                live.update(frame(watcher, live.console), refresh=True)
+                watcher.state.frames += 1
+                await trio.sleep(interval)
+    live.update(frame(watcher, live.console), refresh=True)
+    return watcher.state.frames
+
+
+async def watch_json(config: ClusterConfig, emit: Callable[[dict[str, Any]], None], *, interval: float = DEFAULT_INTERVAL, duration: float | None = None) -> None:
+    """``watch --json``: emit every feed event as it happens (one JSON line each, by the caller)."""
+    watcher = Watcher(config, interval=interval, on_event=emit)
+    with trio.move_on_after(duration if duration is not None else float("inf")):
+        await watcher.run()
+
+
+def open_live(console: Console) -> Live:
+    """The Live display ``watch`` draws into: no refresh thread, redraw only on ``update``."""
+    return Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False)

@@ -1,0 +1,208 @@
+"""Pure functions from status records and events to rich renderables.
+
+Nothing here talks to a node or reads a clock: give the same records, get the same picture, so
+tests print into ``Console(file=io.StringIO(), width=100, color_system=None)`` and compare text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from . import events as events_mod
+from .model import (
+    ClusterStatus,
+    NodeRow,
+    describe_faults,
+    describe_state,
+    faults_active,
+)
+
+ROLE_STYLES = {
+    "leader": "bold green",
+    "follower": "cyan",
+    "candidate": "bold yellow",
+    "pre-candidate": "yellow",
+}
+
+#: Styles of event kinds in the feeds (``watch``, ``events``).
+KIND_STYLES = {
+    "leader": "bold green",
+    "leader-change": "bold green",
+    "election": "yellow",
+    "pre-vote": "yellow",
+    "step-down": "yellow",
+    "role": "cyan",
+    "died": "bold red",
+    "killed": "bold red",
+    "stopped": "red",
+    "started": "green",
+    "returned": "green",
+    "start": "green",
+    "stop": "red",
+    "partition": "magenta",
+    "heal": "magenta",
+    "fault": "magenta",
+    "slow": "magenta",
+    "flaky": "magenta",
+    "duplicate": "magenta",
+    "fast": "magenta",
+    "commit": "dim",
+    "apply-error": "bold red",
+    "apply-halted": "bold red",
+    "snapshot": "blue",
+    "transfer": "blue",
+    "transfer-leader": "blue",
+}
+
+
+def role_text(row: NodeRow) -> Text:
+    """The role, colored; ``down`` in red for a node that did not answer."""
+    if not row.alive:
+        return Text("down", style="bold red")
+    role = row.role or "?"
+    return Text(role, style=ROLE_STYLES.get(role, ""))
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def status_table(status: ClusterStatus, *, title: bool = True) -> Table:
+    """The status table: one row per node, in the spirit of ``etcdctl endpoint status -w table``."""
+    leader = status.leader_row
+    if leader is not None:
+        heading = f"cluster {status.name} · leader {leader.id} · term {leader.term}"
+    else:
+        heading = f"cluster {status.name} · no leader"
+    table = Table(
+        title=heading if title else None,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        collapse_padding=True,
+        header_style="bold",
+        title_justify="left",
+        title_style="bold",
+    )
+    table.add_column("ID", no_wrap=True)
+    table.add_column("ALIVE", no_wrap=True)
+    table.add_column("PID", justify="right", no_wrap=True)
+    table.add_column("ROLE", no_wrap=True)
+    table.add_column("TERM", justify="right", no_wrap=True)
+    table.add_column("LEADER", no_wrap=True)
+    table.add_column("LAST", justify="right", no_wrap=True)
+    table.add_column("COMMIT", justify="right", no_wrap=True)
+    table.add_column("APPLIED", justify="right", no_wrap=True)
+    table.add_column("SNAP", justify="right", no_wrap=True)
+    table.add_column("FAULTS", min_width=12)
+    table.add_column("STATE", min_width=9)
+    for row in status.nodes:
+        if not row.alive:
+            table.add_row(
+                Text(row.id, style="bold"),
+                Text("no", style="red"),
+                "-",
+                role_text(row),
+                *(["-"] * 8),
+            )
+            continue
+        faults = describe_faults(row.faults)
+        table.add_row(
+            Text(row.id, style="bold"),
+            Text("yes", style="green"),
+            _num(row.pid),
+            role_text(row),
+            _num(row.term),
+            row.leader or "-",
+            _num(row.last_index),
+            _num(row.commit_index),
+            _num(row.applied_index),
+            _num(row.snapshot_index),
+            Text(faults, style="magenta" if faults_active(row.faults) else "dim"),
+            Text(describe_state(row.state)) if not row.apply_halted else Text("APPLY HALTED", style="bold red"),
+        )
+    return table
+
+
+def status_notes(status: ClusterStatus) -> list[Text]:
+    """Lines under the table for what the table cannot say: halted appliers, rival leaders."""
+    notes = []
+    leader = status.leader_row
+    for row in status.claimed_leaders():
+        if leader is None or row.id != leader.id:
+            notes.append(
+                Text(f"{row.id} says it leads term {row.term} but no majority follows it", style="yellow")
+            )
+    for row in status.nodes:
+        if not row.alive and row.note and row.note != "not running":
+            notes.append(Text(f"{row.id}: {row.note}", style="yellow"))
+        if row.apply_halted:
+            notes.append(Text(f"{row.id} stopped applying: {row.apply_halted}", style="bold red"))
+    return notes
+
+
+def status_view(status: ClusterStatus) -> RenderableType:
+    """The table and its notes: what ``raftctl status`` (and ``up``) prints."""
+    notes = status_notes(status)
+    return Group(status_table(status), *notes) if notes else status_table(status)
+
+
+def event_text(event: dict[str, Any]) -> Text:
+    """One event as a line: time, node, kind (colored), detail; raftctl's actions marked."""
+    line = Text()
+    line.append(events_mod.format_time(event["time"])[11:], style="dim")
+    line.append("  ")
+    line.append(f"{(event.get('node') or '*'):<6}", style="bold")
+    line.append(" ")
+    kind = str(event.get("kind", "?"))
+    line.append(f"{kind:<14}", style=KIND_STYLES.get(kind, ""))
+    line.append(" ")
+    line.append(str(event.get("detail", "")))
+    if event.get("source") == "raftctl":
+        line.append("  [raftctl]", style="dim magenta")
+    return line
+
+
+def events_view(items: Iterable[dict[str, Any]], *, dates: bool = True) -> Text:
+    """Many events, one per line (``raftctl events``)."""
+    out = Text()
+    for event in items:
+        if dates:
+            out.append(events_mod.format_time(event["time"])[:11], style="dim")
+        out.append_text(event_text(event))
+        out.append("\n")
+    return out
+
+
+def dashboard(
+    status: ClusterStatus | None,
+    feed: Sequence[dict[str, Any]],
+    *,
+    commit_rate: float | None = None,
+    clock: str = "",
+    feed_lines: int = 12,
+    problem: str | None = None,
+) -> RenderableType:
+    """The ``watch`` screen: a header, the status table and the newest ``feed_lines`` events."""
+    header = Text()
+    header.append("raftctl watch", style="bold")
+    if clock:
+        header.append(f"  {clock}", style="dim")
+    if commit_rate is not None:
+        header.append(f"  commits {commit_rate:,.0f}/s", style="green" if commit_rate else "dim")
+    header.append("  (Ctrl-C to leave)", style="dim")
+    parts: list[RenderableType] = [header]
+    if problem:
+        parts.append(Text(problem, style="bold red"))
+    if status is not None:
+        parts.append(status_view(status))
+    shown = list(feed)[-feed_lines:]
+    body = Text("\n").join(event_text(e) for e in shown) if shown else Text("no events yet", style="dim")
+    parts.append(Panel(body, title="events", title_align="left", box=box.ROUNDED, padding=(0, 1)))
+    return Group(*parts)
