@@ -318,7 +318,10 @@ def run_domain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
     import trio
 
-    return trio.run(functools.partial(fn, *args, **kwargs))
+    from raftnode.concurrency import unwrapped
+
+    with unwrapped():
+        return trio.run(functools.partial(fn, *args, **kwargs))
 
 
 def console() -> Any:

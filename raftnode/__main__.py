@@ -97,8 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from raftnode.concurrency import unwrapped
+
     try:
-        trio.run(partial(serve, config, args.node, data_dir=args.data_dir))
+        with unwrapped():
+            trio.run(partial(serve, config, args.node, data_dir=args.data_dir))
     except OSError as exc:
         print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
         return EXIT_START_FAILED

@@ -21,6 +21,7 @@ import trio
 
 from . import codec
 from .config import Address
+from .concurrency import unwrapped
 from .core.commands import CommandResult
 from .streams import FrameWriter
 
@@ -148,7 +149,8 @@ class ClusterClient:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
-        return await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        with unwrapped():  # the caller's own error, not a group around it
+            return await self._nursery_manager.__aexit__(exc_type, exc, tb)
 
     async def connect(self, node: str) -> Connection:
         """The open connection to ``node``, opening it if needed; raises NodeUnreachable."""

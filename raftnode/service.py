@@ -77,9 +77,9 @@ class ClientService:
         self.stats["client_connections"] += 1
         decoder = codec.FrameDecoder(max_frame_bytes=self.max_frame_bytes)
         writer = FrameWriter(stream)
-        try:
-            async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(writer.run)
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(_quietly, writer.run)
+            try:
                 async for data in stream:
                     for frame in decoder.feed(data):
                         if frame.kind != codec.FrameKind.CLIENT_REQUEST:
@@ -88,12 +88,12 @@ class ClientService:
                         nursery.start_soon(self._dispatch, request, writer)
                 if decoder.buffered:
                     raise codec.FrameError("the client closed the connection mid-frame")
-                nursery.cancel_scope.cancel()  # the client hung up: stop its event streams
-        except codec.CodecError as exc:
-            self.stats["bad_client_frames"] += 1
-            log.warning("%s: dropped a client connection: %s", self.node.id, exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+            except codec.CodecError as exc:
+                self.stats["bad_client_frames"] += 1
+                log.warning("%s: dropped a client connection: %s", self.node.id, exc)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            nursery.cancel_scope.cancel()  # the client hung up or misbehaved: stop its requests
 
     async def _dispatch(self, request: dict[str, Any], writer: FrameWriter) -> None:
         request_id = request.get("id")
@@ -211,6 +211,14 @@ _OPS = {
     "snapshot": ClientService._snapshot,
     "stop": ClientService._stop,
 }
+
+
+async def _quietly(run: Any) -> None:
+    """Run a connection's writer; a client that went away is not an error of the node."""
+    try:
+        await run()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
 
 
 def _send(writer: FrameWriter, kind: Any, document: dict[str, Any]) -> None:

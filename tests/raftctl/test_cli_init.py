@@ -55,12 +55,12 @@ def test_init_writes_a_loadable_three_node_file(runner: CliRunner, tmp_path: Pat
 
 
 def test_init_defaults_to_cluster_toml_in_the_working_directory(
-    runner: CliRunner, tmp_path: Path
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = invoke(runner, "init", "--nodes", "5", "--base-port", "9000")
-        assert result.exit_code == 0, result.output
-        config = load_config(Path(cwd) / "cluster.toml")
+    monkeypatch.chdir(tmp_path)
+    result = invoke(runner, "init", "--nodes", "5", "--base-port", "9000")
+    assert result.exit_code == 0, result.output
+    config = load_config(tmp_path / "cluster.toml")
     assert [n.peer.port for n in config.nodes] == [9001, 9002, 9003, 9004, 9005]
     assert [n.client.port for n in config.nodes] == [9101, 9102, 9103, 9104, 9105]
 

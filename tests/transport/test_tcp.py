@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from raftnode import codec
+from raftnode.concurrency import unwrapped
 from raftnode.config import Address
 from raftnode.core.messages import (
     AppendEntries,
@@ -171,7 +172,7 @@ async def test_the_sender_reconnects_after_the_peer_restarts() -> None:
 async def test_run_raises_oserror_when_the_listen_address_is_taken() -> None:
     async with loopback("n1") as nodes:
         again = TcpTransport("n1", cluster=CLUSTER, listen=nodes["n1"].addresses["n1"], peers=nodes["n1"].addresses)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="cannot listen on peer address"), unwrapped():
             async with trio.open_nursery() as nursery:
                 await nursery.start(again.run, lambda m: None)
 
