@@ -54,6 +54,7 @@ async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = 
         state_machine=load_state_machine(config.state_machine),
         tick_seconds=TICK_MS / 1000,
         snapshot_every=config.snapshot_entries,
+        snapshot_bytes=config.snapshot_bytes,
         rng=random.Random(),
     )
     service = ClientService(node, me.client, faults=transport)

@@ -91,6 +91,7 @@ class HullAPI:
             state_machine=pilot,  # type: ignore[arg-type]
             tick_seconds=TICK_MS / 1000,
             snapshot_every=config.snapshot_entries,
+        snapshot_bytes=config.snapshot_bytes,
             rng=rng,
         )
         return cls(node, owns_storage=owns_storage)

@@ -68,6 +68,7 @@ DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
         "pre_vote": True,
         "check_quorum": True,
         "snapshot_entries": 10_000,
+        "snapshot_bytes": 64 << 20,
     }
 )
 
@@ -152,7 +153,8 @@ class ClusterConfig:
         pre_vote: Whether candidates run a pre-vote round first (thesis §9.6).
         check_quorum: Whether a leader steps down when it stops hearing from a quorum.
         snapshot_entries: A node snapshots its state machine and compacts its log once this many
-            applied entries follow its latest snapshot.
+            applied entries follow its latest snapshot...
+        snapshot_bytes: ...or once the commands applied since then hold this many bytes.
         nodes: The nodes, in file order.
     """
 
@@ -165,6 +167,7 @@ class ClusterConfig:
     pre_vote: bool
     check_quorum: bool
     snapshot_entries: int
+    snapshot_bytes: int
     nodes: tuple[NodeConfig, ...]
 
     @property
@@ -423,6 +426,7 @@ class _Validator:
         pre_vote = self.typed(raw["pre_vote"], bool, "a boolean", "cluster.pre_vote")
         check_quorum = self.typed(raw["check_quorum"], bool, "a boolean", "cluster.check_quorum")
         snapshot_entries = self.positive_int(raw["snapshot_entries"], "cluster.snapshot_entries")
+        snapshot_bytes = self.positive_int(raw["snapshot_bytes"], "cluster.snapshot_bytes")
 
         base = Path(self.path).resolve().parent
         return ClusterConfig(
@@ -435,6 +439,7 @@ class _Validator:
             pre_vote=pre_vote,
             check_quorum=check_quorum,
             snapshot_entries=snapshot_entries,
+            snapshot_bytes=snapshot_bytes,
             nodes=self.nodes(document.get("nodes")),
         )
 

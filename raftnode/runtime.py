@@ -110,7 +110,8 @@ class RaftNode:
         state_machine: the application's ``process_command``/``snapshot``/``restore``.
         tick_seconds: wall time of one tick.
         snapshot_every: snapshot and compact once this many applied entries follow the last
-            snapshot (None: never automatically).
+            snapshot (None: never automatically)...
+        snapshot_bytes: ...or once the commands applied since hold this many bytes (None: no limit).
         max_apply_attempts: attempts at applying a committed entry whose ``process_command``
             raises something other than CommandError, before the node stops applying.
         rng: seeds the election timeouts (default: from the OS).
@@ -125,6 +126,7 @@ class RaftNode:
         state_machine: StateMachine,
         tick_seconds: float = 0.01,
         snapshot_every: int | None = 10_000,
+        snapshot_bytes: int | None = 64 << 20,
         max_apply_attempts: int = 3,
         rng: random.Random | None = None,
         inbox_size: int = 1 << 16,
@@ -136,6 +138,8 @@ class RaftNode:
         self.applier = Applier(state_machine, max_attempts=max_apply_attempts)
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
+        self.snapshot_bytes = snapshot_bytes
+        self._bytes_since_snapshot = 0
         self.raft: Raft | None = None
         self._rng = rng or random.Random()
         self._tracker: CommandTracker[_Waiter] = CommandTracker()
@@ -359,11 +363,13 @@ class RaftNode:
             self._report(ready)
             if ready.snapshot is not None:
                 self.applier.restore(ready.snapshot[0].index, ready.snapshot[1])
+                self._bytes_since_snapshot = 0
             self.applier.submit(ready.committed)
+            self._bytes_since_snapshot += sum(len(entry.data) for entry in ready.committed)
             if self._apply_retry_at is None:  # a failed entry waits for its retry tick
                 self._run_applier()
             raft.advance(ready)
-            if self.snapshot_every is not None and self.applier.applied_index - raft.log.offset >= self.snapshot_every:
+            if self._snapshot_due(raft):
                 await self._disk_snapshot(self._compact())
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
@@ -426,11 +432,20 @@ class RaftNode:
 
     # -- snapshots -----------------------------------------------------------------------------
 
+    def _snapshot_due(self, raft: Raft) -> bool:
+        if self.applier.applied_index <= raft.log.offset:
+            return False
+        entries = self.applier.applied_index - raft.log.offset
+        return (self.snapshot_every is not None and entries >= self.snapshot_every) or (
+            self.snapshot_bytes is not None and self._bytes_since_snapshot >= self.snapshot_bytes
+        )
+
     def _compact(self) -> tuple[Any, bytes]:
         raft = self.raft
         assert raft is not None
         data = self.applier.state_machine.snapshot()
         meta = raft.compact(self.applier.applied_index, data)
+        self._bytes_since_snapshot = 0
         return meta, data
 
     async def _disk_snapshot(self, snapshot: tuple[Any, bytes]) -> None:

@@ -58,6 +58,7 @@ class Cluster:
         *,
         machines: Callable[[str], Any] = lambda node_id: Counter(),
         snapshot_every: int | None = None,
+        snapshot_bytes: int | None = None,
         seed: int = 0,
         ids: tuple[str, ...] = IDS,
     ):
@@ -65,6 +66,7 @@ class Cluster:
         self.ids = ids
         self.machines = machines
         self.snapshot_every = snapshot_every
+        self.snapshot_bytes = snapshot_bytes
         self.network = MemoryNetwork()
         self.seeds = {node_id: seed + i for i, node_id in enumerate(ids)}
         self.nodes: dict[str, RaftNode] = {}
@@ -99,6 +101,7 @@ class Cluster:
             state_machine=self.machines(node_id),
             tick_seconds=TICK,
             snapshot_every=self.snapshot_every,
+            snapshot_bytes=self.snapshot_bytes,
             rng=random.Random(self.seeds[node_id] + 100 * incarnation),
         )
         node.add_event_handler(lambda event: self.events.append((trio.current_time(), event)))

@@ -381,6 +381,22 @@ async def test_take_snapshot_compacts_the_log_and_a_restarted_node_recovers_from
         assert node.status().state == {"value": 11}
 
 
+async def test_a_node_snapshots_once_the_commands_applied_since_its_last_snapshot_pass_the_byte_threshold(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_cluster(snapshot_bytes=60) as cluster:  # "incr 1" is 6 bytes
+        leader = await cluster.wait_leader()
+        for _ in range(9):
+            await commit(leader, "incr 1")
+        assert leader.status().snapshot_index == 0, "54 bytes: below the threshold"
+        await commit(leader, "incr 1")
+        first = leader.status().snapshot_index
+        assert first == leader.status().applied_index, "60 bytes: snapshot at the applied index"
+        for _ in range(9):
+            await commit(leader, "incr 1")
+        assert leader.status().snapshot_index == first, "the count starts again after a snapshot"
+
+
 async def test_a_follower_restarted_after_the_leader_compacted_past_its_log_catches_up_by_snapshot(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
