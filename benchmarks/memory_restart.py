@@ -50,18 +50,19 @@ async def wait_leader(client: ClusterClient) -> str:
 
 async def drive(client: ClusterClient, leader: str, count: int, in_flight: int) -> float:
     connection = await client.connect(leader)
-    sent = 0
+    sent = done = 0
     started = time.perf_counter()
 
     async def worker() -> None:
-        nonlocal sent
+        nonlocal sent, done
         while sent < count:
             sent += 1
             answer = await connection.call({"op": "run_command", "command": "incr 1", "timeout": 30})
             if not answer.get("ok"):
                 raise RuntimeError(f"command refused: {answer}")
-            if sent % 100_000 == 0:
-                print(f"  {sent:,} commands, {sent / (time.perf_counter() - started):,.0f}/s", file=sys.stderr)
+            done += 1
+            if done % 100_000 == 0:
+                print(f"  {done:,} commands, {done / (time.perf_counter() - started):,.0f}/s", file=sys.stderr)
 
     async with trio.open_nursery() as nursery:
         for _ in range(in_flight):

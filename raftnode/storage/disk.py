@@ -12,7 +12,7 @@ Files in the data directory
 ``log-<first index, 20 digits>.seg``
     Log segments, in index order. A segment starts with a hard-state record, then holds entries
     ``first, first+1, ...``, with more hard-state records interleaved. A new segment is started
-    once the active one reaches ``segment_bytes`` (64 MiB by default).
+    once the active one reaches ``segment_bytes`` (4 MiB by default).
 ``hardstate``
     One hard-state record, written atomically only when a truncation (or a log reset after an
     installed snapshot) would otherwise cut the newest hard-state record out of the log.
@@ -90,7 +90,9 @@ except ImportError:  # pragma: no cover - not POSIX
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "DiskStorage"]
 
-DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+# Small enough that compaction frees the log behind a snapshot soon (a restart reads every
+# record of the segments it keeps), large enough that rotation (three fsyncs) is rare.
+DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 
 _FRAME = struct.Struct("<II")  # length, checksum
 _HEAD = struct.Struct("<IQQB")  # length + payload head: the first bytes the checksum covers
