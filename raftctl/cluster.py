@@ -84,7 +84,10 @@ class Session:
             response = await self.client.call(node_id, {"op": "status"}, timeout=timeout)
         except ClientError:
             pid = supervisor.live_pid(self.config, node_id)
-            return NodeRow.down(node_id, f"pid {pid} not answering" if pid else "not running")
+            if pid:
+                return NodeRow.down(node_id, f"pid {pid} not answering")
+            failure = supervisor.start_failure(self.config, node_id)
+            return NodeRow.down(node_id, f"refused to start: {failure}" if failure else "not running")
         if not response.get("ok", True):
             return NodeRow.down(node_id, f"starting ({response.get('error')})")
         return NodeRow.from_response(node_id, response)

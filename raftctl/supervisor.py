@@ -345,6 +345,15 @@ def log_tail(config: ClusterConfig, node_id: str, lines: int = 15, *, since_mark
     return text.splitlines()[-lines:]
 
 
+def start_failure(config: ClusterConfig, node_id: str) -> str | None:
+    """Why the node's latest run refused to start (e.g. a corrupt log: file and offset), if it did."""
+    for line in reversed(log_tail(config, node_id, 40)):
+        _, found, reason = line.partition("cannot start: ")
+        if found:
+            return reason.strip()
+    return None
+
+
 # -- stopping --------------------------------------------------------------------------------------
 
 

@@ -216,6 +216,21 @@ def test_log_tail_shows_only_the_latest_run(config_path: Path) -> None:
     assert supervisor.log_tail(config, "n2") == []
 
 
+def test_the_reason_a_node_refused_to_start_is_read_from_its_latest_run(config_path: Path) -> None:
+    config = load_config(config_path)
+    paths = supervisor.StatePaths.of(config)
+    paths.ensure()
+    reason = "corrupt storage file /d/log-00000000000000000001.seg at byte offset 4096: bad checksum"
+    paths.log_file("n1").write_text(
+        f"{supervisor.MARKER} n1 at 1 ---\nraftnode: node n1 cannot start: old\n"
+        f"{supervisor.MARKER} n1 at 2 ---\nINFO starting\nraftnode: node n1 cannot start: {reason}\n"
+    )
+    paths.log_file("n2").write_text(f"{supervisor.MARKER} n2 at 2 ---\nINFO started\n")
+    assert supervisor.start_failure(config, "n1") == reason
+    assert supervisor.start_failure(config, "n2") is None
+    assert supervisor.start_failure(config, "n3") is None
+
+
 def test_purge_deletes_only_what_raftctl_made(config_path: Path) -> None:
     config = load_config(config_path)
     paths = supervisor.StatePaths.of(config)
