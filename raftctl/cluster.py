@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from functools import partial
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -878,27 +879,39 @@ async def follow_events(
                 await offer(event)
             await trio.sleep(0.1)
 
-    async def subscribe(node_id: str) -> None:
-        address = config.node(node_id).client
-        while True:
-            try:
-                async with ClusterClient({node_id: address}, connect_timeout=0.5) as client:
-                    connection = await client.connect(node_id)
-                    stream = await connection.events()
-                    async for document in stream:
-                        event = events.from_node(document, node_id)
-                        if history or event["time"] >= started_at:
-                            await offer(event)
-            except ClientError:
-                pass
-            await trio.sleep(reconnect_interval)
+    async def offer_new(event: events.Event) -> None:
+        if history or event["time"] >= started_at:
+            await offer(event)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(tail_log)
         for node_id in config.node_ids:
-            nursery.start_soon(subscribe, node_id)
+            nursery.start_soon(
+                partial(follow_node_events, config, node_id, offer_new, reconnect_interval=reconnect_interval)
+            )
         async for event in receive:
             await _emit(emit, event)
+
+
+async def follow_node_events(
+    config: ClusterConfig,
+    node_id: str,
+    deliver: Callable[[events.Event], Awaitable[None] | None],
+    *,
+    reconnect_interval: float = 0.5,
+) -> None:
+    """Forever: hand every event of ``node_id`` to ``deliver``, subscribing again whenever the node
+    goes away and comes back."""
+    address = config.node(node_id).client
+    while True:
+        try:
+            async with ClusterClient({node_id: address}, connect_timeout=0.5) as client:
+                connection = await client.connect(node_id)
+                async for document in await connection.events():
+                    await _emit(deliver, events.from_node(document, node_id))
+        except ClientError:
+            pass
+        await trio.sleep(reconnect_interval)
 
 
 async def _emit(emit: Callable[[events.Event], Awaitable[None] | None], event: events.Event) -> None:

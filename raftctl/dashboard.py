@@ -33,11 +33,10 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from raftnode.client import ClientError, ClusterClient
 from raftnode.config import ClusterConfig
 
 from . import events, render
-from .cluster import session
+from .cluster import follow_node_events, session
 from .model import ClusterStatus
 
 #: Seconds between two frames (and two status pictures): 4 frames a second.
@@ -137,19 +136,11 @@ class Watcher:
                 await trio.sleep_until(began + self.interval)
 
     async def _subscribe(self, node_id: str) -> None:
-        address = self.config.node(node_id).client
-        while True:
-            try:
-                async with ClusterClient({node_id: address}, connect_timeout=0.5) as client:
-                    connection = await client.connect(node_id)
-                    stream = await connection.events()
-                    async for document in stream:
-                        event = events.from_node(document, node_id)
-                        if event["time"] >= self.started_at:
-                            self.add(event)
-            except ClientError:
-                pass
-            await trio.sleep(0.5)
+        def add_new(event: events.Event) -> None:
+            if event["time"] >= self.started_at:
+                self.add(event)
+
+        await follow_node_events(self.config, node_id, add_new)
 
     async def _tail_audit_log(self) -> None:
         follower = events.LogFollower(self.config.state_dir / "events.jsonl", from_end=True)

@@ -27,21 +27,9 @@ from raftctl import supervisor
 from raftctl.cli import main
 from raftnode.config import load_config
 
+from .processes import free_ports
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free a moment ago (bound to port 0, then closed)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def free_base_port(nodes: int) -> int:
