@@ -264,9 +264,15 @@ class Raft:
             or self._events
             or self.log.stable_index < self.log.last_index
             or self.applied < self.commit
-            or self.hard_state() != self._persisted_hard_state
-            or self._soft_state() != self._reported_soft_state
+            or self._hard_state_changed()
+            or self.role is not self._reported_soft_state.role
+            or self.leader != self._reported_soft_state.leader
         )
+
+    def _hard_state_changed(self) -> bool:
+        # Called for every input: compare fields instead of building a HardState.
+        persisted = self._persisted_hard_state
+        return self.term != persisted.term or self.vote != persisted.vote or self.commit != persisted.commit
 
     def ready(self) -> Ready:
         """Collect everything the shell must do now. Call ``advance`` with it once done."""
