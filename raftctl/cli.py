@@ -244,6 +244,8 @@ def _port_span(ports: Iterable[int]) -> str:
 @click.option("--steps", type=click.IntRange(1), default=2000, show_default=True, help="Random actions per seed.")
 @click.option("--pre-vote/--no-pre-vote", default=True, show_default=True)
 @click.option("--check-quorum/--no-check-quorum", default=True, show_default=True)
+@click.option("--membership/--no-membership", default=True, show_default=True,
+              help="Mix membership changes (add a node, remove one, remove the leader) into the schedules.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Worker processes (default: one per core).")
 @click.option("--trace", is_flag=True, help="With --seed: print one line per event, then the verdict.")
 @json_option
@@ -255,6 +257,7 @@ def sim(
     steps: int,
     pre_vote: bool,
     check_quorum: bool,
+    membership: bool,
     jobs: int | None,
     trace: bool,
     as_json: bool,
@@ -263,7 +266,7 @@ def sim(
 
     Each seed drives a cluster of NODES cores through STEPS random actions (ticks, client
     commands, partitions, lossy/slow/duplicating links, crashes and restarts, leadership
-    transfers), checks every safety invariant after every step, then stops the faults and checks
+    transfers, membership changes), checks every safety invariant after every step, then stops the faults and checks
     that a leader emerges and a command commits. A violation prints the seed, the invariant and
     the command that replays it, and exits 1. Needs no running cluster.
     """
@@ -275,10 +278,11 @@ def sim(
 
     if trace and seed is None:
         raise click.UsageError("--trace needs --seed S (one run, told as a story)")
-    settings = SimSettings(nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum)
+    settings = SimSettings(nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum, membership=membership)
     started = time.perf_counter()
     if seed is not None and trace:
-        report = run_seed(seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum, trace=True)
+        report = run_seed(seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
+                          membership=membership, trace=True)
         if not as_json:
             click.echo(f"{'tick':>6} {'node':<4} {'role':<13} {'term':<5} {'commit':<7} what")
             for line in report.trace or ():

@@ -17,6 +17,7 @@ class SimSettings:
     steps: int = 2000
     pre_vote: bool = True
     check_quorum: bool = True
+    membership: bool = True
 
 
 def _run(settings: SimSettings, seed: int) -> RunReport:
@@ -26,6 +27,7 @@ def _run(settings: SimSettings, seed: int) -> RunReport:
         steps=settings.steps,
         pre_vote=settings.pre_vote,
         check_quorum=settings.check_quorum,
+        membership=settings.membership,
     )
     report.trace = None
     return report
@@ -57,6 +59,7 @@ def summarize(reports: list[RunReport], settings: SimSettings, seconds: float) -
         "steps": settings.steps,
         "pre_vote": settings.pre_vote,
         "check_quorum": settings.check_quorum,
+        "membership": settings.membership,
         "violations": [
             {"seed": r.seed, "invariant": r.violation, "detail": r.detail, "replay": r.replay_command()}
             for r in reports

@@ -60,6 +60,7 @@ from raftnode.core.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
+from raftnode.core.quorum import Configuration
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -296,7 +297,7 @@ _HBR = _Layout("HeartbeatResponse", ())
 _TN = _Layout("TimeoutNow", ())
 _IS = _Layout(
     "InstallSnapshot",
-    (("meta.index", "Q"), ("meta.term", "Q"), ("offset", "Q"), ("done", "?"), ("meta.voters.count", "H")),
+    (("meta.index", "Q"), ("meta.term", "Q"), ("offset", "Q"), ("done", "?"), ("meta.configuration.length", "I")),
 )
 _ISR = _Layout("InstallSnapshotResponse", (("index", "Q"), ("offset", "Q")))
 
@@ -388,13 +389,13 @@ def _enc_install_snapshot(m: InstallSnapshot) -> bytes:
     meta, data = m.meta, m.data
     if type(meta) is not SnapshotMeta or type(data) is not bytes:
         raise TypeError("bad meta or data")
-    voters = meta.voters
+    configuration = meta.configuration.encode() if meta.configuration is not None else b""
     parts = [
-        _IS.enc.pack(8, m.term, meta.index, meta.term, m.offset, m.done, len(voters)),
+        _IS.enc.pack(8, m.term, meta.index, meta.term, m.offset, m.done, len(configuration)),
         _enc_id(m.src),
         _enc_id(m.dst),
+        configuration,
     ]
-    parts.extend(_enc_id(v) for v in voters)
     parts.append(_U32.pack(len(data)))
     parts.append(data)
     return b"".join(parts)
@@ -484,10 +485,8 @@ def _diagnose(m: Message) -> str | None:
             else:
                 problem = _problem_u64(v.index) and f"index {_problem_u64(v.index)}"
                 problem = problem or (_problem_u64(v.term) and f"term {_problem_u64(v.term)}")
-                if not problem and len(v.voters) > 0xFFFF:
-                    problem = f"{len(v.voters)} voters is more than 65535"
-                for i, voter in enumerate(v.voters):
-                    problem = problem or (_problem_id(voter) and f"voters[{i}] {_problem_id(voter)}")
+                if not problem and v.configuration is not None and not isinstance(v.configuration, Configuration):
+                    problem = f"configuration must be a Configuration, not {type(v.configuration).__name__}"
         elif name == "data":
             problem = _problem_bytes(v)
         elif isinstance(f.default, bool) or name in ("granted", "success", "done"):
@@ -631,14 +630,17 @@ def _dec_timeout_now(buf: bytes, n: int) -> TimeoutNow:
 
 
 def _dec_install_snapshot(buf: bytes, n: int) -> InstallSnapshot:
-    term, meta_index, meta_term, offset, done, voter_count = _IS.read(buf, n)
+    term, meta_index, meta_term, offset, done, config_length = _IS.read(buf, n)
     src, dst, off = _dec_ids(buf, n, _IS.size, "InstallSnapshot")
-    if voter_count > n - off:
-        raise CodecError(f"InstallSnapshot.meta.voters: count {voter_count} is more than the {n - off} remaining bytes can hold")
-    voters = []
-    for i in range(voter_count):
-        voter, off = _dec_id(buf, n, off, "InstallSnapshot", f"meta.voters[{i}]")
-        voters.append(voter)
+    configuration = None
+    if config_length:
+        if off + config_length > n:
+            raise _truncated("InstallSnapshot", "meta.configuration")
+        try:
+            configuration = Configuration.decode(bytes(buf[off : off + config_length]))
+        except ValueError as exc:
+            raise CodecError(f"InstallSnapshot.meta.configuration: {exc}") from None
+        off += config_length
     if off + 4 > n:
         raise _truncated("InstallSnapshot", "data")
     (size,) = _U32.unpack_from(buf, off)
@@ -652,7 +654,7 @@ def _dec_install_snapshot(buf: bytes, n: int) -> InstallSnapshot:
         term=term,
         src=src,
         dst=dst,
-        meta=SnapshotMeta(index=meta_index, term=meta_term, voters=tuple(voters)),
+        meta=SnapshotMeta(index=meta_index, term=meta_term, configuration=configuration),
         offset=offset,
         data=data,
         done=done == 1,

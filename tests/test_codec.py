@@ -36,6 +36,7 @@ from raftnode.codec import (
     encode_json,
     encode_message,
 )
+from raftnode.core.quorum import Configuration
 from raftnode.core.messages import (
     ALL_MESSAGE_TYPES,
     AppendEntries,
@@ -66,7 +67,12 @@ entries = st.lists(
     st.builds(Entry, term=u64, index=u64, data=st.binary(max_size=48), kind=st.sampled_from(EntryKind)),
     max_size=12,
 ).map(tuple)
-metas = st.builds(SnapshotMeta, index=u64, term=u64, voters=st.lists(node_ids, max_size=5).map(tuple))
+configurations = st.builds(
+    lambda voters, learners, contexts: Configuration(frozenset(voters), frozenset(learners) - frozenset(voters),
+                                                     {n: contexts for n in voters}),
+    st.lists(node_ids.filter(bool), max_size=5), st.lists(node_ids.filter(bool), max_size=2), node_ids,
+)
+metas = st.builds(SnapshotMeta, index=u64, term=u64, configuration=st.none() | configurations)
 
 
 def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
@@ -129,7 +135,7 @@ EXAMPLES: list[Message] = [
     HeartbeatResponse(term=5, src="🦆", dst=""),
     TimeoutNow(term=6, src="n1", dst="n3"),
     InstallSnapshot(
-        term=7, src="n1", dst="n2", meta=SnapshotMeta(index=100, term=6, voters=("n1", "n2", "n3")), offset=0,
+        term=7, src="n1", dst="n2", meta=SnapshotMeta(index=100, term=6, configuration=Configuration(frozenset({"n1", "n2", "n3"}))), offset=0,
         data=b"", done=False,
     ),
     InstallSnapshot(
@@ -272,14 +278,17 @@ def test_decode_errors_name_the_type_and_the_field() -> None:
     expect_error(bytes(long_data), "AppendEntries.entries[0].data", "truncated")
 
     snap = encode_message(
-        InstallSnapshot(term=1, src="a", dst="b", meta=SnapshotMeta(1, 1, ("a",)), offset=0, data=b"z", done=True)
+        InstallSnapshot(term=1, src="a", dst="b", meta=SnapshotMeta(1, 1, Configuration(frozenset("a"))), offset=0,
+                        data=b"z", done=True)
     )
-    voters_at = 1 + 8 * 4 + 1
-    too_many = snap[:voters_at] + b"\xff\xff" + snap[voters_at + 2 :]
-    expect_error(too_many, "InstallSnapshot.meta.voters", "count 65535")
+    length_at = 1 + 8 * 4 + 1
+    too_long = snap[:length_at] + b"\xff\xff\xff\xff" + snap[length_at + 4 :]
+    expect_error(too_long, "InstallSnapshot.meta.configuration", "truncated")
+    ids_end = length_at + 4 + 2 + 2
+    garbled = snap[:ids_end] + b"x" + snap[ids_end + 1 :]
+    expect_error(garbled, "InstallSnapshot.meta.configuration", "bad configuration entry")
     expect_error(snap[:-1], "InstallSnapshot.data", "truncated")
     expect_error(snap[:-5], "InstallSnapshot.data", "truncated")
-    expect_error(snap[: voters_at + 2 + 4 + 1], "InstallSnapshot.meta.voters[0]", "truncated")
     expect_error(object(), "byte buffer")  # type: ignore[arg-type]
 
 
@@ -296,8 +305,8 @@ def test_encode_errors_are_codec_errors_naming_the_field() -> None:
         (ae(((1, 2),)), "entries[0] must be an Entry"),  # type: ignore[arg-type]
         (AppendEntriesResponse(term=1, src="a", dst="b", success=False, index=1, conflict_term=-3), "conflict_term"),
         (
-            InstallSnapshot(term=1, src="a", dst="b", meta=SnapshotMeta(1, 1, ("a" * 300,)), offset=0, data=b"", done=True),
-            "voters[0]",
+            InstallSnapshot(term=1, src="a", dst="b", meta=SnapshotMeta(1, 1, ("a",)), offset=0, data=b"", done=True),  # type: ignore[arg-type]
+            "configuration must be a Configuration",
         ),
         (
             InstallSnapshot(term=1, src="a", dst="b", meta=(1, 1), offset=0, data=b"", done=True),  # type: ignore[arg-type]

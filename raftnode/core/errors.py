@@ -42,3 +42,7 @@ class LogCompacted(RaftError):
 
 class SafetyViolation(AssertionError):
     """The protocol's safety was broken; this is a bug, never a peer's fault to tolerate."""
+
+
+class MembershipError(RaftError):
+    """A membership change was refused; the message says why (pending change, last voter, ...)."""

@@ -121,16 +121,17 @@ class RaftLog:
         """Leader append: the entry must directly follow the last one."""
         self._entries.append(entry)
 
-    def merge(self, entries: Sequence[Entry], *, commit_index: int) -> None:
+    def merge(self, entries: Sequence[Entry], *, commit_index: int) -> int | None:
         """Follower append (§3.5): skip entries we already hold, truncate at the first conflict.
 
+        Returns the index the log was truncated from, or None if nothing was removed.
         Raises SafetyViolation if a conflict would remove an entry at or below ``commit_index``.
         """
         for n, entry in enumerate(entries):
             index = entry.index
             if index > self.last_index:
                 self._entries.extend(entries[n:])
-                return
+                return None
             if index <= self.offset:
                 continue
             if self._entries[index - self.offset - 1].term != entry.term:
@@ -141,7 +142,8 @@ class RaftLog:
                 del self._entries[index - self.offset - 1 :]
                 self.stable_index = min(self.stable_index, index - 1)
                 self._entries.extend(entries[n:])
-                return
+                return index
+        return None
 
     def compact(self, index: int, term: int) -> None:
         """Forget entries up to ``index`` (now covered by a snapshot ending at (index, term))."""

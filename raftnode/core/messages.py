@@ -11,13 +11,15 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .quorum import Configuration
+
 
 class EntryKind(enum.IntEnum):
     """What a log entry carries."""
 
     COMMAND = 0  # an application command, applied through the state machine
     NOOP = 1  # appended by every new leader at the start of its term (§3.6.2)
-    # 2 is reserved for membership configuration entries (§4).
+    CONFIG = 2  # a cluster configuration (§4), in effect from the moment it is appended
 
 
 class Entry(NamedTuple):
@@ -31,11 +33,12 @@ class Entry(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
-    """What a snapshot covers: the log up to (index, term), and the voters at that point."""
+    """What a snapshot covers: the log up to (index, term), and the configuration at that point
+    (None in snapshots that predate membership changes: the node keeps the one it has)."""
 
     index: int
     term: int
-    voters: tuple[str, ...] = ()
+    configuration: Configuration | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

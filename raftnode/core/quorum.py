@@ -1,12 +1,15 @@
-"""Majority arithmetic over a cluster configuration.
+"""Cluster configurations and the majority arithmetic over them.
 
-A configuration is the set of voters (and, once membership changes land, learners that
-replicate but never count). Single-server changes (§4.1) keep one voter set at a time.
+A configuration is the set of voters and the learners that replicate but never count (a new
+node catching up before it votes, §4.2.1). Single-server changes (§4.1) keep one voter set at a
+time. ``contexts`` carries what the shell needs to reach each member (its addresses); the core
+stores and replicates it without reading it.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +24,51 @@ class VoteResult(enum.Enum):
 class Configuration:
     voters: frozenset[str]
     learners: frozenset[str] = field(default_factory=frozenset)
+    contexts: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.voters & self.learners:
+            raise ValueError(f"{sorted(self.voters & self.learners)} cannot be both voter and learner")
+
+    def __repr__(self) -> str:
+        return f"Configuration(voters={sorted(self.voters)}, learners={sorted(self.learners)})"
+
+    # -- changes (each returns a new configuration) ----------------------------------------------
+
+    def with_learner(self, node: str, context: str = "") -> Configuration:
+        return Configuration(self.voters, self.learners | {node}, {**self.contexts, node: context})
+
+    def promoted(self, node: str) -> Configuration:
+        return Configuration(self.voters | {node}, self.learners - {node}, self.contexts)
+
+    def without(self, node: str) -> Configuration:
+        contexts = {n: c for n, c in self.contexts.items() if n != node}
+        return Configuration(self.voters - {node}, self.learners - {node}, contexts)
+
+    # -- encoding (the data of a configuration log entry) ----------------------------------------
+
+    def encode(self) -> bytes:
+        """Deterministic bytes: the same configuration always encodes the same."""
+        document = {
+            "voters": sorted(self.voters),
+            "learners": sorted(self.learners),
+            "contexts": {n: self.contexts[n] for n in sorted(self.contexts)},
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Configuration:
+        """Raises ValueError naming what is wrong with ``data``."""
+        try:
+            document = json.loads(data)
+            voters = frozenset(_ids(document["voters"]))
+            learners = frozenset(_ids(document.get("learners", [])))
+            contexts = {str(n): str(c) for n, c in dict(document.get("contexts", {})).items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"bad configuration entry: {exc}") from None
+        return cls(voters, learners, contexts)
+
+    # -- arithmetic ------------------------------------------------------------------------------
 
     @property
     def quorum(self) -> int:
@@ -46,3 +94,9 @@ class Configuration:
 
     def has_quorum(self, active: Iterable[str]) -> bool:
         return len(self.voters.intersection(active)) >= self.quorum
+
+
+def _ids(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of node ids, got {value!r}")
+    return value

@@ -19,8 +19,19 @@ Protocol references are to Ongaro's thesis (2014): elections §3.4, replication 
 rule §3.6.2, leadership transfer §3.10, leader lease for votes §4.2.3, PreVote §9.6, CheckQuorum
 §6.2. Log compaction (§5): the shell snapshots its state machine and calls ``compact``; a follower
 whose next entry is gone receives the snapshot in chunks (InstallSnapshot) and the Ready that
-installs it carries it to the shell. Later features have their place already: membership (``Configuration`` with learners), ReadIndex (heartbeats
-confirm leadership) and client sessions (above the core, keyed by entry).
+installs it carries it to the shell.
+
+Membership (§4) changes one server at a time. A configuration is a log entry (``EntryKind.CONFIG``)
+and takes effect on every node as soon as it is appended — and is rolled back if that entry is
+truncated —, so the configuration a node uses is always the latest one in its log, else its
+snapshot's, else the bootstrap one (``RaftConfig.voters``). ``add_node`` adds a learner and
+catches it up in rounds (§4.2.1) before promoting it; ``remove_node`` may remove the leader itself,
+which keeps leading until the change commits, then hands over and steps down (§4.2.2). A leader
+accepts a change only once it has committed an entry of its own term and no other change is
+pending. Messages from servers outside the configuration are processed (a new server must hear
+from the leader, §4.1); PreVote and the leader lease keep removed servers from disrupting.
+Later features have their place already: ReadIndex (heartbeats confirm leadership) and client
+sessions (above the core, keyed by entry).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import NotLeader, TransferInProgress, UnknownNode
+from .errors import MembershipError, NotLeader, TransferInProgress, UnknownNode
 from .log import RaftLog
 from .messages import (
     AppendEntries,
@@ -57,7 +68,9 @@ class RaftConfig:
 
     Args:
         node_id: this node's id.
-        voters: ids of every voting member, this node included.
+        voters: the bootstrap configuration — ids of every voting member, this node included —
+            used only while storage holds no configuration; empty for a node that joins an
+            existing cluster (it waits, never campaigning, until the leader reaches it).
         election_timeout: (min, max) ticks; each timeout is drawn uniformly from [min, max).
         heartbeat_interval: ticks between leader heartbeats; must be below the minimum election timeout.
         pre_vote: run a pre-vote round before incrementing the term (§9.6).
@@ -78,10 +91,11 @@ class RaftConfig:
     max_msg_bytes: int = 1 << 20
     max_inflight: int = 64
     snapshot_chunk_bytes: int = 1 << 20
+    catchup_rounds: int = 10
 
     def __post_init__(self) -> None:
         lo, hi = self.election_timeout
-        if self.node_id not in self.voters:
+        if self.voters and self.node_id not in self.voters:
             raise ValueError(f"node {self.node_id!r} is not among the voters {list(self.voters)}")
         if len(set(self.voters)) != len(self.voters):
             raise ValueError(f"duplicate voter ids in {list(self.voters)}")
@@ -90,8 +104,27 @@ class RaftConfig:
                 "need 1 <= heartbeat_interval < election_timeout min < max, got "
                 f"heartbeat_interval={self.heartbeat_interval}, election_timeout={self.election_timeout}"
             )
-        if min(self.max_msg_entries, self.max_msg_bytes, self.max_inflight, self.snapshot_chunk_bytes) < 1:
-            raise ValueError("max_msg_entries, max_msg_bytes, max_inflight and snapshot_chunk_bytes must be positive")
+        if min(self.max_msg_entries, self.max_msg_bytes, self.max_inflight, self.snapshot_chunk_bytes,
+               self.catchup_rounds) < 1:
+            raise ValueError(
+                "max_msg_entries, max_msg_bytes, max_inflight, snapshot_chunk_bytes and catchup_rounds must be positive"
+            )
+
+    @property
+    def catchup_round_limit(self) -> int:
+        """Ticks one catch-up round of a new server may last before the leader gives up on it."""
+        return 10 * self.election_timeout[1]
+
+
+@dataclass(slots=True)
+class _CatchUp:
+    """A learner the leader is catching up (§4.2.1): each round replicates up to ``target``."""
+
+    node: str
+    added_at: int  # index of the configuration entry that made it a learner
+    target: int
+    round: int
+    round_start: int  # tick the round began
 
 
 class Raft:
@@ -105,6 +138,7 @@ class Raft:
         hard_state: HardState = HardState(),
         entries: Sequence[Entry] = (),
         snapshot: tuple[SnapshotMeta, bytes] | None = None,
+        contexts: dict[str, str] | None = None,
     ):
         """Build a node from what its storage holds (nothing, for a new node).
 
@@ -114,18 +148,29 @@ class Raft:
             hard_state: the persisted term, vote and commit hint.
             entries: the persisted log after the snapshot (from index 1 without one).
             snapshot: the latest persisted snapshot; the shell restores its state machine from it.
+            contexts: what the shell needs to reach each bootstrap voter (carried, never read).
         """
         self.id = config.node_id
         self.config = config
-        self.configuration = Configuration(voters=frozenset(config.voters))
         self._rng = rng
         meta = snapshot[0] if snapshot else SnapshotMeta(0, 0)
         self.log = RaftLog(entries, offset=meta.index, offset_term=meta.term)
+        # The configuration at the log's offset, and the indexes of configuration entries after it.
+        self._base_configuration = meta.configuration or Configuration(
+            voters=frozenset(config.voters), contexts=dict(contexts or {})
+        )
+        self._config_indexes = [e.index for e in self.log.slice(meta.index + 1, self.log.last_index + 1)
+                                if e.kind == EntryKind.CONFIG] if self.log.last_index > meta.index else []
+        self.configuration = self._configuration_at(self.log.last_index)
+        self.catchup_failures: dict[str, str] = {}  # learner -> why the leader gave up on it
         self.term = hard_state.term
         self.vote = hard_state.vote
         self.commit = max(meta.index, min(hard_state.commit, self.log.last_index))
         self.applied = meta.index
         self.role = Role.FOLLOWER
+        self._was_member = self.id in self._configuration_at(meta.index).members()
+        self.removed = False  # set once this node applies a configuration that removes it
+
         self.leader: str | None = None
         self.stats: dict[str, int] = {}
 
@@ -144,6 +189,8 @@ class Raft:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_timeout = 0
+        self._ticks = 0
+        self._catchup: _CatchUp | None = None
         self._step_role: Callable[[Message], None] = self._step_follower
         self._tick_role: Callable[[], None] = self._tick_election
         self._become_follower(self.term, None, reason="started")
@@ -161,15 +208,33 @@ class Raft:
     def hard_state(self) -> HardState:
         return HardState(term=self.term, vote=self.vote, commit=self.commit)
 
+    def committed_configuration(self) -> Configuration:
+        """The configuration as of the commit index (the latest one may still be uncommitted)."""
+        return self._configuration_at(self.commit)
+
+    def pending_membership_change(self) -> str | None:
+        """Why a membership change would be refused now (None: one may start), for a leader."""
+        if self._config_indexes and self._config_indexes[-1] > self.commit:
+            return f"the configuration change at index {self._config_indexes[-1]} is not committed yet"
+        if self._catchup is not None:
+            return f"{self._catchup.node} is still catching up as a learner (round {self._catchup.round})"
+        if self.log.term(self.commit) != self.term:
+            return "the leader has not committed an entry of its term yet; retry shortly"
+        if self._transferee is not None:
+            return f"leadership transfer to {self._transferee} in progress"
+        return None
+
     # -- inputs --------------------------------------------------------------------------------
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
+        self._ticks += 1
         self._tick_role()
 
     def step(self, m: Message) -> None:
         """Handle a peer's message. Stale, misdirected or unknown-sender messages are dropped and counted."""
-        if m.dst != self.id or m.src == self.id or m.src not in self.configuration.members():
+        # Senders outside our configuration are heard (§4.1): a new node must accept its leader.
+        if m.dst != self.id or m.src == self.id:
             self._count("dropped_misdirected")
             return
         if m.term > self.term:
@@ -225,8 +290,11 @@ class Raft:
             raise ValueError(f"cannot snapshot at {index}: applied {self.applied}, persisted {self.log.stable_index}")
         term = self.log.term(index)
         assert term is not None
-        meta = SnapshotMeta(index, term, tuple(sorted(self.configuration.voters)))
+        configuration = self._configuration_at(index)
+        meta = SnapshotMeta(index, term, configuration)
         self.log.compact(index, term)
+        self._base_configuration = configuration
+        self._config_indexes = [i for i in self._config_indexes if i > index]
         self._snapshot = (meta, data)
         self._event("snapshot", f"compacted the log up to index {index}")
         return meta
@@ -253,6 +321,71 @@ class Raft:
             self._send_timeout_now(target)
         else:
             self._send_pending.add(target)
+
+    def add_node(self, node: str, context: str = "") -> int:
+        """Start adding ``node``: it joins as a learner, is caught up in rounds and then promoted.
+
+        ``context`` (its addresses, say) is replicated with the configuration for the shells.
+        Returns the index of the configuration entry that adds the learner. Promotion follows on
+        its own; if the node cannot catch up, the leader removes it again and records why in
+        ``catchup_failures``.
+
+        Raises:
+            NotLeader: this node is not the leader.
+            MembershipError: ``node`` is already a member, or another change is pending.
+        """
+        self._check_can_change(node)
+        if node in self.configuration.members():
+            kind = "voter" if node in self.configuration.voters else "learner"
+            raise MembershipError(f"cannot add {node}: it is already a {kind}")
+        self._refuse_if_pending(f"add {node}")
+        self.catchup_failures.pop(node, None)
+        index = self._append_configuration(self.configuration.with_learner(node, context))
+        self._catchup = _CatchUp(node, added_at=index, target=index, round=1, round_start=self._ticks)
+        self._event("membership", f"adding {node}: catching up as a learner (entry {index})")
+        return index
+
+    def remove_node(self, node: str) -> int:
+        """Remove ``node`` (the leader itself included); returns the configuration entry's index.
+
+        Raises:
+            NotLeader: this node is not the leader.
+            UnknownNode: ``node`` is not a member.
+            MembershipError: ``node`` is the last voter, or another change is pending.
+        """
+        self._check_can_change(node)
+        members = self.configuration.members()
+        if node not in members:
+            raise UnknownNode(node, list(members))
+        if self.configuration.voters == {node}:
+            raise MembershipError(f"cannot remove {node}: it is the last voter")
+        if self._catchup is not None and self._catchup.node == node:
+            if self.commit < self._catchup.added_at:
+                raise MembershipError(f"cannot remove {node} yet: the entry adding it is not committed; retry")
+            self._catchup = None  # removing the learner we were catching up ends that change
+        self._refuse_if_pending(f"remove {node}")
+        index = self._append_configuration(self.configuration.without(node))
+        self._event("membership", f"removing {node} (entry {index})")
+        return index
+
+    def _check_can_change(self, node: str) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if not node:
+            raise MembershipError("a node id must not be empty")
+
+    def _refuse_if_pending(self, what: str) -> None:
+        reason = self.pending_membership_change()
+        if reason is not None:
+            raise MembershipError(f"cannot {what}: {reason}")
+
+    def _append_configuration(self, configuration: Configuration) -> int:
+        index = self.log.last_index + 1
+        self.log.append(Entry(self.term, index, configuration.encode(), EntryKind.CONFIG))
+        self._config_indexes.append(index)
+        self._configuration_changed()
+        self._send_pending.update(self._progress)
+        return index
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -306,7 +439,20 @@ class Raft:
                 self._progress[self.id].acknowledged(self.log.stable_index)
                 self._maybe_commit()
         if ready.committed:
+            before = self.applied
             self.applied = max(self.applied, ready.committed[-1].index)
+            if self._config_indexes and self._config_indexes[-1] > before:
+                for index in self._config_indexes:
+                    if before < index <= self.applied:
+                        self._applied_configuration(self._configuration_at(index))
+
+    def _applied_configuration(self, configuration: Configuration) -> None:
+        """A committed configuration was applied: a node it leaves out, having been in, is removed."""
+        if self.id in configuration.members():
+            self._was_member = True
+        elif self._was_member and not self.removed:
+            self.removed = True
+            self._event("removed", "applied a configuration without this node: it is no longer a member")
 
     # -- role changes --------------------------------------------------------------------------
 
@@ -323,6 +469,7 @@ class Raft:
         self._progress = {}
         self._send_pending = set()
         self._transferee = None
+        self._catchup = None
 
     def _become_follower(self, term: int, leader: str | None, *, reason: str) -> None:
         was = self.role
@@ -358,7 +505,7 @@ class Raft:
         self._step_role = self._step_leader
         self._tick_role = self._tick_leader
         next_index = self.log.last_index + 1
-        for node in sorted(self.configuration.members()):
+        for node in sorted(self.configuration.members() | {self.id}):
             self._progress[node] = Progress(next_index=next_index, max_inflight=self.config.max_inflight)
         own = self._progress[self.id]
         own.become_replicate()
@@ -367,6 +514,12 @@ class Raft:
         self.log.append(Entry(self.term, next_index, b"", EntryKind.NOOP))
         self._send_pending.update(self._peers())
         self._event("leader", f"became leader in term {self.term}")
+        for learner in sorted(self.configuration.learners):
+            # A learner left by the previous leader: resume catching it up, then promote it.
+            added_at = self._config_indexes[-1] if self._config_indexes else self.log.offset
+            self._catchup = _CatchUp(learner, added_at=added_at, target=next_index, round=1, round_start=self._ticks)
+            self._event("membership", f"resuming the catch-up of learner {learner}")
+            break
 
     def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
         if pre_vote:
@@ -424,6 +577,8 @@ class Raft:
             if self._transfer_elapsed >= election_timeout:
                 self._event("transfer", f"transfer to {self._transferee} aborted after an election timeout")
                 self._transferee = None
+        if self._catchup is not None:
+            self._check_catchup()
         if self._heartbeat_elapsed >= self.config.heartbeat_interval:
             self._heartbeat_elapsed = 0
             for node in self._peers():
@@ -545,7 +700,8 @@ class Raft:
                 )
             )
             return
-        self.log.merge(m.entries, commit_index=self.commit)
+        truncated_from = self.log.merge(m.entries, commit_index=self.commit)
+        self._track_configurations(m.entries, truncated_from)
         last_new = m.prev_index + len(m.entries)
         self._advance_commit(min(m.commit, last_new))
         self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=last_new))
@@ -561,6 +717,8 @@ class Raft:
             self._send_timeout_now(node)
         if advanced:
             self._maybe_commit()
+            if self._catchup is not None and self._catchup.node == node and self.role is Role.LEADER:
+                self._check_catchup()
         if pr.next <= self.log.last_index:
             self._send_pending.add(node)
 
@@ -589,8 +747,11 @@ class Raft:
         kept = self.log.restore(meta.index, meta.term)
         self.commit = max(self.commit, meta.index)
         self.applied = meta.index
-        if meta.voters:
-            self.configuration = Configuration(voters=frozenset(meta.voters), learners=self.configuration.learners)
+        if meta.configuration is not None:
+            self._base_configuration = meta.configuration
+            self._applied_configuration(meta.configuration)
+        self._config_indexes = [i for i in self._config_indexes if i > meta.index] if kept else []
+        self._configuration_changed()
         self._snapshot = self._installed_snapshot = snapshot
         self._event(
             "snapshot",
@@ -623,13 +784,113 @@ class Raft:
         if index > self.commit and self._may_commit_by_counting(index):
             # Followers learn the new commit index from the next AppendEntries or heartbeat; a
             # message of its own per commit would double the traffic of every command.
-            self.commit = index
+            before, self.commit = self.commit, index
+            if self._config_indexes and before < self._config_indexes[-1] <= index:
+                self._configuration_committed()
             return True
         return False
 
     def _advance_commit(self, index: int) -> None:
         if index > self.commit:
             self.commit = index
+
+    # -- membership ----------------------------------------------------------------------------
+
+    def _configuration_at(self, index: int) -> Configuration:
+        """The configuration in effect once the log up to ``index`` is appended."""
+        for config_index in reversed(self._config_indexes):
+            if config_index <= index:
+                return Configuration.decode(self.log.entry(config_index).data)
+        return self._base_configuration
+
+    def _track_configurations(self, entries: Sequence[Entry], truncated_from: int | None) -> None:
+        """Follower append: forget configurations truncated away, take up newly appended ones."""
+        indexes = self._config_indexes
+        changed = False
+        if truncated_from is not None and indexes and indexes[-1] >= truncated_from:
+            indexes[:] = [i for i in indexes if i < truncated_from]
+            changed = True
+        for entry in entries:
+            if entry.kind == EntryKind.CONFIG and entry.index > self.log.offset and (
+                not indexes or entry.index > indexes[-1]
+            ):
+                indexes.append(entry.index)
+                changed = True
+        if changed:
+            self._configuration_changed()
+
+    def _configuration_changed(self) -> None:
+        configuration = self._configuration_at(self.log.last_index)
+        if configuration == self.configuration:
+            return
+        self.configuration = configuration
+        self._event(
+            "membership",
+            f"configuration: voters {','.join(sorted(configuration.voters)) or '-'}"
+            + (f", learners {','.join(sorted(configuration.learners))}" if configuration.learners else ""),
+        )
+        if self.role is Role.LEADER:
+            for node in configuration.members():
+                if node not in self._progress:
+                    pr = Progress(next_index=self.log.last_index + 1, max_inflight=self.config.max_inflight)
+                    pr.recent_active = True
+                    self._progress[node] = pr
+            # Nodes removed keep their progress until the change commits, so they learn of it.
+
+    def _configuration_committed(self) -> None:
+        """The leader's latest configuration committed: let go of removed nodes; step down if removed."""
+        members = self.configuration.members()
+        for node in [n for n in self._progress if n not in members and n != self.id]:
+            pr = self._progress.pop(node)
+            # Tell it how far the log is committed, so it applies its own removal and stops.
+            self._send(Heartbeat(term=self.term, src=self.id, dst=node, commit=min(pr.match, self.commit)))
+            self._send_pending.discard(node)
+        if self._catchup is not None:
+            self._check_catchup()
+        if self.id not in self.configuration.voters:
+            successor = max(
+                (n for n in self.configuration.voters if n in self._progress),
+                key=lambda n: (self._progress[n].match, n),
+                default=None,
+            )
+            if successor is not None and self._progress[successor].match == self.log.last_index:
+                self._send_timeout_now(successor)
+            self._become_follower(self.term, None, reason="removed from the configuration")
+
+    def _check_catchup(self) -> None:
+        """Run the catch-up rounds of §4.2.1 for the learner being added: promote or give up."""
+        cu = self._catchup
+        assert cu is not None
+        pr = self._progress.get(cu.node)
+        elapsed = self._ticks - cu.round_start
+        if pr is None or cu.node not in self.configuration.learners:
+            self._catchup = None
+            return
+        if pr.match >= cu.target:
+            if elapsed < self.config.election_timeout[0]:
+                if self.commit >= cu.added_at and self._transferee is None:
+                    self._catchup = None
+                    index = self._append_configuration(self.configuration.promoted(cu.node))
+                    self._event("membership", f"promoting {cu.node} to voter after {cu.round} round(s) (entry {index})")
+                return
+            if cu.round < self.config.catchup_rounds:
+                cu.round += 1
+                cu.target = self.log.last_index
+                cu.round_start = self._ticks
+                return
+            reason = (f"{cu.node} did not catch up: round {cu.round} of {self.config.catchup_rounds} still took "
+                      f"{elapsed} ticks, more than an election timeout")
+        elif elapsed > self.config.catchup_round_limit:
+            reason = (f"{cu.node} did not catch up: round {cu.round} made it to index {pr.match} of {cu.target} "
+                      f"in {elapsed} ticks")
+        else:
+            return
+        if self.commit < cu.added_at:
+            return  # give up once the entry adding it has committed (one change at a time)
+        self._catchup = None
+        self.catchup_failures[cu.node] = reason
+        self._event("membership", f"gave up adding {cu.node}: {reason}")
+        self._append_configuration(self.configuration.without(cu.node))
 
     # -- sending -------------------------------------------------------------------------------
 

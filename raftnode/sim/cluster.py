@@ -2,7 +2,9 @@
 
 The vocabulary of the scenario catalog: ``isolate``, ``cut``, ``drop``, ``delay``,
 ``duplicate``, ``reorder``, ``crash``, ``restart``, ``heal``, ``tick``, ``stabilize``, plus
-``propose`` (a client's ``run_command``) and ``transfer``. Each node plays the shell's part
+``propose`` (a client's ``run_command``), ``transfer``, ``add_node`` and ``remove_node``. A node
+added joins with no configuration of its own; a node that applies a committed configuration
+without itself stops, as the runtime does. Each node plays the shell's part
 exactly as a runtime must: after every input it persists the Ready to its simulated disk, then
 sends, then applies, then advances. A crash throws away everything but the disk.
 
@@ -20,6 +22,7 @@ from ..apply import Applier, ApplyFailure
 from ..core.commands import CommandResult, CommandTracker
 from ..core.errors import RaftError
 from ..core.messages import Entry, SnapshotMeta
+from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
 from ..core.ready import HardState, Ready, Role
 from ..statemachines import Counter, StateMachine
@@ -100,6 +103,8 @@ class SimDisk:
 class SimNode:
     id: str
     disk: SimDisk
+    bootstrap: tuple[str, ...] = ()  # the voters it starts with when its disk holds no configuration
+    removed: bool = False  # it applied a committed configuration without itself and stopped
     raft: Raft | None = None
     applier: Applier | None = None
     tracker: CommandTracker[ClientRequest] = field(default_factory=CommandTracker)
@@ -161,14 +166,14 @@ class SimCluster:
         self.now = 0
         self.trace: list[str] | None = [] if trace else None
         self.requests: list[ClientRequest] = []
-        self.nodes: dict[str, SimNode] = {node_id: SimNode(node_id, SimDisk()) for node_id in self.ids}
+        self.nodes: dict[str, SimNode] = {node_id: SimNode(node_id, SimDisk(), self.ids) for node_id in self.ids}
         for node in self.nodes.values():
             self._boot(node)
 
     # -- node life -------------------------------------------------------------------------------
 
     def _boot(self, node: SimNode) -> None:
-        config = RaftConfig(node_id=node.id, voters=self.ids, **self.config_overrides)  # type: ignore[arg-type]
+        config = RaftConfig(node_id=node.id, voters=node.bootstrap, **self.config_overrides)  # type: ignore[arg-type]
         disk = node.disk
         node.raft = self.raft_class(
             config,
@@ -198,7 +203,7 @@ class SimCluster:
     def restart(self, node_id: str) -> None:
         """Start a crashed node again from its disk (a no-op for a live node)."""
         node = self.node(node_id)
-        if node.alive:
+        if node.alive or node.removed:
             return
         node.incarnation += 1
         self._boot(node)
@@ -308,6 +313,52 @@ class SimCluster:
         self.raft(leader_id).transfer_leadership(target)
         self._process(node)
 
+    def add_node(self, node_id: str, *, leader: str | None = None) -> int:
+        """Ask the leader to add a brand-new node ``node_id`` (started empty); returns the entry index.
+
+        Raises the core's RaftError (NotLeader, MembershipError) when the leader refuses.
+        """
+        if node_id in self.nodes:
+            raise ValueError(f"node {node_id} existed already; ids are never reused")
+        node = self._membership_leader(leader)
+        index = node.raft.add_node(node_id, f"sim://{node_id}")  # type: ignore[union-attr]
+        new = self.nodes[node_id] = SimNode(node_id, SimDisk())
+        self.ids = (*self.ids, node_id)
+        self._boot(new)
+        self._log(new, "started empty, to join the cluster")
+        self._process(node)
+        return index
+
+    def remove_node(self, node_id: str, *, leader: str | None = None) -> int:
+        """Ask the leader to remove ``node_id``; returns the entry index (raises RaftError if refused)."""
+        node = self._membership_leader(leader)
+        index = node.raft.remove_node(node_id)  # type: ignore[union-attr]
+        self._process(node)
+        return index
+
+    def _membership_leader(self, leader: str | None) -> SimNode:
+        leader_id = leader or self.leader()
+        if leader_id is None:
+            raise RuntimeError("no leader to change the membership through")
+        node = self.node(leader_id)
+        if node.raft is None:
+            raise RuntimeError(f"node {leader_id} is crashed")
+        return node
+
+    def configuration(self) -> Configuration:
+        """The latest configuration: the leader's, else the one in the longest live log."""
+        leader = self.leader()
+        if leader is not None:
+            return self.raft(leader).configuration
+        live = [n.raft for n in self.live() if n.raft is not None]
+        if not live:
+            return Configuration(frozenset(self.ids))
+        return max(live, key=lambda r: (r.log.last_term, r.log.last_index)).configuration
+
+    def members(self) -> list[str]:
+        """Ids of the latest configuration's voters and learners, in order."""
+        return sorted(self.configuration().members())
+
     def _answer(self, node: SimNode, req: ClientRequest, result: CommandResult) -> None:
         req.result = result
         req.answered_at = self.now
@@ -380,7 +431,9 @@ class SimCluster:
         if leader is None:
             return None
         term = self.raft(leader).term
-        if all(n.raft.leader == leader and n.raft.term == term for n in self.live()):  # type: ignore[union-attr]
+        members = self.raft(leader).configuration.members()
+        if all(n.raft.leader == leader and n.raft.term == term  # type: ignore[union-attr]
+               for n in self.live() if n.id in members):
             return leader
         return None
 
@@ -391,7 +444,10 @@ class SimCluster:
         lraft = self.raft(leader)
         if lraft.commit != lraft.log.last_index:
             return False
-        members = [self.node(n) for n in nodes] if nodes is not None else self.live()
+        if nodes is not None:
+            members = [self.node(n) for n in nodes]
+        else:
+            members = [n for n in self.live() if n.id in lraft.configuration.members()]
         for node in members:
             raft = node.raft
             if raft is None or raft.leader != leader or raft.term != lraft.term:
@@ -425,6 +481,16 @@ class SimCluster:
             self._apply(node, ready)
             raft.advance(ready)
             self._maybe_snapshot(node)
+        if raft.removed:
+            node.removed = True
+            self._stop_removed(node)
+
+    def _stop_removed(self, node: SimNode) -> None:
+        for req, _ in node.tracker.leadership_lost(None):
+            req.lost = True
+        node.raft = None
+        node.applier = None
+        self._log(node, "applied its own removal from the configuration: stopped")
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk
@@ -499,7 +565,9 @@ class SimCluster:
                 req, result = answer
                 if result.index is not None:
                     holders = {n.id for n in self.nodes.values() if n.disk.holds(entry.index, entry.term)}
-                    self.checker.acknowledged(entry.index, entry.term, holders)
+                    raft = node.raft
+                    voters = [raft.committed_configuration().voters, raft.configuration.voters]
+                    self.checker.acknowledged(entry.index, entry.term, holders, voters)
                 self._answer(node, req, result)
         if failure is not None:
             node.apply_failures.append(failure)

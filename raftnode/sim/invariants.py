@@ -11,8 +11,8 @@ violation is caught at the step that caused it. Names follow the scenario catalo
   previous term);
 - leader completeness: a committed entry is in the log of every leader of a later term;
 - state machine safety: no two nodes apply different commands at the same index;
-- durability: an acknowledged command stays on a majority of disks; commit and applied indexes
-  never move backwards on a node that kept its disk.
+- durability: an acknowledged command stays on a majority of the voters that committed it;
+  commit and applied indexes never move backwards on a node that kept its disk.
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ TermAt = Callable[[int], "int | None"]
 
 class InvariantChecker:
     def __init__(self, node_ids: Sequence[str]):
-        self.quorum = len(node_ids) // 2 + 1
+        self.initial = tuple(node_ids)
         self.leaders: dict[int, str] = {}  # term -> leader
         self.entries: dict[tuple[int, int], tuple[int | None, bytes]] = {}  # (index, term) -> (prev term, data)
         self.committed: dict[int, int] = {}  # index -> term
         self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.acked: dict[int, int] = {}  # index -> term of acknowledged commands
         self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
+        self.voters: dict[int, frozenset[str]] = {}  # acked index -> the voters a majority of which must hold it
         self.snapshots: dict[int, bytes] = {}  # index -> state machine snapshot taken there
         self.checks = 0
 
@@ -76,7 +77,8 @@ class InvariantChecker:
             for index, holders in self.holders.items():
                 if index >= truncated_from and node in holders:
                     holders.discard(node)
-                    if len(holders) < self.quorum:
+                    voters = self.voters[index]
+                    if len(holders & voters) <= len(voters) // 2:
                         self._fail(
                             "durability",
                             f"acknowledged entry {index} (term {self.acked[index]}) is left on "
@@ -129,15 +131,25 @@ class InvariantChecker:
         if seen != data:
             self._fail("state machine safety", f"{node}'s snapshot at index {index} differs from another node's")
 
-    def acknowledged(self, index: int, term: int, holders: set[str]) -> None:
-        """A client was told its command at (index, term) succeeded; ``holders`` have it on disk."""
+    def acknowledged(self, index: int, term: int, holders: set[str],
+                     configurations: Sequence[frozenset[str]] | None = None) -> None:
+        """A client was told its command at (index, term) succeeded; ``holders`` have it on disk.
+
+        ``configurations``: the voter sets the leader may have counted with (its committed and its
+        latest configuration); the holders must be a majority of one of them.
+        """
         self.checks += 1
         if self.committed.get(index) != term:
             self._fail("durability", f"entry {index} (term {term}) was acknowledged but is not committed")
-        if len(holders) < self.quorum:
-            self._fail("durability", f"entry {index} was acknowledged while on {sorted(holders)} only")
+        candidates = configurations or [frozenset(self.initial)]
+        voters = next((v for v in candidates if len(holders & v) > len(v) // 2), None)
+        if voters is None:
+            self._fail("durability", f"entry {index} was acknowledged while on {sorted(holders)} only "
+                                     f"(voters {[sorted(v) for v in candidates]})")
+            return
         self.acked[index] = term
         self.holders[index] = set(holders)
+        self.voters[index] = voters
 
     def monotonic(self, node: str, what: str, before: int, after: int) -> None:
         if after < before:

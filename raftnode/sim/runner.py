@@ -5,11 +5,13 @@ timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
 
 1. ``steps`` random actions — ticks, client commands (single and in bursts), partitions, cut
    links, lossy / slow / reordering / duplicating links, crashes and restarts of a minority,
-   heals and leadership transfers — with every invariant checked as it goes; most seeds also
-   snapshot and compact logs, so lagging nodes catch up through chunked InstallSnapshot;
-2. liveness: faults stop (network healed, crashed nodes restarted); within a bound a leader
-   must emerge, a new command must commit, and every node must apply the whole log;
-3. durability: every acknowledged command is on every node's disk and applied everywhere.
+   heals, leadership transfers and membership changes (new nodes added, members — the leader
+   too — removed) — with every invariant checked as it goes; most seeds also snapshot and
+   compact logs, so lagging and new nodes catch up through chunked InstallSnapshot;
+2. liveness: faults stop (network healed, crashed nodes restarted); within a bound a leader must
+   emerge and a new command must commit; then removed nodes that never learned of their
+   removal are stopped, as an operator would, and every member must apply the whole log;
+3. durability: every acknowledged command is on every member's disk and applied everywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from ..core.errors import RaftError
 from ..core.raft import Raft
 from ..core.ready import Role
 from .cluster import SimCluster
@@ -33,6 +36,9 @@ class RunReport:
     seed: int
     nodes: int
     steps: int
+    pre_vote: bool = True
+    check_quorum: bool = True
+    membership: bool = True
     ticks: int = 0
     leaders: int = 0
     max_term: int = 0
@@ -49,7 +55,11 @@ class RunReport:
         return self.violation is None
 
     def replay_command(self) -> str:
-        return f"raftctl sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps} --trace"
+        flags = "".join(
+            f" --no-{name}" for name, on in
+            (("pre-vote", self.pre_vote), ("check-quorum", self.check_quorum), ("membership", self.membership)) if not on
+        )
+        return f"raftctl sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}{flags} --trace"
 
 
 def run_seed(
@@ -60,10 +70,12 @@ def run_seed(
     raft_class: type[Raft] = Raft,
     pre_vote: bool = True,
     check_quorum: bool = True,
+    membership: bool = True,
     trace: bool = False,
 ) -> RunReport:
     """Run one seeded schedule and check safety throughout and liveness at the end."""
-    report = RunReport(seed=seed, nodes=nodes, steps=steps)
+    report = RunReport(seed=seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
+                       membership=membership)
     schedule_rng = random.Random(f"schedule-{seed}")
     cluster = SimCluster(
         nodes,
@@ -79,7 +91,7 @@ def run_seed(
         snapshot_every=schedule_rng.choice([None, 25, 100, 400]),
         snapshot_chunk_bytes=schedule_rng.choice([4, 64]),
     )
-    schedule = _Schedule(cluster, schedule_rng, report)
+    schedule = _Schedule(cluster, schedule_rng, report, membership=membership)
     try:
         for _ in range(steps):
             schedule.step()
@@ -102,11 +114,12 @@ def run_seed(
 class _Schedule:
     """Draws one random action per step."""
 
-    def __init__(self, cluster: SimCluster, rng: random.Random, report: RunReport):
+    def __init__(self, cluster: SimCluster, rng: random.Random, report: RunReport, *, membership: bool):
         self.cluster = cluster
         self.rng = rng
         self.report = report
-        self.max_down = (len(cluster.ids) - 1) // 2
+        self.max_voters = len(cluster.ids) + 2
+        self.next_id = len(cluster.ids) + 1
         self.actions = [
             (self.tick, 50),
             (self.propose, 22),
@@ -117,6 +130,7 @@ class _Schedule:
             (self.restart, 5),
             (self.transfer, 2),
             (self.stabilize, 2),
+            (self.change_membership, 2 if membership else 0),
         ]
         self._weights = [w for _, w in self.actions]
 
@@ -156,7 +170,8 @@ class _Schedule:
             self.cluster.propose(leader, self._command())
 
     def network_fault(self) -> None:
-        c, rng, ids = self.cluster, self.rng, self.cluster.ids
+        c, rng = self.cluster, self.rng
+        ids = c.members() if len(c.members()) >= 2 else list(c.ids)
         a, b = rng.sample(ids, 2)
         kind = rng.choice(["isolate", "cut", "partition", "drop", "delay", "reorder", "duplicate"])
         self._count(kind)
@@ -180,16 +195,19 @@ class _Schedule:
         self.cluster.heal()
 
     def crash(self) -> None:
-        live = self.cluster.live()
-        if len(self.cluster.ids) - len(live) >= self.max_down:
+        configuration = self.cluster.configuration()
+        live = [n.id for n in self.cluster.live() if n.id in configuration.members()]
+        down = [n for n in configuration.voters if not self.cluster.node(n).alive] if all(
+            n in self.cluster.nodes for n in configuration.voters) else []
+        if not live or len(down) >= (len(configuration.voters) - 1) // 2:
             return
         self._count("crash")
         leader = self.cluster.leader()
-        victim = leader if leader is not None and self.rng.random() < 0.4 else self.rng.choice(live).id
+        victim = leader if leader is not None and self.rng.random() < 0.4 else self.rng.choice(live)
         self.cluster.crash(victim)
 
     def restart(self) -> None:
-        down = [n.id for n in self.cluster.nodes.values() if not n.alive]
+        down = [n.id for n in self.cluster.nodes.values() if not n.alive and not n.removed]
         if down:
             self._count("restart")
             self.cluster.restart(self.rng.choice(down))
@@ -198,12 +216,34 @@ class _Schedule:
         leader = self.cluster.leader()
         if leader is None:
             return
+        targets = sorted(self.cluster.raft(leader).configuration.voters - {leader})
+        if not targets:
+            return
         self._count("transfer")
-        target = self.rng.choice([n for n in self.cluster.ids if n != leader])
-        self.cluster.transfer(target, leader=leader)
+        self.cluster.transfer(self.rng.choice(targets), leader=leader)
 
     def stabilize(self) -> None:
         self.cluster.tick(self.rng.randint(10, 40))
+
+    def change_membership(self) -> None:
+        """Add a brand-new node, or remove a member (the leader itself now and then)."""
+        c, rng = self.cluster, self.rng
+        leader = c.leader()
+        if leader is None:
+            return
+        configuration = c.raft(leader).configuration
+        try:
+            if len(configuration.voters) <= 3 or (len(configuration.voters) < self.max_voters and rng.random() < 0.5):
+                node_id = f"n{self.next_id}"
+                self.next_id += 1
+                c.add_node(node_id, leader=leader)
+                self._count("add node")
+            else:
+                victim = leader if rng.random() < 0.25 else rng.choice(sorted(configuration.members()))
+                c.remove_node(victim, leader=leader)
+                self._count("remove leader" if victim == leader else "remove node")
+        except RaftError:
+            self._count("membership change refused")
 
 
 def _check_liveness(cluster: SimCluster) -> None:
@@ -217,6 +257,10 @@ def _check_liveness(cluster: SimCluster) -> None:
             req = cluster.propose(leader, "incr 1", timeout=ELECTION_TIMEOUT[1] * 2)
             cluster.run_until(lambda: req.done, max_ticks=max(0, deadline - cluster.now))
             if req.result is not None and req.result.ok:
+                members = cluster.raft(leader).committed_configuration().members()
+                for node in cluster.live():
+                    if node.id not in members:
+                        cluster.crash(node.id)  # removed, but never learned it: the operator stops it
                 break
         cluster.tick()
     else:
@@ -228,8 +272,9 @@ def _check_liveness(cluster: SimCluster) -> None:
 
 
 def _check_durability(cluster: SimCluster) -> None:
+    members = cluster.configuration().members()
     for index, term in cluster.checker.acked.items():
-        for node in cluster.nodes.values():
+        for node in (cluster.nodes[m] for m in sorted(members)):
             if not node.disk.holds(index, term):
                 raise InvariantViolation("durability", f"acknowledged entry {index} (term {term}) missing on {node.id}")
             if node.applier is None or node.applier.applied_index < index:

@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Self
 
 from ..core.messages import EntryKind
+from ..core.quorum import Configuration
 from . import (
     CorruptLogError,
     Entry,
@@ -487,7 +488,11 @@ class DiskStorage:
             raise CorruptLogError(path, body_end, "snapshot checksum mismatch")
         try:
             raw = json.loads(bytes(mv[_SNAP_HEAD.size : _SNAP_HEAD.size + meta_len]))
-            meta = SnapshotMeta(int(raw["index"]), int(raw["term"]), tuple(str(v) for v in raw["voters"]))
+            configuration = raw.get("configuration")
+            meta = SnapshotMeta(
+                int(raw["index"]), int(raw["term"]),
+                Configuration.decode(configuration.encode()) if configuration else None,
+            )
         except (ValueError, KeyError, TypeError) as e:
             raise CorruptLogError(path, _SNAP_HEAD.size, f"bad snapshot metadata: {e}") from None
         return meta, mv[_SNAP_HEAD.size + meta_len : body_end]
@@ -754,7 +759,8 @@ class DiskStorage:
             self._check_usable()
             try:
                 keep = snapshot_keeps_log(meta, self._snapshot, self._term_at)
-                meta_json = json.dumps({"index": meta.index, "term": meta.term, "voters": list(meta.voters)}).encode()
+                configuration = meta.configuration.encode().decode() if meta.configuration else None
+                meta_json = json.dumps({"index": meta.index, "term": meta.term, "configuration": configuration}).encode()
                 head = _SNAP_HEAD.pack(SNAPSHOT_MAGIC, len(meta_json), len(data))
                 crc = zlib.crc32(data, zlib.crc32(meta_json, zlib.crc32(head)))
                 self._atomic_write("snapshot", [head, meta_json, data, _U32.pack(crc)])

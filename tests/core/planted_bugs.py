@@ -19,9 +19,9 @@ class _ShortQuorum(Configuration):
 class QuorumOneShort(Raft):
     """Counts a majority one vote short, for elections and commits alike."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.configuration = _ShortQuorum(voters=self.configuration.voters)
+    def _configuration_at(self, index: int) -> Configuration:
+        c = super()._configuration_at(index)
+        return _ShortQuorum(c.voters, c.learners, c.contexts)
 
 
 class _AnyLogIsUpToDate(RaftLog):

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from raftnode.core.quorum import Configuration
 from raftnode.core.messages import (
     Entry,
     InstallSnapshot,
@@ -86,7 +87,7 @@ def test_each_snapshot_chunk_resets_the_followers_election_timer():
     """§5.3 / §3.4: a long InstallSnapshot counts as hearing from the leader; no election starts."""
     config = RaftConfig(node_id="n2", voters=("n1", "n2", "n3"), election_timeout=(10, 20))
     follower = Raft(config, rng=random.Random(1))
-    meta = SnapshotMeta(100, 3, ("n1", "n2", "n3"))
+    meta = SnapshotMeta(100, 3, Configuration(frozenset(("n1", "n2", "n3"))))
     data = bytes(range(60))
     for offset in range(0, 60, 2):
         for _ in range(8):  # 8 ticks between chunks; 30 chunks span 240 ticks, 12 election timeouts
@@ -107,11 +108,11 @@ def test_installing_a_snapshot_keeps_the_log_after_it_when_the_follower_holds_it
     config = RaftConfig(node_id="n2", voters=("n1", "n2", "n3"))
     entries = [Entry(1, i, b"incr 1") for i in range(1, 11)]
     follower = Raft(config, rng=random.Random(1), entries=entries)
-    follower.step(InstallSnapshot(term=1, src="n1", dst="n2", meta=SnapshotMeta(6, 1, ("n1", "n2", "n3")),
+    follower.step(InstallSnapshot(term=1, src="n1", dst="n2", meta=SnapshotMeta(6, 1, Configuration(frozenset(("n1", "n2", "n3")))),
                                   offset=0, data=b'{"value": 6}', done=True))
     assert (follower.log.offset, follower.log.last_index, follower.commit) == (6, 10, 6)
     other = Raft(config, rng=random.Random(1), entries=[Entry(1, i, b"x") for i in range(1, 5)])
-    other.step(InstallSnapshot(term=2, src="n1", dst="n2", meta=SnapshotMeta(6, 2, ("n1", "n2", "n3")),
+    other.step(InstallSnapshot(term=2, src="n1", dst="n2", meta=SnapshotMeta(6, 2, Configuration(frozenset(("n1", "n2", "n3")))),
                                offset=0, data=b'{"value": 6}', done=True))
     assert (other.log.offset, other.log.last_index) == (6, 6), "a log not matching the snapshot is discarded"
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from raftnode.core.quorum import Configuration
 from raftnode.core.messages import Entry
 from raftnode.core.ready import HardState
 from raftnode.storage import CorruptLogError, SnapshotMeta, StorageError
@@ -180,7 +181,7 @@ def test_an_out_of_order_index_inside_a_segment_is_corruption(tmp_path):
 def test_a_corrupt_snapshot_is_refused_with_its_file(tmp_path):
     with DiskStorage(tmp_path) as s:
         s.append(entries(1, 5))
-        s.save_snapshot(SnapshotMeta(3, 1, ("n1",)), b"state" * 100)
+        s.save_snapshot(SnapshotMeta(3, 1, Configuration(frozenset(("n1",)))), b"state" * 100)
     flip(tmp_path / "snapshot", 100)
     with pytest.raises(CorruptLogError, match="snapshot") as info:
         DiskStorage(tmp_path)
@@ -268,7 +269,7 @@ def test_an_installed_snapshot_past_the_log_restarts_the_log_on_disk(tmp_path):
         s.append(entries(1, 30))
         s.set_hard_state(HardState(term=3, vote="n1", commit=30))
         s.sync()
-        s.save_snapshot(SnapshotMeta(100, 3, ("n1", "n2")), b"installed")
+        s.save_snapshot(SnapshotMeta(100, 3, Configuration(frozenset(("n1", "n2")))), b"installed")
         s.append(entries(101, 102, term=3))
         s.sync()
     assert [p.name for p in segments(tmp_path)] == [segment_name(101)]

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from raftnode.core.quorum import Configuration
 from raftnode.core.messages import Entry, EntryKind
 from raftnode.core.ready import HardState
 from raftnode.storage import SnapshotMeta, Storage, StorageError
@@ -125,7 +126,7 @@ def test_hard_state_survives_a_truncation_of_the_log_it_was_written_with(env):
 def test_a_snapshot_is_saved_read_back_and_loaded_with_the_log_after_it(env):
     env.storage.append(entries(1, 8))
     env.storage.sync()
-    meta = SnapshotMeta(5, 1, ("n1", "n2", "n3"))
+    meta = SnapshotMeta(5, 1, Configuration(frozenset(("n1", "n2", "n3"))))
     env.storage.save_snapshot(meta, b"state at 5")
     assert env.storage.read_snapshot() == (meta, b"state at 5")
     state = env.storage.load()
@@ -139,10 +140,10 @@ def test_a_snapshot_is_saved_read_back_and_loaded_with_the_log_after_it(env):
 
 def test_a_newer_snapshot_replaces_the_older_one(env):
     env.storage.append(entries(1, 8))
-    env.storage.save_snapshot(SnapshotMeta(3, 1, ("a",)), b"three")
-    env.storage.save_snapshot(SnapshotMeta(6, 1, ("a", "b")), b"six")
+    env.storage.save_snapshot(SnapshotMeta(3, 1, Configuration(frozenset(("a",)))), b"three")
+    env.storage.save_snapshot(SnapshotMeta(6, 1, Configuration(frozenset(("a", "b")))), b"six")
     env.storage.sync()
-    assert env.reopen().read_snapshot() == (SnapshotMeta(6, 1, ("a", "b")), b"six")
+    assert env.reopen().read_snapshot() == (SnapshotMeta(6, 1, Configuration(frozenset(("a", "b")))), b"six")
 
 
 def test_a_snapshot_older_than_the_stored_one_is_refused(env):
@@ -308,7 +309,7 @@ def test_disk_and_memory_agree_on_any_sequence_of_operations(tmp_path_factory, d
             snap_term = data.draw(st.sampled_from([stored.get(index, term), term + 1]), label="snap term")
             if index == snap and state.snapshot is not None:
                 snap_term = state.snapshot.term
-            meta = SnapshotMeta(index, snap_term, ("n1",))
+            meta = SnapshotMeta(index, snap_term, Configuration(frozenset(("n1",))))
             term = max(term, snap_term)
             for s in (disk, memory):
                 s.save_snapshot(meta, b"state %d" % index)
