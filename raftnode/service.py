@@ -31,6 +31,7 @@ import trio
 
 from . import codec
 from .config import Address
+from .core.commands import CommandResult
 from .core.errors import RaftError
 from .runtime import NodeNotRunning, RaftNode
 from .streams import FrameWriter
@@ -62,6 +63,8 @@ class ClientService:
         self.max_frame_bytes = max_frame_bytes
         self.on_stop = on_stop or node.stop
         self.stats = {"client_connections": 0, "bad_client_frames": 0, "bad_requests": 0}
+        self._dirty: set[FrameWriter] = set()  # writers holding answers to flush after a batch
+        node.add_flush_handler(self._flush)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve clients until cancelled; raises OSError if the address is taken."""
@@ -85,7 +88,8 @@ class ClientService:
                         if frame.kind != codec.FrameKind.CLIENT_REQUEST:
                             raise codec.CodecError(f"expected a CLIENT_REQUEST frame, got {frame.kind.name}")
                         request = codec.decode_json(frame.payload)
-                        nursery.start_soon(self._dispatch, request, writer)
+                        if not self._submit(request, writer):
+                            nursery.start_soon(self._dispatch, request, writer)
                 if decoder.buffered:
                     raise codec.FrameError("the client closed the connection mid-frame")
             except codec.CodecError as exc:
@@ -93,7 +97,41 @@ class ClientService:
                 log.warning("%s: dropped a client connection: %s", self.node.id, exc)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
+            finally:
+                writer.closed = True  # answers still to come are dropped, never written to a reused fd
+                self._dirty.discard(writer)
             nursery.cancel_scope.cancel()  # the client hung up or misbehaved: stop its requests
+
+    def _submit(self, request: dict[str, Any], writer: FrameWriter) -> bool:
+        """The hot path: a well-formed run_command goes to the node without a task of its own;
+        its answer is queued on the connection from the node's task and flushed after the batch.
+        Returns False for anything else (served by ``_dispatch`` in a task)."""
+        if request.get("op") != "run_command" or self.node.raft is None:
+            return False
+        command = request.get("command")
+        timeout = request.get("timeout", 5.0)
+        if not isinstance(command, str) or not command.strip():
+            return False
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
+            return False
+        request_id = request.get("id")
+
+        def answer(result: CommandResult) -> None:
+            response = self._command_response(result)
+            response["id"] = request_id
+            writer.write_soon(codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE, codec.encode_json(response)))
+            self._dirty.add(writer)
+
+        self.node.submit_command(command, answer, timeout=float(timeout))
+        if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
+            self._flush()
+        return True
+
+    def _flush(self) -> None:
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            for writer in dirty:
+                writer.flush()
 
     async def _dispatch(self, request: dict[str, Any], writer: FrameWriter) -> None:
         request_id = request.get("id")
@@ -138,6 +176,9 @@ class ClientService:
         if not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
             raise BadRequest("'timeout' must be a number of seconds between 0 and 3600")
         result = await self.node.run_command(command, timeout=float(timeout))
+        return self._command_response(result)
+
+    def _command_response(self, result: CommandResult) -> dict[str, Any]:
         raft = self.node.raft
         return {
             "ok": result.ok,

@@ -1,12 +1,16 @@
-"""Writing frames to a trio stream from many tasks at once, one ``send_all`` per wakeup.
+"""Writing frames to a trio stream from many tasks at once, coalesced into few system calls.
 
 Responses to pipelined requests finish in many tasks; each ``send_all`` is a system call, so
-the writer gathers every frame queued meanwhile and sends them together.
+the writer gathers every frame queued meanwhile and sends them together. ``write`` queues a
+frame for the writer's task. ``write_soon`` only queues it, and ``flush`` then writes all that
+is queued straight to the socket from the calling task when the stream is idle (a non-blocking
+write: no task switch), leaving any rest to the writer's task. The node's task uses the latter
+to answer a whole batch of commands with one write per connection.
 """
 
 from __future__ import annotations
 
-import math
+import os
 
 import trio
 
@@ -16,24 +20,59 @@ class FrameWriter:
 
     def __init__(self, stream: trio.abc.SendStream):
         self._stream = stream
-        self._send, self._receive = trio.open_memory_channel[bytes](math.inf)
+        self._frames: list[bytes] = []
+        self._wakeup = trio.Event()
+        self._sending = False  # the writer's task is inside send_all
+        self._fd = stream.socket.fileno() if os.name == "posix" and isinstance(stream, trio.SocketStream) else None
+        self.closed = False  # set by the stream's owner before it closes it: drop what comes later
 
     def write(self, frame: bytes) -> None:
-        self._send.send_nowait(frame)
+        if self.closed:
+            return
+        self._frames.append(frame)
+        self._wakeup.set()
+
+    def write_soon(self, frame: bytes) -> None:
+        """Queue ``frame`` without waking the writer's task: the caller will ``flush``."""
+        if not self.closed:
+            self._frames.append(frame)
+
+    def flush(self) -> None:
+        """Write what is queued now if the stream is idle; otherwise leave it to the writer's task."""
+        frames = self._frames
+        if not frames or self.closed:
+            return
+        if self._sending or self._fd is None:
+            self._wakeup.set()
+            return
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        frames.clear()
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            written = 0  # the writer's task meets the same error and reports it
+        if written < len(data):
+            frames.insert(0, data[written:])
+            self._wakeup.set()
 
     @property
     def backlog(self) -> int:
         """Frames queued and not yet sent."""
-        return self._send.statistics().current_buffer_used
+        return len(self._frames)
 
     async def run(self) -> None:
         """Send queued frames until cancelled; a broken stream raises BrokenResourceError."""
-        receive = self._receive
-        async for frame in receive:
-            frames = [frame]
-            while True:
+        frames = self._frames
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            while frames:
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                frames.clear()
+                self._sending = True
                 try:
-                    frames.append(receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            await self._stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+                    await self._stream.send_all(data)
+                finally:
+                    self._sending = False

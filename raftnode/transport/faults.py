@@ -72,6 +72,17 @@ class FaultyTransport:
     def send(self, message: Message) -> None:
         self._through(message, self.inner.send, message.dst)
 
+    def cork(self) -> None:
+        """Passed on to the inner transport, if it gathers sends (see ``TcpTransport.cork``)."""
+        cork = getattr(self.inner, "cork", None)
+        if cork is not None:
+            cork()
+
+    def uncork(self) -> None:
+        uncork = getattr(self.inner, "uncork", None)
+        if uncork is not None:
+            uncork()
+
     async def run(self, deliver: Deliver, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery

@@ -1,9 +1,14 @@
 """Raft messages over TCP between node processes.
 
-Each node listens on its ``peer`` address and keeps one outgoing connection per peer, owned by
-one sender task that reconnects with exponential backoff. Messages wait in a bounded queue per
-peer; when it is full, or the peer is unreachable, they are dropped (Raft retransmits what
-matters). A connection starts with a HELLO frame naming the sender and the cluster; after it,
+Each node listens on its ``peer`` address and keeps one outgoing connection per peer, opened
+by one task per peer that reconnects with exponential backoff. ``send`` encodes the message at
+once and, when the connection is up and has no backlog, writes it straight to the socket from
+the caller's task (a non-blocking ``send``: no queue, no task switch). Between ``cork()`` and
+``uncork()`` messages are only gathered, so everything one Ready sends to a peer goes out in one
+system call. What the socket does not take at once waits in a per-peer backlog that the peer's
+task drains when the socket is writable; messages that arrive while the peer is unreachable
+wait (at most ``queue_size`` of them) until it connects and are dropped if connecting fails;
+a backlog over ``max_backlog_bytes`` drops new messages (Raft retransmits what matters). A connection starts with a HELLO frame naming the sender and the cluster; after it,
 every frame is one Raft message whose ``src`` must be that sender and ``dst`` this node.
 
 Anything else — garbage, a truncated or oversized frame, an unknown protocol version, an
@@ -14,6 +19,7 @@ unknown node, a message claiming another sender — drops that connection and is
 from __future__ import annotations
 
 import logging
+import socket
 from functools import partial
 from typing import Any
 
@@ -26,7 +32,22 @@ from . import Deliver
 
 log = logging.getLogger("raftnode.transport")
 
-_SEND_BATCH = 512
+_MAX_BACKLOG_BYTES = 32 << 20
+
+
+class _Peer:
+    """The outgoing side of one link: the socket when connected, frames gathered, bytes unsent."""
+
+    __slots__ = ("id", "address", "sock", "frames", "backlog", "wakeup", "broken")
+
+    def __init__(self, peer_id: str, address: Address):
+        self.id = peer_id
+        self.address = address
+        self.sock: socket.socket | None = None  # set once connected and the HELLO is queued
+        self.frames: list[bytes] = []  # encoded, not yet written (corked, or not connected)
+        self.backlog = bytearray()  # written by nobody yet: the socket was full
+        self.wakeup = trio.Event()  # the peer's task: drain the backlog, or reconnect
+        self.broken = False
 
 
 class PeerProtocolError(Exception):
@@ -58,7 +79,10 @@ class TcpTransport:
         self.listen = listen
         self.peers = {p: a for p, a in peers.items() if p != node_id}
         self.max_frame_bytes = max_frame_bytes
-        self._queues = {p: trio.open_memory_channel[Message](queue_size) for p in self.peers}
+        self.queue_size = queue_size
+        self._peers = {p: _Peer(p, a) for p, a in self.peers.items()}
+        self._corked = 0
+        self._dirty: set[_Peer] = set()
         self._stats: dict[str, int] = {
             "sent": 0,
             "dropped": 0,
@@ -69,14 +93,50 @@ class TcpTransport:
         }
 
     def send(self, message: Message) -> None:
-        queue = self._queues.get(message.dst)
-        if queue is None:
+        peer = self._peers.get(message.dst)
+        if peer is None or len(peer.frames) >= self.queue_size or len(peer.backlog) > _MAX_BACKLOG_BYTES:
             self._stats["dropped"] += 1
             return
+        peer.frames.append(codec.encode_frame(codec.FrameKind.PEER, codec.encode_message(message)))
+        if self._corked:
+            self._dirty.add(peer)
+        else:
+            self._flush(peer)
+
+    def cork(self) -> None:
+        """Gather what ``send`` is given until ``uncork``: one write per peer for the lot."""
+        self._corked += 1
+
+    def uncork(self) -> None:
+        self._corked -= 1
+        if not self._corked and self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            for peer in dirty:
+                self._flush(peer)
+
+    def _flush(self, peer: _Peer) -> None:
+        sock = peer.sock
+        if sock is None or not peer.frames:
+            return  # not connected: the peer's task sends them once it is
+        count = len(peer.frames)
+        data = peer.frames[0] if count == 1 else b"".join(peer.frames)
+        peer.frames.clear()
+        self._stats["sent"] += count
+        if peer.backlog:
+            peer.backlog += data
+            return
         try:
-            queue[0].send_nowait(message)
-        except trio.WouldBlock:
-            self._stats["dropped"] += 1
+            written = sock.send(data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            log.debug("%s: connection to %s lost: %s", self.node_id, peer.id, exc)
+            peer.broken = True
+            peer.wakeup.set()
+            return
+        if written < len(data):
+            peer.backlog += memoryview(data)[written:]
+            peer.wakeup.set()
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
@@ -89,42 +149,55 @@ class TcpTransport:
             raise OSError(exc.errno, f"cannot listen on peer address {self.listen}: {exc.strerror}") from None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(trio.serve_listeners, partial(self._serve_peer, deliver), listeners))
-            for peer, address in self.peers.items():
-                nursery.start_soon(self._sender, peer, address, self._queues[peer][1])
+            for peer in self._peers.values():
+                nursery.start_soon(self._sender, peer)
             task_status.started()
 
     # -- outgoing ------------------------------------------------------------------------------
 
-    async def _sender(self, peer: str, address: Address, queue: trio.MemoryReceiveChannel[Message]) -> None:
+    async def _sender(self, peer: _Peer) -> None:
+        """Connect to ``peer`` and keep connected; drain its backlog when the socket is full."""
         backoff = 0.02
         hello = codec.encode_frame(codec.FrameKind.HELLO, codec.encode_hello(self.node_id, self.cluster))
         while True:
+            sock = socket.socket(socket.AF_INET6 if ":" in peer.address.host else socket.AF_INET, socket.SOCK_STREAM)
             try:
-                stream = await trio.open_tcp_stream(address.host, address.port)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await trio.socket.from_stdlib_socket(sock).connect((peer.address.host, peer.address.port))
             except OSError:
-                self._stats["dropped"] += _drain(queue)  # stale by the time the peer is back
+                sock.close()
+                self._stats["dropped"] += len(peer.frames)  # stale by the time the peer is back
+                peer.frames.clear()
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
+            except BaseException:
+                sock.close()
+                raise
             backoff = 0.02
             self._stats["connects"] += 1
+            peer.broken = False
+            peer.backlog[:0] = hello
+            peer.sock = sock
             try:
-                async with stream:
-                    await stream.send_all(hello)
-                    while True:
-                        batch = [await queue.receive()]
-                        while len(batch) < _SEND_BATCH:
-                            try:
-                                batch.append(queue.receive_nowait())
-                            except trio.WouldBlock:
-                                break
-                        data = b"".join(
-                            codec.encode_frame(codec.FrameKind.PEER, codec.encode_message(m)) for m in batch
-                        )
-                        await stream.send_all(data)
-                        self._stats["sent"] += len(batch)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                log.debug("%s: connection to %s lost: %s", self.node_id, peer, exc)
+                self._flush(peer)  # what waited for the connection, after the HELLO
+                while not peer.broken:
+                    while peer.backlog and not peer.broken:
+                        await trio.lowlevel.wait_writable(sock)
+                        written = sock.send(peer.backlog)
+                        del peer.backlog[:written]
+                    if peer.broken:
+                        break
+                    await peer.wakeup.wait()
+                    peer.wakeup = trio.Event()
+            except OSError as exc:
+                log.debug("%s: connection to %s lost: %s", self.node_id, peer.id, exc)
+            finally:
+                peer.sock = None
+                peer.backlog.clear()
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
 
     # -- incoming ------------------------------------------------------------------------------
 
@@ -166,12 +239,3 @@ class TcpTransport:
             raise PeerProtocolError(f"HELLO from unknown node {node!r}; known: {', '.join(sorted(self.peers))}")
         return node
 
-
-def _drain(queue: trio.MemoryReceiveChannel[Message]) -> int:
-    count = 0
-    while True:
-        try:
-            queue.receive_nowait()
-        except trio.WouldBlock:
-            return count
-        count += 1
