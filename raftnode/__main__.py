@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from raftnode import __version__
-from raftnode.config import TICK_MS, ClusterConfig, ConfigError, load_config, raft_config
+from raftnode.config import TICK_MS, ClusterConfig, ConfigError, load_config, parse_context, raft_config
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
@@ -56,7 +56,9 @@ async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = 
         snapshot_every=config.snapshot_entries,
         snapshot_bytes=config.snapshot_bytes,
         rng=random.Random(),
+        contexts={n.id: n.context for n in config.nodes if not n.join},
     )
+    node.add_configuration_handler(partial(_reach_members, transport))
     service = ClientService(node, me.client, faults=transport)
     async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await node.run(task_status=task_status)
@@ -69,6 +71,17 @@ async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = 
             nursery.start_soon(_stop_on_signal, node)
     finally:
         storage.close()
+
+
+def _reach_members(transport: Any, configuration: Any) -> None:
+    """A configuration may name nodes cluster.toml does not (added since): connect to them too."""
+    peers = {}
+    for member, context in configuration.contexts.items():
+        try:
+            peers[member] = parse_context(context)[0]
+        except ValueError as exc:
+            logging.getLogger("raftnode").warning("member %s has an unusable address: %s", member, exc)
+    transport.add_peers(peers)
 
 
 async def _stop_on_signal(node) -> None:

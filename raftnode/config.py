@@ -50,10 +50,14 @@ __all__ = [
     "ClusterConfig",
     "ConfigError",
     "NodeConfig",
+    "add_node_to_file",
+    "check_node_id",
     "default_config_text",
     "load_config",
     "parse_address",
     "parse_config",
+    "parse_context",
+    "remove_node_from_file",
     "write_config",
 ]
 
@@ -85,6 +89,7 @@ _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # `raftctl` accepts these words wherever it takes a node id.
 _RESERVED_NODE_IDS = ("leader", "follower")
 _NODE_KEYS = ("id", "peer", "client")
+_OPTIONAL_NODE_KEYS = ("join",)
 _TOP_LEVEL_KEYS = ("cluster", "nodes")
 
 
@@ -127,11 +132,19 @@ class NodeConfig:
         id: The node id: letters, digits, ``_`` and ``-``; never ``leader`` or ``follower``.
         peer: Where the node listens for Raft traffic from other nodes.
         client: Where the node listens for client and admin requests.
+        join: The node was added to a running cluster (``raftctl add-node``): it starts with no
+            configuration of its own and waits for the leader, instead of bootstrapping.
     """
 
     id: str
     peer: Address
     client: Address
+    join: bool = False
+
+    @property
+    def context(self) -> str:
+        """The node's addresses as replicated in the cluster configuration: ``"peer client"``."""
+        return f"{self.peer} {self.client}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +188,11 @@ class ClusterConfig:
         """The node ids in file order."""
         return tuple(node.id for node in self.nodes)
 
+    @property
+    def bootstrap_ids(self) -> tuple[str, ...]:
+        """The voters a brand-new cluster starts with: every node not marked ``join``."""
+        return tuple(node.id for node in self.nodes if not node.join)
+
     def client_addresses(self) -> dict[str, Address]:
         """Each node's client endpoint, by id (what :class:`raftnode.client.ClusterClient` takes)."""
         return {node.id: node.client for node in self.nodes}
@@ -190,6 +208,16 @@ class ClusterConfig:
                 return node
         valid = ", ".join(self.node_ids)
         raise ConfigError(self.path, "nodes", f"no node with id {node_id!r} (valid ids: {valid})")
+
+
+def check_node_id(node_id: str) -> str | None:
+    """Why ``node_id`` cannot name a node, or None if it can."""
+    if not _NODE_ID.fullmatch(node_id):
+        return (f"{node_id!r} is not a valid node id (letters, digits, '_' and '-', "
+                "starting with a letter or digit)")
+    if node_id in _RESERVED_NODE_IDS:
+        return f"{node_id!r} is reserved (raftctl uses it to pick a node)"
+    return None
 
 
 def parse_address(text: str) -> Address:
@@ -319,6 +347,51 @@ def write_config(
         with target.open("x", encoding="utf-8") as f:
             f.write(text)
         return target
+    _replace_file(target, text)
+    return target
+
+
+def parse_context(text: str) -> tuple[Address, Address]:
+    """A member's ``"peer client"`` context from the replicated configuration.
+
+    Raises:
+        ValueError: it is not two ``host:port`` addresses.
+    """
+    parts = text.split()
+    if len(parts) != 2:
+        raise ValueError(f"expected 'peer-address client-address', got {text!r}")
+    return parse_address(parts[0]), parse_address(parts[1])
+
+
+def add_node_to_file(path: str | os.PathLike[str], node_id: str, peer: Address, client: Address) -> None:
+    """Append a ``[[nodes]]`` entry marked ``join = true`` to the cluster file, keeping its text.
+
+    Raises:
+        ConfigError: the id or an address is already in the file (the file is left unchanged).
+    """
+    target = Path(path)
+    text = target.read_text(encoding="utf-8")
+    block = "\n[[nodes]]\n" + tomli_w.dumps({"id": node_id, "peer": str(peer), "client": str(client), "join": True})
+    new_text = text.rstrip("\n") + "\n" + block
+    parse_config(new_text, path=target)  # refuses duplicates with the file's name, key and reason
+    _replace_file(target, new_text)
+
+
+def remove_node_from_file(path: str | os.PathLike[str], node_id: str) -> bool:
+    """Delete the ``[[nodes]]`` entry of ``node_id`` from the cluster file; False if absent."""
+    target = Path(path)
+    text = target.read_text(encoding="utf-8")
+    blocks = re.split(r"(?m)^(?=\[\[nodes\]\])", text)
+    kept = [b for b in blocks if not (b.startswith("[[nodes]]") and tomllib.loads(b).get("nodes", [{}])[0].get("id") == node_id)]
+    if len(kept) == len(blocks):
+        return False
+    new_text = "".join(kept)
+    parse_config(new_text, path=target)
+    _replace_file(target, new_text)
+    return True
+
+
+def _replace_file(target: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -327,7 +400,6 @@ def write_config(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
 
 
 def _toml_type(value: object) -> str:
@@ -459,22 +531,15 @@ class _Validator:
             prefix = f"nodes[{index}]"
             if not isinstance(entry, dict):
                 raise self.fail(prefix, f"expected a table ([[nodes]]), got {_toml_type(entry)}")
-            self.reject_unknown(entry, _NODE_KEYS, f"{prefix}.")
+            self.reject_unknown(entry, _NODE_KEYS + _OPTIONAL_NODE_KEYS, f"{prefix}.")
             for key in _NODE_KEYS:
                 if key not in entry:
                     raise self.fail(f"{prefix}.{key}", "missing required key")
 
             node_id = self.typed(entry["id"], str, "a string", f"{prefix}.id")
-            if not _NODE_ID.fullmatch(node_id):
-                raise self.fail(
-                    f"{prefix}.id",
-                    f"{node_id!r} is not a valid node id (letters, digits, '_' and '-', "
-                    "starting with a letter or digit)",
-                )
-            if node_id in _RESERVED_NODE_IDS:
-                raise self.fail(
-                    f"{prefix}.id", f"{node_id!r} is reserved (raftctl uses it to pick a node)"
-                )
+            problem = check_node_id(node_id)
+            if problem:
+                raise self.fail(f"{prefix}.id", problem)
             if node_id in ids:
                 raise self.fail(
                     f"{prefix}.id", f"duplicate node id {node_id!r} (also {ids[node_id]})"
@@ -483,7 +548,8 @@ class _Validator:
 
             peer = self.address(entry["peer"], f"{prefix}.peer", addresses)
             client = self.address(entry["client"], f"{prefix}.client", addresses)
-            result.append(NodeConfig(id=node_id, peer=peer, client=client))
+            join = self.typed(entry.get("join", False), bool, "a boolean", f"{prefix}.join")
+            result.append(NodeConfig(id=node_id, peer=peer, client=client, join=join))
         return tuple(result)
 
     def address(self, value: object, key: str, seen: dict[Address, str]) -> Address:
@@ -510,7 +576,7 @@ def raft_config(config: ClusterConfig, node_id: str, *, tick_ms: int = TICK_MS) 
     low_ticks = max(2, round(low / tick_ms))
     return RaftConfig(
         node_id=node_id,
-        voters=config.node_ids,
+        voters=() if config.node(node_id).join else config.bootstrap_ids,
         election_timeout=(low_ticks, max(low_ticks + 1, round(high / tick_ms))),
         heartbeat_interval=min(low_ticks - 1, max(1, round(config.heartbeat_ms / tick_ms))),
         pre_vote=config.pre_vote,

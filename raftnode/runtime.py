@@ -21,6 +21,10 @@ arrived while the previous one was in flight, no timers), then processes the cor
    run once the batch is done, so the answers of a batch leave in one write per connection;
 4. ``advance`` the core, and snapshot the state machine when the log has grown past the threshold.
 
+After each batch: configuration handlers hear of a new configuration (the composition root
+connects to members it did not know), membership waiters (``add_node`` / ``remove_node``) are
+answered once their change is committed here, and a node that applied its own removal stops.
+
 Order rules: nothing that promises durability (a vote, an append acknowledgement, a client's
 answer, which follows an apply, which follows a commit that counts this node's fsync) is sent
 before the fsync that backs it. ``submit_command`` deadlines are kept in a heap and checked on
@@ -48,8 +52,9 @@ import trio
 
 from .apply import Applier
 from .core.commands import CommandResult, CommandTracker
-from .core.errors import RaftError
+from .core.errors import MembershipError, RaftError
 from .core.messages import AppendEntries, Heartbeat, InstallSnapshot, Message
+from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.ready import Ready, Role
 from .statemachines import CommandError, StateMachine
@@ -85,6 +90,8 @@ class NodeStatus:
     term: int
     leader: str | None
     voters: list[str]
+    learners: list[str]
+    membership_change: str | None  # the leader's pending change, if any
     last_index: int
     commit_index: int
     applied_index: int
@@ -196,6 +203,7 @@ class RaftNode:
         max_apply_attempts: int = 3,
         rng: random.Random | None = None,
         inbox_size: int = 1 << 16,
+        contexts: dict[str, str] | None = None,
     ):
         self.id = config.node_id
         self.config = config
@@ -226,6 +234,10 @@ class RaftNode:
         self._deadline_seq = itertools.count()
         self._flush_handlers: list[Callable[[], None]] = []
         self._disk_thread: _DiskThread | None = None
+        self._contexts = contexts
+        self._configuration: Configuration | None = None
+        self._configuration_handlers: list[Callable[[Configuration], None]] = []
+        self._membership_waiters: list[tuple[Callable[[Raft], str | None], _Waiter, float, str]] = []
         self._cork = getattr(transport, "cork", None)
         self._uncork = getattr(transport, "uncork", None)
         self.stats: dict[str, int] = {"inbox_dropped": 0, "fsyncs": 0, "batches": 0, "events_dropped": 0}
@@ -239,8 +251,10 @@ class RaftNode:
         stored = await self._disk(self.storage.load)
         snapshot = await self._disk(self.storage.read_snapshot) if stored.snapshot is not None else None
         self.raft = Raft(
-            self.config, rng=self._rng, hard_state=stored.hard_state, entries=stored.entries, snapshot=snapshot
+            self.config, rng=self._rng, hard_state=stored.hard_state, entries=stored.entries, snapshot=snapshot,
+            contexts=self._contexts,
         )
+        self._configuration_seen()
         self._synced_vote = (stored.hard_state.term, stored.hard_state.vote)
         if snapshot is not None:
             self.applier.restore(snapshot[0].index, snapshot[1])
@@ -327,6 +341,50 @@ class RaftNode:
         """Ask this node, the leader, to hand over to ``target``; raises NotLeader or UnknownNode."""
         await self._call(lambda: self._core().transfer_leadership(target))
 
+    async def add_node(self, node: str, context: str = "", *, timeout: float = 30.0) -> None:
+        """Add ``node`` through this node, the leader: returns once it is a voter here (§4.2.1).
+
+        ``context`` is what the other members need to reach it (the composition root's format).
+        Raises NotLeader or MembershipError at once; MembershipError if the leader gave up
+        catching it up; TimeoutError if it is not a voter within ``timeout`` seconds.
+        """
+        await self._call(lambda: self._core().add_node(node, context))
+
+        def check(raft: Raft) -> str | None:
+            if node in raft.committed_configuration().voters:
+                return ""
+            failure = raft.catchup_failures.get(node)
+            return failure if failure is not None and node not in raft.configuration.members() else None
+
+        await self._wait_membership(check, timeout, f"{node} is not a voter yet")
+
+    async def remove_node(self, node: str, *, timeout: float = 30.0) -> None:
+        """Remove ``node`` through this node, the leader: returns once the change is committed here.
+
+        Raises NotLeader, UnknownNode or MembershipError at once; TimeoutError if the change does
+        not commit within ``timeout`` seconds. Removing this node itself stops it afterwards.
+        """
+        await self._call(lambda: self._core().remove_node(node))
+        await self._wait_membership(
+            lambda raft: "" if node not in raft.committed_configuration().members() else None,
+            timeout, f"the removal of {node} is not committed yet",
+        )
+
+    async def _wait_membership(self, check: Callable[[Raft], str | None], timeout: float, pending: str) -> None:
+        waiter = _Waiter()
+        self._membership_waiters.append((check, waiter, trio.current_time() + timeout, f"{pending} after {timeout:g} s"))
+        await waiter.event.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        if waiter.result:
+            raise MembershipError(waiter.result)
+
+    def add_configuration_handler(self, handler: Callable[[Configuration], None]) -> None:
+        """Call ``handler(configuration)`` now (if running) and whenever this node's configuration changes."""
+        self._configuration_handlers.append(handler)
+        if self._configuration is not None:
+            handler(self._configuration)
+
     async def take_snapshot(self) -> int:
         """Snapshot the state machine now and compact the log; returns the snapshot's index once durable."""
         waiter = _Waiter()
@@ -342,6 +400,8 @@ class RaftNode:
             term=raft.term,
             leader=raft.leader,
             voters=sorted(raft.configuration.voters),
+            learners=sorted(raft.configuration.learners),
+            membership_change=raft.pending_membership_change() if raft.role is Role.LEADER else None,
             last_index=raft.log.last_index,
             commit_index=raft.commit,
             applied_index=self.applier.applied_index,
@@ -410,6 +470,38 @@ class RaftNode:
                 self._handle(item)
             await self._process_ready()
             self._flush()
+            if self._membership_waiters or self.raft.configuration is not self._configuration or self.raft.removed:
+                self._after_membership_change()
+
+    def _configuration_seen(self) -> None:
+        raft = self.raft
+        assert raft is not None
+        self._configuration = raft.configuration
+        for handler in self._configuration_handlers:
+            handler(raft.configuration)
+
+    def _after_membership_change(self) -> None:
+        """Tell handlers of a new configuration, answer membership waiters, stop once removed."""
+        raft = self.raft
+        assert raft is not None
+        if raft.configuration is not self._configuration:
+            self._configuration_seen()
+        if self._membership_waiters:
+            now = trio.current_time()
+            pending = []
+            for item in self._membership_waiters:
+                check, waiter, deadline, late = item
+                verdict = check(raft)
+                if verdict is not None:
+                    waiter.set(verdict)
+                elif now >= deadline:
+                    waiter.set(error=TimeoutError(late))
+                else:
+                    pending.append(item)
+            self._membership_waiters = pending
+        if raft.removed and self._running:
+            self._emit("removed", "this node was removed from the cluster: stopping")
+            self.stop()
 
     def _flush(self) -> None:
         for handler in self._flush_handlers:

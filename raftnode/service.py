@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from . import codec
-from .config import Address
+from .config import Address, NodeConfig, check_node_id, parse_address, parse_context
 from .core.commands import CommandResult
 from .core.errors import RaftError
 from .runtime import NodeNotRunning, RaftNode
@@ -149,6 +149,8 @@ class ClientService:
             response = {"ok": False, "error": str(exc)}
         except RaftError as exc:
             response = {"ok": False, "error": str(exc), "leader": self.node.raft.leader if self.node.raft else None}
+        except TimeoutError as exc:
+            response = {"ok": False, "error": str(exc), "timeout_expired": True}
         except NodeNotRunning as exc:
             # The endpoint listens before the node has loaded its storage (or after it stopped):
             # answer instead of letting the error take the whole process down.
@@ -234,6 +236,38 @@ class ClientService:
         await self.node.transfer_leadership(target)
         return {"ok": True}
 
+    async def _add_node(self, request: dict[str, Any]) -> dict[str, Any]:
+        node_id = _string(request, "node", "add_node")
+        problem = check_node_id(node_id)
+        if problem:
+            raise BadRequest(problem)
+        try:
+            new = NodeConfig(node_id, parse_address(_string(request, "peer", "add_node")),
+                             parse_address(_string(request, "client", "add_node")))
+        except ValueError as exc:
+            raise BadRequest(f"add_node: {exc}") from None
+        raft = self.node.raft
+        if raft is not None:
+            for member, context in sorted(raft.configuration.contexts.items()):
+                try:
+                    used = parse_context(context)
+                except ValueError:
+                    continue
+                for address in (new.peer, new.client):
+                    if address in used and member != node_id:
+                        raise BadRequest(f"cannot add {node_id}: address {address} is already used by {member}")
+        await self.node.add_node(node_id, new.context, timeout=_timeout(request, 60.0))
+        return {"ok": True, **self._membership()}
+
+    async def _remove_node(self, request: dict[str, Any]) -> dict[str, Any]:
+        node_id = _string(request, "node", "remove_node")
+        await self.node.remove_node(node_id, timeout=_timeout(request, 30.0))
+        return {"ok": True, **self._membership()}
+
+    def _membership(self) -> dict[str, Any]:
+        status = self.node.status()
+        return {"node": self.node.id, "voters": status.voters, "learners": status.learners}
+
     async def _snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "index": await self.node.take_snapshot()}
 
@@ -250,8 +284,24 @@ _OPS = {
     "clear_faults": ClientService._clear_faults,
     "transfer": ClientService._transfer,
     "snapshot": ClientService._snapshot,
+    "add_node": ClientService._add_node,
+    "remove_node": ClientService._remove_node,
     "stop": ClientService._stop,
 }
+
+
+def _string(request: dict[str, Any], key: str, op: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{op} needs a non-empty string {key!r}")
+    return value
+
+
+def _timeout(request: dict[str, Any], default: float) -> float:
+    timeout = request.get("timeout", default)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
+        raise BadRequest("'timeout' must be a number of seconds between 0 and 3600")
+    return float(timeout)
 
 
 async def _quietly(run: Any) -> None:

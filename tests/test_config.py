@@ -324,7 +324,7 @@ def test_invalid_value_is_reported_with_file_key_and_reason(
 
 def test_unknown_key_message_lists_the_valid_keys(tmp_path: Path) -> None:
     error = load_error(tmp_path, variant('id = "n2"', 'id = "n2"\nport = 1'))
-    assert error.reason == "unknown key (valid keys: id, peer, client)"
+    assert error.reason == "unknown key (valid keys: id, peer, client, join)"
 
 
 @pytest.mark.parametrize(

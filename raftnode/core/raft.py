@@ -191,6 +191,7 @@ class Raft:
         self._randomized_timeout = 0
         self._ticks = 0
         self._catchup: _CatchUp | None = None
+        self._leaving: dict[str, tuple[int, int]] = {}  # removed node -> (its removal's index, give-up tick)
         self._step_role: Callable[[Message], None] = self._step_follower
         self._tick_role: Callable[[], None] = self._tick_election
         self._become_follower(self.term, None, reason="started")
@@ -470,6 +471,7 @@ class Raft:
         self._send_pending = set()
         self._transferee = None
         self._catchup = None
+        self._leaving = {}
 
     def _become_follower(self, term: int, leader: str | None, *, reason: str) -> None:
         was = self.role
@@ -579,6 +581,9 @@ class Raft:
                 self._transferee = None
         if self._catchup is not None:
             self._check_catchup()
+        for node, (_, give_up) in list(self._leaving.items()):
+            if self._ticks >= give_up:
+                self._forget(node)
         if self._heartbeat_elapsed >= self.config.heartbeat_interval:
             self._heartbeat_elapsed = 0
             for node in self._peers():
@@ -721,6 +726,8 @@ class Raft:
                 self._check_catchup()
         if pr.next <= self.log.last_index:
             self._send_pending.add(node)
+        if node in self._leaving:
+            self._release_if_informed(node)
 
     def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
         meta = m.meta
@@ -830,7 +837,7 @@ class Raft:
             + (f", learners {','.join(sorted(configuration.learners))}" if configuration.learners else ""),
         )
         if self.role is Role.LEADER:
-            for node in configuration.members():
+            for node in sorted(configuration.members()):
                 if node not in self._progress:
                     pr = Progress(next_index=self.log.last_index + 1, max_inflight=self.config.max_inflight)
                     pr.recent_active = True
@@ -840,11 +847,12 @@ class Raft:
     def _configuration_committed(self) -> None:
         """The leader's latest configuration committed: let go of removed nodes; step down if removed."""
         members = self.configuration.members()
+        removal = self._config_indexes[-1]
         for node in [n for n in self._progress if n not in members and n != self.id]:
-            pr = self._progress.pop(node)
-            # Tell it how far the log is committed, so it applies its own removal and stops.
-            self._send(Heartbeat(term=self.term, src=self.id, dst=node, commit=min(pr.match, self.commit)))
-            self._send_pending.discard(node)
+            # Keep replicating to it until it holds its removal, then tell it the commit: it
+            # applies its own removal and stops. Give up after two election timeouts.
+            self._leaving[node] = (removal, self._ticks + 2 * self.config.election_timeout[1])
+            self._release_if_informed(node)
         if self._catchup is not None:
             self._check_catchup()
         if self.id not in self.configuration.voters:
@@ -856,6 +864,16 @@ class Raft:
             if successor is not None and self._progress[successor].match == self.log.last_index:
                 self._send_timeout_now(successor)
             self._become_follower(self.term, None, reason="removed from the configuration")
+
+    def _release_if_informed(self, node: str) -> None:
+        pr = self._progress[node]
+        if pr.match >= self._leaving[node][0]:
+            self._send(Heartbeat(term=self.term, src=self.id, dst=node, commit=min(pr.match, self.commit)))
+            self._forget(node)
+
+    def _forget(self, node: str) -> None:
+        del self._progress[node], self._leaving[node]
+        self._send_pending.discard(node)
 
     def _check_catchup(self) -> None:
         """Run the catch-up rounds of §4.2.1 for the learner being added: promote or give up."""

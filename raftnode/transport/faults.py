@@ -83,6 +83,12 @@ class FaultyTransport:
         if uncork is not None:
             uncork()
 
+    def add_peers(self, peers: dict[str, Any]) -> None:
+        """Passed on to the inner transport, if its peers can grow (see ``TcpTransport.add_peers``)."""
+        add_peers = getattr(self.inner, "add_peers", None)
+        if add_peers is not None:
+            add_peers(peers)
+
     async def run(self, deliver: Deliver, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery

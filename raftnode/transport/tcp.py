@@ -83,6 +83,7 @@ class TcpTransport:
         self._peers = {p: _Peer(p, a) for p, a in self.peers.items()}
         self._corked = 0
         self._dirty: set[_Peer] = set()
+        self._nursery: trio.Nursery | None = None
         self._stats: dict[str, int] = {
             "sent": 0,
             "dropped": 0,
@@ -141,6 +142,20 @@ class TcpTransport:
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
 
+    def add_peers(self, peers: dict[str, Address]) -> None:
+        """Know more nodes (a membership change added them): accept their HELLO, connect to them.
+
+        A known node's address is not changed, and nodes are never forgotten: a removed node is
+        ignored by the core and stops by itself.
+        """
+        for peer_id, address in peers.items():
+            if peer_id == self.node_id or peer_id in self._peers:
+                continue
+            self.peers[peer_id] = address
+            peer = self._peers[peer_id] = _Peer(peer_id, address)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._sender, peer)
+
     async def run(self, deliver: Deliver, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and keep the outgoing connections; raises OSError if the address is taken."""
         try:
@@ -151,6 +166,7 @@ class TcpTransport:
             nursery.start_soon(partial(trio.serve_listeners, partial(self._serve_peer, deliver), listeners))
             for peer in self._peers.values():
                 nursery.start_soon(self._sender, peer)
+            self._nursery = nursery
             task_status.started()
 
     # -- outgoing ------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class Cluster:
     ):
         self.nursery = nursery
         self.ids = ids
+        self.initial_ids = ids
         self.machines = machines
         self.snapshot_every = snapshot_every
         self.snapshot_bytes = snapshot_bytes
@@ -80,8 +81,14 @@ class Cluster:
         for node_id in self.ids:
             await self.start(node_id)
 
-    async def start(self, node_id: str, *, storage: MemoryStorage | None = None) -> RaftNode:
-        """Start (or restart) ``node_id`` on ``storage`` (default: its previous one, or a new one)."""
+    async def start(self, node_id: str, *, storage: MemoryStorage | None = None, join: bool = False) -> RaftNode:
+        """Start (or restart) ``node_id`` on ``storage`` (default: its previous one, or a new one).
+
+        ``join``: a node new to the cluster, started with no configuration (to be added).
+        """
+        if node_id not in self.ids:
+            self.ids = (*self.ids, node_id)
+            self.seeds[node_id] = max(self.seeds.values()) + 1
         if storage is None:
             storage = self.storages.get(node_id) or memory_storage()
         self.storages[node_id] = storage
@@ -92,7 +99,7 @@ class Cluster:
         node = RaftNode(
             RaftConfig(
                 node_id=node_id,
-                voters=self.ids,
+                voters=() if join else self.initial_ids,
                 election_timeout=ELECTION_TICKS,
                 heartbeat_interval=HEARTBEAT_TICKS,
             ),
@@ -127,6 +134,9 @@ class Cluster:
         """Stop ``node_id`` and return what its storage would hold after a power loss."""
         await self.stop(node_id)
         return self.storages[node_id].crash()
+
+    def stopped(self, node_id: str) -> bool:
+        return self._stopped[node_id].is_set()
 
     def running(self) -> list[RaftNode]:
         return [self.nodes[n] for n in self.ids if n in self.nodes and not self._stopped[n].is_set()]
