@@ -792,6 +792,57 @@ def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
         click.echo(f"{node_id}: snapshot at index {index}.")
 
 
+@main.command()
+@click.option("--in-flight", type=click.IntRange(1, 1_000_000), default=64, show_default=True, metavar="N",
+              help="Commands outstanding at every moment (a closed loop).")
+@click.option("--connections", type=click.IntRange(1), default=None, metavar="C",
+              help="Connections to the leader that share them  [default: min(N, 4)]")
+@click.option("--count", type=click.IntRange(1), default=None, metavar="N", help="Stop after N commands.")
+@click.option("--duration", type=click.FloatRange(0, 86_400, min_open=True), default=None, metavar="S",
+              help="Stop after S seconds  [default: 10 without --count]")
+@click.option("--command", "commands", multiple=True, metavar="[W:]CMD",
+              help="A command of the mix, with an optional weight (`3:incr 1`); repeat for a mix  [default: incr 1]")
+@click.option("--warmup", type=click.FloatRange(0, 600), default=0.0, show_default=True, metavar="S",
+              help="Seconds of the same load first, not measured.")
+@click.option("--timeout", type=click.FloatRange(0, 3600, min_open=True), default=10.0, show_default=True,
+              metavar="S", help="Seconds the leader may take to commit one command.")
+@json_option
+@pass_app
+def bench(app: App, in_flight: int, connections: int | None, count: int | None, duration: float | None,
+          commands: tuple[str, ...], warmup: float, timeout: float, as_json: bool) -> None:
+    """Load the running cluster with a closed loop of commands and report throughput, latency
+    p50/p90/p99/max, errors, redirects and retries, and the CPU seconds of each node and of the
+    client. Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4.
+    """
+    from . import bench as load
+
+    if count is not None and duration is not None:
+        raise click.UsageError("give --count or --duration, not both")
+    if connections is not None and connections > in_flight:
+        raise click.UsageError(f"--connections {connections} is more than --in-flight {in_flight}")
+    try:
+        mix = load.parse_mix(commands)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--command'") from None
+    workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
+                             duration=duration if count is None and duration is not None else (None if count else 10.0),
+                             warmup=warmup, command_timeout=timeout)
+    config = app.config()
+    if as_json:
+        report = run_domain(load.cluster_bench, config, workload)
+        echo_json(report)
+    else:
+        out = console()
+        with load.ProgressBar(out, workload) as bar:
+            report = run_domain(load.cluster_bench, config, workload, progress=bar.update)
+        out.print(load.report_view(report))
+    if report["stalled"]:
+        raise CommandError("the run stalled: no answer within the timeout; see `raftctl status`", EXIT_TIMEOUT)
+    if report["errors"]:
+        sample = next(iter(report["error_samples"]), "")
+        raise CommandError(f"the cluster refused {report['errors']} commands ({sample})", EXIT_REFUSED)
+
+
 
 # -- faults ----------------------------------------------------------------------------------------
 

@@ -1,0 +1,537 @@
+"""raftnode against PySyncObj, side by side on this machine: closed-loop throughput and latency at
+each in-flight level, and failover time.
+
+    python3 -m pip install -e '.[bench]'        # PySyncObj, pinned
+    python3 benchmarks/compare_pysyncobj.py [--levels 1,8,64,512,4096,16384] [--duration 2]
+        [--count N] [--warmup 0.5] [--connections C] [--failover-runs 5] [--dir DIR] [--json]
+
+Three clusters of three processes each run on 127.0.0.1 (free ports, a temporary directory):
+
+- raftnode: ``python -m raftnode`` nodes (``local_cluster.py``) with the counter state machine;
+  every command is fsynced by a majority before it is acknowledged (its data directory is on
+  the disk of ``--dir``, the system temp directory by default);
+- PySyncObj with its defaults (``appendEntriesUseBatch=True``: entries go out with a timer) and
+  PySyncObj with ``appendEntriesUseBatch=False`` (each command sent at once), each node a
+  ``pysyncobj_node.py`` process: a replicated counter behind a front-end that speaks raftnode's
+  client protocol in PySyncObj's own thread (see that file for why that is fair). PySyncObj keeps
+  its log in memory and never fsyncs.
+
+Every run uses the same load generator, ``raftctl.bench`` (what ``raftctl bench`` runs):
+``incr 1`` commands, ``in-flight`` of them outstanding at every moment over ``--connections``
+connections to the leader, ``--warmup`` seconds unmeasured and then ``--duration`` seconds (or
+``--count`` commands) measured. For each level the systems run one after the other, the order
+alternating from one level to the next so that drift of the machine's load hits both alike. Of
+PySyncObj's two modes the one with the higher throughput at that level is shown.
+
+Failover: kill -9 of the leader, then every surviving node is asked to commit ``incr 1`` (again
+every 5 ms after a refusal or a redirect, and every 250 ms without an answer); the time from the
+kill to the first acknowledgement, i.e. the first command committed by a new leader. The median of
+``--failover-runs`` runs per system (alternating), PySyncObj in its default mode; the killed node
+is restarted and the cluster is whole again before the next run. Both use their default election
+timeouts (raftnode 150-300 ms, PySyncObj 0.4-1.4 s).
+
+The table's pure parts (``ratio``, ``better_mode``, ``comparison_rows``, ``format_table``,
+``median``) are importable without PySyncObj and tested in ``tests/test_compare_pysyncobj.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+for entry in (str(REPO), str(HERE)):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+DEFAULT_LEVELS = (1, 8, 64, 512, 4096, 16384)
+RAFTNODE = "raftnode"
+PSO_BATCH = "pysyncobj-batch"
+PSO_NOBATCH = "pysyncobj-nobatch"
+PYSYNCOBJ_VERSION = "0.3.17"
+
+
+# -- the pure parts: picking, ratios, tables -----------------------------------------------------------
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, None when either is missing or the denominator is 0."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def better_mode(runs: dict[str, dict[str, Any] | None]) -> tuple[str | None, dict[str, Any] | None]:
+    """The mode with the higher throughput (then the lower p99) among ``runs`` (None: failed)."""
+    best: tuple[str | None, dict[str, Any] | None] = (None, None)
+    for mode, report in runs.items():
+        if report is None:
+            continue
+        _, current = best
+        if current is None:
+            best = (mode, report)
+            continue
+        key = (report["throughput"], -(report["latency_ms"]["p99"] or float("inf")))
+        current_key = (current["throughput"], -(current["latency_ms"]["p99"] or float("inf")))
+        if key > current_key:
+            best = (mode, report)
+    return best
+
+
+def _cell(report: dict[str, Any] | None) -> dict[str, Any]:
+    if report is None:
+        return {"throughput": None, "p50_ms": None, "p99_ms": None}
+    lat = report["latency_ms"]
+    return {"throughput": report["throughput"], "p50_ms": lat["p50"], "p99_ms": lat["p99"]}
+
+
+def comparison_rows(results: dict[int, dict[str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """One row per level: raftnode's figures, PySyncObj's better mode's, and the ratios.
+
+    ``results[level]`` maps a system (``RAFTNODE``, ``PSO_BATCH``, ``PSO_NOBATCH``) to its run's
+    report (``raftctl.bench.build_report``) or None if the run failed. ``throughput_ratio`` is
+    raftnode's throughput over PySyncObj's (higher is better for raftnode); ``p50_ratio`` and
+    ``p99_ratio`` are raftnode's latency over PySyncObj's (lower is better for raftnode).
+    """
+    rows = []
+    for level in sorted(results):
+        runs = results[level]
+        ours = _cell(runs.get(RAFTNODE))
+        mode, best = better_mode({k: v for k, v in runs.items() if k != RAFTNODE})
+        theirs = _cell(best)
+        rows.append(
+            {
+                "in_flight": level,
+                "raftnode": ours,
+                "pysyncobj": {**theirs, "mode": mode},
+                "throughput_ratio": _round(ratio(ours["throughput"], theirs["throughput"]), 2),
+                "p50_ratio": _round(ratio(ours["p50_ms"], theirs["p50_ms"]), 4),
+                "p99_ratio": _round(ratio(ours["p99_ms"], theirs["p99_ms"]), 4),
+            }
+        )
+    return rows
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}x"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The side-by-side table of ``comparison_rows`` as aligned plain text."""
+    header = [
+        "in flight",
+        "raftnode cmds/s",
+        "p50 ms",
+        "p99 ms",
+        "PySyncObj cmds/s",
+        "p50 ms",
+        "p99 ms",
+        "mode",
+        "cmds/s ratio",
+        "p50 ratio",
+        "p99 ratio",
+    ]
+    lines = [header]
+    for row in rows:
+        ours, theirs = row["raftnode"], row["pysyncobj"]
+        mode = {PSO_BATCH: "batch", PSO_NOBATCH: "no batch"}.get(theirs["mode"], theirs["mode"] or "-")
+        lines.append(
+            [
+                f"{row['in_flight']:,}",
+                _num(ours["throughput"], ",.0f"),
+                _ms(ours["p50_ms"]),
+                _ms(ours["p99_ms"]),
+                _num(theirs["throughput"], ",.0f"),
+                _ms(theirs["p50_ms"]),
+                _ms(theirs["p99_ms"]),
+                mode,
+                _times(row["throughput_ratio"]),
+                _times(row["p50_ratio"]),
+                _times(row["p99_ratio"]),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [cell.ljust(widths[i]) if i == 7 else cell.rjust(widths[i]) for i, cell in enumerate(line)]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def median(values: Sequence[float]) -> float | None:
+    """The median of ``values`` (None for none)."""
+    return statistics.median(values) if values else None
+
+
+def failover_summary(times: dict[str, list[float]], failures: dict[str, int]) -> dict[str, Any]:
+    """Per system: the runs' seconds, their median, and runs that found no new leader."""
+    return {
+        system: {
+            "runs_s": [round(t, 3) for t in times.get(system, [])],
+            "median_s": _round(median(times.get(system, [])), 3),
+            "failed_runs": failures.get(system, 0),
+        }
+        for system in sorted(set(times) | set(failures))
+    }
+
+
+def format_failover(summary: dict[str, Any]) -> str:
+    lines = []
+    for system, figures in summary.items():
+        runs = ", ".join(f"{t:.2f}" for t in figures["runs_s"]) or "none"
+        failed = f", {figures['failed_runs']} found no new leader" if figures["failed_runs"] else ""
+        lines.append(f"  {system:<18} median {_num(figures['median_s'], '.3f')} s  (runs: {runs}{failed})")
+    ours = summary.get(RAFTNODE, {}).get("median_s")
+    theirs = summary.get(PSO_BATCH, {}).get("median_s")
+    r = ratio(ours, theirs)
+    if r is not None:
+        lines.append(f"  raftnode / PySyncObj: {r:.2f}x")
+    return "\n".join(lines)
+
+
+# -- the clusters --------------------------------------------------------------------------------------
+
+
+class System:
+    """Three node processes on loopback answering raftnode's client protocol."""
+
+    name = ""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.addresses: dict[str, Any] = {}
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {node: proc.pid for node, proc in self.procs.items() if proc.poll() is None}
+
+    def start(self) -> None:
+        for node in self.addresses:
+            self.procs[node] = self._spawn(node)
+
+    def _spawn(self, node: str) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def kill(self, node: str) -> None:
+        proc = self.procs[node]
+        proc.kill()
+        proc.wait()
+
+    def restart(self, node: str) -> None:
+        self.procs[node] = self._spawn(node)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log_tail(self, lines: int = 8) -> str:
+        parts = []
+        for node in self.addresses:
+            path = self.directory / f"{node}.log"
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {self.name} {node} ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+
+class RaftnodeSystem(System):
+    name = RAFTNODE
+
+    def __init__(self, directory: Path) -> None:
+        from local_cluster import write_cluster
+
+        super().__init__(directory)
+        self.addresses = write_cluster(directory)
+
+    def _spawn(self, node: str) -> subprocess.Popen[bytes]:
+        from local_cluster import start_node
+
+        return start_node(self.directory, node)
+
+
+class PySyncObjSystem(System):
+    def __init__(self, directory: Path, *, batch: bool) -> None:
+        from local_cluster import IDS, free_ports
+
+        from raftnode.config import Address
+
+        super().__init__(directory)
+        self.batch = batch
+        self.name = PSO_BATCH if batch else PSO_NOBATCH
+        ports = free_ports(2 * len(IDS))
+        self.spec = {node: ("127.0.0.1", ports[i], ports[i + len(IDS)]) for i, node in enumerate(IDS)}
+        self.addresses = {node: Address(host, client) for node, (host, _, client) in self.spec.items()}
+
+    def _spawn(self, node: str) -> subprocess.Popen[bytes]:
+        nodes = ",".join(f"{n}={h}:{p}:{c}" for n, (h, p, c) in self.spec.items())
+        argv = [sys.executable, str(HERE / "pysyncobj_node.py"), "--id", node, "--nodes", nodes]
+        if not self.batch:
+            argv.append("--no-batch")
+        with open(self.directory / f"{node}.log", "ab") as log:
+            return subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.directory,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                start_new_session=True,
+            )
+
+
+# -- measuring -----------------------------------------------------------------------------------------
+
+
+async def all_agree(system: System, *, timeout: float) -> str:
+    """Wait until every node answers ``status`` naming the same leader; returns it."""
+    import trio
+
+    from raftnode.client import ClientError, ClusterClient
+
+    with trio.fail_after(timeout):
+        async with ClusterClient(system.addresses, connect_timeout=0.3) as client:
+            while True:
+                leaders = set()
+                for node in system.addresses:
+                    try:
+                        leaders.add((await client.call(node, {"op": "status"}, timeout=0.5)).get("leader"))
+                    except ClientError:
+                        leaders.add(None)
+                if len(leaders) == 1 and None not in leaders:
+                    # One command through the log, so a new leader has committed in its term.
+                    outcome = await client.run_command("incr 1", timeout=5)
+                    if outcome.result.ok:
+                        return leaders.pop()
+                await trio.sleep(0.05)
+
+
+async def measure(system: System, level: int, args: argparse.Namespace) -> dict[str, Any]:
+    from raftctl.bench import Workload, parse_mix, run_load
+
+    workload = Workload(
+        parse_mix(["incr 1"]),
+        in_flight=level,
+        connections=min(args.connections, level) if args.connections else None,
+        count=args.count,
+        duration=None if args.count else args.duration,
+        warmup=args.warmup,
+        command_timeout=10.0,
+    )
+    leader = await all_agree(system, timeout=30)
+    return await run_load(system.addresses, workload, pids=system.pids, leader=leader)
+
+
+async def failover_once(system: System) -> float | None:
+    """Seconds from kill -9 of the leader to the first command a survivor acknowledges."""
+    import trio
+
+    from raftnode.client import ClientError, ClusterClient
+
+    leader = await all_agree(system, timeout=30)
+    survivors = [n for n in system.addresses if n != leader]
+    found: list[float] = []
+    async with ClusterClient({n: system.addresses[n] for n in survivors}, connect_timeout=0.25) as client:
+        for node in survivors:  # connections open before the kill
+            await client.connect(node)
+        killed_at = time.perf_counter()
+        system.kill(leader)
+
+        async def probe(node: str, done: trio.CancelScope) -> None:
+            while True:
+                try:
+                    answer = await client.call(
+                        node, {"op": "run_command", "command": "incr 1", "timeout": 1.0}, timeout=0.25
+                    )
+                except ClientError:
+                    await trio.sleep(0.005)
+                    continue
+                if not (answer.get("error") or answer.get("retry") or answer.get("redirect") or answer.get("timeout_expired")):
+                    found.append(time.perf_counter() - killed_at)
+                    done.cancel()
+                    return
+                await trio.sleep(0.005)
+
+        with trio.move_on_after(30):
+            async with trio.open_nursery() as nursery:
+                for node in survivors:
+                    nursery.start_soon(probe, node, nursery.cancel_scope)
+    system.restart(leader)
+    await all_agree(system, timeout=30)
+    return found[0] if found else None
+
+
+def _log(args: argparse.Namespace, message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import trio
+
+    try:
+        import pysyncobj  # noqa: F401
+    except ImportError:
+        raise SystemExit("PySyncObj is not installed: python3 -m pip install -e '.[bench]'") from None
+    from pysyncobj.version import VERSION as pso_version
+
+    base = Path(args.dir) if args.dir else None
+    with tempfile.TemporaryDirectory(prefix="compare-pysyncobj-", dir=base) as tmp:
+        root = Path(tmp)
+        dirs = {}
+        for name in (RAFTNODE, PSO_BATCH, PSO_NOBATCH):
+            dirs[name] = root / name
+            dirs[name].mkdir()
+        systems: dict[str, System] = {
+            RAFTNODE: RaftnodeSystem(dirs[RAFTNODE]),
+            PSO_BATCH: PySyncObjSystem(dirs[PSO_BATCH], batch=True),
+            PSO_NOBATCH: PySyncObjSystem(dirs[PSO_NOBATCH], batch=False),
+        }
+        results: dict[int, dict[str, dict[str, Any] | None]] = {}
+        failover_times: dict[str, list[float]] = {RAFTNODE: [], PSO_BATCH: []}
+        failover_failures: dict[str, int] = {}
+        started = time.perf_counter()
+        try:
+            for system in systems.values():
+                system.start()
+            for system in systems.values():
+                trio.run(partial(all_agree, system, timeout=30))
+            for i, level in enumerate(args.levels):
+                order = [RAFTNODE, PSO_BATCH, PSO_NOBATCH] if i % 2 == 0 else [PSO_NOBATCH, PSO_BATCH, RAFTNODE]
+                results[level] = {}
+                for name in order:
+                    try:
+                        report = trio.run(measure, systems[name], level, args)
+                    except Exception as exc:  # noqa: BLE001 - a system that fails a level leaves a gap, not a crash
+                        _log(args, f"  {name} at in-flight {level}: failed: {exc!r}")
+                        report = None
+                    results[level][name] = report
+                    if report is not None:
+                        lat = report["latency_ms"]
+                        _log(
+                            args,
+                            f"in-flight {level:>6} {name:<18} {report['throughput']:>10,.0f} cmds/s  "
+                            f"p50 {_ms(lat['p50'])} ms  p99 {_ms(lat['p99'])} ms  "
+                            f"(lost {report['lost']}, errors {report['errors']}, client CPU "
+                            f"{report['cpu_seconds']['client_share_of_a_core']})",
+                        )
+            for run_index in range(args.failover_runs):
+                order = [RAFTNODE, PSO_BATCH] if run_index % 2 == 0 else [PSO_BATCH, RAFTNODE]
+                for name in order:
+                    try:
+                        seconds = trio.run(failover_once, systems[name])
+                    except Exception as exc:  # noqa: BLE001 - a failed run is counted, not fatal
+                        _log(args, f"  failover {name}: failed: {exc!r}")
+                        seconds = None
+                    if seconds is None:
+                        failover_failures[name] = failover_failures.get(name, 0) + 1
+                    else:
+                        failover_times[name].append(seconds)
+                        _log(args, f"failover {run_index + 1} {name:<18} {seconds:.3f} s")
+        except BaseException:
+            for system in systems.values():
+                print(system.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            for system in systems.values():
+                system.stop()
+        return {
+            "rows": comparison_rows(results),
+            "runs": {str(level): runs for level, runs in results.items()},
+            "failover": failover_summary(failover_times, failover_failures),
+            "settings": {
+                "levels": list(args.levels),
+                "duration": None if args.count else args.duration,
+                "count": args.count,
+                "warmup": args.warmup,
+                "connections": args.connections,
+                "failover_runs": args.failover_runs,
+            },
+            "machine": {
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "pysyncobj": pso_version,
+            },
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not levels or any(level < 1 for level in levels):
+        raise argparse.ArgumentTypeError("levels must be positive integers")
+    return levels
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", type=parse_levels, default=DEFAULT_LEVELS, help="in-flight levels (default: %(default)s)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--duration", type=float, default=2.0, help="measured seconds per run (default: %(default)s)")
+    group.add_argument("--count", type=int, default=None, help="measured commands per run instead of --duration")
+    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first (default: %(default)s)")
+    parser.add_argument("--connections", type=int, default=None, help="client connections (default: min(in-flight, 4))")
+    parser.add_argument("--failover-runs", type=int, default=5, help="failover runs per system (default: %(default)s)")
+    parser.add_argument("--dir", default=None, help="where the clusters' files go (default: the system temp directory)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or (args.count is not None and args.count < 1) or args.failover_runs < 0:
+        parser.error("--duration, --count and --failover-runs must be positive")
+    report = run(args)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        machine = report["machine"]
+        print(
+            f"raftnode (fsync on) vs PySyncObj {machine['pysyncobj']} (no fsync, better of its two modes), "
+            f"3 nodes each on 127.0.0.1, {machine['cpus']} CPUs, load average "
+            f"{', '.join(f'{x:.2f}' for x in machine['load_average'])}"
+        )
+        print(format_table(report["rows"]))
+        if report["failover"]:
+            print("failover (kill -9 of the leader -> first command committed by a new leader):")
+            print(format_failover(report["failover"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,783 @@
+"""``raftctl bench``: a closed-loop load generator for a running cluster, and its report.
+
+Theory of operation
+-------------------
+The load is *closed-loop*: ``in_flight`` commands are outstanding at every moment, spread over
+``connections`` TCP connections to the leader's client endpoint; each answer sends the next
+command at once. A connection is one trio task that pipelines its share of the window on the
+node's client protocol (``raftnode.service``): length-prefixed frames (``raftnode.codec``) holding
+JSON requests whose ``id`` the answer echoes. The task sends every request it has room for in one
+``send_all``, reads whatever answers arrived in one ``receive_some``, and answers them all before
+the next system call: no task per request, no event per request, so the client spends a few
+microseconds per command (the report shows its CPU seconds next to the nodes').
+
+What an answer means (the seed's ``CommandResult``):
+
+- a result: acknowledged — committed and applied (``ok``); its latency counts from the first send
+  of the command, through any redirects and retries, to this answer;
+- ``error``: refused by the node or the state machine (``errors``);
+- ``redirect``: that node is not the leader; nothing was proposed, so the command is sent again
+  to the node named, once the connection's other requests are answered (``redirects``);
+- ``retry``: no leader known (or the leader's inbox is full); nothing was proposed, so the
+  command is sent again after a short pause (``retries``);
+- ``timeout_expired``: the leader did not commit in time; the outcome is unknown (``timeouts``).
+
+A connection that breaks leaves its outstanding commands with an unknown outcome (``lost``); the
+connection is opened again to the next node, which will redirect it to the leader.
+
+What is measured. An optional warm-up (``warmup`` seconds) runs the same load first, unmeasured.
+With ``count`` the run issues exactly that many commands after the warm-up and measures them all,
+from the end of the warm-up to the last answer. With ``duration`` the measurement is a window of
+that many seconds: the answers that arrive in it, whenever their command was sent, over its
+length — a closed loop's throughput even when a command takes longer than the window (counting
+only the commands sent in the window would not be). Then no more commands are issued and the
+outstanding ones are waited for (``late`` answers, not measured) for at most ``drain`` seconds.
+If no answer at all arrives for ``stall_seconds`` the run is abandoned (``stalled``). Commands
+still without an answer when a run ends are ``unanswered``: every run ends by itself.
+
+The generator knows nothing of raftctl's cluster file: ``LoadGenerator`` takes the client
+addresses and the leader's id, so ``benchmarks/compare_pysyncobj.py`` drives other systems that
+speak the same protocol with the same code. ``cluster_bench`` is the ``raftctl bench`` command:
+it finds the leader, reads the node processes' CPU time before and after, and builds the report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import trio
+
+from raftnode import codec
+from raftnode.config import Address, ClusterConfig
+
+#: Default number of connections: the window is spread over at most this many.
+DEFAULT_CONNECTIONS = 4
+#: Seconds a connection attempt may take.
+CONNECT_TIMEOUT = 1.0
+#: Bytes asked of the kernel per read.
+RECEIVE_BYTES = 1 << 18
+#: First pause before re-sending a command answered ``retry``; doubles up to RETRY_PAUSE_MAX.
+RETRY_PAUSE = 0.005
+RETRY_PAUSE_MAX = 0.2
+
+
+# -- the command mix ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Commands and their relative weights; ``choose`` picks one index at random by weight."""
+
+    commands: tuple[str, ...]
+    weights: tuple[int, ...]
+
+    def describe(self) -> str:
+        if len(self.commands) == 1:
+            return self.commands[0]
+        total = sum(self.weights)
+        return ", ".join(f"{c!r} {100 * w / total:.0f}%" for c, w in zip(self.commands, self.weights))
+
+
+def parse_mix(specs: Sequence[str]) -> Mix:
+    """The mix of ``--command`` values: ``COMMAND`` (weight 1) or ``WEIGHT:COMMAND``.
+
+    ``["incr 1", "get"]`` is half and half; ``["3:incr 1", "get"]`` is three increments for
+    each get. The same command given twice adds up its weights.
+
+    Raises:
+        ValueError: an empty command or a weight that is not a positive integer.
+    """
+    merged: dict[str, int] = {}
+    for spec in specs or ("incr 1",):
+        weight_text, colon, rest = spec.partition(":")
+        weight = 1
+        command = spec
+        if colon and weight_text.strip().isdigit():
+            weight = int(weight_text)
+            command = rest
+            if weight < 1:
+                raise ValueError(f"{spec!r}: the weight must be a positive integer")
+        command = " ".join(command.split())
+        if not command:
+            raise ValueError(f"{spec!r}: the command is empty")
+        merged[command] = merged.get(command, 0) + weight
+    return Mix(tuple(merged), tuple(merged.values()))
+
+
+# -- settings, tallies, reports ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What to send: the mix, the window, and when to stop (``count`` or ``duration``)."""
+
+    mix: Mix
+    in_flight: int = 64
+    connections: int | None = None  # None: min(in_flight, DEFAULT_CONNECTIONS)
+    count: int | None = None
+    duration: float | None = None
+    warmup: float = 0.0
+    command_timeout: float = 10.0  # seconds the leader may take to commit one command
+    stall_seconds: float | None = None  # None: command_timeout + 5
+    drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        if self.connections is not None and not 1 <= self.connections <= self.in_flight:
+            raise ValueError(f"connections must be between 1 and in_flight ({self.in_flight})")
+        if (self.count is None) == (self.duration is None):
+            raise ValueError("give exactly one of count and duration")
+        if self.count is not None and self.count < 1:
+            raise ValueError("count must be at least 1")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError("duration must be positive")
+
+    @property
+    def connection_count(self) -> int:
+        return self.connections if self.connections is not None else min(self.in_flight, DEFAULT_CONNECTIONS)
+
+    def windows(self) -> list[int]:
+        """The in-flight share of each connection (they add up to ``in_flight``)."""
+        n = self.connection_count
+        base, extra = divmod(self.in_flight, n)
+        return [base + (1 if i < extra else 0) for i in range(n)]
+
+
+@dataclass
+class Tally:
+    """What the measured part of a run produced (warm-up and late answers are counted apart)."""
+
+    latencies: list[float] = field(default_factory=list)  # seconds, one per acknowledged command
+    ok: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    lost: int = 0
+    unanswered: int = 0
+    redirects: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    issued: int = 0
+    warmup_ok: int = 0
+    warmup_other: int = 0
+    late: int = 0  # final answers after a duration's window
+    per_command: dict[str, int] = field(default_factory=dict)
+    error_samples: dict[str, int] = field(default_factory=dict)
+    leaders_seen: list[str] = field(default_factory=list)
+    stalled: bool = False
+    seconds: float = 0.0  # the measured time (see the module docstring)
+
+    @property
+    def completed(self) -> int:
+        """Commands with a final answer (acknowledged, refused or timed out)."""
+        return self.ok + self.errors + self.timeouts
+
+    def note_error(self, message: str) -> None:
+        if message in self.error_samples or len(self.error_samples) < 5:
+            self.error_samples[message] = self.error_samples.get(message, 0) + 1
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile of an ascending sequence (p in 0..100).
+
+    The smallest value with at least ``p`` percent of the values at or below it: p50 of
+    [1, 2, 3, 4] is 2, p99 of 100 values is the 99th, p100 the largest.
+    """
+    if not sorted_values:
+        raise ValueError("no values")
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile {p} is not between 0 and 100")
+    n = len(sorted_values)
+    rank = max(1, -(-p * n // 100))  # ceil(p * n / 100), at least the first
+    return sorted_values[min(n, int(rank)) - 1]
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, float | None]:
+    """p50/p90/p99/max/mean of latencies in seconds, as milliseconds (None without any)."""
+    if not latencies:
+        return {"p50": None, "p90": None, "p99": None, "max": None, "mean": None}
+    ordered = sorted(latencies)
+    ms = 1000.0
+    return {
+        "p50": round(percentile(ordered, 50) * ms, 3),
+        "p90": round(percentile(ordered, 90) * ms, 3),
+        "p99": round(percentile(ordered, 99) * ms, 3),
+        "max": round(ordered[-1] * ms, 3),
+        "mean": round(sum(ordered) / len(ordered) * ms, 3),
+    }
+
+
+def throughput(acknowledged: int, seconds: float) -> float:
+    """Acknowledged commands per second (0 for an empty or instant run)."""
+    return acknowledged / seconds if seconds > 0 and acknowledged else 0.0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` so far (Linux /proc), None if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_deltas(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:
+    """CPU seconds spent between two readings, per name (None where either reading is missing)."""
+    out: dict[str, float | None] = {}
+    for name, start in before.items():
+        end = after.get(name)
+        out[name] = round(end - start, 3) if start is not None and end is not None else None
+    return out
+
+
+def build_report(
+    workload: Workload,
+    tally: Tally,
+    *,
+    leader: str | None,
+    node_cpu: dict[str, float | None],
+    client_cpu: float,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The JSON document of a run (``raftctl bench --json``); the human report renders it."""
+    seconds = tally.seconds
+    return {
+        "leader": leader,
+        "leaders_seen": tally.leaders_seen,
+        "mix": [{"command": c, "weight": w} for c, w in zip(workload.mix.commands, workload.mix.weights)],
+        "in_flight": workload.in_flight,
+        "connections": workload.connection_count,
+        "count": workload.count,
+        "duration": workload.duration,
+        "warmup": workload.warmup,
+        "seconds": round(seconds, 4),
+        "issued": tally.issued,
+        "acknowledged": tally.ok,
+        "completed": tally.completed,
+        "throughput": round(throughput(tally.ok, seconds), 1),
+        "latency_ms": latency_summary(tally.latencies),
+        "errors": tally.errors,
+        "error_samples": tally.error_samples,
+        "timeouts": tally.timeouts,
+        "lost": tally.lost,
+        "unanswered": tally.unanswered,
+        "late": tally.late,
+        "redirects": tally.redirects,
+        "retries": tally.retries,
+        "reconnects": tally.reconnects,
+        "per_command": tally.per_command,
+        "warmup_acknowledged": tally.warmup_ok,
+        "stalled": tally.stalled,
+        "cpu_seconds": {
+            "nodes": node_cpu,
+            "client": round(client_cpu, 3),
+            # A client near 1.0 (one core) would be the bottleneck: it is single-threaded.
+            "client_share_of_a_core": round(client_cpu / wall_seconds, 3) if wall_seconds > 0 else None,
+            "wall_seconds": round(wall_seconds, 3),
+        },
+    }
+
+
+# -- the load generator ------------------------------------------------------------------------------
+
+
+class LoadGenerator:
+    """Drives ``workload`` against the nodes at ``addresses``, starting at node ``leader``.
+
+    ``progress(done, elapsed_measured, warming_up)`` is called about ten times a second.
+    """
+
+    def __init__(
+        self,
+        addresses: dict[str, Address],
+        leader: str,
+        workload: Workload,
+        *,
+        progress: Callable[[int, float, bool], None] | None = None,
+    ) -> None:
+        if leader not in addresses:
+            raise ValueError(f"unknown leader {leader!r}")
+        self.addresses = dict(addresses)
+        self.order = list(addresses)
+        self.leader = leader
+        self.workload = workload
+        self.progress = progress
+        self.tally = Tally()
+        mix = workload.mix
+        self._commands = mix.commands
+        self._counts = [0] * len(mix.commands)
+        # The JSON of each request up to its id: the id is the only part that changes.
+        self._prefixes = [
+            codec.encode_json({"op": "run_command", "command": c, "timeout": workload.command_timeout})[:-1] + b',"id":'
+            for c in mix.commands
+        ]
+        rng = random.Random(workload.seed)
+        if len(mix.commands) == 1:
+            self._choose: Callable[[], int] = lambda: 0
+        else:
+            population = range(len(mix.commands))
+            cumulative = list(itertools.accumulate(mix.weights))
+            choices = rng.choices
+
+            def choose() -> int:
+                return choices(population, cum_weights=cumulative)[0]
+
+            self._choose = choose
+        self._stopping = False
+        self._start = 0.0
+        self._measure_start = 0.0
+        self._measure_end = float("inf")
+        self._by_time = workload.duration is not None
+        self._last_answer = 0.0
+        self._last_measured_answer = 0.0
+
+    # Issuing ------------------------------------------------------------------------------------
+
+    def _ticket(self, now: float) -> bool:
+        """Whether a new command may be issued now (and count it)."""
+        if self._stopping:
+            return False
+        if now < self._measure_start:
+            return True
+        w = self.workload
+        if w.count is not None:
+            if self.tally.issued >= w.count:
+                self._stopping = True
+                return False
+        elif now >= self._measure_end:
+            self._stopping = True
+            return False
+        self.tally.issued += 1
+        return True
+
+    def _frame(self, command: int, request_id: int) -> bytes:
+        return codec.encode_frame(
+            codec.FrameKind.CLIENT_REQUEST, self._prefixes[command] + str(request_id).encode() + b"}"
+        )
+
+    def _next_node(self, node: str) -> str:
+        return self.order[(self.order.index(node) + 1) % len(self.order)]
+
+    # Running --------------------------------------------------------------------------------------
+
+    async def run(self) -> Tally:
+        w = self.workload
+        self._start = self._last_answer = time.perf_counter()
+        self._measure_start = self._start + w.warmup
+        if w.duration is not None:
+            self._measure_end = self._measure_start + w.duration
+        self.tally.leaders_seen.append(self.leader)
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as workers:
+                outer.start_soon(self._watch, workers.cancel_scope)
+                for window in w.windows():
+                    workers.start_soon(self._worker, window)
+            outer.cancel_scope.cancel()
+        if self._by_time:
+            end = min(time.perf_counter(), self._measure_end)
+        else:
+            end = self._last_measured_answer if self._last_measured_answer else time.perf_counter()
+        self.tally.seconds = max(0.0, end - self._measure_start)
+        for i, n in enumerate(self._counts):
+            if n:
+                self.tally.per_command[self._commands[i]] = n
+        return self.tally
+
+    async def _watch(self, workers: trio.CancelScope) -> None:
+        """Report progress; end the drain after ``drain`` seconds; abandon the run when no
+        answer came for ``stall_seconds``."""
+        w = self.workload
+        stall = w.stall_seconds if w.stall_seconds is not None else w.command_timeout + 5
+        drain = w.drain if w.drain is not None else w.command_timeout + 1
+        while True:
+            await trio.sleep(0.1)
+            now = time.perf_counter()
+            if self.progress is not None:
+                warming = now < self._measure_start
+                self.progress(self.tally.completed, max(0.0, min(now, self._measure_end) - self._measure_start), warming)
+            if now - self._last_answer > stall:
+                self.tally.stalled = True
+            elif not now > self._measure_end + drain:
+                continue
+            self._stopping = True
+            workers.cancel()
+            return
+
+    async def _worker(self, window: int) -> None:
+        """One connection's share of the load, reconnecting (and following redirects) as needed."""
+        target = self.leader
+        pending: deque[tuple[float, int]] = deque()  # (first send, command) known not proposed
+        delayed: deque[tuple[float, float, int]] = deque()  # (when to resend, first send, command)
+        failures = 0
+        first = True
+        while True:
+            if self._stopping and not pending and not delayed:
+                return
+            address = self.addresses[target]
+            try:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    stream = await trio.open_tcp_stream(address.host, address.port)
+            except (OSError, trio.TooSlowError):
+                self.tally.connect_failures += 1
+                failures += 1
+                target = self._next_node(target)
+                await trio.sleep(min(0.02 * failures, 0.5))
+                continue
+            if not first:
+                self.tally.reconnects += 1
+            first = False
+            failures = 0
+            async with stream:
+                target = await self._session(stream, target, window, pending, delayed)
+            if target is None:
+                return
+
+    async def _session(
+        self,
+        stream: trio.SocketStream,
+        target: str,
+        window: int,
+        pending: deque[tuple[float, int]],
+        delayed: deque[tuple[float, float, int]],
+    ) -> str | None:
+        """Pipeline commands on one connection; returns the node to go to next, None when done."""
+        tally = self.tally
+        perf = time.perf_counter
+        loads = json.loads
+        frame_of = self._frame
+        ticket = self._ticket
+        choose = self._choose
+        counts = self._counts
+        latencies = tally.latencies
+        decoder = codec.FrameDecoder()
+        outstanding: dict[int, tuple[float, int]] = {}
+        ids = itertools.count(1)
+        switch_to: str | None = None
+        pause = RETRY_PAUSE
+        try:
+            while True:
+                now = perf()
+                while delayed and delayed[0][0] <= now:
+                    _, sent, command = delayed.popleft()
+                    pending.append((sent, command))
+                out = []
+                if switch_to is None:
+                    room = window - len(outstanding)
+                    while room > 0 and pending:
+                        entry = pending.popleft()
+                        request_id = next(ids)
+                        outstanding[request_id] = entry
+                        out.append(frame_of(entry[1], request_id))
+                        room -= 1
+                    room -= len(delayed)
+                    while room > 0 and ticket(now):
+                        command = choose()
+                        request_id = next(ids)
+                        outstanding[request_id] = (now, command)
+                        out.append(frame_of(command, request_id))
+                        room -= 1
+                if out:
+                    await stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+                if not outstanding:
+                    if switch_to is not None:
+                        return switch_to
+                    if delayed:
+                        await trio.sleep(max(0.0, delayed[0][0] - perf()))
+                        continue
+                    if pending:
+                        continue
+                    return None  # nothing left to send or to wait for
+                data = await stream.receive_some(RECEIVE_BYTES)
+                if not data:
+                    raise trio.BrokenResourceError("the node closed the connection")
+                now = perf()
+                self._last_answer = now
+                measure_start = self._measure_start
+                # By time, an answer counts when it arrives in the window, whenever it was sent.
+                in_window = measure_start <= now < self._measure_end
+                by_time = self._by_time
+                late = now >= self._measure_end
+                measured_answers = False
+                for frame in decoder.feed(data):
+                    payload = frame.payload
+                    # Fast path for the common answer, a plain success: '{"ok":true,...,"id":N}'
+                    # (the id is the last key, so a trailing '"id":<digits>}' can only be it).
+                    if payload.startswith(b'{"ok":true') and payload.endswith(b"}"):
+                        at = payload.rfind(b'"id":')
+                        digits = payload[at + 5 : -1]
+                        if at > 0 and digits.isdigit():
+                            entry = outstanding.pop(int(digits), None)
+                            if entry is None:
+                                continue
+                            sent, command = entry
+                            pause = RETRY_PAUSE
+                            if in_window if by_time else sent >= measure_start:
+                                tally.ok += 1
+                                counts[command] += 1
+                                latencies.append(now - sent)
+                                measured_answers = True
+                            elif late:
+                                tally.late += 1
+                            else:
+                                tally.warmup_ok += 1
+                            continue
+                    document = loads(payload)
+                    entry = outstanding.pop(document.get("id"), None)
+                    if entry is None:
+                        continue
+                    sent, command = entry
+                    measured = in_window if by_time else sent >= measure_start
+                    redirect = document.get("redirect")
+                    if redirect:
+                        if measured:
+                            tally.redirects += 1
+                        if redirect in self.addresses and redirect != target:
+                            pending.append(entry)
+                            if switch_to is None:
+                                switch_to = redirect
+                                if redirect not in tally.leaders_seen:
+                                    tally.leaders_seen.append(redirect)
+                            continue
+                        delayed.append((now + pause, sent, command))
+                        pause = min(pause * 2, RETRY_PAUSE_MAX)
+                        continue
+                    if document.get("retry"):
+                        if measured:
+                            tally.retries += 1
+                        delayed.append((now + pause, sent, command))
+                        pause = min(pause * 2, RETRY_PAUSE_MAX)
+                        continue
+                    pause = RETRY_PAUSE
+                    if not measured:
+                        if late:
+                            tally.late += 1
+                        elif document.get("ok") is False or document.get("error") or document.get("timeout_expired"):
+                            tally.warmup_other += 1
+                        else:
+                            tally.warmup_ok += 1
+                        continue
+                    measured_answers = True
+                    if document.get("timeout_expired"):
+                        tally.timeouts += 1
+                    elif document.get("ok") is False or document.get("error"):
+                        tally.errors += 1
+                        tally.note_error(str(document.get("error")))
+                    else:
+                        tally.ok += 1
+                        counts[command] += 1
+                        latencies.append(now - sent)
+                if measured_answers:
+                    self._last_measured_answer = now
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, codec.CodecError, ValueError):
+            # Whatever was outstanding may or may not have been committed.
+            tally.lost += self._counted(outstanding)
+            outstanding.clear()
+            return switch_to or self._next_node(target)
+        finally:
+            # Left only when the run is cut short (stalled, or the drain ran out): never answered.
+            tally.unanswered += self._counted(outstanding)
+
+    def _counted(self, outstanding: dict[int, tuple[float, int]]) -> int:
+        """How many of ``outstanding`` are not warm-up commands (whose fate is not reported)."""
+        if self._by_time:
+            return len(outstanding) if time.perf_counter() >= self._measure_start else 0
+        return sum(1 for sent, _ in outstanding.values() if sent >= self._measure_start)
+
+
+# -- finding a leader over the client protocol -------------------------------------------------------
+
+
+async def find_leader(addresses: dict[str, Address], *, timeout: float = 10.0) -> str:
+    """The node that a majority of the nodes name as leader (asked with ``status``), waiting up
+    to ``timeout``; raises ``trio.TooSlowError`` if there is none by then.
+
+    Works with any server of the client protocol whose ``status`` answer has ``leader``.
+    """
+    from raftnode.client import ClientError, ClusterClient
+
+    majority = len(addresses) // 2 + 1
+    with trio.fail_after(timeout):
+        async with ClusterClient(addresses, connect_timeout=0.5) as client:
+            while True:
+                named: dict[str, int] = {}
+
+                async def ask(node: str, named: dict[str, int]) -> None:
+                    try:
+                        answer = await client.call(node, {"op": "status"}, timeout=0.5)
+                    except ClientError:
+                        return
+                    leader = answer.get("leader")
+                    if isinstance(leader, str) and leader in addresses:
+                        named[leader] = named.get(leader, 0) + 1
+
+                async with trio.open_nursery() as nursery:
+                    for node in addresses:
+                        nursery.start_soon(ask, node, named)
+                for leader, votes in named.items():
+                    if votes >= majority:
+                        return leader
+                await trio.sleep(0.05)
+
+
+async def run_load(
+    addresses: dict[str, Address],
+    workload: Workload,
+    *,
+    pids: dict[str, int] | None = None,
+    leader: str | None = None,
+    leader_timeout: float = 10.0,
+    progress: Callable[[int, float, bool], None] | None = None,
+) -> dict[str, Any]:
+    """Find the leader (unless given), run ``workload`` and return the report (``build_report``),
+    with the CPU seconds of the processes ``pids`` (by name) and of this process."""
+    if leader is None:
+        leader = await find_leader(addresses, timeout=leader_timeout)
+    pids = pids or {}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    client_before = time.process_time()
+    wall_before = time.perf_counter()
+    generator = LoadGenerator(addresses, leader, workload, progress=progress)
+    tally = await generator.run()
+    wall = time.perf_counter() - wall_before
+    client_cpu = time.process_time() - client_before
+    node_cpu = cpu_deltas(cpu_before, {name: cpu_seconds(pid) for name, pid in pids.items()})
+    return build_report(workload, tally, leader=leader, node_cpu=node_cpu, client_cpu=client_cpu, wall_seconds=wall)
+
+
+async def cluster_bench(
+    config: ClusterConfig,
+    workload: Workload,
+    *,
+    leader_timeout: float = 5.0,
+    progress: Callable[[int, float, bool], None] | None = None,
+) -> dict[str, Any]:
+    """``raftctl bench``: ``workload`` against the cluster of ``config``, whose leader must be
+    known within ``leader_timeout``; node CPU from the pids the supervisor keeps.
+
+    Raises:
+        ClusterNotRunning: no node answers (exit 5).
+        NoLeaderError: no leader within ``leader_timeout`` (exit 3).
+    """
+    from . import cluster, supervisor
+
+    row = await cluster.leader(config, timeout=leader_timeout)
+    pids = supervisor.live_pids(config)
+    addresses = {node.id: node.client for node in config.nodes}
+    return await run_load(addresses, workload, pids=pids, leader=row.id, progress=progress)
+
+
+# -- the human report ----------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def report_view(report: dict[str, Any]) -> Any:
+    """A rich renderable of a report (``build_report``)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    seconds = report["seconds"]
+    head = Text(
+        f"{report['acknowledged']:,} commands acknowledged in {seconds:.2f} s, in-flight "
+        f"{report['in_flight']} over {report['connections']} connection"
+        f"{'s' * (report['connections'] != 1)}, leader {report['leader']}"
+    )
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("throughput", f"{report['throughput']:,.0f} commands/s")
+    lat = report["latency_ms"]
+    table.add_row(
+        "latency ms",
+        f"p50 {_ms(lat['p50'])}  p90 {_ms(lat['p90'])}  p99 {_ms(lat['p99'])}  max {_ms(lat['max'])}  "
+        f"mean {_ms(lat['mean'])}",
+    )
+    table.add_row(
+        "outcomes",
+        f"ok {report['acknowledged']:,}  errors {report['errors']:,}  timeouts {report['timeouts']:,}  "
+        f"lost {report['lost']:,}  unanswered {report['unanswered']:,}"
+        + (f"  answered after the window {report['late']:,}" if report.get("late") else ""),
+    )
+    table.add_row(
+        "resent",
+        f"redirects {report['redirects']:,}  retries {report['retries']:,}  reconnects {report['reconnects']:,}",
+    )
+    if len(report["per_command"]) > 1:
+        table.add_row("per command", "  ".join(f"{c!r} {n:,}" for c, n in report["per_command"].items()))
+    cpu = report["cpu_seconds"]
+    parts = [f"{node} {_seconds(value)}" for node, value in cpu["nodes"].items()]
+    share = cpu["client_share_of_a_core"]
+    client = f"client {cpu['client']:.2f}" + (f" ({share * 100:.0f}% of a core)" if share is not None else "")
+    table.add_row("CPU seconds", "  ".join([*parts, client]))
+    if report["error_samples"]:
+        table.add_row("error samples", "; ".join(f"{m} (x{n})" for m, n in report["error_samples"].items()))
+    rows: list[Any] = [head, table]
+    if report["stalled"]:
+        rows.append(Text("The run stalled: no answer came for a while; see `raftctl status`.", style="bold red"))
+    elif share is not None and share > 0.9:
+        rows.append(Text("The client used most of a core: it may be the bottleneck; try fewer in flight.", style="yellow"))
+    return Group(*rows)
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+class ProgressBar:
+    """A rich progress bar for a run (count: commands done; duration: seconds elapsed)."""
+
+    def __init__(self, console: Any, workload: Workload) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.workload = workload
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            auto_refresh=False,  # refreshed from the run's own loop: no extra thread
+            transient=True,
+        )
+        total = workload.count if workload.count is not None else workload.duration
+        self._task = self._progress.add_task("bench", total=total, detail="")
+        self._last = (0, 0.0)
+
+        self._started = False
+
+    def __enter__(self) -> Self:
+        return self  # shown from the first update on: a run that cannot start prints nothing
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self._progress.stop()
+
+    def update(self, done: int, elapsed: float, warming: bool) -> None:
+        if not self._started:
+            self._started = True
+            self._progress.start()
+        if warming:
+            self._progress.update(self._task, description="warming up", completed=0, detail="")
+        else:
+            last_done, last_elapsed = self._last
+            rate = (done - last_done) / (elapsed - last_elapsed) if elapsed > last_elapsed else 0.0
+            self._last = (done, elapsed)
+            completed = done if self.workload.count is not None else min(elapsed, self.workload.duration or 0)
+            self._progress.update(
+                self._task, description="bench", completed=completed, detail=f"{done:,} done, {rate:,.0f}/s"
+            )
+        self._progress.refresh()

@@ -1,0 +1,101 @@
+"""The pure parts of ``benchmarks/compare_pysyncobj.py`` (picking PySyncObj's better mode, the
+ratios, the table, the failover medians), imported without PySyncObj installed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_pysyncobj.py"
+
+
+@pytest.fixture(scope="module")
+def compare() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("compare_pysyncobj", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def report(throughput: float, p50: float | None, p99: float | None) -> dict[str, Any]:
+    return {"throughput": throughput, "latency_ms": {"p50": p50, "p90": None, "p99": p99, "max": None, "mean": None}}
+
+
+def test_the_script_imports_without_pysyncobj(compare: ModuleType) -> None:
+    assert compare.DEFAULT_LEVELS == (1, 8, 64, 512, 4096, 16384)
+    source = SCRIPT.read_text()
+    top_level = source.split("# -- the clusters")[0]
+    assert "import pysyncobj" not in top_level and "from pysyncobj" not in top_level
+
+
+def test_ratio(compare: ModuleType) -> None:
+    assert compare.ratio(300.0, 100.0) == 3.0
+    assert compare.ratio(1.0, 4.0) == 0.25
+    assert compare.ratio(None, 1.0) is None
+    assert compare.ratio(1.0, None) is None
+    assert compare.ratio(1.0, 0) is None
+
+
+def test_better_mode_takes_the_higher_throughput_then_the_lower_p99(compare: ModuleType) -> None:
+    batch, nobatch = report(100, 100, 110), report(900, 1, 4)
+    assert compare.better_mode({"b": batch, "n": nobatch}) == ("n", nobatch)
+    assert compare.better_mode({"b": report(500, 5, 9), "n": report(500, 5, 8)})[0] == "n"
+    assert compare.better_mode({"b": None, "n": nobatch}) == ("n", nobatch)
+    assert compare.better_mode({"b": None, "n": None}) == (None, None)
+
+
+def test_comparison_rows_and_table(compare: ModuleType) -> None:
+    results = {
+        64: {
+            compare.RAFTNODE: report(9000, 6.0, 10.0),
+            compare.PSO_BATCH: report(600, 105.0, 114.0),
+            compare.PSO_NOBATCH: report(3000, 20.0, 50.0),
+        },
+        1: {
+            compare.RAFTNODE: report(2000, 0.45, 0.9),
+            compare.PSO_BATCH: report(10, 100.0, 110.0),
+            compare.PSO_NOBATCH: None,
+        },
+        8: {compare.RAFTNODE: None, compare.PSO_BATCH: report(80, 100.0, 110.0), compare.PSO_NOBATCH: None},
+    }
+    rows = compare.comparison_rows(results)
+    assert [row["in_flight"] for row in rows] == [1, 8, 64]
+    one, eight, sixty_four = rows
+    assert sixty_four["pysyncobj"] == {"throughput": 3000, "p50_ms": 20.0, "p99_ms": 50.0, "mode": compare.PSO_NOBATCH}
+    assert sixty_four["throughput_ratio"] == 3.0
+    assert sixty_four["p50_ratio"] == 0.3 and sixty_four["p99_ratio"] == 0.2
+    assert one["pysyncobj"]["mode"] == compare.PSO_BATCH and one["throughput_ratio"] == 200.0
+    assert eight["raftnode"]["throughput"] is None and eight["throughput_ratio"] is None
+
+    table = compare.format_table(rows).splitlines()
+    assert table[0].split()[:2] == ["in", "flight"] and "PySyncObj cmds/s" in table[0]
+    assert set(table[1]) <= {"-", " "}
+    assert len({len(line) for line in table[:2]}) == 1  # the rule is as wide as the header
+    assert table[2].split() == ["1", "2,000", "0.45", "0.90", "10", "100", "110", "batch", "200x", "0.0045x", "0.0082x"]
+    assert table[3].split()[:4] == ["8", "-", "-", "-"] and "-" in table[3].split()[-1]
+    assert table[4].split() == ["64", "9,000", "6.00", "10.0", "3,000", "20.0", "50.0", "no", "batch", "3x", "0.3x", "0.2x"]
+
+
+def test_failover_median_and_text(compare: ModuleType) -> None:
+    summary = compare.failover_summary(
+        {compare.RAFTNODE: [0.31, 0.25, 0.4, 0.2, 0.3], compare.PSO_BATCH: [1.8, 1.5]},
+        {compare.PSO_BATCH: 1},
+    )
+    assert summary[compare.RAFTNODE] == {"runs_s": [0.31, 0.25, 0.4, 0.2, 0.3], "median_s": 0.3, "failed_runs": 0}
+    assert summary[compare.PSO_BATCH]["median_s"] == 1.65 and summary[compare.PSO_BATCH]["failed_runs"] == 1
+    text = compare.format_failover(summary)
+    assert "median 0.300 s" in text and "1 found no new leader" in text and "0.18x" in text
+    assert compare.median([]) is None
+
+
+def test_levels_argument(compare: ModuleType) -> None:
+    assert compare.parse_levels("1,8, 64") == (1, 8, 64)
+    for bad in ("", "1,x", "0,8"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            compare.parse_levels(bad)
