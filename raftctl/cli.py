@@ -552,9 +552,9 @@ def status(app: App, as_json: bool) -> None:
 
     A node that is down has a row with alive false (nulls in --json). No node answers: exit 5.
     """
-    from . import cluster
+    from . import oneshot  # no trio: a status is a new process every time
 
-    picture = run_domain(cluster.status, app.config())
+    picture = oneshot.status(app.config())
     if as_json:
         echo_json(picture.to_json())
         return
@@ -609,9 +609,9 @@ def leader(app: App, timeout: float, as_json: bool) -> None:
 
     No leader (within --timeout): exit 3. No node answers: exit 5.
     """
-    from . import cluster
+    from . import oneshot
 
-    row = run_domain(cluster.leader, app.config(), timeout=timeout)
+    row = oneshot.leader(app.config(), timeout=timeout)
     if as_json:
         echo_json({"leader": row.id, "term": row.term})
     else:
@@ -699,10 +699,10 @@ def _run_words(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    from . import cluster
+    from . import oneshot  # no trio: a round trip as a new process is what users time
 
     command = " ".join(words)
-    reply = run_domain(cluster.run_command, app.config(), command, node=node, timeout=timeout, follow=not no_follow)
+    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow)
     if as_json:
         echo_json(reply.to_json())
     shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)

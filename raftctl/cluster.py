@@ -29,11 +29,10 @@ from typing import Any
 import trio
 
 from raftnode.client import ClientError, ClusterClient, NodeUnreachable
-from raftnode.client import NoLeader as ClientNoLeader
 from raftnode.client import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig
 
-from . import chaos, events, supervisor
+from . import chaos, events, oneshot, supervisor
 from .errors import (
     ClusterNotRunning,
     NodeCrashed,
@@ -45,12 +44,8 @@ from .errors import (
     WaitTimeout,
 )
 from .model import ClusterStatus, NodeRow
-
-#: Seconds one ``status`` request may take before its node counts as down.
-STATUS_TIMEOUT = 1.0
-#: Seconds between two looks at the cluster while waiting for something.
-POLL_INTERVAL = 0.05
-SPECIAL_NODES = ("leader", "follower")
+from .oneshot import POLL_INTERVAL, SPECIAL_NODES, STATUS_TIMEOUT, CommandReply
+from .oneshot import claims as _claims
 
 
 class Session:
@@ -78,20 +73,14 @@ class Session:
         async with trio.open_nursery() as nursery:
             for node_id in self.config.node_ids:
                 nursery.start_soon(ask, node_id)
-        return ClusterStatus(self.config.name, tuple(rows[i] for i in self.config.node_ids), time.time())
+        return oneshot.picture(self.config, rows)
 
     async def node_row(self, node_id: str, *, timeout: float = STATUS_TIMEOUT) -> NodeRow:
         try:
-            response = await self.client.call(node_id, {"op": "status"}, timeout=timeout)
-        except ClientError:
-            pid = supervisor.live_pid(self.config, node_id)
-            if pid:
-                return NodeRow.down(node_id, f"pid {pid} not answering")
-            failure = supervisor.start_failure(self.config, node_id)
-            return NodeRow.down(node_id, f"refused to start: {failure}" if failure else "not running")
-        if not response.get("ok", True):
-            return NodeRow.down(node_id, f"starting ({response.get('error')})")
-        return NodeRow.from_response(node_id, response)
+            response: dict[str, Any] | ClientError = await self.client.call(node_id, {"op": "status"}, timeout=timeout)
+        except ClientError as exc:
+            response = exc
+        return oneshot.node_row(self.config, node_id, response)
 
     async def running_status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
         """``status()``, raising ClusterNotRunning if no node answers."""
@@ -142,8 +131,7 @@ class Session:
 
     def check_name(self, name: str) -> None:
         """Raise UnknownNode unless ``name`` is a node id, ``leader`` or ``follower``."""
-        if name not in SPECIAL_NODES and name not in self.config.node_ids:
-            raise UnknownNode(name, self.config.node_ids)
+        oneshot.check_name(self.config, name)
 
     async def resolve(self, name: str, *, timeout: float = 5.0, exclude: Sequence[str] = ()) -> str:
         """The node id that ``name`` stands for (an id, ``leader`` or ``follower``).
@@ -161,20 +149,10 @@ class Session:
         if name not in SPECIAL_NODES:
             return name
         await self.ensure_running()
-
-        def pick(status: ClusterStatus) -> str | None:
-            if name == "leader":
-                return status.leader
-            return next((r.id for r in status.followers() if r.id not in exclude), None)
-
         try:
-            found, _ = await self.poll(pick, timeout=timeout)
+            found, _ = await self.poll(oneshot.chooser(name, exclude), timeout=timeout)
         except trio.TooSlowError:
-            if self.last_status is not None and not self.last_status.any_alive:
-                raise ClusterNotRunning(self.config.path) from None
-            if name == "leader":
-                raise NoLeaderError(f"no leader within {timeout:g} s{_claims(self.last_status)}") from None
-            raise NotRunning(f"no live follower within {timeout:g} s") from None
+            raise oneshot.unresolved(self.config, name, timeout, self.last_status) from None
         return found
 
     # -- auditing ------------------------------------------------------------------------------
@@ -196,38 +174,23 @@ async def resolve_name(config: ClusterConfig, name: str, *, timeout: float = 5.0
         return await s.resolve(name, timeout=timeout)
 
 
-def _claims(status: ClusterStatus | None) -> str:
-    if status is None:
-        return ""
-    claims = status.claimed_leaders()
-    if not claims:
-        alive = len(status.alive)
-        return f" ({alive} of {len(status.nodes)} nodes answer, none is leader)"
-    return " (" + ", ".join(f"{r.id} claims term {r.term} without a majority" for r in claims) + ")"
-
-
 # -- status, leader, wait --------------------------------------------------------------------------
 
 
 async def status(config: ClusterConfig) -> ClusterStatus:
-    """``raftctl status``: a picture of the cluster; ClusterNotRunning if no node answers."""
-    async with session(config) as s:
-        return await s.running_status()
+    """``raftctl status``: a picture of the cluster; ClusterNotRunning if no node answers.
+
+    The work is ``oneshot.status`` (blocking sockets), run in a worker thread.
+    """
+    return await trio.to_thread.run_sync(oneshot.status, config)
 
 
 async def leader(config: ClusterConfig, *, timeout: float = 0.0) -> NodeRow:
-    """``raftctl leader``: the leader's row, waiting up to ``timeout``; NoLeaderError if none."""
-    async with session(config) as s:
-        await s.ensure_running()
-        try:
-            found, _ = await s.poll(lambda st: st.leader_row, timeout=timeout)
-        except trio.TooSlowError:
-            last = s.last_status
-            if last is not None and not last.any_alive:
-                raise ClusterNotRunning(config.path) from None
-            within = f" within {timeout:g} s" if timeout > 0 else ""
-            raise NoLeaderError(f"the cluster has no leader{within}{_claims(last)}") from None
-        return found
+    """``raftctl leader``: the leader's row, waiting up to ``timeout``; NoLeaderError if none.
+
+    The work is ``oneshot.leader`` (blocking sockets), run in a worker thread.
+    """
+    return await trio.to_thread.run_sync(partial(oneshot.leader, config, timeout=timeout))
 
 
 @dataclass(frozen=True)
@@ -292,35 +255,6 @@ async def wait(
 # -- commands --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CommandReply:
-    """The answer to ``run-command``/``query``: the result or error and who gave it."""
-
-    command: str
-    node: str
-    result: Any = None
-    error: str | None = None
-    index: int | None = None
-    attempts: int = 1
-    elapsed: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "command": self.command,
-            "result": self.result,
-            "error": self.error,
-            "node": self.node,
-            "index": self.index,
-            "attempts": self.attempts,
-            "elapsed_ms": round(self.elapsed * 1000, 1),
-        }
-
-
 async def run_command(
     config: ClusterConfig,
     command: str,
@@ -329,87 +263,9 @@ async def run_command(
     timeout: float = 5.0,
     follow: bool = True,
 ) -> CommandReply:
-    """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it.
-
-    With ``node``, the request goes to that node first (``leader``/``follower`` resolved first);
-    with ``follow`` (the default) redirects are followed and the command is retried on other
-    nodes while there is no leader, until ``timeout``. Without ``follow`` exactly one request
-    goes to ``node`` and its answer is final: a redirect or "no leader" is a refusal.
-
-    A state-machine error comes back as ``CommandReply.error`` (the CLI exits 1).
-
-    Raises:
-        ClusterNotRunning / NotRunning: nothing runs, or the named node does not (exit 5).
-        NoLeaderError: no leader answered within ``timeout`` (exit 3).
-        WaitTimeout: the leader took the command but did not commit it in time (exit 4).
-        Refused: the node refused the request (exit 1).
-    """
-    started = time.monotonic()
-    async with session(config) as s:
-        target: str | None = None
-        if node is not None:
-            target = await s.resolve(node, timeout=timeout)
-        if not follow:
-            if target is None:
-                raise UsageProblem("--no-follow needs --node: the one node to ask")
-            return await _ask_once(s, target, command, timeout, started)
-        if target is not None:
-            # An explicitly named node must be up: a command for a dead node is an error (5).
-            try:
-                await s.client.connect(target)
-            except ClientError:
-                raise NotRunning(f"node {target} is not running") from None
-        else:
-            await s.ensure_running()
-        try:
-            outcome = await s.client.run_command(command, node=target, timeout=timeout)
-        except ClientNoLeader as exc:
-            current = await s.status(timeout=0.5)
-            if not current.any_alive:
-                raise ClusterNotRunning(config.path) from None
-            raise NoLeaderError(str(exc)) from None
-        except ClientTimeout as exc:
-            raise WaitTimeout(f"{exc} (it may still commit later)") from None
-        except ClientError as exc:
-            raise Refused(str(exc)) from None
-        result = outcome.result
-        return CommandReply(
-            command=command,
-            node=outcome.node,
-            result=result.result,
-            error=result.error,
-            index=result.index,
-            attempts=outcome.attempts,
-            elapsed=time.monotonic() - started,
-        )
-
-
-async def _ask_once(s: Session, target: str, command: str, timeout: float, started: float) -> CommandReply:
-    try:
-        response = await s.client.call(
-            target, {"op": "run_command", "command": command, "timeout": timeout}, timeout=timeout + 1
-        )
-    except NodeUnreachable:
-        raise NotRunning(f"node {target} is not running") from None
-    except ClientTimeout:
-        raise WaitTimeout(f"node {target} did not answer within {timeout:g} s") from None
-    if response.get("timeout_expired"):
-        raise WaitTimeout(
-            f"node {target} did not commit {command!r} within {timeout:g} s (it may still commit later)"
-        )
-    if response.get("redirect"):
-        raise Refused(f"node {target} is not the leader (it names {response['redirect']}); nothing was done there")
-    if response.get("retry"):
-        raise NoLeaderError(f"node {target} is not the leader and knows none right now; {command!r} was not committed there")
-    if "error" in response and "result" not in response:
-        raise Refused(f"node {target} refused the request: {response['error']}")
-    return CommandReply(
-        command=command,
-        node=target,
-        result=response.get("result"),
-        error=response.get("error"),
-        index=response.get("index"),
-        elapsed=time.monotonic() - started,
+    """``raftctl run-command`` and ``query``: see ``oneshot.run_command``, run in a worker thread."""
+    return await trio.to_thread.run_sync(
+        partial(oneshot.run_command, config, command, node=node, timeout=timeout, follow=follow)
     )
 
 

@@ -15,7 +15,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from . import events as events_mod
 from .model import (
     ClusterStatus,
     NodeRow,
@@ -155,6 +154,9 @@ def status_view(status: ClusterStatus) -> RenderableType:
 
 def event_text(event: dict[str, Any]) -> Text:
     """One event as a line: time, node, kind (colored), detail; raftctl's actions marked."""
+    # Imported here, not at the top: `raftctl status` renders no events.
+    from . import events as events_mod
+
     line = Text()
     line.append(events_mod.format_time(event["time"])[11:], style="dim")
     line.append("  ")
@@ -171,6 +173,8 @@ def event_text(event: dict[str, Any]) -> Text:
 
 def events_view(items: Iterable[dict[str, Any]], *, dates: bool = True) -> Text:
     """Many events, one per line (``raftctl events``)."""
+    from . import events as events_mod
+
     out = Text()
     for event in items:
         if dates:

@@ -2,7 +2,9 @@
 
 ``ClusterClient.run_command`` implements the seed's client side once, correctly: it sends to a
 node (the last known leader first), follows redirects, retries with backoff while no leader is
-known or a node is unreachable, and gives up at a deadline.
+known or a node is unreachable, and gives up at a deadline. The rules themselves live in
+``raftnode.clientproto.CommandPlan``, shared with ``raftnode.syncclient.SyncClusterClient``, the
+blocking client for one-shot command-line calls; so do the errors, re-exported here.
 
     async with ClusterClient(config.client_addresses()) as client:
         outcome = await client.run_command("incr 5", timeout=5)
@@ -20,30 +22,31 @@ from typing import Any
 import trio
 
 from . import codec
+from .clientproto import (
+    ClientError,
+    CommandPlan,
+    NodeUnreachable,
+    NoLeader,
+    Timeout,
+    call_timeout,
+    connect_timeout,
+    request_frame,
+    unknown_node,
+)
 from .config import Address
 from .concurrency import unwrapped
 from .core.commands import CommandResult
 from .streams import FrameWriter
 
-
-class ClientError(Exception):
-    """Base class of the client's errors."""
-
-
-class NodeUnreachable(ClientError):
-    """A node did not accept a connection or hung up."""
-
-    def __init__(self, node: str, reason: str):
-        self.node = node
-        super().__init__(f"node {node} is unreachable: {reason}")
-
-
-class NoLeader(ClientError):
-    """No node acted as leader before the deadline."""
-
-
-class Timeout(ClientError):
-    """The deadline passed before the cluster answered."""
+__all__ = [
+    "ClientError",
+    "ClusterClient",
+    "CommandOutcome",
+    "Connection",
+    "NoLeader",
+    "NodeUnreachable",
+    "Timeout",
+]
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Connection:
         request_id = next(self._ids)
         event, box = trio.Event(), []
         self._waiting[request_id] = (event, box)
-        frame = codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json({**request, "id": request_id}))
+        frame = request_frame(request, request_id)
         try:
             self._writer.write(frame)
             await event.wait()
@@ -159,7 +162,7 @@ class ClusterClient:
             return connection
         address = self.addresses.get(node)
         if address is None:
-            raise ClientError(f"unknown node {node!r}; known: {', '.join(sorted(self.addresses))}")
+            raise unknown_node(node, list(self.addresses))
         assert self._nursery is not None, "use ClusterClient as 'async with'"
         with trio.move_on_after(self.connect_timeout) as scope:
             try:
@@ -167,7 +170,7 @@ class ClusterClient:
             except OSError as exc:
                 raise NodeUnreachable(node, exc.strerror or str(exc)) from None
         if scope.cancelled_caught:
-            raise NodeUnreachable(node, f"no answer from {address} within {self.connect_timeout} s")
+            raise connect_timeout(node, address, self.connect_timeout)
         connection = self._connections[node] = Connection(node, stream, self._nursery)
         return connection
 
@@ -176,7 +179,7 @@ class ClusterClient:
         with trio.move_on_after(timeout):
             connection = await self.connect(node)
             return await connection.call(request)
-        raise Timeout(f"node {node} did not answer {request.get('op')!r} within {timeout} s")
+        raise call_timeout(node, request, timeout)
 
     async def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
         """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
@@ -187,44 +190,29 @@ class ClusterClient:
             NoLeader: no node acted as leader before the deadline.
             Timeout: the deadline passed while the command was in the leader's hands.
         """
-        deadline = trio.current_time() + timeout
-        order = list(self.addresses)
-        target = node or self.leader_hint or order[0]
-        backoff = 0.01
-        attempts = 0
-        last_problem = "no node answered"
+        plan = CommandPlan(
+            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout, now=trio.current_time()
+        )
         while True:
-            remaining = deadline - trio.current_time()
-            if remaining <= 0:
-                raise NoLeader(f"no leader answered within {timeout} s ({last_problem})")
-            attempts += 1
+            target, request, wait = plan.next_request(trio.current_time())
             try:
-                response = await self.call(
-                    target, {"op": "run_command", "command": command, "timeout": remaining}, timeout=remaining + 1
-                )
+                response = await self.call(target, request, timeout=wait)
             except (NodeUnreachable, Timeout) as exc:
-                last_problem = str(exc)
-                target = order[(order.index(target) + 1) % len(order)]
+                plan.unreachable(exc)
             else:
-                if "error" in response and "retry" not in response:
-                    raise ClientError(response["error"])  # the request itself was refused
-                result = CommandResult(
-                    result=response.get("result"),
-                    error=response.get("error"),
-                    redirect=response.get("redirect"),
-                    retry=bool(response.get("retry")),
-                    timeout_expired=bool(response.get("timeout_expired")),
-                    index=response.get("index"),
-                )
-                if result.redirect is not None and result.redirect in self.addresses and result.redirect != target:
-                    self.leader_hint = target = result.redirect
-                    continue
-                if not result.retry and result.redirect is None:
-                    if result.timeout_expired:
-                        raise Timeout(f"the leader {target} did not commit {command!r} within {timeout} s")
-                    self.leader_hint = target
-                    return CommandOutcome(result=result, node=target, attempts=attempts)
-                last_problem = f"{target} knows no leader"
-                target = order[(order.index(target) + 1) % len(order)]
-            await trio.sleep(min(backoff, max(0.0, deadline - trio.current_time())))
-            backoff = min(backoff * 2, 0.2)
+                final = plan.answer(response)
+                if plan.learned is not None:
+                    self.leader_hint = plan.learned
+                if final is not None:
+                    result = CommandResult(
+                        result=final.get("result"),
+                        error=final.get("error"),
+                        redirect=final.get("redirect"),
+                        retry=bool(final.get("retry")),
+                        timeout_expired=bool(final.get("timeout_expired")),
+                        index=final.get("index"),
+                    )
+                    return CommandOutcome(result=result, node=target, attempts=plan.attempts)
+            pause = plan.pause(trio.current_time())
+            if pause is not None:
+                await trio.sleep(pause)

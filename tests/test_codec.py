@@ -507,9 +507,25 @@ def test_the_codec_uses_only_the_standard_library_and_raftnode_core() -> None:
     from pathlib import Path
 
     import raftnode.codec
+    import raftnode.framing
 
-    tree = ast.parse(Path(raftnode.codec.__file__).read_text(encoding="utf-8"))
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    bad = {n for n in imported if n.split(".")[0] not in sys.stdlib_module_names and not n.startswith("raftnode.core")}
+    def imports(module: object) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))  # type: ignore[attr-defined]
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        return imported | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+
+    allowed = ("raftnode.core", "raftnode.framing")
+    bad = {n for n in imports(raftnode.codec) if n.split(".")[0] not in sys.stdlib_module_names and not n.startswith(allowed)}
     assert not bad, f"raftnode/codec.py imports {bad}: it must stay stdlib-only (no trio)"
+    # The framing half is what clients import: the standard library only, not even raftnode.core.
+    bad = {n for n in imports(raftnode.framing) if n.split(".")[0] not in sys.stdlib_module_names}
+    assert not bad, f"raftnode/framing.py imports {bad}: it must stay stdlib-only"
+
+
+def test_the_codec_re_exports_the_framing_half() -> None:
+    import raftnode.codec
+    import raftnode.framing
+
+    for name in raftnode.framing.__all__:
+        assert getattr(raftnode.codec, name) is getattr(raftnode.framing, name), name
+        assert name in raftnode.codec.__all__, name

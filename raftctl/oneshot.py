@@ -1,0 +1,355 @@
+"""The commands that ask the cluster a few questions and exit: ``status``, ``leader``,
+``run-command`` and ``query``, without trio.
+
+Theory of operation
+-------------------
+Every ``raftctl`` call is a new process, and these are the ones users and scripts run most often
+(and time). Importing trio alone costs about as much as the whole rest of such a call, so these
+commands talk to the nodes through ``raftnode.syncclient.SyncClusterClient`` (blocking sockets,
+the same wire protocol and the same ``run_command`` rules as ``raftnode.client``), and this module
+imports neither trio nor ``raftnode.core``.
+
+The rules raftctl adds on top of the client -- what a node that does not answer is called, which
+node ``leader``/``follower`` name, how client errors become the contract's exit codes -- are
+written once, here, as plain functions, and ``raftctl.cluster`` (the trio side, for the commands
+that run longer or do many things at once) uses the same functions. The async domain functions
+``cluster.status``, ``cluster.leader`` and ``cluster.run_command`` run the functions of this
+module in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from raftnode.clientproto import ClientError, NodeUnreachable
+from raftnode.clientproto import NoLeader as ClientNoLeader
+from raftnode.clientproto import Timeout as ClientTimeout
+from raftnode.config import ClusterConfig
+from raftnode.syncclient import SyncClusterClient
+
+from .errors import (
+    ClusterNotRunning,
+    NoLeaderError,
+    NotRunning,
+    Refused,
+    UnknownNode,
+    UsageProblem,
+    WaitTimeout,
+)
+from .model import ClusterStatus, NodeRow
+
+#: Seconds one ``status`` request may take before its node counts as down.
+STATUS_TIMEOUT = 1.0
+#: Seconds between two looks at the cluster while waiting for something.
+POLL_INTERVAL = 0.05
+SPECIAL_NODES = ("leader", "follower")
+
+
+class PollTimeout(Exception):
+    """``QuickSession.poll`` ran out of time (``last_status`` holds its last picture)."""
+
+
+# -- rules shared with raftctl.cluster ---------------------------------------------------------------
+
+
+def node_row(config: ClusterConfig, node_id: str, answer: Mapping[str, Any] | ClientError) -> NodeRow:
+    """The row of ``node_id`` from its answer to ``status`` (or the error it met instead).
+
+    A node that did not answer is down, and its note says why: a live pid that does not answer,
+    the reason it refused to start (from its log), or simply not running.
+    """
+    if isinstance(answer, ClientError):
+        # Imported only for a node that is down: a healthy status does not pay for it.
+        from . import supervisor
+
+        pid = supervisor.live_pid(config, node_id)
+        if pid:
+            return NodeRow.down(node_id, f"pid {pid} not answering")
+        failure = supervisor.start_failure(config, node_id)
+        return NodeRow.down(node_id, f"refused to start: {failure}" if failure else "not running")
+    if not answer.get("ok", True):
+        return NodeRow.down(node_id, f"starting ({answer.get('error')})")
+    return NodeRow.from_response(node_id, answer)
+
+
+def picture(config: ClusterConfig, rows: Mapping[str, NodeRow]) -> ClusterStatus:
+    """A ClusterStatus from one row per node, in file order."""
+    return ClusterStatus(config.name, tuple(rows[i] for i in config.node_ids), time.time())
+
+
+def check_name(config: ClusterConfig, name: str) -> None:
+    """Raise UnknownNode unless ``name`` is a node id, ``leader`` or ``follower``."""
+    if name not in SPECIAL_NODES and name not in config.node_ids:
+        raise UnknownNode(name, config.node_ids)
+
+
+def chooser(name: str, exclude: Sequence[str] = ()) -> Callable[[ClusterStatus], str | None]:
+    """What ``leader`` or ``follower`` names in a picture (None: nothing yet)."""
+
+    def pick(status: ClusterStatus) -> str | None:
+        if name == "leader":
+            return status.leader
+        return next((r.id for r in status.followers() if r.id not in exclude), None)
+
+    return pick
+
+
+def unresolved(config: ClusterConfig, name: str, timeout: float, last: ClusterStatus | None) -> Exception:
+    """The error when ``leader``/``follower`` named no node within ``timeout``."""
+    if last is not None and not last.any_alive:
+        return ClusterNotRunning(config.path)
+    if name == "leader":
+        return NoLeaderError(f"no leader within {timeout:g} s{claims(last)}")
+    return NotRunning(f"no live follower within {timeout:g} s")
+
+
+def no_leader(config: ClusterConfig, timeout: float, last: ClusterStatus | None) -> Exception:
+    """The error of ``raftctl leader`` when no leader showed within ``timeout``."""
+    if last is not None and not last.any_alive:
+        return ClusterNotRunning(config.path)
+    within = f" within {timeout:g} s" if timeout > 0 else ""
+    return NoLeaderError(f"the cluster has no leader{within}{claims(last)}")
+
+
+def claims(status: ClusterStatus | None) -> str:
+    """`` (n1 claims term 3 without a majority)``, or how many nodes answer; for error messages."""
+    if status is None:
+        return ""
+    found = status.claimed_leaders()
+    if not found:
+        alive = len(status.alive)
+        return f" ({alive} of {len(status.nodes)} nodes answer, none is leader)"
+    return " (" + ", ".join(f"{r.id} claims term {r.term} without a majority" for r in found) + ")"
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    """The answer to ``run-command``/``query``: the result or error and who gave it."""
+
+    command: str
+    node: str
+    result: Any = None
+    error: str | None = None
+    index: int | None = None
+    attempts: int = 1
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "command": self.command,
+            "result": self.result,
+            "error": self.error,
+            "node": self.node,
+            "index": self.index,
+            "attempts": self.attempts,
+            "elapsed_ms": round(self.elapsed * 1000, 1),
+        }
+
+
+def single_reply(target: str, command: str, timeout: float, answer: Mapping[str, Any] | ClientError, started: float) -> CommandReply:
+    """``run-command --no-follow``: the one answer of ``target`` is final; anything but a result
+    or a state-machine error is an error of the contract."""
+    if isinstance(answer, NodeUnreachable):
+        raise NotRunning(f"node {target} is not running")
+    if isinstance(answer, ClientTimeout):
+        raise WaitTimeout(f"node {target} did not answer within {timeout:g} s")
+    if isinstance(answer, ClientError):
+        raise Refused(str(answer))
+    if answer.get("timeout_expired"):
+        raise WaitTimeout(f"node {target} did not commit {command!r} within {timeout:g} s (it may still commit later)")
+    if answer.get("redirect"):
+        raise Refused(f"node {target} is not the leader (it names {answer['redirect']}); nothing was done there")
+    if answer.get("retry"):
+        raise NoLeaderError(f"node {target} is not the leader and knows none right now; {command!r} was not committed there")
+    if "error" in answer and "result" not in answer:
+        raise Refused(f"node {target} refused the request: {answer['error']}")
+    return CommandReply(
+        command=command,
+        node=target,
+        result=answer.get("result"),
+        error=answer.get("error"),
+        index=answer.get("index"),
+        elapsed=time.monotonic() - started,
+    )
+
+
+def command_failure(config: ClusterConfig, error: ClientError, current: Callable[[], ClusterStatus]) -> Exception:
+    """The contract's error for a client error of ``run_command`` (``current`` takes a picture,
+    to tell a cluster without a leader from one that is not running at all)."""
+    if isinstance(error, ClientNoLeader):
+        if not current().any_alive:
+            return ClusterNotRunning(config.path)
+        return NoLeaderError(str(error))
+    if isinstance(error, ClientTimeout):
+        return WaitTimeout(f"{error} (it may still commit later)")
+    return Refused(str(error))
+
+
+# -- the one-shot session ------------------------------------------------------------------------------
+
+
+class QuickSession:
+    """One command's blocking view of one cluster: config and connections (see ``quick_session``)."""
+
+    def __init__(self, config: ClusterConfig, client: SyncClusterClient) -> None:
+        self.config = config
+        self.client = client
+        #: The last picture ``poll`` took (what a timeout reports on).
+        self.last_status: ClusterStatus | None = None
+
+    def status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
+        """One picture of the cluster: every node asked at once, a row per node."""
+        answers = self.client.call_each({node_id: {"op": "status"} for node_id in self.config.node_ids}, timeout=timeout)
+        return picture(self.config, {node_id: node_row(self.config, node_id, answers[node_id]) for node_id in answers})
+
+    def running_status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
+        """``status()``, raising ClusterNotRunning if no node answers."""
+        status = self.status(timeout=timeout)
+        if not status.any_alive:
+            raise ClusterNotRunning(self.config.path)
+        return status
+
+    def ensure_running(self) -> None:
+        """Raise ClusterNotRunning at once if no node can be running; cheap when one is.
+
+        A live pid file settles it without the network; otherwise every node is probed.
+        """
+        from . import supervisor
+
+        if supervisor.live_pids(self.config):
+            return
+        self.running_status(timeout=0.5)
+
+    def poll(self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL) -> tuple[Any, ClusterStatus]:
+        """Take pictures until ``check(picture)`` is truthy; returns it and the picture.
+
+        The first picture is always taken, even with ``timeout`` 0.
+
+        Raises:
+            PollTimeout: ``timeout`` passed; ``self.last_status`` is the last picture.
+        """
+        deadline = time.monotonic() + timeout
+        per_picture = min(STATUS_TIMEOUT, max(timeout, 0.1))
+        self.last_status = None
+        status = self.status(timeout=per_picture)
+        while True:
+            self.last_status = status
+            found = check(status)
+            if found:
+                return found, status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PollTimeout
+            time.sleep(min(interval, left))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PollTimeout
+            status = self.status(timeout=min(per_picture, left))
+            if time.monotonic() >= deadline:
+                raise PollTimeout  # a picture cut short by the deadline is not a picture
+
+    def resolve(self, name: str, *, timeout: float = 5.0, exclude: Sequence[str] = ()) -> str:
+        """The node id that ``name`` stands for (see ``raftctl.cluster.Session.resolve``)."""
+        check_name(self.config, name)
+        if name not in SPECIAL_NODES:
+            return name
+        self.ensure_running()
+        try:
+            found, _ = self.poll(chooser(name, exclude), timeout=timeout)
+        except PollTimeout:
+            raise unresolved(self.config, name, timeout, self.last_status) from None
+        return found
+
+
+@contextlib.contextmanager
+def quick_session(config: ClusterConfig, *, connect_timeout: float = 0.5) -> Iterator[QuickSession]:
+    """Open a QuickSession on ``config``'s cluster (closing its connections on exit)."""
+    with SyncClusterClient({n.id: n.client for n in config.nodes}, connect_timeout=connect_timeout) as client:
+        yield QuickSession(config, client)
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+
+def status(config: ClusterConfig) -> ClusterStatus:
+    """``raftctl status``: a picture of the cluster; ClusterNotRunning if no node answers."""
+    with quick_session(config) as s:
+        return s.running_status()
+
+
+def leader(config: ClusterConfig, *, timeout: float = 0.0) -> NodeRow:
+    """``raftctl leader``: the leader's row, waiting up to ``timeout``; NoLeaderError if none."""
+    with quick_session(config) as s:
+        s.ensure_running()
+        try:
+            found, _ = s.poll(lambda st: st.leader_row, timeout=timeout)
+        except PollTimeout:
+            raise no_leader(config, timeout, s.last_status) from None
+        return found
+
+
+def run_command(
+    config: ClusterConfig,
+    command: str,
+    *,
+    node: str | None = None,
+    timeout: float = 5.0,
+    follow: bool = True,
+) -> CommandReply:
+    """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it.
+
+    With ``node``, the request goes to that node first (``leader``/``follower`` resolved first);
+    with ``follow`` (the default) redirects are followed and the command is retried on other
+    nodes while there is no leader, until ``timeout``. Without ``follow`` exactly one request
+    goes to ``node`` and its answer is final: a redirect or "no leader" is a refusal.
+
+    A state-machine error comes back as ``CommandReply.error`` (the CLI exits 1).
+
+    Raises:
+        ClusterNotRunning / NotRunning: nothing runs, or the named node does not (exit 5).
+        NoLeaderError: no leader answered within ``timeout`` (exit 3).
+        WaitTimeout: the leader took the command but did not commit it in time (exit 4).
+        Refused: the node refused the request (exit 1).
+    """
+    started = time.monotonic()
+    with quick_session(config) as s:
+        target: str | None = None
+        if node is not None:
+            target = s.resolve(node, timeout=timeout)
+        if not follow:
+            if target is None:
+                raise UsageProblem("--no-follow needs --node: the one node to ask")
+            request = {"op": "run_command", "command": command, "timeout": timeout}
+            answer = s.client.call_each({target: request}, timeout=timeout + 1)[target]
+            return single_reply(target, command, timeout, answer, started)
+        if target is not None:
+            # An explicitly named node must be up: a command for a dead node is an error (5).
+            try:
+                s.client.connect(target)
+            except ClientError:
+                raise NotRunning(f"node {target} is not running") from None
+        else:
+            s.ensure_running()
+        try:
+            outcome = s.client.run_command(command, node=target, timeout=timeout)
+        except ClientError as exc:
+            raise command_failure(config, exc, lambda: s.status(timeout=0.5)) from None
+        answer = outcome.response
+        return CommandReply(
+            command=command,
+            node=outcome.node,
+            result=answer.get("result"),
+            error=answer.get("error"),
+            index=answer.get("index"),
+            attempts=outcome.attempts,
+            elapsed=time.monotonic() - started,
+        )

@@ -1,0 +1,171 @@
+"""The client side of the client protocol, without I/O: errors, request frames and the rules of
+``run_command`` (which node to ask next, what an answer means, how long to back off).
+
+Two clients drive these rules: ``raftnode.client.ClusterClient`` (trio, many requests in flight,
+for programs) and ``raftnode.syncclient.SyncClusterClient`` (blocking sockets, for one-shot
+command-line calls that must not pay for importing trio). Both raise the errors defined here, so
+``except raftnode.client.NoLeader`` catches either; ``raftnode.client`` re-exports them.
+
+Standard library and ``raftnode.framing`` only: no trio, no ``raftnode.core``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .framing import FrameKind, encode_frame, encode_json
+
+__all__ = [
+    "ClientError",
+    "CommandPlan",
+    "NoLeader",
+    "NodeUnreachable",
+    "Timeout",
+    "call_timeout",
+    "connect_timeout",
+    "request_frame",
+    "unknown_node",
+]
+
+#: The first pause between two attempts of a command, and the most it grows to (doubling).
+FIRST_BACKOFF = 0.01
+MAX_BACKOFF = 0.2
+
+
+class ClientError(Exception):
+    """Base class of the client's errors."""
+
+
+class NodeUnreachable(ClientError):
+    """A node did not accept a connection or hung up."""
+
+    def __init__(self, node: str, reason: str):
+        self.node = node
+        super().__init__(f"node {node} is unreachable: {reason}")
+
+
+class NoLeader(ClientError):
+    """No node acted as leader before the deadline."""
+
+
+class Timeout(ClientError):
+    """The deadline passed before the cluster answered."""
+
+
+def request_frame(request: Mapping[str, Any], request_id: int) -> bytes:
+    """The frame that sends ``request`` (a dict with ``op``) under ``request_id``."""
+    return encode_frame(FrameKind.CLIENT_REQUEST, encode_json({**request, "id": request_id}))
+
+
+def unknown_node(node: str, known: Sequence[str]) -> ClientError:
+    return ClientError(f"unknown node {node!r}; known: {', '.join(sorted(known))}")
+
+
+def connect_timeout(node: str, address: object, seconds: float) -> NodeUnreachable:
+    return NodeUnreachable(node, f"no answer from {address} within {seconds} s")
+
+
+def call_timeout(node: str, request: Mapping[str, Any], seconds: float) -> Timeout:
+    return Timeout(f"node {node} did not answer {request.get('op')!r} within {seconds} s")
+
+
+class CommandPlan:
+    """One ``run_command``: send to a node (the given one, else the last known leader, else the
+    first), follow redirects at once, move on to the next node with a growing pause while a node is
+    unreachable or knows no leader, and give up at the deadline.
+
+    The caller loops::
+
+        plan = CommandPlan(command, nodes, node=node, leader_hint=hint, timeout=t, now=clock())
+        while True:
+            target, request, call_timeout = plan.next_request(clock())  # NoLeader at the deadline
+            try:
+                response = call(target, request, timeout=call_timeout)
+            except (NodeUnreachable, Timeout) as exc:
+                plan.unreachable(exc)
+            else:
+                final = plan.answer(response)  # Timeout / ClientError when the answer says so
+                if final is not None:
+                    return final, target, plan.attempts
+            pause = plan.pause(clock())
+            if pause is not None:
+                sleep(pause)
+
+    ``learned`` is the leader the last answer revealed (a redirect, or the node that answered),
+    for the caller's own leader hint; None when the last answer taught nothing.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        nodes: Sequence[str],
+        *,
+        node: str | None = None,
+        leader_hint: str | None = None,
+        timeout: float,
+        now: float,
+    ) -> None:
+        self.command = command
+        self.order = list(nodes)
+        self.timeout = timeout
+        self.deadline = now + timeout
+        self.target = node or leader_hint or self.order[0]
+        self.attempts = 0
+        self.learned: str | None = None
+        self._backoff = FIRST_BACKOFF
+        self._redirected = False
+        self._last_problem = "no node answered"
+
+    def next_request(self, now: float) -> tuple[str, dict[str, Any], float]:
+        """``(node, request, seconds to wait for the answer)`` of the next attempt.
+
+        Raises:
+            NoLeader: the deadline has passed.
+        """
+        remaining = self.deadline - now
+        if remaining <= 0:
+            raise NoLeader(f"no leader answered within {self.timeout} s ({self._last_problem})")
+        self.attempts += 1
+        self._redirected = False
+        self.learned = None
+        return self.target, {"op": "run_command", "command": self.command, "timeout": remaining}, remaining + 1
+
+    def unreachable(self, problem: ClientError) -> None:
+        """The target did not answer: try the next node after a pause."""
+        self._last_problem = str(problem)
+        self._next_node()
+
+    def answer(self, response: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The target's answer: the final response, or None to go on (see ``pause``).
+
+        Raises:
+            Timeout: the leader took the command but did not commit it before its timeout.
+            ClientError: the node refused the request itself (a bad request).
+        """
+        if "error" in response and "retry" not in response:
+            raise ClientError(response["error"])  # the request itself was refused
+        redirect = response.get("redirect")
+        if redirect is not None and redirect in self.order and redirect != self.target:
+            self.learned = self.target = redirect
+            self._redirected = True
+            return None
+        if not response.get("retry") and redirect is None:
+            if response.get("timeout_expired"):
+                raise Timeout(f"the leader {self.target} did not commit {self.command!r} within {self.timeout} s")
+            self.learned = self.target
+            return response
+        self._last_problem = f"{self.target} knows no leader"
+        self._next_node()
+        return None
+
+    def pause(self, now: float) -> float | None:
+        """Seconds to sleep before the next attempt; None to go at once (after a redirect)."""
+        if self._redirected:
+            return None
+        pause = min(self._backoff, max(0.0, self.deadline - now))
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        return pause
+
+    def _next_node(self) -> None:
+        self.target = self.order[(self.order.index(self.target) + 1) % len(self.order)]

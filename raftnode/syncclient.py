@@ -1,0 +1,345 @@
+"""A blocking client for the nodes' client endpoint, for one-shot programs such as ``raftctl``.
+
+Same wire protocol, same rules and same errors as ``raftnode.client.ClusterClient`` (the rules
+of ``run_command`` are ``raftnode.clientproto.CommandPlan``, driven by both), without trio or
+``raftnode.core``: a command-line call that asks a few questions and exits should not spend a
+quarter of its life importing an event loop.
+
+    with SyncClusterClient(config.client_addresses()) as client:
+        answer = client.run_command("incr 5", timeout=5)
+        print(answer.response["result"], "answered by", answer.node)
+        pictures = client.call_each({node: {"op": "status"} for node in client.addresses}, timeout=1)
+
+``call_each`` asks many nodes at once over non-blocking sockets (one ``selectors`` loop), so a
+status of five nodes costs one round trip, not five. Connections stay open for the client's
+life and are reused; a node that hung up is reconnected on the next call.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import selectors
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from .clientproto import (
+    ClientError,
+    CommandPlan,
+    NodeUnreachable,
+    NoLeader,
+    Timeout,
+    call_timeout,
+    connect_timeout,
+    request_frame,
+    unknown_node,
+)
+from .framing import CodecError, FrameDecoder, FrameKind, decode_json
+
+if TYPE_CHECKING:
+    from .config import Address
+
+__all__ = ["ClientError", "CommandAnswer", "NoLeader", "NodeUnreachable", "SyncClusterClient", "Timeout"]
+
+_RECV_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class CommandAnswer:
+    """The final answer to a command (the node's response document), who gave it, and how many
+    attempts it took. ``response`` holds the seed's CommandResult fields: ``result``, ``error``,
+    ``index`` (a redirect, retry or timeout is never final)."""
+
+    response: Mapping[str, Any]
+    node: str
+    attempts: int
+
+
+def _resolve(address: Address) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` for ``address``; an IP address is taken as it is (no name lookup, and no
+    import of the idna codec that ``getaddrinfo`` makes for any str host)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address.host)
+        except OSError:
+            continue
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address.host, address.port))]
+    return socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+
+
+class _Connection:
+    """One non-blocking TCP connection to one node's client endpoint.
+
+    A host name with several addresses is tried one address after the other until one accepts.
+    """
+
+    def __init__(self, node: str, address: Address, connect_by: float) -> None:
+        self.node = node
+        self.address = address
+        self.connect_by = connect_by
+        self.connected = False
+        #: Why the connection is unusable (NodeUnreachable), or None while it is usable.
+        self.failure: NodeUnreachable | None = None
+        self.out = bytearray()
+        self.decoder = FrameDecoder()
+        self.answers: dict[int, dict[str, Any]] = {}
+        self.ids = itertools.count(1)
+        self.sock: socket.socket | None = None
+        try:
+            self._candidates = _resolve(address)
+        except OSError as exc:
+            self._close(exc.strerror or str(exc))
+            return
+        self._connect_next()
+
+    def _connect_next(self) -> None:
+        """Start connecting to the next address of the host; fail when none is left."""
+        while True:
+            family, kind, proto, _, sockaddr = self._candidates.pop(0)
+            try:
+                self.sock = socket.socket(family, kind, proto)
+                self.sock.setblocking(False)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                code = self.sock.connect_ex(sockaddr)
+            except OSError as exc:
+                code, reason = -1, exc.strerror or str(exc)
+            else:
+                reason = os.strerror(code) if code else ""
+            if code == 0:
+                self.connected = True
+                return
+            if code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+                return
+            if not self._refused(reason):
+                return
+
+    def _refused(self, reason: str) -> bool:
+        """The current address refused: True to try the next one, False if that was the last."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if not self._candidates:
+            self._close(reason)
+            return False
+        return True
+
+    def send(self, request: Mapping[str, Any]) -> int:
+        request_id = next(self.ids)
+        self.out += request_frame(request, request_id)
+        return request_id
+
+    def fileno(self) -> int:
+        assert self.sock is not None
+        return self.sock.fileno()
+
+    def on_writable(self) -> None:
+        assert self.sock is not None
+        if not self.connected:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                if self._refused(os.strerror(code)):
+                    self._connect_next()
+                return
+            self.connected = True
+        if self.out:
+            try:
+                sent = self.sock.send(self.out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._close(str(exc) or type(exc).__name__)
+                return
+            del self.out[:sent]
+
+    def on_readable(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(_RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(str(exc) or type(exc).__name__)
+            return
+        if not data:
+            self._close("the node closed the connection")
+            return
+        try:
+            for frame in self.decoder.feed(data):
+                if frame.kind == FrameKind.EVENT:
+                    continue
+                document = decode_json(frame.payload)
+                request_id = document.get("id")
+                if isinstance(request_id, int):
+                    self.answers[request_id] = document
+        except CodecError as exc:
+            self._close(f"bad response: {exc}")
+
+    def _close(self, reason: str) -> None:
+        self.fail(NodeUnreachable(self.node, reason))
+
+    def fail(self, failure: NodeUnreachable) -> None:
+        if self.failure is None:
+            self.failure = failure
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def close(self) -> None:
+        self._close("connection closed")
+
+
+class SyncClusterClient:
+    """Connections to the nodes of one cluster, by node id (a context manager); not thread-safe."""
+
+    def __init__(self, addresses: Mapping[str, Address], *, connect_timeout: float = 1.0) -> None:
+        self.addresses = dict(addresses)
+        self.connect_timeout = connect_timeout
+        self.leader_hint: str | None = None
+        self._connections: dict[str, _Connection] = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    def _connection(self, node: str, now: float) -> _Connection:
+        connection = self._connections.get(node)
+        if connection is not None and connection.failure is None:
+            return connection
+        address = self.addresses.get(node)
+        if address is None:
+            raise unknown_node(node, list(self.addresses))
+        connection = self._connections[node] = _Connection(node, address, now + self.connect_timeout)
+        return connection
+
+    def connect(self, node: str) -> None:
+        """Open the connection to ``node`` if it is not open; raises NodeUnreachable."""
+        outcome = self._exchange({node: None}, timeout=self.connect_timeout)[node]
+        if isinstance(outcome, ClientError):
+            raise outcome
+
+    def call(self, node: str, request: Mapping[str, Any], *, timeout: float = 5.0) -> dict[str, Any]:
+        """One request to one node; raises NodeUnreachable or Timeout."""
+        outcome = self.call_each({node: request}, timeout=timeout)[node]
+        if isinstance(outcome, ClientError):
+            raise outcome
+        return outcome
+
+    def call_each(
+        self, requests: Mapping[str, Mapping[str, Any]], *, timeout: float = 5.0
+    ) -> dict[str, dict[str, Any] | ClientError]:
+        """One request to each of several nodes, all at once; waits at most ``timeout`` in all.
+
+        Returns each node's response, or the error it met instead (NodeUnreachable, Timeout;
+        a ClientError for a node that is not in the cluster).
+        """
+        return self._exchange(dict(requests), timeout=timeout)
+
+    def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandAnswer:
+        """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
+
+        Exactly the rules of ``ClusterClient.run_command`` (``CommandPlan``).
+
+        Raises:
+            NoLeader: no node acted as leader before the deadline.
+            Timeout: the deadline passed while the command was in the leader's hands.
+            ClientError: the node refused the request itself.
+        """
+        plan = CommandPlan(
+            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout, now=time.monotonic()
+        )
+        while True:
+            target, request, wait = plan.next_request(time.monotonic())
+            try:
+                response = self.call(target, request, timeout=wait)
+            except (NodeUnreachable, Timeout) as exc:
+                plan.unreachable(exc)
+            else:
+                final = plan.answer(response)
+                if plan.learned is not None:
+                    self.leader_hint = plan.learned
+                if final is not None:
+                    return CommandAnswer(final, target, plan.attempts)
+            pause = plan.pause(time.monotonic())
+            if pause is not None:
+                time.sleep(pause)
+
+    # -- the event loop ------------------------------------------------------------------------
+
+    def _exchange(
+        self, requests: dict[str, Mapping[str, Any] | None], *, timeout: float
+    ) -> dict[str, dict[str, Any] | ClientError]:
+        """Send each request (None: only connect) and wait for the answers, all at once."""
+        now = time.monotonic()
+        deadline = now + timeout
+        outcomes: dict[str, dict[str, Any] | ClientError] = {}
+        waiting: dict[str, tuple[_Connection, int | None]] = {}
+        for node, request in requests.items():
+            try:
+                connection = self._connection(node, now)
+            except ClientError as exc:
+                outcomes[node] = exc
+                continue
+            waiting[node] = (connection, connection.send(request) if request is not None else None)
+        with selectors.DefaultSelector() as selector:
+            while True:
+                now = time.monotonic()
+                for node, (connection, request_id) in list(waiting.items()):
+                    if not connection.connected and connection.failure is None and now >= connection.connect_by:
+                        connection.fail(connect_timeout(node, connection.address, self.connect_timeout))
+                    outcome = self._outcome(connection, request_id)
+                    if outcome is not None:
+                        outcomes[node] = outcome
+                        del waiting[node]
+                if not waiting:
+                    break
+                if now >= deadline:
+                    for node in waiting:
+                        outcomes[node] = call_timeout(node, requests[node] or {"op": "connect"}, timeout)
+                    break
+                wake = deadline
+                registered: list[int] = []
+                for connection, _ in waiting.values():
+                    if connection.failure is not None or connection.fileno() in registered:
+                        continue
+                    events = selectors.EVENT_READ
+                    if not connection.connected:
+                        wake = min(wake, connection.connect_by)
+                        events |= selectors.EVENT_WRITE
+                    elif connection.out:
+                        events |= selectors.EVENT_WRITE
+                    registered.append(connection.fileno())
+                    selector.register(connection.fileno(), events, connection)
+                for key, mask in selector.select(max(0.0, wake - now)):
+                    connection = key.data
+                    if mask & selectors.EVENT_WRITE:
+                        connection.on_writable()
+                    if mask & selectors.EVENT_READ and connection.failure is None:
+                        connection.on_readable()
+                for fd in registered:
+                    selector.unregister(fd)
+        return outcomes
+
+    @staticmethod
+    def _outcome(connection: _Connection, request_id: int | None) -> dict[str, Any] | ClientError | None:
+        """The answer or error that ``request_id`` met on ``connection``, or None while it waits
+        (``request_id`` None: the connection itself, answered by ``{}`` once it is open)."""
+        if request_id is None:
+            if connection.failure is not None:
+                return connection.failure
+            return {} if connection.connected else None
+        answer = connection.answers.pop(request_id, None)
+        if answer is not None:
+            return answer
+        return connection.failure
