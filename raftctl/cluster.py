@@ -30,7 +30,7 @@ import trio
 
 from raftnode.client import ClientError, ClusterClient, NodeUnreachable
 from raftnode.client import Timeout as ClientTimeout
-from raftnode.config import ClusterConfig
+from raftnode.config import ClusterConfig, clear_join_flags
 
 from . import chaos, events, oneshot, supervisor
 from .errors import (
@@ -402,6 +402,9 @@ async def down(config: ClusterConfig, *, purge: bool = False, grace: float = sup
     purged: list[str] = []
     if purge:
         purged = [str(p) for p in supervisor.purge(config)]
+        # The data is gone: nodes added since the cluster began now found the next one with the rest.
+        if clear_join_flags(config.path):
+            purged.append(f"join = true in {config.path.name}")
     else:
         paths.faults.unlink(missing_ok=True)
     return DownResult(stopped, purged)

@@ -48,6 +48,8 @@ class NodeRow:
             ``drop_pct``, ``duplicate_pct``), or None.
         state: The state machine's summary (e.g. ``{"value": 57}``), or None.
         apply_halted: Why the node stopped applying commands, if it did.
+        voters, learners: The membership the node knows (its latest configuration).
+        membership_change: The leader's membership change in progress, if any.
         note: For humans: why a down node is down (``"not running"``, ``"pid 42 not answering"``).
     """
 
@@ -64,6 +66,9 @@ class NodeRow:
     faults: dict[str, Any] | None = None
     state: dict[str, Any] | None = None
     apply_halted: str | None = None
+    voters: tuple[str, ...] = ()
+    learners: tuple[str, ...] = ()
+    membership_change: str | None = None
     note: str = ""
 
     @classmethod
@@ -93,6 +98,9 @@ class NodeRow:
             faults=dict(faults) if isinstance(faults, Mapping) else None,
             state=dict(response.get("state") or {}),
             apply_halted=response.get("apply_halted"),
+            voters=tuple(response.get("voters") or ()),
+            learners=tuple(response.get("learners") or ()),
+            membership_change=response.get("membership_change"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -197,9 +205,16 @@ class ClusterStatus:
                 problems.append(f"{row.id} stopped applying: {row.apply_halted}")
         return problems
 
+    def membership(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """(voters, learners) as the leader knows them, or None without a leader."""
+        leader = self.leader_row
+        return (leader.voters, leader.learners) if leader is not None else None
+
     def to_json(self) -> dict[str, Any]:
-        """The ``status --json`` document of the contract."""
-        return {"cluster": self.name, "leader": self.leader, "nodes": [row.to_json() for row in self.nodes]}
+        """The ``status --json`` document of the contract, plus the leader's ``voters`` and ``learners``."""
+        members = self.membership()
+        return {"cluster": self.name, "leader": self.leader, "nodes": [row.to_json() for row in self.nodes],
+                "voters": list(members[0]) if members else None, "learners": list(members[1]) if members else None}
 
 
 def faults_active(faults: Mapping[str, Any] | None) -> bool:

@@ -77,7 +77,11 @@ def status_table(status: ClusterStatus, *, title: bool = True) -> Table:
     """The status table: one row per node, in the spirit of ``etcdctl endpoint status -w table``."""
     leader = status.leader_row
     if leader is not None:
-        heading = f"cluster {status.name} · leader {leader.id} · term {leader.term}"
+        heading = f"cluster {status.name} · leader {leader.id} · term {leader.term} · voters {','.join(leader.voters)}"
+        if leader.learners:
+            heading += f" · learners {','.join(leader.learners)}"
+        if leader.membership_change:
+            heading += f" · changing: {leader.membership_change}"
     else:
         heading = f"cluster {status.name} · no leader"
     table = Table(

@@ -1,8 +1,8 @@
 """``raftnode --config PATH --node ID``: run one node of the cluster described by cluster.toml.
 
-This is the composition root: the only place that picks concrete implementations — the disk
-storage under ``<state_dir>/data/<id>``, TCP peer transport wrapped in the fault layer, the
-state machine named in cluster.toml — and wires them to a :class:`RaftNode` and its client
+This is the composition root: it picks the state machine named in cluster.toml, builds the node
+with the built-in disk storage under ``<state_dir>/data/<id>`` and TCP peer transport wrapped in
+the fault layer (``HullAPI.from_config``, which embedders use too), and wires it to its client
 endpoint. SIGTERM or SIGINT stops the node gracefully (the last fsync finishes, connections
 close); SIGKILL is safe by design. Log lines go to stderr (raftctl sends them to the node's log).
 """
@@ -22,44 +22,26 @@ from typing import Any
 import trio
 
 from raftnode import __version__
-from raftnode.config import TICK_MS, ClusterConfig, ConfigError, load_config, parse_context, raft_config
+from raftnode.config import ClusterConfig, ConfigError, load_config
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
 #: Exit status when the node cannot start (address in use, unreadable or corrupt data).
 EXIT_START_FAILED = 1
+
+
 async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = None) -> None:
     """Run the node until SIGTERM/SIGINT or an admin ``stop``."""
-    from raftnode.runtime import RaftNode
+    from raftnode.api import HullAPI
     from raftnode.service import ClientService
     from raftnode.statemachines import load_state_machine
-    from raftnode.storage.disk import DiskStorage
-    from raftnode.transport.faults import FaultyTransport
-    from raftnode.transport.tcp import TcpTransport
 
-    me = config.node(node_id)
-    storage = DiskStorage(data_dir or config.state_dir / "data" / node_id)
-    transport = FaultyTransport(
-        TcpTransport(
-            node_id,
-            cluster=config.name,
-            listen=me.peer,
-            peers={n.id: n.peer for n in config.nodes},
-        )
+    hull = HullAPI.from_config(
+        config, node_id, pilot=load_state_machine(config.state_machine), data_dir=data_dir, rng=random.Random()
     )
-    node = RaftNode(
-        raft_config(config, node_id),
-        storage=storage,
-        transport=transport,
-        state_machine=load_state_machine(config.state_machine),
-        tick_seconds=TICK_MS / 1000,
-        snapshot_every=config.snapshot_entries,
-        snapshot_bytes=config.snapshot_bytes,
-        rng=random.Random(),
-        contexts={n.id: n.context for n in config.nodes if not n.join},
-    )
-    node.add_configuration_handler(partial(_reach_members, transport))
-    service = ClientService(node, me.client, faults=transport)
+    node, storage = hull.node, hull.node.storage
+    service = ClientService(node, config.node(node_id).client, faults=hull.node.transport)
+
     async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await node.run(task_status=task_status)
         nursery.cancel_scope.cancel()  # stopped: take the client endpoint down with it
@@ -71,17 +53,6 @@ async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = 
             nursery.start_soon(_stop_on_signal, node)
     finally:
         storage.close()
-
-
-def _reach_members(transport: Any, configuration: Any) -> None:
-    """A configuration may name nodes cluster.toml does not (added since): connect to them too."""
-    peers = {}
-    for member, context in configuration.contexts.items():
-        try:
-            peers[member] = parse_context(context)[0]
-        except ValueError as exc:
-            logging.getLogger("raftnode").warning("member %s has an unusable address: %s", member, exc)
-    transport.add_peers(peers)
 
 
 async def _stop_on_signal(node) -> None:

@@ -21,6 +21,7 @@ application's own :class:`~raftnode.transport.Transport` and its own
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +29,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import trio
 
-from .config import TICK_MS, ClusterConfig, raft_config
+from .config import TICK_MS, ClusterConfig, parse_context, raft_config
 from .core.commands import CommandResult
+from .core.quorum import Configuration
 from .runtime import NodeEvent, NodeStatus, RaftNode
 from .storage import Storage
 from .transport import Transport
@@ -91,9 +93,13 @@ class HullAPI:
             state_machine=pilot,  # type: ignore[arg-type]
             tick_seconds=TICK_MS / 1000,
             snapshot_every=config.snapshot_entries,
-        snapshot_bytes=config.snapshot_bytes,
+            snapshot_bytes=config.snapshot_bytes,
             rng=rng,
+            contexts={n.id: n.context for n in config.nodes if not n.join},
         )
+        add_peers = getattr(transport, "add_peers", None)
+        if add_peers is not None:
+            node.add_configuration_handler(lambda configuration: add_peers(member_peer_addresses(configuration)))
         return cls(node, owns_storage=owns_storage)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -117,6 +123,30 @@ class HullAPI:
     def status(self) -> NodeStatus:
         return self.node.status()
 
+    async def add_node(self, node_id: str, context: str = "", *, timeout: float = 30.0) -> None:
+        """Add ``node_id`` (at the leader): a learner first, a voter once caught up (§4.2.1).
+
+        ``context`` tells the other members how to reach it; with the built-in transport it is
+        ``"peer-address client-address"`` (``NodeConfig.context``). Raises NotLeader,
+        MembershipError (with the reason) or TimeoutError.
+        """
+        await self.node.add_node(node_id, context, timeout=timeout)
+
+    async def remove_node(self, node_id: str, *, timeout: float = 30.0) -> None:
+        """Remove ``node_id`` (at the leader; the leader itself too) and wait for the commit."""
+        await self.node.remove_node(node_id, timeout=timeout)
+
     def add_event_handler(self, handler: Callable[[NodeEvent], None]) -> None:
         """Call ``handler`` for each event: elections, role and leader changes, commits, apply errors, snapshots."""
         self.node.add_event_handler(handler)
+
+
+def member_peer_addresses(configuration: Configuration) -> dict[str, Any]:
+    """The peer address of every member whose context is ``"peer client"`` (others are skipped)."""
+    peers = {}
+    for member, context in configuration.contexts.items():
+        try:
+            peers[member] = parse_context(context)[0]
+        except ValueError as exc:
+            logging.getLogger("raftnode").warning("member %s has an unusable address: %s", member, exc)
+    return peers

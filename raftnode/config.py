@@ -52,6 +52,7 @@ __all__ = [
     "NodeConfig",
     "add_node_to_file",
     "check_node_id",
+    "clear_join_flags",
     "default_config_text",
     "load_config",
     "parse_address",
@@ -386,6 +387,22 @@ def remove_node_from_file(path: str | os.PathLike[str], node_id: str) -> bool:
     if len(kept) == len(blocks):
         return False
     new_text = "".join(kept)
+    parse_config(new_text, path=target)
+    _replace_file(target, new_text)
+    return True
+
+
+def clear_join_flags(path: str | os.PathLike[str]) -> bool:
+    """Drop every ``join = true`` from the cluster file (its nodes found the next new cluster).
+
+    For ``raftctl down --purge``: once the data is gone, every node in the file starts the new
+    cluster together. Returns whether the file changed.
+    """
+    target = Path(path)
+    text = target.read_text(encoding="utf-8")
+    new_text = re.sub(r"(?m)^join\s*=\s*true\s*\n", "", text)
+    if new_text == text:
+        return False
     parse_config(new_text, path=target)
     _replace_file(target, new_text)
     return True

@@ -50,7 +50,8 @@ def test_up_is_idempotent_status_json_has_the_contract_shape_and_down_stops_ever
         assert "already running" in again.stdout
 
         status = three.status()
-        assert set(status) == {"cluster", "leader", "nodes"} and status["cluster"] == "e2e"
+        assert set(status) == {"cluster", "leader", "nodes", "voters", "learners"} and status["cluster"] == "e2e"
+        assert status["voters"] == ["n1", "n2", "n3"] and status["learners"] == []
         assert [n["id"] for n in status["nodes"]] == ["n1", "n2", "n3"]
         for row in status["nodes"]:
             assert list(row) == list(STATUS_KEYS)

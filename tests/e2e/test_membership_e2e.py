@@ -1,0 +1,145 @@
+"""Membership changes of a real cluster with raftctl: grow 3 -> 5 and shrink 5 -> 3 while a client
+keeps submitting commands, and a node added after many snapshots catching up from one.
+
+Every acknowledged command must be applied on every final member; the cluster file must name
+exactly the final members; removed nodes must be stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import trio
+
+from raftctl import membership
+from raftnode.client import ClientError, ClusterClient
+from raftnode.config import Address, load_config
+
+from .processes import free_ports
+from .raftctl_harness import cluster, deadline
+
+SEED = int(os.environ.get("RAFT_MEMBERSHIP_SEED", random.randrange(1 << 30)))
+
+
+async def _load(client: ClusterClient, acked: list[int], unknown: list[int], stop: trio.Event) -> None:
+    """A closed-loop client: ``incr 1`` until ``stop``; records the value each ack reports."""
+    while not stop.is_set():
+        try:
+            outcome = await client.run_command("incr 1", timeout=3)
+        except ClientError:
+            unknown.append(1)
+            continue
+        unknown.append(outcome.attempts - 1)  # a failed attempt may still have been applied
+        if outcome.result.ok:
+            acked.append(outcome.result.result)
+        else:
+            unknown.append(1)
+
+
+async def _converged(client: ClusterClient, members: list[str]) -> dict[str, int]:
+    """Each member's counter once all of them applied the leader's commit index."""
+    with trio.fail_after(20):
+        while True:
+            rows = {}
+            for node in members:
+                try:
+                    rows[node] = await client.call(node, {"op": "status"}, timeout=1)
+                except ClientError:
+                    break
+            leaders = {r["leader"] for r in rows.values()}
+            if len(rows) == len(members) and len(leaders) == 1 and None not in leaders:
+                commit = rows[leaders.pop()]["commit_index"]
+                if all(r["applied_index"] >= commit for r in rows.values()):
+                    return {n: r["state"]["value"] for n, r in rows.items()}
+            await trio.sleep(0.05)
+
+
+def test_grow_three_to_five_and_shrink_back_under_load_loses_no_acknowledged_command(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    with cluster(tmp_path, 3) as c, deadline(120):
+        c.cli("up")
+        ports = free_ports(4)
+        extra = {"n4": (ports[0], ports[1]), "n5": (ports[2], ports[3])}
+        addresses = {**load_config(c.config).client_addresses(),
+                     **{n: Address("127.0.0.1", client) for n, (_, client) in extra.items()}}
+        acked: list[int] = []
+        unknown: list[int] = []
+
+        async def drill() -> list[str]:
+            async with ClusterClient(addresses) as client:
+                stop = trio.Event()
+                async with trio.open_nursery() as nursery:
+                    for _ in range(3):
+                        nursery.start_soon(_load, client, acked, unknown, stop)
+                    for node, (peer, client_port) in extra.items():
+                        await trio.sleep(rng.uniform(0.1, 0.4))
+                        result = await membership.add_node(
+                            load_config(c.config), node, f"127.0.0.1:{peer}", f"127.0.0.1:{client_port}")
+                        assert node in result.voters, f"seed {SEED}: {result}"
+                    assert sorted(result.voters) == ["n1", "n2", "n3", "n4", "n5"]
+                    for victim in (rng.choice(["n1", "n2", "n3"]), "leader"):
+                        await trio.sleep(rng.uniform(0.1, 0.4))
+                        result = await membership.remove_node(load_config(c.config), victim)
+                    await trio.sleep(0.3)
+                    stop.set()
+                members = sorted(result.voters)
+                values = await _converged(client, members)
+                assert len(set(values.values())) == 1, f"seed {SEED}: members disagree: {values}"
+                return members
+
+        members = trio.run(drill)
+        final = load_config(c.config)
+        assert sorted(final.node_ids) == members and len(members) == 3, f"seed {SEED}: {final.node_ids}"
+        status = c.status()
+        value = status["nodes"][0]["state"]["value"]
+        context = f"seed {SEED}: {len(acked)} acked, {sum(unknown)} unknown, final {value}\n{c.logs_tail()}"
+        assert all(row["alive"] and row["state"]["value"] == value for row in status["nodes"]), context
+        assert len(acked) > 20, context
+        assert len(set(acked)) == len(acked), f"two acknowledgements report the same value: {context}"
+        assert max(acked) <= value and len(acked) <= value <= len(acked) + sum(unknown), context
+        # The removed nodes' processes are gone.
+        assert len(c.node_pids()) == 3, context
+
+
+def test_a_node_added_after_many_snapshots_catches_up_through_install_snapshot(tmp_path: Path) -> None:
+    with cluster(tmp_path, 3) as c, deadline(60):
+        c.config.write_text(c.config.read_text().replace("[cluster]\n", "[cluster]\nsnapshot_entries = 40\n", 1))
+        c.cli("up")
+        for _ in range(150):
+            c.cli("run-command", "incr", "1")
+        peer, client_port = free_ports(2)
+        added = c.json("add-node", "n4", "--peer", f"127.0.0.1:{peer}", "--client", f"127.0.0.1:{client_port}")
+        assert added["voters"] == ["n1", "n2", "n3", "n4"]
+        c.cli("wait", "--converged", "--timeout", "10")
+        row = next(r for r in c.status()["nodes"] if r["id"] == "n4")
+        assert row["state"] == {"value": 150} and row["snapshot_index"] >= 40, row
+        log = (c.dir / "state" / "logs" / "n4.log").read_text()
+        assert "installed snapshot" in log, log[-2000:]
+        assert "voters n1,n2,n3,n4" in c.cli("status").stdout
+        assert "join = true" in c.config.read_text()
+        c.cli("down", "--purge")
+        assert "join" not in c.config.read_text(), "after a purge n4 founds the next cluster with the rest"
+        c.cli("up")
+        assert c.status()["voters"] == ["n1", "n2", "n3", "n4"]
+
+
+def test_membership_refusals_exit_with_the_reason_and_change_nothing(tmp_path: Path) -> None:
+    with cluster(tmp_path, 1) as c, deadline(40):
+        c.cli("up")
+        before = c.config.read_text()
+        taken = load_config(c.config).node("n1")
+        peer, client_port = free_ports(2)
+        duplicate = c.cli("add-node", "n1", "--peer", f"127.0.0.1:{peer}", "--client", f"127.0.0.1:{client_port}", code=2)
+        assert "already has a node 'n1'" in duplicate.stderr
+        busy = c.cli("add-node", "n2", "--peer", str(taken.peer), "--client", f"127.0.0.1:{client_port}", code=2)
+        assert f"{taken.peer} is not free" in busy.stderr
+        bad = c.cli("add-node", "leader", "--peer", f"127.0.0.1:{peer}", "--client", f"127.0.0.1:{client_port}", code=2)
+        assert "reserved" in bad.stderr
+        unknown = c.cli("remove-node", "n7", code=2)
+        assert "unknown node 'n7'" in unknown.stderr
+        last = c.cli("remove-node", "n1", code=1)
+        assert "last voter" in last.stderr
+        assert c.config.read_text() == before
+        assert c.status()["nodes"][0]["alive"] is True
