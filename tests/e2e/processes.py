@@ -106,6 +106,23 @@ class Processes:
                 pass
 
 
+async def closed_loop_incr(client: ClusterClient, acked: list[int], unknown: list[int], stop: trio.Event) -> None:
+    """One closed-loop client: ``incr 1`` until ``stop``; records the value each ack reports."""
+    while not stop.is_set():
+        try:
+            outcome = await client.run_command("incr 1", timeout=3)
+        except ClientError:
+            unknown.append(1)  # timed out or no leader: it may or may not have been applied
+            continue
+        # An attempt that failed on a node that then died may still have been applied (there are
+        # no client sessions yet, §6.3): count them as possible extra applications.
+        unknown.append(outcome.attempts - 1)
+        if outcome.result.ok:
+            acked.append(outcome.result.result)
+        else:
+            unknown.append(1)
+
+
 async def status(client: ClusterClient, node_id: str) -> dict[str, Any] | None:
     """The node's status, or None while it is unreachable or not serving yet."""
     try:

@@ -14,28 +14,11 @@ import signal
 import pytest
 import trio
 
-from raftnode.client import ClientError, ClusterClient
+from raftnode.client import ClusterClient
 
-from .processes import IDS, Processes, status, wait_caught_up, wait_leader
+from .processes import IDS, Processes, closed_loop_incr, status, wait_caught_up, wait_leader
 
 SEED = int(os.environ.get("RAFT_CRASH_SEED", random.randrange(1 << 30)))
-
-
-async def load(client: ClusterClient, acked: list[int], unknown: list[int], stop: trio.Event) -> None:
-    """One closed-loop client: ``incr 1`` until ``stop``; records the value each ack reports."""
-    while not stop.is_set():
-        try:
-            outcome = await client.run_command("incr 1", timeout=3)
-        except ClientError:
-            unknown.append(1)  # timed out or no leader: it may or may not have been applied
-            continue
-        # An attempt that failed on a node that then died may still have been applied (there are
-        # no client sessions yet, §6.3): count them as possible extra applications.
-        unknown.append(outcome.attempts - 1)
-        if outcome.result.ok:
-            acked.append(outcome.result.result)
-        else:
-            unknown.append(1)
 
 
 async def converged_value(client: ClusterClient) -> int:
@@ -62,7 +45,7 @@ async def test_kill_9_of_any_minority_under_load_loses_no_acknowledged_command(p
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
                 for _ in range(4):
-                    nursery.start_soon(load, client, acked, unknown, stop)
+                    nursery.start_soon(closed_loop_incr, client, acked, unknown, stop)
                 for _ in range(4):
                     await trio.sleep(rng.uniform(0.2, 0.6))
                     victim = rng.choice(IDS)

@@ -17,25 +17,10 @@ from raftctl import membership
 from raftnode.client import ClientError, ClusterClient
 from raftnode.config import Address, load_config
 
-from .processes import free_ports
+from .processes import closed_loop_incr, free_ports
 from .raftctl_harness import cluster, deadline
 
 SEED = int(os.environ.get("RAFT_MEMBERSHIP_SEED", random.randrange(1 << 30)))
-
-
-async def _load(client: ClusterClient, acked: list[int], unknown: list[int], stop: trio.Event) -> None:
-    """A closed-loop client: ``incr 1`` until ``stop``; records the value each ack reports."""
-    while not stop.is_set():
-        try:
-            outcome = await client.run_command("incr 1", timeout=3)
-        except ClientError:
-            unknown.append(1)
-            continue
-        unknown.append(outcome.attempts - 1)  # a failed attempt may still have been applied
-        if outcome.result.ok:
-            acked.append(outcome.result.result)
-        else:
-            unknown.append(1)
 
 
 async def _converged(client: ClusterClient, members: list[str]) -> dict[str, int]:
@@ -72,7 +57,7 @@ def test_grow_three_to_five_and_shrink_back_under_load_loses_no_acknowledged_com
                 stop = trio.Event()
                 async with trio.open_nursery() as nursery:
                     for _ in range(3):
-                        nursery.start_soon(_load, client, acked, unknown, stop)
+                        nursery.start_soon(closed_loop_incr, client, acked, unknown, stop)
                     for node, (peer, client_port) in extra.items():
                         await trio.sleep(rng.uniform(0.1, 0.4))
                         result = await membership.add_node(
