@@ -94,6 +94,7 @@ async def measure(addresses: dict[str, Address], pids: dict[str, int], count: in
             "client": round(client_cpu * 1000 / count, 3),
         },
         "fsyncs_on_leader": final["stats"].get("fsyncs"),
+        "leader_stats": {k: final["stats"].get(k) for k in ("fsync_max_ms", "turn_max_ms", "batches")},
     }
 
 
@@ -130,7 +131,8 @@ def main() -> int:
             f"  p50 {report['p50_ms']:.3f} ms  p90 {report['p90_ms']:.3f} ms  p99 {report['p99_ms']:.3f} ms  "
             f"max {report['max_ms']:.3f} ms  mean {report['mean_ms']:.3f} ms\n"
             f"  {report['commands_per_s']:.0f} commands/s  (node exit codes {exit_codes})\n"
-            f"  CPU ms per command: {report['cpu_ms_per_command']}"
+            f"  CPU ms per command: {report['cpu_ms_per_command']}\n"
+            f"  leader fsyncs {report['fsyncs_on_leader']}, stats {report['leader_stats']}, load {os.getloadavg()[0]:.1f}"
         )
     return 0
 

@@ -193,6 +193,27 @@ async def leader_status(addresses: dict[str, Address], leader: str) -> dict[str,
         return await client.call(leader, {"op": "status"})
 
 
+async def cluster_view(addresses: dict[str, Address]) -> dict[str, Any]:
+    """Every node's term, role, leader and election events so far (to count elections per level)."""
+    view: dict[str, Any] = {}
+    async with ClusterClient(addresses) as client:
+        for node in IDS:
+            try:
+                status = await client.call(node, {"op": "status"}, timeout=2)
+                events = (await client.call(node, {"op": "recent_events"}, timeout=2)).get("events", [])
+            except ClientError:
+                continue
+            view[node] = {
+                "term": status.get("term"),
+                "role": status.get("role"),
+                "leader": status.get("leader"),
+                "inbox_dropped": status.get("stats", {}).get("inbox_dropped"),
+                "elections": sum(1 for e in events if e["kind"] in ("election", "pre-vote")),
+                "step_downs": [e["detail"] for e in events if e["kind"] == "step-down"],
+            }
+    return view
+
+
 def run_level(
     address: Address, pids: dict[str, int], in_flight: int, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -255,13 +276,24 @@ def main() -> int:
             pids = {node_id: proc.pid for node_id, proc in zip(IDS, procs)}
             leader = trio.run(wait_for_leader, addresses)
             for level in levels:
+                before = trio.run(cluster_view, addresses)
                 row = run_level(addresses[leader], pids, level, args)
+                after = trio.run(cluster_view, addresses)
+                terms = [v["term"] for v in after.values()], [v["term"] for v in before.values()]
+                row["term_changes"] = max(terms[0]) - max(terms[1])
+                row["elections"] = sum(after[n]["elections"] - before.get(n, after[n])["elections"] for n in after)
+                row["step_downs"] = [d for n in after for d in after[n]["step_downs"][len(before.get(n, {}).get("step_downs", [])):]]
+                row["inbox_dropped"] = {n: after[n]["inbox_dropped"] for n in after}
+                if row["term_changes"] or row["elections"]:
+                    leader = trio.run(wait_for_leader, addresses)  # follow the new leader
                 rows.append(row)
                 if not args.json:
                     print(
                         f"in-flight {level:>5}: {row['cmds_per_s']:>9,.0f} cmds/s  p50 {row['p50_ms']:8.3f} ms  "
                         f"p99 {row['p99_ms']:8.3f} ms  errors {row['errors']}  CPU s/node {row['cpu_s']}  "
-                        f"CPU us/cmd {row['cpu_us_per_cmd']}  client CPU s {row['client_cpu_s']}",
+                        f"CPU us/cmd {row['cpu_us_per_cmd']}  client CPU s {row['client_cpu_s']}  "
+                        f"elections {row['elections']} term changes {row['term_changes']} "
+                        f"inbox dropped {row['inbox_dropped']} {row['step_downs'] or ''} load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
             status = trio.run(leader_status, addresses, leader)
@@ -275,7 +307,7 @@ def main() -> int:
         "leader": leader,
         "levels": rows,
         "peak_cmds_per_s": max(r["cmds_per_s"] for r in rows),
-        "leader_stats": {k: status["stats"].get(k) for k in ("fsyncs", "batches", "inbox_dropped", "sent", "dropped")},
+        "leader_stats": {k: status["stats"].get(k) for k in ("fsyncs", "fsync_max_ms", "keepalive_heartbeats", "batches", "inbox_dropped", "peer_dropped", "turn_max_ms", "turns_over_50ms", "sent", "dropped")},
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "node_exit_codes": exit_codes,

@@ -2,11 +2,19 @@
 
 Theory of operation
 -------------------
-One task (``_serve``) owns the :class:`~raftnode.core.raft.Raft` core. Everything else — the
-ticker, the transport's receivers, callers of ``run_command`` and ``submit_command`` — puts
-items into one bounded inbox (a trio memory channel). ``_serve`` takes one item, then everything
-else already waiting (so work that arrives while the disk is busy is batched: a batch is whatever
-arrived while the previous one was in flight, no timers), then processes the core's Ready:
+One task (``_serve``) owns the :class:`~raftnode.core.raft.Raft` core. Everything else puts items
+into one of two inboxes: the *urgent* one — peer messages from the transport, ticks, admin calls —
+and the *proposals* — client commands from ``run_command`` and ``submit_command``. Each turn,
+``_serve`` takes everything urgent that is waiting, then at most ``max_batch`` proposals (so work
+that arrives while the disk is busy is batched: a batch is whatever arrived while the previous
+one was in flight, no timers), then processes the core's Ready. Client work can neither delay
+nor crowd out the peer traffic (acknowledgements, heartbeats, votes) that keeps the leader in
+office, and the bound on a turn's proposals bounds its work (proposals, applies, answers), so a
+leader under any load sends its AppendEntries and heartbeats every few milliseconds, well within
+the followers' election timeout. A proposal that finds ``inbox_size`` proposals waiting is
+answered ``retry`` at once; endpoints that read many commands (the client service) stop reading
+while ``proposals_backlogged()`` (``wait_for_room``), which pushes back on their clients through TCP.
+Each turn:
 
 1. write the snapshot, entries and hard state to storage and fsync them — one fsync for the
    whole batch (group commit), in one long-lived disk thread (``_DiskThread``: cheaper than a
@@ -21,22 +29,25 @@ arrived while the previous one was in flight, no timers), then processes the cor
    run once the batch is done, so the answers of a batch leave in one write per connection;
 4. ``advance`` the core, and snapshot the state machine when the log has grown past the threshold.
 
+While the node's task waits on the disk thread for longer than a heartbeat interval (a slow
+fsync or snapshot write), the ticker sends a leader's heartbeats itself (``_keepalive``), so a
+stalled disk does not look like a dead leader.
+
 After each batch: configuration handlers hear of a new configuration (the composition root
 connects to members it did not know), membership waiters (``add_node`` / ``remove_node``) are
 answered once their change is committed here, and a node that applied its own removal stops.
 
 Order rules: nothing that promises durability (a vote, an append acknowledgement, a client's
 answer, which follows an apply, which follows a commit that counts this node's fsync) is sent
-before the fsync that backs it. ``submit_command`` deadlines are kept in a heap and checked on
-every tick.
+before the fsync that backs it. ``submit_command`` deadlines are kept in one queue per timeout
+value (submission order is deadline order within it) and checked on every tick; the answered
+ones at the front are dropped then.
 
 Time is ``trio.sleep``, so tests drive a node on ``trio.testing.MockClock(autojump_threshold=0)``.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import queue
 import random
@@ -63,7 +74,8 @@ from .transport import Transport
 
 log = logging.getLogger("raftnode")
 
-_TICK, _MESSAGE, _PROPOSE, _CALL, _SNAPSHOT = range(5)
+_TICK, _MESSAGE, _CALL, _SNAPSHOT = range(4)
+_TICK_ITEM = (_TICK, None, None)
 # Messages a leader may send before its own fsync (§10.2.1): they promise nothing about its disk.
 _EARLY_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot)
 
@@ -188,6 +200,11 @@ class RaftNode:
         max_apply_attempts: attempts at applying a committed entry whose ``process_command``
             raises something other than CommandError, before the node stops applying.
         rng: seeds the election timeouts (default: from the OS).
+        inbox_size: proposals waiting beyond this many are answered ``retry`` at once (and peer
+            messages beyond this many are dropped, which the protocol survives: it never happens
+            unless the node cannot keep up with its peers at all).
+        max_batch: proposals taken per turn of the node's task: bounds the work between two
+            sends to the peers (a turn's proposals are also its applies and answers).
     """
 
     def __init__(
@@ -203,6 +220,7 @@ class RaftNode:
         max_apply_attempts: int = 3,
         rng: random.Random | None = None,
         inbox_size: int = 1 << 16,
+        max_batch: int = 256,
         contexts: dict[str, str] | None = None,
     ):
         self.id = config.node_id
@@ -217,7 +235,15 @@ class RaftNode:
         self.raft: Raft | None = None
         self._rng = rng or random.Random()
         self._tracker: CommandTracker[_Waiter] = CommandTracker()
-        self._inbox_send, self._inbox_receive = trio.open_memory_channel[tuple](inbox_size)
+        if max_batch < 1 or inbox_size < 1:
+            raise ValueError("max_batch and inbox_size must be positive")
+        self._urgent: deque[tuple] = deque()  # (kind, payload, waiter): peer messages, ticks, calls
+        self._proposals: deque[tuple[str, Any]] = deque()  # (command, waiter)
+        self._inbox_size = inbox_size
+        self._max_batch = max_batch
+        self._high_water = 4 * max_batch  # proposals_backlogged() above this
+        self._serve_task: Any = None  # the node's task while it waits for input
+        self._room = trio.lowlevel.ParkingLot()  # endpoints waiting for proposals to drain
         self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
         self._handlers: list[Callable[[NodeEvent], None]] = []
         self._recent_events: deque[NodeEvent] = deque(maxlen=200)
@@ -230,17 +256,24 @@ class RaftNode:
         self._started = trio.Event()
         self._running = False
         self._snapshot_waiters: list[_Waiter] = []
-        self._deadlines: list[tuple[float, int, _Callback]] = []  # a heap, for submit_command
-        self._deadline_seq = itertools.count()
+        # submit_command deadlines, in submission order per timeout (so each queue is sorted).
+        self._deadlines: dict[float, deque[tuple[float, _Callback]]] = {}
         self._flush_handlers: list[Callable[[], None]] = []
         self._disk_thread: _DiskThread | None = None
+        self._stats_sync_max = 0.0
+        self._disk_since: float | None = None  # when the node's task began waiting on the disk thread
+        self._keepalive_at = float("-inf")
         self._contexts = contexts
         self._configuration: Configuration | None = None
         self._configuration_handlers: list[Callable[[Configuration], None]] = []
         self._membership_waiters: list[tuple[Callable[[Raft], str | None], _Waiter, float, str]] = []
         self._cork = getattr(transport, "cork", None)
         self._uncork = getattr(transport, "uncork", None)
-        self.stats: dict[str, int] = {"inbox_dropped": 0, "fsyncs": 0, "batches": 0, "events_dropped": 0}
+        self.stats: dict[str, int] = {
+            "inbox_dropped": 0, "peer_dropped": 0, "fsyncs": 0, "batches": 0, "events_dropped": 0,
+            "turn_max_ms": 0, "turns_over_50ms": 0,
+            "fsync_max_ms": 0, "keepalive_heartbeats": 0,
+        }
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -272,6 +305,9 @@ class RaftNode:
             self._running = False
             for waiter in self._tracker.leadership_lost(None):
                 waiter[0].set(CommandResult(retry=True))
+            while self._proposals:
+                self._proposals.popleft()[1].set(CommandResult(retry=True))
+            self._room.unpark_all()
             with trio.CancelScope(shield=True):
                 await self._disk(self.storage.sync)
             if self._disk_thread is not None:
@@ -299,11 +335,11 @@ class RaftNode:
         except UnicodeEncodeError:
             return CommandResult(error=f"command {command!r} is not valid Unicode text")
         waiter = _Waiter()
-        try:
-            self._inbox_send.send_nowait((_PROPOSE, command, waiter))
-        except trio.WouldBlock:
+        if len(self._proposals) >= self._inbox_size:
             self.stats["inbox_dropped"] += 1
             return CommandResult(retry=True)
+        self._proposals.append((command, waiter))
+        self._wake()
         with trio.move_on_after(timeout):
             await waiter.event.wait()
             return waiter.result
@@ -324,13 +360,25 @@ class RaftNode:
         except UnicodeEncodeError:
             callback.set(CommandResult(error=f"command {command!r} is not valid Unicode text"))
             return
-        try:
-            self._inbox_send.send_nowait((_PROPOSE, command, callback))
-        except trio.WouldBlock:
+        if len(self._proposals) >= self._inbox_size:
             self.stats["inbox_dropped"] += 1
             callback.set(CommandResult(retry=True))
             return
-        heapq.heappush(self._deadlines, (trio.current_time() + timeout, next(self._deadline_seq), callback))
+        self._proposals.append((command, callback))
+        self._wake()
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = deque()
+        queue.append((trio.current_time() + timeout, callback))
+
+    def proposals_backlogged(self) -> bool:
+        """Enough proposals wait for the next turns: an endpoint should stop reading commands."""
+        return len(self._proposals) >= self._high_water
+
+    async def wait_for_room(self) -> None:
+        """Wait until ``proposals_backlogged()`` is no longer true (or the node stops)."""
+        while self._running and len(self._proposals) >= self._high_water:
+            await self._room.park()
 
     def add_flush_handler(self, handler: Callable[[], None]) -> None:
         """Call ``handler()`` from the node's task after each batch of inputs and answers
@@ -388,7 +436,7 @@ class RaftNode:
     async def take_snapshot(self) -> int:
         """Snapshot the state machine now and compact the log; returns the snapshot's index once durable."""
         waiter = _Waiter()
-        await self._inbox_send.send((_SNAPSHOT, None, waiter))
+        self._put_urgent((_SNAPSHOT, None, waiter))
         await waiter.event.wait()
         return waiter.result
 
@@ -433,16 +481,28 @@ class RaftNode:
             raise NodeNotRunning(f"node {self.id} is not running")
         return self.raft
 
+    def _wake(self) -> None:
+        """Input arrived: wake the node's task if it waits for some."""
+        task = self._serve_task
+        if task is not None:
+            self._serve_task = None
+            trio.lowlevel.reschedule(task)
+
+    def _put_urgent(self, item: tuple) -> None:
+        self._urgent.append(item)
+        self._wake()
+
     def _deliver(self, message: Message) -> None:
-        try:
-            self._inbox_send.send_nowait((_MESSAGE, message, None))
-        except trio.WouldBlock:
-            self.stats["inbox_dropped"] += 1
+        if len(self._urgent) >= self._inbox_size:
+            self.stats["peer_dropped"] += 1
+            return
+        self._urgent.append((_MESSAGE, message, None))
+        self._wake()
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in the task that owns the core; return its result or raise its error."""
         waiter = _Waiter()
-        await self._inbox_send.send((_CALL, fn, waiter))
+        self._put_urgent((_CALL, fn, waiter))
         await waiter.event.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -451,27 +511,73 @@ class RaftNode:
     async def _ticker(self) -> None:
         while True:
             await trio.sleep(self.tick_seconds)
-            try:
-                self._inbox_send.send_nowait((_TICK, None, None))
-            except trio.WouldBlock:
-                pass  # overloaded: the next tick will come
+            self._put_urgent(_TICK_ITEM)
+            if self._disk_since is not None:
+                self._keepalive()
+
+    def _keepalive(self) -> None:
+        """The node's task has waited on the disk for a heartbeat interval (a slow fsync or
+        snapshot): a leader sends its followers a heartbeat from here, so a disk stall does not
+        look like a dead leader (``Raft.heartbeats``: read-only, safe in the middle of a turn)."""
+        raft = self.raft
+        if raft is None or raft.role is not Role.LEADER or self._disk_since is None:
+            return
+        now = trio.current_time()
+        interval = self.config.heartbeat_interval * self.tick_seconds
+        if now - self._disk_since < interval or now - self._keepalive_at < interval:
+            return
+        self._keepalive_at = now
+        beats = raft.heartbeats()
+        if beats:
+            self.stats["keepalive_heartbeats"] += len(beats)
+            self._send(beats)
 
     # -- the task that owns the core -----------------------------------------------------------
 
+    async def _wait_for_input(self) -> None:
+        """Return once there is input; always a checkpoint (other tasks run between turns)."""
+        if self._urgent or self._proposals:
+            await trio.lowlevel.checkpoint()
+            return
+        self._serve_task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._serve_task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
     async def _serve(self) -> None:
-        receive = self._inbox_receive
+        urgent, proposals, handle = self._urgent, self._proposals, self._handle
+        perf = time.perf_counter
+        stats = self.stats
         while True:
-            self._handle(await receive.receive())
-            for _ in range(4096):
-                try:
-                    item = receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                self._handle(item)
+            await self._wait_for_input()
+            started = perf()
+            for _ in range(len(urgent)):  # what waits now; later arrivals go in the next turn
+                handle(urgent.popleft())
+            if proposals:
+                self._propose_batch(proposals)
             await self._process_ready()
             self._flush()
             if self._membership_waiters or self.raft.configuration is not self._configuration or self.raft.removed:
                 self._after_membership_change()
+            # A turn's wall time (its fsync included) is the longest the peers wait for our news.
+            took = (perf() - started) * 1000
+            if took > stats["turn_max_ms"]:
+                stats["turn_max_ms"] = round(took, 1)
+            if took > 50:
+                stats["turns_over_50ms"] += 1
+
+    def _propose_batch(self, proposals: deque[tuple[str, Any]]) -> None:
+        raft = self.raft
+        assert raft is not None
+        propose = self._propose
+        for _ in range(min(len(proposals), self._max_batch)):
+            command, waiter = proposals.popleft()
+            propose(raft, command, waiter)
+        if self._room and len(proposals) < self._high_water:
+            self._room.unpark_all()
 
     def _configuration_seen(self) -> None:
         raft = self.raft
@@ -508,12 +614,19 @@ class RaftNode:
             handler()
 
     def _expire(self) -> None:
-        """Answer ``submit_command`` callers whose deadline passed (``timeout_expired``)."""
-        deadlines = self._deadlines
+        """Answer ``submit_command`` callers whose deadline passed (``timeout_expired``); forget
+        the answered ones at the front of each queue (answers come mostly in submission order)."""
         now = trio.current_time()
-        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done):
-            _, _, callback = heapq.heappop(deadlines)
-            callback.set(CommandResult(timeout_expired=True))
+        emptied = []
+        for timeout, waiting in list(self._deadlines.items()):
+            while waiting and (waiting[0][1].done or waiting[0][0] <= now):
+                callback = waiting.popleft()[1]
+                if not callback.done:
+                    callback.set(CommandResult(timeout_expired=True))
+            if not waiting:
+                emptied.append(timeout)
+        for timeout in emptied:
+            del self._deadlines[timeout]
 
     def _handle(self, item: tuple) -> None:
         kind, payload, waiter = item
@@ -529,8 +642,6 @@ class RaftNode:
             if self._apply_retry_at is not None and self._ticks >= self._apply_retry_at:
                 self._apply_retry_at = None
                 self._run_applier()
-        elif kind == _PROPOSE:
-            self._propose(raft, payload, waiter)
         elif kind == _SNAPSHOT:
             self._snapshot_waiters.append(waiter)
         else:
@@ -616,17 +727,26 @@ class RaftNode:
         if ready.entries or vote_changed:
             # One fsync for everything this batch wrote: entries, term and vote. A commit index
             # that changed alone is a hint and rides along with the next fsync.
+            started = time.perf_counter()
             await self._disk(storage.sync)
+            took = time.perf_counter() - started
+            if took > self._stats_sync_max:
+                self._stats_sync_max = took
+                self.stats["fsync_max_ms"] = round(took * 1000, 1)
             self.stats["fsyncs"] += 1
             if hard_state is not None:
                 self._synced_vote = (hard_state.term, hard_state.vote)
 
     async def _disk(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._disk_thread is not None:
-            return await self._disk_thread.run(fn, *args)
-        if self._thread_storage:
+        if not self._thread_storage:
+            return fn(*args)
+        self._disk_since = trio.current_time()
+        try:
+            if self._disk_thread is not None:
+                return await self._disk_thread.run(fn, *args)
             return await trio.to_thread.run_sync(fn, *args)
-        return fn(*args)
+        finally:
+            self._disk_since = None
 
     # -- applying ------------------------------------------------------------------------------
 

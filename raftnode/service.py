@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 from functools import partial
 from typing import Any
 
@@ -41,6 +42,8 @@ log = logging.getLogger("raftnode.service")
 
 #: Events queued for a client that reads too slowly are dropped beyond this many.
 _MAX_EVENT_BACKLOG = 1000
+#: Requests a connection's reader handles before it lets other tasks run (the node's among them).
+_FRAMES_PER_TURN = 64
 
 
 class BadRequest(Exception):
@@ -64,6 +67,7 @@ class ClientService:
         self.on_stop = on_stop or node.stop
         self.stats = {"client_connections": 0, "bad_client_frames": 0, "bad_requests": 0}
         self._dirty: set[FrameWriter] = set()  # writers holding answers to flush after a batch
+        self._json_names: dict[str | None, bytes] = {}  # node ids as JSON, for _success_frame
         node.add_flush_handler(self._flush)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -82,14 +86,22 @@ class ClientService:
         writer = FrameWriter(stream)
         async with stream, trio.open_nursery() as nursery:
             nursery.start_soon(_quietly, writer.run)
+            node = self.node
+            checkpoint = trio.lowlevel.checkpoint
             try:
                 async for data in stream:
-                    for frame in decoder.feed(data):
+                    for count, frame in enumerate(decoder.feed(data), 1):
                         if frame.kind != codec.FrameKind.CLIENT_REQUEST:
                             raise codec.CodecError(f"expected a CLIENT_REQUEST frame, got {frame.kind.name}")
                         request = codec.decode_json(frame.payload)
                         if not self._submit(request, writer):
                             nursery.start_soon(self._dispatch, request, writer)
+                        if count % _FRAMES_PER_TURN == 0:
+                            await checkpoint()  # a chunk holds ~1,000 requests: do not hog the thread
+                    if node.proposals_backlogged():
+                        # Enough commands wait for the node: leave the rest in the socket (TCP
+                        # pushes back on the client) rather than queue without bound.
+                        await node.wait_for_room()
                 if decoder.buffered:
                     raise codec.FrameError("the client closed the connection mid-frame")
             except codec.CodecError as exc:
@@ -117,9 +129,12 @@ class ClientService:
         request_id = request.get("id")
 
         def answer(result: CommandResult) -> None:
-            response = self._command_response(result)
-            response["id"] = request_id
-            writer.write_soon(codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE, codec.encode_json(response)))
+            frame = self._success_frame(result, request_id) if result.ok else None
+            if frame is None:
+                response = self._command_response(result)
+                response["id"] = request_id
+                frame = codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE, codec.encode_json(response))
+            writer.write_soon(frame)
             self._dirty.add(writer)
 
         self.node.submit_command(command, answer, timeout=float(timeout))
@@ -179,6 +194,25 @@ class ClientService:
             raise BadRequest("'timeout' must be a number of seconds between 0 and 3600")
         result = await self.node.run_command(command, timeout=float(timeout))
         return self._command_response(result)
+
+    def _success_frame(self, result: CommandResult, request_id: Any) -> bytes | None:
+        """The answer to an applied command, formatted without building and encoding a dict (the
+        same JSON object ``_command_response`` makes, keys in the same order, ``id`` last); None
+        for a result or id of a type it does not format (the caller takes the general path)."""
+        value = _json_scalar(result.result)
+        rid = _json_scalar(request_id)
+        if value is None or rid is None:
+            return None
+        raft = self.node.raft
+        leader = raft.leader if raft else None
+        names = self._json_names
+        node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
+        leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
+        index = result.index
+        payload = _SUCCESS % (value, b"null" if index is None else b"%d" % index, node_json, leader_json, rid)
+        if len(payload) > codec.MAX_JSON_BYTES:
+            return None
+        return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
 
     def _command_response(self, result: CommandResult) -> dict[str, Any]:
         raft = self.node.raft
@@ -314,6 +348,28 @@ async def _quietly(run: Any) -> None:
 
 def _send(writer: FrameWriter, kind: Any, document: dict[str, Any]) -> None:
     writer.write(codec.encode_frame(kind, codec.encode_json(document)))
+
+
+_SUCCESS = (
+    b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,'
+    b'"index":%s,"node":%s,"leader":%s,"id":%s}'
+)
+_RESPONSE_HEAD = struct.Struct(">IBB")  # the frame header (raftnode.framing)
+
+
+def _json_scalar(value: Any) -> bytes | None:
+    """``value`` as JSON if it is None, an int or a str; None for anything else."""
+    kind = type(value)
+    if kind is int:
+        return b"%d" % value
+    if value is None:
+        return b"null"
+    if kind is str:
+        try:
+            return json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate: the general path reports it
+            return None
+    return None
 
 
 def _jsonable(value: Any) -> Any:

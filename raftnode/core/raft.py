@@ -209,6 +209,18 @@ class Raft:
     def hard_state(self) -> HardState:
         return HardState(term=self.term, vote=self.vote, commit=self.commit)
 
+    def heartbeats(self) -> list[Heartbeat]:
+        """A leader's heartbeats to every follower, built without changing any state.
+
+        For a shell whose turn is stalled (a slow fsync) to keep its followers from electing: a
+        heartbeat promises nothing about the leader's disk (§10.2.1) and carries each follower's
+        safe commit index, min(its match, ours). Empty unless this node leads.
+        """
+        if self.role is not Role.LEADER:
+            return []
+        return [Heartbeat(term=self.term, src=self.id, dst=node, commit=min(self._progress[node].match, self.commit))
+                for node in self._peers()]
+
     def committed_configuration(self) -> Configuration:
         """The configuration as of the commit index (the latest one may still be uncommitted)."""
         return self._configuration_at(self.commit)
@@ -721,7 +733,8 @@ class Raft:
         if node == self._transferee and pr.match == self.log.last_index:
             self._send_timeout_now(node)
         if advanced:
-            self._maybe_commit()
+            if pr.match > self.commit:  # else this acknowledgement cannot move the commit index
+                self._maybe_commit()
             if self._catchup is not None and self._catchup.node == node and self.role is Role.LEADER:
                 self._check_catchup()
         if pr.next <= self.log.last_index:

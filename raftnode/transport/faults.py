@@ -100,6 +100,9 @@ class FaultyTransport:
 
     def _through(self, message: Message, forward: Deliver, peer: str) -> None:
         faults, rng = self.faults, self._rng
+        if not (faults.partitioned_from or faults.drop_pct or faults.duplicate_pct or faults.delay_ms or faults.jitter_ms):
+            forward(message)  # no faults (the usual case): read afresh each time, they change in place
+            return
         if peer in faults.partitioned_from or (faults.drop_pct and rng.random() * 100 < faults.drop_pct):
             self._stats["fault_dropped"] += 1
             return

@@ -503,3 +503,56 @@ async def test_memory_storage_is_called_inline_so_mock_clock_runs_replay_exactly
     # cluster on a plain MemoryStorage elects at 0.17 s in one run and 0.18 s in the next. The
     # harness sets the attribute itself (memory_storage()); MemoryStorage should declare it.
     assert getattr(MemoryStorage(), "needs_thread", True) is False
+
+
+async def test_a_flood_of_commands_is_taken_a_bounded_batch_per_turn_and_every_one_is_answered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The leader takes at most max_batch proposals per turn, so the work between two sends to
+    # its peers stays bounded however many commands wait.
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        answers: list[CommandResult] = []
+        waiting: list[int] = []  # proposals still queued after each turn
+        leader.add_flush_handler(lambda: waiting.append(len(leader._proposals)))
+        for _ in range(2000):
+            leader.submit_command("incr 1", answers.append, timeout=30)
+        assert leader.proposals_backlogged()
+        with trio.fail_after(5):
+            await leader.wait_for_room()
+            while len(answers) < 2000:
+                await trio.sleep(0.01)
+        taken = [before - after for before, after in zip([2000, *waiting], waiting)]
+        assert max(taken) == leader._max_batch and sum(taken) == 2000
+        assert all(a.ok for a in answers)
+        assert leader.stats["inbox_dropped"] == 0 and leader.status().term == 1
+        await cluster.wait_applied(max(a.index for a in answers))
+        assert set(cluster.values().values()) == {2000}
+
+
+async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_from_the_ticker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import threading
+
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        term = leader.status().term
+        storage = cluster.storages[leader.id]
+        release = threading.Event()
+        sync = storage.sync
+
+        def stalled_sync() -> None:
+            release.wait(10)
+            sync()
+
+        storage.sync = stalled_sync  # type: ignore[method-assign]
+        leader._thread_storage = True  # the stalled fsync runs in a thread, as on disk
+        leader.submit_command("incr 1", lambda result: None, timeout=30)
+        await trio.sleep(1.0)  # virtual: several election timeouts while the fsync hangs
+        release.set()
+        result = await leader.run_command("incr 2", timeout=5)
+        assert result.ok and result.result == 3
+        assert leader.stats["keepalive_heartbeats"] > 0
+        assert {node.status().term for node in cluster.running()} == {term}
+        assert not [e for t, e in cluster.events if e.kind in ("election", "pre-vote") and t > 0.5]
