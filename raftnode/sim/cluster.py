@@ -536,7 +536,7 @@ class SimCluster:
         if ready.committed:
             leaders = [(n.id, n.raft.term, n.term_at) for n in self.live()
                        if n.raft is not None and n.raft.role is Role.LEADER]
-            self.checker.committed_to(node.id, ready.committed, leaders)
+            self.checker.committed_to(node.id, ready.committed, leaders, raft.term)
             if raft.commit > node.last_commit:
                 self._log(node, f"commit -> {raft.commit}")
         node.last_commit = raft.commit

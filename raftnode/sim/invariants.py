@@ -43,6 +43,7 @@ class InvariantChecker:
         self.leaders: dict[int, str] = {}  # term -> leader
         self.entries: dict[tuple[int, int], tuple[int | None, bytes]] = {}  # (index, term) -> (prev term, data)
         self.committed: dict[int, int] = {}  # index -> term
+        self.commit_terms: dict[int, int] = {}  # index -> the term in which it was first known committed
         self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.acked: dict[int, int] = {}  # index -> term of acknowledged commands
         self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
@@ -61,10 +62,11 @@ class InvariantChecker:
         if other != node:
             self._fail("election safety", f"{other} and {node} were both leader in term {term}")
         for index, committed_term in self.committed.items():
-            if committed_term < term and term_at(index) not in (committed_term, COMPACTED):
+            if self.commit_terms[index] < term and term_at(index) not in (committed_term, COMPACTED):
                 self._fail(
                     "leader completeness",
-                    f"{node} became leader of term {term} without committed entry {index} (term {committed_term})",
+                    f"{node} became leader of term {term} without entry {index} (term {committed_term}), "
+                    f"committed in term {self.commit_terms[index]}",
                 )
 
     def persisted(self, node: str, entries: Sequence[Entry], prev_term: int | None, truncated_from: int | None,
@@ -97,21 +99,29 @@ class InvariantChecker:
                 self.holders[entry.index].add(node)
             prev_term = entry.term
 
-    def committed_to(self, node: str, entries: Sequence[Entry], leaders: Sequence[tuple[str, int, TermAt]]) -> None:
-        """``node``'s commit index now covers ``entries``; ``leaders`` are the live leaders."""
+    def committed_to(self, node: str, entries: Sequence[Entry], leaders: Sequence[tuple[str, int, TermAt]],
+                     term: int) -> None:
+        """``node``, in ``term``, now knows ``entries`` committed; ``leaders`` are the live leaders.
+
+        Leader completeness concerns the leaders of terms after the one an entry was committed in
+        (the first report of it: the committing leader's term), not after the entry's own term: an
+        entry of term 10 committed by the leader of term 16 need not be in term 15's leader's log.
+        """
         self.checks += 1
         for entry in entries:
+            commit_term = self.commit_terms.setdefault(entry.index, term)
             known = self.committed.setdefault(entry.index, entry.term)
             if known != entry.term:
                 self._fail(
                     "state machine safety",
                     f"{node} committed index {entry.index} with term {entry.term}, already committed with term {known}",
                 )
-            for leader, term, term_at in leaders:
-                if term > entry.term and term_at(entry.index) not in (entry.term, COMPACTED):
+            for leader, leader_term, term_at in leaders:
+                if leader_term > commit_term and term_at(entry.index) not in (entry.term, COMPACTED):
                     self._fail(
                         "leader completeness",
-                        f"leader {leader} of term {term} lacks committed entry {entry.index} (term {entry.term})",
+                        f"leader {leader} of term {leader_term} lacks entry {entry.index} (term {entry.term}), "
+                        f"committed in term {commit_term}",
                     )
 
     def applied_entry(self, node: str, entry: Entry) -> None:
