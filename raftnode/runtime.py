@@ -16,18 +16,21 @@ answered ``retry`` at once; endpoints that read many commands (the client servic
 while ``proposals_backlogged()`` (``wait_for_room``), which pushes back on their clients through TCP.
 Each turn:
 
-1. write the snapshot, entries and hard state to storage and fsync them — one fsync for the
+1. a leader sends its AppendEntries, heartbeats and snapshot chunks at once, before its own
+   fsync (thesis §10.2.1: they promise nothing about its disk);
+2. apply the committed entries through the :class:`~raftnode.apply.Applier` and answer the
+   callers whose commands they were (the seed's CommandResult): a ``run_command`` caller's task
+   is woken; a ``submit_command`` caller (the client service) is called back inline and the flush
+   handlers write the answers, one write per connection. Committed entries were made durable on
+   a majority by earlier fsyncs (a leader counts its own copy only once ``advance`` reports it
+   stable), so their answers need not wait for this turn's fsync of newer entries;
+3. write the snapshot, entries and hard state to storage and fsync them — one fsync for the
    whole batch (group commit), in one long-lived disk thread (``_DiskThread``: cheaper than a
-   ``trio.to_thread`` handoff per batch); a leader's AppendEntries go out before its own fsync
-   (thesis §10.2.1), every other message (votes, acknowledgements) only after it;
-2. send the messages: between ``cork()`` and ``uncork()`` when the transport offers them, so
-   the TCP transport writes each peer's share of a Ready straight to its socket, in one system
-   call, from this task (no queue and sender task on the way);
-3. apply committed entries through the :class:`~raftnode.apply.Applier` and answer the callers
-   whose commands they were (the seed's CommandResult): a ``run_command`` caller's task is woken;
-   a ``submit_command`` caller (the client service) is called back inline, and the flush handlers
-   run once the batch is done, so the answers of a batch leave in one write per connection;
-4. ``advance`` the core, and snapshot the state machine when the log has grown past the threshold.
+   ``trio.to_thread`` handoff per batch);
+4. send every other message (votes, append acknowledgements: they promise durability), between
+   ``cork()`` and ``uncork()`` when the transport offers them, so the TCP transport writes each
+   peer's share of a Ready straight to its socket in one system call, from this task;
+5. ``advance`` the core, and snapshot the state machine when the log has grown past the threshold.
 
 While the node's task waits on the disk thread for longer than a heartbeat interval (a slow
 fsync or snapshot write), the ticker sends a leader's heartbeats itself (``_keepalive``), so a
@@ -679,17 +682,22 @@ class RaftNode:
                 late = [m for m in late if not isinstance(m, _EARLY_FROM_LEADER)]
             if early:
                 self._send(early)
-            await self._persist(ready)
-            if late:
-                self._send(late)
             self._report(ready)
             if ready.snapshot is not None:
                 self.applier.restore(ready.snapshot[0].index, ready.snapshot[1])
                 self._bytes_since_snapshot = 0
-            self.applier.submit(ready.committed)
-            self._bytes_since_snapshot += sum(len(entry.data) for entry in ready.committed)
-            if self._apply_retry_at is None:  # a failed entry waits for its retry tick
-                self._run_applier()
+            if ready.committed:
+                # Committed entries were made durable by earlier fsyncs (on a majority): apply them
+                # and let their answers go now, not after this Ready's fsync of newer entries.
+                self.applier.submit(ready.committed)
+                self._bytes_since_snapshot += sum(len(entry.data) for entry in ready.committed)
+                if self._apply_retry_at is None:  # a failed entry waits for its retry tick
+                    self._run_applier()
+                if ready.entries:
+                    self._flush()
+            await self._persist(ready)
+            if late:
+                self._send(late)
             raft.advance(ready)
             if self._snapshot_due(raft):
                 await self._disk_snapshot(self._compact())

@@ -8,7 +8,9 @@ The shell processes a Ready in this order, then calls ``Raft.advance(ready)``:
    below the last stored index, storage first truncates its log from that index;
 2. send ``messages`` (votes and append acknowledgements in it promise durability, so never
    before step 1 is durable);
-3. restore the state machine from ``snapshot`` (if any), then apply ``committed`` entries in order;
+3. restore the state machine from ``snapshot`` (if any), then apply ``committed`` entries in order
+   (this step may come before step 1: committed entries are durable on a majority already, and
+   applying them promises nothing about this node's disk);
 4. report ``soft_state`` changes and ``events`` as it likes.
 """
 
