@@ -226,15 +226,11 @@ class Raft:
         return self._configuration_at(self.commit)
 
     def pending_membership_change(self) -> str | None:
-        """Why a membership change would be refused now (None: one may start), for a leader."""
+        """The membership change in progress, described (None: none is)."""
         if self._config_indexes and self._config_indexes[-1] > self.commit:
             return f"the configuration change at index {self._config_indexes[-1]} is not committed yet"
         if self._catchup is not None:
             return f"{self._catchup.node} is still catching up as a learner (round {self._catchup.round})"
-        if self.log.term(self.commit) != self.term:
-            return "the leader has not committed an entry of its term yet; retry shortly"
-        if self._transferee is not None:
-            return f"leadership transfer to {self._transferee} in progress"
         return None
 
     # -- inputs --------------------------------------------------------------------------------
@@ -389,6 +385,10 @@ class Raft:
 
     def _refuse_if_pending(self, what: str) -> None:
         reason = self.pending_membership_change()
+        if reason is None and self.log.term(self.commit) != self.term:
+            reason = "the leader has not committed an entry of its term yet; retry shortly"
+        if reason is None and self._transferee is not None:
+            reason = f"leadership transfer to {self._transferee} in progress"
         if reason is not None:
             raise MembershipError(f"cannot {what}: {reason}")
 
