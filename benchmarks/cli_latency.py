@@ -27,9 +27,7 @@ import contextlib
 import json
 import os
 import platform
-import random
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from local_cluster import free_base_port, percentile  # noqa: E402
 
 COMMANDS = {
     "status": ["status"],
@@ -48,28 +49,6 @@ COMMANDS = {
     "leader": ["leader"],
 }
 TARGETS_MS = {"status": 300, "status --json": 300, "run-command incr 1": 400}
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
-def free_base_port(nodes: int) -> int:
-    """A base port for ``raftctl init --base-port`` whose 2 * ``nodes`` ports are all free."""
-    for _ in range(500):
-        base = random.randrange(20_000, 60_000)
-        ports = [base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in ports:
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no free port range found")
 
 
 class Raftctl:

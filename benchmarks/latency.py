@@ -30,16 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from local_cluster import IDS, cpu_seconds, start_cluster, stop_cluster, write_cluster  # noqa: E402
+from local_cluster import IDS, cpu_seconds, dump_logs, percentile, start_cluster, stop_cluster, write_cluster  # noqa: E402
 
 from raftnode.client import ClientError, ClusterClient  # noqa: E402
 from raftnode.config import Address  # noqa: E402
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 async def measure(addresses: dict[str, Address], pids: dict[str, int], count: int, warmup: int) -> dict[str, Any]:
@@ -115,8 +109,7 @@ def main() -> int:
             pids = {node_id: proc.pid for node_id, proc in zip(IDS, procs)}
             report = trio.run(measure, addresses, pids, args.count, args.warmup)
         except BaseException:
-            for node_id in IDS:
-                print(f"--- {node_id} log ---\n" + (directory / f"{node_id}.log").read_text(errors="replace")[-2000:], file=sys.stderr)
+            dump_logs(directory)
             raise
         finally:
             exit_codes = stop_cluster(procs)

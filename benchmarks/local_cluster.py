@@ -3,7 +3,9 @@ cluster file in a directory of its own, start, stop, and per-process CPU and mem
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from raftctl.bench import cpu_seconds, percentile  # noqa: E402,F401 - shared with the benchmarks
 from raftnode.config import Address  # noqa: E402
 
 IDS = ("n1", "n2", "n3")
@@ -74,15 +77,6 @@ def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
     return codes
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), or None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def memory_kib(pid: int) -> dict[str, int]:
     """Resident memory now (VmRSS) and at its peak (VmHWM), in KiB, from /proc."""
     out = {}
@@ -91,3 +85,25 @@ def memory_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0])
     return out
+
+
+def dump_logs(directory: Path) -> None:
+    """Print the tail of every node's log to stderr (a benchmark that failed says why)."""
+    for node_id in IDS:
+        print(f"--- {node_id} log ---\n" + (directory / f"{node_id}.log").read_text(errors="replace")[-2000:], file=sys.stderr)
+
+
+def free_base_port(nodes: int) -> int:
+    """A base port for ``raftctl init --base-port`` whose 2 * ``nodes`` ports are all free."""
+    for _ in range(500):
+        base = random.randrange(20_000, 60_000)
+        ports = [base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in ports:
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError("no free port range found")

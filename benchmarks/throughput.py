@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from local_cluster import IDS, cpu_seconds, start_cluster, stop_cluster, write_cluster  # noqa: E402
+from local_cluster import IDS, cpu_seconds, dump_logs, percentile, start_cluster, stop_cluster, write_cluster  # noqa: E402
 
 from raftnode.client import ClientError, ClusterClient  # noqa: E402
 from raftnode.codec import PROTOCOL_VERSION, FrameKind  # noqa: E402
@@ -50,14 +50,6 @@ from raftnode.config import Address  # noqa: E402
 _HEAD = struct.Struct(">IBB")
 _LEN = struct.Struct(">I")
 _REQUEST = b'{"op":"run_command","command":"incr 1","timeout":30,"id":%d}'
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 def _frame(request_id: int) -> bytes:
@@ -247,8 +239,8 @@ def run_level(
         "commands": done,
         "errors": sum(r["errors"] for r in results),
         "cmds_per_s": round(done / elapsed, 1),
-        "p50_ms": round(percentile(ms, 50), 3),
-        "p99_ms": round(percentile(ms, 99), 3),
+        "p50_ms": round(percentile(ms, 50), 3) if ms else float("nan"),
+        "p99_ms": round(percentile(ms, 99), 3) if ms else float("nan"),
         "max_ms": round(ms[-1], 3) if ms else None,
         "cpu_s": cpu,  # CPU seconds of each node process over (about) the measured window
         "cpu_us_per_cmd": {n: round(c * 1e6 / done, 1) for n, c in cpu.items()} if done else {},
@@ -298,8 +290,7 @@ def main() -> int:
                     )
             status = trio.run(leader_status, addresses, leader)
         except BaseException:
-            for node_id in IDS:
-                print(f"--- {node_id} log ---\n" + (directory / f"{node_id}.log").read_text(errors="replace")[-2000:], file=sys.stderr)
+            dump_logs(directory)
             raise
         finally:
             exit_codes = stop_cluster(procs)

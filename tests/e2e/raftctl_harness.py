@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,22 +28,9 @@ from raftnode.config import load_config
 from .processes import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def free_base_port(nodes: int) -> int:
-    """A base port for ``raftctl init --base-port`` whose 2 * ``nodes`` ports are all free."""
-    for _ in range(500):
-        base = random.randrange(20_000, 60_000)
-        ports = [base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in ports:
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no free port range found")
+from local_cluster import free_base_port  # noqa: E402,F401 - one free-port search for tests and benchmarks
 
 
 def cluster_text(nodes: int, *, name: str = "e2e", state_machine: str = "counter") -> str:
