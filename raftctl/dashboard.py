@@ -11,6 +11,9 @@ Independent trio tasks keep a :class:`WatchState` current and one task draws it:
   snapshots, apply errors); when the node dies the subscription ends and is retried every half
   second, so a node that comes back reappears by itself;
 - the audit-log tailer picks up what other raftctl invocations do (kills, partitions...);
+- membership changes: when ``add-node``/``remove-node`` rewrite the cluster file, the poller
+  reads it again, the table shows the nodes it now names, a subscriber starts for each new node
+  and the subscriber of a removed node stops;
 - the drawer renders ``render.dashboard`` and hands it to ``rich.live.Live`` with
   ``refresh=True`` every ``interval`` (4 times a second by default). ``Live`` is created with
   ``auto_refresh=False``, so no refresh thread competes with trio and a frame is drawn only when
@@ -33,7 +36,7 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from raftnode.config import ClusterConfig
+from raftnode.config import ClusterConfig, ConfigError, load_config
 
 from . import events, render
 from .cluster import follow_node_events, session
@@ -71,7 +74,11 @@ def derive_events(before: ClusterStatus | None, after: ClusterStatus, *, at: flo
     """Events the difference between two pictures shows: deaths, returns, leader changes."""
     found = []
     if before is not None:
-        for old, new in zip(before.nodes, after.nodes):
+        old_rows = {row.id: row for row in before.nodes}  # by id: a membership change alters the list
+        for new in after.nodes:
+            old = old_rows.get(new.id)
+            if old is None:
+                continue
             if old.alive and not new.alive:
                 found.append(events.make_event("died", f"stopped answering (was {old.role})", node=new.id, source="watch", at=at))
             elif new.alive and not old.alive:
@@ -101,6 +108,8 @@ class Watcher:
         self.on_event = on_event
         self.started_at = time.time()
         self._seen: deque[tuple[Any, ...]] = deque(maxlen=2000)
+        self._subscriptions: dict[str, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
 
     def add(self, event: dict[str, Any]) -> None:
         k = events.key(event)
@@ -116,31 +125,63 @@ class Watcher:
     async def run(self) -> None:
         """Run the poller, subscribers and tailer until cancelled."""
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._poll)
             nursery.start_soon(self._tail_audit_log)
-            for node_id in self.config.node_ids:
-                nursery.start_soon(self._subscribe, node_id)
+            self._follow_members()
+
+    def _follow_members(self) -> None:
+        """One event subscriber per node of the cluster file; stop those of nodes it no longer names."""
+        assert self._nursery is not None
+        for node_id, scope in list(self._subscriptions.items()):
+            if node_id not in self.config.node_ids:
+                scope.cancel()
+                del self._subscriptions[node_id]
+        for node_id in self.config.node_ids:
+            if node_id not in self._subscriptions:
+                scope = self._subscriptions[node_id] = trio.CancelScope()
+                self._nursery.start_soon(self._subscribe, node_id, self.config, scope)
+
+    def _file_stamp(self) -> float | None:
+        try:
+            return self.config.path.stat().st_mtime
+        except OSError:
+            return None
+
+    def _reload(self) -> bool:
+        """Read the cluster file again (add-node / remove-node rewrote it); False if unusable."""
+        try:
+            self.config = load_config(self.config.path)
+        except (ConfigError, OSError):
+            return False
+        self._follow_members()
+        return True
 
     async def _poll(self) -> None:
-        async with session(self.config, connect_timeout=min(0.5, self.interval * 2)) as s:
-            while True:
-                began = trio.current_time()
-                status = await s.status(timeout=max(0.3, self.interval * 2))
-                now = time.time()
-                for event in derive_events(self.state.status, status, at=now):
-                    self.add(event)
-                self.state.status = status
-                commits = [r.commit_index for r in status.alive if r.commit_index is not None]
-                if commits:
-                    self.state.commit_samples.append((now, max(commits)))
-                await trio.sleep_until(began + self.interval)
+        while True:
+            stamp = self._file_stamp()
+            async with session(self.config, connect_timeout=min(0.5, self.interval * 2)) as s:
+                while self._file_stamp() == stamp:
+                    began = trio.current_time()
+                    status = await s.status(timeout=max(0.3, self.interval * 2))
+                    now = time.time()
+                    for event in derive_events(self.state.status, status, at=now):
+                        self.add(event)
+                    self.state.status = status
+                    commits = [r.commit_index for r in status.alive if r.commit_index is not None]
+                    if commits:
+                        self.state.commit_samples.append((now, max(commits)))
+                    await trio.sleep_until(began + self.interval)
+            if not self._reload():
+                await trio.sleep(self.interval)
 
-    async def _subscribe(self, node_id: str) -> None:
+    async def _subscribe(self, node_id: str, config: ClusterConfig, scope: trio.CancelScope) -> None:
         def add_new(event: events.Event) -> None:
             if event["time"] >= self.started_at:
                 self.add(event)
 
-        await follow_node_events(self.config, node_id, add_new)
+        with scope:
+            await follow_node_events(config, node_id, add_new)
 
     async def _tail_audit_log(self) -> None:
         follower = events.LogFollower(self.config.state_dir / "events.jsonl", from_end=True)

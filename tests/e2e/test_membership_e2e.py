@@ -128,3 +128,41 @@ def test_membership_refusals_exit_with_the_reason_and_change_nothing(tmp_path: P
         assert "last voter" in last.stderr
         assert c.config.read_text() == before
         assert c.status()["nodes"][0]["alive"] is True
+
+
+def test_watch_follows_the_cluster_file_through_add_and_remove(tmp_path: Path) -> None:
+    from raftctl import dashboard
+
+    with cluster(tmp_path, 3) as c, deadline(60):
+        c.cli("up")
+        peer, client_port = free_ports(2)
+
+        async def scenario() -> tuple[list[str], list[str]]:
+            watcher = dashboard.Watcher(load_config(c.config), interval=0.1)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watcher.run)
+
+                async def shows(ids: list[str]) -> None:
+                    """The table has a row for exactly these nodes, and every one is alive."""
+                    def ok() -> bool:
+                        status = watcher.state.status
+                        return status is not None and sorted(r.id for r in status.nodes) == ids and all(
+                            r.alive for r in status.nodes)
+
+                    while not ok():
+                        await trio.sleep(0.05)
+
+                with trio.fail_after(40):
+                    await shows(["n1", "n2", "n3"])
+                    await membership.add_node(load_config(c.config), "n4", f"127.0.0.1:{peer}", f"127.0.0.1:{client_port}")
+                    await shows(["n1", "n2", "n3", "n4"])
+                    await membership.remove_node(load_config(c.config), "n1")
+                    await shows(["n2", "n3", "n4"])
+                    while not any(e["kind"] == "membership" and e["node"] == "n4" for e in watcher.state.feed):
+                        await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+            return sorted(watcher._subscriptions), [e["kind"] for e in watcher.state.feed]
+
+        subscribed, kinds = trio.run(scenario)
+        assert subscribed == ["n2", "n3", "n4"], "a subscriber per node the file names"
+        assert "membership" in kinds
