@@ -167,10 +167,8 @@ class Tally:
     redirects: int = 0
     retries: int = 0
     reconnects: int = 0
-    connect_failures: int = 0
     issued: int = 0
     warmup_ok: int = 0
-    warmup_other: int = 0
     late: int = 0  # final answers after a duration's window
     per_command: dict[str, int] = field(default_factory=dict)
     error_samples: dict[str, int] = field(default_factory=dict)
@@ -429,7 +427,6 @@ class LoadGenerator:
                 with trio.fail_after(CONNECT_TIMEOUT):
                     stream = await trio.open_tcp_stream(address.host, address.port)
             except (OSError, trio.TooSlowError):
-                self.tally.connect_failures += 1
                 failures += 1
                 target = self._next_node(target)
                 await trio.sleep(min(0.02 * failures, 0.5))
@@ -562,9 +559,7 @@ class LoadGenerator:
                     if not measured:
                         if late:
                             tally.late += 1
-                        elif document.get("ok") is False or document.get("error") or document.get("timeout_expired"):
-                            tally.warmup_other += 1
-                        else:
+                        elif not (document.get("ok") is False or document.get("error") or document.get("timeout_expired")):
                             tally.warmup_ok += 1
                         continue
                     measured_answers = True

@@ -370,6 +370,9 @@ def timeout_option(default: float, what: str) -> Callable[[F], F]:
     )
 
 
+#: ``--timeout`` of the commands whose NODE may be ``leader`` or ``follower``.
+resolve_timeout_option = timeout_option(5.0, "for `leader`/`follower` to name a node")
+
 grace_option = click.option(
     "--grace",
     type=click.FloatRange(0, 600),
@@ -476,7 +479,7 @@ def _process_command(app: App, as_json: bool, result: Any) -> None:
 
 @main.command()
 @node_argument
-@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@resolve_timeout_option
 @json_option
 @pass_app
 def kill(app: App, node: str, timeout: float, as_json: bool) -> None:
@@ -493,7 +496,7 @@ def kill(app: App, node: str, timeout: float, as_json: bool) -> None:
 @main.command()
 @node_argument
 @grace_option
-@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@resolve_timeout_option
 @json_option
 @pass_app
 def stop(app: App, node: str, grace: float, timeout: float, as_json: bool) -> None:
@@ -908,7 +911,7 @@ def _faults_output(as_json: bool, result: Any, summary: str) -> None:
 
 @main.command()
 @click.argument("groups", nargs=-1, required=True, metavar="GROUP [GROUP...]")
-@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@resolve_timeout_option
 @json_option
 @pass_app
 def partition(app: App, groups: tuple[str, ...], timeout: float, as_json: bool) -> None:
@@ -957,7 +960,7 @@ def _nodes_argument(command: F) -> F:
 @_nodes_argument
 @click.option("--delay", type=click.FloatRange(0, 60_000), required=True, metavar="MS", help="Delay of every message, ms.")
 @click.option("--jitter", type=click.FloatRange(0, 60_000), default=0, show_default=True, metavar="MS", help="Plus a random 0..MS.")
-@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@resolve_timeout_option
 @json_option
 @pass_app
 def slow(app: App, nodes: tuple[str, ...], delay: float, jitter: float, timeout: float, as_json: bool) -> None:
@@ -968,7 +971,7 @@ def slow(app: App, nodes: tuple[str, ...], delay: float, jitter: float, timeout:
 @main.command()
 @_nodes_argument
 @click.option("--drop", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages lost.")
-@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@resolve_timeout_option
 @json_option
 @pass_app
 def flaky(app: App, nodes: tuple[str, ...], drop: float, timeout: float, as_json: bool) -> None:
@@ -979,7 +982,7 @@ def flaky(app: App, nodes: tuple[str, ...], drop: float, timeout: float, as_json
 @main.command()
 @_nodes_argument
 @click.option("--pct", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages sent twice.")
-@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@resolve_timeout_option
 @json_option
 @pass_app
 def duplicate(app: App, nodes: tuple[str, ...], pct: float, timeout: float, as_json: bool) -> None:
@@ -989,7 +992,7 @@ def duplicate(app: App, nodes: tuple[str, ...], pct: float, timeout: float, as_j
 
 @main.command()
 @_nodes_argument
-@timeout_option(5.0, "for `leader`/`follower` to name a node")
+@resolve_timeout_option
 @json_option
 @pass_app
 def fast(app: App, nodes: tuple[str, ...], timeout: float, as_json: bool) -> None:

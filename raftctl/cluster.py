@@ -392,9 +392,9 @@ async def down(config: ClusterConfig, *, purge: bool = False, grace: float = sup
     if missing:
         async with session(config, connect_timeout=0.3) as s:
             for node_id in missing:
-                row = await s.node_row(node_id, timeout=0.5)
-                if row.alive and row.pid and supervisor.is_node_process(row.pid, config, node_id):
-                    pids[node_id] = row.pid
+                pid = await _find_pid(s, node_id)
+                if pid is not None:
+                    pids[node_id] = pid
     stopped = await trio.to_thread.run_sync(lambda: supervisor.stop(config, pids, grace=grace))
     paths = supervisor.StatePaths.of(config)
     for item in stopped:
@@ -428,9 +428,12 @@ async def _find_pid(s: Session, node_id: str) -> int | None:
     pid = supervisor.live_pid(s.config, node_id)
     if pid is not None:
         return pid
-    # No pid file (started by hand, or the file was lost): a node that answers tells its pid.
+    # No pid file (started by hand, or the file was lost): a node that answers tells its pid,
+    # trusted only if that process runs this node of this cluster file (pids are reused).
     row = await s.node_row(node_id, timeout=0.5)
-    return row.pid if row.alive and row.pid and supervisor.is_alive(row.pid) else None
+    if row.alive and row.pid and supervisor.is_node_process(row.pid, s.config, node_id):
+        return row.pid
+    return None
 
 
 async def kill(config: ClusterConfig, name: str, *, timeout: float = 5.0) -> ProcessResult:

@@ -38,7 +38,7 @@ from rich.live import Live
 
 from raftnode.config import ClusterConfig, ConfigError, load_config
 
-from . import events, render
+from . import events, render, supervisor
 from .cluster import follow_node_events, session
 from .model import ClusterStatus
 
@@ -184,7 +184,7 @@ class Watcher:
             await follow_node_events(config, node_id, add_new)
 
     async def _tail_audit_log(self) -> None:
-        follower = events.LogFollower(self.config.state_dir / "events.jsonl", from_end=True)
+        follower = events.LogFollower(supervisor.StatePaths.of(self.config).events, from_end=True)
         while True:
             for event in events.parse_lines(follower.read_new()):
                 self.add(event)

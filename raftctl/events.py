@@ -104,13 +104,6 @@ def format_time(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) + f".{millis:03d}"
 
 
-def format_line(event: Event) -> str:
-    """One human line: time, node, kind, detail (and ``[raftctl]`` for raftctl's own actions)."""
-    node = event.get("node") or "*"
-    by = "  [raftctl]" if event.get("source") == "raftctl" else ""
-    return f"{format_time(event['time'])}  {node:<6} {event['kind']:<12} {event.get('detail', '')}{by}"
-
-
 class LogFollower:
     """Reads the lines appended to a file since the last call (handles truncation and creation)."""
 

@@ -37,8 +37,7 @@ from raftnode.config import (
 
 from . import supervisor
 from .cluster import Session, _abandon, _wait_started, session
-from .errors import NoLeaderError, NotRunning, Refused, UsageProblem, WaitTimeout
-from .oneshot import claims as _claims
+from .errors import NotRunning, Refused, UsageProblem, WaitTimeout
 
 
 @dataclass
@@ -78,7 +77,7 @@ async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, 
         raise UsageProblem(f"cannot add {node_id}: {config.path} already has a node {node_id!r}")
     notes: list[str] = []
     async with session(config) as s:
-        leader = await _leader(s, timeout=min(timeout, 5.0))
+        leader = await s.resolve("leader", timeout=min(timeout, 5.0))
         for what, address in (("peer", peer_address), ("client", client_address)):
             in_use = supervisor.bind_problem(address)
             if in_use is not None:
@@ -126,7 +125,7 @@ async def remove_node(config: ClusterConfig, name: str, *, timeout: float = 30.0
     """
     async with session(config) as s:
         node_id = await s.resolve(name, timeout=min(timeout, 5.0))
-        leader = await _leader(s, timeout=min(timeout, 5.0))
+        leader = await s.resolve("leader", timeout=min(timeout, 5.0))
         response = await _through_leader(s, leader, {"op": "remove_node", "node": node_id, "timeout": timeout},
                                          timeout=timeout, what=f"remove {node_id}")
         s.record("remove-node", f"{node_id} removed (committed by {response['node']})", node=node_id)
@@ -143,15 +142,6 @@ async def remove_node(config: ClusterConfig, name: str, *, timeout: float = 30.0
             notes.append(f"removed it from {config.path.name}")
     return MembershipResult("removed", node_id, response["node"], response["voters"], response["learners"],
                             notes=notes)
-
-
-async def _leader(s: Session, *, timeout: float) -> str:
-    await s.ensure_running()
-    try:
-        found, _ = await s.poll(lambda st: st.leader, timeout=timeout)
-    except trio.TooSlowError:
-        raise NoLeaderError(f"the cluster has no leader to change its membership{_claims(s.last_status)}") from None
-    return found
 
 
 async def _through_leader(s: Session, leader: str, request: dict[str, Any], *, timeout: float, what: str) -> dict[str, Any]:

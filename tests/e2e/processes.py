@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,20 +20,10 @@ from raftnode.client import ClientError, ClusterClient
 from raftnode.config import Address
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from local_cluster import free_ports  # noqa: E402,F401 - one free-port search for tests and benchmarks
 IDS = ("n1", "n2", "n3")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state") -> str:
