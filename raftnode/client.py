@@ -128,6 +128,8 @@ class Connection:
                 event.set()
             if self._events is not None:
                 self._events.close()
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()  # the writer task ends with it; no socket left behind
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -52,6 +52,7 @@ Time is ``trio.sleep``, so tests drive a node on ``trio.testing.MockClock(autoju
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import random
 import threading
@@ -260,7 +261,7 @@ class RaftNode:
         self._running = False
         self._snapshot_waiters: list[_Waiter] = []
         # submit_command deadlines, in submission order per timeout (so each queue is sorted).
-        self._deadlines: dict[float, deque[tuple[float, _Callback]]] = {}
+        self._deadlines: dict[int, deque[tuple[float, _Callback]]] = {}  # timeout in ticks -> (deadline, caller)
         self._flush_handlers: list[Callable[[], None]] = []
         self._disk_thread: _DiskThread | None = None
         self._stats_sync_max = 0.0
@@ -284,8 +285,13 @@ class RaftNode:
         """Load storage, then serve until ``stop()`` or cancellation; started once it serves."""
         if self._thread_storage:
             self._disk_thread = _DiskThread(f"raftnode-disk-{self.id}")
-        stored = await self._disk(self.storage.load)
-        snapshot = await self._disk(self.storage.read_snapshot) if stored.snapshot is not None else None
+        try:
+            stored = await self._disk(self.storage.load)
+            snapshot = await self._disk(self.storage.read_snapshot) if stored.snapshot is not None else None
+        except BaseException:
+            if self._disk_thread is not None:
+                self._disk_thread.close()
+            raise
         self.raft = Raft(
             self.config, rng=self._rng, hard_state=stored.hard_state, entries=stored.entries, snapshot=snapshot,
             contexts=self._contexts,
@@ -310,14 +316,32 @@ class RaftNode:
                 waiter[0].set(CommandResult(retry=True))
             while self._proposals:
                 self._proposals.popleft()[1].set(CommandResult(retry=True))
+            self._fail_waiters(NodeNotRunning(f"node {self.id} stopped"))
             self._room.unpark_all()
-            with trio.CancelScope(shield=True):
-                await self._disk(self.storage.sync)
-            if self._disk_thread is not None:
-                self._disk_thread.close()
-            self._emit("stop", "stopped")
-            for channel in self._subscribers:
-                channel.close()
+            try:
+                with trio.CancelScope(shield=True):
+                    await self._disk(self.storage.sync)
+            except Exception as exc:  # noqa: BLE001 - e.g. storage refusing after an fsync error
+                log.error("%s: last sync at stop failed: %s", self.id, exc)
+            finally:
+                if self._disk_thread is not None:
+                    self._disk_thread.close()
+                self._emit("stop", "stopped")
+                for channel in self._subscribers:
+                    channel.close()
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        """Answer everyone waiting on the node's task (calls, snapshots, membership changes)."""
+        for kind, _, waiter in self._urgent:
+            if kind in (_CALL, _SNAPSHOT):
+                waiter.set(error=error)
+        self._urgent.clear()
+        for waiter in self._snapshot_waiters:
+            waiter.set(error=error)
+        self._snapshot_waiters = []
+        for _, waiter, _, _ in self._membership_waiters:
+            waiter.set(error=error)
+        self._membership_waiters = []
 
     def stop(self) -> None:
         """Stop serving: ``run`` returns once the last fsync finished."""
@@ -369,10 +393,13 @@ class RaftNode:
             return
         self._proposals.append((command, callback))
         self._wake()
-        queue = self._deadlines.get(timeout)
-        if queue is None:
-            queue = self._deadlines[timeout] = deque()
-        queue.append((trio.current_time() + timeout, callback))
+        # One queue per timeout in whole ticks (clients send their remaining time, a new float each
+        # time): each queue stays in deadline order and a command expires at most a tick late.
+        ticks = max(1, math.ceil(timeout / self.tick_seconds))
+        waiting = self._deadlines.get(ticks)
+        if waiting is None:
+            waiting = self._deadlines[ticks] = deque()
+        waiting.append((trio.current_time() + ticks * self.tick_seconds, callback))
 
     def proposals_backlogged(self) -> bool:
         """Enough proposals wait for the next turns: an endpoint should stop reading commands."""
@@ -422,9 +449,15 @@ class RaftNode:
         )
 
     async def _wait_membership(self, check: Callable[[Raft], str | None], timeout: float, pending: str) -> None:
+        self._check_running()
         waiter = _Waiter()
-        self._membership_waiters.append((check, waiter, trio.current_time() + timeout, f"{pending} after {timeout:g} s"))
-        await waiter.event.wait()
+        entry = (check, waiter, trio.current_time() + timeout, f"{pending} after {timeout:g} s")
+        self._membership_waiters.append(entry)
+        try:
+            await waiter.event.wait()
+        finally:
+            if entry in self._membership_waiters:  # cancelled: stop checking for it
+                self._membership_waiters.remove(entry)
         if waiter.error is not None:
             raise waiter.error
         if waiter.result:
@@ -438,9 +471,12 @@ class RaftNode:
 
     async def take_snapshot(self) -> int:
         """Snapshot the state machine now and compact the log; returns the snapshot's index once durable."""
+        self._check_running()
         waiter = _Waiter()
         self._put_urgent((_SNAPSHOT, None, waiter))
         await waiter.event.wait()
+        if waiter.error is not None:
+            raise waiter.error
         return waiter.result
 
     def status(self) -> NodeStatus:
@@ -479,6 +515,10 @@ class RaftNode:
 
     # -- inputs --------------------------------------------------------------------------------
 
+    def _check_running(self) -> None:
+        if not self._running:
+            raise NodeNotRunning(f"node {self.id} is not running")
+
     def _core(self) -> Raft:
         if self.raft is None:
             raise NodeNotRunning(f"node {self.id} is not running")
@@ -504,6 +544,7 @@ class RaftNode:
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in the task that owns the core; return its result or raise its error."""
+        self._check_running()
         waiter = _Waiter()
         self._put_urgent((_CALL, fn, waiter))
         await waiter.event.wait()

@@ -187,12 +187,9 @@ class ClientService:
 
     async def _run_command(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
-        timeout = request.get("timeout", 5.0)
         if not isinstance(command, str) or not command.strip():
             raise BadRequest("run_command needs a non-empty string 'command'")
-        if not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
-            raise BadRequest("'timeout' must be a number of seconds between 0 and 3600")
-        result = await self.node.run_command(command, timeout=float(timeout))
+        result = await self.node.run_command(command, timeout=_timeout(request, 5.0))
         return self._command_response(result)
 
     def _success_frame(self, result: CommandResult, request_id: Any) -> bytes | None:

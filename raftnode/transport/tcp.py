@@ -201,7 +201,10 @@ class TcpTransport:
                 while not peer.broken:
                     while peer.backlog and not peer.broken:
                         await trio.lowlevel.wait_writable(sock)
-                        written = sock.send(peer.backlog)
+                        try:
+                            written = sock.send(peer.backlog)
+                        except BlockingIOError:  # writable was a spurious wake-up
+                            continue
                         del peer.backlog[:written]
                     if peer.broken:
                         break

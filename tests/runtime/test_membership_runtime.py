@@ -103,3 +103,29 @@ async def test_a_restarted_node_keeps_the_membership_from_its_log(autojump_clock
         restarted = await cluster.start("n4", storage=storage, join=True)
         assert restarted.status().voters == ["n1", "n2", "n3", "n4"], "the log's configuration wins"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_caller_waiting_on_a_node_that_stops_is_answered(autojump_clock: trio.testing.MockClock) -> None:
+    from raftnode.runtime import NodeNotRunning
+
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        for node_id in cluster.ids:
+            if node_id != leader.id:
+                cluster.partition(node_id)
+        victim = next(n for n in cluster.ids if n != leader.id)
+        outcome: list[BaseException] = []
+
+        async def remove() -> None:
+            try:
+                await leader.remove_node(victim, timeout=600)
+            except NodeNotRunning as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(remove)
+            await cluster.wait_until(lambda: bool(leader._membership_waiters))
+            await cluster.stop(leader.id)
+        assert outcome and "stopped" in str(outcome[0])
+        with pytest.raises(NodeNotRunning):
+            await leader.take_snapshot()
