@@ -160,7 +160,8 @@ class Raft:
             voters=frozenset(config.voters), contexts=dict(contexts or {})
         )
         self._config_indexes = [e.index for e in self.log.slice(meta.index + 1, self.log.last_index + 1)
-                                if e.kind == EntryKind.CONFIG] if self.log.last_index > meta.index else []
+                                if e.kind == EntryKind.CONFIG]
+        self._decoded: dict[int, tuple[Entry, Configuration]] = {}  # config index -> (its entry, decoded)
         self.configuration = self._configuration_at(self.log.last_index)
         self.catchup_failures: dict[str, str] = {}  # learner -> why the leader gave up on it
         self.term = hard_state.term
@@ -168,7 +169,7 @@ class Raft:
         self.commit = max(meta.index, min(hard_state.commit, self.log.last_index))
         self.applied = meta.index
         self.role = Role.FOLLOWER
-        self._was_member = self.id in self._configuration_at(meta.index).members()
+        self._was_member = self.id in self._base_configuration.members()
         self.removed = False  # set once this node applies a configuration that removes it
 
         self.leader: str | None = None
@@ -218,8 +219,10 @@ class Raft:
         """
         if self.role is not Role.LEADER:
             return []
-        return [Heartbeat(term=self.term, src=self.id, dst=node, commit=min(self._progress[node].match, self.commit))
-                for node in self._peers()]
+        return [self._heartbeat(node) for node in self._peers()]
+
+    def _heartbeat(self, node: str) -> Heartbeat:
+        return Heartbeat(term=self.term, src=self.id, dst=node, commit=min(self._progress[node].match, self.commit))
 
     def committed_configuration(self) -> Configuration:
         """The configuration as of the commit index (the latest one may still be uncommitted)."""
@@ -302,8 +305,7 @@ class Raft:
         configuration = self._configuration_at(index)
         meta = SnapshotMeta(index, term, configuration)
         self.log.compact(index, term)
-        self._base_configuration = configuration
-        self._config_indexes = [i for i in self._config_indexes if i > index]
+        self._rebase_configurations(index, configuration)
         self._snapshot = (meta, data)
         self._event("snapshot", f"compacted the log up to index {index}")
         return meta
@@ -528,12 +530,12 @@ class Raft:
         self.log.append(Entry(self.term, next_index, b"", EntryKind.NOOP))
         self._send_pending.update(self._peers())
         self._event("leader", f"became leader in term {self.term}")
-        for learner in sorted(self.configuration.learners):
-            # A learner left by the previous leader: resume catching it up, then promote it.
-            added_at = self._config_indexes[-1] if self._config_indexes else self.log.offset
-            self._catchup = _CatchUp(learner, added_at=added_at, target=next_index, round=1, round_start=self._ticks)
+        learner = min(self.configuration.learners, default=None)
+        if learner is not None:
+            # A learner left by the previous leader: resume catching it up, then promote it. Its
+            # promotion (or removal) waits for our no-op to commit, like any change we start.
+            self._catchup = _CatchUp(learner, added_at=next_index, target=next_index, round=1, round_start=self._ticks)
             self._event("membership", f"resuming the catch-up of learner {learner}")
-            break
 
     def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
         if pre_vote:
@@ -598,9 +600,7 @@ class Raft:
                 self._forget(node)
         if self._heartbeat_elapsed >= self.config.heartbeat_interval:
             self._heartbeat_elapsed = 0
-            for node in self._peers():
-                pr = self._progress[node]
-                self._send(Heartbeat(term=self.term, src=self.id, dst=node, commit=min(pr.match, self.commit)))
+            self._messages.extend(self.heartbeats())
 
     # -- message handling ----------------------------------------------------------------------
 
@@ -735,7 +735,7 @@ class Raft:
         if advanced:
             if pr.match > self.commit:  # else this acknowledgement cannot move the commit index
                 self._maybe_commit()
-            if self._catchup is not None and self._catchup.node == node and self.role is Role.LEADER:
+            if self._catchup is not None and self._catchup.node == node:  # None if we stepped down
                 self._check_catchup()
         if pr.next <= self.log.last_index:
             self._send_pending.add(node)
@@ -768,9 +768,10 @@ class Raft:
         self.commit = max(self.commit, meta.index)
         self.applied = meta.index
         if meta.configuration is not None:
-            self._base_configuration = meta.configuration
             self._applied_configuration(meta.configuration)
-        self._config_indexes = [i for i in self._config_indexes if i > meta.index] if kept else []
+        if not kept:
+            self._config_indexes = []
+        self._rebase_configurations(meta.index, meta.configuration or self._base_configuration)
         self._configuration_changed()
         self._snapshot = self._installed_snapshot = snapshot
         self._event(
@@ -820,8 +821,18 @@ class Raft:
         """The configuration in effect once the log up to ``index`` is appended."""
         for config_index in reversed(self._config_indexes):
             if config_index <= index:
-                return Configuration.decode(self.log.entry(config_index).data)
+                entry = self.log.entry(config_index)
+                cached = self._decoded.get(config_index)
+                if cached is None or cached[0] is not entry:  # a truncated entry's index may come back
+                    cached = self._decoded[config_index] = (entry, Configuration.decode(entry.data))
+                return cached[1]
         return self._base_configuration
+
+    def _rebase_configurations(self, index: int, configuration: Configuration) -> None:
+        """The log now starts after ``index`` (a snapshot), where ``configuration`` was in effect."""
+        self._base_configuration = configuration
+        self._config_indexes = [i for i in self._config_indexes if i > index]
+        self._decoded = {i: c for i, c in self._decoded.items() if i > index}
 
     def _track_configurations(self, entries: Sequence[Entry], truncated_from: int | None) -> None:
         """Follower append: forget configurations truncated away, take up newly appended ones."""
@@ -879,9 +890,8 @@ class Raft:
             self._become_follower(self.term, None, reason="removed from the configuration")
 
     def _release_if_informed(self, node: str) -> None:
-        pr = self._progress[node]
-        if pr.match >= self._leaving[node][0]:
-            self._send(Heartbeat(term=self.term, src=self.id, dst=node, commit=min(pr.match, self.commit)))
+        if self._progress[node].match >= self._leaving[node][0]:
+            self._send(self._heartbeat(node))
             self._forget(node)
 
     def _forget(self, node: str) -> None:

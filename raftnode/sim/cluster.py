@@ -192,13 +192,16 @@ class SimCluster:
     def crash(self, node_id: str) -> None:
         """Stop a node at once: memory, pending clients and its state machine are lost; its disk is kept."""
         node = self.node(node_id)
-        if not node.alive:
-            return
+        if node.alive:
+            self._stop(node, "crashed")
+
+    def _stop(self, node: SimNode, why: str) -> None:
+        """Memory, pending clients and the state machine are gone; the disk stays."""
         for req, _ in node.tracker.leadership_lost(None):
             req.lost = True
         node.raft = None
         node.applier = None
-        self._log(node, "crashed")
+        self._log(node, why)
 
     def restart(self, node_id: str) -> None:
         """Start a crashed node again from its disk (a no-op for a live node)."""
@@ -306,11 +309,8 @@ class SimCluster:
 
     def transfer(self, target: str, *, leader: str | None = None) -> None:
         """Ask the leader (or ``leader``) to hand leadership to ``target``."""
-        leader_id = leader or self.leader()
-        if leader_id is None:
-            raise RuntimeError("no leader to transfer from")
-        node = self.node(leader_id)
-        self.raft(leader_id).transfer_leadership(target)
+        node = self._leader_node(leader)
+        node.raft.transfer_leadership(target)  # type: ignore[union-attr]
         self._process(node)
 
     def add_node(self, node_id: str, *, leader: str | None = None) -> int:
@@ -320,7 +320,7 @@ class SimCluster:
         """
         if node_id in self.nodes:
             raise ValueError(f"node {node_id} existed already; ids are never reused")
-        node = self._membership_leader(leader)
+        node = self._leader_node(leader)
         index = node.raft.add_node(node_id, f"sim://{node_id}")  # type: ignore[union-attr]
         new = self.nodes[node_id] = SimNode(node_id, SimDisk())
         self.ids = (*self.ids, node_id)
@@ -331,15 +331,15 @@ class SimCluster:
 
     def remove_node(self, node_id: str, *, leader: str | None = None) -> int:
         """Ask the leader to remove ``node_id``; returns the entry index (raises RaftError if refused)."""
-        node = self._membership_leader(leader)
+        node = self._leader_node(leader)
         index = node.raft.remove_node(node_id)  # type: ignore[union-attr]
         self._process(node)
         return index
 
-    def _membership_leader(self, leader: str | None) -> SimNode:
+    def _leader_node(self, leader: str | None) -> SimNode:
         leader_id = leader or self.leader()
         if leader_id is None:
-            raise RuntimeError("no leader to change the membership through")
+            raise RuntimeError("no leader to ask")
         node = self.node(leader_id)
         if node.raft is None:
             raise RuntimeError(f"node {leader_id} is crashed")
@@ -483,14 +483,7 @@ class SimCluster:
             self._maybe_snapshot(node)
         if raft.removed:
             node.removed = True
-            self._stop_removed(node)
-
-    def _stop_removed(self, node: SimNode) -> None:
-        for req, _ in node.tracker.leadership_lost(None):
-            req.lost = True
-        node.raft = None
-        node.applier = None
-        self._log(node, "applied its own removal from the configuration: stopped")
+            self._stop(node, "applied its own removal from the configuration: stopped")
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk
@@ -501,11 +494,9 @@ class SimCluster:
             if dropped_from is not None:
                 self.checker.persisted(node.id, (), None, dropped_from, is_leader=is_leader)
         if ready.entries:
-            first = ready.entries[0].index
-            prev_term = disk.term(first - 1)
-            truncated_from = first if first <= disk.last_index else None
+            prev_term = disk.term(ready.entries[0].index - 1)
+            truncated_from = disk.write(ready.entries)
             self.checker.persisted(node.id, ready.entries, prev_term, truncated_from, is_leader=is_leader)
-            disk.write(ready.entries)
         if ready.hard_state is not None:
             disk.hard_state = ready.hard_state
 

@@ -24,8 +24,6 @@ class LinkFaults:
     jitter: int = 0
     duplicate: float = 0.0
 
-    def is_clear(self) -> bool:
-        return self == LinkFaults()
 
 
 @dataclass
@@ -74,9 +72,6 @@ class SimNetwork:
             self.stats["delivered"] += 1
             return m
         return None
-
-    def in_flight(self) -> int:
-        return len(self._queue)
 
     def heal(self) -> None:
         """Clear every fault (messages already in flight keep their delivery time)."""

@@ -171,7 +171,8 @@ class _Schedule:
 
     def network_fault(self) -> None:
         c, rng = self.cluster, self.rng
-        ids = c.members() if len(c.members()) >= 2 else list(c.ids)
+        members = c.members()
+        ids = members if len(members) >= 2 else list(c.ids)
         a, b = rng.sample(ids, 2)
         kind = rng.choice(["isolate", "cut", "partition", "drop", "delay", "reorder", "duplicate"])
         self._count(kind)
@@ -197,8 +198,7 @@ class _Schedule:
     def crash(self) -> None:
         configuration = self.cluster.configuration()
         live = [n.id for n in self.cluster.live() if n.id in configuration.members()]
-        down = [n for n in configuration.voters if not self.cluster.node(n).alive] if all(
-            n in self.cluster.nodes for n in configuration.voters) else []
+        down = [n for n in configuration.voters if not self.cluster.node(n).alive]
         if not live or len(down) >= (len(configuration.voters) - 1) // 2:
             return
         self._count("crash")
