@@ -264,7 +264,6 @@ class RaftNode:
         self._deadlines: dict[int, deque[tuple[float, _Callback]]] = {}  # timeout in ticks -> (deadline, caller)
         self._flush_handlers: list[Callable[[], None]] = []
         self._disk_thread: _DiskThread | None = None
-        self._stats_sync_max = 0.0
         self._disk_since: float | None = None  # when the node's task began waiting on the disk thread
         self._keepalive_at = float("-inf")
         self._contexts = contexts
@@ -779,8 +778,7 @@ class RaftNode:
             started = time.perf_counter()
             await self._disk(storage.sync)
             took = time.perf_counter() - started
-            if took > self._stats_sync_max:
-                self._stats_sync_max = took
+            if took * 1000 > self.stats["fsync_max_ms"]:
                 self.stats["fsync_max_ms"] = round(took * 1000, 1)
             self.stats["fsyncs"] += 1
             if hard_state is not None:

@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 from functools import partial
 from typing import Any
 
 import trio
 
-from . import codec
+from . import codec, framing
 from .config import Address, NodeConfig, check_node_id, parse_address, parse_context
 from .core.commands import CommandResult
 from .core.errors import RaftError
@@ -351,7 +350,7 @@ _SUCCESS = (
     b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,'
     b'"index":%s,"node":%s,"leader":%s,"id":%s}'
 )
-_RESPONSE_HEAD = struct.Struct(">IBB")  # the frame header (raftnode.framing)
+_RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header
 
 
 def _json_scalar(value: Any) -> bytes | None:

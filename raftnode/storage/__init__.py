@@ -12,7 +12,7 @@ processes a ``Ready``, in this order:
 
 ``compact(index)`` later frees the log prefix a saved snapshot covers. The methods are
 synchronous and may block on the disk: the runtime calls them from a worker thread
-(``trio.to_thread.run_sync``), one call at a time — unless the storage has a class attribute
+(its long-lived disk thread), one call at a time — unless the storage has a class attribute
 ``needs_thread = False`` (MemoryStorage), in which case it may call them inline.
 
 Two implementations: :class:`~raftnode.storage.memory.MemoryStorage` (tests, examples; it models

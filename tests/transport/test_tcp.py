@@ -120,7 +120,10 @@ async def test_two_transports_exchange_messages_in_order_over_one_connection_eac
 
         n1, n2 = nodes["n1"].transport, nodes["n2"].transport
         assert n1 is not None and n2 is not None
-        await trio.sleep(0.05)  # let late copies of the probes arrive
+        await wait_until(  # late copies of the probes have landed
+            lambda: n2.stats()["received"] == n1.stats()["sent"] and n1.stats()["received"] == n2.stats()["sent"],
+            what="the probes to land",
+        )
         sent_before, received_before = n1.stats()["sent"], n2.stats()["received"]
         entries = tuple(Entry(1, i, f"incr {i}".encode()) for i in range(1, 6)) + (Entry(1, 6, b"", EntryKind.NOOP),)
         outgoing: list[Message] = [
