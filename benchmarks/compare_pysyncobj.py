@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -251,15 +250,9 @@ class System:
         self.procs[node] = self._spawn(node)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        from local_cluster import stop_cluster
+
+        stop_cluster(list(self.procs.values()))
 
     def log_tail(self, lines: int = 8) -> str:
         parts = []
@@ -300,46 +293,25 @@ class PySyncObjSystem(System):
         self.addresses = {node: Address(host, client) for node, (host, _, client) in self.spec.items()}
 
     def _spawn(self, node: str) -> subprocess.Popen[bytes]:
+        from local_cluster import spawn
+
         nodes = ",".join(f"{n}={h}:{p}:{c}" for n, (h, p, c) in self.spec.items())
         argv = [sys.executable, str(HERE / "pysyncobj_node.py"), "--id", node, "--nodes", nodes]
         if not self.batch:
             argv.append("--no-batch")
-        with open(self.directory / f"{node}.log", "ab") as log:
-            return subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.directory,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-                start_new_session=True,
-            )
+        return spawn(self.directory, node, argv)
 
 
 # -- measuring -----------------------------------------------------------------------------------------
 
 
 async def all_agree(system: System, *, timeout: float) -> str:
-    """Wait until every node answers ``status`` naming the same leader; returns it."""
+    """The leader every node of ``system`` names, once it has committed a command in its term
+    (``local_cluster.wait_for_leader``, in a worker thread)."""
     import trio
+    from local_cluster import wait_for_leader
 
-    from raftnode.client import ClientError, ClusterClient
-
-    with trio.fail_after(timeout):
-        async with ClusterClient(system.addresses, connect_timeout=0.3) as client:
-            while True:
-                leaders = set()
-                for node in system.addresses:
-                    try:
-                        leaders.add((await client.call(node, {"op": "status"}, timeout=0.5)).get("leader"))
-                    except ClientError:
-                        leaders.add(None)
-                if len(leaders) == 1 and None not in leaders:
-                    # One command through the log, so a new leader has committed in its term.
-                    outcome = await client.run_command("incr 1", timeout=5)
-                    if outcome.result.ok:
-                        return leaders.pop()
-                await trio.sleep(0.05)
+    return await trio.to_thread.run_sync(partial(wait_for_leader, system.addresses, timeout=timeout))
 
 
 async def measure(system: System, level: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -408,6 +380,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import pysyncobj  # noqa: F401
     except ImportError:
         raise SystemExit("PySyncObj is not installed: python3 -m pip install -e '.[bench]'") from None
+    from local_cluster import wait_for_leader
     from pysyncobj.version import VERSION as pso_version
 
     base = Path(args.dir) if args.dir else None
@@ -430,7 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for system in systems.values():
                 system.start()
             for system in systems.values():
-                trio.run(partial(all_agree, system, timeout=30))
+                wait_for_leader(system.addresses, timeout=30)
             for i, level in enumerate(args.levels):
                 order = [RAFTNODE, PSO_BATCH, PSO_NOBATCH] if i % 2 == 0 else [PSO_NOBATCH, PSO_BATCH, RAFTNODE]
                 results[level] = {}

@@ -1,5 +1,6 @@
 """A local cluster of real ``python -m raftnode`` processes for benchmarks: free loopback ports, a
-cluster file in a directory of its own, start, stop, and per-process CPU and memory readings."""
+cluster file in a directory of its own, start, stop, waiting for a leader, and per-process CPU
+and memory readings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from raftctl.bench import cpu_seconds, percentile  # noqa: E402,F401 - shared with the benchmarks
 from raftnode.config import Address  # noqa: E402
+from raftnode.syncclient import ClientError, SyncClusterClient  # noqa: E402
 
 IDS = ("n1", "n2", "n3")
 
@@ -44,19 +47,25 @@ def write_cluster(directory: Path) -> dict[str, Address]:
     return clients
 
 
-def start_node(directory: Path, node_id: str) -> subprocess.Popen[bytes]:
-    """Start one node of the cluster in ``directory``; its output goes to ``<id>.log`` there."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def spawn(directory: Path, node_id: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Run ``argv`` as node ``node_id`` in ``directory``, in a session of its own, with this
+    repository importable; its output goes to ``<id>.log`` there."""
     with open(directory / f"{node_id}.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "raftnode", "--config", str(directory / "cluster.toml"), "--node", node_id],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=directory,
-            env=env,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
             start_new_session=True,
         )
+
+
+def start_node(directory: Path, node_id: str) -> subprocess.Popen[bytes]:
+    """Start one node of the cluster in ``directory``; its output goes to ``<id>.log`` there."""
+    argv = [sys.executable, "-m", "raftnode", "--config", str(directory / "cluster.toml"), "--node", node_id]
+    return spawn(directory, node_id, argv)
 
 
 def start_cluster(directory: Path) -> list[subprocess.Popen[bytes]]:
@@ -75,6 +84,26 @@ def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
             os.killpg(proc.pid, signal.SIGKILL)
             codes.append(proc.wait())
     return codes
+
+
+def wait_for_leader(addresses: dict[str, Address], *, timeout: float = 15.0) -> str:
+    """The leader that every node names in its ``status``, once an ``incr 1`` has committed
+    through it (so a new leader has committed in its term); TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    with SyncClusterClient(addresses, connect_timeout=0.3) as client:
+        while (left := deadline - time.monotonic()) > 0:
+            answers = client.call_each({node: {"op": "status"} for node in addresses}, timeout=min(0.5, left))
+            leaders = {None if isinstance(answer, ClientError) else answer.get("leader") for answer in answers.values()}
+            if len(leaders) == 1 and None not in leaders:
+                leader = leaders.pop()
+                try:
+                    committed = client.run_command("incr 1", node=leader, timeout=min(5.0, left))
+                except ClientError:
+                    committed = None
+                if committed is not None and committed.node == leader and committed.response.get("error") is None:
+                    return leader
+            time.sleep(0.05)
+    raise TimeoutError(f"no leader that all of {', '.join(addresses)} name within {timeout:g} s")
 
 
 def memory_kib(pid: int) -> dict[str, int]:

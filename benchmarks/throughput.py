@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from local_cluster import IDS, cpu_seconds, dump_logs, percentile, start_cluster, stop_cluster, write_cluster  # noqa: E402
+from local_cluster import IDS, cpu_seconds, dump_logs, percentile, start_cluster, stop_cluster, wait_for_leader, write_cluster  # noqa: E402
 
 from raftnode.client import ClientError, ClusterClient  # noqa: E402
 from raftnode.codec import PROTOCOL_VERSION, FrameKind  # noqa: E402
@@ -165,21 +165,6 @@ def client_worker(
     out.put({"done": done, "errors": errors, "elapsed": elapsed, "cpu": cpu, "latencies": latencies})
 
 
-async def wait_for_leader(addresses: dict[str, Address]) -> str:
-    async with ClusterClient(addresses) as client:
-        with trio.fail_after(20):
-            while True:
-                try:
-                    leaders = {(await client.call(n, {"op": "status"}, timeout=0.5)).get("leader") for n in IDS}
-                except ClientError:
-                    leaders = {None}
-                if len(leaders) == 1 and None not in leaders:
-                    leader = leaders.pop()
-                    await client.run_command("incr 1", node=leader, timeout=5)
-                    return leader
-                await trio.sleep(0.05)
-
-
 async def leader_status(addresses: dict[str, Address], leader: str) -> dict[str, Any]:
     async with ClusterClient(addresses) as client:
         return await client.call(leader, {"op": "status"})
@@ -266,7 +251,7 @@ def main() -> int:
         rows = []
         try:
             pids = {node_id: proc.pid for node_id, proc in zip(IDS, procs)}
-            leader = trio.run(wait_for_leader, addresses)
+            leader = wait_for_leader(addresses, timeout=20)
             for level in levels:
                 before = trio.run(cluster_view, addresses)
                 row = run_level(addresses[leader], pids, level, args)
@@ -277,7 +262,7 @@ def main() -> int:
                 row["step_downs"] = [d for n in after for d in after[n]["step_downs"][len(before.get(n, {}).get("step_downs", [])):]]
                 row["inbox_dropped"] = {n: after[n]["inbox_dropped"] for n in after}
                 if row["term_changes"] or row["elections"]:
-                    leader = trio.run(wait_for_leader, addresses)  # follow the new leader
+                    leader = wait_for_leader(addresses, timeout=20)  # follow the new leader
                 rows.append(row)
                 if not args.json:
                     print(

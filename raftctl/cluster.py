@@ -44,7 +44,7 @@ from .errors import (
     WaitTimeout,
 )
 from .model import ClusterStatus, NodeRow
-from .oneshot import POLL_INTERVAL, SPECIAL_NODES, STATUS_TIMEOUT, CommandReply
+from .oneshot import POLL_INTERVAL, SPECIAL_NODES, STATUS_TIMEOUT
 from .oneshot import claims as _claims
 
 
@@ -177,18 +177,11 @@ async def resolve_name(config: ClusterConfig, name: str, *, timeout: float = 5.0
 # -- status, leader, wait --------------------------------------------------------------------------
 
 
-async def status(config: ClusterConfig) -> ClusterStatus:
-    """``raftctl status``: a picture of the cluster; ClusterNotRunning if no node answers.
-
-    The work is ``oneshot.status`` (blocking sockets), run in a worker thread.
-    """
-    return await trio.to_thread.run_sync(oneshot.status, config)
-
-
 async def leader(config: ClusterConfig, *, timeout: float = 0.0) -> NodeRow:
-    """``raftctl leader``: the leader's row, waiting up to ``timeout``; NoLeaderError if none.
+    """The leader's row for trio callers (``raftctl bench``), waiting up to ``timeout``;
+    NoLeaderError if none, ClusterNotRunning if nothing runs.
 
-    The work is ``oneshot.leader`` (blocking sockets), run in a worker thread.
+    The work is ``oneshot.leader`` (what ``raftctl leader`` runs), in a worker thread.
     """
     return await trio.to_thread.run_sync(partial(oneshot.leader, config, timeout=timeout))
 
@@ -250,23 +243,6 @@ async def wait(
                 raise NoLeaderError(f"no leader within {timeout:g} s{_claims(last)}") from None
             raise WaitTimeout(f"timed out after {timeout:g} s: {'; '.join(left)}") from None
         return WaitResult(final, time.monotonic() - started)
-
-
-# -- commands --------------------------------------------------------------------------------------
-
-
-async def run_command(
-    config: ClusterConfig,
-    command: str,
-    *,
-    node: str | None = None,
-    timeout: float = 5.0,
-    follow: bool = True,
-) -> CommandReply:
-    """``raftctl run-command`` and ``query``: see ``oneshot.run_command``, run in a worker thread."""
-    return await trio.to_thread.run_sync(
-        partial(oneshot.run_command, config, command, node=node, timeout=timeout, follow=follow)
-    )
 
 
 # -- processes -------------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ imports neither trio nor ``raftnode.core``.
 The rules raftctl adds on top of the client -- what a node that does not answer is called, which
 node ``leader``/``follower`` name, how client errors become the contract's exit codes -- are
 written once, here, as plain functions, and ``raftctl.cluster`` (the trio side, for the commands
-that run longer or do many things at once) uses the same functions. The async domain functions
-``cluster.status``, ``cluster.leader`` and ``cluster.run_command`` run the functions of this
-module in a worker thread.
+that run longer or do many things at once) uses the same functions; ``cluster.leader`` (for
+``raftctl bench``) runs ``leader`` of this module in a worker thread.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """`raftctl bench` without a real cluster: option parsing and its errors, the command mix, the
 percentile and report arithmetic, and the load generator against small in-process servers of the
-client protocol that redirect, refuse with `retry`, fail, or hang up.
+client protocol that redirect, refuse with `retry`, fail, answer late or never, or hang up.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import trio
 from click.testing import CliRunner, Result
 
+from raftctl import oneshot
 from raftctl.bench import (
     LoadGenerator,
     Mix,
@@ -36,6 +36,7 @@ from raftnode import codec
 from raftnode.config import Address, write_config
 
 from ..e2e.raftctl_harness import free_base_port
+from ..fake_nodes import HANG_UP, SILENT
 
 INCR = parse_mix(["incr 1"])
 
@@ -172,13 +173,17 @@ def test_bench_usage_errors_are_exit_2(config_path: Path, args: str, needle: str
 
 
 @pytest.mark.parametrize("json_flag", [(), ("--json",)])
-def test_bench_against_a_cluster_that_is_not_running_is_exit_5_at_once(config_path: Path, json_flag: tuple[str, ...]) -> None:
-    started = time.monotonic()
+def test_bench_against_a_cluster_that_is_not_running_is_exit_5_at_once(
+    config_path: Path, json_flag: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def poll(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("bench waited for a leader of a cluster that is not running")
+
+    monkeypatch.setattr(oneshot.QuickSession, "poll", poll)  # "at once": found without waiting
     result = run(config_path, "bench", "--count", "10", *json_flag)
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 5, (result.output, result.exception)
     assert result.stdout == ""
     assert "not running" in result.stderr and "raftctl up" in result.stderr
-    assert time.monotonic() - started < 3
 
 
 def test_bench_help_names_the_options() -> None:
@@ -190,40 +195,49 @@ def test_bench_help_names_the_options() -> None:
 # -- the load generator against fake nodes ----------------------------------------------------------------
 
 
-Answer = Callable[[str, dict[str, Any]], "dict[str, Any] | None"]
+Answer = Callable[[str, dict[str, Any]], Any]
 
 
-async def serve(answer: Answer, node: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """A node of the client protocol whose answers ``answer(node, request)`` decides (None: hang up)."""
+async def serve(answer: Answer, node: str, *, delay: float = 0.0, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """A node of the client protocol, started with its Address: each request, ``delay`` seconds
+    after it came and each on its own, gets ``answer(node, request)``: a response (its ``id``
+    added), ``SILENT`` (no answer ever) or ``HANG_UP`` (close the connection)."""
 
     async def handle(stream: trio.SocketStream) -> None:
         decoder = codec.FrameDecoder()
-        async with stream:
+        sending = trio.Lock()
+
+        async def respond(request: dict[str, Any], connection: trio.CancelScope) -> None:
+            await trio.sleep(delay)
+            response = answer(node, request)
+            if response is SILENT:
+                return
+            if response is HANG_UP:
+                connection.cancel()
+                return
+            frame = codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE, codec.encode_json({**response, "id": request["id"]}))
+            try:
+                async with sending:
+                    await stream.send_all(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                connection.cancel()
+
+        async with stream, trio.open_nursery() as nursery:
             try:
                 async for data in stream:
-                    out = []
                     for frame in decoder.feed(data):
-                        request = json.loads(frame.payload)
-                        response = answer(node, request)
-                        if response is None:
-                            return
-                        out.append(codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE, codec.encode_json({**response, "id": request["id"]})))
-                    if out:
-                        await stream.send_all(b"".join(out))
+                        nursery.start_soon(respond, json.loads(frame.payload), nursery.cancel_scope)
             except trio.BrokenResourceError:
                 pass
+            nursery.cancel_scope.cancel()
 
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
+    task_status.started(Address("127.0.0.1", listeners[0].socket.getsockname()[1]))
     await trio.serve_listeners(handle, listeners)
 
 
-async def fake_cluster(nursery: trio.Nursery, answer: Answer, nodes: tuple[str, ...] = ("a", "b")) -> dict[str, Address]:
-    addresses = {}
-    for node in nodes:
-        port = await nursery.start(serve, answer, node)
-        addresses[node] = Address("127.0.0.1", port)
-    return addresses
+async def fake_cluster(nursery: trio.Nursery, answer: Answer, nodes: tuple[str, ...] = ("a", "b"), *, delay: float = 0.0) -> dict[str, Address]:
+    return {node: await nursery.start(partial(serve, answer, node, delay=delay)) for node in nodes}
 
 
 def success(value: Any = 1) -> dict[str, Any]:
@@ -235,7 +249,7 @@ async def test_the_generator_keeps_the_window_follows_redirects_and_resends_retr
     retries_left = [5]
     applied: list[str] = []
 
-    def answer(node: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    def answer(node: str, request: dict[str, Any]) -> dict[str, Any]:
         if request["op"] == "status":
             return {"ok": True, "leader": "b"}
         if node == "a":
@@ -269,10 +283,10 @@ async def test_the_generator_keeps_the_window_follows_redirects_and_resends_retr
 async def test_a_node_that_hangs_up_loses_the_outstanding_commands_and_the_run_goes_on() -> None:
     served = itertools.count(1)
 
-    def answer(node: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    def answer(node: str, request: dict[str, Any]) -> Any:
         n = next(served)
         if n == 50:
-            return None  # hang up with requests outstanding
+            return HANG_UP  # with requests outstanding
         return success(n)
 
     async with trio.open_nursery() as nursery:
@@ -286,28 +300,20 @@ async def test_a_node_that_hangs_up_loses_the_outstanding_commands_and_the_run_g
 
 @pytest.mark.trio
 async def test_a_run_that_gets_no_answers_stalls_and_ends_by_itself() -> None:
-    def answer(node: str, request: dict[str, Any]) -> dict[str, Any] | None:
-        return {"ok": False, "timeout_expired": True} if request["command"] == "late" else success()
-
-    never = trio.Event()
-
-    async def silent(stream: trio.SocketStream) -> None:
-        async with stream:
-            await never.wait()
-
     async with trio.open_nursery() as nursery:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        nursery.start_soon(trio.serve_listeners, silent, listeners)
-        address = Address("127.0.0.1", listeners[0].socket.getsockname()[1])
+        addresses = await fake_cluster(nursery, lambda node, request: SILENT, ("a",))
         workload = Workload(INCR, in_flight=3, duration=10.0, stall_seconds=0.5)
-        started = trio.current_time()
-        tally = await LoadGenerator({"a": address}, "a", workload).run()
-        assert trio.current_time() - started < 5
+        tally = await LoadGenerator(addresses, "a", workload).run()
         nursery.cancel_scope.cancel()
-    assert tally.stalled and tally.unanswered == 3 and tally.ok == 0
+    # Abandoned as stalled, its measured window cut short: only the first 3 commands went out.
+    assert tally.stalled and tally.seconds < workload.duration
+    assert tally.issued == tally.unanswered == 3 and tally.ok == 0
+
+    def late(node: str, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": False, "timeout_expired": True}
 
     async with trio.open_nursery() as nursery:
-        addresses = await fake_cluster(nursery, answer, ("a",))
+        addresses = await fake_cluster(nursery, late, ("a",))
         tally = await LoadGenerator(addresses, "a", Workload(parse_mix(["late"]), in_flight=2, count=10)).run()
         nursery.cancel_scope.cancel()
     assert tally.timeouts == 10 and tally.ok == 0 and not tally.stalled
@@ -322,39 +328,7 @@ async def test_warmup_commands_are_not_measured() -> None:
         nursery.cancel_scope.cancel()
     assert tally.ok == 50 == len(tally.latencies)
     assert tally.warmup_ok > 0
-    assert tally.seconds < 5
-
-
-async def serve_slowly(delay: float, *, answer_after: int | None = None, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """A node that answers every request ``delay`` seconds after it came, each on its own; after
-    ``answer_after`` answers it answers nothing more."""
-    answered = [0]
-
-    async def handle(stream: trio.SocketStream) -> None:
-        decoder = codec.FrameDecoder()
-        sending = trio.Lock()
-
-        async def respond(request_id: int) -> None:
-            await trio.sleep(delay)
-            if answer_after is not None and answered[0] >= answer_after:
-                await trio.sleep_forever()
-            answered[0] += 1
-            frame = codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE, codec.encode_json({**success(), "id": request_id}))
-            async with sending:
-                await stream.send_all(frame)
-
-        async with stream, trio.open_nursery() as nursery:
-            try:
-                async for data in stream:
-                    for frame in decoder.feed(data):
-                        nursery.start_soon(respond, json.loads(frame.payload)["id"])
-            except trio.BrokenResourceError:
-                pass
-            nursery.cancel_scope.cancel()
-
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(Address("127.0.0.1", listeners[0].socket.getsockname()[1]))
-    await trio.serve_listeners(handle, listeners)
+    assert tally.issued == 50 and tally.unanswered == 0 and not tally.stalled  # ended by --count
 
 
 @pytest.mark.trio
@@ -362,9 +336,9 @@ async def test_by_duration_the_answers_in_the_window_count_even_when_commands_ou
     # Each command takes 0.4 s, longer than the 0.3 s window: a closed loop of 8 still runs at
     # 8 / 0.4 = 20 commands/s, and the window sees the answers to the commands sent before it.
     async with trio.open_nursery() as nursery:
-        address = await nursery.start(serve_slowly, 0.4)
+        addresses = await fake_cluster(nursery, lambda node, request: success(), ("a",), delay=0.4)
         workload = Workload(INCR, in_flight=8, connections=2, duration=0.6, warmup=0.5)
-        tally = await LoadGenerator({"a": address}, "a", workload).run()
+        tally = await LoadGenerator(addresses, "a", workload).run()
         nursery.cancel_scope.cancel()
     assert tally.seconds == pytest.approx(0.6, abs=0.01)
     assert 8 <= tally.ok <= 16  # one or two rounds of 8 land in the window
@@ -374,11 +348,15 @@ async def test_by_duration_the_answers_in_the_window_count_even_when_commands_ou
 
 @pytest.mark.trio
 async def test_by_duration_the_drain_is_bounded() -> None:
+    answered = itertools.count(1)
+
+    def first_twenty(node: str, request: dict[str, Any]) -> Any:
+        return success() if next(answered) <= 20 else SILENT
+
     async with trio.open_nursery() as nursery:
-        address = await nursery.start(partial(serve_slowly, 0.01, answer_after=20))
+        addresses = await fake_cluster(nursery, first_twenty, ("a",), delay=0.01)
         workload = Workload(INCR, in_flight=4, duration=0.3, drain=0.3)
-        started = trio.current_time()
-        tally = await LoadGenerator({"a": address}, "a", workload).run()
-        assert trio.current_time() - started < 2
+        tally = await LoadGenerator(addresses, "a", workload).run()
         nursery.cancel_scope.cancel()
+    # Not stalled (that would take 15 s without answers): the 0.3 s drain ended the run.
     assert tally.ok == 20 and tally.unanswered == 4 and not tally.stalled

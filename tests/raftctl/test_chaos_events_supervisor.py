@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -246,11 +245,18 @@ def test_purge_deletes_only_what_raftctl_made(config_path: Path) -> None:
     assert not paths.root.exists()
 
 
-def test_the_node_command_line_names_config_node_and_data_dir(config_path: Path) -> None:
+def test_the_node_command_line_names_config_node_and_data_dir(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(config_path)
     argv = supervisor.node_command(config, "n2")
     assert argv[:3] == [sys.executable, "-m", "raftnode"]
     assert argv[argv.index("--config") + 1] == str(config.path)
     assert argv[argv.index("--node") + 1] == "n2"
     assert argv[argv.index("--data-dir") + 1] == str(config.state_dir / "data" / "n2")
-    assert json.dumps(argv)  # plain strings
+    assert all(isinstance(word, str) for word in argv)
+    # A process running this command line (as /proc shows it) is trusted as n2 of this file only.
+    monkeypatch.setattr(supervisor, "is_alive", lambda pid: True)
+    monkeypatch.setattr(supervisor, "_cmdline", lambda pid: argv)
+    assert supervisor.is_node_process(4242, config, "n2")
+    assert not supervisor.is_node_process(4242, config, "n1")
+    other = load_config(write_config(config_path.with_name("other.toml"), 3, free_base_port(3)))
+    assert not supervisor.is_node_process(4242, other, "n2")
