@@ -81,7 +81,8 @@ class Connection:
         self._waiting[request_id] = (event, box)
         frame = request_frame(request, request_id)
         try:
-            self._writer.write(frame)
+            self._writer.write_soon(frame)
+            self._writer.flush()  # straight to the socket when it is idle: no task switch
             await event.wait()
         finally:
             self._waiting.pop(request_id, None)
