@@ -243,6 +243,25 @@ class Raft:
         self._ticks += 1
         self._tick_role()
 
+    def ticks_until_timer(self) -> int:
+        """How many ticks may pass before a ``tick()`` does more than count (a heartbeat, an
+        election, a check-quorum round, a timeout); at least 1. A shell may sleep that long and
+        then call ``tick()`` that many times in a row; any input may bring the timer forward."""
+        if self.role is not Role.LEADER:
+            return max(1, self._randomized_timeout - self._election_elapsed)
+        election_timeout = self.config.election_timeout[0]
+        due = min(
+            self.config.heartbeat_interval - self._heartbeat_elapsed,
+            election_timeout - self._election_elapsed,
+        )
+        if self._transferee is not None:
+            due = min(due, election_timeout - self._transfer_elapsed)
+        if self._catchup is not None:
+            due = 1  # a catch-up round is checked every tick
+        for _, give_up in self._leaving.values():
+            due = min(due, give_up - self._ticks)
+        return max(1, due)
+
     def step(self, m: Message) -> None:
         """Handle a peer's message. Stale, misdirected or unknown-sender messages are dropped and counted."""
         # Senders outside our configuration are heard (§4.1): a new node must accept its leader.

@@ -556,3 +556,32 @@ async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_f
         assert leader.stats["keepalive_heartbeats"] > 0
         assert {node.status().term for node in cluster.running()} == {term}
         assert not [e for t, e in cluster.events if e.kind in ("election", "pre-vote") and t > 0.5]
+
+
+async def test_an_idle_cluster_wakes_only_when_a_timer_is_due_and_keeps_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        followers = [node for node in cluster.running() if node is not leader]
+        await trio.sleep(TICK * 20)  # settle: every node has heard the leader
+        before = {node.id: (node.stats["ticker_wakeups"], node.raft._ticks) for node in cluster.running()}
+        term = leader.status().term
+        idle = 200  # ticks
+        await trio.sleep(TICK * idle)
+        for node in cluster.running():
+            wakeups = node.stats["ticker_wakeups"] - before[node.id][0]
+            ticks = node.raft._ticks - before[node.id][1]
+            # Counted when the node next has a turn: at most a heartbeat interval behind.
+            assert abs(ticks - idle) <= HEARTBEAT_TICKS, f"{node.id} counted {ticks} ticks in {idle}"
+            if node is leader:  # once per heartbeat interval, not once per tick
+                assert wakeups <= idle // HEARTBEAT_TICKS + 2, f"leader woke {wakeups} times"
+            else:  # the leader's heartbeats keep pushing the election timer out
+                assert wakeups == 0, f"{node.id} woke {wakeups} times"
+        assert {node.status().term for node in cluster.running()} == {term}
+        # A follower still times out on time once the leader is gone.
+        leader.stop()
+        stopped_at = trio.current_time()
+        new_leader = await cluster.wait_leader(other_than=leader.id)
+        assert new_leader in followers
+        assert trio.current_time() - stopped_at <= 2 * ELECTION_TIMEOUT_MAX
