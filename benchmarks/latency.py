@@ -30,23 +30,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from local_cluster import IDS, cpu_seconds, dump_logs, percentile, start_cluster, stop_cluster, write_cluster  # noqa: E402
+from local_cluster import (  # noqa: E402
+    IDS,
+    cpu_seconds,
+    dump_logs,
+    percentile,
+    start_cluster,
+    stop_cluster,
+    wait_for_leader,
+    write_cluster,
+)
 
-from raftnode.client import ClientError, ClusterClient  # noqa: E402
+from raftnode.client import ClusterClient  # noqa: E402
 from raftnode.config import Address  # noqa: E402
 
 
 async def measure(addresses: dict[str, Address], pids: dict[str, int], count: int, warmup: int) -> dict[str, Any]:
     async with ClusterClient(addresses) as client:
-        with trio.fail_after(15):
-            while True:  # a leader every node agrees on
-                try:
-                    leaders = {(await client.call(n, {"op": "status"}, timeout=0.5)).get("leader") for n in IDS}
-                except ClientError:
-                    leaders = {None}
-                if len(leaders) == 1 and None not in leaders:
-                    break
-                await trio.sleep(0.05)
         for _ in range(warmup):
             await client.run_command("incr 1", timeout=5)
         latencies = []
@@ -107,6 +107,7 @@ def main() -> int:
         procs = start_cluster(directory)
         try:
             pids = {node_id: proc.pid for node_id, proc in zip(IDS, procs)}
+            wait_for_leader(addresses)
             report = trio.run(measure, addresses, pids, args.count, args.warmup)
         except BaseException:
             dump_logs(directory)
