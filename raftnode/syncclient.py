@@ -129,8 +129,11 @@ class _Connection:
         return True
 
     def send(self, request: Mapping[str, Any]) -> int:
+        """Queue ``request``; on an open, idle connection it is written at once (no poll first)."""
         request_id = next(self.ids)
         self.out += request_frame(request, request_id)
+        if self.connected and self.failure is None:
+            self._write()
         return request_id
 
     def fileno(self) -> int:
@@ -146,6 +149,10 @@ class _Connection:
                     self._connect_next()
                 return
             self.connected = True
+        self._write()
+
+    def _write(self) -> None:
+        assert self.sock is not None
         if self.out:
             try:
                 sent = self.sock.send(self.out)
