@@ -1070,8 +1070,9 @@ def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> N
     detail. raftctl's own actions are marked [raftctl].
 
     The nodes keep their recent events in memory: a node that is down shows none, a restarted
-    one starts afresh. With --json: one document {"events": [...]}; with --follow, one JSON
-    object per event (JSON lines).
+    one starts afresh. With --follow, a node add-node adds joins the stream and a node
+    remove-node removes leaves it. With --json: one document {"events": [...]}; with --follow,
+    one JSON object per event (JSON lines).
     """
     from . import cluster
     from .render import events_view

@@ -32,7 +32,7 @@ from raftnode.client import ClientError, ClusterClient, NodeUnreachable
 from raftnode.client import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig, clear_join_flags
 
-from . import chaos, events, oneshot, supervisor
+from . import chaos, events, follow, oneshot, supervisor
 from .errors import (
     ClusterNotRunning,
     NodeCrashed,
@@ -687,72 +687,39 @@ async def follow_events(
     *,
     history: bool = True,
     reconnect_interval: float = 0.5,
+    reload_interval: float = 0.25,
 ) -> None:
     """``raftctl events --follow``: call ``emit`` for every event as it happens, until cancelled.
 
-    Tails the audit log and subscribes to every node's event stream, re-subscribing to a node
-    that comes back after dying. With ``history`` the events so far are emitted first.
+    Tails the audit log and subscribes to the event stream of every node the cluster file names,
+    re-subscribing to a node that comes back after dying. The file is looked at every
+    ``reload_interval``: a node ``add-node`` put in it is subscribed to, the subscription of a node
+    ``remove-node`` took out of it ends (``follow.Members``). With ``history`` the events so far
+    are emitted first. Copies are dropped by key among the last ``follow.RECENT_KEYS`` events.
     """
     paths = supervisor.StatePaths.of(config)
-    seen: set[tuple[Any, ...]] = set()
+    seen = follow.RecentKeys()
     send, receive = trio.open_memory_channel[events.Event](1000)
 
     async def offer(event: events.Event) -> None:
-        k = events.key(event)
-        if k in seen:
-            return
-        seen.add(k)
-        await send.send(event)
-
-    follower = events.LogFollower(paths.events, from_end=True)
-    if history:
-        for event in await fetch_events(config):
-            seen.add(events.key(event))
-            await _emit(emit, event)
-    started_at = time.time()
-
-    async def tail_log() -> None:
-        while True:
-            for event in events.parse_lines(follower.read_new()):
-                await offer(event)
-            await trio.sleep(0.1)
+        if seen.fresh(event):
+            await send.send(event)
 
     async def offer_new(event: events.Event) -> None:
         if history or event["time"] >= started_at:
             await offer(event)
 
+    audit_log = events.LogFollower(paths.events, from_end=True)
+    members = follow.Members(config, offer_new, reconnect_interval=reconnect_interval)
+    if history:
+        for event in await fetch_events(config):
+            seen.fresh(event)
+            await follow.hand(emit, event)
+    started_at = time.time()
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(tail_log)
-        for node_id in config.node_ids:
-            nursery.start_soon(
-                partial(follow_node_events, config, node_id, offer_new, reconnect_interval=reconnect_interval)
-            )
+        nursery.start_soon(follow.tail_audit_log, audit_log, offer, 0.1)
+        members.start(nursery)
+        nursery.start_soon(members.follow_file, reload_interval)
         async for event in receive:
-            await _emit(emit, event)
-
-
-async def follow_node_events(
-    config: ClusterConfig,
-    node_id: str,
-    deliver: Callable[[events.Event], Awaitable[None] | None],
-    *,
-    reconnect_interval: float = 0.5,
-) -> None:
-    """Forever: hand every event of ``node_id`` to ``deliver``, subscribing again whenever the node
-    goes away and comes back."""
-    address = config.node(node_id).client
-    while True:
-        try:
-            async with ClusterClient({node_id: address}, connect_timeout=0.5) as client:
-                connection = await client.connect(node_id)
-                async for document in await connection.events():
-                    await _emit(deliver, events.from_node(document, node_id))
-        except ClientError:
-            pass
-        await trio.sleep(reconnect_interval)
-
-
-async def _emit(emit: Callable[[events.Event], Awaitable[None] | None], event: events.Event) -> None:
-    outcome = emit(event)
-    if outcome is not None:
-        await outcome
+            await follow.hand(emit, event)

@@ -13,7 +13,8 @@ Independent trio tasks keep a :class:`WatchState` current and one task draws it:
 - the audit-log tailer picks up what other raftctl invocations do (kills, partitions...);
 - membership changes: when ``add-node``/``remove-node`` rewrite the cluster file, the poller
   reads it again, the table shows the nodes it now names, a subscriber starts for each new node
-  and the subscriber of a removed node stops;
+  and the subscriber of a removed node stops (``raftctl.follow.Members``, which
+  ``events --follow`` uses too);
 - the drawer renders ``render.dashboard`` and hands it to ``rich.live.Live`` with
   ``refresh=True`` every ``interval`` (4 times a second by default). ``Live`` is created with
   ``auto_refresh=False``, so no refresh thread competes with trio and a frame is drawn only when
@@ -36,10 +37,10 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from raftnode.config import ClusterConfig, ConfigError, load_config
+from raftnode.config import ClusterConfig
 
-from . import events, render, supervisor
-from .cluster import follow_node_events, session
+from . import events, follow, render, supervisor
+from .cluster import session
 from .model import ClusterStatus
 
 #: Seconds between two frames (and two status pictures): 4 frames a second.
@@ -102,66 +103,51 @@ class Watcher:
     """Keeps a WatchState current (see the module docstring); ``on_event`` sees every feed event."""
 
     def __init__(self, config: ClusterConfig, *, interval: float = DEFAULT_INTERVAL, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.config = config
         self.interval = interval
         self.state = WatchState()
         self.on_event = on_event
         self.started_at = time.time()
-        self._seen: deque[tuple[Any, ...]] = deque(maxlen=2000)
-        self._subscriptions: dict[str, trio.CancelScope] = {}
-        self._nursery: trio.Nursery | None = None
+        self._seen = follow.RecentKeys()
+        #: The cluster file's nodes, one event subscriber each (``follow.Members``).
+        self.members = follow.Members(config, self._add_new)
+
+    @property
+    def config(self) -> ClusterConfig:
+        """The cluster file as last read."""
+        return self.members.config
+
+    @property
+    def _subscriptions(self) -> dict[str, trio.CancelScope]:
+        """The node ids followed now, each with its subscriber's scope."""
+        return self.members.subscriptions
 
     def add(self, event: dict[str, Any]) -> None:
-        k = events.key(event)
-        if k in self._seen:
+        if not self._seen.fresh(event):
             return
-        self._seen.append(k)
         if event.get("kind") in QUIET_KINDS and event.get("source") == "node":
             return
         self.state.feed.append(event)
         if self.on_event is not None:
             self.on_event(event)
 
+    def _add_new(self, event: events.Event) -> None:
+        """A node's event, if it happened since the watch began (a re-subscription replays none)."""
+        if event["time"] >= self.started_at:
+            self.add(event)
+
     async def run(self) -> None:
         """Run the poller, subscribers and tailer until cancelled."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self.members.start(nursery)
             nursery.start_soon(self._poll)
-            nursery.start_soon(self._tail_audit_log)
-            self._follow_members()
-
-    def _follow_members(self) -> None:
-        """One event subscriber per node of the cluster file; stop those of nodes it no longer names."""
-        assert self._nursery is not None
-        for node_id, scope in list(self._subscriptions.items()):
-            if node_id not in self.config.node_ids:
-                scope.cancel()
-                del self._subscriptions[node_id]
-        for node_id in self.config.node_ids:
-            if node_id not in self._subscriptions:
-                scope = self._subscriptions[node_id] = trio.CancelScope()
-                self._nursery.start_soon(self._subscribe, node_id, self.config, scope)
-
-    def _file_stamp(self) -> float | None:
-        try:
-            return self.config.path.stat().st_mtime
-        except OSError:
-            return None
-
-    def _reload(self) -> bool:
-        """Read the cluster file again (add-node / remove-node rewrote it); False if unusable."""
-        try:
-            self.config = load_config(self.config.path)
-        except (ConfigError, OSError):
-            return False
-        self._follow_members()
-        return True
+            audit_log = events.LogFollower(supervisor.StatePaths.of(self.config).events, from_end=True)
+            nursery.start_soon(follow.tail_audit_log, audit_log, self.add, self.interval)
 
     async def _poll(self) -> None:
         while True:
-            stamp = self._file_stamp()
+            stamp = self.members.stamp()
             async with session(self.config, connect_timeout=min(0.5, self.interval * 2)) as s:
-                while self._file_stamp() == stamp:
+                while self.members.stamp() == stamp:
                     began = trio.current_time()
                     status = await s.status(timeout=max(0.3, self.interval * 2))
                     now = time.time()
@@ -172,23 +158,8 @@ class Watcher:
                     if commits:
                         self.state.commit_samples.append((now, max(commits)))
                     await trio.sleep_until(began + self.interval)
-            if not self._reload():
+            if not self.members.reload():
                 await trio.sleep(self.interval)
-
-    async def _subscribe(self, node_id: str, config: ClusterConfig, scope: trio.CancelScope) -> None:
-        def add_new(event: events.Event) -> None:
-            if event["time"] >= self.started_at:
-                self.add(event)
-
-        with scope:
-            await follow_node_events(config, node_id, add_new)
-
-    async def _tail_audit_log(self) -> None:
-        follower = events.LogFollower(supervisor.StatePaths.of(self.config).events, from_end=True)
-        while True:
-            for event in events.parse_lines(follower.read_new()):
-                self.add(event)
-            await trio.sleep(self.interval)
 
 
 def frame(watcher: Watcher, console: Console) -> Any:

@@ -11,9 +11,10 @@ Two sources feed ``raftctl events``:
   ``down --purge`` deletes them.
 - the nodes' own events — elections, role and leader changes, commit rates, faults as the node saw
   them, snapshots, apply errors — fetched from every running node (the ``recent_events`` op, the
-  last 200 per node) or, with ``--follow``, streamed (the ``events`` op). A node keeps them in
-  memory, so a node that is down contributes nothing and a restarted one starts afresh; what
-  raftctl did to it is still in the file.
+  last 200 per node) or, with ``--follow``, streamed (the ``events`` op) from every node the
+  cluster file names as ``add-node``/``remove-node`` change it (``raftctl.follow``). A node keeps
+  them in memory, so a node that is down contributes nothing and a restarted one starts afresh;
+  what raftctl did to it is still in the file.
 
 Every event is a dict ``{"time", "node", "kind", "detail", "source"}`` with ``source`` ``raftctl``
 or ``node``; ``node`` is None for cluster-wide actions (``heal``).

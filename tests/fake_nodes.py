@@ -5,6 +5,10 @@ A handler gets ``(node id, request)`` and returns the response document (its ``i
 ``SILENT`` to never answer, or ``HANG_UP`` to close the connection. Every request is recorded in
 ``FakeCluster.requests`` as ``(node id, request)``. Threads, not trio: the clients under test
 may be blocking ones.
+
+Event streams: a connection whose ``events`` request was answered ``ok`` subscribes to its node;
+``FakeCluster.push`` sends an event frame to the node's subscribers and ``subscribers`` counts
+them (a subscriber that hangs up stops counting).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class FakeCluster:
         self._selector = selectors.DefaultSelector()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._subscribers: dict[str, list[socket.socket]] = {node_id: [] for node_id in ids}
         for node_id in ids:
             listener = socket.socket()
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -104,11 +109,31 @@ class FakeCluster:
         with self._lock:
             return [node for node, request in self.requests if request.get("op") == op]
 
-    def cluster_file(self, path: Path, *, name: str = "fake") -> Path:
+    def subscribers(self, node_id: str) -> int:
+        """How many connections follow ``node_id``'s events now."""
+        with self._lock:
+            return len(self._subscribers[node_id])
+
+    def push(self, node_id: str, document: dict[str, Any]) -> int:
+        """Send ``document`` as an event of ``node_id`` to its subscribers; returns how many got it."""
+        frame = encode_frame(FrameKind.EVENT, encode_json(document))
+        sent = 0
+        with self._lock:
+            for conn in self._subscribers[node_id]:
+                try:
+                    conn.sendall(frame)
+                    sent += 1
+                except OSError:
+                    pass
+        return sent
+
+    def cluster_file(self, path: Path, *, name: str = "fake", ids: tuple[str, ...] | None = None) -> Path:
+        """Write a cluster file naming ``ids`` (default: every node) at their fake addresses."""
         lines = ["[cluster]", f'name = "{name}"', 'state_machine = "counter"', 'state_dir = "state"', ""]
         for k, node_id in enumerate(self.ids):
-            lines += ["[[nodes]]", f'id = "{node_id}"', f'peer = "127.0.0.1:{1 + k}"',
-                      f'client = "127.0.0.1:{self.ports[node_id]}"', ""]
+            if ids is None or node_id in ids:
+                lines += ["[[nodes]]", f'id = "{node_id}"', f'peer = "127.0.0.1:{1 + k}"',
+                          f'client = "127.0.0.1:{self.ports[node_id]}"', ""]
         path.write_text("\n".join(lines))
         return path
 
@@ -148,13 +173,20 @@ class FakeCluster:
                     except OSError:  # the client went away first
                         self._drop(conn)
                         break
+                    if request.get("op") == "events" and answer.get("ok"):
+                        with self._lock:
+                            self._subscribers[node_id].append(conn)  # type: ignore[arg-type]
 
     def _drop(self, conn: Any) -> None:
         try:
             self._selector.unregister(conn)
         except (KeyError, ValueError):
             pass
-        conn.close()
+        with self._lock:
+            for followers in self._subscribers.values():
+                if conn in followers:
+                    followers.remove(conn)
+            conn.close()
 
     def close(self) -> None:
         self._stop.set()

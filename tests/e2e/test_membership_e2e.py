@@ -7,9 +7,12 @@ exactly the final members; removed nodes must be stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -166,3 +169,32 @@ def test_watch_follows_the_cluster_file_through_add_and_remove(tmp_path: Path) -
         subscribed, kinds = trio.run(scenario)
         assert subscribed == ["n2", "n3", "n4"], "a subscriber per node the file names"
         assert "membership" in kinds
+
+
+def test_events_follow_takes_in_a_node_added_while_it_runs(tmp_path: Path) -> None:
+    from raftctl import cluster as domain
+
+    with cluster(tmp_path, 1) as c, deadline(60):
+        c.cli("up")
+        peer, client_port = free_ports(2)
+
+        async def scenario() -> None:
+            seen: list[dict[str, Any]] = []
+
+            def both_sides_of_n2() -> bool:
+                """n2's own events, and raftctl's record of adding it (from the audit log)."""
+                return any(e["node"] == "n2" and e["source"] == "node" for e in seen) and any(
+                    e["node"] == "n2" and e["kind"] == "add-node" for e in seen)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(domain.follow_events, load_config(c.config), seen.append, history=False))
+                await membership.add_node(load_config(c.config), "n2", f"127.0.0.1:{peer}", f"127.0.0.1:{client_port}")
+                async with ClusterClient(load_config(c.config).client_addresses()) as client:
+                    with trio.fail_after(30):
+                        while not both_sides_of_n2():  # n2 reports a commit (at most one a second) as it applies these
+                            with contextlib.suppress(ClientError):
+                                await client.run_command("incr 1", timeout=3)
+                            await trio.sleep(0.1)
+                nursery.cancel_scope.cancel()
+
+        trio.run(scenario)  # TooSlowError if the follow never took n2 in
