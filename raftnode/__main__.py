@@ -10,6 +10,7 @@ close); SIGKILL is safe by design. Log lines go to stderr (raftctl sends them to
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import random
 import signal
@@ -49,10 +50,23 @@ async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = 
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(run_node)  # storage loaded, peers listening
+            _tune_gc()
             await nursery.start(service.run)
             nursery.start_soon(_stop_on_signal, node)
     finally:
         storage.close()
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the command path: what startup loaded (modules, the
+    log read from disk) goes to the permanent generation, and young collections run every 50,000
+    allocations instead of every 700. Every command allocates a few dozen objects, nearly all freed
+    by reference counting; with the defaults a collection ran every ~15 commands and full ones
+    walked the whole in-memory log. ``benchmarks/latency.py``, 8 runs each in ABBA order, medians:
+    p99 4.73 -> 3.87 ms, CPU of all four processes 2.63 -> 2.52 ms per command, p50 unchanged.
+    Cycles (trio's cancelled tasks, tracebacks) are still collected."""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1_000)
 
 
 async def _stop_on_signal(node) -> None:
