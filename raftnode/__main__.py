@@ -59,14 +59,15 @@ async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = 
 
 def _tune_gc() -> None:
     """Keep the cyclic garbage collector off the command path: what startup loaded (modules, the
-    log read from disk) goes to the permanent generation, and young collections run every 50,000
-    allocations instead of every 700. Every command allocates a few dozen objects, nearly all freed
-    by reference counting; with the defaults a collection ran every ~15 commands and full ones
-    walked the whole in-memory log. ``benchmarks/latency.py``, 8 runs each in ABBA order, medians:
+    log read from disk) goes to the permanent generation, and a young collection waits for 50,000
+    net new container objects instead of 700 (older generations every 20 and 10 of those; CPython
+    also holds full collections back until the old generation has grown by a quarter). Every
+    command allocates a few dozen objects, nearly all freed by reference counting; with the
+    defaults a collection ran every ~15 commands and full ones walked the whole in-memory log. ``benchmarks/latency.py``, 8 runs each in ABBA order, medians:
     p99 4.73 -> 3.87 ms, CPU of all four processes 2.63 -> 2.52 ms per command, p50 unchanged.
     Cycles (trio's cancelled tasks, tracebacks) are still collected."""
     gc.freeze()
-    gc.set_threshold(50_000, 50, 1_000)
+    gc.set_threshold(50_000, 20, 10)
 
 
 async def _stop_on_signal(node) -> None:

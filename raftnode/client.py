@@ -125,6 +125,7 @@ class Connection:
         except codec.CodecError as exc:
             self._closed = f"bad response: {exc}"
         finally:
+            self._close_writer(self._closed or "connection closed")
             for event, _ in self._waiting.values():
                 event.set()
             if self._events is not None:
@@ -132,7 +133,15 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await self._stream.aclose()  # the writer task ends with it; no socket left behind
 
+    def _close_writer(self, reason: str) -> None:
+        """No request is written from now on: the writer writes to the socket's file descriptor,
+        which the system may hand to another socket once this one is closed."""
+        if self._closed is None:
+            self._closed = reason
+        self._writer.closed = True
+
     async def aclose(self) -> None:
+        self._close_writer("connection closed")
         await self._stream.aclose()
 
 

@@ -18,19 +18,26 @@ Each turn:
 
 1. a leader sends its AppendEntries, heartbeats and snapshot chunks at once, before its own
    fsync (thesis §10.2.1: they promise nothing about its disk);
-2. apply the committed entries through the :class:`~raftnode.apply.Applier` and answer the
-   callers whose commands they were (the seed's CommandResult): a ``run_command`` caller's task
-   is woken; a ``submit_command`` caller (the client service) is called back inline and the flush
-   handlers write the answers, one write per connection. Committed entries were made durable on
-   a majority by earlier fsyncs (a leader counts its own copy only once ``advance`` reports it
-   stable), so their answers need not wait for this turn's fsync of newer entries;
+2. a leader applies the committed entries through the :class:`~raftnode.apply.Applier` and
+   answers the callers whose commands they were (the seed's CommandResult): a ``run_command``
+   caller's task is woken; a ``submit_command`` caller (the client service) is called back inline
+   and the flush handlers write the answers, one write per connection. Committed entries were made
+   durable on a majority by earlier fsyncs (a leader counts its own copy only once ``advance``
+   reports it stable), so their answers need not wait for this turn's fsync of newer entries;
 3. write the snapshot, entries and hard state to storage and fsync them — one fsync for the
    whole batch (group commit), in one long-lived disk thread (``_DiskThread``: cheaper than a
-   ``trio.to_thread`` handoff per batch);
+   ``trio.to_thread`` handoff per batch) — or, for a follower's small batch, in this task
+   (``INLINE_FSYNC_ENTRIES``);
 4. send every other message (votes, append acknowledgements: they promise durability), between
    ``cork()`` and ``uncork()`` when the transport offers them, so the TCP transport writes each
-   peer's share of a Ready straight to its socket in one system call, from this task;
+   peer's share of a Ready straight to its socket in one system call, from this task; a follower
+   applies its committed entries now, after its acknowledgement is on its way;
 5. ``advance`` the core, and snapshot the state machine when the log has grown past the threshold.
+
+Ticks are counted lazily: the ticker wakes the node's task only when a timer is due
+(``Raft.ticks_until_timer``, command deadlines, apply retries, membership waiters), and each
+turn gives the core the ticks that passed (``_catch_up_ticks``), the one that fires a timer only
+after the turn's waiting input.
 
 While the node's task waits on the disk thread for longer than a heartbeat interval (a slow
 fsync or snapshot write), the ticker sends a leader's heartbeats itself (``_keepalive``), so a
@@ -43,8 +50,8 @@ answered once their change is committed here, and a node that applied its own re
 Order rules: nothing that promises durability (a vote, an append acknowledgement, a client's
 answer, which follows an apply, which follows a commit that counts this node's fsync) is sent
 before the fsync that backs it. ``submit_command`` deadlines are kept in one queue per timeout
-value (submission order is deadline order within it) and checked on every tick; the answered
-ones at the front are dropped then.
+value (submission order is deadline order within it) and checked whenever ticks are counted;
+the answered ones at the front are dropped then.
 
 Time is ``trio.sleep``, so tests drive a node on ``trio.testing.MockClock(autojump_threshold=0)``.
 """
@@ -270,12 +277,14 @@ class RaftNode:
         self._snapshot_waiters: list[_Waiter] = []
         # submit_command deadlines, in submission order per timeout (so each queue is sorted).
         self._deadlines: dict[int, deque[tuple[float, _Callback]]] = {}  # timeout in ticks -> (deadline, caller)
+        self._next_deadline = math.inf  # the earliest deadline at the queues' fronts (_expire keeps it)
         self._flush_handlers: list[Callable[[], None]] = []
         self._disk_thread: _DiskThread | None = None
         self._disk_since: float | None = None  # when the node's task began waiting on the disk thread
         self._keepalive_at = float("-inf")
         self._tick_scope: trio.CancelScope | None = None  # the ticker's sleep
         self._tick_last = 0.0  # when the last tick delivered was due
+        self._tick_held = False  # a timer's tick waits for this turn's input (_catch_up_ticks)
         self._contexts = contexts
         self._configuration: Configuration | None = None
         self._configuration_handlers: list[Callable[[Configuration], None]] = []
@@ -409,7 +418,10 @@ class RaftNode:
         waiting = self._deadlines.get(ticks)
         if waiting is None:
             waiting = self._deadlines[ticks] = deque()
-        waiting.append((trio.current_time() + ticks * self.tick_seconds, callback))
+        deadline = trio.current_time() + ticks * self.tick_seconds
+        waiting.append((deadline, callback))
+        if deadline < self._next_deadline:
+            self._next_deadline = deadline
 
     def proposals_backlogged(self) -> bool:
         """Enough proposals wait for the next turns: an endpoint should stop reading commands."""
@@ -581,19 +593,45 @@ class RaftNode:
             if self._disk_since is not None:
                 self._keepalive()
 
-    def _catch_up_ticks(self) -> None:
-        """Give the core the whole ticks that passed since the last ones, before this turn's input
-        (a heartbeat must not reset an election timer that those ticks still count towards). At
-        most up to the next timer: time a stalled loop overslept is dropped, one timer fires."""
-        raft = self.raft
-        assert raft is not None
+    def _catch_up_ticks(self, *, input_waits: bool) -> None:
+        """Give the core the whole ticks that passed since the last ones; called at the start of a
+        turn (``input_waits``: the turn has input, which may have come before a timer was due) and
+        again after its input.
+
+        Ticks that fire nothing are counted at once. The tick that fires a timer waits for the
+        input and comes only if the timer is still due after it: a heartbeat that waited in the
+        queue resets an election timer first, as it would have with a tick every 10 ms. Time
+        overslept beyond one fired timer (a stalled loop) is dropped.
+        """
+        held, self._tick_held = self._tick_held, False
         now = trio.current_time()
         elapsed = int((now - self._tick_last) / self.tick_seconds + 1e-9)
         if elapsed < 1:
             return
         due = self._ticks_due()
-        count = min(elapsed, due)
-        self._tick_last = now if elapsed > due else self._tick_last + count * self.tick_seconds
+        if elapsed < due:
+            self._give_ticks(elapsed)
+        elif input_waits:
+            self._give_ticks(due - 1)
+            self._tick_held = True
+        elif held and due > 1:  # the input pushed the timer out: what it waited for was there all along
+            self._tick_last = now
+        else:
+            self._give_ticks(due)  # a timer fires
+            rest = elapsed - due
+            due = self._ticks_due()
+            if rest < due:
+                self._give_ticks(rest)
+            else:
+                self._give_ticks(due - 1)
+                self._tick_last = now
+
+    def _give_ticks(self, count: int) -> None:
+        if count < 1:
+            return
+        raft = self.raft
+        assert raft is not None
+        self._tick_last += count * self.tick_seconds
         self._ticks += count
         for _ in range(count):
             raft.tick()
@@ -613,8 +651,7 @@ class RaftNode:
         if self._apply_retry_at is not None:
             due = min(due, self._apply_retry_at - self._ticks)
         if self._deadlines:
-            earliest = min(waiting[0][0] for waiting in self._deadlines.values())
-            due = min(due, math.ceil((earliest - self._tick_last) / self.tick_seconds - 1e-9))
+            due = min(due, math.ceil((self._next_deadline - self._tick_last) / self.tick_seconds - 1e-9))
         return max(1, due)
 
     def _rearm_ticker(self) -> None:
@@ -666,9 +703,10 @@ class RaftNode:
         while True:
             await self._wait_for_input()
             started = perf()
-            self._catch_up_ticks()
+            self._catch_up_ticks(input_waits=bool(urgent))
             for _ in range(len(urgent)):  # what waits now; later arrivals go in the next turn
                 handle(urgent.popleft())
+            self._catch_up_ticks(input_waits=False)
             if proposals:
                 self._propose_batch(proposals)
             await self._process_ready()
@@ -741,6 +779,7 @@ class RaftNode:
                 emptied.append(timeout)
         for timeout in emptied:
             del self._deadlines[timeout]
+        self._next_deadline = min((waiting[0][0] for waiting in self._deadlines.values()), default=math.inf)
 
     def _handle(self, item: tuple) -> None:
         kind, payload, waiter = item
@@ -856,6 +895,7 @@ class RaftNode:
         if not self._thread_storage:
             return fn(*args)
         self._disk_since = trio.current_time()
+        self._rearm_ticker()  # this turn may have made the node leader: keepalives from its heartbeat timer on
         try:
             if self._disk_thread is not None:
                 return await self._disk_thread.run(fn, *args)

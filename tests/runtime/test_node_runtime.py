@@ -8,7 +8,8 @@ virtual times asserted below follow from the seeds (``first_election_time``) and
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +18,8 @@ import trio
 
 from raftnode.core import NotLeader, RaftConfig, UnknownNode
 from raftnode.core.commands import CommandResult
-from raftnode.runtime import NodeEvent, NodeNotRunning, RaftNode
+from raftnode.core.ready import Role
+from raftnode.runtime import NodeEvent, NodeNotRunning, RaftNode, _DiskThread
 from raftnode.statemachines import Counter
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.memory import MemoryNetwork
@@ -48,6 +50,21 @@ async def commit(leader: RaftNode, command: str, **kwargs: Any) -> CommandResult
     result = await leader.run_command(command, **kwargs)
     assert result.ok, f"{command!r} at {leader.id}: {result}"
     return result
+
+
+def stall(storage: MemoryStorage, method: str, *, when: Callable[[], bool] = lambda: True) -> threading.Event:
+    """Make ``storage.<method>`` hang (in the disk thread: a stalled disk) whenever ``when()``,
+    until the returned event is set."""
+    release = threading.Event()
+    original = getattr(storage, method)
+
+    def stalled(*args: Any) -> Any:
+        if when() and not release.is_set():
+            release.wait(10)
+        return original(*args)
+
+    setattr(storage, method, stalled)
+    return release
 
 
 # -- elections and the command contract ----------------------------------------------------------
@@ -533,20 +550,11 @@ async def test_a_flood_of_commands_is_taken_a_bounded_batch_per_turn_and_every_o
 async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_from_the_ticker(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    import threading
-
     async with running_cluster() as cluster:
         leader = await cluster.wait_leader()
         term = leader.status().term
         storage = cluster.storages[leader.id]
-        release = threading.Event()
-        sync = storage.sync
-
-        def stalled_sync() -> None:
-            release.wait(10)
-            sync()
-
-        storage.sync = stalled_sync  # type: ignore[method-assign]
+        release = stall(storage, "sync")
         leader._thread_storage = True  # the stalled fsync runs in a thread, as on disk
         leader.submit_command("incr 1", lambda result: None, timeout=30)
         await trio.sleep(1.0)  # virtual: several election timeouts while the fsync hangs
@@ -585,3 +593,49 @@ async def test_an_idle_cluster_wakes_only_when_a_timer_is_due_and_keeps_time(
         new_leader = await cluster.wait_leader(other_than=leader.id)
         assert new_leader in followers
         assert trio.current_time() - stopped_at <= 2 * ELECTION_TIMEOUT_MAX
+
+
+async def test_a_follower_whose_disk_stalls_lets_the_waiting_heartbeats_reset_its_election_timer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # With ticks counted lazily, the ticks of a long wait must not all run before the heartbeats
+    # that came meanwhile: that would fire the election timer the heartbeats had reset.
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        applied = await commit(leader, "incr 1")
+        await cluster.wait_applied(applied.index)
+        follower = next(node for node in cluster.running() if node is not leader)
+        storage = cluster.storages[follower.id]
+        release = stall(storage, "save_snapshot")
+        follower._disk_thread = _DiskThread("test-disk")  # the snapshot write waits in a thread
+        follower._thread_storage = True
+        term = leader.status().term
+        stalled_at = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower.take_snapshot)
+            await trio.sleep(1.0)  # virtual: many election timeouts; the leader keeps heartbeating
+            release.set()
+        await trio.sleep(TICK * 50)
+        assert {node.status().term for node in cluster.running()} == {term}
+        assert not [e for t, e in cluster.events_of(follower.id, "pre-vote") if t >= stalled_at]
+
+
+async def test_a_new_leader_whose_first_fsync_stalls_sends_keepalives_from_its_first_heartbeat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_cluster() as cluster:
+        old = await cluster.wait_leader()
+        await commit(old, "incr 1")
+        await trio.sleep(TICK * 20)
+        new = next(node for node in cluster.running() if node is not old)
+        storage = cluster.storages[new.id]
+        release = stall(storage, "sync", when=lambda: new.raft is not None and new.raft.role is Role.LEADER)
+        new._thread_storage = True  # the stalled fsync runs in a thread, as on disk
+        await old.transfer_leadership(new.id)
+        await cluster.wait_until(lambda: new.raft is not None and new.raft.role is Role.LEADER, timeout=2)
+        term = new.raft.term
+        await trio.sleep(1.0)  # virtual: the new leader's first fsync (its no-op) hangs this long
+        release.set()
+        await trio.sleep(TICK * 50)
+        assert new.stats["keepalive_heartbeats"] > 0
+        assert {node.status().term for node in cluster.running()} == {term}

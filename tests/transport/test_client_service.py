@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ import pytest
 import trio
 
 from raftnode import codec
-from raftnode.client import ClusterClient
+from raftnode.client import ClusterClient, NodeUnreachable
 from raftnode.config import Address
 from raftnode.core import RaftConfig
 from raftnode.runtime import RaftNode
@@ -280,3 +281,18 @@ async def test_a_good_request_before_a_bad_frame_on_the_same_connection_is_still
         await client.send(BAD_FRAMES["garbage"])
         assert await closed_by_peer(client.stream)
         await still_serving(ep)
+
+
+async def test_a_request_on_a_closed_connection_is_refused_and_never_written_to_a_reused_descriptor() -> None:
+    async with endpoint() as ep:
+        async with ClusterClient({"n1": ep.address}) as client:
+            connection = await client.connect("n1")
+            await connection.aclose()  # its descriptor is free; the reader task has not run yet
+            a, b = socket.socketpair()  # an unrelated socket may take the same number
+            with a, b:
+                with pytest.raises(NodeUnreachable):
+                    await connection.call({"op": "status"})
+                for side in (a, b):
+                    side.setblocking(False)
+                    with pytest.raises(BlockingIOError):
+                        side.recv(100)  # nothing arrived on either end
