@@ -145,9 +145,10 @@ class Watcher:
 
     async def _poll(self) -> None:
         while True:
-            stamp = self.members.stamp()
+            # Until the file read last (by us; None at first) is the file on disk: a change made
+            # before the first look, or while a reload failed, is still picked up.
             async with session(self.config, connect_timeout=min(0.5, self.interval * 2)) as s:
-                while self.members.stamp() == stamp:
+                while self.members.stamp() == self.members.loaded:
                     began = trio.current_time()
                     status = await s.status(timeout=max(0.3, self.interval * 2))
                     now = time.time()

@@ -136,6 +136,11 @@ class Members:
                 scope = self.subscriptions[node_id] = trio.CancelScope()
                 self._nursery.start_soon(self._subscribe, node_id, self.config, scope)
 
+    @property
+    def loaded(self) -> tuple[int, int, int] | None:
+        """The stamp of the file as this object last read it (None before its first ``reload``)."""
+        return self._loaded
+
     def stamp(self) -> tuple[int, int, int] | None:
         """What changes when the cluster file is rewritten (None while it is missing)."""
         try:
@@ -163,7 +168,7 @@ class Members:
         """
         while True:
             await trio.sleep(interval)
-            if self.stamp() != self._loaded:
+            if self.stamp() != self.loaded:
                 self.reload()
 
     async def _subscribe(self, node_id: str, config: ClusterConfig, scope: trio.CancelScope) -> None:
