@@ -248,6 +248,8 @@ class Raft:
         election, a check-quorum round, a timeout); at least 1. A shell may sleep that long and
         then call ``tick()`` that many times in a row; any input may bring the timer forward."""
         if self.role is not Role.LEADER:
+            if not self._promotable():  # a learner or a node waiting to join never campaigns
+                return self.config.election_timeout[1]
             return max(1, self._randomized_timeout - self._election_elapsed)
         election_timeout = self.config.election_timeout[0]
         due = min(
