@@ -247,6 +247,7 @@ class RaftNode:
         self.storage = storage
         self.transport = transport
         self.applier = Applier(state_machine, max_attempts=max_apply_attempts)
+        self._validate = getattr(state_machine, "validate", None)  # refuses unparsable commands before the log
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
         self.snapshot_bytes = snapshot_bytes
@@ -257,7 +258,7 @@ class RaftNode:
         if max_batch < 1 or inbox_size < 1:
             raise ValueError("max_batch and inbox_size must be positive")
         self._urgent: deque[tuple] = deque()  # (kind, payload, waiter): peer messages, ticks, calls
-        self._proposals: deque[tuple[str, Any]] = deque()  # (command, waiter)
+        self._proposals: deque[tuple[str, bytes, Any]] = deque()  # (command, its utf-8, waiter)
         self._inbox_size = inbox_size
         self._max_batch = max_batch
         self._high_water = 4 * max_batch  # proposals_backlogged() above this
@@ -334,7 +335,7 @@ class RaftNode:
             for waiter in self._tracker.leadership_lost(None):
                 waiter[0].set(CommandResult(retry=True))
             while self._proposals:
-                self._proposals.popleft()[1].set(CommandResult(retry=True))
+                self._proposals.popleft()[2].set(CommandResult(retry=True))
             self._fail_waiters(NodeNotRunning(f"node {self.id} stopped"))
             self._room.unpark_all()
             try:
@@ -374,18 +375,10 @@ class RaftNode:
 
     async def run_command(self, command: str, *, timeout: float = 5.0) -> CommandResult:
         """The seed's ``run_command``: result after commit and apply, or redirect, retry, error or timeout."""
-        if not self._running:
-            return CommandResult(retry=True)
-        try:
-            command.encode()
-        except UnicodeEncodeError:
-            return CommandResult(error=f"command {command!r} is not valid Unicode text")
         waiter = _Waiter()
-        if len(self._proposals) >= self._inbox_size:
-            self.stats["inbox_dropped"] += 1
-            return CommandResult(retry=True)
-        self._proposals.append((command, waiter))
-        self._wake()
+        refused = self._enqueue(command, waiter)
+        if refused is not None:
+            return refused
         with trio.move_on_after(timeout):
             await waiter.event.wait()
             return waiter.result
@@ -398,20 +391,10 @@ class RaftNode:
         cancel scope per command. The node's flush handlers run after each batch of answers.
         """
         callback = _Callback(on_result)
-        if not self._running:
-            callback.set(CommandResult(retry=True))
+        refused = self._enqueue(command, callback)
+        if refused is not None:
+            callback.set(refused)
             return
-        try:
-            command.encode()
-        except UnicodeEncodeError:
-            callback.set(CommandResult(error=f"command {command!r} is not valid Unicode text"))
-            return
-        if len(self._proposals) >= self._inbox_size:
-            self.stats["inbox_dropped"] += 1
-            callback.set(CommandResult(retry=True))
-            return
-        self._proposals.append((command, callback))
-        self._wake()
         # One queue per timeout in whole ticks (clients send their remaining time, a new float each
         # time): each queue stays in deadline order and a command expires at most a tick late.
         ticks = max(1, math.ceil(timeout / self.tick_seconds))
@@ -422,6 +405,22 @@ class RaftNode:
         waiting.append((deadline, callback))
         if deadline < self._next_deadline:
             self._next_deadline = deadline
+
+    def _enqueue(self, command: str, waiter: _Waiter | _Callback) -> CommandResult | None:
+        """Queue ``command`` (and its utf-8 bytes) for the node's task; or the answer at once when
+        the node is not running, the text is not Unicode, or the inbox is full."""
+        if not self._running:
+            return CommandResult(retry=True)
+        try:
+            data = command.encode()
+        except UnicodeEncodeError:
+            return CommandResult(error=f"command {command!r} is not valid Unicode text")
+        if len(self._proposals) >= self._inbox_size:
+            self.stats["inbox_dropped"] += 1
+            return CommandResult(retry=True)
+        self._proposals.append((command, data, waiter))
+        self._wake()
+        return None
 
     def proposals_backlogged(self) -> bool:
         """Enough proposals wait for the next turns: an endpoint should stop reading commands."""
@@ -584,7 +583,7 @@ class RaftNode:
         while True:
             # Until the node's task has counted the ticks and set the next wake-up (_rearm_ticker),
             # wake every tick: a task stuck on a slow disk still gets its keepalives.
-            deadline = max(self._tick_last + self._ticks_due() * tick, woke + tick)
+            deadline = max(self._next_tick_at(), woke + tick)
             with trio.CancelScope(deadline=deadline) as self._tick_scope:
                 await trio.sleep_forever()
             woke = trio.current_time()
@@ -645,7 +644,8 @@ class RaftNode:
         """Ticks from the last one delivered until the core, a command deadline, an apply retry
         or a membership waiter needs the next."""
         raft = self.raft
-        if raft is None or self._membership_waiters:
+        assert raft is not None  # the ticker starts once the core exists
+        if self._membership_waiters:
             return 1
         due = raft.ticks_until_timer()
         if self._apply_retry_at is not None:
@@ -660,9 +660,12 @@ class RaftNode:
         the ticks the ticker woke for)."""
         scope = self._tick_scope
         if scope is not None:
-            at = self._tick_last + self._ticks_due() * self.tick_seconds
+            at = self._next_tick_at()
             if at != scope.deadline:
                 scope.deadline = at
+
+    def _next_tick_at(self) -> float:
+        return self._tick_last + self._ticks_due() * self.tick_seconds
 
     def _keepalive(self) -> None:
         """The node's task has waited on the disk for a heartbeat interval (a slow fsync or
@@ -721,13 +724,12 @@ class RaftNode:
             if took > 50:
                 stats["turns_over_50ms"] += 1
 
-    def _propose_batch(self, proposals: deque[tuple[str, Any]]) -> None:
+    def _propose_batch(self, proposals: deque[tuple[str, bytes, Any]]) -> None:
         raft = self.raft
         assert raft is not None
         propose = self._propose
         for _ in range(min(len(proposals), self._max_batch)):
-            command, waiter = proposals.popleft()
-            propose(raft, command, waiter)
+            propose(raft, *proposals.popleft())
         if self._room and len(proposals) < self._high_water:
             self._room.unpark_all()
 
@@ -797,17 +799,16 @@ class RaftNode:
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 waiter.set(error=exc)
 
-    def _propose(self, raft: Raft, command: str, waiter: _Waiter) -> None:
-        if raft.role is Role.LEADER:
-            validate = getattr(self.applier.state_machine, "validate", None)
-            if validate is not None:
-                try:
-                    validate(command)
-                except CommandError as exc:
-                    waiter.set(CommandResult(error=str(exc)))
-                    return
+    def _propose(self, raft: Raft, command: str, data: bytes, waiter: _Waiter) -> None:
+        validate = self._validate
+        if validate is not None and raft.role is Role.LEADER:
+            try:
+                validate(command)
+            except CommandError as exc:
+                waiter.set(CommandResult(error=str(exc)))
+                return
         try:
-            index = raft.propose(command.encode())
+            index = raft.propose(data)
         except RaftError as exc:
             waiter.set(CommandResult.from_refusal(exc))
             return

@@ -7,11 +7,20 @@ import trio
 
 from raftnode.core import UnknownNode
 from raftnode.core.errors import MembershipError, NotLeader
+from raftnode.runtime import NodeNotRunning
 
 from .harness import Cluster
 from .test_node_runtime import commit, running_cluster
 
 pytestmark = pytest.mark.trio
+
+
+def cut_off_the_followers(cluster: Cluster, leader: str) -> str:
+    """Partition every follower away from the leader (no change can commit); returns one of them."""
+    followers = [n for n in cluster.ids if n != leader]
+    for node_id in followers:
+        cluster.partition(node_id)
+    return followers[0]
 
 
 async def test_a_joining_node_is_added_as_a_voter_and_applies_the_whole_log(
@@ -83,10 +92,7 @@ async def test_adding_a_node_that_never_answers_gives_up_with_the_reason(
 async def test_a_membership_change_that_cannot_commit_times_out(autojump_clock: trio.testing.MockClock) -> None:
     async with running_cluster() as cluster:
         leader = await cluster.wait_leader()
-        for node_id in cluster.ids:
-            if node_id != leader.id:
-                cluster.partition(node_id)
-        victim = next(n for n in cluster.ids if n != leader.id)
+        victim = cut_off_the_followers(cluster, leader.id)
         with pytest.raises(TimeoutError, match=f"removal of {victim} is not committed"):
             await leader.remove_node(victim, timeout=0.05)
 
@@ -106,14 +112,9 @@ async def test_a_restarted_node_keeps_the_membership_from_its_log(autojump_clock
 
 
 async def test_a_caller_waiting_on_a_node_that_stops_is_answered(autojump_clock: trio.testing.MockClock) -> None:
-    from raftnode.runtime import NodeNotRunning
-
     async with running_cluster() as cluster:
         leader = await cluster.wait_leader()
-        for node_id in cluster.ids:
-            if node_id != leader.id:
-                cluster.partition(node_id)
-        victim = next(n for n in cluster.ids if n != leader.id)
+        victim = cut_off_the_followers(cluster, leader.id)
         outcome: list[BaseException] = []
 
         async def remove() -> None:
