@@ -43,9 +43,9 @@ class ModelMismatch(ValueError):
 
 @dataclass(frozen=True)
 class Budget:
-    """How long the search of one key may run: ``steps`` always, ``seconds`` if not None."""
+    """How long the search of one key may run: ``steps`` and ``seconds``, each unless None."""
 
-    steps: int = 5_000_000
+    steps: int | None = 5_000_000
     seconds: float | None = None
 
 
@@ -235,7 +235,7 @@ class _Search:
         linearized = 0
         seen: set[tuple[int, Any]] = set()
         calls: list[tuple[int, Any]] = []
-        max_steps = self.budget.steps
+        max_steps = self.budget.steps if self.budget.steps is not None else float("inf")
         deadline = None if self.budget.seconds is None else self.clock() + self.budget.seconds
         steps = 0
         node = nxt[0]

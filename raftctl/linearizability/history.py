@@ -177,8 +177,8 @@ class History:
         return keys
 
 
-def parse_history(lines: Iterable[str]) -> History:
-    """Parse JSON-lines text (blank lines skipped) into a History.
+def parse_history(lines: Iterable[str | bytes]) -> History:
+    """Parse JSON lines (text, or UTF-8 bytes; blank lines skipped) into a History.
 
     Raises:
         HistoryError: The first bad record, with its line number and the problem.
@@ -188,6 +188,11 @@ def parse_history(lines: Iterable[str]) -> History:
         for number, text in enumerate(lines, start=1):
             if len(text) > MAX_LINE_CHARS:
                 raise HistoryError(number, f"longer than {MAX_LINE_CHARS} characters")
+            if isinstance(text, bytes):
+                try:
+                    text = text.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise HistoryError(number, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
             if not text.strip():
                 continue
             try:

@@ -115,3 +115,10 @@ def test_records_out_of_time_order_and_overlapping_invokes_are_refused():
 def test_an_overlong_line_is_refused_without_parsing_it():
     with pytest.raises(HistoryError, match=f"line 1: longer than {MAX_LINE_CHARS} characters"):
         parse_history(["x" * (MAX_LINE_CHARS + 1)])
+
+
+def test_bytes_are_decoded_and_bad_utf8_is_refused_with_its_line():
+    good = b'{"type": "leader", "node": "n\xc3\xa9", "time": 0}'
+    assert parse_history([good]).events[0].node == "né"
+    with pytest.raises(HistoryError, match=r"line 2: not UTF-8 \(invalid start byte at byte 22\)"):
+        parse_history([good, b'{"type": "leader", "no\xffde": "n1", "time": 0}'])
