@@ -319,16 +319,15 @@ def _explain(key: str | None, ops: Sequence[Operation], model: Model, budget: Bu
         linearized.append(Step(entries[i].op, state))
     placed = {step.op.id for step in linearized}
     unplaced = tuple(e.op for e in entries if e.op.id not in placed)
-    explanation = _sentence(culprit, prefix, linearized, state, model)
+    explanation = _sentence(culprit, len(entries), linearized, state, model)
     return Anomaly(key, culprit, prefix, tuple(linearized), state, unplaced, explanation), steps
 
 
-def _sentence(culprit: Operation, prefix: Sequence[Operation], linearized: Sequence[Step], state: Any,
-              model: Model) -> str:
+def _sentence(culprit: Operation, candidates: int, linearized: Sequence[Step], state: Any, model: Model) -> str:
     where = f"process {culprit.process}, lines {culprit.invoke_line}–{culprit.complete_line}"
     actual, _ = model.apply(state, culprit.f, culprit.input)
-    found = (f"The longest order found places {len(linearized)} of the {len(prefix)} operations invoked "
-             f"by then and leaves {model.describe(state)}")
+    found = (f"The longest order found places {len(linearized)} of the {candidates} operations that may "
+             f"have taken effect by then and leaves {model.describe(state)}")
     if culprit.f != "set" and all(step.op is not culprit for step in linearized):
         found += f", where it would return {model.describe(actual)}"
     return (f"{culprit.describe()} ({where}) cannot be linearized: the history is linearizable until it "
