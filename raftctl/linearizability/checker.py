@@ -158,7 +158,7 @@ def check_history(history: History, model: Model, budget: Budget = Budget(), *,
 def check_key(key: str | None, ops: Sequence[Operation], model: Model, budget: Budget = Budget(), *,
               clock: Callable[[], float] = time.monotonic) -> KeyVerdict:
     """Check one key's operations (in invoke order); explain an anomaly."""
-    search = _Search(_entries(ops, cut=None), model, budget, clock)
+    search = _Search(_entries(ops, model, cut=None), model, budget, clock)
     result = search.run()
     if result != ANOMALY:
         return KeyVerdict(key, result, len(ops), search.steps)
@@ -171,12 +171,16 @@ class _Entry:
     op: Operation
     call: int
     ret: float
+    input: Any
     output: Any
 
 
-def _entries(ops: Sequence[Operation], cut: int | None) -> list[_Entry]:
-    """What the search linearizes: the operations invoked by line ``cut`` (all if None); those not
-    completed ok by then have an unknown outcome, placed after everything."""
+def _entries(ops: Sequence[Operation], model: Model, cut: int | None) -> list[_Entry]:
+    """What the search linearizes, in invoke order: the operations invoked by line ``cut`` (all if
+    None), with the model's reduced inputs and outputs; those not completed ok by then have an
+    unknown outcome, placed after everything."""
+    reduce = getattr(model, "reduce", None)
+    reduced = reduce(ops) if reduce is not None else {}
     entries = []
     for op in ops:
         if op.status == "fail" or (cut is not None and op.invoke_line > cut):
@@ -184,8 +188,9 @@ def _entries(ops: Sequence[Operation], cut: int | None) -> list[_Entry]:
         known = op.status == "ok" and (cut is None or op.complete_line <= cut)
         if not known and op.f == "get":
             continue
-        entries.append(_Entry(op, op.invoke_line, op.complete_line if known else float("inf"),
-                              op.output if known else _ANY))
+        input, output = reduced.get(op.id, (op.input, op.output))
+        entries.append(_Entry(op, op.invoke_line, op.complete_line if known else float("inf"), input,
+                              output if known else _ANY))
     return entries
 
 
@@ -227,8 +232,17 @@ class _Search:
             if not kind:
                 match[node] = return_node[i]
         fs = [e.op.f for e in entries]
-        inputs = [e.op.input for e in entries]
+        inputs = [e.input for e in entries]
         outputs = [e.output for e in entries]
+        # Operations with an unknown outcome and the same effect are interchangeable (their
+        # returns are all at the end): linearize them in invoke order only. ``twin[i]`` is the
+        # one before ``i``, or -1.
+        twin = [-1] * n
+        last_of: dict[tuple[str, Any], int] = {}
+        for i, e in enumerate(entries):
+            if e.output is _ANY:
+                twin[i] = last_of.get((fs[i], inputs[i]), -1)
+                last_of[(fs[i], inputs[i])] = i
         apply = self.model.apply
         any_output = _ANY
         state = self.model.initial
@@ -248,6 +262,9 @@ class _Search:
                 ret = match[node]
                 if ret:
                     i = op_of[node]
+                    if twin[i] >= 0 and not (linearized >> twin[i]) & 1:
+                        node = nxt[node]
+                        continue
                     output, new_state = apply(state, fs[i], inputs[i])
                     wanted = outputs[i]
                     if wanted is any_output or output == wanted:
@@ -298,7 +315,7 @@ def _explain(key: str | None, ops: Sequence[Operation], model: Model, budget: Bu
     low, high = 0, len(ends) - 1  # the prefix ending at ends[high] fails (the whole history does)
     while low < high:
         middle = (low + high) // 2
-        search = _Search(_entries(ops, cut=ends[middle]), model, budget, clock)
+        search = _Search(_entries(ops, model, cut=ends[middle]), model, budget, clock)
         result = search.run()
         steps += search.steps
         if result == ANOMALY:
@@ -306,7 +323,7 @@ def _explain(key: str | None, ops: Sequence[Operation], model: Model, budget: Bu
         else:  # linearizable, or unknown: either way the failing prefix we know stays the shortest
             low = middle + 1
     cut = ends[high]
-    entries = _entries(ops, cut=cut)
+    entries = _entries(ops, model, cut=cut)
     search = _Search(entries, model, budget, clock, track=True)
     search.run()
     steps += search.steps

@@ -251,6 +251,22 @@ def test_a_seconds_budget_reads_the_given_clock():
     assert result.unknown_keys == ["hard"]
 
 
+def test_unknown_writes_nobody_reads_are_interchangeable_so_many_stay_cheap():
+    """30 writes with unknown outcomes, none read: 2**30 subsets for a search that told them
+    apart, a few thousand steps for one that knows their values cannot be observed."""
+    rec = Recorder()
+    rec.call(0, "set", "seen")
+    for p in range(1, 31):
+        rec.invoke(p, "set", f"lost{p}")
+        rec.info(p)
+    for p in range(1, 31):
+        rec.call(0, "cas", ["seen", f"next{p}"], result=False)  # some unknown write came first
+    result = verdict(rec, budget=Budget(steps=5_000))
+    assert result.status == OK, result.to_json()
+    rec.call(0, "get", result="seen")  # but none of them can be undone: proving it takes longer
+    assert verdict(rec, budget=Budget(steps=300_000)).status == ANOMALY
+
+
 # -- generated histories --------------------------------------------------------------------------
 
 
