@@ -12,6 +12,11 @@ effect); an ``info`` or never-completed one may take effect at any point after i
 at all — its return is placed after everything, where linearizing it means "never". Reads whose
 outcome is unknown change nothing and are left out.
 
+Two exact reductions keep many unknown outcomes cheap: a model may replace values no operation
+can observe by one token (``KeyValueModel.reduce``), so states that differ only there are
+memoized as one; and unknown-outcome operations with the same effect are interchangeable, so
+they are linearized in invoke order only.
+
 Each key gets a budget (steps, and seconds if given); a key that exhausts it is ``unknown``. For
 a key that is not linearizable the checker finds the first completion at which its history stops
 being linearizable (binary search over prefixes) and, within that prefix, the longest order of
