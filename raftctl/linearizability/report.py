@@ -107,9 +107,7 @@ def _lines(op: Operation) -> str:
 
 def _anomaly_svg(prefix: Sequence[Operation], order: dict[int, int], culprit: Operation) -> str:
     """The prefix's operations as bars on process lanes, numbered in linearization order."""
-    lanes: dict[Any, int] = {}
-    for op in prefix:
-        lanes.setdefault(op.process, len(lanes))
+    lanes = _lanes(prefix)
     start = min(op.invoke_time for op in prefix)
     known_end = max(op.complete_time if op.complete_time is not None else op.invoke_time for op in prefix)
     span = (known_end - start) or 1.0
@@ -151,13 +149,19 @@ def _fitting(label: str, short: str, room: float) -> str:
     return ""
 
 
+def _lanes(ops: Sequence[Operation]) -> dict[Any, int]:
+    """A lane per process, in order of process (numbers first)."""
+    processes = sorted({op.process for op in ops}, key=lambda p: (isinstance(p, str), p))
+    return {process: lane for lane, process in enumerate(processes)}
+
+
 def _timeline_data(history: History, culprits: set[int]) -> dict[str, Any]:
     times = [op.invoke_time for op in history.operations] + [e.time for e in history.events]
     origin = min(times) if times else 0.0
-    lanes: dict[Any, int] = {}
+    lanes = _lanes(history.operations)
     ops = []
     for op in history.operations:
-        lane = lanes.setdefault(op.process, len(lanes))
+        lane = lanes[op.process]
         end = None if op.complete_time is None else round(op.complete_time - origin, 6)
         ops.append([lane, round(op.invoke_time - origin, 6), end, _STATUS_CODE[op.status], op.f, op.describe(),
                     1 if op.id in culprits else 0])
