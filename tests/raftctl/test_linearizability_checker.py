@@ -284,7 +284,7 @@ history_shapes = st.tuples(
     st.integers(3, 40))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history_shapes)
 def test_histories_made_by_running_the_model_are_linearizable(shape):
     seed, model, operations, processes, keys_every = shape
@@ -292,7 +292,7 @@ def test_histories_made_by_running_the_model_are_linearizable(shape):
     assert result.status == OK, f"seed {seed}: {result.to_json()}"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history_shapes, st.integers(0, 10**6))
 def test_one_read_of_a_value_never_written_is_always_caught(shape, pick):
     records = generated(*shape)
@@ -337,7 +337,7 @@ def brute_force_linearizable(ops: list[Operation], model) -> bool:
     return search(ops, model.initial)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32), st.sampled_from([KEY_VALUE, COUNTER]), st.integers(1, 7), st.integers(1, 4),
        st.lists(st.integers(0, 10**6), max_size=3))
 def test_the_checker_agrees_with_brute_force_on_small_histories(seed, model, operations, processes, corruptions):
