@@ -227,7 +227,7 @@ if TYPE_CHECKING:
 def linearizability_view(verdict: Verdict, source: str) -> RenderableType:
     """What ``raftctl check-history`` prints for a ``linearizability.Verdict``: the verdict line,
     each anomaly explained with the longest linearization found, and the keys given up on."""
-    from .linearizability import ANOMALY, OK
+    from .linearizability import ANOMALY, OK, UNKNOWN
 
     keys = len(verdict.keys)
     heading = Text(f"{source}: ", style="bold")
@@ -255,7 +255,7 @@ def linearizability_view(verdict: Verdict, source: str) -> RenderableType:
             table.add_row(_op_lines(op), str(op.process), Text(op.describe(), style=style), Text("not placed", style=style))
         parts.append(table)
     if verdict.unknown_keys:
-        names = ", ".join(str(key) for key in verdict.unknown_keys)
+        names = ", ".join(f"{k.key} ({k.exhausted})" for k in verdict.keys if k.status == UNKNOWN)
         parts.append(Text(f"gave up (budget exhausted) on: {names}", style="yellow"))
     return Group(*parts)
 

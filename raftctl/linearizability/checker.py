@@ -48,10 +48,13 @@ class ModelMismatch(ValueError):
 
 @dataclass(frozen=True)
 class Budget:
-    """How long the search of one key may run: ``steps`` and ``seconds``, each unless None."""
+    """What the search of one key may use: ``steps`` and ``seconds`` (each unless None), and
+    about ``memory_bytes`` for its memo (each entry is counted as the bytes of its set of
+    operations plus 120)."""
 
     steps: int | None = 5_000_000
     seconds: float | None = None
+    memory_bytes: int = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,14 @@ class Anomaly:
 
 @dataclass(frozen=True)
 class KeyVerdict:
+    """One key's result; ``exhausted`` names the budget (steps, seconds, memory) of an unknown."""
+
     key: str | None
     status: str
     operations: int
     steps: int
     anomaly: Anomaly | None = None
+    exhausted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ class Verdict:
             "keys_linearizable": sum(k.status == OK for k in self.keys),
             "anomaly_keys": [k.key for k in self.keys if k.status == ANOMALY],
             "unknown_keys": self.unknown_keys,
+            "unknown": [{"key": k.key, "exhausted": k.exhausted} for k in self.keys if k.status == UNKNOWN],
             "steps": sum(k.steps for k in self.keys),
             "anomalies": [a.to_json(self.model) for a in self.anomalies],
         }
@@ -166,7 +173,7 @@ def check_key(key: str | None, ops: Sequence[Operation], model: Model, budget: B
     search = _Search(_entries(ops, model, cut=None), model, budget, clock)
     result = search.run()
     if result != ANOMALY:
-        return KeyVerdict(key, result, len(ops), search.steps)
+        return KeyVerdict(key, result, len(ops), search.steps, exhausted=search.exhausted)
     anomaly, steps = _explain(key, ops, model, budget, clock)
     return KeyVerdict(key, ANOMALY, len(ops), search.steps + steps, anomaly)
 
@@ -213,6 +220,7 @@ class _Search:
         self.clock = clock
         self.track = track
         self.steps = 0
+        self.exhausted: str | None = None
         self.best: list[int] = []
         self.best_state: Any = model.initial
 
@@ -256,13 +264,17 @@ class _Search:
         calls: list[tuple[int, Any]] = []
         max_steps = self.budget.steps if self.budget.steps is not None else float("inf")
         deadline = None if self.budget.seconds is None else self.clock() + self.budget.seconds
+        max_memo = self.budget.memory_bytes // (n // 8 + 120)
         steps = 0
         node = nxt[0]
         try:
             while nxt[0] != -1:
                 steps += 1
-                if steps > max_steps or (deadline is not None and steps % _CLOCK_EVERY == 0
-                                         and self.clock() > deadline):
+                if steps > max_steps:
+                    self.exhausted = "steps"
+                    return UNKNOWN
+                if deadline is not None and steps % _CLOCK_EVERY == 0 and self.clock() > deadline:
+                    self.exhausted = "seconds"
                     return UNKNOWN
                 ret = match[node]
                 if ret:
@@ -275,6 +287,9 @@ class _Search:
                     if wanted is any_output or output == wanted:
                         memo = (linearized | (1 << i), new_state)
                         if memo not in seen:
+                            if len(seen) >= max_memo:
+                                self.exhausted = "memory"
+                                return UNKNOWN
                             seen.add(memo)
                             calls.append((node, state))
                             state = new_state

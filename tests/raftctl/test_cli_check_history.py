@@ -66,8 +66,9 @@ def test_a_key_beyond_the_budget_exits_4_and_is_named(tmp_path, monkeypatch):
     rec.call(9, "get", result="v0", key="crowded")  # the first order tried fails: the search backtracks
     result = run(tmp_path, rec)
     assert result.exit_code == 4, result.output
-    assert "gave up (budget exhausted) on: crowded" in words(result.stdout)
-    assert json.loads(run(tmp_path, rec, "--json").stdout)["unknown_keys"] == ["crowded"]
+    assert "gave up (budget exhausted) on: crowded (steps)" in words(result.stdout)
+    doc = json.loads(run(tmp_path, rec, "--json").stdout)
+    assert (doc["unknown_keys"], doc["unknown"]) == (["crowded"], [{"key": "crowded", "exhausted": "steps"}])
 
 
 def test_a_bad_file_exits_2_with_the_line_and_the_problem(tmp_path):

@@ -247,8 +247,17 @@ def test_an_anomaly_outweighs_an_unknown_key():
 def test_a_seconds_budget_reads_the_given_clock():
     ticks = iter(range(10**6))
     result = check_history(crowded_history("hard", processes=14).history(), KEY_VALUE,
-                           Budget(steps=10**9, seconds=5), clock=lambda: next(ticks))
-    assert result.unknown_keys == ["hard"]
+                           Budget(steps=None, seconds=5), clock=lambda: next(ticks))
+    assert [(k.key, k.exhausted) for k in result.keys] == [("hard", "seconds")]
+
+
+def test_the_memo_stays_within_its_memory_budget():
+    history = crowded_history("hard", processes=14).history()
+    # 15 operations: 121 bytes an entry, so 12,100 bytes hold 100 entries
+    result = check_history(history, KEY_VALUE, Budget(steps=None, memory_bytes=12_100))
+    assert [(k.key, k.status, k.exhausted) for k in result.keys] == [("hard", UNKNOWN, "memory")]
+    assert result.keys[0].steps < 10_000
+    assert check_history(history, KEY_VALUE).status == OK
 
 
 def test_unknown_writes_nobody_reads_are_interchangeable_so_many_stay_cheap():
