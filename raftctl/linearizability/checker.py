@@ -70,8 +70,9 @@ class Anomaly:
     """Why one key's history is not linearizable.
 
     Attributes:
-        op: The operation whose completion makes the history non-linearizable: every prefix
-            ending before it is linearizable, the one ending with it is not.
+        op: The operation whose completion makes the history non-linearizable: the prefix
+            ending with it is not linearizable, and every shorter one is (or, where the budget
+            ran out, could not be shown not to be).
         prefix: The operations of that shortest failing prefix (those invoked by then).
         linearized: The longest order of the prefix's operations the search could linearize.
         state: The model state after ``linearized``.
@@ -209,7 +210,7 @@ def _entries(ops: Sequence[Operation], model: Model, cut: int | None) -> list[_E
 class _Search:
     """One run of the search over ``entries``; ``run()`` says ok, anomaly or unknown.
 
-    With ``track``, it keeps the longest linearization it reached (``best``, ``best_state``).
+    With ``track``, it keeps the longest linearization it reached (``best``, entry indexes).
     """
 
     def __init__(self, entries: list[_Entry], model: Model, budget: Budget,
@@ -222,7 +223,6 @@ class _Search:
         self.steps = 0
         self.exhausted: str | None = None
         self.best: list[int] = []
-        self.best_state: Any = model.initial
 
     def run(self) -> str:
         entries = self.entries
@@ -309,7 +309,6 @@ class _Search:
                     return ANOMALY
                 if self.track and len(calls) > len(self.best):
                     self.best = [op_of[c] for c, _ in calls]
-                    self.best_state = state
                 node, state = calls.pop()
                 linearized &= ~(1 << op_of[node])
                 ret = match[node]
@@ -321,7 +320,6 @@ class _Search:
                 node = nxt[node]
             if self.track:
                 self.best = [op_of[c] for c, _ in calls]
-                self.best_state = state
             return OK
         finally:
             self.steps = steps
