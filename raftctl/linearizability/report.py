@@ -31,7 +31,7 @@ def html_report(history: History, verdict: Verdict, *, title: str = "linearizabi
         *(_anomaly_section(number, anomaly, verdict.model) for number, anomaly in enumerate(verdict.anomalies, 1)),
     ]
     if verdict.unknown_keys:
-        names = ", ".join(_e(str(key)) for key in verdict.unknown_keys)
+        names = ", ".join(f"{_e(k.key)} ({k.exhausted})" for k in verdict.keys if k.exhausted is not None)
         sections.append(f'<section id="unknown"><h2>Keys the checker gave up on</h2><p>{names}</p></section>')
     sections.append(_TIMELINE_SECTION)
     return _PAGE.format(

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from raftctl.cli import main
-from raftctl.linearizability import KEY_VALUE, check_history
+from raftctl.linearizability import KEY_VALUE, Budget, check_history
 from raftctl.linearizability.report import html_report
 
 from .linearizability_helpers import Recorder
@@ -97,6 +97,19 @@ def test_history_text_is_escaped_and_the_page_needs_no_network():
     assert "alert(1)" in text  # present, but only as escaped data
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
     assert "default-src 'none'" in text
+
+
+def test_keys_given_up_on_are_named_with_the_budget_they_exhausted():
+    rec = Recorder()
+    for p in range(6):
+        rec.invoke(p, "set", f"v{p}", key="crowded")
+    for p in range(6):
+        rec.ok(p)
+    rec.call(9, "get", result="v0", key="crowded")
+    history = rec.history()
+    text = html_report(history, check_history(history, KEY_VALUE, Budget(steps=5)))
+    assert "unknown (budget exhausted)" in text
+    assert "<h2>Keys the checker gave up on</h2><p>crowded (steps)</p>" in text
 
 
 def test_check_history_writes_the_page(tmp_path):
