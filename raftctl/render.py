@@ -252,7 +252,8 @@ def linearizability_view(verdict: Verdict, source: str) -> RenderableType:
             table.add_row(_op_lines(op), str(op.process), op.describe(), verdict.model.describe(step.state))
         for op in anomaly.unplaced:
             style = "bold red" if op is anomaly.op else "yellow"
-            table.add_row(_op_lines(op), str(op.process), Text(op.describe(), style=style), Text("not placed", style=style))
+            table.add_row(_op_lines(op), str(op.process), Text(op.describe(), style=style),
+                          Text("not placed", style=style))
         parts.append(table)
     if verdict.unknown_keys:
         names = ", ".join(f"{k.key} ({k.exhausted})" for k in verdict.keys if k.status == UNKNOWN)

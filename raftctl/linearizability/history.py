@@ -241,7 +241,8 @@ class _Builder:
             term = record.get("term")
             if term is not None and not _is_int(term):
                 raise HistoryError(line, f"a leader's term must be an integer, not {term!r}")
-            self.events.append(TimelineEvent("leader", time, line, node=_optional_text(line, record, "node"), term=term))
+            node = _optional_text(line, record, "node")
+            self.events.append(TimelineEvent("leader", time, line, node=node, term=term))
 
     def _time(self, line: int, record: Mapping[str, Any]) -> float:
         time = record.get("time")

@@ -49,7 +49,8 @@ def _e(text: Any) -> str:
 
 def _script_json(data: Any) -> str:
     """JSON that is safe inside a <script> element whatever strings it holds."""
-    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = json.dumps(data, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _summary(history: History, verdict: Verdict) -> str:
