@@ -18,6 +18,7 @@ import trio
 
 from raftnode.client import ClientError, ClusterClient
 from raftnode.config import Address
+from raftnode.credentials import ensure_credentials, secrets_path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -26,14 +27,16 @@ from local_cluster import free_ports  # noqa: E402,F401 - one free-port search f
 IDS = ("n1", "n2", "n3")
 
 
-def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state") -> str:
+def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state", **settings: Any) -> str:
+    """A cluster file for IDS on these ports; ``settings`` are more ``[cluster]`` keys (TOML values as text)."""
     lines = [
         "[cluster]",
         'name = "e2e"',
         'state_machine = "counter"',
         f'state_dir = "{state_dir}"',
-        "heartbeat_ms = 50",
-        "election_timeout_ms = [150, 300]",
+        f"heartbeat_ms = {settings.pop('heartbeat_ms', 50)}",
+        f"election_timeout_ms = {settings.pop('election_timeout_ms', '[150, 300]')}",
+        *(f"{key} = {value}" for key, value in settings.items()),
         "",
     ]
     for node_id, peer, client in zip(IDS, peer_ports, client_ports):
@@ -44,12 +47,13 @@ def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: s
 class Processes:
     """The node processes of one cluster file; ``close`` SIGKILLs whatever still runs."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, **settings: Any):
         self.dir = tmp_path
         ports = free_ports(2 * len(IDS))
         self.peer_ports, self.client_ports = ports[: len(IDS)], ports[len(IDS) :]
         self.config = tmp_path / "cluster.toml"
-        self.config.write_text(cluster_toml(self.peer_ports, self.client_ports))
+        self.config.write_text(cluster_toml(self.peer_ports, self.client_ports, **settings))
+        self.credentials, _ = ensure_credentials(secrets_path(tmp_path / "state"))
         self.addresses = {n: Address("127.0.0.1", p) for n, p in zip(IDS, self.client_ports)}
         self.logs = tmp_path / "logs"
         self.logs.mkdir()

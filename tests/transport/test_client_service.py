@@ -24,7 +24,7 @@ from raftnode.client import ClusterClient, NodeUnreachable
 from raftnode.config import Address
 from raftnode.core import RaftConfig
 from raftnode.runtime import RaftNode
-from raftnode.service import ClientService
+from raftnode.service import REQUEST_HEADROOM, ClientService
 from raftnode.statemachines import Counter
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.faults import FaultyTransport
@@ -247,7 +247,7 @@ def frame(kind: int, payload: bytes, *, version: int = codec.PROTOCOL_VERSION, l
 
 BAD_FRAMES = {
     "garbage": b"GET /status HTTP/1.1\r\n\r\n",
-    "an oversized length": frame(codec.FrameKind.CLIENT_REQUEST, b"", length=(1 << 20) + 3),
+    "an oversized length": frame(codec.FrameKind.CLIENT_REQUEST, b"", length=(1 << 20) + REQUEST_HEADROOM + 3),
     "an unknown protocol version": frame(codec.FrameKind.CLIENT_REQUEST, b'{"op":"status"}', version=9),
     "an unknown frame kind": frame(77, b'{"op":"status"}'),
     "a PEER frame": frame(codec.FrameKind.PEER, b"\x05" + bytes(20)),
