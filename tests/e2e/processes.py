@@ -25,6 +25,16 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from local_cluster import free_ports  # noqa: E402,F401 - one free-port search for tests and benchmarks
 IDS = ("n1", "n2", "n3")
+#: The resident memory no node may exceed under attack (a node idles at ~40 MB; see test_hostile).
+RSS_BOUND = 160 << 20
+
+
+def rss(pid: int) -> int:
+    """Resident bytes of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state", **settings: Any) -> str:

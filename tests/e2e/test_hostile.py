@@ -25,12 +25,10 @@ from raftnode.core.messages import AppendEntries, Entry, Message, RequestVote, T
 from raftnode.credentials import Credentials
 from raftnode.transport import handshake
 
-from .processes import IDS, Processes, status, wait_leader
+from .processes import IDS, RSS_BOUND, Processes, rss, status, wait_leader
 
 pytestmark = pytest.mark.trio
 
-#: The resident memory no node may exceed during or after an attack (a node idles at ~40 MB).
-RSS_BOUND = 160 << 20
 SETTINGS = {
     "election_timeout_ms": "[1000, 2000]",
     "handshake_timeout_ms": 500,
@@ -49,13 +47,6 @@ def live_cluster(tmp_path: Path) -> Iterator[Processes]:
         yield processes
     finally:
         processes.close()
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 class Picture:
@@ -288,3 +279,28 @@ async def test_no_client_request_takes_a_node_down_and_admin_ops_need_the_token(
             # The token works: a snapshot through the authenticated client.
             answer = await client.call(leader, {"op": "snapshot"})
             assert answer["ok"] is True, answer
+
+
+async def test_planted_bug_without_peer_auth_the_same_forged_timeout_now_moves_leadership(tmp_path: Path) -> None:
+    """What the checks above would see if authentication were broken: with ``peer_auth = false``
+    (allowed on loopback) one forged TimeoutNow hands leadership to the node it names."""
+    processes = Processes(tmp_path, **SETTINGS, peer_auth="false")
+    try:
+        for node_id in IDS:
+            processes.start(node_id)
+        with trio.fail_after(30):
+            async with ClusterClient(processes.addresses, fields=processes.credentials.client_fields()) as client:
+                await client.run_command("incr 1", timeout=5)
+                leader, term = await Picture(client).take()
+                follower = next(n for n in IDS if n != leader)
+                port = dict(zip(IDS, processes.peer_ports))[follower]
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                async with stream:
+                    await stream.send_all(
+                        hello_frame(leader, processes.credentials.cluster_id, b"")
+                        + peer_frame(TimeoutNow(term=term, src=leader, dst=follower))
+                    )
+                    while (await wait_leader(client, list(IDS))) != follower:
+                        await trio.sleep(0.05)
+    finally:
+        processes.close()

@@ -370,3 +370,12 @@ async def test_connections_beyond_the_limit_are_closed_at_once_and_silent_ones_a
         await wait_until(lambda: n2.stats()["rejected_connections"] == 4, what="four handshake timeouts")
         await n2.stop()
         assert n2.transport is not None and n2.transport._connections == 0
+
+
+async def test_a_message_that_cannot_be_encoded_is_dropped_and_counted_not_raised() -> None:
+    async with loopback("n1", "n2") as nodes:
+        n1 = nodes["n1"]
+        await deliver_until_received(n1, nodes["n2"], commit=1)
+        n1.transport.send(Heartbeat(term=2**64, src="n1", dst="n2", commit=0))  # type: ignore[union-attr]
+        assert n1.stats()["unencodable"] == 1
+        await deliver_until_received(n1, nodes["n2"], commit=2)
