@@ -77,12 +77,13 @@ class HullAPI:
     ) -> HullAPI:
         """A node of the cluster in ``config``; built-in TCP transport and disk storage unless given.
 
-        ``credentials`` (the cluster id and secrets) default to ``<state_dir>/secrets.toml``,
-        made there if it does not exist yet (nodes sharing a state dir share it).
+        ``credentials`` (the cluster id and secrets of the built-in transport) default to
+        ``<state_dir>/secrets.toml``, made there if it does not exist yet (nodes sharing a state
+        dir share it).
         """
-        if credentials is None:
-            credentials, _ = ensure_credentials(secrets_path(config.state_dir))
         if transport is None:
+            if credentials is None:
+                credentials, _ = ensure_credentials(secrets_path(config.state_dir))
             from .transport.faults import FaultyTransport
             from .transport.tcp import TcpTransport
 

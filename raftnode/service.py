@@ -200,6 +200,10 @@ class ClientService:
                         # Enough commands wait for the node: leave the rest in the socket (TCP
                         # pushes back on the client) rather than queue without bound.
                         await node.wait_for_room()
+                    if writer.backlog > _FRAMES_PER_TURN and writer.backlog_bytes() > self.max_frame_bytes:
+                        raise RefusedConnection(
+                            f"the client does not read its answers ({writer.backlog_bytes()} bytes wait)"
+                        )
                 if decoder.buffered:
                     raise codec.FrameError("the client closed the connection mid-frame")
             except codec.CodecError as exc:

@@ -418,3 +418,19 @@ async def test_partial_frames_of_all_connections_together_are_bounded() -> None:
             assert ep.service._buffered <= 100_000
         await wait_until(lambda: ep.service._buffered == 0, what="the buffers to be released")
         await still_serving(ep)
+
+
+async def test_a_client_that_never_reads_its_answers_is_disconnected_before_they_pile_up() -> None:
+    async with endpoint(max_command_bytes=1024) as ep:
+        stream = await trio.open_tcp_stream(ep.address.host, ep.address.port)
+        async with stream:
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            request = codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json({"op": "status"}))
+            with trio.move_on_after(10):
+                try:
+                    while True:  # statuses of ~1 KB each, never read
+                        await stream.send_all(request * 200)
+                except trio.BrokenResourceError:
+                    pass
+            await wait_until(lambda: ep.service.stats["refused_client_connections"] == 1, what="the disconnection")
+        await still_serving(ep)
