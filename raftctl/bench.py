@@ -673,9 +673,7 @@ async def cluster_bench(
     row = await cluster.leader(config, timeout=leader_timeout)
     pids = supervisor.live_pids(config)
     addresses = {node.id: node.client for node in config.nodes}
-    fields = oneshot.client_fields(config)
-    if fields is not None:
-        fields.pop("token")  # commands need the cluster id only
+    fields = oneshot.client_fields(config, admin=False)  # commands need the cluster id only
     return await run_load(addresses, workload, pids=pids, leader=row.id, progress=progress, fields=fields)
 
 

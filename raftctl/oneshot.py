@@ -76,9 +76,9 @@ def node_row(config: ClusterConfig, node_id: str, answer: Mapping[str, Any] | Cl
     return NodeRow.from_response(node_id, answer)
 
 
-def client_fields(config: ClusterConfig) -> dict[str, str] | None:
-    """What raftctl adds to every request: the cluster id and the admin token, from the state
-    dir's secrets file; None while the cluster has none (nothing was started yet).
+def client_fields(config: ClusterConfig, *, admin: bool = True) -> dict[str, str] | None:
+    """What raftctl adds to every request: the cluster id and (``admin``) the admin token, from the
+    state dir's secrets file; None while the cluster has none (nothing was started yet).
 
     Raises:
         UsageProblem: the file exists but is unusable (open to other users, malformed).
@@ -87,7 +87,7 @@ def client_fields(config: ClusterConfig) -> dict[str, str] | None:
     if not path.exists():
         return None
     try:
-        return load_credentials(path).client_fields()
+        return load_credentials(path).client_fields(admin=admin)
     except CredentialsError as exc:
         raise UsageProblem(str(exc)) from None
 
