@@ -25,6 +25,8 @@ from raftnode.core.messages import AppendEntries, Entry, Message, RequestVote, T
 from raftnode.credentials import Credentials
 from raftnode.transport import handshake
 
+from tests.transport.helpers import closed_by_peer
+
 from .processes import IDS, RSS_BOUND, Processes, rss, status, wait_leader
 
 pytestmark = pytest.mark.trio
@@ -49,17 +51,12 @@ def live_cluster(tmp_path: Path) -> Iterator[Processes]:
         processes.close()
 
 
-class Picture:
-    """Leader, term and counter value of the cluster, taken through the client port."""
-
-    def __init__(self, client: ClusterClient) -> None:
-        self.client = client
-
-    async def take(self) -> tuple[str, int]:
-        leader = await wait_leader(self.client, list(IDS))
-        answer = await status(self.client, leader)
-        assert answer is not None
-        return leader, answer["term"]
+async def leadership(client: ClusterClient) -> tuple[str, int]:
+    """The leader every node names, and its term."""
+    leader = await wait_leader(client, list(IDS))
+    answer = await status(client, leader)
+    assert answer is not None
+    return leader, answer["term"]
 
 
 async def assert_healthy(processes: Processes, client: ClusterClient, before: tuple[str, int], acked: list[int]) -> None:
@@ -68,7 +65,7 @@ async def assert_healthy(processes: Processes, client: ClusterClient, before: tu
     for node_id, proc in processes.procs.items():
         assert proc.poll() is None, f"{node_id} exited with {proc.returncode}:\n{processes.logs_tail()}"
         assert rss(proc.pid) < RSS_BOUND, f"{node_id} holds {rss(proc.pid) >> 20} MiB"
-    after = await Picture(client).take()
+    after = await leadership(client)
     assert after == before, f"leadership or term changed: {before} -> {after}"
     outcome = await client.run_command("incr 1", timeout=5)
     assert outcome.result.ok, outcome
@@ -97,17 +94,6 @@ def hello_frame(node: str, cluster_id: str, nonce: bytes) -> bytes:
     return codec.encode_frame(codec.FrameKind.HELLO, codec.encode_hello(node, "e2e", cluster_id, nonce))
 
 
-async def closed_by_node(stream: trio.SocketStream, timeout: float = 5.0) -> bool:
-    with trio.move_on_after(timeout):
-        try:
-            while await stream.receive_some(65536):
-                pass
-        except (trio.BrokenResourceError, OSError):
-            pass
-        return True
-    return False
-
-
 @asynccontextmanager
 async def authenticated(port: int, me: str, target: str, credentials: Credentials) -> AsyncIterator[trio.SocketStream]:
     """A peer connection that passed the handshake as ``me`` (an attacker who stole the secret)."""
@@ -130,7 +116,7 @@ async def test_forged_peers_change_nothing_and_no_peer_input_takes_a_node_down(t
     with live_cluster(tmp_path) as processes, trio.fail_after(60):
         async with ClusterClient(processes.addresses, fields=processes.credentials.client_fields()) as client:
             acked = [(await client.run_command("incr 1", timeout=5)).result.result]
-            before = await Picture(client).take()
+            before = await leadership(client)
             leader, term = before
             follower = next(n for n in IDS if n != leader)
             port = {n: p for n, p in zip(IDS, processes.peer_ports)}
@@ -151,13 +137,13 @@ async def test_forged_peers_change_nothing_and_no_peer_input_takes_a_node_down(t
                     stream = await trio.open_tcp_stream("127.0.0.1", port[target])
                     async with stream:
                         await stream.send_all(hello_frame(message.src, cluster_id, handshake.new_nonce()) + peer_frame(message))
-                        assert await closed_by_node(stream)
+                        assert await closed_by_peer(stream, timeout=5)
             # The same with a made-up PROOF.
             stream = await trio.open_tcp_stream("127.0.0.1", port[follower])
             async with stream:
                 await stream.send_all(hello_frame(leader, cluster_id, handshake.new_nonce()))
                 await stream.send_all(codec.encode_frame(codec.FrameKind.PROOF, bytes(32)) + peer_frame(forged[1]))
-                assert await closed_by_node(stream)
+                assert await closed_by_peer(stream, timeout=5)
             await assert_healthy(processes, client, before, acked)
 
             # Someone who holds the secret sends a term of 2**64-2, then a TimeoutNow: malformed
@@ -167,10 +153,10 @@ async def test_forged_peers_change_nothing_and_no_peer_input_takes_a_node_down(t
                 async with authenticated(port[target], src, target, processes.credentials) as stream:
                     huge = RequestVote(term=2**64 - 2, src=src, dst=target, last_log_index=2**64 - 2, last_log_term=2**64 - 2)
                     await stream.send_all(peer_frame(huge))
-                    assert await closed_by_node(stream)
+                    assert await closed_by_peer(stream, timeout=5)
                 async with authenticated(port[target], src, target, processes.credentials) as stream:
                     await stream.send_all(peer_frame(TimeoutNow(term=2**64 - 2, src=src, dst=target)))
-                    assert await closed_by_node(stream)
+                    assert await closed_by_peer(stream, timeout=5)
             await assert_healthy(processes, client, before, acked)
 
             # 8 connections each announcing a 60 MB frame and sending part of its body: refused at
@@ -185,7 +171,7 @@ async def test_forged_peers_change_nothing_and_no_peer_input_takes_a_node_down(t
                 except (trio.BrokenResourceError, OSError):
                     pass  # the node already closed it
             for stream in streams:
-                assert await closed_by_node(stream)
+                assert await closed_by_peer(stream, timeout=5)
                 await stream.aclose()
 
             # 40 slowloris connections (more than max_peer_connections = 16): a byte now and then,
@@ -197,7 +183,7 @@ async def test_forged_peers_change_nothing_and_no_peer_input_takes_a_node_down(t
                 except (trio.BrokenResourceError, OSError):
                     pass  # beyond the limit: already closed
             for stream in slow:
-                assert await closed_by_node(stream, timeout=10)
+                assert await closed_by_peer(stream, timeout=10)
                 await stream.aclose()
             await assert_healthy(processes, client, before, acked)
 
@@ -230,7 +216,7 @@ async def test_no_client_request_takes_a_node_down_and_admin_ops_need_the_token(
         credentials = processes.credentials
         async with ClusterClient(processes.addresses, fields=credentials.client_fields()) as client:
             acked = [(await client.run_command("incr 1", timeout=5)).result.result]
-            before = await Picture(client).take()
+            before = await leadership(client)
             leader, _ = before
             address = processes.addresses[leader]
 
@@ -249,7 +235,7 @@ async def test_no_client_request_takes_a_node_down_and_admin_ops_need_the_token(
                     await stream.send_all(head + b'{"op":"run_command","command":"' + bytes(1 << 20))
                 except (trio.BrokenResourceError, OSError):
                     pass
-                assert await closed_by_node(stream)
+                assert await closed_by_peer(stream, timeout=5)
             await assert_healthy(processes, client, before, acked)
 
             # Admin ops without the token, or with a wrong one: refused, nothing done.
@@ -273,7 +259,7 @@ async def test_no_client_request_takes_a_node_down_and_admin_ops_need_the_token(
             # once, the rest after the handshake timeout; leadership is undisturbed.
             idle = [await trio.open_tcp_stream(address.host, address.port) for _ in range(200)]
             for stream in idle:
-                assert await closed_by_node(stream, timeout=10)
+                assert await closed_by_peer(stream, timeout=10)
                 await stream.aclose()
             await assert_healthy(processes, client, before, acked)
             # The token works: a snapshot through the authenticated client.
@@ -291,7 +277,7 @@ async def test_planted_bug_without_peer_auth_the_same_forged_timeout_now_moves_l
         with trio.fail_after(30):
             async with ClusterClient(processes.addresses, fields=processes.credentials.client_fields()) as client:
                 await client.run_command("incr 1", timeout=5)
-                leader, term = await Picture(client).take()
+                leader, term = await leadership(client)
                 follower = next(n for n in IDS if n != leader)
                 port = dict(zip(IDS, processes.peer_ports))[follower]
                 stream = await trio.open_tcp_stream("127.0.0.1", port)
