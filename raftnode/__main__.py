@@ -56,6 +56,7 @@ async def serve(config: ClusterConfig, node_id: str, *, credentials: Credentials
         handshake_timeout=config.handshake_timeout_ms / 1000,
         idle_timeout=config.idle_timeout_ms / 1000,
         credentials=credentials,
+        client_auth=config.client_auth,
     )
 
     async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

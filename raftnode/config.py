@@ -22,6 +22,7 @@ The layout of the file::
     handshake_timeout_ms = 5000     # a peer must authenticate, a client send a request, by then
     idle_timeout_ms = 60000         # a client connection with nothing to do is closed after it
     peer_auth = true                # HMAC challenge-response with the secret in the state dir
+    client_auth = false             # client requests (run_command, status, events) need the client token
 
     [[nodes]]                       # at least one
     id = "n1"
@@ -87,6 +88,7 @@ DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
         "handshake_timeout_ms": 5000,
         "idle_timeout_ms": 60_000,
         "peer_auth": True,
+        "client_auth": False,
     }
 )
 
@@ -196,6 +198,7 @@ class ClusterConfig:
         idle_timeout_ms: A client connection with no request in progress and no new request for
             this long is closed.
         peer_auth: Peers prove they hold the cluster secret (``raftnode.credentials``) in HELLO.
+        client_auth: Client requests need the client token (admin requests always need the admin token).
         nodes: The nodes, in file order.
     """
 
@@ -215,6 +218,7 @@ class ClusterConfig:
     handshake_timeout_ms: int
     idle_timeout_ms: int
     peer_auth: bool
+    client_auth: bool
     nodes: tuple[NodeConfig, ...]
 
     @property
@@ -575,6 +579,7 @@ class _Validator:
                 f"must be at least handshake_timeout_ms ({handshake_timeout_ms}), got {idle_timeout_ms}",
             )
         peer_auth = self.typed(raw["peer_auth"], bool, "a boolean", "cluster.peer_auth")
+        client_auth = self.typed(raw["client_auth"], bool, "a boolean", "cluster.client_auth")
 
         nodes = self.nodes(document.get("nodes"))
         if not peer_auth:
@@ -603,6 +608,7 @@ class _Validator:
             handshake_timeout_ms=handshake_timeout_ms,
             idle_timeout_ms=idle_timeout_ms,
             peer_auth=peer_auth,
+            client_auth=client_auth,
             nodes=nodes,
         )
 

@@ -6,6 +6,7 @@ The file holds three values, made once from ``secrets`` (``raftctl init``, or th
     cluster_id = "..."    # names this cluster: every peer HELLO and client request carries it
     peer_secret = "..."   # the key of the peers' HMAC challenge-response (raftnode.handshake)
     admin_token = "..."   # what admin requests (faults, transfer, snapshot, membership, stop) carry
+    client_token = "..."  # what client requests carry when cluster.toml sets client_auth = true
 
 The file must be mode 0600 (no access for group or others): a node refuses to start otherwise,
 naming the file and the command that fixes it. Standard library only; no trio, no core.
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 SECRETS_FILE = "secrets.toml"
-_KEYS = ("cluster_id", "peer_secret", "admin_token")
+_KEYS = ("cluster_id", "peer_secret", "admin_token", "client_token")
 
 
 class CredentialsError(Exception):
@@ -43,25 +44,26 @@ class Credentials:
     cluster_id: This cluster's identity (not a secret; hex).
     peer_secret: The HMAC key peers prove they hold.
     admin_token: The token admin requests must carry.
+    client_token: The token client requests must carry under ``client_auth`` (the admin token
+        serves too).
     """
 
     cluster_id: str
     peer_secret: bytes
     admin_token: str
+    client_token: str = ""
 
     @classmethod
     def generate(cls) -> Credentials:
-        return cls(secrets.token_hex(8), secrets.token_bytes(32), secrets.token_hex(24))
+        return cls(secrets.token_hex(8), secrets.token_bytes(32), secrets.token_hex(24), secrets.token_hex(24))
 
     def client_fields(self, *, admin: bool = True) -> dict[str, str]:
-        """The fields a client adds to each request: the cluster id, and the admin token if ``admin``."""
-        fields = {"cluster_id": self.cluster_id}
-        if admin:
-            fields["token"] = self.admin_token
-        return fields
+        """The fields a client adds to each request: the cluster id, and the admin token
+        (``admin``) or the client token."""
+        return {"cluster_id": self.cluster_id, "token": self.admin_token if admin else self.client_token}
 
     def __repr__(self) -> str:  # never print a secret by accident
-        return f"Credentials(cluster_id={self.cluster_id!r}, peer_secret=..., admin_token=...)"
+        return f"Credentials(cluster_id={self.cluster_id!r}, peer_secret=..., admin_token=..., client_token=...)"
 
 
 def secrets_path(state_dir: str | os.PathLike[str]) -> Path:
@@ -102,7 +104,7 @@ def load_credentials(path: str | os.PathLike[str]) -> Credentials:
         peer_secret = bytes.fromhex(values["peer_secret"])
     except ValueError:
         raise CredentialsError(f"{path}: peer_secret must be hexadecimal") from None
-    return Credentials(values["cluster_id"], peer_secret, values["admin_token"])
+    return Credentials(values["cluster_id"], peer_secret, values["admin_token"], values["client_token"])
 
 
 def ensure_credentials(path: str | os.PathLike[str]) -> tuple[Credentials, bool]:
@@ -117,6 +119,7 @@ def ensure_credentials(path: str | os.PathLike[str]) -> tuple[Credentials, bool]
         f'cluster_id = "{fresh.cluster_id}"\n'
         f'peer_secret = "{fresh.peer_secret.hex()}"\n'
         f'admin_token = "{fresh.admin_token}"\n'
+        f'client_token = "{fresh.client_token}"\n'
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

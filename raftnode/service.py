@@ -26,7 +26,8 @@ endpoint holds at most ``max_connections`` connections; one that sends no comple
 closed; all partial frames together hold at most ``max_buffered_bytes``.
 
 With ``credentials`` (as ``raftnode`` runs it): a request naming another ``cluster_id`` closes
-its connection unanswered, and the admin ops (``_ADMIN_OPS``) need ``token`` = the admin token.
+its connection unanswered, and the admin ops (``_ADMIN_OPS``) need ``token`` = the admin token;
+with ``client_auth`` every other request needs the client token (or the admin token).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class ClientService:
     handshake_timeout / idle_timeout: seconds (see the module documentation).
     max_buffered_bytes: partial request frames of all connections together (default: 8 frames).
     credentials: the cluster id and admin token to require; None serves everyone (tests).
+    client_auth: client requests need ``credentials.client_token`` (or the admin token) too.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class ClientService:
         idle_timeout: float = 60.0,
         max_buffered_bytes: int | None = None,
         credentials: Credentials | None = None,
+        client_auth: bool = False,
         on_stop: Any = None,
     ):
         self.node = node
@@ -120,6 +123,12 @@ class ClientService:
         self.idle_timeout = idle_timeout
         self.max_buffered_bytes = max_buffered_bytes if max_buffered_bytes is not None else 8 * self.max_frame_bytes
         self.credentials = credentials
+        #: The tokens a client request may carry under client_auth (None: client requests are open).
+        self._client_tokens = (
+            (credentials.client_token.encode(), credentials.admin_token.encode())
+            if credentials is not None and client_auth
+            else None
+        )
         self.on_stop = on_stop or node.stop
         self.stats = {
             "client_connections": 0,
@@ -246,6 +255,8 @@ class ClientService:
         Returns False for anything else (served by ``_dispatch`` in a task)."""
         if request.get("op") != "run_command" or self.node.raft is None:
             return False
+        if self._client_tokens is not None and not self._client_token_ok(request):
+            return False  # _dispatch answers why
         command = request.get("command")
         timeout = request.get("timeout", 5.0)
         if not isinstance(command, str) or not command.strip() or len(command) > self._max_command_chars:
@@ -298,6 +309,11 @@ class ClientService:
         try:
             if isinstance(op, str) and op in _ADMIN_OPS and self.credentials is not None:
                 self._check_admin(op, request)
+            elif self._client_tokens is not None and not self._client_token_ok(request):
+                raise Unauthorized(
+                    f"{str(op)[:40]} needs the client token (client_auth is on; the client_token of the "
+                    "cluster's secrets.toml in its state_dir)"
+                )
             if op == "events":
                 await self._stream_events(request_id, writer)
                 return
@@ -327,6 +343,14 @@ class ClientService:
             state.in_flight -= 1
         response["id"] = request_id
         writer.write(self._frame(codec.FrameKind.CLIENT_RESPONSE, response))
+
+    def _client_token_ok(self, request: dict[str, Any]) -> bool:
+        assert self._client_tokens is not None
+        token = request.get("token")
+        if not isinstance(token, str):
+            return False
+        given = token.encode("utf-8", "surrogatepass")
+        return any([hmac.compare_digest(given, expected) for expected in self._client_tokens])
 
     def _check_admin(self, op: str, request: dict[str, Any]) -> None:
         assert self.credentials is not None

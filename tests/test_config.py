@@ -155,6 +155,7 @@ def test_hostile_input_limits_default_and_a_public_address_runs_with_peer_auth(t
     config = load_config(write(tmp_path, BASE))
     assert (config.max_command_bytes, config.max_client_connections, config.max_peer_connections) == (1 << 20, 256, 64)
     assert (config.handshake_timeout_ms, config.idle_timeout_ms, config.peer_auth) == (5000, 60_000, True)
+    assert config.client_auth is False
     exposed = load_config(write(tmp_path, BASE.replace("127.0.0.1", "0.0.0.0")))
     assert exposed.peer_auth and exposed.nodes[0].peer == Address("0.0.0.0", 7101)
     local = load_config(write(tmp_path, variant("check_quorum = true", "check_quorum = true\npeer_auth = false")))
@@ -322,6 +323,8 @@ KEY_ERRORS = [
      "cluster.max_peer_connections", "expected a positive integer"),
     ("idle below handshake", variant("check_quorum = true", "check_quorum = true\nhandshake_timeout_ms = 900\nidle_timeout_ms = 800"),
      "cluster.idle_timeout_ms", "must be at least handshake_timeout_ms (900), got 800"),
+    ("string client_auth", variant("check_quorum = true", 'check_quorum = true\nclient_auth = "no"'),
+     "cluster.client_auth", "expected a boolean"),
     ("integer peer_auth", variant("check_quorum = true", "check_quorum = true\npeer_auth = 1"),
      "cluster.peer_auth", "expected a boolean"),
     ("0.0.0.0 without peer auth", variant("check_quorum = true", "check_quorum = true\npeer_auth = false").replace(

@@ -17,14 +17,17 @@ def test_ensure_makes_the_file_once_with_mode_0600_and_then_keeps_it(tmp_path: P
     again, created_again = ensure_credentials(path)
     assert not created_again and again == made == load_credentials(path)
     assert made.client_fields() == {"cluster_id": made.cluster_id, "token": made.admin_token}
-    assert made.client_fields(admin=False) == {"cluster_id": made.cluster_id}
-    assert made.admin_token not in repr(made) and made.peer_secret.hex() not in repr(made)
+    assert made.client_fields(admin=False) == {"cluster_id": made.cluster_id, "token": made.client_token}
+    assert made.client_token and made.client_token != made.admin_token
+    for secret in (made.admin_token, made.client_token, made.peer_secret.hex()):
+        assert secret not in repr(made)
 
 
 def test_two_clusters_get_different_ids_and_secrets(tmp_path: Path) -> None:
     a, _ = ensure_credentials(secrets_path(tmp_path / "a"))
     b, _ = ensure_credentials(secrets_path(tmp_path / "b"))
     assert a.cluster_id != b.cluster_id and a.peer_secret != b.peer_secret and a.admin_token != b.admin_token
+    assert a.client_token != b.client_token
 
 
 def test_a_missing_file_is_named_with_the_command_that_makes_it(tmp_path: Path) -> None:
@@ -50,9 +53,12 @@ def test_a_file_others_can_read_is_refused_with_the_chmod_that_fixes_it(tmp_path
     [
         ("not toml [", "not a valid secrets file"),
         ('cluster_id = "abc"\npeer_secret = "00"\nadmin_token = "x"\n', "cluster_id must be a string of at least 16"),
-        ('cluster_id = "0123456789abcdef"\npeer_secret = "zz' + "0" * 30 + '"\nadmin_token = "' + "t" * 20 + '"\n',
+        ('cluster_id = "0123456789abcdef"\npeer_secret = "zz' + "0" * 30 + '"\nadmin_token = "' + "t" * 20 + '"\n'
+         'client_token = "' + "c" * 20 + '"\n',
          "peer_secret must be hexadecimal"),
         ('cluster_id = "0123456789abcdef"\npeer_secret = "' + "0" * 32 + '"\n', "admin_token must be a string"),
+        ('cluster_id = "0123456789abcdef"\npeer_secret = "' + "0" * 32 + '"\nadmin_token = "' + "t" * 20 + '"\n',
+         "client_token must be a string"),
     ],
 )
 def test_a_malformed_file_is_refused_naming_what_is_wrong(tmp_path: Path, text: str, fragment: str) -> None:

@@ -302,7 +302,7 @@ async def test_a_request_on_a_closed_connection_is_refused_and_never_written_to_
 
 # -- hostile clients: sizes, credentials, connection limits and timeouts ------------------------------
 
-CREDENTIALS = Credentials("0123456789abcdef", bytes(32), "admin-token-0123456789")
+CREDENTIALS = Credentials("0123456789abcdef", bytes(32), "admin-token-0123456789", "client-token-0123456789")
 
 
 async def test_a_command_over_max_command_bytes_is_refused_by_name_measured_in_utf8_bytes() -> None:
@@ -434,3 +434,21 @@ async def test_a_client_that_never_reads_its_answers_is_disconnected_before_they
                     pass
             await wait_until(lambda: ep.service.stats["refused_client_connections"] == 1, what="the disconnection")
         await still_serving(ep)
+
+
+async def test_with_client_auth_client_requests_need_the_client_token_or_the_admin_token() -> None:
+    async with endpoint(credentials=CREDENTIALS, client_auth=True) as ep, raw(ep) as client:
+        for token in (None, "wrong", CREDENTIALS.client_token[:-1]):
+            for request in ({"op": "run_command", "command": "incr 1"}, {"op": "status"}, {"op": "events"}):
+                if token is not None:
+                    request = {**request, "token": token}
+                answer = await client.request(request)
+                assert answer["ok"] is False and answer["unauthorized"] is True, answer
+                assert "needs the client token" in answer["error"]
+        assert ep.node.status().state == {"value": 0}
+        answer = await client.request({"op": "run_command", "command": "incr 2", **CREDENTIALS.client_fields(admin=False)})
+        assert answer["result"] == 2
+        answer = await client.request({"op": "run_command", "command": "incr 3", **CREDENTIALS.client_fields()})
+        assert answer["result"] == 5  # the admin token serves for client requests too
+        answer = await client.request({"op": "snapshot", **CREDENTIALS.client_fields(admin=False)})
+        assert answer["unauthorized"] is True  # but the client token is not an admin token

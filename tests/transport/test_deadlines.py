@@ -23,7 +23,7 @@ from raftnode.transport.tcp import TcpTransport
 
 pytestmark = pytest.mark.trio
 
-CREDENTIALS = Credentials("0123456789abcdef", bytes(32), "admin-token-0123456789")
+CREDENTIALS = Credentials("0123456789abcdef", bytes(32), "admin-token-0123456789", "client-token-0123456789")
 
 
 async def closed_at(client: trio.abc.Stream) -> float:
