@@ -209,10 +209,19 @@ def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> No
         raise CommandError(f"{path}: cannot write: {exc.strerror or exc}", EXIT_USAGE) from None
 
     config = app.config()  # read back what was written: proves it loads, and reports it
+    from raftnode.credentials import secrets_path
+
+    from .oneshot import cluster_credentials
+
+    try:
+        cluster_credentials(config)  # the cluster's id and secrets, kept if the state dir has them
+    except errors.UsageProblem as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     if as_json:
         echo_json(
             {
                 "path": str(config.path),
+                "secrets": str(secrets_path(config.state_dir)),
                 "nodes": [
                     {"id": n.id, "peer": str(n.peer), "client": str(n.client)}
                     for n in config.nodes
@@ -226,7 +235,8 @@ def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> No
     clients = _port_span(n.client.port for n in config.nodes)
     click.echo(
         f"Wrote {path}: cluster {config.name!r}, {len(ids)} node{'s' * (len(ids) > 1)} "
-        f"{names} on 127.0.0.1, peer ports {peers}, client ports {clients}."
+        f"{names} on 127.0.0.1, peer ports {peers}, client ports {clients}; "
+        f"cluster id and secrets in {secrets_path(config.state_dir)} (mode 0600)."
     )
 
 
