@@ -1102,5 +1102,44 @@ def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> N
     _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
 
 
+# -- linearizability of a recorded history ---------------------------------------------------------
+
+
+@main.command("check-history")
+@click.argument("history_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_name", type=click.Choice(["kv", "counter"]), default="kv", show_default=True,
+              help="The state machine the operations ran on (counter: also totals, one counter per key).")
+@click.option("--budget", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, metavar="S",
+              help="Seconds of search per key before the key counts as unknown.")
+@json_option
+def check_history_command(history_file: Path, model_name: str, budget: float, as_json: bool) -> None:
+    """Check a recorded history (JSON lines: invoke/ok/fail/info records) for linearizability.
+
+    Each key is checked on its own (Wing & Gong / Lowe's search). An anomaly is explained by the
+    first operation that cannot be linearized and the longest linearization found before it.
+    Exit 0 linearizable, 1 anomaly, 4 the budget ran out on some key (named), 2 a bad file (the
+    line and the problem). The format is documented in raftctl/linearizability/history.py.
+    """
+    from .linearizability import ANOMALY, MODELS, OK, Budget, HistoryError, ModelMismatch, check_history
+    from .linearizability.history import MAX_LINE_CHARS, parse_history
+
+    try:
+        with history_file.open("rb") as stream:
+            history = parse_history(iter(lambda: stream.readline(MAX_LINE_CHARS + 1), b""))
+        verdict = check_history(history, MODELS[model_name], Budget(steps=None, seconds=budget))
+    except OSError as exc:
+        raise CommandError(f"cannot read {history_file}: {exc.strerror or exc}", EXIT_USAGE) from None
+    except (HistoryError, ModelMismatch) as exc:
+        raise CommandError(f"{history_file}: {exc}", EXIT_USAGE) from None
+    if as_json:
+        echo_json(verdict.to_json())
+    else:
+        from .render import linearizability_view
+
+        console().print(linearizability_view(verdict, str(history_file)))
+    if verdict.status != OK:
+        raise SystemExit(EXIT_REFUSED if verdict.status == ANOMALY else EXIT_TIMEOUT)
+
+
 if __name__ == "__main__":
     main()

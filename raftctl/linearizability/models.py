@@ -1,0 +1,80 @@
+"""Sequential specifications the checker linearizes against: one object per key.
+
+A model is pure data plus ``apply(state, f, input) -> (output, new_state)``: what one operation
+returns and leaves when it runs alone on ``state``. States must be hashable (the checker
+memoizes on them). ``KEY_VALUE`` follows ``raftnode.statemachines.KeyValue`` (``kv``) exactly;
+``COUNTER`` follows ``Counter`` (one value, key null) and ``Totals`` (one total per key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+#: What ``kv`` compares a cas's OLD with when the key is absent (``cas K - NEW`` creates K).
+KV_ABSENT = "-"
+
+
+class Model(Protocol):
+    name: str
+    #: The ``f`` values this model knows.
+    functions: frozenset[str]
+    initial: Hashable
+
+    def apply(self, state: Any, f: str, input: Any) -> tuple[Any, Any]:
+        """The output of ``f(input)`` on ``state`` and the state after it."""
+
+    def describe(self, state: Any) -> str:
+        """The state as a report shows it."""
+
+
+@dataclass(frozen=True)
+class KeyValueModel:
+    """One key of ``kv``: absent (None) or a value; get, set, delete, cas.
+
+    cas compares like ``kv``: an absent key reads as ``-``, and an OLD of null means ``-``.
+    """
+
+    name: str = "kv"
+    functions: frozenset[str] = frozenset({"get", "set", "cas", "delete"})
+    initial: Hashable = None
+
+    def apply(self, state: Any, f: str, input: Any) -> tuple[Any, Any]:
+        if f == "get":
+            return state, state
+        if f == "set":
+            return input, input
+        if f == "delete":
+            return state is not None, None
+        old, new = input
+        current = KV_ABSENT if state is None else state
+        if current != (KV_ABSENT if old is None else old):
+            return False, state
+        return True, new
+
+    def describe(self, state: Any) -> str:
+        return "absent" if state is None else json.dumps(state)
+
+
+@dataclass(frozen=True)
+class CounterModel:
+    """An integer from 0: ``incr N`` returns the new value, ``get`` the value."""
+
+    name: str = "counter"
+    functions: frozenset[str] = frozenset({"get", "incr"})
+    initial: Hashable = 0
+
+    def apply(self, state: Any, f: str, input: Any) -> tuple[Any, Any]:
+        if f == "incr":
+            return state + input, state + input
+        return state, state
+
+    def describe(self, state: Any) -> str:
+        return str(state)
+
+
+KEY_VALUE = KeyValueModel()
+COUNTER = CounterModel()
+MODELS: dict[str, Model] = {"kv": KEY_VALUE, "counter": COUNTER}
