@@ -22,7 +22,6 @@ it certainly had no effect (a read that got no answer, or a command the state ma
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ import trio
 from raftnode.client import ClientError, ClusterClient
 from raftnode.config import ClusterConfig, load_config
 
-from .. import cluster, membership
+from .. import cluster, membership, supervisor
 from ..errors import RaftctlError
 from ..linearizability import Budget, check_history, parse_history
 from ..linearizability.checker import Verdict
@@ -60,6 +59,8 @@ class ChaosOptions:
     op_timeout: float = 2.0
     check_seconds: float = 60.0
     keep: bool = False
+    #: ``kv`` or a class with kv's commands (set, get, cas, incr) to put under test instead.
+    state_machine: str = "kv"
 
 
 @dataclass
@@ -100,31 +101,18 @@ class ChaosResult:
         }
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def write_cluster_file(directory: Path, nodes: int, seed: int) -> Path:
-    """A ``kv`` cluster of ``nodes`` nodes on free loopback ports, its state under ``directory``."""
-    ports = free_ports(2 * nodes)
-    document: dict[str, Any] = {
-        "cluster": {"name": f"chaos-{seed}", "state_machine": "kv", "state_dir": "state"},
-        "nodes": [
-            {"id": f"n{k + 1}", "peer": f"127.0.0.1:{ports[k]}", "client": f"127.0.0.1:{ports[nodes + k]}"}
-            for k in range(nodes)
-        ],
-    }
+def write_cluster_file(directory: Path, nodes: int, seed: int, state_machine: str = "kv") -> Path:
+    """A cluster of ``nodes`` nodes on free loopback ports, its state under ``directory``."""
+    ports = supervisor.free_ports(2 * nodes)
+    cluster_table = {"name": f"chaos-{seed}", "state_machine": state_machine, "state_dir": "state"}
+    # One [[nodes]] block per node, as `raftctl init` writes them (add-node/remove-node edit those).
+    chunks = [tomli_w.dumps({"cluster": cluster_table})]
+    for k in range(nodes):
+        node = {"id": f"n{k + 1}", "peer": f"127.0.0.1:{ports[k]}", "client": f"127.0.0.1:{ports[nodes + k]}"}
+        chunks.append("[[nodes]]\n" + tomli_w.dumps(node))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "cluster.toml"
-    path.write_text(tomli_w.dumps(document), encoding="utf-8")
+    path.write_text("\n".join(chunks), encoding="utf-8")
     return path
 
 
@@ -133,7 +121,7 @@ async def run_chaos(options: ChaosOptions, *, progress: Callable[[str, float], N
     far it has come."""
     tell = progress or (lambda phase, fraction: None)
     began = trio.current_time()
-    path = write_cluster_file(options.directory, options.nodes, options.seed)
+    path = write_cluster_file(options.directory, options.nodes, options.seed, options.state_machine)
     config = load_config(path)
     tell("starting the cluster", 0.0)
     await cluster.up(config, timeout=20.0)
@@ -187,12 +175,15 @@ class _Run:
         self.notes: list[str] = []
         self.touched: set[str] = set()
         self._down: set[str] = set()  # killed nodes to start again
-        self._removed: dict[str, tuple[str, str]] = {}  # removed node -> (peer, client)
+        self._missing = 0  # nodes removed and not yet replaced
+        self._next_id = len(config.nodes) + 1  # ids are never reused
+        self._clients: list[ClusterClient] = []
 
     # -- clients --------------------------------------------------------------------------------
 
     async def client(self, process: int) -> None:
         async with ClusterClient(self.addresses, connect_timeout=0.5) as client:
+            self._clients.append(client)
             while self.recorder.elapsed() < self.options.duration:
                 await self.one(client, process, self.workload.next(process, self.recorder.elapsed()))
 
@@ -254,7 +245,7 @@ class _Run:
             return None
         config = self.config
         if fault.kind == "partition":
-            side = await self._minority(node)
+            side = self._minority(node)
             ok = await self._attempt("partition", None, lambda: cluster.partition(config, [",".join(side)]),
                                      value=[side])
             return ("heal", None, lambda: cluster.heal(config)) if ok else None
@@ -278,19 +269,25 @@ class _Run:
         return await self._remove(node)
 
     async def _remove(self, node: str) -> tuple[str, str | None, Callable[[], Any]] | None:
-        spec = next(n for n in self.config.nodes if n.id == node)
-        addresses = (str(spec.peer), str(spec.client))
+        """Remove ``node``; the recovery adds a new node in its place (a new id: a removed id is
+        not reused, as a new node of that id replays the log that removed the old one)."""
         if not await self._attempt("remove-node", node, lambda: membership.remove_node(self.config, node)):
             return None
-        self._removed[node] = addresses
         self.config = load_config(self.config.path)
-        return ("add-node", node, lambda: self._add(node))
+        self._missing += 1
+        return ("add-node", None, self._add_replacement)
 
-    async def _add(self, node: str) -> None:
-        peer, client = self._removed[node]
-        await membership.add_node(self.config, node, peer, client, timeout=30.0)
-        del self._removed[node]
+    async def _add_replacement(self) -> str:
+        node = f"n{self._next_id}"
+        self._next_id += 1
+        peer, client = supervisor.free_ports(2)
+        await membership.add_node(self.config, node, f"127.0.0.1:{peer}", f"127.0.0.1:{client}", timeout=30.0)
+        self._missing -= 1
         self.config = load_config(self.config.path)
+        self.addresses = self.config.client_addresses()
+        for client in self._clients:  # the clients may be redirected to it
+            client.addresses[node] = self.addresses[node]
+        return node
 
     async def _start(self, node: str) -> None:
         await cluster.start(self.config, node)
@@ -299,10 +296,11 @@ class _Run:
     async def _attempt(self, what: str, node: str | None, action: Callable[[], Any], *, value: Any = None) -> bool:
         """Run one fault action, recording it (with its error, if it failed); True if it worked."""
         try:
-            await action()
+            returned = await action()
         except (RaftctlError, ClientError, trio.TooSlowError, OSError) as exc:
             self.recorder.fault(what, node=node, value=value, error=str(exc) or type(exc).__name__)
             return False
+        node = node or (returned if isinstance(returned, str) else None)  # e.g. the id a node was added as
         self.recorder.fault(what, node=node, value=value)
         self.applied_faults.append({"f": what, "node": node, "time": round(self.recorder.elapsed(), 3)})
         return True
@@ -320,7 +318,7 @@ class _Run:
             raise RaftctlError("no running follower to act on")
         return self.rng.choice(followers)
 
-    async def _minority(self, node: str) -> list[str]:
+    def _minority(self, node: str) -> list[str]:
         """``node`` and others, together a minority of the voters."""
         others = [n for n in self.config.node_ids if n != node]
         size = (len(self.config.node_ids) - 1) // 2
@@ -331,8 +329,9 @@ class _Run:
         await self._attempt("heal", None, lambda: cluster.heal(self.config, everything=True))
         for node in sorted(self._down):
             await self._attempt("start", node, lambda node=node: self._start(node))
-        for node in sorted(self._removed):
-            await self._attempt("add-node", node, lambda node=node: self._add(node))
+        while self._missing:
+            if not await self._attempt("add-node", None, self._add_replacement):
+                break
 
     # -- convergence ----------------------------------------------------------------------------
 
