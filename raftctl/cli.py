@@ -1111,14 +1111,18 @@ def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> N
               help="The state machine the operations ran on (counter: also totals, one counter per key).")
 @click.option("--budget", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, metavar="S",
               help="Seconds of search per key before the key counts as unknown.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+              help="Also write the report as one self-contained HTML page (time line, latency, anomalies).")
 @json_option
-def check_history_command(history_file: Path, model_name: str, budget: float, as_json: bool) -> None:
+def check_history_command(history_file: Path, model_name: str, budget: float, html_path: Path | None,
+                          as_json: bool) -> None:
     """Check a recorded history (JSON lines: invoke/ok/fail/info records) for linearizability.
 
     Each key is checked on its own (Wing & Gong / Lowe's search). An anomaly is explained by the
     first operation that cannot be linearized and the longest linearization found before it.
-    Exit 0 linearizable, 1 anomaly, 4 the budget ran out on some key (named), 2 a bad file (the
-    line and the problem). The format is documented in raftctl/linearizability/history.py.
+    --html writes a page to open in a browser. Exit 0 linearizable, 1 anomaly, 4 the budget ran
+    out on some key (named), 2 a bad file (the line and the problem). The format is documented in
+    raftctl/linearizability/history.py.
     """
     from .linearizability import ANOMALY, MODELS, OK, Budget, HistoryError, ModelMismatch, check_history
     from .linearizability.history import MAX_LINE_CHARS, parse_history
@@ -1131,6 +1135,14 @@ def check_history_command(history_file: Path, model_name: str, budget: float, as
         raise CommandError(f"cannot read {history_file}: {exc.strerror or exc}", EXIT_USAGE) from None
     except (HistoryError, ModelMismatch) as exc:
         raise CommandError(f"{history_file}: {exc}", EXIT_USAGE) from None
+    if html_path is not None:
+        from .linearizability.report import html_report
+
+        try:
+            html_path.write_text(html_report(history, verdict, title=f"{history_file.name}: linearizability"),
+                                 encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {html_path}: {exc.strerror or exc}", EXIT_USAGE) from None
     if as_json:
         echo_json(verdict.to_json())
     else:

@@ -12,6 +12,11 @@ effect); an ``info`` or never-completed one may take effect at any point after i
 at all — its return is placed after everything, where linearizing it means "never". Reads whose
 outcome is unknown change nothing and are left out.
 
+Two exact reductions keep many unknown outcomes cheap: a model may replace values no operation
+can observe by one token (``KeyValueModel.reduce``), so states that differ only there are
+memoized as one; and unknown-outcome operations with the same effect are interchangeable, so
+they are linearized in invoke order only.
+
 Each key gets a budget (steps, and seconds if given); a key that exhausts it is ``unknown``. For
 a key that is not linearizable the checker finds the first completion at which its history stops
 being linearizable (binary search over prefixes) and, within that prefix, the longest order of
@@ -158,7 +163,7 @@ def check_history(history: History, model: Model, budget: Budget = Budget(), *,
 def check_key(key: str | None, ops: Sequence[Operation], model: Model, budget: Budget = Budget(), *,
               clock: Callable[[], float] = time.monotonic) -> KeyVerdict:
     """Check one key's operations (in invoke order); explain an anomaly."""
-    search = _Search(_entries(ops, cut=None), model, budget, clock)
+    search = _Search(_entries(ops, model, cut=None), model, budget, clock)
     result = search.run()
     if result != ANOMALY:
         return KeyVerdict(key, result, len(ops), search.steps)
@@ -171,12 +176,16 @@ class _Entry:
     op: Operation
     call: int
     ret: float
+    input: Any
     output: Any
 
 
-def _entries(ops: Sequence[Operation], cut: int | None) -> list[_Entry]:
-    """What the search linearizes: the operations invoked by line ``cut`` (all if None); those not
-    completed ok by then have an unknown outcome, placed after everything."""
+def _entries(ops: Sequence[Operation], model: Model, cut: int | None) -> list[_Entry]:
+    """What the search linearizes, in invoke order: the operations invoked by line ``cut`` (all if
+    None), with the model's reduced inputs and outputs; those not completed ok by then have an
+    unknown outcome, placed after everything."""
+    reduce = getattr(model, "reduce", None)
+    reduced = reduce(ops) if reduce is not None else {}
     entries = []
     for op in ops:
         if op.status == "fail" or (cut is not None and op.invoke_line > cut):
@@ -184,8 +193,9 @@ def _entries(ops: Sequence[Operation], cut: int | None) -> list[_Entry]:
         known = op.status == "ok" and (cut is None or op.complete_line <= cut)
         if not known and op.f == "get":
             continue
-        entries.append(_Entry(op, op.invoke_line, op.complete_line if known else float("inf"),
-                              op.output if known else _ANY))
+        input, output = reduced.get(op.id, (op.input, op.output))
+        entries.append(_Entry(op, op.invoke_line, op.complete_line if known else float("inf"), input,
+                              output if known else _ANY))
     return entries
 
 
@@ -227,8 +237,17 @@ class _Search:
             if not kind:
                 match[node] = return_node[i]
         fs = [e.op.f for e in entries]
-        inputs = [e.op.input for e in entries]
+        inputs = [e.input for e in entries]
         outputs = [e.output for e in entries]
+        # Operations with an unknown outcome and the same effect are interchangeable (their
+        # returns are all at the end): linearize them in invoke order only. ``twin[i]`` is the
+        # one before ``i``, or -1.
+        twin = [-1] * n
+        last_of: dict[tuple[str, Any], int] = {}
+        for i, e in enumerate(entries):
+            if e.output is _ANY:
+                twin[i] = last_of.get((fs[i], inputs[i]), -1)
+                last_of[(fs[i], inputs[i])] = i
         apply = self.model.apply
         any_output = _ANY
         state = self.model.initial
@@ -248,6 +267,9 @@ class _Search:
                 ret = match[node]
                 if ret:
                     i = op_of[node]
+                    if twin[i] >= 0 and not (linearized >> twin[i]) & 1:
+                        node = nxt[node]
+                        continue
                     output, new_state = apply(state, fs[i], inputs[i])
                     wanted = outputs[i]
                     if wanted is any_output or output == wanted:
@@ -298,7 +320,7 @@ def _explain(key: str | None, ops: Sequence[Operation], model: Model, budget: Bu
     low, high = 0, len(ends) - 1  # the prefix ending at ends[high] fails (the whole history does)
     while low < high:
         middle = (low + high) // 2
-        search = _Search(_entries(ops, cut=ends[middle]), model, budget, clock)
+        search = _Search(_entries(ops, model, cut=ends[middle]), model, budget, clock)
         result = search.run()
         steps += search.steps
         if result == ANOMALY:
@@ -306,7 +328,7 @@ def _explain(key: str | None, ops: Sequence[Operation], model: Model, budget: Bu
         else:  # linearizable, or unknown: either way the failing prefix we know stays the shortest
             low = middle + 1
     cut = ends[high]
-    entries = _entries(ops, cut=cut)
+    entries = _entries(ops, model, cut=cut)
     search = _Search(entries, model, budget, clock, track=True)
     search.run()
     steps += search.steps
@@ -319,16 +341,15 @@ def _explain(key: str | None, ops: Sequence[Operation], model: Model, budget: Bu
         linearized.append(Step(entries[i].op, state))
     placed = {step.op.id for step in linearized}
     unplaced = tuple(e.op for e in entries if e.op.id not in placed)
-    explanation = _sentence(culprit, prefix, linearized, state, model)
+    explanation = _sentence(culprit, len(entries), linearized, state, model)
     return Anomaly(key, culprit, prefix, tuple(linearized), state, unplaced, explanation), steps
 
 
-def _sentence(culprit: Operation, prefix: Sequence[Operation], linearized: Sequence[Step], state: Any,
-              model: Model) -> str:
+def _sentence(culprit: Operation, candidates: int, linearized: Sequence[Step], state: Any, model: Model) -> str:
     where = f"process {culprit.process}, lines {culprit.invoke_line}–{culprit.complete_line}"
     actual, _ = model.apply(state, culprit.f, culprit.input)
-    found = (f"The longest order found places {len(linearized)} of the {len(prefix)} operations invoked "
-             f"by then and leaves {model.describe(state)}")
+    found = (f"The longest order found places {len(linearized)} of the {candidates} operations that may "
+             f"have taken effect by then and leaves {model.describe(state)}")
     if culprit.f != "set" and all(step.op is not culprit for step in linearized):
         found += f", where it would return {model.describe(actual)}"
     return (f"{culprit.describe()} ({where}) cannot be linearized: the history is linearizable until it "

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,8 +226,8 @@ class _Builder:
             expected = ", ".join(OPERATION_TYPES + TIMELINE_TYPES)
             raise HistoryError(line, f"unknown type {kind!r}; a record's type is one of {expected}")
         allowed = _OPERATION_FIELDS if kind in OPERATION_TYPES else _TIMELINE_FIELDS[kind]
-        unknown = sorted(set(record) - allowed)
-        if unknown:
+        if not allowed.issuperset(record):
+            unknown = sorted(set(record) - allowed)
             raise HistoryError(line, f"unknown field {unknown[0]!r}; a {kind} record has {', '.join(sorted(allowed))}")
         time = self._time(line, record)
         if kind == "invoke":
@@ -321,41 +321,40 @@ def _optional_text(line: int, record: Mapping[str, Any], field: str) -> str | No
     return None if record.get(field) is None else _text(line, record, field)
 
 
+def _is_cas_pair(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and (value[0] is None or _is_value(value[0]))
+            and _is_value(value[1]))
+
+
+#: For each f: what its invoke's value must be, and what its ok's value must be (given the
+#: invoke's), each as (words for the error, test).
+_VALUE_RULES: dict[str, tuple[tuple[str, Callable[[Any], bool]], tuple[str, Callable[[Any, Any], bool]]]] = {
+    "get": (("null", lambda v: v is None),
+            ("a string, an integer or null", lambda v, _: v is None or _is_value(v))),
+    "set": (("a string or an integer", _is_value),
+            ("null or the value written", lambda v, written: v is None or v == written)),
+    "cas": (("[old, new] (old may be null)", _is_cas_pair), ("true or false", lambda v, _: isinstance(v, bool))),
+    "delete": (("null", lambda v: v is None), ("true or false", lambda v, _: isinstance(v, bool))),
+    "incr": (("an integer", _is_int), ("the new integer", lambda v, _: _is_int(v))),
+}
+
+
+def _a(f: str) -> str:
+    return f"{'an' if f[0] in 'aeiou' else 'a'} {f}"
+
+
 def _invoke_value(line: int, f: str, value: Any) -> Any:
-    if f in ("get", "delete"):
-        if value is not None:
-            raise HistoryError(line, f"a {f} is invoked with value null, not {value!r}")
-        return None
-    if f == "set":
-        if not _is_value(value):
-            raise HistoryError(line, f"a set writes a string or an integer, not {value!r}")
-        return value
-    if f == "incr":
-        if not _is_int(value):
-            raise HistoryError(line, f"an incr adds an integer, not {value!r}")
-        return value
-    if not (isinstance(value, list) and len(value) == 2 and (value[0] is None or _is_value(value[0]))
-            and _is_value(value[1])):
-        raise HistoryError(line, f"a cas is invoked with [old, new] (old may be null), not {value!r}")
-    return tuple(value)
+    words, valid = _VALUE_RULES[f][0]
+    if not valid(value):
+        raise HistoryError(line, f"{_a(f)}'s invoke value is {words}, not {value!r}")
+    return tuple(value) if f == "cas" else value
 
 
-def _ok_value(line: int, f: str, written: Any, value: Any) -> Any:
-    if f == "get":
-        if value is not None and not _is_value(value):
-            raise HistoryError(line, f"a get reads a string, an integer or null, not {value!r}")
-        return value
-    if f == "set":
-        if value is not None and value != written:
-            raise HistoryError(line, f"a set's ok value is null or the value written ({written!r}), not {value!r}")
-        return written
-    if f == "incr":
-        if not _is_int(value):
-            raise HistoryError(line, f"an incr's ok value is the new integer, not {value!r}")
-        return value
-    if not isinstance(value, bool):
-        raise HistoryError(line, f"a {f}'s ok value is true or false, not {value!r}")
-    return value
+def _ok_value(line: int, f: str, invoked: Any, value: Any) -> Any:
+    words, valid = _VALUE_RULES[f][1]
+    if not valid(value, invoked):
+        raise HistoryError(line, f"{_a(f)}'s ok value is {words}, not {value!r}")
+    return invoked if f == "set" else value
 
 
 def _show(value: Any) -> str:

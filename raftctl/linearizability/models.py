@@ -9,12 +9,24 @@ memoizes on them). ``KEY_VALUE`` follows ``raftnode.statemachines.KeyValue`` (``
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .history import Operation
+
 #: What ``kv`` compares a cas's OLD with when the key is absent (``cas K - NEW`` creates K).
 KV_ABSENT = "-"
+
+
+class _Unread:
+    """The one value that stands for every written value no operation ever looks at."""
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD = _Unread()
 
 
 class Model(Protocol):
@@ -28,6 +40,14 @@ class Model(Protocol):
 
     def describe(self, state: Any) -> str:
         """The state as a report shows it."""
+
+
+class Reducing(Protocol):
+    """A model that can tell the checker which values no operation of a key can observe."""
+
+    def reduce(self, ops: Sequence[Operation]) -> dict[int, tuple[Any, Any]]:
+        """For some of ``ops`` (by id), an (input, output) to search with instead of theirs, such
+        that every operation's result is the same from the reduced states as from the real ones."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,28 @@ class KeyValueModel:
         if current != (KV_ABSENT if old is None else old):
             return False, state
         return True, new
+
+    def reduce(self, ops: Sequence[Operation]) -> dict[int, tuple[Any, Any]]:
+        """Values that no get returned and no cas compared with become ``UNREAD``: states that
+        differ only in such values answer every operation alike, so the search memoizes them as
+        one, and writes of such values with unknown outcomes become interchangeable."""
+        observed = {KV_ABSENT, None}
+        for op in ops:
+            if op.f == "get" and op.status == "ok":
+                observed.add(op.output)
+            elif op.f == "cas":
+                observed.add(op.input[0])
+
+        def reduced(value: Any) -> Any:
+            return value if value in observed else UNREAD
+
+        changed = {}
+        for op in ops:
+            if op.f == "set":
+                changed[op.id] = (reduced(op.input), reduced(op.output) if op.status == "ok" else None)
+            elif op.f == "cas":
+                changed[op.id] = ((op.input[0], reduced(op.input[1])), op.output)
+        return changed
 
     def describe(self, state: Any) -> str:
         return "absent" if state is None else json.dumps(state)

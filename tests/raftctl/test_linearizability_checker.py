@@ -251,6 +251,22 @@ def test_a_seconds_budget_reads_the_given_clock():
     assert result.unknown_keys == ["hard"]
 
 
+def test_unknown_writes_nobody_reads_are_interchangeable_so_many_stay_cheap():
+    """30 writes with unknown outcomes, none read: 2**30 subsets for a search that told them
+    apart, a few thousand steps for one that knows their values cannot be observed."""
+    rec = Recorder()
+    rec.call(0, "set", "seen")
+    for p in range(1, 31):
+        rec.invoke(p, "set", f"lost{p}")
+        rec.info(p)
+    for p in range(1, 31):
+        rec.call(0, "cas", ["seen", f"next{p}"], result=False)  # some unknown write came first
+    result = verdict(rec, budget=Budget(steps=5_000))
+    assert result.status == OK, result.to_json()
+    rec.call(0, "get", result="seen")  # but none of them can be undone: proving it takes longer
+    assert verdict(rec, budget=Budget(steps=300_000)).status == ANOMALY
+
+
 # -- generated histories --------------------------------------------------------------------------
 
 
@@ -268,7 +284,7 @@ history_shapes = st.tuples(
     st.integers(3, 40))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history_shapes)
 def test_histories_made_by_running_the_model_are_linearizable(shape):
     seed, model, operations, processes, keys_every = shape
@@ -276,7 +292,7 @@ def test_histories_made_by_running_the_model_are_linearizable(shape):
     assert result.status == OK, f"seed {seed}: {result.to_json()}"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history_shapes, st.integers(0, 10**6))
 def test_one_read_of_a_value_never_written_is_always_caught(shape, pick):
     records = generated(*shape)
@@ -321,7 +337,7 @@ def brute_force_linearizable(ops: list[Operation], model) -> bool:
     return search(ops, model.initial)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32), st.sampled_from([KEY_VALUE, COUNTER]), st.integers(1, 7), st.integers(1, 4),
        st.lists(st.integers(0, 10**6), max_size=3))
 def test_the_checker_agrees_with_brute_force_on_small_histories(seed, model, operations, processes, corruptions):

@@ -62,11 +62,11 @@ BAD_RECORDS = [
     ({**INVOKE, "process": 1.5}, '"process" must be an integer or a string'),
     ({**INVOKE, "f": "append"}, "unknown f 'append'"),
     ({**INVOKE, "key": 7}, "'key' must be a string"),
-    ({**INVOKE, "value": None}, "a set writes a string or an integer"),
-    ({**INVOKE, "f": "get", "value": "x"}, "a get is invoked with value null"),
-    ({**INVOKE, "f": "cas", "value": ["a"]}, "a cas is invoked with [old, new]"),
-    ({**INVOKE, "f": "cas", "value": ["a", None]}, "a cas is invoked with [old, new]"),
-    ({**INVOKE, "f": "incr", "value": "1"}, "an incr adds an integer"),
+    ({**INVOKE, "value": None}, "a set's invoke value is a string or an integer"),
+    ({**INVOKE, "f": "get", "value": "x"}, "a get's invoke value is null"),
+    ({**INVOKE, "f": "cas", "value": ["a"]}, "a cas's invoke value is [old, new]"),
+    ({**INVOKE, "f": "cas", "value": ["a", None]}, "a cas's invoke value is [old, new]"),
+    ({**INVOKE, "f": "incr", "value": "1"}, "an incr's invoke value is an integer"),
     ({"type": "ok", "process": 1, "time": 1}, "ok for process 1, which has no operation in flight"),
     ({"type": "leader", "node": "n1", "term": "4", "time": 1}, "a leader's term must be an integer"),
     ({"type": "fault", "time": 1}, "'f' must be a string"),
@@ -102,7 +102,7 @@ def test_a_completion_must_match_its_invoke_and_carry_a_valid_result():
     incr = {**INVOKE, "f": "incr", "value": 1}
     assert "an incr's ok value is the new integer" in completion_problem(incr, {"type": "ok", "value": True})
     get = {**INVOKE, "f": "get", "value": None}
-    assert "a get reads a string, an integer or null" in completion_problem(get, {"type": "ok", "value": [1]})
+    assert "a get's ok value is a string, an integer or null" in completion_problem(get, {"type": "ok", "value": [1]})
 
 
 def test_records_out_of_time_order_and_overlapping_invokes_are_refused():
