@@ -276,5 +276,5 @@ def chaos_view(result: Any) -> RenderableType:
     )
     converged = Text("converged: ", style="bold").append(
         result.convergence, style="green" if result.converged else "bold red")
-    where = Text(f"history: {result.history}   replay: raftctl chaos --seed {result.seed} ...", style="dim")
+    where = Text(f"history: {result.history}\nreport:  {result.report}\nseed:    {result.seed}", style="dim")
     return Group(summary, converged, linearizability_view(result.verdict, "history"), where)

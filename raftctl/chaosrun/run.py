@@ -38,6 +38,7 @@ from ..errors import RaftctlError
 from ..linearizability import Budget, check_history, parse_history
 from ..linearizability.checker import Verdict
 from ..linearizability.models import KEY_VALUE
+from ..linearizability.report import html_report
 from .plan import Fault, Operation, Workload, fault_schedule
 from .recorder import Recorder
 
@@ -70,6 +71,7 @@ class ChaosResult:
 
     directory: Path
     history: Path
+    report: Path
     seed: int
     counts: dict[str, int]
     faults: list[dict[str, Any]]
@@ -89,6 +91,7 @@ class ChaosResult:
         return {
             "directory": str(self.directory),
             "history": str(self.history),
+            "report": str(self.report),
             "seed": self.seed,
             "operations": self.counts,
             "faults": self.faults,
@@ -149,9 +152,11 @@ async def run_chaos(options: ChaosOptions, *, progress: Callable[[str, float], N
     with recorder.path.open(encoding="utf-8") as lines:
         history = parse_history(lines)
     verdict = await trio.to_thread.run_sync(
-        lambda: check_history(history, KEY_VALUE, Budget(seconds=options.check_seconds)))
-    return ChaosResult(options.directory, recorder.path, options.seed, dict(recorder.counts), run.applied_faults,
-                       verdict, converged, convergence, trio.current_time() - began, run.notes)
+        lambda: check_history(history, KEY_VALUE, Budget(steps=None, seconds=options.check_seconds)))
+    report = options.directory / "report.html"
+    report.write_text(html_report(history, verdict, title=f"raftctl chaos, seed {options.seed}"), encoding="utf-8")
+    return ChaosResult(options.directory, recorder.path, report, options.seed, dict(recorder.counts),
+                       run.applied_faults, verdict, converged, convergence, trio.current_time() - began, run.notes)
 
 
 async def _report_progress(tell: Callable[[str, float], None], recorder: Recorder, duration: float) -> None:

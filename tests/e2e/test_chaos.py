@@ -32,6 +32,7 @@ def test_a_run_under_every_fault_kind_is_linearizable_and_every_node_converges(t
     assert len(report["faults"]) >= 3
     history = [json.loads(line) for line in Path(report["history"]).read_text().splitlines()]
     assert {r["type"] for r in history} >= {"invoke", "ok", "fault", "leader"}
+    assert "linearizable" in Path(report["report"]).read_text()
     kinds = {r["f"] for r in history if r["type"] == "fault"}
     assert kinds & {"kill", "partition", "restart", "slow", "flaky", "transfer", "remove-node"}
 
