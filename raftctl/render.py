@@ -263,3 +263,19 @@ def linearizability_view(verdict: Verdict, source: str) -> RenderableType:
 
 def _op_lines(op: Operation) -> str:
     return f"{op.invoke_line}–{op.complete_line}" if op.complete_line is not None else f"{op.invoke_line}–"
+
+
+def chaos_view(result: Any) -> RenderableType:
+    """What ``raftctl chaos`` prints for a ``chaosrun.run.ChaosResult``: what ran, whether the
+    nodes converged, then the linearizability verdict as ``check-history`` prints it."""
+    counts = result.counts
+    summary = Text(
+        f"{counts['invoke']:,} operations: {counts['ok']:,} ok, {counts['fail']:,} failed, "
+        f"{counts['info']:,} unknown; {len(result.faults)} faults; {counts['leader']} leader changes seen; "
+        f"{result.elapsed:.1f} s",
+        style="dim",
+    )
+    converged = Text("converged: ", style="bold").append(
+        result.convergence, style="green" if result.converged else "bold red")
+    where = Text(f"history: {result.history}\nreport:  {result.report}\nseed:    {result.seed}", style="dim")
+    return Group(summary, converged, linearizability_view(result.verdict, "history"), where)

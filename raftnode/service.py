@@ -432,6 +432,9 @@ class ClientService:
             faults=self.faults.faults.to_dict() if self.faults else None,
             cluster_id=self.credentials.cluster_id if self.credentials else None,
         )
+        if request.get("digest") is True:
+            # A digest of the whole state, for checking that nodes agree: costs a snapshot, so only on request.
+            status["state_digest"] = self.node.state_digest()
         return status
 
     async def _recent_events(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -52,13 +52,15 @@ class Reducing(Protocol):
 
 @dataclass(frozen=True)
 class KeyValueModel:
-    """One key of ``kv``: absent (None) or a value; get, set, delete, cas.
+    """One key of ``kv``: absent (None) or a value; get, set, delete, cas, incr.
 
     cas compares like ``kv``: an absent key reads as ``-``, and an OLD of null means ``-``.
+    incr adds to the value read as an integer (absent: 0), stores the sum as text and returns it
+    as an integer.
     """
 
     name: str = "kv"
-    functions: frozenset[str] = frozenset({"get", "set", "cas", "delete"})
+    functions: frozenset[str] = frozenset({"get", "set", "cas", "delete", "incr"})
     initial: Hashable = None
 
     def apply(self, state: Any, f: str, input: Any) -> tuple[Any, Any]:
@@ -68,6 +70,9 @@ class KeyValueModel:
             return input, input
         if f == "delete":
             return state is not None, None
+        if f == "incr":
+            total = (0 if state is None else int(state)) + input
+            return total, str(total)
         old, new = input
         current = KV_ABSENT if state is None else state
         if current != (KV_ABSENT if old is None else old):
