@@ -93,7 +93,7 @@ class ChaosResult:
             "history": str(self.history),
             "report": str(self.report),
             "seed": self.seed,
-            "operations": self.counts,
+            "outcomes": self.counts,
             "faults": self.faults,
             "converged": self.converged,
             "convergence": self.convergence,

@@ -28,7 +28,7 @@ def test_a_run_under_every_fault_kind_is_linearizable_and_every_node_converges(t
     assert report["verdict"] == "linearizable", report
     assert code == 0
     assert report["converged"], report["convergence"]
-    assert report["operations"]["ok"] > 50
+    assert report["outcomes"]["ok"] > 50
     assert len(report["faults"]) >= 3
     history = [json.loads(line) for line in Path(report["history"]).read_text().splitlines()]
     assert {r["type"] for r in history} >= {"invoke", "ok", "fault", "leader"}
