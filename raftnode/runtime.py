@@ -58,6 +58,7 @@ Time is ``trio.sleep``, so tests drive a node on ``trio.testing.MockClock(autoju
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import queue
@@ -80,7 +81,7 @@ from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.ready import Ready, Role
 from .statemachines import CommandError, StateMachine
-from .storage import Storage
+from .storage import DiskFailure, Storage, StorageError
 from .transport import Transport
 
 log = logging.getLogger("raftnode")
@@ -290,6 +291,7 @@ class RaftNode:
         self._configuration: Configuration | None = None
         self._configuration_handlers: list[Callable[[Configuration], None]] = []
         self._membership_waiters: list[tuple[Callable[[Raft], str | None], _Waiter, float, str]] = []
+        self._disk_failed = False
         self._cork = getattr(transport, "cork", None)
         self._uncork = getattr(transport, "uncork", None)
         self.stats: dict[str, int] = {
@@ -340,7 +342,8 @@ class RaftNode:
             self._room.unpark_all()
             try:
                 with trio.CancelScope(shield=True):
-                    await self._disk(self.storage.sync)
+                    if not self._disk_failed:  # after a failed write or fsync: never again
+                        await self._disk(self.storage.sync)
             except Exception as exc:  # noqa: BLE001 - e.g. storage refusing after an fsync error
                 log.error("%s: last sync at stop failed: %s", self.id, exc)
             finally:
@@ -868,6 +871,19 @@ class RaftNode:
             self._uncork()
 
     async def _persist(self, ready: Ready, leader: bool) -> None:
+        """Write and fsync ``ready``; a failure stops the node (DiskFailure), never retried."""
+        try:
+            await self._write(ready, leader)
+        except (StorageError, OSError) as exc:
+            self._disk_failed = True
+            full = isinstance(exc.__cause__ or exc, OSError) and (exc.__cause__ or exc).errno == errno.ENOSPC
+            detail = (f"{'disk full' if full else 'disk write or fsync failed'} ({exc}): node {self.id} stops; "
+                      "it never retries the same data, and acknowledged nothing of it. Restart it to recover from "
+                      "what is really on disk" + (" once the disk has room" if full else ""))
+            self._emit("disk", detail)
+            raise DiskFailure(detail) from exc
+
+    async def _write(self, ready: Ready, leader: bool) -> None:
         storage = self.storage
         if ready.snapshot is not None:
             await self._disk(storage.save_snapshot, *ready.snapshot)

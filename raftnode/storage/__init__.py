@@ -32,6 +32,7 @@ from ..core.ready import HardState
 
 __all__ = [
     "CorruptLogError",
+    "DiskFailure",
     "Entry",
     "HardState",
     "LostStateError",
@@ -61,6 +62,12 @@ class CorruptLogError(StorageError):
         self.offset = offset
         self.reason = reason
         super().__init__(f"corrupt storage file {self.path} at byte offset {offset}: {reason}")
+
+
+class DiskFailure(StorageError):
+    """A running node's write or fsync failed: it stopped, and never retries the same data (after
+    a failed fsync the page cache may claim a write that never reached the disk — the PostgreSQL
+    fsync lesson). Restarting it recovers from what is really on disk."""
 
 
 class LostStateError(StorageError):
