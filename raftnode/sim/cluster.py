@@ -2,7 +2,9 @@
 
 The vocabulary of the scenario catalog: ``isolate``, ``cut``, ``drop``, ``delay``,
 ``duplicate``, ``reorder``, ``crash``, ``restart``, ``heal``, ``tick``, ``stabilize``, plus
-``propose`` (a client's ``run_command``), ``transfer``, ``add_node`` and ``remove_node``. A node
+``propose`` (a client's ``run_command``), ``transfer``, ``add_node`` and ``remove_node``, and disk
+faults: ``fail_next_write`` (DISK_WRITE_FAULTS), ``corrupt_record`` / ``repair_disk``,
+``rewind_log`` and ``replace_disk``. A node
 added joins with no configuration of its own; a node that applies a committed configuration
 without itself stops, as the runtime does. Each node plays the shell's part
 exactly as a runtime must: after every input it persists the Ready to its simulated disk, then
