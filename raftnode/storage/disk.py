@@ -63,10 +63,12 @@ safe direction. ext4 in its default data=ordered mode does not.)
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
 import re
+import shutil
 import struct
 import threading
 import zlib
@@ -119,6 +121,7 @@ LOCK_MARK = b"raftnode data directory: in use by a node; do not delete its log-*
 SEGMENT_RE = re.compile(r"^log-(\d{20})\.seg$")
 _KINDS = {k.value: k for k in EntryKind}
 _INDEX_AT = 16  # where a record's index field sits, from the record's start
+RECOVER_FREE_BYTES = 1 << 20  # recover() after a full disk waits for at least this much room
 MARK_EVERY = 64  # the in-memory index knows the offset of at least every 64th entry
 
 
@@ -299,6 +302,7 @@ class DiskStorage:
         self._hs_loc: tuple[int, int] | None = None  # (segment first, offset) of the newest in-log one
         self._pending_hs = b""  # a hard-state record not yet written
         self._dirty = False  # the active segment has writes not yet fsynced
+        self._synced: tuple[int, int] | None = None  # (first, size) of the active segment at its last fsync
         self._snapshot: SnapshotMeta | None = None
         self._compacted_to = 0  # the highest index compact() was called with (counting only)
         self._cache: list[Entry] | None = None  # entries read at recovery, until first used
@@ -421,6 +425,7 @@ class DiskStorage:
         self._fsync(fd)
         self._fsync_dir()
         self._dirty = False
+        self._synced = (self._segments[-1].first, self._segments[-1].size)
 
     def _rotate(self, first: int) -> None:
         # The old segment must be complete on disk before a newer one exists: recovery treats a
@@ -454,6 +459,7 @@ class DiskStorage:
         seg.forget_from(index)
         seg.size = offset
         self._dirty = False
+        self._synced = (self._segments[-1].first, self._segments[-1].size)
         self._stats["truncations"] += 1
         if rewrite_hs and not self._pending_hs:
             # ... and back in the log with the next write, so the log alone holds it again.
@@ -684,7 +690,10 @@ class DiskStorage:
                 self._write(self._hs_record(self._hs))
                 self._fsync(self._fd)
                 self._dirty = False
+                self._synced = (self._segments[-1].first, self._segments[-1].size)
         self._mark_in_use()
+        if self._synced is None:  # what recovery read counts as on disk
+            self._synced = (self._segments[-1].first, self._segments[-1].size)
         self._cache = cache
         if self._snapshot is not None and term_at_snap is not None and term_at_snap != self._snapshot.term:
             # A crash between saving a snapshot and dropping the log it does not extend.
@@ -812,6 +821,7 @@ class DiskStorage:
                 assert self._fd is not None
                 self._fsync(self._fd)
                 self._dirty = False
+                self._synced = (self._segments[-1].first, self._segments[-1].size)
         except OSError as e:
             raise self._fail(e) from e
         self._stats["syncs"] += 1
@@ -875,6 +885,34 @@ class DiskStorage:
                 self._fsync_dir()
             except OSError as e:
                 raise self._fail(e) from e
+
+    def recover(self) -> None:
+        """After a failed write or fsync, start over from what is surely on disk: cut the active
+        segment back to its size at the last successful fsync (what came after may sit in the
+        page cache without being on disk, so it is not trusted, only written again) and reopen.
+
+        Raises StorageError if the failure is not one of the active segment's appends or syncs
+        (then the node must stop), or OSError if the disk still refuses.
+        """
+        with self._lock:
+            if self._failed is None or self._closed:
+                return
+            if shutil.disk_usage(self.directory).free < RECOVER_FREE_BYTES:
+                raise OSError(errno.ENOSPC, f"still less than {RECOVER_FREE_BYTES} bytes free", str(self.directory))
+            synced = self._synced
+            if synced is None or not self._segments or self._segments[-1].first != synced[0]:
+                raise StorageError(f"storage {self.directory} cannot recover in place: restart the node")
+            path = self._segments[-1].path
+            self._release()
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, synced[1])
+            _fsync_data(fd)
+        finally:
+            os.close(fd)
+        stats = self._stats
+        self.__init__(self.directory, segment_bytes=self.segment_bytes)  # type: ignore[misc]
+        self._stats = {k: stats[k] + v for k, v in self._stats.items()}
 
     def close(self) -> None:
         with self._lock:

@@ -442,3 +442,32 @@ def test_a_cut_at_any_byte_only_ever_loses_a_suffix(tmp_path, data):
 def teardown_module(module) -> None:
     if _REF is not None:
         shutil.rmtree(_REF.root, ignore_errors=True)
+
+
+def test_recover_after_a_failed_fsync_cuts_back_to_the_last_good_fsync_and_goes_on(tmp_path, monkeypatch):
+    """A failed fsync's data is never trusted, only written again (the PostgreSQL fsync lesson)."""
+    import errno
+
+    s = DiskStorage(tmp_path)
+    s.append(entries(1, 3))
+    s.sync()
+    synced_size = segments(tmp_path)[-1].stat().st_size
+    s.append(entries(4, 6))
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(s, "_fsync", full)
+    with pytest.raises(StorageError, match="No space left"):
+        s.sync()
+    with pytest.raises(StorageError, match="failed earlier"):
+        s.append(entries(4, 4))  # poisoned: nothing is retried on the same storage
+    monkeypatch.undo()
+    s.recover()
+    assert segments(tmp_path)[-1].stat().st_size == synced_size  # 4..6 were cut, not trusted
+    assert s.load().entries == entries(1, 3)
+    s.append(entries(4, 6))  # written again
+    s.sync()
+    s.close()
+    with DiskStorage(tmp_path) as again:
+        assert again.load().entries == entries(1, 6)
