@@ -117,6 +117,7 @@ class SimNode:
     last_commit: int = 0
     last_applied: int = 0
     write_fault: str | None = None  # a disk fault armed to hit its next write (see DISK_WRITE_FAULTS)
+    disk_full: bool = False  # its writes fail for want of space (see SimCluster.fill_disk)
     refused: str | None = None  # why it refuses to start (a corrupt disk): it stays down
 
     @property
@@ -268,6 +269,16 @@ class SimCluster:
             node.disk.corrupt_at = None
             node.refused = None
             self._log(node, "disk repaired: the corrupt record restored from a copy")
+
+    def fill_disk(self, node_id: str, full: bool = True) -> None:
+        """The node's disk is full (or has room again). Like the runtime, a full follower stays up
+        and drops each write unacknowledged and unadvanced (its core hands it out again later); a
+        leader, or a follower installing a snapshot, stops."""
+        node = self.node(node_id)
+        node.disk_full = full
+        self._log(node, "disk full" if full else "disk has room again")
+        if not full and node.raft is not None:
+            self._process(node)
 
     def fail_next_write(self, node_id: str, fault: str) -> None:
         """Arm one of DISK_WRITE_FAULTS: it hits the node's next write to its disk."""
@@ -547,9 +558,16 @@ class SimCluster:
         assert raft is not None and node.applier is not None
         while raft.has_ready():
             ready = raft.ready()
-            if node.write_fault is not None and (ready.entries or ready.hard_state or ready.snapshot):
+            writes = ready.entries or ready.hard_state or ready.snapshot
+            if node.write_fault is not None and writes:
                 self._fail_write(node, ready)
                 return
+            if node.disk_full and writes:
+                if raft.role is Role.LEADER or ready.snapshot is not None:
+                    self._stop(node, "stopped: no space left on device")
+                else:
+                    self._log(node, "disk full: dropped a write unacknowledged")
+                return  # as the runtime does: the Ready is dropped, never advanced
             self._persist(node, ready)
             for m in ready.messages:
                 self.network.send(m, self.now)

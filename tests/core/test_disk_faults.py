@@ -73,3 +73,26 @@ def test_a_corrupt_record_keeps_the_node_down_and_the_majority_keeps_committing(
     cluster.restart(follower)
     assert cluster.stabilize(max_ticks=5 * ELECTION_TIMEOUT_MAX)
     assert cluster.raft(follower).role is Role.FOLLOWER and cluster.state(follower).value == 6
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_a_follower_with_a_full_disk_drops_its_writes_unacknowledged_and_catches_up_once_it_has_room(seed):
+    """The runtime's full-disk follower, in the simulator: Readies dropped unadvanced keep every
+    invariant (no acknowledgement without the write, no double apply) and the core hands the
+    same writes out again once there is room."""
+    cluster, leader, _ = stable_cluster(3, seed)
+    follower = next(n for n in cluster.ids if n != leader)
+    cluster.propose(leader, "incr 1")
+    assert cluster.stabilize(max_ticks=5 * ELECTION_TIMEOUT_MAX)
+    on_disk = cluster.node(follower).disk.last_index
+    cluster.fill_disk(follower)
+    for n in range(2, 8):
+        assert cluster.wait_answered(cluster.propose(leader, f"incr {n}"), max_ticks=5 * ELECTION_TIMEOUT_MAX).ok
+    cluster.tick(3 * ELECTION_TIMEOUT_MAX)
+    assert cluster.node(follower).alive and cluster.node(follower).disk.last_index == on_disk
+    assert cluster.raft(leader).progress(follower).match <= on_disk  # it acknowledged nothing it did not write
+    assert cluster.state(follower).value == 1
+    cluster.fill_disk(follower, False)
+    assert cluster.stabilize(max_ticks=5 * ELECTION_TIMEOUT_MAX)
+    assert cluster.state(follower).value == sum(range(1, 8))
+    assert cluster.node(follower).disk.last_index == cluster.raft(leader).log.last_index
