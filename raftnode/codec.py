@@ -164,8 +164,8 @@ _AER = _Layout(
     "AppendEntriesResponse",
     (("success", "?"), ("index", "Q"), ("conflict_index", "Q"), ("conflict_term.present", "?"), ("conflict_term", "Q")),
 )
-_HB = _Layout("Heartbeat", (("commit", "Q"),))
-_HBR = _Layout("HeartbeatResponse", ())
+_HB = _Layout("Heartbeat", (("commit", "Q"), ("match", "Q"), ("match_term", "Q")))
+_HBR = _Layout("HeartbeatResponse", (("reject", "?"), ("last_index", "Q")))
 _TN = _Layout("TimeoutNow", ())
 _IS = _Layout(
     "InstallSnapshot",
@@ -246,11 +246,11 @@ def _enc_append_entries_response(m: AppendEntriesResponse) -> bytes:
 
 
 def _enc_heartbeat(m: Heartbeat) -> bytes:
-    return b"".join((_HB.enc.pack(5, m.term, m.commit), _enc_id(m.src), _enc_id(m.dst)))
+    return b"".join((_HB.enc.pack(5, m.term, m.commit, m.match, m.match_term), _enc_id(m.src), _enc_id(m.dst)))
 
 
 def _enc_heartbeat_response(m: HeartbeatResponse) -> bytes:
-    return b"".join((_HBR.enc.pack(6, m.term), _enc_id(m.src), _enc_id(m.dst)))
+    return b"".join((_HBR.enc.pack(6, m.term, m.reject, m.last_index), _enc_id(m.src), _enc_id(m.dst)))
 
 
 def _enc_timeout_now(m: TimeoutNow) -> bytes:
@@ -483,17 +483,17 @@ def _dec_append_entries_response(buf: bytes, n: int) -> AppendEntriesResponse:
 
 
 def _dec_heartbeat(buf: bytes, n: int) -> Heartbeat:
-    term, commit = _HB.read(buf, n)
+    term, commit, match, match_term = _HB.read(buf, n)
     src, dst, off = _dec_ids(buf, n, _HB.size, "Heartbeat")
     _done(n, off, "Heartbeat")
-    return Heartbeat(term=term, src=src, dst=dst, commit=commit)
+    return Heartbeat(term=term, src=src, dst=dst, commit=commit, match=match, match_term=match_term)
 
 
 def _dec_heartbeat_response(buf: bytes, n: int) -> HeartbeatResponse:
-    (term,) = _HBR.read(buf, n)
+    term, reject, last_index = _HBR.read(buf, n)
     src, dst, off = _dec_ids(buf, n, _HBR.size, "HeartbeatResponse")
     _done(n, off, "HeartbeatResponse")
-    return HeartbeatResponse(term=term, src=src, dst=dst)
+    return HeartbeatResponse(term=term, src=src, dst=dst, reject=reject == 1, last_index=last_index)
 
 
 def _dec_timeout_now(buf: bytes, n: int) -> TimeoutNow:

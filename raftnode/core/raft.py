@@ -222,7 +222,13 @@ class Raft:
         return [self._heartbeat(node) for node in self._peers()]
 
     def _heartbeat(self, node: str) -> Heartbeat:
-        return Heartbeat(term=self.term, src=self.id, dst=node, commit=min(self._progress[node].match, self.commit))
+        match = self._progress[node].match
+        if match < self.log.offset:  # compacted away: nothing to check (the follower needs our snapshot)
+            match, match_term = 0, 0
+        else:
+            match_term = self.log.term(match) or 0
+        return Heartbeat(term=self.term, src=self.id, dst=node, commit=min(match, self.commit), match=match,
+                         match_term=match_term)
 
     def committed_configuration(self) -> Configuration:
         """The configuration as of the commit index (the latest one may still be uncommitted)."""
@@ -663,8 +669,7 @@ class Raft:
             self._handle_append(m)
         elif isinstance(m, Heartbeat):
             self._heard_from_leader(m.src)
-            self._advance_commit(min(m.commit, self.log.last_index))
-            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src))
+            self._handle_heartbeat(m)
         elif isinstance(m, InstallSnapshot):
             self._heard_from_leader(m.src)
             self._handle_install_snapshot(m)
@@ -702,9 +707,15 @@ class Raft:
             pr.recent_active = True
             if m.success:
                 self._handle_append_success(m.src, pr, m.index)
-            elif pr.rejected(m.index, self._next_from_hint(m)):
-                self._send_pending.add(m.src)
+            else:
+                match = pr.match
+                if pr.rejected(m.index, self._next_from_hint(m)):
+                    if pr.match < match:
+                        self._report_lost_entries(m.src, match, pr.next - 1)
+                    self._send_pending.add(m.src)
         elif isinstance(m, HeartbeatResponse):
+            if m.reject and pr.state is not ProgressState.SNAPSHOT and pr.match > 0:
+                self._follower_lost_entries(m.src, pr, m.last_index)
             pr.heartbeat_answered()
             if pr.state is ProgressState.SNAPSHOT:
                 self._send_snapshot_chunk(m.src, pr)  # resend, in case a chunk was lost
@@ -718,6 +729,17 @@ class Raft:
                 self._send_snapshot_chunk(m.src, pr)
         else:
             self._count("dropped_unexpected")
+
+    def _handle_heartbeat(self, m: Heartbeat) -> None:
+        """Commit up to ``m.commit`` only while we hold the entry the leader counted us at; else
+        say so, with our last index, so the leader probes us again instead of waiting forever."""
+        if m.match <= self.commit or self.log.match_term(m.match, m.match_term):
+            self._advance_commit(min(m.commit, self.log.last_index))
+            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src))
+            return
+        self._count("heartbeat_rejected_lost_entries")
+        self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, reject=True,
+                                     last_index=min(self.log.last_index, m.match - 1)))
 
     def _handle_append(self, m: AppendEntries) -> None:
         if m.prev_index < self.commit:
@@ -801,6 +823,17 @@ class Raft:
             + ("; kept the log after it" if kept else ""),
         )
         self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=meta.index))
+
+    def _follower_lost_entries(self, node: str, pr: Progress, last_index: int) -> None:
+        match = pr.match
+        pr.lost_entries(last_index)
+        self._report_lost_entries(node, match, last_index)
+        self._send_pending.add(node)
+
+    def _report_lost_entries(self, node: str, match: int, last_index: int) -> None:
+        self._count("follower_lost_entries")
+        self._event("lost-entries", f"{node} no longer holds the entries up to {match} it acknowledged (its log "
+                                    f"ends at or differs before {last_index + 1}): probing it again from there")
 
     def _next_from_hint(self, m: AppendEntriesResponse) -> int:
         """Where to probe next after a rejection, skipping a whole conflicting term at once."""
