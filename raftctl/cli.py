@@ -701,11 +701,13 @@ def _run_words(
     expect: str | None,
     quiet: bool,
     as_json: bool,
+    exactly_once: bool = True,
 ) -> None:
     from . import oneshot  # no trio: a round trip as a new process is what users time
 
     command = " ".join(words)
-    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow)
+    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow,
+                                exactly_once=exactly_once)
     if as_json:
         echo_json(reply.to_json())
     shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)
@@ -731,6 +733,8 @@ def run_command(app: App, **options: Any) -> None:
 
     Sends WORDS (joined by spaces) to the leader (or --node), follows redirects, retries while
     there is no leader, and gives up after --timeout. Prints the result and which node answered.
+    The command runs in a client session registered for the call, so it is applied at most once
+    however often it is resent.
     A state-machine error: exit 1; no leader: exit 3; not committed in time: exit 4; nothing
     running: exit 5. A negative number is an argument, not an option: `run-command decr -5`.
     """
@@ -750,7 +754,7 @@ def query(app: App, **options: Any) -> None:
     query started, and a deposed leader (cut off with a minority) can never answer it — it cannot
     commit. Use --expect VALUE in scripts to check the answer through the exit code.
     """
-    _run_words(app, **options)
+    _run_words(app, **options, exactly_once=False)  # a read: no session needed
 
 
 @main.command("transfer-leader")

@@ -219,16 +219,15 @@ class ClusterClient:
             SessionExpired: the cluster forgot the session after the command was first sent
                 (its outcome is unknown; the next command opens a new session).
         """
-        deadline = trio.current_time() + timeout
+        started = trio.current_time()
         if not self.sessions:
             return await self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
                                                  timeout=timeout, now=trio.current_time()))
         for _ in range(2):
-            session = await self._open_session(node, deadline)
+            session = await self._open_session(node, started, timeout)
             seq = session.begin()
-            now = trio.current_time()
             plan = CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                               timeout=deadline - now, now=now, stamp=session.stamp(seq))
+                               timeout=timeout, now=started, stamp=session.stamp(seq))
             try:
                 return await self._drive(plan)
             except SessionExpired:
@@ -240,13 +239,12 @@ class ClusterClient:
                 session.end(seq)
         raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
 
-    async def _open_session(self, node: str | None, deadline: float) -> ClientSession:
+    async def _open_session(self, node: str | None, started: float, timeout: float) -> ClientSession:
         """The client's session, registered first if it has none."""
         async with self._registering:
             if self.session is None:
-                now = trio.current_time()
                 plan = CommandPlan("register a session", list(self.addresses), node=node,
-                                   leader_hint=self.leader_hint, timeout=deadline - now, now=now, register=True)
+                                   leader_hint=self.leader_hint, timeout=timeout, now=started, register=True)
                 outcome = await self._drive(plan)
                 if outcome.result.error is not None or not isinstance(outcome.result.result, int):
                     raise ClientError(f"{outcome.node} could not register a session: {outcome.result.error}")

@@ -276,16 +276,15 @@ class SyncClusterClient:
             SessionExpired: the cluster forgot the session after the command was first sent.
             ClientError: the node refused the request itself.
         """
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
         if not self.sessions:
             return self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
                                            timeout=timeout, now=time.monotonic()))
         for _ in range(2):
-            session = self._open_session(node, deadline)
+            session = self._open_session(node, started, timeout)
             seq = session.begin()
-            now = time.monotonic()
             plan = CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                               timeout=deadline - now, now=now, stamp=session.stamp(seq))
+                               timeout=timeout, now=started, stamp=session.stamp(seq))
             try:
                 return self._drive(plan)
             except SessionExpired:
@@ -297,12 +296,11 @@ class SyncClusterClient:
                 session.end(seq)
         raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
 
-    def _open_session(self, node: str | None, deadline: float) -> ClientSession:
+    def _open_session(self, node: str | None, started: float, timeout: float) -> ClientSession:
         """The client's session, registered first if it has none."""
         if self.session is None:
-            now = time.monotonic()
             plan = CommandPlan("register a session", list(self.addresses), node=node,
-                               leader_hint=self.leader_hint, timeout=deadline - now, now=now, register=True)
+                               leader_hint=self.leader_hint, timeout=timeout, now=started, register=True)
             answer = self._drive(plan)
             session_id = answer.response.get("result")
             if answer.response.get("error") is not None or not isinstance(session_id, int):
