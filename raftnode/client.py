@@ -239,6 +239,13 @@ class ClusterClient:
                 session.end(seq)
         raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
 
+    async def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
+        """The client's session, registered first (through ``node`` or the leader) if it has none.
+
+        Raises NoLeader, Timeout or ClientError as ``run_command`` does.
+        """
+        return await self._open_session(node, trio.current_time(), timeout)
+
     async def _open_session(self, node: str | None, started: float, timeout: float) -> ClientSession:
         """The client's session, registered first if it has none."""
         async with self._registering:
