@@ -65,6 +65,7 @@ import trio
 
 from raftnode import codec
 from raftnode.clientproto import ClientSession
+from raftnode.sessions import SESSION_WINDOW
 from raftnode.config import Address, ClusterConfig
 
 #: Default number of connections: the window is spread over at most this many.
@@ -145,6 +146,9 @@ class Workload:
             raise ValueError("in_flight must be at least 1")
         if self.connections is not None and not 1 <= self.connections <= self.in_flight:
             raise ValueError(f"connections must be between 1 and in_flight ({self.in_flight})")
+        if self.sessions and self.in_flight > self.connection_count * SESSION_WINDOW:
+            raise ValueError(f"a connection's session has at most {SESSION_WINDOW} commands in flight: "
+                             f"give at least {-(-self.in_flight // SESSION_WINDOW)} connections")
         if (self.count is None) == (self.duration is None):
             raise ValueError("give exactly one of count and duration")
         if self.count is not None and self.count < 1:
@@ -154,7 +158,12 @@ class Workload:
 
     @property
     def connection_count(self) -> int:
-        return self.connections if self.connections is not None else min(self.in_flight, DEFAULT_CONNECTIONS)
+        """The connections given, else up to DEFAULT_CONNECTIONS, more if a session's window
+        (SESSION_WINDOW commands in flight) needs it."""
+        if self.connections is not None:
+            return self.connections
+        needed = -(-self.in_flight // SESSION_WINDOW) if self.sessions else 1
+        return max(min(self.in_flight, DEFAULT_CONNECTIONS), needed)
 
     def windows(self) -> list[int]:
         """The in-flight share of each connection (they add up to ``in_flight``)."""

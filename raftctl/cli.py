@@ -853,7 +853,8 @@ def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
 @click.option("--in-flight", type=click.IntRange(1, 1_000_000), default=64, show_default=True, metavar="N",
               help="Commands outstanding at every moment (a closed loop).")
 @click.option("--connections", type=click.IntRange(1), default=None, metavar="C",
-              help="Connections to the leader that share them  [default: min(N, 4)]")
+              help="Connections to the leader that share them, each in its own client session (at most "
+                   "4096 in flight)  [default: min(N, 4), more beyond 16384]")
 @click.option("--count", type=click.IntRange(1), default=None, metavar="N", help="Stop after N commands.")
 @click.option("--duration", type=click.FloatRange(0, 86_400, min_open=True), default=None, metavar="S",
               help="Stop after S seconds  [default: 10 without --count]")
@@ -881,9 +882,12 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
         mix = load.parse_mix(commands)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--command'") from None
-    workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
-                             duration=duration if count is None and duration is not None else (None if count else 10.0),
-                             warmup=warmup, command_timeout=timeout)
+    try:
+        workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
+                                 duration=duration if count is None and duration is not None else (None if count else 10.0),
+                                 warmup=warmup, command_timeout=timeout)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     config = app.config()
     if as_json:
         report = run_domain(load.cluster_bench, config, workload)

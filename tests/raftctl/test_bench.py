@@ -126,6 +126,10 @@ def test_workload_checks_itself_and_spreads_the_window() -> None:
     assert Workload(INCR, in_flight=10, connections=4, count=1).windows() == [3, 3, 2, 2]
     assert Workload(INCR, in_flight=1, duration=1).windows() == [1]
     assert Workload(INCR, in_flight=64, duration=1).connection_count == 4
+    assert Workload(INCR, in_flight=20_000, duration=1).connection_count == 5  # a session's window is 4,096
+    with pytest.raises(ValueError, match="give at least 5 connections"):
+        Workload(INCR, in_flight=20_000, connections=4, duration=1)
+    assert Workload(INCR, in_flight=20_000, connections=4, duration=1, sessions=False).connection_count == 4
     for bad in (
         {"in_flight": 0, "count": 1},
         {"in_flight": 2, "connections": 3, "count": 1},
