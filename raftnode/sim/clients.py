@@ -1,8 +1,8 @@
 """Simulated clients that use sessions (thesis §6.3) and resend, as real clients do.
 
 Each client registers a session, then runs commands — several in flight at once now and then —
-and resends each one, with the same stamp, after a redirect, a retry, a timeout or a node that
-crashed under it, until it gets the command's own outcome or gives up; now and then it sends
+and resends each one, with the same stamp, a tick or two after a redirect, a retry, a timeout or
+a node that crashed under it, until it gets the command's own outcome or gives up; now and then it sends
 the same request twice at once (a duplicated delivery). Every final answer is reported to the
 invariant checker (``acknowledged_in_session``: the command was applied exactly once, with that
 outcome); a ``session expired`` answer makes the client register a new session.
@@ -26,6 +26,7 @@ class _Command:
     command: str
     give_up_at: int
     attempt: ClientRequest
+    resend_at: int = 0  # the tick from which a failed attempt may be resent
 
 
 @dataclass(eq=False)
@@ -102,9 +103,14 @@ class SimClients:
             command.session.end(command.seq)
             self.stats["abandoned"] += 1
             return True
+        if command.resend_at == 0:
+            command.resend_at = self.cluster.now + self.rng.randint(1, 2)
+        if self.cluster.now < command.resend_at:
+            return False
         target = self._target(result.redirect if result is not None else None)
         if target is None:
             return False
+        command.resend_at = 0
         self.stats["resent"] += 1
         command.attempt = self._send(command.session, command.seq, command.command, target)
         return False

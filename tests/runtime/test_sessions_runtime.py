@@ -3,10 +3,6 @@ applied once, and the saved results survive snapshots and restarts (virtual time
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import pytest
 import trio
 
@@ -16,17 +12,9 @@ from raftnode.runtime import RaftNode
 from raftnode.sessions import SessionStamp
 
 from .harness import Cluster
+from .test_node_runtime import running_cluster
 
 pytestmark = pytest.mark.trio
-
-
-@asynccontextmanager
-async def running_cluster(**kwargs: Any) -> AsyncIterator[Cluster]:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery, **kwargs)
-        await cluster.start_all()
-        yield cluster
-        nursery.cancel_scope.cancel()
 
 
 async def lose_leadership_after_appending(cluster: Cluster, leader: RaftNode, command: str,
