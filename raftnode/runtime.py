@@ -553,7 +553,7 @@ class RaftNode:
             snapshot_index=raft.log.offset,
             apply_halted=self.applier.halted.reason if self.applier.halted else None,
             state=_summary(self.applier.state_machine),
-            stats={**self.stats, **raft.stats, **self.transport.stats()},
+            stats={**self.stats, **raft.stats, **self.transport.stats(), "client_sessions": len(self.applier.sessions)},
         )
 
     def add_event_handler(self, handler: Callable[[NodeEvent], None]) -> None:

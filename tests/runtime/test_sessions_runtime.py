@@ -45,6 +45,8 @@ async def test_a_command_resent_in_a_session_after_its_leader_lost_leadership_is
         registered = await leader.register_session(timeout=5.0)
         session = ClientSession(registered.result)
         assert registered.ok and registered.result == registered.index
+        await cluster.wait_applied(registered.index)
+        assert {node.status().stats["client_sessions"] for node in cluster.running()} == {1}
         seq = session.begin()
         answer, new = await lose_leadership_after_appending(cluster, leader, "incr 5", session.stamp(seq), 5)
         assert answer == CommandResult(retry=True)  # outcome unknown: the client resends
