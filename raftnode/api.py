@@ -130,7 +130,9 @@ class HullAPI:
     def stop(self) -> None:
         self.node.stop()
 
-    async def run_command(self, command: str, timeout: float = 5.0, *, session: SessionStamp | None = None) -> CommandResult:
+    async def run_command(
+        self, command: str, timeout: float = 5.0, *, session: SessionStamp | None = None
+    ) -> CommandResult:
         """The seed's ``run_command``; see the module documentation for the possible answers.
 
         With ``session`` (a stamp of a registered session) it is applied at most once however

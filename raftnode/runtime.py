@@ -391,7 +391,9 @@ class RaftNode:
         """Open a client session through the log: ``result`` is its id (or redirect, retry, timeout)."""
         return await self._wait((None, encode_register(time.time()), EntryKind.SESSION), timeout)
 
-    async def _wait(self, proposal: tuple[str | None, bytes, EntryKind] | CommandResult, timeout: float) -> CommandResult:
+    async def _wait(
+        self, proposal: tuple[str | None, bytes, EntryKind] | CommandResult, timeout: float
+    ) -> CommandResult:
         waiter = _Waiter()
         refused = self._put_proposal(proposal, waiter)
         if refused is not None:

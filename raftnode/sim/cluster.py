@@ -306,12 +306,14 @@ class SimCluster:
 
     def register_session(self, node_id: str, *, timeout: int | None = None) -> ClientRequest:
         """A client registers a session at ``node_id``; the answer's result is the session id."""
-        return self._submit(node_id, "register session", encode_register(float(self.now)), EntryKind.SESSION, timeout, None)
+        data = encode_register(float(self.now))
+        return self._submit(node_id, "register session", data, EntryKind.SESSION, timeout, None)
 
     def _submit(self, node_id: str, command: str, data: bytes, kind: EntryKind, timeout: int | None,
                 session: SessionStamp | None) -> ClientRequest:
         node = self.node(node_id)
-        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now, session=session)
+        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now,
+                            session=session)
         self.requests.append(req)
         if node.raft is None:
             req.lost = True
