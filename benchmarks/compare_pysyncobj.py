@@ -224,6 +224,7 @@ class System:
     """Three node processes on loopback answering raftnode's client protocol."""
 
     name = ""
+    sessions = False  # whether its nodes serve client sessions (raftnode's do; PySyncObj's front does not)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -266,6 +267,7 @@ class System:
 
 class RaftnodeSystem(System):
     name = RAFTNODE
+    sessions = True
 
     def __init__(self, directory: Path) -> None:
         from local_cluster import write_cluster
@@ -325,6 +327,7 @@ async def measure(system: System, level: int, args: argparse.Namespace) -> dict[
         duration=None if args.count else args.duration,
         warmup=args.warmup,
         command_timeout=10.0,
+        sessions=system.sessions,
     )
     leader = await all_agree(system, timeout=30)
     return await run_load(system.addresses, workload, pids=system.pids, leader=leader)

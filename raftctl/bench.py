@@ -11,18 +11,25 @@ JSON requests whose ``id`` the answer echoes. The task sends every request it ha
 the next system call: no task per request, no event per request, so the client spends a few
 microseconds per command (the report shows its CPU seconds next to the nodes').
 
+Each connection's commands run in a client session (thesis §6.3, ``raftnode.sessions``; off with
+``Workload.sessions`` for servers without them): the connection's task registers one first and
+stamps every command with its sequence number and the lowest one still unanswered, so its
+pipelined window is one session's window, and a command sent again is applied at most once.
+
 What an answer means (the seed's ``CommandResult``):
 
 - a result: acknowledged — committed and applied (``ok``); its latency counts from the first send
   of the command, through any redirects and retries, to this answer;
 - ``error``: refused by the node or the state machine (``errors``);
-- ``redirect``: that node is not the leader; nothing was proposed, so the command is sent again
-  to the node named, once the connection's other requests are answered (``redirects``);
-- ``retry``: no leader known (or the leader's inbox is full); nothing was proposed, so the
-  command is sent again after a short pause (``retries``);
+- ``redirect``: that node is not the leader, or the leader lost leadership with the command in
+  its log (which may still commit); the command is sent again, with the same stamp, to the node
+  named, once the connection's other requests are answered (``redirects``);
+- ``retry``: no leader known (or the leader's inbox is full, or it lost leadership); the command
+  is sent again, with the same stamp, after a short pause (``retries``);
 - ``timeout_expired``: the leader did not commit in time; the outcome is unknown (``timeouts``).
 
-A connection that breaks leaves its outstanding commands with an unknown outcome (``lost``); the
+A connection that breaks leaves its outstanding commands with an unknown outcome: in a session
+they are sent again (``resent_after_loss``), without one they are given up (``lost``); the
 connection is opened again to the next node, which will redirect it to the leader.
 
 What is measured. An optional warm-up (``warmup`` seconds) runs the same load first, unmeasured.
@@ -57,6 +64,8 @@ from typing import Any, Self
 import trio
 
 from raftnode import codec
+from raftnode.clientproto import ClientSession
+from raftnode.sessions import SESSION_WINDOW
 from raftnode.config import Address, ClusterConfig
 
 #: Default number of connections: the window is spread over at most this many.
@@ -130,12 +139,16 @@ class Workload:
     stall_seconds: float | None = None  # None: command_timeout + 5
     drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
     seed: int = 0
+    sessions: bool = True  # each connection's commands in a client session (False: servers without sessions)
 
     def __post_init__(self) -> None:
         if self.in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         if self.connections is not None and not 1 <= self.connections <= self.in_flight:
             raise ValueError(f"connections must be between 1 and in_flight ({self.in_flight})")
+        if self.sessions and self.in_flight > self.connection_count * SESSION_WINDOW:
+            raise ValueError(f"a connection's session has at most {SESSION_WINDOW} commands in flight: "
+                             f"give at least {-(-self.in_flight // SESSION_WINDOW)} connections")
         if (self.count is None) == (self.duration is None):
             raise ValueError("give exactly one of count and duration")
         if self.count is not None and self.count < 1:
@@ -145,7 +158,12 @@ class Workload:
 
     @property
     def connection_count(self) -> int:
-        return self.connections if self.connections is not None else min(self.in_flight, DEFAULT_CONNECTIONS)
+        """The connections given, else up to DEFAULT_CONNECTIONS, more if a session's window
+        (SESSION_WINDOW commands in flight) needs it."""
+        if self.connections is not None:
+            return self.connections
+        needed = -(-self.in_flight // SESSION_WINDOW) if self.sessions else 1
+        return max(min(self.in_flight, DEFAULT_CONNECTIONS), needed)
 
     def windows(self) -> list[int]:
         """The in-flight share of each connection (they add up to ``in_flight``)."""
@@ -163,6 +181,7 @@ class Tally:
     errors: int = 0
     timeouts: int = 0
     lost: int = 0
+    resent_after_loss: int = 0
     unanswered: int = 0
     redirects: int = 0
     retries: int = 0
@@ -269,6 +288,7 @@ def build_report(
         "error_samples": tally.error_samples,
         "timeouts": tally.timeouts,
         "lost": tally.lost,
+        "resent_after_loss": tally.resent_after_loss,
         "unanswered": tally.unanswered,
         "late": tally.late,
         "redirects": tally.redirects,
@@ -316,10 +336,9 @@ class LoadGenerator:
         mix = workload.mix
         self._commands = mix.commands
         self._counts = [0] * len(mix.commands)
-        # The JSON of each request up to its id: the id is the only part that changes.
+        # The JSON of each request up to its stamp (in a session) or its id: what changes.
         self._prefixes = [
             codec.encode_json({"op": "run_command", "command": c, "timeout": workload.command_timeout, **(fields or {})})[:-1]
-            + b',"id":'
             for c in mix.commands
         ]
         rng = random.Random(workload.seed)
@@ -361,10 +380,25 @@ class LoadGenerator:
         self.tally.issued += 1
         return True
 
-    def _frame(self, command: int, request_id: int) -> bytes:
-        return codec.encode_frame(
-            codec.FrameKind.CLIENT_REQUEST, self._prefixes[command] + str(request_id).encode() + b"}"
+    def _framer(self, session: ClientSession | None) -> Callable[[int, int, int], bytes]:
+        """``frame(command, seq, request_id)``: the request frame, stamped in ``session`` if any."""
+        encode_frame, kind = codec.encode_frame, codec.FrameKind.CLIENT_REQUEST
+        if session is None:
+            plain = [prefix + b',"id":' for prefix in self._prefixes]
+            return lambda command, seq, request_id: encode_frame(kind, plain[command] + b"%d}" % request_id)
+        stamped = [prefix + b',"session":%d,"seq":' % session.id for prefix in self._prefixes]
+        lowest = session.lowest_unanswered
+        return lambda command, seq, request_id: encode_frame(
+            kind, stamped[command] + b'%d,"ack":%d,"id":%d}' % (seq, lowest(), request_id)
         )
+
+    async def _open_session(self) -> ClientSession:
+        """A client session registered through the leader (following redirects)."""
+        from raftnode.client import ClusterClient
+
+        async with ClusterClient(self.addresses, connect_timeout=CONNECT_TIMEOUT) as client:
+            client.leader_hint = self.leader
+            return await client.open_session(timeout=self.workload.command_timeout)
 
     def _next_node(self, node: str) -> str:
         return self.order[(self.order.index(node) + 1) % len(self.order)]
@@ -417,8 +451,10 @@ class LoadGenerator:
     async def _worker(self, window: int) -> None:
         """One connection's share of the load, reconnecting (and following redirects) as needed."""
         target = self.leader
-        pending: deque[tuple[float, int]] = deque()  # (first send, command) known not proposed
-        delayed: deque[tuple[float, float, int]] = deque()  # (when to resend, first send, command)
+        session = await self._open_session() if self.workload.sessions else None
+        frame_of = self._framer(session)
+        pending: deque[tuple[float, int, int]] = deque()  # (first send, command, seq) to send again
+        delayed: deque[tuple[float, float, int, int]] = deque()  # (when to resend, first send, command, seq)
         failures = 0
         first = True
         while True:
@@ -438,7 +474,7 @@ class LoadGenerator:
             first = False
             failures = 0
             async with stream:
-                target = await self._session(stream, target, window, pending, delayed)
+                target = await self._session(stream, target, window, pending, delayed, frame_of, session)
             if target is None:
                 return
 
@@ -447,20 +483,24 @@ class LoadGenerator:
         stream: trio.SocketStream,
         target: str,
         window: int,
-        pending: deque[tuple[float, int]],
-        delayed: deque[tuple[float, float, int]],
+        pending: deque[tuple[float, int, int]],
+        delayed: deque[tuple[float, float, int, int]],
+        frame_of: Callable[[int, int, int], bytes],
+        session: ClientSession | None,
     ) -> str | None:
-        """Pipeline commands on one connection; returns the node to go to next, None when done."""
+        """Pipeline commands on one connection; returns the node to go to next, None when done.
+        Commands carry a sequence number of ``session`` (0 without one), ended at their final answer."""
         tally = self.tally
         perf = time.perf_counter
         loads = json.loads
-        frame_of = self._frame
+        begin = session.begin if session is not None else lambda: 0
+        end = session.end if session is not None else lambda seq: None
         ticket = self._ticket
         choose = self._choose
         counts = self._counts
         latencies = tally.latencies
         decoder = codec.FrameDecoder()
-        outstanding: dict[int, tuple[float, int]] = {}
+        outstanding: dict[int, tuple[float, int, int]] = {}  # request id -> (first send, command, seq)
         ids = itertools.count(1)
         switch_to: str | None = None
         pause = RETRY_PAUSE
@@ -468,8 +508,7 @@ class LoadGenerator:
             while True:
                 now = perf()
                 while delayed and delayed[0][0] <= now:
-                    _, sent, command = delayed.popleft()
-                    pending.append((sent, command))
+                    pending.append(delayed.popleft()[1:])
                 out = []
                 if switch_to is None:
                     room = window - len(outstanding)
@@ -477,14 +516,15 @@ class LoadGenerator:
                         entry = pending.popleft()
                         request_id = next(ids)
                         outstanding[request_id] = entry
-                        out.append(frame_of(entry[1], request_id))
+                        out.append(frame_of(entry[1], entry[2], request_id))
                         room -= 1
                     room -= len(delayed)
                     while room > 0 and ticket(now):
                         command = choose()
+                        seq = begin()
                         request_id = next(ids)
-                        outstanding[request_id] = (now, command)
-                        out.append(frame_of(command, request_id))
+                        outstanding[request_id] = (now, command, seq)
+                        out.append(frame_of(command, seq, request_id))
                         room -= 1
                 if out:
                     await stream.send_all(out[0] if len(out) == 1 else b"".join(out))
@@ -519,7 +559,8 @@ class LoadGenerator:
                             entry = outstanding.pop(int(digits), None)
                             if entry is None:
                                 continue
-                            sent, command = entry
+                            sent, command, seq = entry
+                            end(seq)
                             pause = RETRY_PAUSE
                             if in_window if by_time else sent >= measure_start:
                                 tally.ok += 1
@@ -535,7 +576,7 @@ class LoadGenerator:
                     entry = outstanding.pop(document.get("id"), None)
                     if entry is None:
                         continue
-                    sent, command = entry
+                    sent, command, seq = entry
                     measured = in_window if by_time else sent >= measure_start
                     redirect = document.get("redirect")
                     if redirect:
@@ -548,16 +589,17 @@ class LoadGenerator:
                                 if redirect not in tally.leaders_seen:
                                     tally.leaders_seen.append(redirect)
                             continue
-                        delayed.append((now + pause, sent, command))
+                        delayed.append((now + pause, sent, command, seq))
                         pause = min(pause * 2, RETRY_PAUSE_MAX)
                         continue
                     if document.get("retry"):
                         if measured:
                             tally.retries += 1
-                        delayed.append((now + pause, sent, command))
+                        delayed.append((now + pause, sent, command, seq))
                         pause = min(pause * 2, RETRY_PAUSE_MAX)
                         continue
                     pause = RETRY_PAUSE
+                    end(seq)
                     if not measured:
                         if late:
                             tally.late += 1
@@ -577,8 +619,15 @@ class LoadGenerator:
                 if measured_answers:
                     self._last_measured_answer = now
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, codec.CodecError, ValueError):
-            # Whatever was outstanding may or may not have been committed.
-            tally.lost += self._counted(outstanding)
+            # Whatever was outstanding may or may not have been committed: in a session it is
+            # safe to send again (applied at most once); without one it is given up.
+            if session is not None:
+                tally.resent_after_loss += self._counted(outstanding)
+                pending.extend(outstanding.values())
+            else:
+                tally.lost += self._counted(outstanding)
+                for _, _, seq in outstanding.values():
+                    end(seq)
             outstanding.clear()
             return switch_to or self._next_node(target)
         finally:
@@ -589,7 +638,7 @@ class LoadGenerator:
         """How many of ``outstanding`` are not warm-up commands (whose fate is not reported)."""
         if self._by_time:
             return len(outstanding) if time.perf_counter() >= self._measure_start else 0
-        return sum(1 for sent, _ in outstanding.values() if sent >= self._measure_start)
+        return sum(1 for sent, _, _ in outstanding.values() if sent >= self._measure_start)
 
 
 # -- finding a leader over the client protocol -------------------------------------------------------
@@ -714,7 +763,8 @@ def report_view(report: dict[str, Any]) -> Any:
     )
     table.add_row(
         "resent",
-        f"redirects {report['redirects']:,}  retries {report['retries']:,}  reconnects {report['reconnects']:,}",
+        f"redirects {report['redirects']:,}  retries {report['retries']:,}  reconnects {report['reconnects']:,}"
+        + (f"  after a lost connection {report['resent_after_loss']:,}" if report.get("resent_after_loss") else ""),
     )
     if len(report["per_command"]) > 1:
         table.add_row("per command", "  ".join(f"{c!r} {n:,}" for c, n in report["per_command"].items()))

@@ -320,7 +320,8 @@ def sim(
         click.echo(
             f"{summary['seeds']} seed{'s' * (summary['seeds'] != 1)}, {nodes} nodes, {steps} steps: "
             f"{bad} violation{'s' * (bad != 1)}; {totals['leaders_elected']} leaders elected, "
-            f"{totals['acknowledged']} commands acknowledged, {totals['ticks']} ticks "
+            f"{totals['acknowledged']} commands acknowledged ({totals['session_acknowledged']} in sessions, "
+            f"each applied exactly once), {totals['ticks']} ticks "
             f"in {summary['seconds']:.1f} s"
         )
         for v in summary["violations"]:
@@ -716,11 +717,13 @@ def _run_words(
     expect: str | None,
     quiet: bool,
     as_json: bool,
+    exactly_once: bool = True,
 ) -> None:
     from . import oneshot  # no trio: a round trip as a new process is what users time
 
     command = " ".join(words)
-    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow)
+    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow,
+                                exactly_once=exactly_once)
     if as_json:
         echo_json(reply.to_json())
     shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)
@@ -746,6 +749,8 @@ def run_command(app: App, **options: Any) -> None:
 
     Sends WORDS (joined by spaces) to the leader (or --node), follows redirects, retries while
     there is no leader, and gives up after --timeout. Prints the result and which node answered.
+    The command runs in a client session registered for the call, so it is applied at most once
+    however often it is resent.
     A state-machine error: exit 1; no leader: exit 3; not committed in time: exit 4; nothing
     running: exit 5. A negative number is an argument, not an option: `run-command decr -5`.
     """
@@ -765,7 +770,7 @@ def query(app: App, **options: Any) -> None:
     query started, and a deposed leader (cut off with a minority) can never answer it — it cannot
     commit. Use --expect VALUE in scripts to check the answer through the exit code.
     """
-    _run_words(app, **options)
+    _run_words(app, **options, exactly_once=False)  # a read: no session needed
 
 
 @main.command("transfer-leader")
@@ -864,7 +869,8 @@ def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
 @click.option("--in-flight", type=click.IntRange(1, 1_000_000), default=64, show_default=True, metavar="N",
               help="Commands outstanding at every moment (a closed loop).")
 @click.option("--connections", type=click.IntRange(1), default=None, metavar="C",
-              help="Connections to the leader that share them  [default: min(N, 4)]")
+              help="Connections to the leader that share them, each in its own client session (at most "
+                   "4096 in flight)  [default: min(N, 4), more beyond 16384]")
 @click.option("--count", type=click.IntRange(1), default=None, metavar="N", help="Stop after N commands.")
 @click.option("--duration", type=click.FloatRange(0, 86_400, min_open=True), default=None, metavar="S",
               help="Stop after S seconds  [default: 10 without --count]")
@@ -892,9 +898,12 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
         mix = load.parse_mix(commands)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--command'") from None
-    workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
-                             duration=duration if count is None and duration is not None else (None if count else 10.0),
-                             warmup=warmup, command_timeout=timeout)
+    try:
+        workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
+                                 duration=duration if count is None and duration is not None else (None if count else 10.0),
+                                 warmup=warmup, command_timeout=timeout)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     config = app.config()
     if as_json:
         report = run_domain(load.cluster_bench, config, workload)

@@ -315,10 +315,14 @@ class QuickSession:
 
 
 @contextlib.contextmanager
-def quick_session(config: ClusterConfig, *, connect_timeout: float = 0.5) -> Iterator[QuickSession]:
-    """Open a QuickSession on ``config``'s cluster (closing its connections on exit)."""
+def quick_session(
+    config: ClusterConfig, *, connect_timeout: float = 0.5, client_session: bool = False
+) -> Iterator[QuickSession]:
+    """Open a QuickSession on ``config``'s cluster (closing its connections on exit); with
+    ``client_session`` its commands run in a client session (registered on the first one)."""
     addresses = {n.id: n.client for n in config.nodes}
-    with SyncClusterClient(addresses, connect_timeout=connect_timeout, fields=client_fields(config)) as client:
+    with SyncClusterClient(addresses, connect_timeout=connect_timeout, fields=client_fields(config),
+                           sessions=client_session) as client:
         yield QuickSession(config, client)
 
 
@@ -349,8 +353,14 @@ def run_command(
     node: str | None = None,
     timeout: float = 5.0,
     follow: bool = True,
+    exactly_once: bool = True,
 ) -> CommandReply:
     """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it.
+
+    With ``exactly_once`` (and ``follow``) the call registers a client session first (one more
+    commit), so the command, resent after a lost connection, a redirect or a retry, is applied
+    at most once; the session is left to expire (the cluster evicts the least recently active
+    beyond its bound). ``query`` passes False: a read may be applied twice harmlessly.
 
     With ``node``, the request goes to that node first (``leader``/``follower`` resolved first);
     with ``follow`` (the default) redirects are followed and the command is retried on other
@@ -366,7 +376,7 @@ def run_command(
         Refused: the node refused the request (exit 1).
     """
     started = time.monotonic()
-    with quick_session(config) as s:
+    with quick_session(config, client_session=exactly_once) as s:
         target: str | None = None
         if node is not None:
             target = s.resolve(node, timeout=timeout)

@@ -73,6 +73,8 @@ def summarize(reports: list[RunReport], settings: SimSettings, seconds: float) -
             "leaders_elected": sum(r.leaders for r in reports),
             "commands": sum(r.commands for r in reports),
             "acknowledged": sum(r.acknowledged for r in reports),
+            "session_commands": sum(r.session_commands for r in reports),
+            "session_acknowledged": sum(r.session_acknowledged for r in reports),
             "committed_entries": sum(r.commit_index for r in reports),
             "faults": dict(sorted(faults.items())),
         },

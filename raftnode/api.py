@@ -14,6 +14,17 @@ replicated, committed, applied through ``process_command`` and its result return
 no known leader the answer is ``retry``; a command that cannot commit in time answers
 ``timeout_expired``.
 
+A redirect, retry or timeout after the command entered the log means "outcome unknown": it may
+still commit. To resend safely, run commands in a client session (thesis §6.3,
+``raftnode.sessions``): ``register_session`` returns its id, and each command carries a
+:class:`~raftnode.sessions.SessionStamp` (``raftnode.clientproto.ClientSession`` numbers them); a
+command resent with the same stamp is applied at most once and answered with its first outcome::
+
+    session = ClientSession((await hull.register_session()).result)
+    seq = session.begin()
+    outcome = await hull.run_command("incr 5", session=session.stamp(seq))  # resend: same stamp
+    session.end(seq)
+
 Because the seed's library runs over the application's own messaging, a HullAPI may be given the
 application's own :class:`~raftnode.transport.Transport` and its own
 :class:`~raftnode.storage.Storage` instead of the built-in TCP transport and disk storage.
@@ -34,6 +45,7 @@ from .core.commands import CommandResult
 from .core.quorum import Configuration
 from .credentials import Credentials, ensure_credentials, secrets_path
 from .runtime import NodeEvent, NodeStatus, RaftNode
+from .sessions import SessionStamp, SessionTable
 from .storage import Storage
 from .transport import Transport
 
@@ -74,6 +86,7 @@ class HullAPI:
         data_dir: Path | None = None,
         rng: random.Random | None = None,
         credentials: Credentials | None = None,
+        sessions: SessionTable | None = None,
     ) -> HullAPI:
         """A node of the cluster in ``config``; built-in TCP transport and disk storage unless given.
 
@@ -115,6 +128,7 @@ class HullAPI:
             snapshot_bytes=config.snapshot_bytes,
             rng=rng,
             contexts={n.id: n.context for n in config.nodes if not n.join},
+            sessions=sessions,
         )
         add_peers = getattr(transport, "add_peers", None)
         if add_peers is not None:
@@ -135,9 +149,19 @@ class HullAPI:
     def stop(self) -> None:
         self.node.stop()
 
-    async def run_command(self, command: str, timeout: float = 5.0) -> CommandResult:
-        """The seed's ``run_command``; see the module documentation for the possible answers."""
-        return await self.node.run_command(command, timeout=timeout)
+    async def run_command(
+        self, command: str, timeout: float = 5.0, *, session: SessionStamp | None = None
+    ) -> CommandResult:
+        """The seed's ``run_command``; see the module documentation for the possible answers.
+
+        With ``session`` (a stamp of a registered session) it is applied at most once however
+        often it is resent with that stamp.
+        """
+        return await self.node.run_command(command, timeout=timeout, session=session)
+
+    async def register_session(self, timeout: float = 5.0) -> CommandResult:
+        """Open a client session through the log; ``result`` is its id (or redirect, retry, timeout)."""
+        return await self.node.register_session(timeout=timeout)
 
     def status(self) -> NodeStatus:
         return self.node.status()

@@ -6,6 +6,11 @@ known or a node is unreachable, and gives up at a deadline. The rules themselves
 ``raftnode.clientproto.CommandPlan``, shared with ``raftnode.syncclient.SyncClusterClient``, the
 blocking client for one-shot command-line calls; so do the errors, re-exported here.
 
+Commands run in a client session (thesis §6.3) unless ``sessions=False``: the client registers one
+on its first command and stamps every command, so the cluster applies each at most once however
+often it is resent (after a lost connection, a redirect, a retry). Many commands may be in flight
+at once in the one session.
+
     async with ClusterClient(config.client_addresses()) as client:
         outcome = await client.run_command("incr 5", timeout=5)
         print(outcome.result.result, "answered by", outcome.node)
@@ -24,9 +29,11 @@ import trio
 from . import codec
 from .clientproto import (
     ClientError,
+    ClientSession,
     CommandPlan,
     NodeUnreachable,
     NoLeader,
+    SessionExpired,
     Timeout,
     call_timeout,
     connect_timeout,
@@ -45,6 +52,7 @@ __all__ = [
     "Connection",
     "NoLeader",
     "NodeUnreachable",
+    "SessionExpired",
     "Timeout",
 ]
 
@@ -150,13 +158,18 @@ class ClusterClient:
     """Connections to the nodes of one cluster, by node id (an async context manager).
 
     ``fields`` go with every request: the cluster id and admin token (``Credentials.client_fields``).
+    ``sessions``: run commands in a client session (registered on the first command).
     """
 
-    def __init__(self, addresses: dict[str, Address], *, connect_timeout: float = 1.0, fields: dict[str, Any] | None = None):
+    def __init__(self, addresses: dict[str, Address], *, connect_timeout: float = 1.0,
+                 fields: dict[str, Any] | None = None, sessions: bool = True):
         self.addresses = dict(addresses)
         self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
         self.leader_hint: str | None = None
+        self.sessions = sessions
+        self.session: ClientSession | None = None
+        self._registering = trio.Lock()
         self._connections: dict[str, Connection] = {}
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: Any = None
@@ -201,15 +214,55 @@ class ClusterClient:
     async def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
         """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
 
-        Returns the first final answer (a result, an error, or a timeout from the leader).
+        Returns the first final answer (a result, an error, or a timeout from the leader). In a
+        session, resending is safe: the command is applied at most once.
 
         Raises:
             NoLeader: no node acted as leader before the deadline.
             Timeout: the deadline passed while the command was in the leader's hands.
+            SessionExpired: the cluster forgot the session after the command was first sent
+                (its outcome is unknown; the next command opens a new session).
         """
-        plan = CommandPlan(
-            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout, now=trio.current_time()
-        )
+        started = trio.current_time()
+        if not self.sessions:
+            return await self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
+                                                 timeout=timeout, now=trio.current_time()))
+        for _ in range(2):
+            session = await self._open_session(node, started, timeout)
+            seq = session.begin()
+            plan = CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
+                               timeout=timeout, now=started, stamp=session.stamp(seq))
+            try:
+                return await self._drive(plan)
+            except SessionExpired:
+                if self.session is session:
+                    self.session = None
+                if plan.attempts > 1:  # an earlier copy may have been applied
+                    raise
+            finally:
+                session.end(seq)
+        raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
+
+    async def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
+        """The client's session, registered first (through ``node`` or the leader) if it has none.
+
+        Raises NoLeader, Timeout or ClientError as ``run_command`` does.
+        """
+        return await self._open_session(node, trio.current_time(), timeout)
+
+    async def _open_session(self, node: str | None, started: float, timeout: float) -> ClientSession:
+        """The client's session, registered first if it has none."""
+        async with self._registering:
+            if self.session is None:
+                plan = CommandPlan("register a session", list(self.addresses), node=node,
+                                   leader_hint=self.leader_hint, timeout=timeout, now=started, register=True)
+                outcome = await self._drive(plan)
+                if outcome.result.error is not None or not isinstance(outcome.result.result, int):
+                    raise ClientError(f"{outcome.node} could not register a session: {outcome.result.error}")
+                self.session = ClientSession(outcome.result.result)
+            return self.session
+
+    async def _drive(self, plan: CommandPlan) -> CommandOutcome:
         while True:
             target, request, wait = plan.next_request(trio.current_time())
             try:

@@ -6,21 +6,31 @@ for programs) and ``raftnode.syncclient.SyncClusterClient`` (blocking sockets, f
 command-line calls that must not pay for importing trio). Both raise the errors defined here, so
 ``except raftnode.client.NoLeader`` catches either; ``raftnode.client`` re-exports them.
 
-Standard library and ``raftnode.framing`` only: no trio, no ``raftnode.core``.
+Client sessions (thesis §6.3, ``raftnode.sessions``): a client registers a session once
+(``CommandPlan(..., register=True)``) and numbers its commands with a :class:`ClientSession`; each
+request carries ``session``, ``seq`` and ``ack``, so resending it after a lost connection, a
+``redirect`` or a ``retry`` is safe — the cluster applies it at most once and answers every copy
+with the first one's outcome.
+
+Standard library, ``raftnode.framing`` and ``raftnode.sessions`` only: no trio, no ``raftnode.core``.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .framing import FrameKind, encode_frame, encode_json
+from .sessions import SESSION_EXPIRED, SessionStamp
 
 __all__ = [
     "ClientError",
+    "ClientSession",
     "CommandPlan",
     "NoLeader",
     "NodeUnreachable",
+    "SessionExpired",
     "Timeout",
     "call_timeout",
     "connect_timeout",
@@ -58,6 +68,50 @@ def request_frame(request: Mapping[str, Any], request_id: int, fields: Mapping[s
     (the cluster id and admin token a client adds to every request) too."""
     document = {**request, **fields, "id": request_id} if fields else {**request, "id": request_id}
     return encode_frame(FrameKind.CLIENT_REQUEST, encode_json(document))
+class SessionExpired(ClientError):
+    """The cluster no longer knows the client's session (idle too long, or evicted): the command
+    was not applied by the copy that got this answer, but an earlier copy may have been."""
+
+
+class ClientSession:
+    """The client's half of a session: its id, the next sequence number, and the sequences that
+    still wait for their answer — the lowest is the ``ack`` each request carries, below which the
+    cluster may forget the results. Every ``begin`` must be matched by one ``end``, whatever the
+    outcome (an abandoned command ends too: a late copy of it is then refused, never applied)."""
+
+    def __init__(self, session_id: int) -> None:
+        self.id = session_id
+        self._next = 1
+        self._waiting: set[int] = set()
+        self._heap: list[int] = []  # the waiting sequences, with ended ones popped lazily
+
+    def begin(self) -> int:
+        """The sequence number of a new command."""
+        seq = self._next
+        self._next += 1
+        self._waiting.add(seq)
+        heapq.heappush(self._heap, seq)
+        return seq
+
+    def end(self, seq: int) -> None:
+        """The command ``seq`` has its final answer (or was given up)."""
+        self._waiting.discard(seq)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
+
+    def lowest_unanswered(self) -> int:
+        heap, waiting = self._heap, self._waiting
+        while heap and heap[0] not in waiting:
+            heapq.heappop(heap)
+        return heap[0] if heap else self._next
+
+    def stamp(self, seq: int) -> SessionStamp:
+        """What the command ``seq`` carries now."""
+        return SessionStamp(self.id, seq, self.lowest_unanswered())
+
+
 
 
 def unknown_node(node: str, known: Sequence[str]) -> ClientError:
@@ -96,6 +150,10 @@ class CommandPlan:
 
     ``learned`` is the leader the last answer revealed (a redirect, or the node that answered),
     for the caller's own leader hint; None when the last answer taught nothing.
+
+    With ``stamp`` the request carries the command's session stamp (resending is then safe);
+    with ``register`` the plan registers a session instead of running a command (the final
+    answer's ``result`` is the session id).
     """
 
     def __init__(
@@ -107,6 +165,8 @@ class CommandPlan:
         leader_hint: str | None = None,
         timeout: float,
         now: float,
+        stamp: SessionStamp | None = None,
+        register: bool = False,
     ) -> None:
         self.command = command
         self.order = list(nodes)
@@ -118,6 +178,12 @@ class CommandPlan:
         self._backoff = FIRST_BACKOFF
         self._redirected = False
         self._last_problem = "no node answered"
+        if register:
+            self._request: dict[str, Any] = {"op": "register_session"}
+        else:
+            self._request = {"op": "run_command", "command": command}
+            if stamp is not None:
+                self._request.update(session=stamp.session, seq=stamp.seq, ack=stamp.ack)
 
     def next_request(self, now: float) -> tuple[str, dict[str, Any], float]:
         """``(node, request, seconds to wait for the answer)`` of the next attempt.
@@ -131,7 +197,7 @@ class CommandPlan:
         self.attempts += 1
         self._redirected = False
         self.learned = None
-        return self.target, {"op": "run_command", "command": self.command, "timeout": remaining}, remaining + 1
+        return self.target, {**self._request, "timeout": remaining}, remaining + 1
 
     def unreachable(self, problem: ClientError) -> None:
         """The target did not answer: try the next node after a pause."""
@@ -143,10 +209,14 @@ class CommandPlan:
 
         Raises:
             Timeout: the leader took the command but did not commit it before its timeout.
+            SessionExpired: the cluster no longer knows the command's session.
             ClientError: the node refused the request itself (a bad request).
         """
         if "error" in response and "retry" not in response:
             raise ClientError(response["error"])  # the request itself was refused
+        error = response.get("error")
+        if isinstance(error, str) and error.startswith(SESSION_EXPIRED):
+            raise SessionExpired(error)
         redirect = response.get("redirect")
         if redirect is not None and redirect in self.order and redirect != self.target:
             self.learned = self.target = redirect

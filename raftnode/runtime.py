@@ -77,10 +77,11 @@ import trio
 from .apply import Applier
 from .core.commands import CommandResult, CommandTracker
 from .core.errors import MembershipError, RaftError
-from .core.messages import AppendEntries, Entry, Heartbeat, InstallSnapshot, Message
+from .core.messages import AppendEntries, Entry, EntryKind, Heartbeat, InstallSnapshot, Message
 from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.ready import Ready, Role
+from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
 from .storage import DiskFailure, Storage, StorageError
 from .transport import Transport
@@ -234,6 +235,7 @@ class RaftNode:
             unless the node cannot keep up with its peers at all).
         max_batch: proposals taken per turn of the node's task: bounds the work between two
             sends to the peers (a turn's proposals are also its applies and answers).
+        sessions: the client session table, with its bounds and timeout (``raftnode.sessions``).
     """
 
     def __init__(
@@ -251,12 +253,13 @@ class RaftNode:
         inbox_size: int = 1 << 16,
         max_batch: int = 256,
         contexts: dict[str, str] | None = None,
+        sessions: SessionTable | None = None,
     ):
         self.id = config.node_id
         self.config = config
         self.storage = storage
         self.transport = transport
-        self.applier = Applier(state_machine, max_attempts=max_apply_attempts)
+        self.applier = Applier(state_machine, max_attempts=max_apply_attempts, sessions=sessions)
         self._validate = getattr(state_machine, "validate", None)  # refuses unparsable commands before the log
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
@@ -268,7 +271,8 @@ class RaftNode:
         if max_batch < 1 or inbox_size < 1:
             raise ValueError("max_batch and inbox_size must be positive")
         self._urgent: deque[tuple] = deque()  # (kind, payload, waiter): peer messages, ticks, calls
-        self._proposals: deque[tuple[str, bytes, Any]] = deque()  # (command, its utf-8, waiter)
+        # (command or None for a session registration, the entry's data, its kind, waiter)
+        self._proposals: deque[tuple[str | None, bytes, EntryKind, Any]] = deque()
         self._inbox_size = inbox_size
         self._max_batch = max_batch
         self._high_water = 4 * max_batch  # proposals_backlogged() above this
@@ -348,7 +352,7 @@ class RaftNode:
             for waiter in self._tracker.leadership_lost(None):
                 waiter[0].set(CommandResult(retry=True))
             while self._proposals:
-                self._proposals.popleft()[2].set(CommandResult(retry=True))
+                self._proposals.popleft()[3].set(CommandResult(retry=True))
             self._fail_waiters(NodeNotRunning(f"node {self.id} stopped"))
             self._room.unpark_all()
             try:
@@ -387,10 +391,25 @@ class RaftNode:
 
     # -- the embedding API ---------------------------------------------------------------------
 
-    async def run_command(self, command: str, *, timeout: float = 5.0) -> CommandResult:
-        """The seed's ``run_command``: result after commit and apply, or redirect, retry, error or timeout."""
+    async def run_command(
+        self, command: str, *, timeout: float = 5.0, session: SessionStamp | None = None
+    ) -> CommandResult:
+        """The seed's ``run_command``: result after commit and apply, or redirect, retry, error or timeout.
+
+        With ``session`` the command is applied at most once however often it is resent with the
+        same stamp (``raftnode.sessions``): a resent copy is answered with the first one's outcome.
+        """
+        return await self._wait(self._enqueue(command, session), timeout)
+
+    async def register_session(self, *, timeout: float = 5.0) -> CommandResult:
+        """Open a client session through the log: ``result`` is its id (or redirect, retry, timeout)."""
+        return await self._wait((None, encode_register(time.time()), EntryKind.SESSION), timeout)
+
+    async def _wait(
+        self, proposal: tuple[str | None, bytes, EntryKind] | CommandResult, timeout: float
+    ) -> CommandResult:
         waiter = _Waiter()
-        refused = self._enqueue(command, waiter)
+        refused = self._put_proposal(proposal, waiter)
         if refused is not None:
             return refused
         with trio.move_on_after(timeout):
@@ -398,14 +417,21 @@ class RaftNode:
             return waiter.result
         return CommandResult(timeout_expired=True)
 
-    def submit_command(self, command: str, on_result: Callable[[CommandResult], None], *, timeout: float = 5.0) -> None:
+    def submit_command(
+        self,
+        command: str,
+        on_result: Callable[[CommandResult], None],
+        *,
+        timeout: float = 5.0,
+        session: SessionStamp | None = None,
+    ) -> None:
         """``run_command`` without a task: ``on_result(result)`` is called once, from the node's task.
 
         For endpoints that serve many commands at once (the client service): no task, event or
         cancel scope per command. The node's flush handlers run after each batch of answers.
         """
         callback = _Callback(on_result)
-        refused = self._enqueue(command, callback)
+        refused = self._put_proposal(self._enqueue(command, session), callback)
         if refused is not None:
             callback.set(refused)
             return
@@ -420,19 +446,32 @@ class RaftNode:
         if deadline < self._next_deadline:
             self._next_deadline = deadline
 
-    def _enqueue(self, command: str, waiter: _Waiter | _Callback) -> CommandResult | None:
-        """Queue ``command`` (and its utf-8 bytes) for the node's task; or the answer at once when
-        the node is not running, the text is not Unicode, or the inbox is full."""
-        if not self._running:
-            return CommandResult(retry=True)
+    @staticmethod
+    def _enqueue(command: str, session: SessionStamp | None) -> tuple[str, bytes, EntryKind] | CommandResult:
+        """The proposal of ``command``: the text, the entry's data and kind (a session command
+        carries its stamp and this node's wall clock, ``raftnode.sessions``); or the answer at
+        once when the text is not Unicode."""
         try:
             data = command.encode()
         except UnicodeEncodeError:
             return CommandResult(error=f"command {command!r} is not valid Unicode text")
+        if session is None:
+            return command, data, EntryKind.COMMAND
+        return command, encode_session_command(session, time.time(), data), EntryKind.SESSION
+
+    def _put_proposal(
+        self, proposal: tuple[str | None, bytes, EntryKind] | CommandResult, waiter: _Waiter | _Callback
+    ) -> CommandResult | None:
+        """Queue ``proposal`` for the node's task; or the answer at once when it is one already,
+        the node is not running, or the inbox is full."""
+        if isinstance(proposal, CommandResult):
+            return proposal
+        if not self._running:
+            return CommandResult(retry=True)
         if len(self._proposals) >= self._inbox_size:
             self.stats["inbox_dropped"] += 1
             return CommandResult(retry=True)
-        self._proposals.append((command, data, waiter))
+        self._proposals.append((*proposal, waiter))
         self._wake()
         return None
 
@@ -535,7 +574,7 @@ class RaftNode:
             snapshot_index=raft.log.offset,
             apply_halted=self.applier.halted.reason if self.applier.halted else None,
             state=_summary(self.applier.state_machine),
-            stats={**self.stats, **raft.stats, **self.transport.stats()},
+            stats={**self.stats, **raft.stats, **self.transport.stats(), "client_sessions": len(self.applier.sessions)},
         )
 
     def add_event_handler(self, handler: Callable[[NodeEvent], None]) -> None:
@@ -743,7 +782,7 @@ class RaftNode:
             if took > 50:
                 stats["turns_over_50ms"] += 1
 
-    def _propose_batch(self, proposals: deque[tuple[str, bytes, Any]]) -> None:
+    def _propose_batch(self, proposals: deque[tuple[str | None, bytes, EntryKind, Any]]) -> None:
         raft = self.raft
         assert raft is not None
         propose = self._propose
@@ -818,16 +857,16 @@ class RaftNode:
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 waiter.set(error=exc)
 
-    def _propose(self, raft: Raft, command: str, data: bytes, waiter: _Waiter) -> None:
+    def _propose(self, raft: Raft, command: str | None, data: bytes, kind: EntryKind, waiter: _Waiter) -> None:
         validate = self._validate
-        if validate is not None and raft.role is Role.LEADER:
+        if validate is not None and command is not None and raft.role is Role.LEADER:
             try:
                 validate(command)
             except CommandError as exc:
                 waiter.set(CommandResult(error=str(exc)))
                 return
         try:
-            index = raft.propose(data)
+            index = raft.propose(data, kind)
         except RaftError as exc:
             waiter.set(CommandResult.from_refusal(exc))
             return
@@ -1024,7 +1063,7 @@ class RaftNode:
     def _compact(self) -> tuple[Any, bytes]:
         raft = self.raft
         assert raft is not None
-        data = self.applier.state_machine.snapshot()
+        data = self.applier.snapshot()
         meta = raft.compact(self.applier.applied_index, data)
         self._bytes_since_snapshot = 0
         return meta, data

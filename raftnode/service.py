@@ -5,7 +5,8 @@ client may keep many requests in flight on one connection (each is served in its
 
 | op | request fields | response |
 |---|---|---|
-| ``run_command`` | ``command``, ``timeout`` (s) | the seed's CommandResult fields, ``node``, ``leader`` |
+| ``run_command`` | ``command``, ``timeout`` (s); in a session ``session``, ``seq``, ``ack`` | the seed's CommandResult fields, ``node``, ``leader`` |
+| ``register_session`` | ``timeout`` (s) | as ``run_command``; ``result`` is the new session's id |
 | ``status`` | | the node's status (``status --json`` fields) |
 | ``events`` | | then a stream of EVENT frames until the client hangs up |
 | ``recent_events`` | | ``events``: the node's recent events (oldest first), without subscribing |
@@ -47,6 +48,7 @@ from .core.commands import CommandResult
 from .core.errors import RaftError
 from .credentials import Credentials
 from .runtime import NodeNotRunning, RaftNode
+from .sessions import SessionStamp, check_stamp
 from .streams import FrameWriter
 from .transport.faults import Faults, FaultyTransport
 
@@ -263,6 +265,10 @@ class ClientService:
             return False  # _run_command says what is wrong (or measures a long one exactly)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
             return False
+        try:
+            session = _stamp(request)
+        except BadRequest:
+            return False
         request_id = request.get("id")
 
         def answer(result: CommandResult) -> None:
@@ -276,7 +282,7 @@ class ClientService:
             self._dirty.add(writer)
 
         state.in_flight += 1
-        self.node.submit_command(command, answer, timeout=float(timeout))
+        self.node.submit_command(command, answer, timeout=float(timeout), session=session)
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
@@ -385,8 +391,11 @@ class ClientService:
                 raise BadRequest(
                     f"the command is {size} bytes, more than cluster.max_command_bytes = {self.max_command_bytes}"
                 )
-        result = await self.node.run_command(command, timeout=_timeout(request, 5.0))
+        result = await self.node.run_command(command, timeout=_timeout(request, 5.0), session=_stamp(request))
         return self._command_response(result)
+
+    async def _register_session(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._command_response(await self.node.register_session(timeout=_timeout(request, 5.0)))
 
     def _success_frame(self, result: CommandResult, request_id: Any) -> bytes | None:
         """The answer to an applied command, formatted without building and encoding a dict (the
@@ -509,6 +518,7 @@ class ClientService:
 
 _OPS = {
     "run_command": ClientService._run_command,
+    "register_session": ClientService._register_session,
     "status": ClientService._status,
     "recent_events": ClientService._recent_events,
     "set_faults": ClientService._set_faults,
@@ -526,6 +536,18 @@ def _string(request: dict[str, Any], key: str, op: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{op} needs a non-empty string {key!r}")
     return value
+
+
+def _stamp(request: dict[str, Any]) -> SessionStamp | None:
+    """The session stamp of a run_command request (None without ``session``); BadRequest if malformed."""
+    if "session" not in request:
+        if "seq" in request or "ack" in request:
+            raise BadRequest("'seq' and 'ack' need a 'session'")
+        return None
+    try:
+        return check_stamp(request.get("session"), request.get("seq"), request.get("ack"))
+    except ValueError as exc:
+        raise BadRequest(f"run_command: {exc}") from None
 
 
 def _timeout(request: dict[str, Any], default: float) -> float:

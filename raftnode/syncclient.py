@@ -13,6 +13,9 @@ quarter of its life importing an event loop.
 ``call_each`` asks many nodes at once over non-blocking sockets (one ``selectors`` loop), so a
 status of five nodes costs one round trip, not five. Connections stay open for the client's
 life and are reused; a node that hung up is reconnected on the next call.
+
+Like ``ClusterClient``, it runs commands in a client session (registered on the first command)
+unless ``sessions=False``, so resending a command is safe: it is applied at most once.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .clientproto import (
     ClientError,
+    ClientSession,
     CommandPlan,
     NodeUnreachable,
     NoLeader,
+    SessionExpired,
     Timeout,
     call_timeout,
     connect_timeout,
@@ -44,7 +49,9 @@ from .framing import CodecError, FrameDecoder, FrameKind, decode_json
 if TYPE_CHECKING:
     from .config import Address
 
-__all__ = ["ClientError", "CommandAnswer", "NoLeader", "NodeUnreachable", "SyncClusterClient", "Timeout"]
+__all__ = [
+    "ClientError", "CommandAnswer", "NoLeader", "NodeUnreachable", "SessionExpired", "SyncClusterClient", "Timeout",
+]
 
 _RECV_BYTES = 65536
 
@@ -205,15 +212,19 @@ class SyncClusterClient:
     """Connections to the nodes of one cluster, by node id (a context manager); not thread-safe.
 
     ``fields`` go with every request: the cluster id and admin token (``Credentials.client_fields``).
+    ``sessions``: run commands in a client session (registered on the first command).
     """
 
     def __init__(
-        self, addresses: Mapping[str, Address], *, connect_timeout: float = 1.0, fields: Mapping[str, Any] | None = None
+        self, addresses: Mapping[str, Address], *, connect_timeout: float = 1.0,
+        fields: Mapping[str, Any] | None = None, sessions: bool = True,
     ) -> None:
         self.addresses = dict(addresses)
         self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
         self.leader_hint: str | None = None
+        self.sessions = sessions
+        self.session: ClientSession | None = None
         self._connections: dict[str, _Connection] = {}
 
     def __enter__(self) -> Self:
@@ -263,16 +274,47 @@ class SyncClusterClient:
     def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandAnswer:
         """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
 
-        Exactly the rules of ``ClusterClient.run_command`` (``CommandPlan``).
+        Exactly the rules of ``ClusterClient.run_command`` (``CommandPlan``), sessions included.
 
         Raises:
             NoLeader: no node acted as leader before the deadline.
             Timeout: the deadline passed while the command was in the leader's hands.
+            SessionExpired: the cluster forgot the session after the command was first sent.
             ClientError: the node refused the request itself.
         """
-        plan = CommandPlan(
-            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout, now=time.monotonic()
-        )
+        started = time.monotonic()
+        if not self.sessions:
+            return self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
+                                           timeout=timeout, now=time.monotonic()))
+        for _ in range(2):
+            session = self._open_session(node, started, timeout)
+            seq = session.begin()
+            plan = CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
+                               timeout=timeout, now=started, stamp=session.stamp(seq))
+            try:
+                return self._drive(plan)
+            except SessionExpired:
+                if self.session is session:
+                    self.session = None
+                if plan.attempts > 1:  # an earlier copy may have been applied
+                    raise
+            finally:
+                session.end(seq)
+        raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
+
+    def _open_session(self, node: str | None, started: float, timeout: float) -> ClientSession:
+        """The client's session, registered first if it has none."""
+        if self.session is None:
+            plan = CommandPlan("register a session", list(self.addresses), node=node,
+                               leader_hint=self.leader_hint, timeout=timeout, now=started, register=True)
+            answer = self._drive(plan)
+            session_id = answer.response.get("result")
+            if answer.response.get("error") is not None or not isinstance(session_id, int):
+                raise ClientError(f"{answer.node} could not register a session: {answer.response.get('error')}")
+            self.session = ClientSession(session_id)
+        return self.session
+
+    def _drive(self, plan: CommandPlan) -> CommandAnswer:
         while True:
             target, request, wait = plan.next_request(time.monotonic())
             try:

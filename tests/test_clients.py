@@ -1,7 +1,7 @@
 """The client side of the client protocol: ``CommandPlan`` (the rules of run_command, without
 I/O) step by step, and the two clients that drive it -- ``ClusterClient`` (trio) and
 ``SyncClusterClient`` (blocking sockets) -- giving the same answers and the same errors against
-the same fake nodes."""
+the same fake nodes, in client sessions or without."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ import trio
 from raftnode.client import ClusterClient
 from raftnode.clientproto import (
     ClientError,
+    ClientSession,
     CommandPlan,
     NodeUnreachable,
     NoLeader,
+    SessionExpired,
     Timeout,
 )
+from raftnode.sessions import SessionStamp
 from raftnode.config import Address
 from raftnode.syncclient import SyncClusterClient
 
@@ -41,6 +44,30 @@ def test_the_plan_starts_at_the_named_node_else_the_hint_else_the_first() -> Non
     assert CommandPlan("c", NODES, leader_hint="n2", timeout=1, now=0).next_request(0)[0] == "n2"
     target, request, wait = CommandPlan("incr 1", NODES, timeout=2, now=10).next_request(10.5)
     assert (target, request, wait) == ("n1", {"op": "run_command", "command": "incr 1", "timeout": 1.5}, 2.5)
+
+
+def test_a_client_session_numbers_commands_and_acks_the_lowest_unanswered() -> None:
+    session = ClientSession(42)
+    first, second, third = session.begin(), session.begin(), session.begin()
+    assert (first, second, third) == (1, 2, 3) and session.stamp(third) == SessionStamp(42, 3, 1)
+    session.end(second)
+    assert session.lowest_unanswered() == 1  # 1 still waits
+    session.end(first)
+    assert session.stamp(third) == SessionStamp(42, 3, 3) and session.in_flight == 1
+    session.end(third)
+    assert session.lowest_unanswered() == 4  # nothing waits: the next one
+
+
+def test_a_plan_in_a_session_sends_the_same_stamp_on_every_attempt_and_can_register() -> None:
+    plan = CommandPlan("incr 1", NODES, timeout=5, now=0, stamp=SessionStamp(7, 3, 2))
+    first = plan.next_request(0)[1]
+    assert first == {"op": "run_command", "command": "incr 1", "session": 7, "seq": 3, "ack": 2, "timeout": 5}
+    plan.answer(redirect("n1", "n2"))
+    assert plan.next_request(0.1)[1] == {**first, "timeout": 4.9}
+    register = CommandPlan("register", NODES, timeout=5, now=0, register=True)
+    assert register.next_request(0)[1] == {"op": "register_session", "timeout": 5}
+    with pytest.raises(SessionExpired, match="session expired: session 7"):
+        plan.answer({**command_result("n2", None), "ok": False, "error": "session expired: session 7 is not open"})
 
 
 def test_the_plan_follows_a_redirect_at_once_and_learns_the_leader() -> None:
@@ -104,17 +131,17 @@ def addresses(fake: FakeCluster) -> dict[str, Address]:
     return {node: Address("127.0.0.1", port) for node, port in fake.ports.items()}
 
 
-def with_sync(fake: FakeCluster, work: Callable[[Any], Any]) -> Any:
-    with SyncClusterClient(addresses(fake), connect_timeout=0.5) as client:
+def with_sync(fake: FakeCluster, work: Callable[[Any], Any], *, sessions: bool = False) -> Any:
+    with SyncClusterClient(addresses(fake), connect_timeout=0.5, sessions=sessions) as client:
         try:
             return work(client)
         except ClientError as exc:
             return exc
 
 
-def with_trio(fake: FakeCluster, work: Callable[[Any], Any]) -> Any:
+def with_trio(fake: FakeCluster, work: Callable[[Any], Any], *, sessions: bool = False) -> Any:
     async def main() -> Any:
-        async with ClusterClient(addresses(fake), connect_timeout=0.5) as client:
+        async with ClusterClient(addresses(fake), connect_timeout=0.5, sessions=sessions) as client:
             try:
                 return await work(client)
             except ClientError as exc:
@@ -242,3 +269,61 @@ def test_the_sync_client_tries_each_address_of_a_host_name(monkeypatch: pytest.M
         monkeypatch.setattr(syncclient.socket, "getaddrinfo", two_addresses)
         with SyncClusterClient({"n1": Address("node.example", good)}) as client:
             assert client.call("n1", {"op": "status"})["role"] == "leader"
+
+
+def session_handler(leader: str, *, hang_up_once: bool = False, expire: set[int] | None = None) -> Any:
+    """A leader that registers sessions 100, 101, ... and answers a command with its stamp; the
+    first command request hangs up (``hang_up_once``); the sessions in ``expire`` are unknown."""
+    state = {"next": 100, "hung_up": False}
+
+    def handle(node_id: str, request: dict[str, Any]) -> Any:
+        if node_id != leader:
+            return redirect(node_id, leader)
+        if request["op"] == "register_session":
+            state["next"] += 1
+            return command_result(node_id, state["next"] - 1)
+        if hang_up_once and not state["hung_up"]:
+            state["hung_up"] = True
+            return HANG_UP
+        if request.get("session") in (expire or set()):
+            return {**command_result(node_id, None), "ok": False, "error": f"session expired: session {request['session']}"}
+        return command_result(node_id, [request.get("session"), request.get("seq"), request.get("ack")])
+
+    return handle
+
+
+def stamps(fake: FakeCluster) -> list[tuple[Any, ...]]:
+    return [(r.get("session"), r.get("seq"), r.get("ack")) for node, r in fake.requests
+            if r["op"] == "run_command" and node == "n2"]
+
+
+def test_both_clients_register_once_and_resend_a_command_with_its_stamp_after_a_hang_up() -> None:
+    for run in (lambda fake: with_sync(fake, lambda c: [c.run_command(w).response["result"] for w in ("a", "b")],
+                                       sessions=True),
+                lambda fake: with_trio(fake, sessions=True, work=lambda c: _both(c, ("a", "b")))):
+        with fake_cluster(session_handler("n2", hang_up_once=True)) as fake:
+            assert run(fake) == [[100, 1, 1], [100, 2, 2]]
+            assert fake.ops("register_session") == ["n1", "n2"]  # redirected once, then registered once
+            assert stamps(fake) == [(100, 1, 1), (100, 1, 1), (100, 2, 2)]  # the hang-up: resent as it was
+
+
+async def _both(client: ClusterClient, commands: tuple[str, ...]) -> list[Any]:
+    return [(await client.run_command(command)).result.result for command in commands]
+
+
+def test_both_clients_reopen_an_expired_session_only_for_a_command_never_sent_before() -> None:
+    # First attempt answered "session expired": nothing of it was applied; a new session runs it.
+    with fake_cluster(session_handler("n2", expire={100})) as fake:
+        assert with_sync(fake, lambda c: c.run_command("a", node="n2").response["result"], sessions=True) == [101, 1, 1]
+    with fake_cluster(session_handler("n2", expire={100})) as fake:
+        assert with_trio(fake, sessions=True, work=lambda c: _result(c, "a")) == [101, 1, 1]
+    # Expired on a resend (after a hang-up): an earlier copy may have been applied; the outcome is unknown.
+    for client_run in (lambda fake: with_sync(fake, lambda c: c.run_command("a", node="n2"), sessions=True),
+                       lambda fake: with_trio(fake, sessions=True, work=lambda c: _result(c, "a"))):
+        with fake_cluster(session_handler("n2", hang_up_once=True, expire={100})) as fake:
+            outcome = client_run(fake)
+            assert isinstance(outcome, SessionExpired), outcome
+
+
+async def _result(client: ClusterClient, command: str) -> Any:
+    return (await client.run_command(command, node="n2")).result.result

@@ -2,7 +2,8 @@
 # Drill: slow, lossy and duplicating links.
 #
 # The leader's links get 30±20 ms of delay, a follower's lose 20% of messages, another follower's
-# deliver 10% twice. Commands still commit exactly once each; after `heal --all` every node agrees.
+# deliver 10% twice. Commands still commit exactly once each (each run-command resends in a client
+# session, so a copy committed twice is applied once); after `heal --all` every node agrees.
 source "$(dirname "$0")/lib.sh"
 
 step "start the cluster"

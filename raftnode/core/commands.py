@@ -11,8 +11,9 @@
 - the deadline passed first → ``timeout_expired``.
 
 A redirect or retry given after the command entered the log, like a timeout, means "outcome
-unknown": the entry may still commit through a later leader. Until client sessions (§6.3) land,
-a client that resubmits may apply such a command twice.
+unknown": the entry may still commit through a later leader. A client that resubmits such a
+command without a session may apply it twice; in a client session (§6.3, ``raftnode.sessions``)
+the apply layer answers the second copy with the first one's outcome.
 
 :class:`CommandTracker` maps proposed log positions to the caller's tokens and turns what the
 node observes (entries applied, leadership lost, time passing) into those answers.

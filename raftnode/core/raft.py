@@ -297,8 +297,8 @@ class Raft:
         else:
             self._step_role(m)
 
-    def propose(self, data: bytes) -> int:
-        """Append a command to the leader's log; returns its index.
+    def propose(self, data: bytes, kind: EntryKind = EntryKind.COMMAND) -> int:
+        """Append a command (or a session entry, ``kind``) to the leader's log; returns its index.
 
         The entry is sent with the next ``ready()``. Its fate is known when an entry at that index
         is applied: the same term means it committed, another term means it was lost.
@@ -312,7 +312,7 @@ class Raft:
         if self._transferee is not None:
             raise TransferInProgress(self._transferee)
         index = self.log.last_index + 1
-        self.log.append(Entry(self.term, index, data))
+        self.log.append(Entry(self.term, index, data, kind))
         self._send_pending.update(self._progress)
         return index
 

@@ -2,9 +2,10 @@
 
 The vocabulary of the scenario catalog: ``isolate``, ``cut``, ``drop``, ``delay``,
 ``duplicate``, ``reorder``, ``crash``, ``restart``, ``heal``, ``tick``, ``stabilize``, plus
-``propose`` (a client's ``run_command``), ``transfer``, ``add_node`` and ``remove_node``, and disk
-faults: ``fail_next_write`` (DISK_WRITE_FAULTS), ``corrupt_record`` / ``repair_disk``,
-``rewind_log`` and ``replace_disk``. A node
+``propose`` (a client's ``run_command``, in a session or not), ``register_session``, ``transfer``,
+``add_node`` and ``remove_node``, and disk faults: ``fail_next_write`` (DISK_WRITE_FAULTS),
+``corrupt_record`` / ``repair_disk``, ``rewind_log`` and ``replace_disk``. Session entries are
+stamped with the simulated time (ticks). A node
 added joins with no configuration of its own; a node that applies a committed configuration
 without itself stops, as the runtime does. Each node plays the shell's part
 exactly as a runtime must: after every input it persists the Ready to its simulated disk, then
@@ -24,10 +25,11 @@ from dataclasses import dataclass, field
 from ..apply import Applier, ApplyFailure
 from ..core.commands import CommandResult, CommandTracker
 from ..core.errors import RaftError
-from ..core.messages import Entry, SnapshotMeta
+from ..core.messages import Entry, EntryKind, SnapshotMeta
 from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
 from ..core.ready import HardState, Ready, Role
+from ..sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from ..statemachines import Counter, StateMachine
 from .invariants import COMPACTED, InvariantChecker
 from .network import SimNetwork
@@ -44,6 +46,7 @@ class ClientRequest:
     result: CommandResult | None = None
     answered_at: int | None = None
     lost: bool = False  # the node crashed before answering
+    session: SessionStamp | None = None  # the stamp of a session command
 
     @property
     def done(self) -> bool:
@@ -153,6 +156,7 @@ class SimCluster:
             applied entries follow its latest snapshot (None: never).
         corrupt_as_torn: a test-only seam for a planted bug: a restarting node takes a corrupt
             record for a torn tail and drops the log from it, instead of refusing to start.
+        session_table: factory of each node's client session table (a seam for planted bugs too).
         config: overrides of RaftConfig fields for every node.
     """
 
@@ -168,6 +172,7 @@ class SimCluster:
         client_timeout: int = 100,
         snapshot_every: int | None = None,
         corrupt_as_torn: bool = False,
+        session_table: Callable[[], SessionTable] = SessionTable,
         **config: object,
     ):
         self.ids = tuple(ids) if ids else tuple(f"n{i}" for i in range(1, size + 1))
@@ -180,6 +185,7 @@ class SimCluster:
         self.client_timeout = client_timeout
         self.snapshot_every = snapshot_every
         self.corrupt_as_torn = corrupt_as_torn
+        self.session_table = session_table
         self.config_overrides = config
         self.now = 0
         self.trace: list[str] | None = [] if trace else None
@@ -200,7 +206,7 @@ class SimCluster:
             entries=list(disk.entries),
             snapshot=disk.snapshot,
         )
-        node.applier = Applier(self.state_machine())
+        node.applier = Applier(self.state_machine(), sessions=self.session_table())
         if disk.snapshot is not None:
             node.applier.restore(disk.snapshot[0].index, disk.snapshot[1])
         node.tracker = CommandTracker()
@@ -372,16 +378,32 @@ class SimCluster:
 
     # -- clients ---------------------------------------------------------------------------------
 
-    def propose(self, node_id: str, command: str, *, timeout: int | None = None) -> ClientRequest:
-        """A client's ``run_command`` at ``node_id``; answered at once or after apply, expiry or step-down."""
+    def propose(
+        self, node_id: str, command: str, *, timeout: int | None = None, session: SessionStamp | None = None
+    ) -> ClientRequest:
+        """A client's ``run_command`` at ``node_id`` (in a session with ``session``); answered at
+        once or after apply, expiry or step-down."""
+        if session is None:
+            return self._submit(node_id, command, command.encode(), EntryKind.COMMAND, timeout, None)
+        data = encode_session_command(session, float(self.now), command.encode())
+        return self._submit(node_id, command, data, EntryKind.SESSION, timeout, session)
+
+    def register_session(self, node_id: str, *, timeout: int | None = None) -> ClientRequest:
+        """A client registers a session at ``node_id``; the answer's result is the session id."""
+        data = encode_register(float(self.now))
+        return self._submit(node_id, "register session", data, EntryKind.SESSION, timeout, None)
+
+    def _submit(self, node_id: str, command: str, data: bytes, kind: EntryKind, timeout: int | None,
+                session: SessionStamp | None) -> ClientRequest:
         node = self.node(node_id)
-        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now)
+        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now,
+                            session=session)
         self.requests.append(req)
         if node.raft is None:
             req.lost = True
             return req
         try:
-            index = node.raft.propose(command.encode())
+            index = node.raft.propose(data, kind)
         except RaftError as exc:
             self._answer(node, req, CommandResult.from_refusal(exc))
             return req
@@ -614,7 +636,7 @@ class SimCluster:
         assert raft is not None and applier is not None
         if self.snapshot_every is None or applier.applied_index - raft.log.offset < self.snapshot_every:
             return
-        data = applier.state_machine.snapshot()
+        data = applier.snapshot()
         meta = raft.compact(applier.applied_index, data)
         self.checker.snapshot_taken(node.id, meta.index, data)
         node.disk.save_snapshot(meta, data)
@@ -657,6 +679,8 @@ class SimCluster:
         for applied in done:
             entry = applied.entry
             self.checker.applied_entry(node.id, entry)
+            if applied.stamp is not None:
+                self.checker.applied_in_session(node.id, entry.index, applied.stamp, applied.result, applied.error)
             answer = node.tracker.applied(
                 entry.index, entry.term, result=applied.result, error=applied.error, leader=node.raft.leader
             )

@@ -12,14 +12,20 @@ violation is caught at the step that caused it. Names follow the scenario catalo
 - leader completeness: a committed entry is in the log of every leader of a later term;
 - state machine safety: no two nodes apply different commands at the same index;
 - durability: an acknowledged command stays on a majority of the voters that committed it;
-  commit and applied indexes never move backwards on a node that kept its disk.
+  commit and applied indexes never move backwards on a node that kept its disk;
+- exactly once: a command of a client session (identified by its session and sequence number,
+  however many copies the log holds) reaches the state machine at most once — at one log index —
+  and a command the client was answered is one that was applied, with the outcome it had then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from typing import Any
+
 from ..core.messages import Entry
+from ..sessions import SessionStamp
 
 
 class InvariantViolation(AssertionError):
@@ -49,6 +55,9 @@ class InvariantChecker:
         self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
         self.voters: dict[int, frozenset[str]] = {}  # acked index -> the voters a majority of which must hold it
         self.snapshots: dict[int, bytes] = {}  # index -> state machine snapshot taken there
+        # (session, seq) -> (index, result, error) of the one application of a session command
+        self.session_applied: dict[tuple[int, int], tuple[int, Any, str | None]] = {}
+        self.session_acked = 0
         self.checks = 0
 
     def _fail(self, invariant: str, detail: str) -> None:
@@ -164,3 +173,25 @@ class InvariantChecker:
     def monotonic(self, node: str, what: str, before: int, after: int) -> None:
         if after < before:
             self._fail("durability", f"{what} index of {node} moved backwards from {before} to {after}")
+
+    def applied_in_session(self, node: str, index: int, stamp: SessionStamp, result: Any, error: str | None) -> None:
+        """``node``'s state machine applied the session command ``stamp`` at ``index``."""
+        self.checks += 1
+        key = (stamp.session, stamp.seq)
+        first = self.session_applied.setdefault(key, (index, result, error))
+        if first[0] != index:
+            self._fail("exactly once", f"{node} applied command {stamp.seq} of session {stamp.session} at index "
+                                       f"{index}; it was applied at index {first[0]} already")
+
+    def acknowledged_in_session(self, stamp: SessionStamp, result: Any, error: str | None) -> None:
+        """A client was answered ``(result, error)`` for its session command ``stamp``."""
+        self.checks += 1
+        self.session_acked += 1
+        applied = self.session_applied.get((stamp.session, stamp.seq))
+        if applied is None:
+            self._fail("exactly once", f"command {stamp.seq} of session {stamp.session} was answered "
+                                       f"({result!r}, {error!r}) but never applied")
+        elif applied[1:] != (result, error):
+            self._fail("exactly once", f"command {stamp.seq} of session {stamp.session} was answered "
+                                       f"({result!r}, {error!r}) but applying it at index {applied[0]} gave "
+                                       f"({applied[1]!r}, {applied[2]!r})")

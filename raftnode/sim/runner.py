@@ -7,7 +7,11 @@ timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
    links, lossy / slow / reordering / duplicating links, crashes and restarts of a minority,
    heals, leadership transfers and membership changes (new nodes added, members — the leader
    too — removed) — with every invariant checked as it goes; most seeds also snapshot and
-   compact logs, so lagging and new nodes catch up through chunked InstallSnapshot;
+   compact logs, so lagging and new nodes catch up through chunked InstallSnapshot; beside the
+   one-shot commands, clients in sessions (``SimClients``) resend theirs across leader changes
+   and send some twice, and every command of theirs must be applied exactly once once answered
+   (at most once otherwise); session tables are small on some seeds, so sessions get evicted
+   and expire;
 2. liveness: faults stop (network healed, damaged disks restored from a copy, crashed nodes
    restarted); within a bound a leader must
    emerge and a new command must commit; then removed nodes that never learned of their
@@ -18,11 +22,15 @@ timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..core.errors import RaftError
 from ..core.raft import Raft
 from ..core.ready import Role
+from ..sessions import SessionTable
+from .clients import SimClients
 from .cluster import DISK_WRITE_FAULTS, SimCluster
 from .invariants import InvariantViolation
 
@@ -47,6 +55,8 @@ class RunReport:
     commit_index: int = 0
     commands: int = 0
     acknowledged: int = 0
+    session_commands: int = 0
+    session_acknowledged: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     violation: str | None = None  # the broken invariant's name, or "liveness"
     detail: str | None = None
@@ -76,11 +86,13 @@ def run_seed(
     disk_faults: bool = False,
     corrupt_as_torn: bool = False,
     trace: bool = False,
+    session_table: Callable[..., SessionTable] = SessionTable,
 ) -> RunReport:
     """Run one seeded schedule and check safety throughout and liveness at the end.
 
     ``disk_faults`` mixes in disk faults (see ``_Schedule.disk_fault``); ``corrupt_as_torn`` is a
-    test-only planted bug (a corrupt record taken for a torn tail).
+    test-only planted bug (a corrupt record taken for a torn tail). ``session_table`` makes each
+    node's session table (a seam for planted bugs), called with this seed's bounds.
     """
     report = RunReport(seed=seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
                        membership=membership, disk_faults=disk_faults)
@@ -99,11 +111,17 @@ def run_seed(
         snapshot_every=schedule_rng.choice([None, 25, 100, 400]),
         snapshot_chunk_bytes=schedule_rng.choice([4, 64]),
         corrupt_as_torn=corrupt_as_torn,
+        session_table=partial(session_table, max_sessions=schedule_rng.choice([2, 8, 64]),
+                              timeout=schedule_rng.choice([150.0, 1000.0])),
     )
     schedule = _Schedule(cluster, schedule_rng, report, membership=membership, disk_faults=disk_faults)
+    clients = SimClients(cluster, random.Random(f"clients-{seed}"))
     try:
         for _ in range(steps):
             schedule.step()
+            if clients.rng.random() < 0.15:
+                clients.command(schedule.command())
+            clients.step()
         _check_liveness(cluster)
         _check_durability(cluster)
     except InvariantViolation as exc:
@@ -116,6 +134,8 @@ def run_seed(
     report.commit_index = max(cluster.checker.committed, default=0)
     report.commands = len(cluster.requests)
     report.acknowledged = len(cluster.checker.acked)
+    report.session_commands = clients.stats["commands"]
+    report.session_acknowledged = cluster.checker.session_acked
     report.trace = cluster.trace
     return report
 
@@ -152,7 +172,7 @@ class _Schedule:
     def _count(self, what: str) -> None:
         self.report.faults[what] = self.report.faults.get(what, 0) + 1
 
-    def _command(self) -> str:
+    def command(self) -> str:
         roll = self.rng.random()
         if roll < 0.03:
             return "bogus"  # refused by the state machine, identically everywhere
@@ -168,7 +188,7 @@ class _Schedule:
             return
         leader = self.cluster.leader()
         node = leader if leader is not None and self.rng.random() < 0.8 else self.rng.choice(live).id
-        self.cluster.propose(node, self._command(), timeout=self.rng.randint(20, 120))
+        self.cluster.propose(node, self.command(), timeout=self.rng.randint(20, 120))
 
     def burst(self) -> None:
         leader = self.cluster.leader()
@@ -178,7 +198,7 @@ class _Schedule:
         for _ in range(self.rng.randint(5, 40)):
             if raft.role is not Role.LEADER:
                 break
-            self.cluster.propose(leader, self._command())
+            self.cluster.propose(leader, self.command())
 
     def network_fault(self) -> None:
         c, rng = self.cluster, self.rng

@@ -5,9 +5,12 @@ They exist only to prove the invariant checker has teeth; nothing outside tests 
 
 from __future__ import annotations
 
+from typing import Any
+
 from raftnode.core.log import RaftLog
 from raftnode.core.quorum import Configuration
 from raftnode.core.raft import Raft
+from raftnode.sessions import SessionStamp, SessionTable
 
 
 class _ShortQuorum(Configuration):
@@ -50,4 +53,12 @@ class NeverCampaigns(Raft):
     """Never starts an election: the cluster can never make progress."""
 
     def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
+        return None
+
+
+class ForgetsDuplicates(SessionTable):
+    """Session deduplication off: a resent copy of a command is applied again, like a new one."""
+
+    def lookup(self, stamp: SessionStamp, time: float) -> tuple[Any, str | None] | None:
+        super().lookup(stamp, time)
         return None

@@ -110,16 +110,17 @@ class Processes:
 
 
 async def closed_loop_incr(client: ClusterClient, acked: list[int], unknown: list[int], stop: trio.Event) -> None:
-    """One closed-loop client: ``incr 1`` until ``stop``; records the value each ack reports."""
+    """One closed-loop client: ``incr 1`` until ``stop``; records the value each ack reports.
+
+    The client resends in its session, so a command with an answer was applied exactly once:
+    only one without an answer (an error) may or may not have been applied.
+    """
     while not stop.is_set():
         try:
             outcome = await client.run_command("incr 1", timeout=3)
         except ClientError:
-            unknown.append(1)  # timed out or no leader: it may or may not have been applied
+            unknown.append(1)  # timed out, no leader, session expired: it may or may not have been applied
             continue
-        # An attempt that failed on a node that then died may still have been applied (there are
-        # no client sessions yet, §6.3): count them as possible extra applications.
-        unknown.append(outcome.attempts - 1)
         if outcome.result.ok:
             acked.append(outcome.result.result)
         else:
@@ -145,6 +146,18 @@ async def wait_leader(client: ClusterClient, nodes: list[str], *, other_than: st
             if leader is not None and leader != other_than:
                 return leader
         await trio.sleep(0.05)
+
+
+async def converged_value(client: ClusterClient, context: str = "") -> int:
+    """The counter's value once every node has applied the leader's commit index (all equal)."""
+    leader = await wait_leader(client, list(IDS))
+    leader_status = await wait_caught_up(client, leader, 0)
+    commit = leader_status["commit_index"]
+    values = set()
+    for node_id in IDS:
+        values.add((await wait_caught_up(client, node_id, commit))["state"]["value"])
+    assert len(values) == 1, f"nodes disagree after converging: {values} {context}"
+    return values.pop()
 
 
 async def wait_caught_up(client: ClusterClient, node_id: str, index: int) -> dict[str, Any]:

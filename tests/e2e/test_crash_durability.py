@@ -16,20 +16,9 @@ import trio
 
 from raftnode.client import ClusterClient
 
-from .processes import IDS, Processes, closed_loop_incr, status, wait_caught_up, wait_leader
+from .processes import IDS, Processes, closed_loop_incr, converged_value, status, wait_leader
 
 SEED = int(os.environ.get("RAFT_CRASH_SEED", random.randrange(1 << 30)))
-
-
-async def converged_value(client: ClusterClient) -> int:
-    leader = await wait_leader(client, list(IDS))
-    leader_status = await wait_caught_up(client, leader, 0)
-    commit = leader_status["commit_index"]
-    values = set()
-    for node_id in IDS:
-        values.add((await wait_caught_up(client, node_id, commit))["state"]["value"])
-    assert len(values) == 1, f"nodes disagree after converging: {values} (seed {SEED})"
-    return values.pop()
 
 
 @pytest.mark.trio
@@ -55,7 +44,7 @@ async def test_kill_9_of_any_minority_under_load_loses_no_acknowledged_command(p
                     processes.start(victim)
                 await trio.sleep(0.3)
                 stop.set()
-            final = await converged_value(client)
+            final = await converged_value(client, f"(seed {SEED})")
     context = f"seed {SEED}: {len(acked)} acked, {sum(unknown)} unknown, final value {final}\n{processes.logs_tail()}"
     assert len(acked) > 20, context
     assert len(set(acked)) == len(acked), f"two acknowledgements report the same value: {context}"

@@ -126,6 +126,10 @@ def test_workload_checks_itself_and_spreads_the_window() -> None:
     assert Workload(INCR, in_flight=10, connections=4, count=1).windows() == [3, 3, 2, 2]
     assert Workload(INCR, in_flight=1, duration=1).windows() == [1]
     assert Workload(INCR, in_flight=64, duration=1).connection_count == 4
+    assert Workload(INCR, in_flight=20_000, duration=1).connection_count == 5  # a session's window is 4,096
+    with pytest.raises(ValueError, match="give at least 5 connections"):
+        Workload(INCR, in_flight=20_000, connections=4, duration=1)
+    assert Workload(INCR, in_flight=20_000, connections=4, duration=1, sessions=False).connection_count == 4
     for bad in (
         {"in_flight": 0, "count": 1},
         {"in_flight": 2, "connections": 3, "count": 1},
@@ -263,7 +267,8 @@ async def test_the_generator_keeps_the_window_follows_redirects_and_resends_retr
     async with trio.open_nursery() as nursery:
         addresses = await fake_cluster(nursery, answer)
         assert await find_leader(addresses, timeout=5) == "b"
-        workload = Workload(parse_mix(["3:incr 1", "get", "frob"]), in_flight=8, connections=2, count=300, seed=7)
+        workload = Workload(parse_mix(["3:incr 1", "get", "frob"]), in_flight=8, connections=2, count=300, seed=7,
+                            sessions=False)
         generator = LoadGenerator(addresses, "a", workload)
         tally = await generator.run()
         nursery.cancel_scope.cancel()
@@ -291,7 +296,8 @@ async def test_a_node_that_hangs_up_loses_the_outstanding_commands_and_the_run_g
 
     async with trio.open_nursery() as nursery:
         addresses = await fake_cluster(nursery, answer, ("a",))
-        tally = await LoadGenerator(addresses, "a", Workload(INCR, in_flight=4, connections=1, count=200)).run()
+        tally = await LoadGenerator(addresses, "a", Workload(INCR, in_flight=4, connections=1, count=200,
+                                                            sessions=False)).run()
         nursery.cancel_scope.cancel()
     assert tally.lost >= 1
     assert tally.reconnects == 1
@@ -299,10 +305,39 @@ async def test_a_node_that_hangs_up_loses_the_outstanding_commands_and_the_run_g
 
 
 @pytest.mark.trio
+async def test_in_a_session_the_commands_of_a_broken_connection_are_resent_with_their_stamps() -> None:
+    served = itertools.count(1)
+    stamps: list[tuple[int, int, int]] = []
+
+    def answer(node: str, request: dict[str, Any]) -> Any:
+        if request["op"] == "register_session":
+            return success(42) if node == "b" else {"ok": False, "redirect": "b", "result": None, "error": None}
+        n = next(served)
+        if n == 50:
+            return HANG_UP  # with requests outstanding
+        stamps.append((request["session"], request["seq"], request["ack"]))
+        return success(n)
+
+    async with trio.open_nursery() as nursery:
+        addresses = await fake_cluster(nursery, answer)
+        tally = await LoadGenerator(addresses, "b", Workload(INCR, in_flight=4, connections=2, count=200)).run()
+        nursery.cancel_scope.cancel()
+    assert tally.lost == 0 and tally.resent_after_loss >= 1 and tally.reconnects == 1
+    assert tally.ok == 200
+    by_session: dict[int, list[tuple[int, int]]] = {}
+    for session, seq, ack in stamps:
+        assert ack <= seq
+        by_session.setdefault(session, []).append((seq, ack))
+    assert set(by_session) == {42}  # each connection registered its session at the leader (b)
+    seqs = [seq for seq, _ in by_session[42]]
+    assert len(seqs) > len(set(seqs))  # some were sent twice, with the same sequence number
+
+
+@pytest.mark.trio
 async def test_a_run_that_gets_no_answers_stalls_and_ends_by_itself() -> None:
     async with trio.open_nursery() as nursery:
         addresses = await fake_cluster(nursery, lambda node, request: SILENT, ("a",))
-        workload = Workload(INCR, in_flight=3, duration=10.0, stall_seconds=0.5)
+        workload = Workload(INCR, in_flight=3, duration=10.0, stall_seconds=0.5, sessions=False)
         tally = await LoadGenerator(addresses, "a", workload).run()
         nursery.cancel_scope.cancel()
     # Abandoned as stalled, its measured window cut short: only the first 3 commands went out.
@@ -314,7 +349,7 @@ async def test_a_run_that_gets_no_answers_stalls_and_ends_by_itself() -> None:
 
     async with trio.open_nursery() as nursery:
         addresses = await fake_cluster(nursery, late, ("a",))
-        tally = await LoadGenerator(addresses, "a", Workload(parse_mix(["late"]), in_flight=2, count=10)).run()
+        tally = await LoadGenerator(addresses, "a", Workload(parse_mix(["late"]), in_flight=2, count=10, sessions=False)).run()
         nursery.cancel_scope.cancel()
     assert tally.timeouts == 10 and tally.ok == 0 and not tally.stalled
 
@@ -323,7 +358,7 @@ async def test_a_run_that_gets_no_answers_stalls_and_ends_by_itself() -> None:
 async def test_warmup_commands_are_not_measured() -> None:
     async with trio.open_nursery() as nursery:
         addresses = await fake_cluster(nursery, lambda node, request: success(), ("a",))
-        workload = Workload(INCR, in_flight=2, count=50, warmup=0.2)
+        workload = Workload(INCR, in_flight=2, count=50, warmup=0.2, sessions=False)
         tally = await LoadGenerator(addresses, "a", workload).run()
         nursery.cancel_scope.cancel()
     assert tally.ok == 50 == len(tally.latencies)
@@ -337,7 +372,7 @@ async def test_by_duration_the_answers_in_the_window_count_even_when_commands_ou
     # 8 / 0.4 = 20 commands/s, and the window sees the answers to the commands sent before it.
     async with trio.open_nursery() as nursery:
         addresses = await fake_cluster(nursery, lambda node, request: success(), ("a",), delay=0.4)
-        workload = Workload(INCR, in_flight=8, connections=2, duration=0.6, warmup=0.5)
+        workload = Workload(INCR, in_flight=8, connections=2, duration=0.6, warmup=0.5, sessions=False)
         tally = await LoadGenerator(addresses, "a", workload).run()
         nursery.cancel_scope.cancel()
     assert tally.seconds == pytest.approx(0.6, abs=0.01)
@@ -355,7 +390,7 @@ async def test_by_duration_the_drain_is_bounded() -> None:
 
     async with trio.open_nursery() as nursery:
         addresses = await fake_cluster(nursery, first_twenty, ("a",), delay=0.01)
-        workload = Workload(INCR, in_flight=4, duration=0.3, drain=0.3)
+        workload = Workload(INCR, in_flight=4, duration=0.3, drain=0.3, sessions=False)
         tally = await LoadGenerator(addresses, "a", workload).run()
         nursery.cancel_scope.cancel()
     # Not stalled (that would take 15 s without answers): the 0.3 s drain ended the run.

@@ -38,18 +38,19 @@ def run(config: Path, *args: str) -> Result:
 
 
 def led_by(leader: str | None, *, value: int = 0, term: int = 1) -> Any:
-    """A handler for a cluster led by ``leader`` (None: nobody leads, every node says retry)."""
+    """A handler for a cluster led by ``leader`` (None: nobody leads, every node says retry); it
+    registers client sessions (id 5) by the same rules as it runs commands."""
 
     def handle(node_id: str, request: dict[str, Any]) -> Any:
         if request["op"] == "status":
             role = "leader" if node_id == leader else "follower"
             return status_document(node_id, role=role, term=term, leader=leader, value=value)
-        if request["op"] == "run_command":
+        if request["op"] in ("run_command", "register_session"):
             if leader is None:
                 return retry(node_id)
             if node_id != leader:
                 return redirect(node_id, leader)
-            return command_result(node_id, 7)
+            return command_result(node_id, 7 if request["op"] == "run_command" else 5)
         return {"ok": False, "error": f"unknown op {request['op']!r}"}
 
     return handle
@@ -62,10 +63,16 @@ def test_run_command_follows_a_redirect_to_the_leader(tmp_path: Path) -> None:
         assert human.exit_code == 0, human.output
         assert human.stdout.startswith("7  (n2 answered, log index 3, ")
         document = json.loads(run(config, "run-command", "--json", "incr", "1").stdout)
-        assert document["node"] == "n2" and document["result"] == 7 and document["attempts"] == 2
+        assert document["node"] == "n2" and document["result"] == 7 and document["attempts"] == 1
         assert set(document) == {"ok", "command", "result", "error", "node", "index", "attempts", "elapsed_ms"}
-        assert fake.ops("run_command") == ["n1", "n2", "n1", "n2"]  # a new process starts at n1
+        # A new process starts at n1, registers its session through the leader, then runs the command there.
+        assert fake.ops("register_session") == ["n1", "n2", "n1", "n2"]
+        assert fake.ops("run_command") == ["n2", "n2"]
+        stamps = [(r["session"], r["seq"], r["ack"]) for _, r in fake.requests if r["op"] == "run_command"]
+        assert stamps == [(5, 1, 1), (5, 1, 1)]
         assert run(config, "query", "get", "--expect", "7").exit_code == 0
+        assert fake.ops("register_session") == ["n1", "n2", "n1", "n2"]  # a read needs no session
+        assert "session" not in fake.requests[-1][1]
         assert run(config, "query", "-q", "get").stdout == "7\n"
 
 
@@ -89,7 +96,7 @@ def test_no_leader_is_retried_on_every_node_until_the_timeout_then_exit_3(tmp_pa
         assert result.exit_code == 3, result.output
         assert "no leader answered within 0.6 s (n" in result.stderr and "knows no leader" in result.stderr
         assert 0.55 <= elapsed < 3
-        asked = fake.ops("run_command")
+        asked = fake.ops("register_session")  # the session first, which no leader registers
         assert set(asked) == {"n1", "n2", "n3"} and len(asked) >= 6  # round and round, backing off
         assert len(asked) < 60  # ... not spinning
         once = run(config, "run-command", "--node", "n1", "--no-follow", "incr", "1")
@@ -133,7 +140,8 @@ def test_an_unreachable_node_is_skipped_and_a_named_one_is_exit_5(tmp_path: Path
     with fake_cluster(led_by("n2"), down=("n1",)) as fake:
         config = fake.cluster_file(tmp_path / "cluster.toml")
         document = json.loads(run(config, "run-command", "--json", "incr", "1").stdout)
-        assert document["node"] == "n2" and document["attempts"] == 2  # n1 refused the connection
+        assert document["node"] == "n2" and document["attempts"] == 1  # n1 refused the session's registration
+        assert fake.ops("register_session") == ["n2"]
         named = run(config, "run-command", "--node", "n1", "incr", "1")
         assert named.exit_code == 5 and "node n1 is not running" in named.stderr
         once = run(config, "run-command", "--node", "n1", "--no-follow", "incr", "1")
