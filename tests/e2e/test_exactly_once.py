@@ -49,7 +49,7 @@ async def trials(processes: Processes, disrupt_leader: Any) -> list[tuple[int, i
     for node_id in IDS:
         processes.start(node_id)
     outcomes = []
-    async with ClusterClient(processes.addresses) as client:
+    async with ClusterClient(processes.addresses, fields=processes.credentials.client_fields()) as client:
         await wait_leader(client, list(IDS))
         await client.run_command("incr 0", timeout=10)  # registers the client's session
         for _ in range(TRIALS):
