@@ -40,7 +40,7 @@ __all__ = [
     "encode_json",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: ReadIndex messages and heartbeats' read_round (raftnode.codec)
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # the default cap on a frame's length field
 MAX_JSON_BYTES = 1024 * 1024  # the default cap on one client-protocol JSON payload
 

@@ -45,6 +45,8 @@ from raftnode.core.messages import (
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
+    ReadIndex,
+    ReadIndexResponse,
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
@@ -88,6 +90,8 @@ def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
         return st.none() | u64
     if hint == tuple[Entry, ...]:
         return entries
+    if hint == tuple[int, ...]:
+        return st.lists(u64, max_size=12).map(tuple)
     if hint is SnapshotMeta:
         return metas
     raise AssertionError(f"no strategy for a message field of type {hint!r}: teach the codec and this test")
@@ -133,6 +137,12 @@ EXAMPLES: list[Message] = [
     AppendEntriesResponse(term=4, src="n2", dst="n1", success=False, index=12, conflict_index=5, conflict_term=3),
     Heartbeat(term=5, src="nœud-1", dst="节点二", commit=3),
     HeartbeatResponse(term=5, src="🦆", dst=""),
+    Heartbeat(term=5, src="n1", dst="n2", commit=3, read_round=U64_MAX),
+    HeartbeatResponse(term=5, src="n2", dst="n1", read_round=7),
+    ReadIndex(term=5, src="n2", dst="n1", requests=()),
+    ReadIndex(term=5, src="n2", dst="n1", requests=tuple(range(1000)) + (U64_MAX,)),
+    ReadIndexResponse(term=5, src="n1", dst="n2", requests=(1, 2, 3), index=41, granted=True),
+    ReadIndexResponse(term=5, src="n1", dst="n2", requests=(9,), index=0, granted=False),
     TimeoutNow(term=6, src="n1", dst="n3"),
     InstallSnapshot(
         term=7, src="n1", dst="n2", meta=SnapshotMeta(index=100, term=6, configuration=Configuration(frozenset({"n1", "n2", "n3"}))), offset=0,
@@ -160,15 +170,18 @@ def test_each_message_round_trips_exactly(m: Message) -> None:
 
 def test_the_wire_format_is_pinned() -> None:
     """Changing these bytes is a protocol change: bump PROTOCOL_VERSION."""
-    assert encode_message(Heartbeat(term=2, src="a", dst="bc", commit=1)).hex() == (
-        "05" "0000000000000002" "0000000000000001" "0161" "026263"
+    assert encode_message(Heartbeat(term=2, src="a", dst="bc", commit=1, read_round=4)).hex() == (
+        "05" "0000000000000002" "0000000000000001" "0000000000000004" "0161" "026263"
+    )
+    assert encode_message(ReadIndexResponse(term=2, src="a", dst="b", requests=(5, 6), index=3, granted=True)).hex() == (
+        "0b" "0000000000000002" "0000000000000003" "01" "00000002" "0161" "0162" "0000000000000005" "0000000000000006"
     )
     assert encode_message(ae((Entry(3, 11, b"hi", EntryKind.NOOP),), src="a", dst="b")).hex() == (
         "03" "0000000000000003" "000000000000000a" "0000000000000002" "0000000000000009" "00000001" "0161" "0162"
         "0000000000000003" "000000000000000b" "01" "00000002" "6869"
     )
-    assert encode_frame(FrameKind.PEER, b"xy") == b"\x00\x00\x00\x04\x01\x01xy"
-    assert PROTOCOL_VERSION == 1
+    assert encode_frame(FrameKind.PEER, b"xy") == b"\x00\x00\x00\x04\x02\x01xy"
+    assert PROTOCOL_VERSION == 2
 
 
 def test_an_append_entries_entry_costs_21_bytes_plus_its_data() -> None:
@@ -248,7 +261,15 @@ def test_decode_errors_name_the_type_and_the_field() -> None:
     expect_error(hb + b"\x00", "Heartbeat", "1 trailing bytes")
     expect_error(hb[:12], "Heartbeat.commit", "truncated")
     expect_error(hb[:-1], "Heartbeat.dst", "truncated")
-    expect_error(hb[:17] + b"\x01\xff" + hb[19:], "Heartbeat.src", "utf-8")
+    expect_error(hb[:20], "Heartbeat.read_round", "truncated")
+    expect_error(hb[:25] + b"\x01\xff" + hb[27:], "Heartbeat.src", "utf-8")
+
+    ri = encode_message(ReadIndex(term=2, src="a", dst="b", requests=(1, 2)))
+    expect_error(ri[:-1], "ReadIndex.requests", "count 2")
+    expect_error(ri + b"\x00" * 8, "ReadIndex", "8 trailing bytes")
+    rir = bytearray(encode_message(ReadIndexResponse(term=2, src="a", dst="b", requests=(), index=1, granted=True)))
+    rir[17] = 2
+    expect_error(bytes(rir), "ReadIndexResponse.granted", "0 or 1")
 
     rvr = bytearray(encode_message(RequestVoteResponse(term=2, src="a", dst="b", granted=True)))
     rvr[9] = 2
@@ -404,8 +425,10 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives() -> None:
 
 
 def test_unknown_version_unknown_kind_and_short_length_are_refused_from_the_header() -> None:
-    with pytest.raises(FrameError, match="unknown protocol version 2"):
-        FrameDecoder().feed(struct.pack(">IB", 1000, 2))  # refused before kind or body
+    with pytest.raises(FrameError, match="unknown protocol version 99"):
+        FrameDecoder().feed(struct.pack(">IB", 1000, 99))  # refused before kind or body
+    with pytest.raises(FrameError, match="unknown protocol version 1"):
+        FrameDecoder().feed(struct.pack(">IB", 1000, 1))  # before ReadIndex: a mixed cluster says so
     with pytest.raises(FrameError, match="unknown protocol version 0"):
         FrameDecoder().feed(b"\x00\x00\x00\x02\x00\x01")
     with pytest.raises(FrameError, match="unknown frame kind 9"):

@@ -97,14 +97,36 @@ class AppendEntriesResponse(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat(Message):
-    """Leader liveness; ``commit`` is min(follower's match, leader commit), so always safe."""
+    """Leader liveness; ``commit`` is min(follower's match, leader commit), so always safe.
+
+    ``read_round`` is the id of the leader's latest ReadIndex round (0: none yet); the follower
+    echoes it, which confirms the leader still leads as of that round (§6.4).
+    """
 
     commit: int
+    read_round: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatResponse(Message):
-    pass
+    read_round: int = 0  # the ``read_round`` of the heartbeat answered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndex(Message):
+    """A follower asks its leader for a read index for its read requests ``requests`` (§6.4)."""
+
+    requests: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexResponse(Message):
+    """The leader's answer to ReadIndex: serve ``requests`` once applied through ``index``;
+    not ``granted``: the receiver is not (or no longer) the leader, or could not confirm it."""
+
+    requests: tuple[int, ...]
+    index: int
+    granted: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,4 +168,6 @@ ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     TimeoutNow,
     InstallSnapshot,
     InstallSnapshotResponse,
+    ReadIndex,
+    ReadIndexResponse,
 )

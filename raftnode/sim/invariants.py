@@ -12,7 +12,9 @@ violation is caught at the step that caused it. Names follow the scenario catalo
 - leader completeness: a committed entry is in the log of every leader of a later term;
 - state machine safety: no two nodes apply different commands at the same index;
 - durability: an acknowledged command stays on a majority of the voters that committed it;
-  commit and applied indexes never move backwards on a node that kept its disk.
+  commit and applied indexes never move backwards on a node that kept its disk;
+- read freshness (ReadIndex, §6.4): a read is served from a state that includes every command
+  acknowledged before the read was issued (applied index >= the highest acknowledged index then).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class InvariantChecker:
         self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
         self.voters: dict[int, frozenset[str]] = {}  # acked index -> the voters a majority of which must hold it
         self.snapshots: dict[int, bytes] = {}  # index -> state machine snapshot taken there
+        self.highest_acked = 0  # the highest acknowledged index
+        self.reads_served = 0
         self.checks = 0
 
     def _fail(self, invariant: str, detail: str) -> None:
@@ -158,8 +162,20 @@ class InvariantChecker:
                                      f"(voters {[sorted(v) for v in candidates]})")
             return
         self.acked[index] = term
+        self.highest_acked = max(self.highest_acked, index)
         self.holders[index] = set(holders)
         self.voters[index] = voters
+
+    def read_served(self, node: str, command: str, floor: int, applied: int) -> None:
+        """``node`` answered a read issued when ``floor`` was ``highest_acked``, from its state at ``applied``."""
+        self.checks += 1
+        self.reads_served += 1
+        if applied < floor:
+            self._fail(
+                "read freshness",
+                f"{node} served {command!r} from its state at index {applied}, older than index {floor}, "
+                "acknowledged before the read was issued (a stale read)",
+            )
 
     def monotonic(self, node: str, what: str, before: int, after: int) -> None:
         if after < before:

@@ -51,3 +51,14 @@ class NeverCampaigns(Raft):
 
     def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
         return None
+
+
+class ServesReadsWithoutConfirmation(Raft):
+    """Skips the ReadIndex heartbeat round (§6.4): serves reads at its commit index at once, as
+    if a majority had confirmed it still leads."""
+
+    def _start_read_round(self) -> None:
+        round_id = self._reads.start(self.commit, self._ticks)
+        for voter in self.configuration.voters:
+            self._reads.echoed(voter, round_id)
+        self._check_read_round()
