@@ -305,7 +305,8 @@ def sim(
         click.echo(
             f"{summary['seeds']} seed{'s' * (summary['seeds'] != 1)}, {nodes} nodes, {steps} steps: "
             f"{bad} violation{'s' * (bad != 1)}; {totals['leaders_elected']} leaders elected, "
-            f"{totals['acknowledged']} commands acknowledged, {totals['ticks']} ticks "
+            f"{totals['acknowledged']} commands acknowledged, {totals['reads_served']} reads served, "
+            f"{totals['ticks']} ticks "
             f"in {summary['seconds']:.1f} s"
         )
         for v in summary["violations"]:

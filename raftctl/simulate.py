@@ -70,6 +70,7 @@ def summarize(reports: list[RunReport], settings: SimSettings, seconds: float) -
             "leaders_elected": sum(r.leaders for r in reports),
             "commands": sum(r.commands for r in reports),
             "acknowledged": sum(r.acknowledged for r in reports),
+            "reads_served": sum(r.reads_served for r in reports),
             "committed_entries": sum(r.commit_index for r in reports),
             "faults": dict(sorted(faults.items())),
         },

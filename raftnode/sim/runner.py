@@ -3,7 +3,9 @@
 One seed fixes everything: the schedule, the network's coin flips and every node's election
 timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
 
-1. ``steps`` random actions — ticks, client commands (single and in bursts), partitions, cut
+1. ``steps`` random actions — ticks, client commands (single and in bursts), linearizable reads
+   (ReadIndex, at the leader or any node; each must see every command acknowledged before it
+   was issued), partitions, cut
    links, lossy / slow / reordering / duplicating links, crashes and restarts of a minority,
    heals, leadership transfers and membership changes (new nodes added, members — the leader
    too — removed) — with every invariant checked as it goes; most seeds also snapshot and
@@ -45,6 +47,7 @@ class RunReport:
     commit_index: int = 0
     commands: int = 0
     acknowledged: int = 0
+    reads_served: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     violation: str | None = None  # the broken invariant's name, or "liveness"
     detail: str | None = None
@@ -107,6 +110,7 @@ def run_seed(
     report.commit_index = max(cluster.checker.committed, default=0)
     report.commands = len(cluster.requests)
     report.acknowledged = len(cluster.checker.acked)
+    report.reads_served = cluster.checker.reads_served
     report.trace = cluster.trace
     return report
 
@@ -124,6 +128,7 @@ class _Schedule:
             (self.tick, 50),
             (self.propose, 22),
             (self.burst, 3),
+            (self.read, 8),
             (self.network_fault, 8),
             (self.heal, 5),
             (self.crash, 3),
@@ -158,6 +163,14 @@ class _Schedule:
         leader = self.cluster.leader()
         node = leader if leader is not None and self.rng.random() < 0.8 else self.rng.choice(live).id
         self.cluster.propose(node, self._command(), timeout=self.rng.randint(20, 120))
+
+    def read(self) -> None:
+        live = self.cluster.live()
+        if not live:
+            return
+        leader = self.cluster.leader()
+        node = leader if leader is not None and self.rng.random() < 0.6 else self.rng.choice(live).id
+        self.cluster.read(node, timeout=self.rng.randint(20, 120))
 
     def burst(self) -> None:
         leader = self.cluster.leader()
