@@ -702,11 +702,12 @@ def _run_words(
     expect: str | None,
     quiet: bool,
     as_json: bool,
+    op: str = "run_command",
 ) -> None:
     from . import oneshot  # no trio: a round trip as a new process is what users time
 
     command = " ".join(words)
-    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow)
+    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow, op=op)
     if as_json:
         echo_json(reply.to_json())
     shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)
@@ -716,7 +717,8 @@ def _run_words(
         if quiet:
             click.echo(shown)
         else:
-            click.echo(f"{shown}  ({reply.node} answered, log index {reply.index}, {reply.elapsed * 1000:.0f} ms)")
+            where = "read index" if op == "query" else "log index"
+            click.echo(f"{shown}  ({reply.node} answered, {where} {reply.index}, {reply.elapsed * 1000:.0f} ms)")
     if expect is not None and shown != expect:
         raise CommandError(f"expected {expect}, got {shown}", EXIT_REFUSED)
 
@@ -740,18 +742,20 @@ def run_command(app: App, **options: Any) -> None:
 
 @main.command(
     context_settings={"ignore_unknown_options": True},
-    short_help="A linearizable read (e.g. get), committed through the leader.",
+    short_help="A linearizable read (e.g. get), without the log (ReadIndex).",
 )
 @_command_options
 def query(app: App, **options: Any) -> None:
-    """A linearizable read, e.g. `raftctl query get`.
+    """A linearizable read, e.g. `raftctl query get`, served without a log entry (ReadIndex).
 
-    For now a query goes through the log exactly like run-command: the leader commits it with a
-    majority before anyone answers, so the answer reflects every command committed before the
-    query started, and a deposed leader (cut off with a minority) can never answer it — it cannot
-    commit. Use --expect VALUE in scripts to check the answer through the exit code.
+    The leader notes its commit index, confirms with one heartbeat round that a majority still
+    follows it, and answers once it has applied that far; `--node follower` reads at a follower,
+    which asks the leader for that index and waits until it has applied it. Either way the answer
+    reflects every command acknowledged before the query started, and a deposed leader (cut off
+    with a minority) never answers: it cannot confirm. A command that changes the state is
+    refused (exit 1). Use --expect VALUE in scripts to check the answer through the exit code.
     """
-    _run_words(app, **options)
+    _run_words(app, op="query", **options)
 
 
 @main.command("transfer-leader")

@@ -303,8 +303,10 @@ def run_command(
     node: str | None = None,
     timeout: float = 5.0,
     follow: bool = True,
+    op: str = "run_command",
 ) -> CommandReply:
-    """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it.
+    """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it,
+    or with ``op="query"`` read it without the log (ReadIndex) at ``node`` or the leader.
 
     With ``node``, the request goes to that node first (``leader``/``follower`` resolved first);
     with ``follow`` (the default) redirects are followed and the command is retried on other
@@ -327,7 +329,7 @@ def run_command(
         if not follow:
             if target is None:
                 raise UsageProblem("--no-follow needs --node: the one node to ask")
-            request = {"op": "run_command", "command": command, "timeout": timeout}
+            request = {"op": op, "command": command, "timeout": timeout}
             answer = s.client.call_each({target: request}, timeout=timeout + 1)[target]
             return single_reply(target, command, timeout, answer, started)
         if target is not None:
@@ -339,7 +341,7 @@ def run_command(
         else:
             s.ensure_running()
         try:
-            outcome = s.client.run_command(command, node=target, timeout=timeout)
+            outcome = s.client.run_command(command, node=target, timeout=timeout, op=op)
         except ClientError as exc:
             raise command_failure(config, exc, lambda: s.status(timeout=0.5)) from None
         answer = outcome.response

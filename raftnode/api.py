@@ -14,6 +14,10 @@ replicated, committed, applied through ``process_command`` and its result return
 no known leader the answer is ``retry``; a command that cannot commit in time answers
 ``timeout_expired``.
 
+``query`` is a linearizable read without a log entry (ReadIndex, thesis §6.4), at the leader or
+a follower: it reflects every command acknowledged before the call, through the pilot's
+read-only ``query`` method.
+
 Because the seed's library runs over the application's own messaging, a HullAPI may be given the
 application's own :class:`~raftnode.transport.Transport` and its own
 :class:`~raftnode.storage.Storage` instead of the built-in TCP transport and disk storage.
@@ -48,6 +52,9 @@ class PilotAPI(Protocol):
     refusal is the replicated outcome). Implement ``snapshot() -> bytes`` and
     ``restore(data: bytes)`` too, so logs can be compacted; an optional ``validate(command)``
     that raises CommandError lets the leader refuse a malformed command before it enters the log.
+    An optional ``query(command)`` answers a read-only command from the current state without
+    changing it (raise CommandError for a command that is not a read): ``HullAPI.query`` then
+    serves reads without the log; without it queries go through the log like commands.
     """
 
     def process_command(self, command: str) -> Any: ...
@@ -119,6 +126,11 @@ class HullAPI:
     async def run_command(self, command: str, timeout: float = 5.0) -> CommandResult:
         """The seed's ``run_command``; see the module documentation for the possible answers."""
         return await self.node.run_command(command, timeout=timeout)
+
+    async def query(self, command: str, timeout: float = 5.0) -> CommandResult:
+        """A linearizable read served by this node (leader or follower) without a log entry; a
+        refusal is ``redirect``/``retry``, never a stale result. See the module documentation."""
+        return await self.node.query(command, timeout=timeout)
 
     def status(self) -> NodeStatus:
         return self.node.status()

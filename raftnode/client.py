@@ -193,7 +193,14 @@ class ClusterClient:
             return await connection.call(request)
         raise call_timeout(node, request, timeout)
 
-    async def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
+    async def query(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
+        """A linearizable read (e.g. ``get``) without a log entry, served by ``node`` if given
+        (a follower asks the leader for a read index), else by the leader; as ``run_command``."""
+        return await self.run_command(command, node=node, timeout=timeout, op="query")
+
+    async def run_command(
+        self, command: str, *, node: str | None = None, timeout: float = 5.0, op: str = "run_command"
+    ) -> CommandOutcome:
         """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
 
         Returns the first final answer (a result, an error, or a timeout from the leader).
@@ -203,7 +210,8 @@ class ClusterClient:
             Timeout: the deadline passed while the command was in the leader's hands.
         """
         plan = CommandPlan(
-            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout, now=trio.current_time()
+            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout,
+            now=trio.current_time(), op=op,
         )
         while True:
             target, request, wait = plan.next_request(trio.current_time())

@@ -71,7 +71,8 @@ def call_timeout(node: str, request: Mapping[str, Any], seconds: float) -> Timeo
 
 
 class CommandPlan:
-    """One ``run_command``: send to a node (the given one, else the last known leader, else the
+    """One ``run_command`` (or ``query``, with ``op="query"``: a linearizable read that any node
+    serves): send to a node (the given one, else the last known leader, else the
     first), follow redirects at once, move on to the next node with a growing pause while a node is
     unreachable or knows no leader, and give up at the deadline.
 
@@ -105,8 +106,10 @@ class CommandPlan:
         leader_hint: str | None = None,
         timeout: float,
         now: float,
+        op: str = "run_command",
     ) -> None:
         self.command = command
+        self.op = op
         self.order = list(nodes)
         self.timeout = timeout
         self.deadline = now + timeout
@@ -129,7 +132,7 @@ class CommandPlan:
         self.attempts += 1
         self._redirected = False
         self.learned = None
-        return self.target, {"op": "run_command", "command": self.command, "timeout": remaining}, remaining + 1
+        return self.target, {"op": self.op, "command": self.command, "timeout": remaining}, remaining + 1
 
     def unreachable(self, problem: ClientError) -> None:
         """The target did not answer: try the next node after a pause."""

@@ -43,6 +43,14 @@ While the node's task waits on the disk thread for longer than a heartbeat inter
 fsync or snapshot write), the ticker sends a leader's heartbeats itself (``_keepalive``), so a
 stalled disk does not look like a dead leader.
 
+Linearizable reads (``query``, ``submit_query``; thesis §6.4) ride the proposal inbox without a
+log entry: the node's task asks the core for a read index (``Raft.read_index``), and once a
+Ready reports it (after the leader's heartbeat round, or the leader's answer to a follower) the
+read waits until the applier has reached that index, then calls the state machine's read-only
+``query``. A refused read (leadership lost, not confirmed in time) is answered redirect or retry,
+never from a possibly stale state. A state machine without ``query`` gets its queries through
+the log, like ``run_command``.
+
 After each batch: configuration handlers hear of a new configuration (the composition root
 connects to members it did not know), membership waiters (``add_node`` / ``remove_node``) are
 answered once their change is committed here, and a node that applied its own removal stops.
@@ -78,6 +86,7 @@ from .core.errors import MembershipError, RaftError
 from .core.messages import AppendEntries, Entry, Heartbeat, InstallSnapshot, Message
 from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
+from .core.readindex import ReadState
 from .core.ready import Ready, Role
 from .statemachines import CommandError, StateMachine
 from .storage import Storage
@@ -248,6 +257,10 @@ class RaftNode:
         self.transport = transport
         self.applier = Applier(state_machine, max_attempts=max_apply_attempts)
         self._validate = getattr(state_machine, "validate", None)  # refuses unparsable commands before the log
+        self._query = getattr(state_machine, "query", None)  # the read-only path of linearizable reads
+        self._read_ids = 0  # the last token handed to Raft.read_index
+        self._reads_asked: dict[int, tuple[str, Any]] = {}  # token -> (command, waiter), until the core answers
+        self._reads_due: deque[tuple[int, str, Any]] = deque()  # (read index, command, waiter), until applied
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
         self.snapshot_bytes = snapshot_bytes
@@ -258,7 +271,7 @@ class RaftNode:
         if max_batch < 1 or inbox_size < 1:
             raise ValueError("max_batch and inbox_size must be positive")
         self._urgent: deque[tuple] = deque()  # (kind, payload, waiter): peer messages, ticks, calls
-        self._proposals: deque[tuple[str, bytes, Any]] = deque()  # (command, its utf-8, waiter)
+        self._proposals: deque[tuple[str, bytes | None, Any]] = deque()  # (command, its utf-8 or None: a read, waiter)
         self._inbox_size = inbox_size
         self._max_batch = max_batch
         self._high_water = 4 * max_batch  # proposals_backlogged() above this
@@ -336,6 +349,7 @@ class RaftNode:
                 waiter[0].set(CommandResult(retry=True))
             while self._proposals:
                 self._proposals.popleft()[2].set(CommandResult(retry=True))
+            self._refuse_reads(CommandResult(retry=True))
             self._fail_waiters(NodeNotRunning(f"node {self.id} stopped"))
             self._room.unpark_all()
             try:
@@ -375,8 +389,19 @@ class RaftNode:
 
     async def run_command(self, command: str, *, timeout: float = 5.0) -> CommandResult:
         """The seed's ``run_command``: result after commit and apply, or redirect, retry, error or timeout."""
+        return await self._await_answer(command, timeout, read=False)
+
+    async def query(self, command: str, *, timeout: float = 5.0) -> CommandResult:
+        """A linearizable read (ReadIndex, §6.4), served here — leader or follower — without a log
+        entry, from a state that holds every command acknowledged before the call: the result,
+        or the state machine's error (a command that is not a read), redirect or retry (leadership
+        lost or not confirmed; no leader known), or timeout. Through the log when the state
+        machine has no ``query`` method."""
+        return await self._await_answer(command, timeout, read=True)
+
+    async def _await_answer(self, command: str, timeout: float, *, read: bool) -> CommandResult:
         waiter = _Waiter()
-        refused = self._enqueue(command, waiter)
+        refused = self._enqueue(command, waiter, read=read)
         if refused is not None:
             return refused
         with trio.move_on_after(timeout):
@@ -390,8 +415,15 @@ class RaftNode:
         For endpoints that serve many commands at once (the client service): no task, event or
         cancel scope per command. The node's flush handlers run after each batch of answers.
         """
+        self._submit(command, on_result, timeout, read=False)
+
+    def submit_query(self, command: str, on_result: Callable[[CommandResult], None], *, timeout: float = 5.0) -> None:
+        """``query`` without a task, as ``submit_command`` is ``run_command`` without one."""
+        self._submit(command, on_result, timeout, read=True)
+
+    def _submit(self, command: str, on_result: Callable[[CommandResult], None], timeout: float, *, read: bool) -> None:
         callback = _Callback(on_result)
-        refused = self._enqueue(command, callback)
+        refused = self._enqueue(command, callback, read=read)
         if refused is not None:
             callback.set(refused)
             return
@@ -406,15 +438,18 @@ class RaftNode:
         if deadline < self._next_deadline:
             self._next_deadline = deadline
 
-    def _enqueue(self, command: str, waiter: _Waiter | _Callback) -> CommandResult | None:
-        """Queue ``command`` (and its utf-8 bytes) for the node's task; or the answer at once when
-        the node is not running, the text is not Unicode, or the inbox is full."""
+    def _enqueue(self, command: str, waiter: _Waiter | _Callback, *, read: bool) -> CommandResult | None:
+        """Queue ``command`` (and its utf-8 bytes; None for a read served by ``query``) for the
+        node's task; or the answer at once when the node is not running, the text is not
+        Unicode, or the inbox is full."""
         if not self._running:
             return CommandResult(retry=True)
         try:
             data = command.encode()
         except UnicodeEncodeError:
             return CommandResult(error=f"command {command!r} is not valid Unicode text")
+        if read and self._query is not None:
+            data = None
         if len(self._proposals) >= self._inbox_size:
             self.stats["inbox_dropped"] += 1
             return CommandResult(retry=True)
@@ -724,7 +759,7 @@ class RaftNode:
             if took > 50:
                 stats["turns_over_50ms"] += 1
 
-    def _propose_batch(self, proposals: deque[tuple[str, bytes, Any]]) -> None:
+    def _propose_batch(self, proposals: deque[tuple[str, bytes | None, Any]]) -> None:
         raft = self.raft
         assert raft is not None
         propose = self._propose
@@ -799,7 +834,10 @@ class RaftNode:
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 waiter.set(error=exc)
 
-    def _propose(self, raft: Raft, command: str, data: bytes, waiter: _Waiter) -> None:
+    def _propose(self, raft: Raft, command: str, data: bytes | None, waiter: _Waiter) -> None:
+        if data is None:
+            self._ask_read_index(raft, command, waiter)
+            return
         validate = self._validate
         if validate is not None and raft.role is Role.LEADER:
             try:
@@ -843,6 +881,10 @@ class RaftNode:
                 self._send(late)
             if ready.committed and not leader:
                 self._apply(ready.committed)  # after the acknowledgement, which the leader waits for
+            if ready.reads:
+                self._reads_answered(ready.reads)
+            if self._reads_due:
+                self._serve_reads()
             raft.advance(ready)
             if self._snapshot_due(raft):
                 await self._disk_snapshot(self._compact())
@@ -923,6 +965,8 @@ class RaftNode:
             )
             if answer is not None:
                 answer[0].set(answer[1])
+        if self._reads_due:
+            self._serve_reads()
         if failure is None:
             return
         if failure.halted:
@@ -938,6 +982,59 @@ class RaftNode:
         else:
             self._emit("apply-error", f"index {failure.index} attempt {failure.attempt}: {failure.reason}; retrying")
             self._apply_retry_at = self._ticks + 2**failure.attempt
+
+    # -- linearizable reads (§6.4) -----------------------------------------------------------------
+
+    def _ask_read_index(self, raft: Raft, command: str, waiter: Any) -> None:
+        self._read_ids += 1
+        try:
+            raft.read_index(self._read_ids)
+        except RaftError as exc:
+            waiter.set(CommandResult.from_refusal(exc))
+            return
+        self._reads_asked[self._read_ids] = (command, waiter)
+
+    def _reads_answered(self, states: Sequence[ReadState]) -> None:
+        """The core's answers: a read index to wait for, or a refusal (redirect or retry)."""
+        raft = self.raft
+        assert raft is not None
+        for state in states:
+            asked = self._reads_asked.pop(state.request, None)
+            if asked is None:
+                continue  # answered already (the node is stopping)
+            command, waiter = asked
+            if state.index is None:
+                waiter.set(CommandResult.not_leader_any_more(raft.leader))
+            else:
+                self._reads_due.append((state.index, command, waiter))
+
+    def _serve_reads(self) -> None:
+        """Answer the reads whose read index the state machine has applied, in order, from ``query``."""
+        due, applier, query = self._reads_due, self.applier, self._query
+        assert query is not None
+        if applier.halted is not None:  # the state will never catch up: say so rather than wait
+            answer = CommandResult(error=f"apply halted at index {applier.halted.index}: no reads served")
+            while due:
+                due.popleft()[2].set(answer)
+            return
+        applied = applier.applied_index
+        while due and due[0][0] <= applied:
+            index, command, waiter = due.popleft()
+            try:
+                waiter.set(CommandResult(result=query(command), index=index))
+            except CommandError as exc:
+                waiter.set(CommandResult(error=str(exc), index=index))
+            except Exception as exc:  # noqa: BLE001 - a failing read is the caller's answer, never the node's end
+                waiter.set(CommandResult(error=f"query failed: {type(exc).__name__}: {exc}", index=index))
+
+    def _refuse_reads(self, answer: CommandResult) -> None:
+        """Answer every read still waiting for its index or its apply (the node stops)."""
+        for _, waiter in self._reads_asked.values():
+            waiter.set(answer)
+        for _, _, waiter in self._reads_due:
+            waiter.set(answer)
+        self._reads_asked.clear()
+        self._reads_due.clear()
 
     # -- snapshots -----------------------------------------------------------------------------
 

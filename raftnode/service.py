@@ -6,6 +6,7 @@ client may keep many requests in flight on one connection (each is served in its
 | op | request fields | response |
 |---|---|---|
 | ``run_command`` | ``command``, ``timeout`` (s) | the seed's CommandResult fields, ``node``, ``leader`` |
+| ``query`` | ``command``, ``timeout`` (s) | the same; a linearizable read served here without the log |
 | ``status`` | | the node's status (``status --json`` fields) |
 | ``events`` | | then a stream of EVENT frames until the client hangs up |
 | ``recent_events`` | | ``events``: the node's recent events (oldest first), without subscribing |
@@ -114,10 +115,11 @@ class ClientService:
             nursery.cancel_scope.cancel()  # the client hung up or misbehaved: stop its requests
 
     def _submit(self, request: dict[str, Any], writer: FrameWriter) -> bool:
-        """The hot path: a well-formed run_command goes to the node without a task of its own;
-        its answer is queued on the connection from the node's task and flushed after the batch.
-        Returns False for anything else (served by ``_dispatch`` in a task)."""
-        if request.get("op") != "run_command" or self.node.raft is None:
+        """The hot path: a well-formed run_command or query goes to the node without a task of its
+        own; its answer is queued on the connection from the node's task and flushed after the
+        batch. Returns False for anything else (served by ``_dispatch`` in a task)."""
+        op = request.get("op")
+        if (op != "run_command" and op != "query") or self.node.raft is None:
             return False
         command = request.get("command")
         timeout = request.get("timeout", 5.0)
@@ -136,7 +138,8 @@ class ClientService:
             writer.write_soon(frame)
             self._dirty.add(writer)
 
-        self.node.submit_command(command, answer, timeout=float(timeout))
+        submit = self.node.submit_command if op == "run_command" else self.node.submit_query
+        submit(command, answer, timeout=float(timeout))
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
@@ -185,10 +188,11 @@ class ClientService:
     # -- ops -----------------------------------------------------------------------------------
 
     async def _run_command(self, request: dict[str, Any]) -> dict[str, Any]:
-        command = request.get("command")
-        if not isinstance(command, str) or not command.strip():
-            raise BadRequest("run_command needs a non-empty string 'command'")
-        result = await self.node.run_command(command, timeout=_timeout(request, 5.0))
+        result = await self.node.run_command(_command(request, "run_command"), timeout=_timeout(request, 5.0))
+        return self._command_response(result)
+
+    async def _query(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = await self.node.query(_command(request, "query"), timeout=_timeout(request, 5.0))
         return self._command_response(result)
 
     def _success_frame(self, result: CommandResult, request_id: Any) -> bytes | None:
@@ -308,6 +312,7 @@ class ClientService:
 
 _OPS = {
     "run_command": ClientService._run_command,
+    "query": ClientService._query,
     "status": ClientService._status,
     "recent_events": ClientService._recent_events,
     "set_faults": ClientService._set_faults,
@@ -325,6 +330,13 @@ def _string(request: dict[str, Any], key: str, op: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{op} needs a non-empty string {key!r}")
     return value
+
+
+def _command(request: dict[str, Any], op: str) -> str:
+    command = request.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise BadRequest(f"{op} needs a non-empty string 'command'")
+    return command
 
 
 def _timeout(request: dict[str, Any], default: float) -> float:

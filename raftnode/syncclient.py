@@ -253,7 +253,13 @@ class SyncClusterClient:
         """
         return self._exchange(dict(requests), timeout=timeout)
 
-    def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandAnswer:
+    def query(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandAnswer:
+        """A linearizable read without a log entry (``ClusterClient.query``)."""
+        return self.run_command(command, node=node, timeout=timeout, op="query")
+
+    def run_command(
+        self, command: str, *, node: str | None = None, timeout: float = 5.0, op: str = "run_command"
+    ) -> CommandAnswer:
         """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
 
         Exactly the rules of ``ClusterClient.run_command`` (``CommandPlan``).
@@ -264,7 +270,8 @@ class SyncClusterClient:
             ClientError: the node refused the request itself.
         """
         plan = CommandPlan(
-            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout, now=time.monotonic()
+            command, list(self.addresses), node=node, leader_hint=self.leader_hint, timeout=timeout,
+            now=time.monotonic(), op=op,
         )
         while True:
             target, request, wait = plan.next_request(time.monotonic())

@@ -44,12 +44,12 @@ def led_by(leader: str | None, *, value: int = 0, term: int = 1) -> Any:
         if request["op"] == "status":
             role = "leader" if node_id == leader else "follower"
             return status_document(node_id, role=role, term=term, leader=leader, value=value)
-        if request["op"] == "run_command":
+        if request["op"] in ("run_command", "query"):
             if leader is None:
                 return retry(node_id)
-            if node_id != leader:
+            if node_id != leader and request["op"] == "run_command":  # any node serves a query
                 return redirect(node_id, leader)
-            return command_result(node_id, 7)
+            return command_result(node_id, 7, leader=leader)
         return {"ok": False, "error": f"unknown op {request['op']!r}"}
 
     return handle
@@ -67,6 +67,9 @@ def test_run_command_follows_a_redirect_to_the_leader(tmp_path: Path) -> None:
         assert fake.ops("run_command") == ["n1", "n2", "n1", "n2"]  # a new process starts at n1
         assert run(config, "query", "get", "--expect", "7").exit_code == 0
         assert run(config, "query", "-q", "get").stdout == "7\n"
+        assert len(fake.ops("query")) == 2  # a query is its own op: no log entry
+        follower = run(config, "query", "--node", "n3", "get")
+        assert follower.stdout.startswith("7  (n3 answered, read index 3, "), follower.output
 
 
 def test_run_command_to_a_named_follower_is_redirected_and_no_follow_refuses(tmp_path: Path) -> None:
