@@ -22,6 +22,11 @@ What an answer means (the seed's ``CommandResult``):
   command is sent again after a short pause (``retries``);
 - ``timeout_expired``: the leader did not commit in time; the outcome is unknown (``timeouts``).
 
+Reads: a ``get`` (the read of every built-in state machine) goes as a ``query`` — a linearizable
+read the leader serves without a log entry (ReadIndex, thesis §6.4) — unless ``reads_through_log``
+sends it through the log like any command; so ``--command get`` measures reads and
+``--command 'incr 1'`` writes.
+
 A connection that breaks leaves its outstanding commands with an unknown outcome (``lost``); the
 connection is opened again to the next node, which will redirect it to the leader.
 
@@ -113,6 +118,11 @@ def parse_mix(specs: Sequence[str]) -> Mix:
     return Mix(tuple(merged), tuple(merged.values()))
 
 
+def is_read(command: str) -> bool:
+    """A ``get``: the read-only command of the built-in state machines, sent as a query."""
+    return command.split(maxsplit=1)[0] == "get"
+
+
 # -- settings, tallies, reports ----------------------------------------------------------------------
 
 
@@ -130,6 +140,11 @@ class Workload:
     stall_seconds: float | None = None  # None: command_timeout + 5
     drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
     seed: int = 0
+    reads_through_log: bool = False  # send a get as run_command (a log entry), not as a query
+
+    def op(self, command: str) -> str:
+        """The client-protocol op that carries ``command``."""
+        return "query" if is_read(command) and not self.reads_through_log else "run_command"
 
     def __post_init__(self) -> None:
         if self.in_flight < 1:
@@ -253,7 +268,8 @@ def build_report(
     return {
         "leader": leader,
         "leaders_seen": tally.leaders_seen,
-        "mix": [{"command": c, "weight": w} for c, w in zip(workload.mix.commands, workload.mix.weights)],
+        "mix": [{"command": c, "weight": w, "op": workload.op(c)}
+                for c, w in zip(workload.mix.commands, workload.mix.weights)],
         "in_flight": workload.in_flight,
         "connections": workload.connection_count,
         "count": workload.count,
@@ -317,7 +333,7 @@ class LoadGenerator:
         self._counts = [0] * len(mix.commands)
         # The JSON of each request up to its id: the id is the only part that changes.
         self._prefixes = [
-            codec.encode_json({"op": "run_command", "command": c, "timeout": workload.command_timeout})[:-1] + b',"id":'
+            codec.encode_json({"op": workload.op(c), "command": c, "timeout": workload.command_timeout})[:-1] + b',"id":'
             for c in mix.commands
         ]
         rng = random.Random(workload.seed)

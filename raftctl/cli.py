@@ -864,13 +864,16 @@ def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
               help="Seconds of the same load first, not measured.")
 @click.option("--timeout", type=click.FloatRange(0, 3600, min_open=True), default=10.0, show_default=True,
               metavar="S", help="Seconds the leader may take to commit one command.")
+@click.option("--log-reads", is_flag=True,
+              help="Send get through the log like any command, not as a linearizable query (ReadIndex).")
 @json_option
 @pass_app
 def bench(app: App, in_flight: int, connections: int | None, count: int | None, duration: float | None,
-          commands: tuple[str, ...], warmup: float, timeout: float, as_json: bool) -> None:
+          commands: tuple[str, ...], warmup: float, timeout: float, log_reads: bool, as_json: bool) -> None:
     """Load the running cluster with a closed loop of commands and report throughput, latency
     p50/p90/p99/max, errors, redirects and retries, and the CPU seconds of each node and of the
-    client. Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4.
+    client. A get is a linearizable query served without the log (`--command get` measures
+    reads). Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4.
     """
     from . import bench as load
 
@@ -884,7 +887,7 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
         raise click.BadParameter(str(exc), param_hint="'--command'") from None
     workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
                              duration=duration if count is None and duration is not None else (None if count else 10.0),
-                             warmup=warmup, command_timeout=timeout)
+                             warmup=warmup, command_timeout=timeout, reads_through_log=log_reads)
     config = app.config()
     if as_json:
         report = run_domain(load.cluster_bench, config, workload)
