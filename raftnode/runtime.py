@@ -1018,14 +1018,19 @@ class RaftNode:
                 due.popleft()[2].set(answer)
             return
         applied = applier.applied_index
+        answers: dict[tuple[str, int], CommandResult] = {}  # the state does not change between these reads
         while due and due[0][0] <= applied:
             index, command, waiter = due.popleft()
-            try:
-                waiter.set(CommandResult(result=query(command), index=index))
-            except CommandError as exc:
-                waiter.set(CommandResult(error=str(exc), index=index))
-            except Exception as exc:  # noqa: BLE001 - a failing read is the caller's answer, never the node's end
-                waiter.set(CommandResult(error=f"query failed: {type(exc).__name__}: {exc}", index=index))
+            answer = answers.get((command, index))
+            if answer is None:
+                try:
+                    answer = CommandResult(result=query(command), index=index)
+                except CommandError as exc:
+                    answer = CommandResult(error=str(exc), index=index)
+                except Exception as exc:  # noqa: BLE001 - a failing read is the caller's answer, never the node's end
+                    answer = CommandResult(error=f"query failed: {type(exc).__name__}: {exc}", index=index)
+                answers[command, index] = answer
+            waiter.set(answer)
 
     def _refuse_reads(self, answer: CommandResult) -> None:
         """Answer every read still waiting for its index or its apply (the node stops)."""

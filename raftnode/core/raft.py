@@ -920,6 +920,7 @@ class Raft:
         """Note the commit index as the waiting reads' read index and confirm leadership with
         one heartbeat to every follower carrying the new round's id."""
         self._reads.start(self.commit, self._ticks)
+        self._count("read_rounds")
         self._heartbeat_elapsed = 0
         self._messages.extend(self.heartbeats())
         self._check_read_round()  # a single voter confirms on its own
