@@ -25,7 +25,9 @@ What an answer means (the seed's ``CommandResult``):
 Reads: a ``get`` (the read of every built-in state machine) goes as a ``query`` — a linearizable
 read the leader serves without a log entry (ReadIndex, thesis §6.4) — unless ``reads_through_log``
 sends it through the log like any command; so ``--command get`` measures reads and
-``--command 'incr 1'`` writes.
+``--command 'incr 1'`` writes. With ``spread`` the connections go to every node in turn, not
+only the leader: reads are served where they arrive (a follower asks the leader for the read
+index), writes are redirected to the leader.
 
 A connection that breaks leaves its outstanding commands with an unknown outcome (``lost``); the
 connection is opened again to the next node, which will redirect it to the leader.
@@ -141,6 +143,7 @@ class Workload:
     drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
     seed: int = 0
     reads_through_log: bool = False  # send a get as run_command (a log entry), not as a query
+    spread: bool = False  # connections to every node in turn, not only the leader
 
     def op(self, command: str) -> str:
         """The client-protocol op that carries ``command``."""
@@ -395,8 +398,9 @@ class LoadGenerator:
         async with trio.open_nursery() as outer:
             async with trio.open_nursery() as workers:
                 outer.start_soon(self._watch, workers.cancel_scope)
-                for window in w.windows():
-                    workers.start_soon(self._worker, window)
+                for i, window in enumerate(w.windows()):
+                    target = self.order[(self.order.index(self.leader) + i) % len(self.order)] if w.spread else self.leader
+                    workers.start_soon(self._worker, window, target)
             outer.cancel_scope.cancel()
         if self._by_time:
             end = min(time.perf_counter(), self._measure_end)
@@ -428,9 +432,8 @@ class LoadGenerator:
             workers.cancel()
             return
 
-    async def _worker(self, window: int) -> None:
+    async def _worker(self, window: int, target: str) -> None:
         """One connection's share of the load, reconnecting (and following redirects) as needed."""
-        target = self.leader
         pending: deque[tuple[float, int]] = deque()  # (first send, command) known not proposed
         delayed: deque[tuple[float, float, int]] = deque()  # (when to resend, first send, command)
         failures = 0

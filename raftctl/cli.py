@@ -866,10 +866,13 @@ def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
               metavar="S", help="Seconds the leader may take to commit one command.")
 @click.option("--log-reads", is_flag=True,
               help="Send get through the log like any command, not as a linearizable query (ReadIndex).")
+@click.option("--spread", is_flag=True,
+              help="Open the connections to every node in turn, not only the leader (followers serve reads).")
 @json_option
 @pass_app
 def bench(app: App, in_flight: int, connections: int | None, count: int | None, duration: float | None,
-          commands: tuple[str, ...], warmup: float, timeout: float, log_reads: bool, as_json: bool) -> None:
+          commands: tuple[str, ...], warmup: float, timeout: float, log_reads: bool, spread: bool,
+          as_json: bool) -> None:
     """Load the running cluster with a closed loop of commands and report throughput, latency
     p50/p90/p99/max, errors, redirects and retries, and the CPU seconds of each node and of the
     client. A get is a linearizable query served without the log (`--command get` measures
@@ -887,7 +890,8 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
         raise click.BadParameter(str(exc), param_hint="'--command'") from None
     workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
                              duration=duration if count is None and duration is not None else (None if count else 10.0),
-                             warmup=warmup, command_timeout=timeout, reads_through_log=log_reads)
+                             warmup=warmup, command_timeout=timeout, reads_through_log=log_reads,
+                             spread=spread)
     config = app.config()
     if as_json:
         report = run_domain(load.cluster_bench, config, workload)
