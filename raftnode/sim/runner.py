@@ -156,21 +156,23 @@ class _Schedule:
     def tick(self) -> None:
         self.cluster.tick(self.rng.randint(1, 3))
 
-    def propose(self) -> None:
+    def _client_node(self, leader_share: float) -> str | None:
+        """Where a client's request goes: the leader ``leader_share`` of the time, else any live node."""
         live = self.cluster.live()
         if not live:
-            return
+            return None
         leader = self.cluster.leader()
-        node = leader if leader is not None and self.rng.random() < 0.8 else self.rng.choice(live).id
-        self.cluster.propose(node, self._command(), timeout=self.rng.randint(20, 120))
+        return leader if leader is not None and self.rng.random() < leader_share else self.rng.choice(live).id
+
+    def propose(self) -> None:
+        node = self._client_node(0.8)
+        if node is not None:
+            self.cluster.propose(node, self._command(), timeout=self.rng.randint(20, 120))
 
     def read(self) -> None:
-        live = self.cluster.live()
-        if not live:
-            return
-        leader = self.cluster.leader()
-        node = leader if leader is not None and self.rng.random() < 0.6 else self.rng.choice(live).id
-        self.cluster.read(node, timeout=self.rng.randint(20, 120))
+        node = self._client_node(0.6)
+        if node is not None:
+            self.cluster.read(node, timeout=self.rng.randint(20, 120))
 
     def burst(self) -> None:
         leader = self.cluster.leader()

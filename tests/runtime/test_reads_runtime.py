@@ -4,8 +4,6 @@ and through the log for a state machine without a read-only ``query``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -14,18 +12,9 @@ import trio
 from raftnode.core.commands import CommandResult
 from raftnode.statemachines import Counter
 
-from .harness import Cluster
+from .harness import running_cluster
 
 pytestmark = pytest.mark.trio
-
-
-@asynccontextmanager
-async def running_cluster(**kwargs: Any) -> AsyncIterator[Cluster]:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery, **kwargs)
-        await cluster.start_all()
-        yield cluster
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_query_at_the_leader_reads_without_a_log_entry(autojump_clock: trio.testing.MockClock) -> None:
