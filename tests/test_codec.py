@@ -333,6 +333,10 @@ def test_encode_errors_are_codec_errors_naming_the_field() -> None:
             InstallSnapshot(term=1, src="a", dst="b", meta=(1, 1), offset=0, data=b"", done=True),  # type: ignore[arg-type]
             "meta must be a SnapshotMeta",
         ),
+        (ReadIndex(term=1, src="a", dst="b", requests=(3, -1)), "requests [1] -1 is outside"),
+        (ReadIndex(term=1, src="a", dst="b", requests=[1]), "requests must be a tuple"),  # type: ignore[arg-type]
+        (ReadIndexResponse(term=1, src="a", dst="b", requests=(), index=-2, granted=True), "index -2"),
+        (Heartbeat(term=1, src="a", dst="b", commit=0, read_round=2**64), "read_round"),
     ]
     for m, fragment in cases:
         with pytest.raises(CodecError) as info:
