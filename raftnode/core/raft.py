@@ -264,8 +264,12 @@ class Raft:
         then call ``tick()`` that many times in a row; any input may bring the timer forward."""
         if self.role is not Role.LEADER:
             if not self._promotable():  # a learner or a node waiting to join never campaigns
-                return self.config.election_timeout[1]
-            return max(1, self._randomized_timeout - self._election_elapsed)
+                due = self.config.election_timeout[1]
+            else:
+                due = self._randomized_timeout - self._election_elapsed
+            if self._forwarded:  # the oldest read asked of the leader expires
+                due = min(due, next(iter(self._forwarded.values())) + self.config.election_timeout[1] - self._ticks)
+            return max(1, due)
         election_timeout = self.config.election_timeout[0]
         due = min(
             self.config.heartbeat_interval - self._heartbeat_elapsed,
@@ -277,6 +281,9 @@ class Raft:
             due = 1  # a catch-up round is checked every tick
         for _, give_up in self._leaving.values():
             due = min(due, give_up - self._ticks)
+        expiry = self._reads.next_expiry()
+        if expiry is not None:
+            due = min(due, expiry - self._ticks)
         return max(1, due)
 
     def step(self, m: Message) -> None:

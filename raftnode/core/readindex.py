@@ -104,6 +104,12 @@ class ReadRounds:
         self._in_flight = None
         return current.index, current.reads
 
+    def next_expiry(self) -> int | None:
+        """The tick at which ``expired`` next has reads to give (None: no read waits)."""
+        starts = [t for t in (self._in_flight.started if self._in_flight else None,
+                              self._queued_since if self._queued else None) if t is not None]
+        return min(starts) + self.timeout if starts else None
+
     def expired(self, now: int) -> list[PendingRead]:
         """Reads waiting longer than ``timeout`` ticks: the in-flight round's, and the queue's."""
         late: list[PendingRead] = []
