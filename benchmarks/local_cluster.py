@@ -18,21 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from raftctl.bench import cpu_seconds, percentile  # noqa: E402,F401 - shared with the benchmarks
+from raftctl.supervisor import free_ports  # noqa: E402 - one free-port search for raftctl, tests and benchmarks
 from raftnode.config import Address  # noqa: E402
+from raftnode.credentials import ensure_credentials, secrets_path  # noqa: E402
 from raftnode.syncclient import ClientError, SyncClusterClient  # noqa: E402
 
 IDS = ("n1", "n2", "n3")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def write_cluster(directory: Path) -> dict[str, Address]:
@@ -44,6 +35,7 @@ def write_cluster(directory: Path) -> dict[str, Address]:
         text += f'\n[[nodes]]\nid = "{node_id}"\npeer = "127.0.0.1:{peer}"\nclient = "127.0.0.1:{client}"\n'
         clients[node_id] = Address("127.0.0.1", client)
     (directory / "cluster.toml").write_text(text)
+    ensure_credentials(secrets_path(directory / "state"))  # what `raftctl up` makes on a first start
     return clients
 
 

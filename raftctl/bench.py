@@ -322,6 +322,7 @@ class LoadGenerator:
         workload: Workload,
         *,
         progress: Callable[[int, float, bool], None] | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         if leader not in addresses:
             raise ValueError(f"unknown leader {leader!r}")
@@ -336,7 +337,8 @@ class LoadGenerator:
         self._counts = [0] * len(mix.commands)
         # The JSON of each request up to its id: the id is the only part that changes.
         self._prefixes = [
-            codec.encode_json({"op": workload.op(c), "command": c, "timeout": workload.command_timeout})[:-1] + b',"id":'
+            codec.encode_json({"op": workload.op(c), "command": c, "timeout": workload.command_timeout, **(fields or {})})[:-1]
+            + b',"id":'
             for c in mix.commands
         ]
         rng = random.Random(workload.seed)
@@ -652,16 +654,18 @@ async def run_load(
     leader: str | None = None,
     leader_timeout: float = 10.0,
     progress: Callable[[int, float, bool], None] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Find the leader (unless given), run ``workload`` and return the report (``build_report``),
-    with the CPU seconds of the processes ``pids`` (by name) and of this process."""
+    with the CPU seconds of the processes ``pids`` (by name) and of this process; ``fields`` go
+    with every command (the cluster id)."""
     if leader is None:
         leader = await find_leader(addresses, timeout=leader_timeout)
     pids = pids or {}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     client_before = time.process_time()
     wall_before = time.perf_counter()
-    generator = LoadGenerator(addresses, leader, workload, progress=progress)
+    generator = LoadGenerator(addresses, leader, workload, progress=progress, fields=fields)
     tally = await generator.run()
     wall = time.perf_counter() - wall_before
     client_cpu = time.process_time() - client_before
@@ -683,12 +687,13 @@ async def cluster_bench(
         ClusterNotRunning: no node answers (exit 5).
         NoLeaderError: no leader within ``leader_timeout`` (exit 3).
     """
-    from . import cluster, supervisor
+    from . import cluster, oneshot, supervisor
 
     row = await cluster.leader(config, timeout=leader_timeout)
     pids = supervisor.live_pids(config)
     addresses = {node.id: node.client for node in config.nodes}
-    return await run_load(addresses, workload, pids=pids, leader=row.id, progress=progress)
+    fields = oneshot.client_fields(config, admin=False)  # commands need the cluster id only
+    return await run_load(addresses, workload, pids=pids, leader=row.id, progress=progress, fields=fields)
 
 
 # -- the human report ----------------------------------------------------------------------------------

@@ -209,10 +209,19 @@ def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> No
         raise CommandError(f"{path}: cannot write: {exc.strerror or exc}", EXIT_USAGE) from None
 
     config = app.config()  # read back what was written: proves it loads, and reports it
+    from raftnode.credentials import secrets_path
+
+    from .oneshot import cluster_credentials
+
+    try:
+        cluster_credentials(config)  # the cluster's id and secrets, kept if the state dir has them
+    except errors.UsageProblem as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     if as_json:
         echo_json(
             {
                 "path": str(config.path),
+                "secrets": str(secrets_path(config.state_dir)),
                 "nodes": [
                     {"id": n.id, "peer": str(n.peer), "client": str(n.client)}
                     for n in config.nodes
@@ -226,7 +235,8 @@ def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> No
     clients = _port_span(n.client.port for n in config.nodes)
     click.echo(
         f"Wrote {path}: cluster {config.name!r}, {len(ids)} node{'s' * (len(ids) > 1)} "
-        f"{names} on 127.0.0.1, peer ports {peers}, client ports {clients}."
+        f"{names} on 127.0.0.1, peer ports {peers}, client ports {clients}; "
+        f"cluster id and secrets in {secrets_path(config.state_dir)} (mode 0600)."
     )
 
 
@@ -1112,6 +1122,140 @@ def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> N
             out.print(events_view([event]), end="", soft_wrap=True)
 
     _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
+
+
+# -- linearizability of a recorded history ---------------------------------------------------------
+
+
+@main.command("check-history")
+@click.argument("history_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_name", type=click.Choice(["kv", "counter"]), default="kv", show_default=True,
+              help="The state machine the operations ran on (counter: also totals, one counter per key).")
+@click.option("--budget", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, metavar="S",
+              help="Seconds of search per key before the key counts as unknown.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+              help="Also write the report as one self-contained HTML page (time line, latency, anomalies).")
+@json_option
+def check_history_command(history_file: Path, model_name: str, budget: float, html_path: Path | None,
+                          as_json: bool) -> None:
+    """Check a recorded history (JSON lines: invoke/ok/fail/info records) for linearizability.
+
+    Each key is checked on its own (Wing & Gong / Lowe's search). An anomaly is explained by the
+    first operation that cannot be linearized and the longest linearization found before it.
+    --html writes a page to open in a browser. Exit 0 linearizable, 1 anomaly, 4 the budget ran
+    out on some key (named), 2 a bad file (the line and the problem). The format is documented in
+    raftctl/linearizability/history.py.
+    """
+    from .linearizability import ANOMALY, MODELS, OK, Budget, HistoryError, ModelMismatch, check_history
+    from .linearizability.history import MAX_LINE_CHARS, parse_history
+
+    try:
+        with history_file.open("rb") as stream:
+            history = parse_history(iter(lambda: stream.readline(MAX_LINE_CHARS + 1), b""))
+        verdict = check_history(history, MODELS[model_name], Budget(steps=None, seconds=budget))
+    except OSError as exc:
+        raise CommandError(f"cannot read {history_file}: {exc.strerror or exc}", EXIT_USAGE) from None
+    except (HistoryError, ModelMismatch) as exc:
+        raise CommandError(f"{history_file}: {exc}", EXIT_USAGE) from None
+    if html_path is not None:
+        from .linearizability.report import html_report
+
+        try:
+            html_path.write_text(html_report(history, verdict, title=f"{history_file.name}: linearizability"),
+                                 encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {html_path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    if as_json:
+        echo_json(verdict.to_json())
+    else:
+        from .render import linearizability_view
+
+        console().print(linearizability_view(verdict, str(history_file)))
+    if verdict.status != OK:
+        raise SystemExit(EXIT_REFUSED if verdict.status == ANOMALY else EXIT_TIMEOUT)
+
+
+@main.command("chaos")
+@click.option("--duration", type=click.FloatRange(1), default=60.0, show_default=True, metavar="S",
+              help="Seconds of concurrent clients and faults.")
+@click.option("--nodes", type=click.IntRange(3, 9), default=5, show_default=True)
+@click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--faults", default=",".join(("partition", "kill", "restart", "slow", "flaky", "transfer", "membership")),
+              show_default=True, help="Comma-separated fault kinds; 'none' for none.")
+@click.option("--seed", type=click.IntRange(0), default=None, help="The run's seed (default: random, printed).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the run's cluster, history and report go (default: chaos-runs/seed-S).")
+@click.option("--keys", type=click.IntRange(2, 64), default=6, show_default=True,
+              help="Keys in use at a time (half registers for get/set/cas, half counters for get/incr).")
+@click.option("--op-timeout", type=click.FloatRange(0.1), default=2.0, show_default=True, metavar="S",
+              help="A client gives up on an operation after this long (a write then counts as unknown).")
+@click.option("--budget", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True, metavar="S",
+              help="Seconds of linearizability search per key before the key counts as unknown.")
+@click.option("--keep", is_flag=True, help="Keep the cluster's data after the run.")
+@click.option("--state-machine", default="kv", show_default=True, metavar="kv|package.module:Class",
+              help="The state machine under test: kv, or your own class with kv's commands (set, get, cas, incr).")
+@json_option
+def chaos_command(duration: float, nodes: int, clients: int, faults: str, seed: int | None, directory: Path | None,
+                  keys: int, op_timeout: float, budget: float, keep: bool, state_machine: str, as_json: bool) -> None:
+    """Prove the cluster linearizable under faults: clients and a seeded nemesis, then a check.
+
+    Starts a NODES-node kv cluster of its own on free loopback ports, runs CLIENTS concurrent
+    clients (get, set with unique values, cas, incr on a rotating set of keys) for DURATION
+    seconds while faults are injected one at a time, records everything to history.jsonl, checks
+    that every node converged to the same state and that the history is linearizable per key.
+    Exit 0 linearizable, 1 an anomaly (or nodes that disagree), 4 the checker ran out of budget
+    on some key (named).
+    """
+    import random
+
+    from .chaosrun.plan import FAULT_KINDS
+    from .chaosrun.run import ChaosOptions, run_chaos
+
+    kinds = tuple(k for k in (w.strip() for w in faults.split(",")) if k and k != "none")
+    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    if unknown:
+        raise click.BadParameter(f"unknown fault kind {', '.join(unknown)}; known: {', '.join(FAULT_KINDS)}",
+                                 param_hint="'--faults'")
+    seed = random.SystemRandom().randrange(1 << 31) if seed is None else seed
+    directory = directory or Path("chaos-runs") / f"seed-{seed}"
+    if directory.exists() and any(directory.iterdir()):
+        raise CommandError(f"{directory} is not empty; name another with --dir", EXIT_USAGE)
+    options = ChaosOptions(directory=directory.resolve(), seed=seed, duration=duration, nodes=nodes, clients=clients,
+                           faults=kinds, keys=keys, op_timeout=op_timeout, check_seconds=budget, keep=keep,
+                           state_machine=state_machine)
+    if not as_json:
+        click.echo(f"chaos: seed {seed}, {nodes} nodes, {clients} clients, {duration:g} s, "
+                   f"faults {', '.join(kinds) or 'none'}; writing to {directory}", err=True)
+    result = run_domain(run_chaos, options, progress=None if as_json else _chaos_progress())
+    if not as_json and click.get_text_stream("stderr").isatty():
+        click.echo("", err=True)  # end the progress line
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        from .render import chaos_view
+
+        console().print(chaos_view(result))
+    if result.exit_code:
+        raise SystemExit(result.exit_code)
+
+
+def _chaos_progress() -> Callable[[str, float], None]:
+    """Progress on stderr: one line rewritten in place on a terminal, else a line per phase."""
+    import sys
+
+    shown = {"line": "", "phase": ""}
+
+    def tell(phase: str, fraction: float) -> None:
+        line = f"  {fraction * 100:5.1f}%  {phase}"
+        if sys.stderr.isatty():
+            sys.stderr.write("\r" + line.ljust(len(shown["line"])))
+            sys.stderr.flush()
+            shown["line"] = line
+        elif fraction >= 1.0 and phase != shown["phase"]:
+            sys.stderr.write(f"  {phase}\n")
+            shown["phase"] = phase
+
+    return tell
 
 
 if __name__ == "__main__":

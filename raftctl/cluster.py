@@ -38,6 +38,7 @@ from .errors import (
     NodeCrashed,
     NoLeaderError,
     NotRunning,
+    PortInUse,
     Refused,
     UnknownNode,
     UsageProblem,
@@ -164,7 +165,8 @@ class Session:
 @contextlib.asynccontextmanager
 async def session(config: ClusterConfig, *, connect_timeout: float = 0.5) -> AsyncIterator[Session]:
     """Open a Session on ``config``'s cluster (closing its connections on exit)."""
-    async with ClusterClient({n.id: n.client for n in config.nodes}, connect_timeout=connect_timeout) as client:
+    addresses = {n.id: n.client for n in config.nodes}
+    async with ClusterClient(addresses, connect_timeout=connect_timeout, fields=oneshot.client_fields(config)) as client:
         yield Session(config, client)
 
 
@@ -271,6 +273,7 @@ async def up(config: ClusterConfig, *, timeout: float = 10.0) -> UpResult:
     began = time.monotonic()
     result = UpResult()
     paths = supervisor.StatePaths.of(config)
+    oneshot.cluster_credentials(config)  # the first start makes the cluster's id and secrets
     async with session(config) as s:
         result.already_running = supervisor.live_pids(config)
         todo = [n for n in config.node_ids if n not in result.already_running]
@@ -284,7 +287,13 @@ async def up(config: ClusterConfig, *, timeout: float = 10.0) -> UpResult:
             result.status = await s.status()
             result.elapsed = time.monotonic() - began
             return result
-        supervisor.check_ports(config, todo)
+        try:
+            supervisor.check_ports(config, todo)
+        except PortInUse as exc:
+            holder = await trio.to_thread.run_sync(oneshot.other_cluster, config, exc.node)
+            if holder is not None:
+                raise PortInUse(exc.node, "client", str(config.node(exc.node).client), f"held by {holder}") from None
+            raise
         if not result.already_running:
             # A fresh start: faults wanted by an earlier life of this cluster no longer apply.
             paths.faults.unlink(missing_ok=True)

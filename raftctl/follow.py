@@ -27,7 +27,7 @@ import trio
 from raftnode.client import ClientError, ClusterClient
 from raftnode.config import ClusterConfig, ConfigError, load_config
 
-from . import events
+from . import events, oneshot
 
 #: How many event keys the de-duplication remembers: copies come close behind the original
 #: (a re-subscription, the audit-log tail catching up with the history it was given).
@@ -82,9 +82,10 @@ async def follow_node_events(
     """Forever: hand every event of ``node_id`` to ``deliver``, subscribing again whenever the node
     goes away and comes back."""
     address = config.node(node_id).client
+    fields = oneshot.client_fields(config, admin=False)  # this cluster's id: another cluster's node never answers
     while True:
         try:
-            async with ClusterClient({node_id: address}, connect_timeout=0.5) as client:
+            async with ClusterClient({node_id: address}, connect_timeout=0.5, fields=fields) as client:
                 connection = await client.connect(node_id)
                 async for document in await connection.events():
                     await hand(deliver, events.from_node(document, node_id))

@@ -28,6 +28,7 @@ from raftnode.clientproto import ClientError, NodeUnreachable
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig
+from raftnode.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
 from raftnode.syncclient import SyncClusterClient
 
 from .errors import (
@@ -73,6 +74,50 @@ def node_row(config: ClusterConfig, node_id: str, answer: Mapping[str, Any] | Cl
     if not answer.get("ok", True):
         return NodeRow.down(node_id, f"starting ({answer.get('error')})")
     return NodeRow.from_response(node_id, answer)
+
+
+def client_fields(config: ClusterConfig, *, admin: bool = True) -> dict[str, str] | None:
+    """What raftctl adds to every request: the cluster id and (``admin``) the admin token, from the
+    state dir's secrets file; None while the cluster has none (nothing was started yet).
+
+    Raises:
+        UsageProblem: the file exists but is unusable (open to other users, malformed).
+    """
+    path = secrets_path(config.state_dir)
+    if not path.exists():
+        return None
+    try:
+        return load_credentials(path).client_fields(admin=admin)
+    except CredentialsError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def cluster_credentials(config: ClusterConfig) -> tuple[Credentials, bool]:
+    """The cluster's credentials, made now if its state dir has none (``raftctl init`` and ``up``);
+    returns them and whether they were made. UsageProblem if the file is unusable."""
+    try:
+        return ensure_credentials(secrets_path(config.state_dir))
+    except CredentialsError as exc:
+        raise UsageProblem(str(exc)) from None
+    except OSError as exc:
+        raise UsageProblem(f"{secrets_path(config.state_dir)}: cannot create the secrets file: {exc.strerror or exc}") from None
+
+
+def other_cluster(config: ClusterConfig, node_id: str) -> str | None:
+    """Who holds node ``node_id``'s client address if it is a node of another cluster (asked
+    without this cluster's id, which such a node would not answer), e.g.
+    ``"node n1 of another cluster (id 3f..., pid 123)"``; None if it is not one."""
+    try:
+        own_id = load_credentials(secrets_path(config.state_dir)).cluster_id
+    except CredentialsError:
+        own_id = None
+    with SyncClusterClient({node_id: config.node(node_id).client}, connect_timeout=0.5) as client:
+        answer = client.call_each({node_id: {"op": "status"}}, timeout=1.0)[node_id]
+    if isinstance(answer, ClientError) or not isinstance(answer.get("cluster_id"), str):
+        return None
+    if answer["cluster_id"] == own_id:
+        return None
+    return f"node {answer.get('node')} of another cluster (id {answer['cluster_id']}, pid {answer.get('pid')})"
 
 
 def picture(config: ClusterConfig, rows: Mapping[str, NodeRow]) -> ClusterStatus:
@@ -272,7 +317,8 @@ class QuickSession:
 @contextlib.contextmanager
 def quick_session(config: ClusterConfig, *, connect_timeout: float = 0.5) -> Iterator[QuickSession]:
     """Open a QuickSession on ``config``'s cluster (closing its connections on exit)."""
-    with SyncClusterClient({n.id: n.client for n in config.nodes}, connect_timeout=connect_timeout) as client:
+    addresses = {n.id: n.client for n in config.nodes}
+    with SyncClusterClient(addresses, connect_timeout=connect_timeout, fields=client_fields(config)) as client:
         yield QuickSession(config, client)
 
 

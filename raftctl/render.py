@@ -214,3 +214,68 @@ def dashboard(
     body = Text("\n").join(event_text(e) for e in shown) if shown else Text("no events yet", style="dim")
     parts.append(Panel(body, title="events", title_align="left", box=box.ROUNDED, padding=(0, 1)))
     return Group(*parts)
+
+
+# -- linearizability ------------------------------------------------------------------------------
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from .linearizability import Operation, Verdict
+
+
+def linearizability_view(verdict: Verdict, source: str) -> RenderableType:
+    """What ``raftctl check-history`` prints for a ``linearizability.Verdict``: the verdict line,
+    each anomaly explained with the longest linearization found, and the keys given up on."""
+    from .linearizability import ANOMALY, OK, UNKNOWN
+
+    keys = len(verdict.keys)
+    heading = Text(f"{source}: ", style="bold")
+    if verdict.status == OK:
+        heading.append("linearizable", style="bold green")
+    elif verdict.status == ANOMALY:
+        heading.append("NOT LINEARIZABLE", style="bold red")
+        heading.append(f" — {len(verdict.anomalies)} of {keys:,} keys with an anomaly")
+    else:
+        heading.append("unknown", style="bold yellow")
+        heading.append(f" — the budget ran out on {len(verdict.unknown_keys)} of {keys:,} keys")
+    heading.append(f"  ({verdict.operations:,} operations, model {verdict.model.name})", style="dim")
+    parts: list[RenderableType] = [heading]
+    for anomaly in verdict.anomalies:
+        parts.append(Text(f"\nkey {anomaly.key}: ", style="bold red").append(anomaly.explanation, style=""))
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), collapse_padding=True, header_style="bold",
+                      title="the longest linearization found", title_justify="left", title_style="dim")
+        for name, justify in (("LINES", "right"), ("PROCESS", "left"), ("OPERATION", "left"), ("AFTER", "left")):
+            table.add_column(name, justify=justify, no_wrap=True)
+        for step in anomaly.linearized:
+            op = step.op
+            table.add_row(_op_lines(op), str(op.process), op.describe(), verdict.model.describe(step.state))
+        for op in anomaly.unplaced:
+            style = "bold red" if op is anomaly.op else "yellow"
+            table.add_row(_op_lines(op), str(op.process), Text(op.describe(), style=style),
+                          Text("not placed", style=style))
+        parts.append(table)
+    if verdict.unknown_keys:
+        names = ", ".join(f"{k.key} ({k.exhausted})" for k in verdict.keys if k.status == UNKNOWN)
+        parts.append(Text(f"gave up (budget exhausted) on: {names}", style="yellow"))
+    return Group(*parts)
+
+
+def _op_lines(op: Operation) -> str:
+    return f"{op.invoke_line}–{op.complete_line}" if op.complete_line is not None else f"{op.invoke_line}–"
+
+
+def chaos_view(result: Any) -> RenderableType:
+    """What ``raftctl chaos`` prints for a ``chaosrun.run.ChaosResult``: what ran, whether the
+    nodes converged, then the linearizability verdict as ``check-history`` prints it."""
+    counts = result.counts
+    summary = Text(
+        f"{counts['invoke']:,} operations: {counts['ok']:,} ok, {counts['fail']:,} failed, "
+        f"{counts['info']:,} unknown; {len(result.faults)} faults; {counts['leader']} leader changes seen; "
+        f"{result.elapsed:.1f} s",
+        style="dim",
+    )
+    converged = Text("converged: ", style="bold").append(
+        result.convergence, style="green" if result.converged else "bold red")
+    where = Text(f"history: {result.history}\nreport:  {result.report}\nseed:    {result.seed}", style="dim")
+    return Group(summary, converged, linearizability_view(result.verdict, "history"), where)

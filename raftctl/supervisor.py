@@ -239,6 +239,18 @@ def live_pids(config: ClusterConfig) -> dict[str, int]:
 # -- starting --------------------------------------------------------------------------------------
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago (bound to port 0, then closed)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def check_ports(config: ClusterConfig, node_ids: Iterable[str]) -> None:
     """Raise PortInUse for the first peer or client address of ``node_ids`` that cannot be bound."""
     for node_id in node_ids:

@@ -24,6 +24,7 @@ import trio
 
 from raftnode import __version__
 from raftnode.config import ClusterConfig, ConfigError, load_config
+from raftnode.credentials import Credentials, CredentialsError, load_credentials, secrets_path
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
@@ -31,17 +32,32 @@ EXIT_USAGE = 2
 EXIT_START_FAILED = 1
 
 
-async def serve(config: ClusterConfig, node_id: str, *, data_dir: Path | None = None) -> None:
+async def serve(config: ClusterConfig, node_id: str, *, credentials: Credentials, data_dir: Path | None = None) -> None:
     """Run the node until SIGTERM/SIGINT or an admin ``stop``."""
     from raftnode.api import HullAPI
     from raftnode.service import ClientService
     from raftnode.statemachines import load_state_machine
 
     hull = HullAPI.from_config(
-        config, node_id, pilot=load_state_machine(config.state_machine), data_dir=data_dir, rng=random.Random()
+        config,
+        node_id,
+        pilot=load_state_machine(config.state_machine),
+        data_dir=data_dir,
+        rng=random.Random(),
+        credentials=credentials,
     )
     node, storage = hull.node, hull.node.storage
-    service = ClientService(node, config.node(node_id).client, faults=hull.node.transport)
+    service = ClientService(
+        node,
+        config.node(node_id).client,
+        faults=hull.node.transport,
+        max_command_bytes=config.max_command_bytes,
+        max_connections=config.max_client_connections,
+        handshake_timeout=config.handshake_timeout_ms / 1000,
+        idle_timeout=config.idle_timeout_ms / 1000,
+        credentials=credentials,
+        client_auth=config.client_auth,
+    )
 
     async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await node.run(task_status=task_status)
@@ -94,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"raftnode: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        credentials = load_credentials(secrets_path(config.state_dir))
+    except CredentialsError as exc:
+        print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -101,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with unwrapped():
-            trio.run(partial(serve, config, args.node, data_dir=args.data_dir))
+            trio.run(partial(serve, config, args.node, credentials=credentials, data_dir=args.data_dir))
     except OSError as exc:
         print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
         return EXIT_START_FAILED

@@ -36,6 +36,7 @@ import trio
 from .config import TICK_MS, ClusterConfig, parse_context, raft_config
 from .core.commands import CommandResult
 from .core.quorum import Configuration
+from .credentials import Credentials, ensure_credentials, secrets_path
 from .runtime import NodeEvent, NodeStatus, RaftNode
 from .storage import Storage
 from .transport import Transport
@@ -63,8 +64,9 @@ class PilotAPI(Protocol):
 class HullAPI:
     """One replicated node inside an application (a thin face over :class:`RaftNode`)."""
 
-    def __init__(self, node: RaftNode, *, owns_storage: bool = False):
+    def __init__(self, node: RaftNode, *, owns_storage: bool = False, credentials: Credentials | None = None):
         self.node = node
+        self.credentials = credentials
         self._owns_storage = owns_storage
 
     @classmethod
@@ -78,15 +80,32 @@ class HullAPI:
         storage: Storage | None = None,
         data_dir: Path | None = None,
         rng: random.Random | None = None,
+        credentials: Credentials | None = None,
     ) -> HullAPI:
-        """A node of the cluster in ``config``; built-in TCP transport and disk storage unless given."""
+        """A node of the cluster in ``config``; built-in TCP transport and disk storage unless given.
+
+        ``credentials`` (the cluster id and secrets of the built-in transport) default to
+        ``<state_dir>/secrets.toml``, made there if it does not exist yet (nodes sharing a state
+        dir share it).
+        """
         if transport is None:
+            if credentials is None:
+                credentials, _ = ensure_credentials(secrets_path(config.state_dir))
             from .transport.faults import FaultyTransport
             from .transport.tcp import TcpTransport
 
             me = config.node(node_id)
             transport = FaultyTransport(
-                TcpTransport(node_id, cluster=config.name, listen=me.peer, peers={n.id: n.peer for n in config.nodes})
+                TcpTransport(
+                    node_id,
+                    cluster=config.name,
+                    listen=me.peer,
+                    peers={n.id: n.peer for n in config.nodes},
+                    credentials=credentials,
+                    peer_auth=config.peer_auth,
+                    max_connections=config.max_peer_connections,
+                    handshake_timeout=config.handshake_timeout_ms / 1000,
+                )
             )
         owns_storage = storage is None
         if storage is None:
@@ -107,7 +126,7 @@ class HullAPI:
         add_peers = getattr(transport, "add_peers", None)
         if add_peers is not None:
             node.add_configuration_handler(lambda configuration: add_peers(member_peer_addresses(configuration)))
-        return cls(node, owns_storage=owns_storage)
+        return cls(node, owns_storage=owns_storage, credentials=credentials)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Start the node (use ``await nursery.start(hull.run)``); returns after ``stop()``.

@@ -61,8 +61,9 @@ class CommandOutcome:
 class Connection:
     """One TCP connection to a node's client endpoint; many requests may be in flight."""
 
-    def __init__(self, node: str, stream: trio.SocketStream, nursery: trio.Nursery):
+    def __init__(self, node: str, stream: trio.SocketStream, nursery: trio.Nursery, fields: dict[str, Any] | None = None):
         self.node = node
+        self.fields = fields
         self._stream = stream
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
@@ -79,7 +80,7 @@ class Connection:
         request_id = next(self._ids)
         event, box = trio.Event(), []
         self._waiting[request_id] = (event, box)
-        frame = request_frame(request, request_id)
+        frame = request_frame(request, request_id, self.fields)
         try:
             self._writer.write_soon(frame)
             self._writer.flush()  # straight to the socket when it is idle: no task switch
@@ -146,10 +147,14 @@ class Connection:
 
 
 class ClusterClient:
-    """Connections to the nodes of one cluster, by node id (an async context manager)."""
+    """Connections to the nodes of one cluster, by node id (an async context manager).
 
-    def __init__(self, addresses: dict[str, Address], *, connect_timeout: float = 1.0):
+    ``fields`` go with every request: the cluster id and admin token (``Credentials.client_fields``).
+    """
+
+    def __init__(self, addresses: dict[str, Address], *, connect_timeout: float = 1.0, fields: dict[str, Any] | None = None):
         self.addresses = dict(addresses)
+        self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
         self.leader_hint: str | None = None
         self._connections: dict[str, Connection] = {}
@@ -183,7 +188,7 @@ class ClusterClient:
                 raise NodeUnreachable(node, exc.strerror or str(exc)) from None
         if scope.cancelled_caught:
             raise connect_timeout(node, address, self.connect_timeout)
-        connection = self._connections[node] = Connection(node, stream, self._nursery)
+        connection = self._connections[node] = Connection(node, stream, self._nursery, self.fields)
         return connection
 
     async def call(self, node: str, request: dict[str, Any], *, timeout: float = 5.0) -> dict[str, Any]:

@@ -53,9 +53,11 @@ class Timeout(ClientError):
     """The deadline passed before the cluster answered."""
 
 
-def request_frame(request: Mapping[str, Any], request_id: int) -> bytes:
-    """The frame that sends ``request`` (a dict with ``op``) under ``request_id``."""
-    return encode_frame(FrameKind.CLIENT_REQUEST, encode_json({**request, "id": request_id}))
+def request_frame(request: Mapping[str, Any], request_id: int, fields: Mapping[str, Any] | None = None) -> bytes:
+    """The frame that sends ``request`` (a dict with ``op``) under ``request_id``, with ``fields``
+    (the cluster id and admin token a client adds to every request) too."""
+    document = {**request, **fields, "id": request_id} if fields else {**request, "id": request_id}
+    return encode_frame(FrameKind.CLIENT_REQUEST, encode_json(document))
 
 
 def unknown_node(node: str, known: Sequence[str]) -> ClientError:

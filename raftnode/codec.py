@@ -27,7 +27,9 @@ Version 2 added ``read_round`` to Heartbeat and HeartbeatResponse and the ReadIn
 
 The decoder is strict: exactly one encoding decodes to a given message, so for every accepted
 payload ``encode_message(decode_message(p)) == p``. Every decoding problem raises ``CodecError``
-naming the message type and the field; nothing else escapes.
+naming the message type and the field; nothing else escapes. Terms and indexes above
+``MAX_WIRE_NUMBER`` (2**63-1) are malformed: a node that adopted such a term could count past
+2**64-1 and then fail to encode its own messages.
 
 Why not msgpack or json: a hand-written struct layout needs no dependency, is strictly
 validated field by field as it is read, and is smaller and faster than json
@@ -36,7 +38,8 @@ pickle is measured as a reference only: unpickling bytes from a peer would execu
 
 Client protocol payloads (requests, responses and events) are low volume and go as JSON
 objects (``encode_json`` / ``decode_json``) with a size cap. A peer connection opens with a
-``HELLO`` frame (``encode_hello`` / ``decode_hello``): the sender's node id and cluster name.
+``HELLO`` frame (``encode_hello`` / ``decode_hello``): the sender's node id, the cluster's name
+and id, and a nonce for the authentication (``raftnode.transport.handshake``).
 
 Standard library, ``raftnode.framing`` and ``raftnode.core`` only; this module must not import trio.
 """
@@ -102,6 +105,9 @@ __all__ = [
 ]
 
 _U64_MAX = (1 << 64) - 1
+#: The largest term or index a peer may send: half the u64 range, so that a node counting up from
+#: any accepted value never reaches one it cannot encode.
+MAX_WIRE_NUMBER = (1 << 63) - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,6 +159,9 @@ class _Layout:
         for i, field in self.bools:
             if values[i] > 1:
                 raise CodecError(f"{self.name}.{field}: bool byte must be 0 or 1, not {values[i]}")
+        if max(values) > MAX_WIRE_NUMBER:
+            field = next(field for value, (_, field) in zip(values, self.ends) if value > MAX_WIRE_NUMBER)
+            raise CodecError(f"{self.name}.{field}: {max(values)} is more than the largest term or index, 2**63-1")
         return values
 
 
@@ -464,6 +473,8 @@ def _dec_append_entries(buf: bytes, n: int) -> AppendEntries:
     try:
         for _ in range(count):
             e_term, e_index, raw_kind, size = unpack_from(buf, off)
+            if e_term > MAX_WIRE_NUMBER or e_index > MAX_WIRE_NUMBER:
+                raise CodecError(f"AppendEntries.entries: term {e_term} or index {e_index} is more than 2**63-1")
             off += _ENTRY_SIZE
             end = off + size
             append(_tuple_new(Entry, (e_term, e_index, buf[off:end], kinds[raw_kind])))
@@ -625,15 +636,20 @@ def decode_message(payload: bytes | bytearray | memoryview) -> Message:
 class Hello(NamedTuple):
     node_id: str
     cluster: str
+    cluster_id: str = ""  # the cluster's identity (raftnode.credentials); "" when it has none
+    nonce: bytes = b""  # the connecting node's challenge when peers authenticate
 
 
-def encode_hello(node_id: str, cluster: str) -> bytes:
-    """The payload of a HELLO frame: ``[u8 n][node id utf-8][u8 n][cluster name utf-8]``."""
-    for field, value in (("node_id", node_id), ("cluster", cluster)):
+def encode_hello(node_id: str, cluster: str, cluster_id: str = "", nonce: bytes = b"") -> bytes:
+    """The payload of a HELLO frame: node id, cluster name and cluster id, each ``[u8 n][utf-8]``,
+    then ``[u8 n][nonce]``."""
+    for field, value in (("node_id", node_id), ("cluster", cluster), ("cluster_id", cluster_id)):
         problem = _problem_id(value)
         if problem:
             raise CodecError(f"cannot encode Hello: {field} {problem}")
-    return _enc_id(node_id) + _enc_id(cluster)
+    if type(nonce) is not bytes or len(nonce) > 255:
+        raise CodecError("cannot encode Hello: nonce must be at most 255 bytes")
+    return _enc_id(node_id) + _enc_id(cluster) + _enc_id(cluster_id) + _U8.pack(len(nonce)) + nonce
 
 
 def decode_hello(payload: bytes | bytearray | memoryview) -> Hello:
@@ -641,5 +657,12 @@ def decode_hello(payload: bytes | bytearray | memoryview) -> Hello:
     n = len(buf)
     node_id, off = _dec_id(buf, n, 0, "Hello", "node_id")
     cluster, off = _dec_id(buf, n, off, "Hello", "cluster")
-    _done(n, off, "Hello")
-    return Hello(node_id, cluster)
+    cluster_id, off = _dec_id(buf, n, off, "Hello", "cluster_id")
+    if off >= n:
+        raise _truncated("Hello", "nonce")
+    end = off + 1 + buf[off]
+    if end > n:
+        raise _truncated("Hello", "nonce")
+    nonce = buf[off + 1 : end]
+    _done(n, end, "Hello")
+    return Hello(node_id, cluster, cluster_id, nonce)

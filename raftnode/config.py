@@ -16,6 +16,13 @@ The layout of the file::
     election_timeout_ms = [150, 300]
     pre_vote = true
     check_quorum = true
+    max_command_bytes = 1048576     # a longer command is refused at submit; answers too
+    max_client_connections = 256    # per node, on its client port
+    max_peer_connections = 64       # per node, on its peer port
+    handshake_timeout_ms = 5000     # a peer must authenticate, a client send a request, by then
+    idle_timeout_ms = 60000         # a client connection with nothing to do is closed after it
+    peer_auth = true                # HMAC challenge-response with the secret in the state dir
+    client_auth = false             # client requests (run_command, status, events) need the client token
 
     [[nodes]]                       # at least one
     id = "n1"
@@ -25,6 +32,7 @@ The layout of the file::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -74,8 +82,20 @@ DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
         "check_quorum": True,
         "snapshot_entries": 10_000,
         "snapshot_bytes": 64 << 20,
+        "max_command_bytes": 1 << 20,
+        "max_client_connections": 256,
+        "max_peer_connections": 64,
+        "handshake_timeout_ms": 5000,
+        "idle_timeout_ms": 60_000,
+        "peer_auth": True,
+        "client_auth": False,
     }
 )
+
+#: Bounds of ``max_command_bytes``: a command and its answer must fit a client's 16 MiB frame
+#: with JSON escaping to spare.
+MIN_COMMAND_BYTES = 1024
+MAX_COMMAND_BYTES = 8 << 20
 
 #: ``raftctl init`` puts peer ports at ``base + 1..`` and client ports at ``base + 101..``.
 DEFAULT_BASE_PORT = 7100
@@ -169,6 +189,16 @@ class ClusterConfig:
         snapshot_entries: A node snapshots its state machine and compacts its log once this many
             applied entries follow its latest snapshot...
         snapshot_bytes: ...or once the commands applied since then hold this many bytes.
+        max_command_bytes: The longest command (utf-8 bytes) a node accepts, and the longest
+            answer (JSON bytes) it sends; longer ones are refused with an error answer.
+        max_client_connections: Connections a node's client port holds at once; more are closed.
+        max_peer_connections: Connections a node's peer port holds at once; more are closed.
+        handshake_timeout_ms: A peer connection must authenticate, and a client connection send
+            its first request, within this time.
+        idle_timeout_ms: A client connection with no request in progress and no new request for
+            this long is closed.
+        peer_auth: Peers prove they hold the cluster secret (``raftnode.credentials``) in HELLO.
+        client_auth: Client requests need the client token (admin requests always need the admin token).
         nodes: The nodes, in file order.
     """
 
@@ -182,6 +212,13 @@ class ClusterConfig:
     check_quorum: bool
     snapshot_entries: int
     snapshot_bytes: int
+    max_command_bytes: int
+    max_client_connections: int
+    max_peer_connections: int
+    handshake_timeout_ms: int
+    idle_timeout_ms: int
+    peer_auth: bool
+    client_auth: bool
     nodes: tuple[NodeConfig, ...]
 
     @property
@@ -419,6 +456,16 @@ def _replace_file(target: Path, text: str) -> None:
         raise
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``localhost`` counts; a wildcard does not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
 def _toml_type(value: object) -> str:
     """The TOML name of a parsed value's type, for error messages."""
     match value:
@@ -516,7 +563,33 @@ class _Validator:
         check_quorum = self.typed(raw["check_quorum"], bool, "a boolean", "cluster.check_quorum")
         snapshot_entries = self.positive_int(raw["snapshot_entries"], "cluster.snapshot_entries")
         snapshot_bytes = self.positive_int(raw["snapshot_bytes"], "cluster.snapshot_bytes")
+        max_command_bytes = self.positive_int(raw["max_command_bytes"], "cluster.max_command_bytes")
+        if not MIN_COMMAND_BYTES <= max_command_bytes <= MAX_COMMAND_BYTES:
+            raise self.fail(
+                "cluster.max_command_bytes",
+                f"must be between {MIN_COMMAND_BYTES} and {MAX_COMMAND_BYTES}, got {max_command_bytes}",
+            )
+        max_client_connections = self.positive_int(raw["max_client_connections"], "cluster.max_client_connections")
+        max_peer_connections = self.positive_int(raw["max_peer_connections"], "cluster.max_peer_connections")
+        handshake_timeout_ms = self.positive_int(raw["handshake_timeout_ms"], "cluster.handshake_timeout_ms")
+        idle_timeout_ms = self.positive_int(raw["idle_timeout_ms"], "cluster.idle_timeout_ms")
+        if idle_timeout_ms < handshake_timeout_ms:
+            raise self.fail(
+                "cluster.idle_timeout_ms",
+                f"must be at least handshake_timeout_ms ({handshake_timeout_ms}), got {idle_timeout_ms}",
+            )
+        peer_auth = self.typed(raw["peer_auth"], bool, "a boolean", "cluster.peer_auth")
+        client_auth = self.typed(raw["client_auth"], bool, "a boolean", "cluster.client_auth")
 
+        nodes = self.nodes(document.get("nodes"))
+        if not peer_auth:
+            exposed = next((n for n in nodes for a in (n.peer, n.client) if not _is_loopback(a.host)), None)
+            if exposed is not None:
+                raise self.fail(
+                    "cluster.peer_auth",
+                    f"node {exposed.id} binds a non-loopback address ({exposed.peer}, {exposed.client}): "
+                    "set peer_auth = true (peers must prove they hold the cluster secret) or bind 127.0.0.1",
+                )
         base = Path(self.path).resolve().parent
         return ClusterConfig(
             path=Path(self.path).resolve(),
@@ -529,7 +602,14 @@ class _Validator:
             check_quorum=check_quorum,
             snapshot_entries=snapshot_entries,
             snapshot_bytes=snapshot_bytes,
-            nodes=self.nodes(document.get("nodes")),
+            max_command_bytes=max_command_bytes,
+            max_client_connections=max_client_connections,
+            max_peer_connections=max_peer_connections,
+            handshake_timeout_ms=handshake_timeout_ms,
+            idle_timeout_ms=idle_timeout_ms,
+            peer_auth=peer_auth,
+            client_auth=client_auth,
+            nodes=nodes,
         )
 
     def nodes(self, entries: object) -> tuple[NodeConfig, ...]:

@@ -42,7 +42,9 @@ __all__ = [
 
 PROTOCOL_VERSION = 2  # 2: ReadIndex messages and heartbeats' read_round (raftnode.codec)
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # the default cap on a frame's length field
-MAX_JSON_BYTES = 1024 * 1024  # the default cap on one client-protocol JSON payload
+#: The default cap on one client-protocol JSON payload: what a frame holds. A node's endpoint
+#: applies its own, smaller cap (``cluster.max_command_bytes`` plus headroom).
+MAX_JSON_BYTES = MAX_FRAME_BYTES - 2
 
 
 class CodecError(ValueError):
@@ -72,6 +74,8 @@ class FrameKind(enum.IntEnum):
     CLIENT_RESPONSE = 3  # a client-protocol response (JSON object)
     EVENT = 4  # one event of an events stream (JSON object)
     HELLO = 5  # a peer connection's first frame (encode_hello)
+    CHALLENGE = 6  # the answer to a HELLO when peers authenticate (raftnode.transport.handshake)
+    PROOF = 7  # the connecting peer's answer to the CHALLENGE
 
 
 class Frame(NamedTuple):
@@ -125,7 +129,9 @@ class FrameDecoder:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+    def feed(self, data: bytes | bytearray | memoryview, *, max_frames: int | None = None) -> list[Frame]:
+        """The frames completed by ``data``; with ``max_frames``, at most that many, the rest
+        kept for the next call (``feed(b"")`` parses it, under the ``max_frame_bytes`` then set)."""
         if self._failed is not None:
             raise FrameError(f"frame decoder is unusable after an earlier error ({self._failed})")
         frames: list[Frame] = []
@@ -133,11 +139,11 @@ class FrameDecoder:
         try:
             if buf:
                 buf += data
-                del buf[: self._parse(buf, frames)]
+                del buf[: self._parse(buf, frames, max_frames)]
             else:
                 # Nothing pending: parse straight out of the caller's buffer, keep only the tail.
                 with memoryview(data) as raw, raw.cast("B") as view:
-                    consumed = self._parse(view, frames)
+                    consumed = self._parse(view, frames, max_frames)
                     if consumed < len(view):
                         buf += view[consumed:]
         except FrameError as e:
@@ -151,8 +157,9 @@ class FrameDecoder:
             raise FrameError(self._failed, frames) from None
         return frames
 
-    def _parse(self, data: bytearray | memoryview, frames: list[Frame]) -> int:
-        """Append every complete frame in ``data`` (flat bytes) to ``frames``; return the bytes consumed."""
+    def _parse(self, data: bytearray | memoryview, frames: list[Frame], max_frames: int | None = None) -> int:
+        """Append every complete frame in ``data`` (flat bytes) to ``frames``, at most
+        ``max_frames``; return the bytes consumed."""
         limit = self.max_frame_bytes
         kinds = _FRAME_KINDS
         append = frames.append
@@ -160,7 +167,7 @@ class FrameDecoder:
         pos = 0
         with memoryview(data) as view:
             end_of_data = len(view)
-            while True:
+            while max_frames is None or len(frames) < max_frames:
                 avail = end_of_data - pos
                 if avail >= _FRAME_HEAD_SIZE:
                     length, version, kind = unpack_head(view, pos)

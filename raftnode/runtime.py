@@ -66,6 +66,7 @@ Time is ``trio.sleep``, so tests drive a node on ``trio.testing.MockClock(autoju
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import queue
@@ -534,6 +535,11 @@ class RaftNode:
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
+
+    def state_digest(self) -> str:
+        """A short hash of the state machine's snapshot as of ``applied_index``: nodes that have
+        applied the same prefix of the log hold the same digest."""
+        return hashlib.sha256(self.applier.state_machine.snapshot()).hexdigest()[:16]
 
     def status(self) -> NodeStatus:
         raft = self._core()

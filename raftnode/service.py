@@ -18,10 +18,22 @@ client may keep many requests in flight on one connection (each is served in its
 
 A malformed request gets ``{"ok": false, "error": ...}`` naming what is wrong; a malformed frame
 drops the connection. Neither disturbs the node.
+
+Hostile input. A command longer than ``max_command_bytes`` (utf-8) is refused by name; an answer
+longer than ``max_command_bytes`` plus headroom becomes an error answer; a request frame longer
+than that closes the connection. No encoding or decoding error leaves a connection's tasks. The
+endpoint holds at most ``max_connections`` connections; one that sends no complete request within
+``handshake_timeout``, or has nothing in progress and sends nothing for ``idle_timeout``, is
+closed; all partial frames together hold at most ``max_buffered_bytes``.
+
+With ``credentials`` (as ``raftnode`` runs it): a request naming another ``cluster_id`` closes
+its connection unanswered, and the admin ops (``_ADMIN_OPS``) need ``token`` = the admin token;
+with ``client_auth`` every other request needs the client token (or the admin token).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -34,6 +46,7 @@ from . import codec, framing
 from .config import Address, NodeConfig, check_node_id, parse_address, parse_context
 from .core.commands import CommandResult
 from .core.errors import RaftError
+from .credentials import Credentials
 from .runtime import NodeNotRunning, RaftNode
 from .streams import FrameWriter
 from .transport.faults import Faults, FaultyTransport
@@ -44,28 +57,89 @@ log = logging.getLogger("raftnode.service")
 _MAX_EVENT_BACKLOG = 1000
 #: Requests a connection's reader handles before it lets other tasks run (the node's among them).
 _FRAMES_PER_TURN = 64
+#: What a request frame and an answer may hold beyond ``max_command_bytes``: the other fields.
+REQUEST_HEADROOM = 64 * 1024
+#: The ops that need the admin token (when the endpoint has credentials).
+_ADMIN_OPS = frozenset({"set_faults", "clear_faults", "transfer", "snapshot", "add_node", "remove_node", "stop"})
+
+
+class Unauthorized(Exception):
+    """An admin request without the admin token; the message says what it needs."""
+
+
+class RefusedConnection(Exception):
+    """The connection is closed without an answer (another cluster's request, a timeout, too much buffered)."""
 
 
 class BadRequest(Exception):
     """The request is not one this endpoint serves; the message says why."""
 
 
+class _ConnectionState:
+    """What the endpoint tracks of one connection: requests in progress and bytes buffered."""
+
+    __slots__ = ("in_flight", "buffered")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.buffered = 0
+
+
 class ClientService:
+    """Args:
+    node: the node served.
+    listen: the client address.
+    faults: the node's fault layer, for ``set_faults``.
+    max_command_bytes: the longest command (utf-8 bytes); frames and answers get ``REQUEST_HEADROOM`` more.
+    max_connections: connections held at once; more are closed at once.
+    handshake_timeout / idle_timeout: seconds (see the module documentation).
+    max_buffered_bytes: partial request frames of all connections together (default: 8 frames).
+    credentials: the cluster id and admin token to require; None serves everyone (tests).
+    client_auth: client requests need ``credentials.client_token`` (or the admin token) too.
+    """
+
     def __init__(
         self,
         node: RaftNode,
         listen: Address,
         *,
         faults: FaultyTransport | None = None,
-        max_frame_bytes: int = 1 << 20,
+        max_command_bytes: int = 1 << 20,
+        max_connections: int = 256,
+        handshake_timeout: float = 5.0,
+        idle_timeout: float = 60.0,
+        max_buffered_bytes: int | None = None,
+        credentials: Credentials | None = None,
+        client_auth: bool = False,
         on_stop: Any = None,
     ):
         self.node = node
         self.listen = listen
         self.faults = faults
-        self.max_frame_bytes = max_frame_bytes
+        self.max_command_bytes = max_command_bytes
+        self.max_frame_bytes = max_command_bytes + REQUEST_HEADROOM
+        self._max_command_chars = max_command_bytes // 4  # surely within max_command_bytes as utf-8
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.max_buffered_bytes = max_buffered_bytes if max_buffered_bytes is not None else 8 * self.max_frame_bytes
+        self.credentials = credentials
+        #: The tokens a client request may carry under client_auth (None: client requests are open).
+        self._client_tokens = (
+            (credentials.client_token.encode(), credentials.admin_token.encode())
+            if credentials is not None and client_auth
+            else None
+        )
         self.on_stop = on_stop or node.stop
-        self.stats = {"client_connections": 0, "bad_client_frames": 0, "bad_requests": 0}
+        self.stats = {
+            "client_connections": 0,
+            "bad_client_frames": 0,
+            "bad_requests": 0,
+            "refused_client_connections": 0,
+            "unsendable_answers": 0,
+        }
+        self._connections = 0
+        self._buffered = 0  # bytes of partial request frames, all connections together
         self._dirty: set[FrameWriter] = set()  # writers holding answers to flush after a batch
         self._json_names: dict[str | None, bytes] = {}  # node ids as JSON, for _success_frame
         node.add_flush_handler(self._flush)
@@ -81,68 +155,150 @@ class ClientService:
             task_status.started()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        if self._connections >= self.max_connections:
+            self.stats["refused_client_connections"] += 1
+            log.debug("%s: refused a client connection: %d are open", self.node.id, self._connections)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        self._connections += 1
+        try:
+            await self._serve(stream)
+        finally:
+            self._connections -= 1
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
         self.stats["client_connections"] += 1
         decoder = codec.FrameDecoder(max_frame_bytes=self.max_frame_bytes)
         writer = FrameWriter(stream)
+        state = _ConnectionState()
         async with stream, trio.open_nursery() as nursery:
             nursery.start_soon(_quietly, writer.run)
             node = self.node
             checkpoint = trio.lowlevel.checkpoint
+            deadline = trio.current_time() + self.handshake_timeout
+            greeted = False
             try:
-                async for data in stream:
-                    for count, frame in enumerate(decoder.feed(data), 1):
+                while True:
+                    with trio.move_on_at(deadline) as waiting:
+                        data = await stream.receive_some()
+                    if waiting.cancelled_caught:
+                        if state.in_flight:
+                            deadline = trio.current_time() + self.idle_timeout
+                            continue
+                        limit = self.idle_timeout if greeted else self.handshake_timeout
+                        raise RefusedConnection(f"no complete request within {limit:g} s")
+                    if not data:
+                        break
+                    frames = decoder.feed(data)
+                    self._account(state, decoder.buffered)
+                    if frames:
+                        greeted = True
+                        deadline = trio.current_time() + self.idle_timeout
+                    for count, frame in enumerate(frames, 1):
                         if frame.kind != codec.FrameKind.CLIENT_REQUEST:
                             raise codec.CodecError(f"expected a CLIENT_REQUEST frame, got {frame.kind.name}")
-                        request = codec.decode_json(frame.payload)
-                        if not self._submit(request, writer):
-                            nursery.start_soon(self._dispatch, request, writer)
+                        request = codec.decode_json(frame.payload, max_bytes=self.max_frame_bytes)
+                        if self.credentials is not None:
+                            self._check_cluster(request)
+                        if not self._submit(request, writer, state):
+                            state.in_flight += 1
+                            nursery.start_soon(self._dispatch, request, writer, state)
                         if count % _FRAMES_PER_TURN == 0:
                             await checkpoint()  # a chunk holds ~1,000 requests: do not hog the thread
                     if node.proposals_backlogged():
                         # Enough commands wait for the node: leave the rest in the socket (TCP
                         # pushes back on the client) rather than queue without bound.
                         await node.wait_for_room()
+                    if writer.backlog > _FRAMES_PER_TURN and writer.backlog_bytes() > self.max_frame_bytes:
+                        raise RefusedConnection(
+                            f"the client does not read its answers ({writer.backlog_bytes()} bytes wait)"
+                        )
                 if decoder.buffered:
                     raise codec.FrameError("the client closed the connection mid-frame")
             except codec.CodecError as exc:
                 self.stats["bad_client_frames"] += 1
                 log.warning("%s: dropped a client connection: %s", self.node.id, exc)
+            except RefusedConnection as exc:
+                self.stats["refused_client_connections"] += 1
+                log.info("%s: closed a client connection: %s", self.node.id, exc)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
             finally:
                 writer.closed = True  # answers still to come are dropped, never written to a reused fd
                 self._dirty.discard(writer)
+                self._account(state, 0)
             nursery.cancel_scope.cancel()  # the client hung up or misbehaved: stop its requests
 
-    def _submit(self, request: dict[str, Any], writer: FrameWriter) -> bool:
+    def _account(self, state: _ConnectionState, buffered: int) -> None:
+        """Note that a connection now holds ``buffered`` bytes of a partial frame; refuse it if all
+        connections together would hold more than ``max_buffered_bytes``."""
+        grown = buffered - state.buffered
+        if grown:
+            state.buffered = buffered
+            self._buffered += grown
+            if grown > 0 and self._buffered > self.max_buffered_bytes:
+                raise RefusedConnection(
+                    f"client connections hold {self._buffered} bytes of partial requests, "
+                    f"more than the {self.max_buffered_bytes} allowed"
+                )
+
+    def _check_cluster(self, request: dict[str, Any]) -> None:
+        """A request naming another cluster is never answered."""
+        assert self.credentials is not None
+        cluster_id = request.get("cluster_id")
+        if cluster_id is not None and cluster_id != self.credentials.cluster_id:
+            raise RefusedConnection(f"a request for cluster {str(cluster_id)[:40]!r}, this is {self.credentials.cluster_id!r}")
+
+    def _submit(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> bool:
         """The hot path: a well-formed run_command or query goes to the node without a task of its
         own; its answer is queued on the connection from the node's task and flushed after the
         batch. Returns False for anything else (served by ``_dispatch`` in a task)."""
         op = request.get("op")
         if (op != "run_command" and op != "query") or self.node.raft is None:
             return False
+        if self._client_tokens is not None and not self._client_token_ok(request):
+            return False  # _dispatch answers why
         command = request.get("command")
         timeout = request.get("timeout", 5.0)
-        if not isinstance(command, str) or not command.strip():
-            return False
+        if not isinstance(command, str) or not command.strip() or len(command) > self._max_command_chars:
+            return False  # _run_command says what is wrong (or measures a long one exactly)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
             return False
         request_id = request.get("id")
 
         def answer(result: CommandResult) -> None:
+            state.in_flight -= 1
             frame = self._success_frame(result, request_id) if result.ok else None
             if frame is None:
                 response = self._command_response(result)
                 response["id"] = request_id
-                frame = codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE, codec.encode_json(response))
+                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, response)
             writer.write_soon(frame)
             self._dirty.add(writer)
 
+        state.in_flight += 1
         submit = self.node.submit_command if op == "run_command" else self.node.submit_query
         submit(command, answer, timeout=float(timeout))
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
+
+    def _frame(self, kind: codec.FrameKind, document: dict[str, Any]) -> bytes:
+        """``document`` as a frame; an error answer instead if it cannot be encoded or is too long."""
+        try:
+            return codec.encode_frame(kind, codec.encode_json(document, max_bytes=self.max_frame_bytes - 2))
+        except codec.CodecError as exc:
+            self.stats["unsendable_answers"] += 1
+            log.warning("%s: an answer could not be sent: %.300s", self.node.id, exc)
+            request_id = document.get("id")
+            fallback = {
+                "ok": False,
+                "error": f"the answer could not be sent: {str(exc)[:300]} "
+                f"(answers are bounded by cluster.max_command_bytes = {self.max_command_bytes} plus {REQUEST_HEADROOM})",
+                "id": request_id if _json_scalar(request_id) is not None and len(str(request_id)) <= 256 else None,
+            }
+            return codec.encode_frame(kind, codec.encode_json(fallback))
 
     def _flush(self) -> None:
         if self._dirty:
@@ -150,10 +306,17 @@ class ClientService:
             for writer in dirty:
                 writer.flush()
 
-    async def _dispatch(self, request: dict[str, Any], writer: FrameWriter) -> None:
+    async def _dispatch(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> None:
         request_id = request.get("id")
         op = request.get("op")
         try:
+            if isinstance(op, str) and op in _ADMIN_OPS and self.credentials is not None:
+                self._check_admin(op, request)
+            elif self._client_tokens is not None and not self._client_token_ok(request):
+                raise Unauthorized(
+                    f"{str(op)[:40]} needs the client token (client_auth is on; the client_token of the "
+                    "cluster's secrets.toml in its state_dir)"
+                )
             if op == "events":
                 await self._stream_events(request_id, writer)
                 return
@@ -164,6 +327,10 @@ class ClientService:
         except BadRequest as exc:
             self.stats["bad_requests"] += 1
             response = {"ok": False, "error": str(exc)}
+        except Unauthorized as exc:
+            self.stats["unauthorized_requests"] = self.stats.get("unauthorized_requests", 0) + 1
+            log.warning("%s: refused an admin request: %s", self.node.id, exc)
+            response = {"ok": False, "error": str(exc), "unauthorized": True}
         except RaftError as exc:
             response = {"ok": False, "error": str(exc), "leader": self.node.raft.leader if self.node.raft else None}
         except TimeoutError as exc:
@@ -172,28 +339,65 @@ class ClientService:
             # The endpoint listens before the node has loaded its storage (or after it stopped):
             # answer instead of letting the error take the whole process down.
             response = {"ok": False, "error": str(exc), "retry": True}
+        except Exception as exc:  # noqa: BLE001 - no request may take the node down; say what failed
+            log.exception("%s: serving %.40r failed", self.node.id, op)
+            response = {"ok": False, "error": f"the node failed to serve {str(op)[:40]!r}: {type(exc).__name__}: {str(exc)[:300]}"}
+        finally:
+            state.in_flight -= 1
         response["id"] = request_id
-        _send(writer, codec.FrameKind.CLIENT_RESPONSE, response)
+        writer.write(self._frame(codec.FrameKind.CLIENT_RESPONSE, response))
+
+    def _client_token_ok(self, request: dict[str, Any]) -> bool:
+        assert self._client_tokens is not None
+        token = request.get("token")
+        if not isinstance(token, str):
+            return False
+        given = token.encode("utf-8", "surrogatepass")
+        return any([hmac.compare_digest(given, expected) for expected in self._client_tokens])
+
+    def _check_admin(self, op: str, request: dict[str, Any]) -> None:
+        assert self.credentials is not None
+        token = request.get("token")
+        expected = self.credentials.admin_token.encode()
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), expected):
+            what = "a wrong admin token" if isinstance(token, str) else "no admin token"
+            raise Unauthorized(
+                f"{op} needs the admin token and the request carried {what} "
+                "(the admin_token of the cluster's secrets.toml in its state_dir; raftctl sends it)"
+            )
 
     async def _stream_events(self, request_id: Any, writer: FrameWriter) -> None:
         events = self.node.subscribe()
-        _send(writer, codec.FrameKind.CLIENT_RESPONSE, {"id": request_id, "ok": True})
+        writer.write(self._frame(codec.FrameKind.CLIENT_RESPONSE, {"id": request_id, "ok": True}))
         async with events:
             async for event in events:
                 if writer.backlog > _MAX_EVENT_BACKLOG:
                     self.stats["events_dropped_slow_client"] = self.stats.get("events_dropped_slow_client", 0) + 1
                     continue
-                _send(writer, codec.FrameKind.EVENT, event.to_dict())
+                writer.write(self._frame(codec.FrameKind.EVENT, event.to_dict()))
 
     # -- ops -----------------------------------------------------------------------------------
 
     async def _run_command(self, request: dict[str, Any]) -> dict[str, Any]:
-        result = await self.node.run_command(_command(request, "run_command"), timeout=_timeout(request, 5.0))
+        result = await self.node.run_command(self._command(request, "run_command"), timeout=_timeout(request, 5.0))
         return self._command_response(result)
 
     async def _query(self, request: dict[str, Any]) -> dict[str, Any]:
-        result = await self.node.query(_command(request, "query"), timeout=_timeout(request, 5.0))
+        result = await self.node.query(self._command(request, "query"), timeout=_timeout(request, 5.0))
         return self._command_response(result)
+
+    def _command(self, request: dict[str, Any], op: str) -> str:
+        """The request's command; BadRequest if it is missing, empty or over max_command_bytes."""
+        command = request.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise BadRequest(f"{op} needs a non-empty string 'command'")
+        if len(command) > self._max_command_chars:
+            size = len(command.encode("utf-8", "surrogatepass"))
+            if size > self.max_command_bytes:
+                raise BadRequest(
+                    f"the command is {size} bytes, more than cluster.max_command_bytes = {self.max_command_bytes}"
+                )
+        return command
 
     def _success_frame(self, result: CommandResult, request_id: Any) -> bytes | None:
         """The answer to an applied command, formatted without building and encoding a dict (the
@@ -210,7 +414,7 @@ class ClientService:
         leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
         index = result.index
         payload = _SUCCESS % (value, b"null" if index is None else b"%d" % index, node_json, leader_json, rid)
-        if len(payload) > codec.MAX_JSON_BYTES:
+        if len(payload) > self.max_frame_bytes - 2:
             return None
         return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
 
@@ -237,7 +441,11 @@ class ClientService:
             alive=True,
             pid=os.getpid(),
             faults=self.faults.faults.to_dict() if self.faults else None,
+            cluster_id=self.credentials.cluster_id if self.credentials else None,
         )
+        if request.get("digest") is True:
+            # A digest of the whole state, for checking that nodes agree: costs a snapshot, so only on request.
+            status["state_digest"] = self.node.state_digest()
         return status
 
     async def _recent_events(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -332,13 +540,6 @@ def _string(request: dict[str, Any], key: str, op: str) -> str:
     return value
 
 
-def _command(request: dict[str, Any], op: str) -> str:
-    command = request.get("command")
-    if not isinstance(command, str) or not command.strip():
-        raise BadRequest(f"{op} needs a non-empty string 'command'")
-    return command
-
-
 def _timeout(request: dict[str, Any], default: float) -> float:
     timeout = request.get("timeout", default)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
@@ -352,10 +553,6 @@ async def _quietly(run: Any) -> None:
         await run()
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
-
-
-def _send(writer: FrameWriter, kind: Any, document: dict[str, Any]) -> None:
-    writer.write(codec.encode_frame(kind, codec.encode_json(document)))
 
 
 _SUCCESS = (

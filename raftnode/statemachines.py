@@ -42,6 +42,14 @@ def _int_arg(command: str, word: str) -> int:
         raise CommandError(f"{command!r}: {word!r} is not an integer") from None
 
 
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
 class _Parsed:
     """A state machine whose commands are parsed (``_parse``) before they are applied (``_apply``).
 
@@ -151,13 +159,15 @@ class Totals(_Parsed):
 
 
 class KeyValue(_Parsed):
-    """A string key-value store: ``set K V``, ``get K``, ``delete K``, ``cas K OLD NEW``.
+    """A string key-value store: ``set K V``, ``get K``, ``delete K``, ``cas K OLD NEW``, ``incr K N``.
 
     ``set`` keeps the rest of the line as the value; ``cas`` sets K to NEW only if its value is
-    OLD (``-`` stands for "absent") and returns whether it did.
+    OLD (``-`` stands for "absent") and returns whether it did; ``incr`` adds the integer N to
+    K's value read as an integer (absent: 0), stores the sum as text and returns it (a value
+    that is not an integer is refused, changing nothing).
     """
 
-    accepted = "set KEY VALUE, get KEY, delete KEY, cas KEY OLD NEW"
+    accepted = "set KEY VALUE, get KEY, delete KEY, cas KEY OLD NEW, incr KEY N"
     name = "kv"
 
     def __init__(self) -> None:
@@ -172,6 +182,8 @@ class KeyValue(_Parsed):
             return (words[0], words[1])
         if words[:1] == ["cas"] and len(words) == 4:
             return ("cas", words[1], words[2], words[3])
+        if words[:1] == ["incr"] and len(words) == 3:
+            return ("incr", words[1], _int_arg(command, words[2]))
         return None
 
     def _apply(self, op: tuple) -> Any:
@@ -183,6 +195,13 @@ class KeyValue(_Parsed):
             return self.data.get(key)
         if verb == "delete":
             return self.data.pop(key, None) is not None
+        if verb == "incr":
+            current = self.data.get(key, "0")
+            if not _is_integer(current):
+                raise CommandError(f"incr {key}: its value {current!r} is not an integer")
+            total = int(current) + op[2]
+            self.data[key] = str(total)
+            return total
         if self.data.get(key, "-") != op[2]:
             return False
         self.data[key] = op[3]

@@ -62,6 +62,10 @@ class FrameWriter:
         """Frames queued and not yet sent."""
         return len(self._frames)
 
+    def backlog_bytes(self) -> int:
+        """Bytes of the frames queued and not yet handed to the socket."""
+        return sum(map(len, self._frames))
+
     async def run(self) -> None:
         """Send queued frames until cancelled; a broken stream raises BrokenResourceError."""
         frames = self._frames

@@ -78,8 +78,9 @@ class _Connection:
     A host name with several addresses is tried one address after the other until one accepts.
     """
 
-    def __init__(self, node: str, address: Address, connect_by: float) -> None:
+    def __init__(self, node: str, address: Address, connect_by: float, fields: Mapping[str, Any] | None = None) -> None:
         self.node = node
+        self.fields = fields
         self.address = address
         self.connect_by = connect_by
         self.connected = False
@@ -131,7 +132,7 @@ class _Connection:
     def send(self, request: Mapping[str, Any]) -> int:
         """Queue ``request``; on an open, idle connection it is written at once (no poll first)."""
         request_id = next(self.ids)
-        self.out += request_frame(request, request_id)
+        self.out += request_frame(request, request_id, self.fields)
         if self.connected and self.failure is None:
             self._write()
         return request_id
@@ -201,10 +202,16 @@ class _Connection:
 
 
 class SyncClusterClient:
-    """Connections to the nodes of one cluster, by node id (a context manager); not thread-safe."""
+    """Connections to the nodes of one cluster, by node id (a context manager); not thread-safe.
 
-    def __init__(self, addresses: Mapping[str, Address], *, connect_timeout: float = 1.0) -> None:
+    ``fields`` go with every request: the cluster id and admin token (``Credentials.client_fields``).
+    """
+
+    def __init__(
+        self, addresses: Mapping[str, Address], *, connect_timeout: float = 1.0, fields: Mapping[str, Any] | None = None
+    ) -> None:
         self.addresses = dict(addresses)
+        self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
         self.leader_hint: str | None = None
         self._connections: dict[str, _Connection] = {}
@@ -227,7 +234,7 @@ class SyncClusterClient:
         address = self.addresses.get(node)
         if address is None:
             raise unknown_node(node, list(self.addresses))
-        connection = self._connections[node] = _Connection(node, address, now + self.connect_timeout)
+        connection = self._connections[node] = _Connection(node, address, now + self.connect_timeout, self.fields)
         return connection
 
     def connect(self, node: str) -> None:

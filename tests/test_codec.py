@@ -58,12 +58,13 @@ from raftnode.core.messages import (
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 U64_MAX = 2**64 - 1
+MAX_WIRE_NUMBER = 2**63 - 1
 
 # --------------------------------------------------------------------------------------------
 # Strategies, derived from the message dataclasses' type hints so that a field added to
 # messages.py is generated here too (and fails the round trip until the codec carries it).
 
-u64 = st.integers(min_value=0, max_value=U64_MAX)
+u64 = st.integers(min_value=0, max_value=MAX_WIRE_NUMBER)  # what a peer may send: terms and indexes
 node_ids = st.text(st.characters(exclude_categories=("Cs",)), max_size=16)
 entries = st.lists(
     st.builds(Entry, term=u64, index=u64, data=st.binary(max_size=48), kind=st.sampled_from(EntryKind)),
@@ -124,7 +125,7 @@ def ae(entries: tuple[Entry, ...] = (), **kw: Any) -> AppendEntries:
 # One hand-written value of every message type, with edge values.
 EXAMPLES: list[Message] = [
     RequestVote(term=1, src="n1", dst="n2", last_log_index=0, last_log_term=0),
-    RequestVote(term=U64_MAX, src="n1", dst="n2", last_log_index=U64_MAX, last_log_term=7, pre_vote=True, transfer=True),
+    RequestVote(term=MAX_WIRE_NUMBER, src="n1", dst="n2", last_log_index=MAX_WIRE_NUMBER, last_log_term=7, pre_vote=True, transfer=True),
     RequestVoteResponse(term=2, src="n2", dst="n1", granted=True, pre_vote=True),
     RequestVoteResponse(term=2, src="n2", dst="n1", granted=False),
     ae(),
@@ -137,7 +138,7 @@ EXAMPLES: list[Message] = [
     AppendEntriesResponse(term=4, src="n2", dst="n1", success=False, index=12, conflict_index=5, conflict_term=3),
     Heartbeat(term=5, src="nœud-1", dst="节点二", commit=3),
     HeartbeatResponse(term=5, src="🦆", dst=""),
-    Heartbeat(term=5, src="n1", dst="n2", commit=3, read_round=U64_MAX),
+    Heartbeat(term=5, src="n1", dst="n2", commit=3, read_round=MAX_WIRE_NUMBER),
     HeartbeatResponse(term=5, src="n2", dst="n1", read_round=7),
     ReadIndex(term=5, src="n2", dst="n1", requests=()),
     ReadIndex(term=5, src="n2", dst="n1", requests=tuple(range(1000)) + (U64_MAX,)),
@@ -457,7 +458,7 @@ def test_frames_before_a_fault_are_handed_over_and_the_decoder_stays_failed() ->
 
 
 def test_encode_frame_refuses_unknown_kinds() -> None:
-    for kind in (0, 6, "PEER", None):
+    for kind in (0, 8, "PEER", None):
         with pytest.raises(FrameError, match="unknown kind"):
             encode_frame(kind, b"")  # type: ignore[arg-type]
     assert encode_frame(1, b"") == encode_frame(FrameKind.PEER, b"")
@@ -556,3 +557,41 @@ def test_the_codec_re_exports_the_framing_half() -> None:
     for name in raftnode.framing.__all__:
         assert getattr(raftnode.codec, name) is getattr(raftnode.framing, name), name
         assert name in raftnode.codec.__all__, name
+
+
+# --------------------------------------------------------------------------------------------
+# Range checks: a term or index a node could not count up from and still encode is malformed
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        RequestVote(term=2**64 - 2, src="n1", dst="n2", last_log_index=0, last_log_term=0),
+        RequestVote(term=1, src="n1", dst="n2", last_log_index=MAX_WIRE_NUMBER + 1, last_log_term=0),
+        TimeoutNow(term=MAX_WIRE_NUMBER + 1, src="n1", dst="n2"),
+        Heartbeat(term=1, src="n1", dst="n2", commit=U64_MAX),
+        AppendEntriesResponse(term=1, src="n2", dst="n1", success=True, index=2**63),
+        ae((Entry(2**63, 11, b"incr 1"),)),
+        ae((Entry(3, U64_MAX, b"incr 1"),)),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_a_term_or_index_over_2_63_minus_1_encodes_but_is_malformed_on_decode(message: Message) -> None:
+    payload = encode_message(message)  # a node may hold such a value; a peer may not send it
+    with pytest.raises(CodecError, match=r"2\*\*63-1"):
+        decode_message(payload)
+    at_limit = decode_message(encode_message(TimeoutNow(term=MAX_WIRE_NUMBER, src="n1", dst="n2")))
+    assert at_limit.term == MAX_WIRE_NUMBER
+    assert encode_message(TimeoutNow(term=at_limit.term + 1, src="n1", dst="n2"))  # one more still encodes
+
+
+def test_a_decoder_told_to_stop_after_one_frame_keeps_the_rest_for_later() -> None:
+    first = encode_frame(FrameKind.HELLO, b"h")
+    second = encode_frame(FrameKind.PEER, b"p" * 100)
+    decoder = FrameDecoder(max_frame_bytes=16)
+    assert decoder.feed(first + second, max_frames=1) == [Frame(FrameKind.HELLO, b"h")]
+    assert decoder.buffered == len(second)  # not parsed yet, so not yet refused as too long
+    decoder.max_frame_bytes = 1024
+    assert decoder.feed(b"") == [Frame(FrameKind.PEER, b"p" * 100)]
+    with pytest.raises(FrameError, match="exceeds the maximum of 16"):
+        FrameDecoder(max_frame_bytes=16).feed(first + second)

@@ -151,6 +151,17 @@ def test_custom_state_machine_import_path_and_bracketed_ipv6_are_accepted(tmp_pa
     assert str(config.nodes[0].peer) == "[::1]:7101"
 
 
+def test_hostile_input_limits_default_and_a_public_address_runs_with_peer_auth(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE))
+    assert (config.max_command_bytes, config.max_client_connections, config.max_peer_connections) == (1 << 20, 256, 64)
+    assert (config.handshake_timeout_ms, config.idle_timeout_ms, config.peer_auth) == (5000, 60_000, True)
+    assert config.client_auth is False
+    exposed = load_config(write(tmp_path, BASE.replace("127.0.0.1", "0.0.0.0")))
+    assert exposed.peer_auth and exposed.nodes[0].peer == Address("0.0.0.0", 7101)
+    local = load_config(write(tmp_path, variant("check_quorum = true", "check_quorum = true\npeer_auth = false")))
+    assert local.peer_auth is False  # loopback only: allowed
+
+
 def test_node_returns_the_node_with_that_id(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BASE))
     assert config.node("n2").client == ("127.0.0.1", 7202)
@@ -301,6 +312,24 @@ KEY_ERRORS = [
      "cluster.election_timeout_ms", "min 300 is greater than max 150"),
     ("heartbeat not below election min", variant("heartbeat_ms = 50", "heartbeat_ms = 150"),
      "cluster.heartbeat_ms", "must be less than the minimum election timeout (150), got 150"),
+    # hostile-input limits and authentication
+    ("tiny max_command_bytes", variant("check_quorum = true", "check_quorum = true\nmax_command_bytes = 10"),
+     "cluster.max_command_bytes", "must be between 1024 and 8388608, got 10"),
+    ("huge max_command_bytes", variant("check_quorum = true", "check_quorum = true\nmax_command_bytes = 100000000"),
+     "cluster.max_command_bytes", "must be between 1024 and 8388608"),
+    ("zero connections", variant("check_quorum = true", "check_quorum = true\nmax_client_connections = 0"),
+     "cluster.max_client_connections", "positive integer, got 0"),
+    ("string peer connections", variant("check_quorum = true", 'check_quorum = true\nmax_peer_connections = "9"'),
+     "cluster.max_peer_connections", "expected a positive integer"),
+    ("idle below handshake", variant("check_quorum = true", "check_quorum = true\nhandshake_timeout_ms = 900\nidle_timeout_ms = 800"),
+     "cluster.idle_timeout_ms", "must be at least handshake_timeout_ms (900), got 800"),
+    ("string client_auth", variant("check_quorum = true", 'check_quorum = true\nclient_auth = "no"'),
+     "cluster.client_auth", "expected a boolean"),
+    ("integer peer_auth", variant("check_quorum = true", "check_quorum = true\npeer_auth = 1"),
+     "cluster.peer_auth", "expected a boolean"),
+    ("0.0.0.0 without peer auth", variant("check_quorum = true", "check_quorum = true\npeer_auth = false").replace(
+        'peer = "127.0.0.1:7102"', 'peer = "0.0.0.0:7102"'),
+     "cluster.peer_auth", "node n2 binds a non-loopback address (0.0.0.0:7102, 127.0.0.1:7202): set peer_auth = true"),
     # nodes
     ("empty nodes", "nodes = []\n" + CLUSTER_ONLY, "nodes", "empty: at least one"),
     ("missing nodes", CLUSTER_ONLY, "nodes", "missing: at least one"),

@@ -8,12 +8,20 @@ the caller's task (a non-blocking ``send``: no queue, no task switch). Between `
 system call. What the socket does not take at once waits in a per-peer backlog that the peer's
 task drains when the socket is writable; messages that arrive while the peer is unreachable
 wait (at most ``queue_size`` of them) until it connects and are dropped if connecting fails;
-a backlog over ``max_backlog_bytes`` drops new messages (Raft retransmits what matters). A connection starts with a HELLO frame naming the sender and the cluster; after it,
-every frame is one Raft message whose ``src`` must be that sender and ``dst`` this node.
+a backlog over ``max_backlog_bytes`` drops new messages (Raft retransmits what matters).
+
+A connection starts with a HELLO frame naming the sender, the cluster and its id; with
+``credentials`` and ``peer_auth`` the two sides then authenticate each other
+(``raftnode.transport.handshake``) before the connector sends anything else. After that, every
+frame is one Raft message whose ``src`` must be that sender and ``dst`` this node. Until the
+handshake is done a frame may hold at most ``HANDSHAKE_FRAME_BYTES`` and nothing is decoded as
+Raft; it must be done within ``handshake_timeout``. The port holds at most ``max_connections``
+connections; more are closed at once.
 
 Anything else — garbage, a truncated or oversized frame, an unknown protocol version, an
-unknown node, a message claiming another sender — drops that connection and is counted in
-``stats()``; the node keeps serving.
+unknown node, another cluster, a wrong proof, a message claiming another sender — drops that
+connection and is counted in ``stats()``; the node keeps serving. A message the node cannot
+encode is dropped and counted, never raised into the node's task.
 """
 
 from __future__ import annotations
@@ -28,11 +36,14 @@ import trio
 from .. import codec
 from ..config import Address
 from ..core.messages import Message
-from . import Deliver
+from ..credentials import Credentials
+from . import Deliver, handshake
 
 log = logging.getLogger("raftnode.transport")
 
 _MAX_BACKLOG_BYTES = 32 << 20
+#: The largest frame a connection may send before it has authenticated.
+HANDSHAKE_FRAME_BYTES = 4096
 
 
 class _Peer:
@@ -61,7 +72,11 @@ class TcpTransport:
     listen: the peer address to listen on.
     peers: every other node's peer address.
     queue_size: messages waiting per peer before new ones are dropped.
-    max_frame_bytes: the largest frame accepted (bigger ones drop the connection).
+    max_frame_bytes: the largest frame accepted from an authenticated peer (bigger ones drop the connection).
+    credentials: the cluster id (checked in every HELLO) and the peer secret; None: no id, no authentication.
+    peer_auth: authenticate peers with ``credentials.peer_secret`` (both sides must agree).
+    max_connections: connections the peer port holds at once.
+    handshake_timeout: seconds a new connection has to finish its HELLO (and authentication).
     """
 
     def __init__(
@@ -73,8 +88,18 @@ class TcpTransport:
         peers: dict[str, Address],
         queue_size: int = 8192,
         max_frame_bytes: int = 64 << 20,
+        credentials: Credentials | None = None,
+        peer_auth: bool = True,
+        max_connections: int = 64,
+        handshake_timeout: float = 5.0,
     ):
         self.node_id = node_id
+        self.credentials = credentials
+        self.cluster_id = credentials.cluster_id if credentials is not None else ""
+        self.secret = credentials.peer_secret if credentials is not None and peer_auth else None
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self._connections = 0
         self.cluster = cluster
         self.listen = listen
         self.peers = {p: a for p, a in peers.items() if p != node_id}
@@ -91,6 +116,8 @@ class TcpTransport:
             "connects": 0,
             "bad_frames": 0,
             "rejected_connections": 0,
+            "refused_connections": 0,
+            "unencodable": 0,
         }
 
     def send(self, message: Message) -> None:
@@ -98,7 +125,13 @@ class TcpTransport:
         if peer is None or len(peer.frames) >= self.queue_size or len(peer.backlog) > _MAX_BACKLOG_BYTES:
             self._stats["dropped"] += 1
             return
-        peer.frames.append(codec.encode_frame(codec.FrameKind.PEER, codec.encode_message(message)))
+        try:
+            frame = codec.encode_frame(codec.FrameKind.PEER, codec.encode_message(message))
+        except codec.CodecError as exc:
+            self._stats["unencodable"] += 1
+            log.error("%s: dropped a message it cannot encode: %s", self.node_id, exc)
+            return
+        peer.frames.append(frame)
         if self._corked:
             self._dirty.add(peer)
         else:
@@ -174,14 +207,19 @@ class TcpTransport:
     async def _sender(self, peer: _Peer) -> None:
         """Connect to ``peer`` and keep connected; drain its backlog when the socket is full."""
         backoff = 0.02
-        hello = codec.encode_frame(codec.FrameKind.HELLO, codec.encode_hello(self.node_id, self.cluster))
         while True:
             sock = socket.socket(socket.AF_INET6 if ":" in peer.address.host else socket.AF_INET, socket.SOCK_STREAM)
             try:
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                await trio.socket.from_stdlib_socket(sock).connect((peer.address.host, peer.address.port))
-            except OSError:
+                trio_sock = trio.socket.from_stdlib_socket(sock)
+                await trio_sock.connect((peer.address.host, peer.address.port))
+                with trio.fail_after(self.handshake_timeout):
+                    opening = await self._connect_handshake(trio.SocketStream(trio_sock), peer)
+            except (OSError, codec.CodecError, PeerProtocolError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                if not isinstance(exc, OSError):
+                    log.warning("%s: handshake with %s at %s failed: %s", self.node_id, peer.id, peer.address, exc or "timed out")
+                trio.lowlevel.notify_closing(sock)
                 sock.close()
                 self._stats["dropped"] += len(peer.frames)  # stale by the time the peer is back
                 peer.frames.clear()
@@ -194,7 +232,7 @@ class TcpTransport:
             backoff = 0.02
             self._stats["connects"] += 1
             peer.broken = False
-            peer.backlog[:0] = hello
+            peer.backlog[:0] = opening
             peer.sock = sock
             try:
                 self._flush(peer)  # what waited for the connection, after the HELLO
@@ -218,18 +256,54 @@ class TcpTransport:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
 
+    async def _connect_handshake(self, stream: trio.SocketStream, peer: _Peer) -> bytes:
+        """Open a connection to ``peer``: returns what still has to be sent before Raft messages
+        (the HELLO without authentication, else the PROOF after ``peer`` proved itself)."""
+        nonce = handshake.new_nonce() if self.secret is not None else b""
+        hello = codec.encode_frame(
+            codec.FrameKind.HELLO, codec.encode_hello(self.node_id, self.cluster, self.cluster_id, nonce)
+        )
+        if self.secret is None:
+            return hello
+        await stream.send_all(hello)
+        frame = await _next_frame(stream, codec.FrameDecoder(max_frame_bytes=HANDSHAKE_FRAME_BYTES))
+        if frame.kind != codec.FrameKind.CHALLENGE:
+            raise PeerProtocolError(f"expected a CHALLENGE, got {frame.kind.name}")
+        their_nonce, their_proof = handshake.decode_challenge(frame.payload)
+        expected = handshake.proof(self.secret, "accept", self.cluster_id, self.node_id, peer.id, nonce, their_nonce)
+        if not handshake.verify(expected, their_proof):
+            raise PeerProtocolError("the peer did not prove it holds the cluster secret")
+        mine = handshake.proof(self.secret, "connect", self.cluster_id, self.node_id, peer.id, nonce, their_nonce)
+        return codec.encode_frame(codec.FrameKind.PROOF, handshake.encode_proof(mine))
+
     # -- incoming ------------------------------------------------------------------------------
 
     async def _serve_peer(self, deliver: Deliver, stream: trio.SocketStream) -> None:
-        decoder = codec.FrameDecoder(max_frame_bytes=self.max_frame_bytes)
+        if self._connections >= self.max_connections:
+            self._stats["refused_connections"] += 1
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        self._connections += 1
+        try:
+            await self._serve_connection(deliver, stream)
+        finally:
+            self._connections -= 1
+
+    async def _serve_connection(self, deliver: Deliver, stream: trio.SocketStream) -> None:
+        decoder = codec.FrameDecoder(max_frame_bytes=HANDSHAKE_FRAME_BYTES)
         peer: str | None = None
         try:
             async with stream:
-                async for data in stream:
+                with trio.move_on_after(self.handshake_timeout):
+                    peer = await self._accept_handshake(stream, decoder)
+                if peer is None:
+                    what = "authenticated " if self.secret is not None else ""
+                    raise PeerProtocolError(f"no {what}HELLO within {self.handshake_timeout:g} s")
+                decoder.max_frame_bytes = self.max_frame_bytes
+                data = b""  # frames that arrived with the handshake's last one come first
+                while True:
                     for frame in decoder.feed(data):
-                        if peer is None:
-                            peer = self._check_hello(frame)
-                            continue
                         if frame.kind != codec.FrameKind.PEER:
                             raise PeerProtocolError(f"unexpected {frame.kind.name} frame from {peer}")
                         message = codec.decode_message(frame.payload)
@@ -239,8 +313,11 @@ class TcpTransport:
                             )
                         self._stats["received"] += 1
                         deliver(message)
+                    data = await stream.receive_some()
+                    if not data:
+                        break
                 if decoder.buffered:
-                    raise codec.FrameError(f"connection from {peer or 'an unknown peer'} closed mid-frame")
+                    raise codec.FrameError(f"connection from {peer} closed mid-frame")
         except (codec.CodecError, PeerProtocolError) as exc:
             self._stats["bad_frames"] += 1
             self._stats["rejected_connections"] += 1
@@ -248,13 +325,47 @@ class TcpTransport:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
 
-    def _check_hello(self, frame: codec.Frame) -> str:
+    async def _accept_handshake(self, stream: trio.SocketStream, decoder: codec.FrameDecoder) -> str:
+        """The authenticated id of the node that opened ``stream``; PeerProtocolError or CodecError if none."""
+        hello = self._check_hello(await _next_frame(stream, decoder))
+        if self.secret is None:
+            return hello.node_id
+        if len(hello.nonce) != handshake.NONCE_BYTES:
+            raise PeerProtocolError(f"HELLO from {hello.node_id} without a nonce: this cluster authenticates its peers")
+        nonce = handshake.new_nonce()
+        mine = handshake.proof(self.secret, "accept", self.cluster_id, hello.node_id, self.node_id, hello.nonce, nonce)
+        await stream.send_all(codec.encode_frame(codec.FrameKind.CHALLENGE, handshake.encode_challenge(nonce, mine)))
+        frame = await _next_frame(stream, decoder)
+        if frame.kind != codec.FrameKind.PROOF:
+            raise PeerProtocolError(f"expected a PROOF from {hello.node_id}, got {frame.kind.name}")
+        expected = handshake.proof(self.secret, "connect", self.cluster_id, hello.node_id, self.node_id, hello.nonce, nonce)
+        if not handshake.verify(expected, handshake.decode_proof(frame.payload)):
+            raise PeerProtocolError(f"a connection claiming to be {hello.node_id} did not prove it holds the cluster secret")
+        return hello.node_id
+
+    def _check_hello(self, frame: codec.Frame) -> codec.Hello:
         if frame.kind != codec.FrameKind.HELLO:
             raise PeerProtocolError(f"the first frame must be HELLO, got {frame.kind.name}")
-        node, cluster = codec.decode_hello(frame.payload)
-        if cluster != self.cluster:
-            raise PeerProtocolError(f"HELLO from cluster {cluster!r}, this is {self.cluster!r}")
-        if node not in self.peers:
-            raise PeerProtocolError(f"HELLO from unknown node {node!r}; known: {', '.join(sorted(self.peers))}")
-        return node
+        hello = codec.decode_hello(frame.payload)
+        if hello.cluster != self.cluster:
+            raise PeerProtocolError(f"HELLO from cluster {hello.cluster!r}, this is {self.cluster!r}")
+        if hello.cluster_id != self.cluster_id:
+            raise PeerProtocolError(
+                f"HELLO from {hello.node_id} of cluster id {hello.cluster_id!r}, this cluster's id is {self.cluster_id!r}"
+            )
+        if hello.node_id not in self.peers:
+            raise PeerProtocolError(
+                f"HELLO from unknown node {hello.node_id!r}; known: {', '.join(sorted(self.peers))}"
+            )
+        return hello
 
+
+async def _next_frame(stream: trio.abc.ReceiveStream, decoder: codec.FrameDecoder) -> codec.Frame:
+    """The next frame of a connection in its handshake: read at most one small chunk at a time."""
+    frames = decoder.feed(b"", max_frames=1)
+    while not frames:
+        data = await stream.receive_some(HANDSHAKE_FRAME_BYTES)
+        if not data:
+            raise PeerProtocolError("the connection closed during the handshake")
+        frames = decoder.feed(data, max_frames=1)
+    return frames[0]

@@ -18,22 +18,35 @@ import trio
 
 from raftnode.client import ClientError, ClusterClient
 from raftnode.config import Address
+from raftnode.credentials import ensure_credentials, secrets_path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from local_cluster import free_ports  # noqa: E402,F401 - one free-port search for tests and benchmarks
 IDS = ("n1", "n2", "n3")
+#: The resident memory no node may exceed under attack (a node idles at ~40 MB; see test_hostile).
+RSS_BOUND = 160 << 20
 
 
-def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state") -> str:
+def rss(pid: int) -> int:
+    """Resident bytes of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: str = "state", **settings: Any) -> str:
+    """A cluster file for IDS on these ports; ``settings`` are more ``[cluster]`` keys (TOML values as text)."""
     lines = [
         "[cluster]",
         'name = "e2e"',
         'state_machine = "counter"',
         f'state_dir = "{state_dir}"',
-        "heartbeat_ms = 50",
-        "election_timeout_ms = [150, 300]",
+        f"heartbeat_ms = {settings.pop('heartbeat_ms', 50)}",
+        f"election_timeout_ms = {settings.pop('election_timeout_ms', '[150, 300]')}",
+        *(f"{key} = {value}" for key, value in settings.items()),
         "",
     ]
     for node_id, peer, client in zip(IDS, peer_ports, client_ports):
@@ -44,12 +57,13 @@ def cluster_toml(peer_ports: list[int], client_ports: list[int], *, state_dir: s
 class Processes:
     """The node processes of one cluster file; ``close`` SIGKILLs whatever still runs."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, **settings: Any):
         self.dir = tmp_path
         ports = free_ports(2 * len(IDS))
         self.peer_ports, self.client_ports = ports[: len(IDS)], ports[len(IDS) :]
         self.config = tmp_path / "cluster.toml"
-        self.config.write_text(cluster_toml(self.peer_ports, self.client_ports))
+        self.config.write_text(cluster_toml(self.peer_ports, self.client_ports, **settings))
+        self.credentials, _ = ensure_credentials(secrets_path(tmp_path / "state"))
         self.addresses = {n: Address("127.0.0.1", p) for n, p in zip(IDS, self.client_ports)}
         self.logs = tmp_path / "logs"
         self.logs.mkdir()

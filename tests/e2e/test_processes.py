@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from raftnode.client import ClusterClient
+from raftnode.credentials import ensure_credentials, secrets_path
 
 from .processes import (
     IDS,
@@ -110,12 +111,26 @@ def test_a_missing_cluster_file_and_an_unknown_node_exit_2(tmp_path: Path) -> No
     assert unknown.returncode == 2 and "'n7'" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
+def test_a_node_refuses_to_start_without_its_secrets_file_or_with_one_others_can_read(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.toml"
+    config.write_text(cluster_toml(free_ports(3), free_ports(3)))
+    secrets = secrets_path(tmp_path / "state")
+    missing = run_node(["--config", str(config), "--node", "n1"], tmp_path)
+    assert missing.returncode == 1 and str(secrets) in missing.stderr and "missing" in missing.stderr, missing.stderr
+    ensure_credentials(secrets)
+    secrets.chmod(0o644)
+    readable = run_node(["--config", str(config), "--node", "n1"], tmp_path)
+    assert readable.returncode == 1 and f"chmod 600 {secrets}" in readable.stderr, readable.stderr
+    assert "Traceback" not in missing.stderr + readable.stderr
+
+
 @pytest.mark.parametrize("which", ["peer", "client"])
 def test_a_port_already_in_use_exits_non_zero_naming_the_node_and_the_port(tmp_path: Path, which: str) -> None:
     peer_ports, client_ports = free_ports(3), free_ports(3)
     busy = peer_ports[0] if which == "peer" else client_ports[0]
     config = tmp_path / "cluster.toml"
     config.write_text(cluster_toml(peer_ports, client_ports))
+    ensure_credentials(secrets_path(tmp_path / "state"))
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", busy))

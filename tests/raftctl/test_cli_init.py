@@ -11,6 +11,8 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from raftnode.credentials import load_credentials
+
 from raftctl.cli import (
     ERROR_EXIT_CODES,
     EXIT_USAGE,
@@ -47,11 +49,16 @@ def test_init_writes_a_loadable_three_node_file(runner: CliRunner, tmp_path: Pat
     result = invoke(runner, "--config", str(path), "init")
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
+    secrets = tmp_path / ".raftctl" / "secrets.toml"
     assert result.stdout == (
         f"Wrote {path}: cluster 'demo', 3 nodes n1..n3 on 127.0.0.1, "
-        "peer ports 7101-7103, client ports 7201-7203.\n"
+        f"peer ports 7101-7103, client ports 7201-7203; cluster id and secrets in {secrets} (mode 0600).\n"
     )
     assert load_config(path).node_ids == ("n1", "n2", "n3")
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    first = load_credentials(secrets)
+    assert invoke(runner, "--config", str(path), "init", "--force").exit_code == 0
+    assert load_credentials(secrets) == first, "init --force must keep the cluster's identity and secrets"
 
 
 def test_init_defaults_to_cluster_toml_in_the_working_directory(
@@ -99,6 +106,7 @@ def test_init_json_prints_one_document_with_path_and_nodes(
     assert result.stderr == ""
     assert json.loads(result.stdout) == {
         "path": str(path.resolve()),
+        "secrets": str(tmp_path.resolve() / ".raftctl" / "secrets.toml"),
         "nodes": [
             {"id": "n1", "peer": "127.0.0.1:7101", "client": "127.0.0.1:7201"},
             {"id": "n2", "peer": "127.0.0.1:7102", "client": "127.0.0.1:7202"},

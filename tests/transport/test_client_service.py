@@ -23,8 +23,9 @@ from raftnode import codec
 from raftnode.client import ClusterClient, NodeUnreachable
 from raftnode.config import Address
 from raftnode.core import RaftConfig
+from raftnode.credentials import Credentials
 from raftnode.runtime import RaftNode
-from raftnode.service import ClientService
+from raftnode.service import REQUEST_HEADROOM, ClientService
 from raftnode.statemachines import Counter
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.faults import FaultyTransport
@@ -45,8 +46,9 @@ class Endpoint:
 
 
 @asynccontextmanager
-async def endpoint() -> AsyncIterator[Endpoint]:
-    """A one-node cluster (it elects itself) serving clients on a free loopback port."""
+async def endpoint(**service_settings: Any) -> AsyncIterator[Endpoint]:
+    """A one-node cluster (it elects itself) serving clients on a free loopback port
+    (``service_settings``: more ClientService arguments)."""
     (port,) = free_ports(1)
     address = Address("127.0.0.1", port)
     faults = FaultyTransport(MemoryNetwork().transport("n1"), rng=random.Random(1))
@@ -58,7 +60,7 @@ async def endpoint() -> AsyncIterator[Endpoint]:
         tick_seconds=0.005,
         rng=random.Random(1),
     )
-    service = ClientService(node, address, faults=faults)
+    service = ClientService(node, address, faults=faults, **service_settings)
     stopped = trio.Event()
 
     async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -269,7 +271,7 @@ def frame(kind: int, payload: bytes, *, version: int = codec.PROTOCOL_VERSION, l
 
 BAD_FRAMES = {
     "garbage": b"GET /status HTTP/1.1\r\n\r\n",
-    "an oversized length": frame(codec.FrameKind.CLIENT_REQUEST, b"", length=(1 << 20) + 3),
+    "an oversized length": frame(codec.FrameKind.CLIENT_REQUEST, b"", length=(1 << 20) + REQUEST_HEADROOM + 3),
     "an unknown protocol version": frame(codec.FrameKind.CLIENT_REQUEST, b'{"op":"status"}', version=9),
     "an unknown frame kind": frame(77, b'{"op":"status"}'),
     "a PEER frame": frame(codec.FrameKind.PEER, b"\x05" + bytes(20)),
@@ -318,3 +320,157 @@ async def test_a_request_on_a_closed_connection_is_refused_and_never_written_to_
                     side.setblocking(False)
                     with pytest.raises(BlockingIOError):
                         side.recv(100)  # nothing arrived on either end
+
+
+# -- hostile clients: sizes, credentials, connection limits and timeouts ------------------------------
+
+CREDENTIALS = Credentials("0123456789abcdef", bytes(32), "admin-token-0123456789", "client-token-0123456789")
+
+
+async def test_a_command_over_max_command_bytes_is_refused_by_name_measured_in_utf8_bytes() -> None:
+    async with endpoint(max_command_bytes=4096) as ep, raw(ep) as client:
+        answer = await client.request({"op": "run_command", "command": "incr " + "€" * 1400, "id": 1})
+        assert answer["ok"] is False and "cluster.max_command_bytes = 4096" in answer["error"], answer
+        assert "is 4205 bytes" in answer["error"]  # 1400 characters, three bytes each
+        answer = await client.request({"op": "run_command", "command": "incr " + "1" * 4000, "id": 2})
+        assert "max_command_bytes" not in str(answer.get("error")), answer  # within: the counter answers
+        assert ep.node.status().applied_index >= 1 and not ep.stopped.is_set()
+        await still_serving(ep)
+
+
+async def test_an_answer_too_long_to_send_becomes_an_error_answer_and_the_node_keeps_serving() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        # Within max_command_bytes (1 MiB), but the counter's error quotes it twice: 1.8 MB.
+        answer = await client.request({"op": "run_command", "command": "incr " + "9" * 900_000, "id": 5})
+        assert answer == {"ok": False, "id": 5, "error": answer["error"]}, answer
+        assert "could not be sent" in answer["error"] and "cluster.max_command_bytes = 1048576" in answer["error"]
+        assert ep.service.stats["unsendable_answers"] == 1
+        # An id that cannot be echoed back is dropped from the error answer rather than failing it.
+        answer = await client.request({"op": "run_command", "command": "incr " + "9" * 500_000, "id": "y" * 200_000})
+        assert answer["ok"] is False and answer["id"] is None and "could not be sent" in answer["error"]
+        await still_serving(ep)
+
+
+async def test_admin_ops_need_the_admin_token_and_client_ops_do_not() -> None:
+    async with endpoint(credentials=CREDENTIALS) as ep, raw(ep) as client:
+        assert (await client.request({"op": "status"}))["cluster_id"] == CREDENTIALS.cluster_id
+        assert (await client.request({"op": "run_command", "command": "incr 2"}))["result"] == 2
+        for token in (None, "wrong", CREDENTIALS.admin_token[:-1], 7):
+            for op in ("set_faults", "clear_faults", "transfer", "snapshot", "add_node", "remove_node", "stop"):
+                request = {"op": op, "faults": {"drop_pct": 100}, "target": "n1", "node": "n1"}
+                if token is not None:
+                    request["token"] = token
+                answer = await client.request(request)
+                assert answer["ok"] is False and answer["unauthorized"] is True, answer
+                assert f"{op} needs the admin token" in answer["error"]
+        assert not ep.stopped.is_set() and ep.faults.faults.drop_pct == 0
+        answer = await client.request({"op": "snapshot", "token": CREDENTIALS.admin_token})
+        assert answer["ok"] is True, answer
+        answer = await client.request({"op": "stop", **CREDENTIALS.client_fields()})
+        assert answer["ok"] is True
+        await wait_until(ep.stopped.is_set, what="the node to stop")
+
+
+async def test_a_request_naming_another_cluster_is_never_answered() -> None:
+    async with endpoint(credentials=CREDENTIALS) as ep:
+        async with raw(ep) as client:
+            await client.send(codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json(
+                {"op": "run_command", "command": "incr 5", "cluster_id": "fedcba9876543210", "id": 1})))
+            assert await closed_by_peer(client.stream)
+        assert ep.node.status().state == {"value": 0}  # nothing was proposed either
+        async with ClusterClient({"n1": ep.address}, fields=CREDENTIALS.client_fields(admin=False)) as ours:
+            assert (await ours.run_command("incr 5")).result.result == 5
+
+
+async def test_connections_beyond_the_limit_are_closed_and_the_others_served() -> None:
+    async with endpoint(max_connections=3) as ep:
+        streams = [await trio.open_tcp_stream(ep.address.host, ep.address.port) for _ in range(3)]
+        await wait_until(lambda: ep.service._connections == 3, what="three connections")
+        extra = [await trio.open_tcp_stream(ep.address.host, ep.address.port) for _ in range(5)]
+        for stream in extra:
+            assert await closed_by_peer(stream)
+            await stream.aclose()
+        assert ep.service.stats["refused_client_connections"] == 5
+        client = RawClient(streams[0])
+        assert (await client.request({"op": "status"}))["ok"] is True
+        for stream in streams:
+            await stream.aclose()
+        await wait_until(lambda: ep.service._connections == 0, what="the connections to be gone")
+        await still_serving(ep)
+
+
+async def test_a_silent_or_slow_connection_is_closed_and_one_with_a_request_in_progress_is_not() -> None:
+    async with endpoint(handshake_timeout=0.2, idle_timeout=0.4) as ep:
+        async with raw(ep) as silent:
+            assert await closed_by_peer(silent.stream)  # never sent a request
+        async with raw(ep) as slow:  # a request that never completes, a byte at a time
+            request = codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, b'{"op":"status"}')
+            closed_while_sending = False
+            with trio.move_on_after(5):
+                for byte in request[:-1]:
+                    try:
+                        await slow.send(bytes([byte]))
+                    except trio.BrokenResourceError:
+                        closed_while_sending = True
+                        break
+                    await trio.sleep(0.05)
+            assert closed_while_sending or await closed_by_peer(slow.stream)
+        async with ClusterClient({"n1": ep.address}) as client:  # an events stream is a request in progress
+            connection = await client.connect("n1")
+            events = await connection.events()
+            seen_before = ep.service.stats["refused_client_connections"]
+            for value in range(1, 4):
+                await trio.sleep(0.4)  # one idle timeout each time
+                assert (await ep.node.run_command("incr 1")).result == value
+                await ep.node.take_snapshot()  # an event for the stream
+                with trio.fail_after(5):
+                    while (await events.receive())["kind"] != "snapshot":
+                        pass
+            assert ep.service.stats["refused_client_connections"] == seen_before
+
+
+async def test_partial_frames_of_all_connections_together_are_bounded() -> None:
+    async with endpoint(max_buffered_bytes=100_000) as ep:
+        head = struct.pack(">IBB", 90_000, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_REQUEST)
+        async with raw(ep) as first, raw(ep) as second:
+            await first.send(head + b"x" * 60_000)
+            await wait_until(lambda: ep.service._buffered >= 60_000, what="the first partial frame")
+            await second.send(head + b"x" * 60_000)
+            assert await closed_by_peer(second.stream)
+            assert ep.service._buffered <= 100_000
+        await wait_until(lambda: ep.service._buffered == 0, what="the buffers to be released")
+        await still_serving(ep)
+
+
+async def test_a_client_that_never_reads_its_answers_is_disconnected_before_they_pile_up() -> None:
+    async with endpoint(max_command_bytes=1024) as ep:
+        stream = await trio.open_tcp_stream(ep.address.host, ep.address.port)
+        async with stream:
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            request = codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json({"op": "status"}))
+            with trio.move_on_after(10):
+                try:
+                    while True:  # statuses of ~1 KB each, never read
+                        await stream.send_all(request * 200)
+                except trio.BrokenResourceError:
+                    pass
+            await wait_until(lambda: ep.service.stats["refused_client_connections"] == 1, what="the disconnection")
+        await still_serving(ep)
+
+
+async def test_with_client_auth_client_requests_need_the_client_token_or_the_admin_token() -> None:
+    async with endpoint(credentials=CREDENTIALS, client_auth=True) as ep, raw(ep) as client:
+        for token in (None, "wrong", CREDENTIALS.client_token[:-1]):
+            for request in ({"op": "run_command", "command": "incr 1"}, {"op": "status"}, {"op": "events"}):
+                if token is not None:
+                    request = {**request, "token": token}
+                answer = await client.request(request)
+                assert answer["ok"] is False and answer["unauthorized"] is True, answer
+                assert "needs the client token" in answer["error"]
+        assert ep.node.status().state == {"value": 0}
+        answer = await client.request({"op": "run_command", "command": "incr 2", **CREDENTIALS.client_fields(admin=False)})
+        assert answer["result"] == 2
+        answer = await client.request({"op": "run_command", "command": "incr 3", **CREDENTIALS.client_fields()})
+        assert answer["result"] == 5  # the admin token serves for client requests too
+        answer = await client.request({"op": "snapshot", **CREDENTIALS.client_fields(admin=False)})
+        assert answer["unauthorized"] is True  # but the client token is not an admin token

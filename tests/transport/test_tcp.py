@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ import trio
 from raftnode import codec
 from raftnode.concurrency import unwrapped
 from raftnode.config import Address
+from raftnode.credentials import Credentials
 from raftnode.core.messages import (
     AppendEntries,
     Entry,
@@ -189,8 +191,11 @@ def frame(kind: int, payload: bytes, *, version: int = codec.PROTOCOL_VERSION, l
     return struct.pack(">IBB", size, version, kind) + payload
 
 
-def hello(node: object = "n1", cluster: object = CLUSTER) -> bytes:
-    """The HELLO frame the TCP transport sends: a JSON object naming the node and the cluster."""
+def hello(node: object = "n1", cluster: object = CLUSTER, cluster_id: str = "", nonce: bytes = b"") -> bytes:
+    """The HELLO frame the TCP transport sends (a transport without credentials: no cluster id,
+    no nonce); a node or cluster that is not a str gives a HELLO of JSON, which is malformed."""
+    if isinstance(node, str) and isinstance(cluster, str):
+        return codec.encode_frame(codec.FrameKind.HELLO, codec.encode_hello(node, cluster, cluster_id, nonce))
     return codec.encode_frame(codec.FrameKind.HELLO, codec.encode_json({"node": node, "cluster": cluster}))
 
 
@@ -210,6 +215,10 @@ BAD_INPUT = {
     "a HELLO from an unknown node": hello("n9"),
     "a HELLO from another cluster": hello("n1", "other"),
     "a HELLO without a node": codec.encode_frame(codec.FrameKind.HELLO, codec.encode_json({"cluster": CLUSTER})),
+    "a HELLO with a cluster id to a node without one": hello("n1", CLUSTER, "0123456789abcdef"),
+    "a HELLO with a short payload": frame(codec.FrameKind.HELLO, b"\x02n1\x04test"),
+    "a message with a term over 2**63-1": hello("n1") + peer(Heartbeat(term=2**64 - 2, src="n1", dst="n2", commit=0)),
+    "a CHALLENGE to a node that did not send a HELLO": frame(codec.FrameKind.CHALLENGE, bytes(64)),
     "a HELLO whose node is not a string": hello(["n1"]),
     "a HELLO whose node is a number": hello(1),
     "a message whose src differs from the HELLO": hello("n1") + peer(heartbeat("n3", "n2")),
@@ -266,3 +275,107 @@ async def test_one_bad_connection_does_not_disturb_a_good_connection_in_flight()
                 assert await closed_by_peer(stream)
         await deliver_until_received(n1, n2, commit=2)
         assert n1.stats()["connects"] == 1  # the good connection was never dropped
+
+
+# -- authentication and bounded resources -----------------------------------------------------------
+
+CREDENTIALS = Credentials("0123456789abcdef", bytes(range(32)), "t" * 24)
+
+
+async def test_authenticated_transports_exchange_messages_both_ways() -> None:
+    async with loopback("n1", "n2", credentials=CREDENTIALS) as nodes:
+        await deliver_until_received(nodes["n1"], nodes["n2"], commit=7)
+        await deliver_until_received(nodes["n2"], nodes["n1"], commit=8)
+        assert nodes["n2"].stats()["rejected_connections"] == 0
+
+
+async def test_a_node_without_the_secret_delivers_nothing_and_is_refused_both_ways() -> None:
+    ports = free_ports(2)
+    addresses = {"n1": Address("127.0.0.1", ports[0]), "n2": Address("127.0.0.1", ports[1])}
+    impostor = Credentials(CREDENTIALS.cluster_id, bytes(32), CREDENTIALS.admin_token)  # a guessed secret
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            n1 = Node("n1", addresses, nursery, credentials=CREDENTIALS)
+            n2 = Node("n2", addresses, nursery, credentials=impostor)
+            await n1.start()
+            await n2.start()
+            for commit in range(20):
+                n1.transport.send(heartbeat("n1", "n2", commit))  # type: ignore[union-attr]
+                n2.transport.send(heartbeat("n2", "n1", commit))  # type: ignore[union-attr]
+                await trio.sleep(0.02)
+            await wait_until(lambda: n1.stats()["rejected_connections"] >= 1 and n2.stats()["rejected_connections"] >= 1,
+                             what="each side to refuse the other's proof")
+            assert n1.received == [] and n2.received == []
+            assert n1.stats()["connects"] == 0 and n2.stats()["connects"] == 0  # neither accepted the other as acceptor
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_connector_sends_nothing_to_an_acceptor_that_cannot_prove_it_holds_the_secret() -> None:
+    """Mutual: a process holding n2's port answers the HELLO with a made-up CHALLENGE; n1 sends
+    it neither a PROOF nor any message."""
+    ports = free_ports(2)
+    addresses = {"n1": Address("127.0.0.1", ports[0]), "n2": Address("127.0.0.1", ports[1])}
+    received = bytearray()
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(ports[1], host="127.0.0.1")
+
+            async def fake_n2(stream: trio.SocketStream) -> None:
+                with contextlib.suppress(trio.BrokenResourceError, OSError):
+                    received.extend(await stream.receive_some(4096))
+                    await stream.send_all(codec.encode_frame(codec.FrameKind.CHALLENGE, bytes(64)))
+                    while data := await stream.receive_some(4096):
+                        received.extend(data)
+
+            nursery.start_soon(trio.serve_listeners, fake_n2, listeners)
+            n1 = Node("n1", addresses, nursery, credentials=CREDENTIALS)
+            await n1.start()
+            for commit in range(10):
+                n1.transport.send(heartbeat("n1", "n2", commit))  # type: ignore[union-attr]
+                await trio.sleep(0.03)
+            await wait_until(lambda: bool(received), what="n1's HELLO")
+            frames = codec.FrameDecoder().feed(bytes(received))
+            assert frames and {f.kind for f in frames} == {codec.FrameKind.HELLO}, frames
+            assert n1.stats()["connects"] == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_before_authentication_a_big_frame_header_is_refused_and_nothing_is_decoded_as_raft() -> None:
+    async with loopback("n1", "n2", credentials=CREDENTIALS) as nodes:
+        n2 = nodes["n2"]
+        for data in (
+            frame(codec.FrameKind.HELLO, b"", length=60_000_000) + bytes(8192),  # a 60 MB frame, begun
+            hello("n1", CLUSTER, CREDENTIALS.cluster_id, bytes(32)) + peer(heartbeat("n1", "n2")),  # no PROOF
+            hello("n1", CLUSTER, CREDENTIALS.cluster_id, bytes(32)) + frame(codec.FrameKind.PROOF, bytes(32)),
+            hello("n1", CLUSTER, CREDENTIALS.cluster_id),  # no nonce: this cluster authenticates
+            hello("n1", CLUSTER, "fedcba9876543210", bytes(32)),  # another cluster's id
+        ):
+            stream = await trio.open_tcp_stream("127.0.0.1", n2.addresses["n2"].port)
+            async with stream:
+                with contextlib.suppress(trio.BrokenResourceError, OSError):
+                    await stream.send_all(data)
+                assert await closed_by_peer(stream)
+        await wait_until(lambda: n2.stats()["rejected_connections"] == 5, what="five refusals")
+        assert n2.stats()["received"] == 0 and n2.received == []
+
+
+async def test_connections_beyond_the_limit_are_closed_at_once_and_silent_ones_at_the_handshake_deadline() -> None:
+    async with loopback("n2", credentials=CREDENTIALS, max_connections=4, handshake_timeout=0.3) as nodes:
+        n2 = nodes["n2"]
+        streams = [await trio.open_tcp_stream("127.0.0.1", n2.addresses["n2"].port) for _ in range(10)]
+        await wait_until(lambda: n2.stats()["refused_connections"] == 6, what="six refusals")
+        for stream in streams:  # the four within the limit never finish a HELLO: closed at the deadline
+            assert await closed_by_peer(stream)
+            await stream.aclose()
+        await wait_until(lambda: n2.stats()["rejected_connections"] == 4, what="four handshake timeouts")
+        await n2.stop()
+        assert n2.transport is not None and n2.transport._connections == 0
+
+
+async def test_a_message_that_cannot_be_encoded_is_dropped_and_counted_not_raised() -> None:
+    async with loopback("n1", "n2") as nodes:
+        n1 = nodes["n1"]
+        await deliver_until_received(n1, nodes["n2"], commit=1)
+        n1.transport.send(Heartbeat(term=2**64, src="n1", dst="n2", commit=0))  # type: ignore[union-attr]
+        assert n1.stats()["unencodable"] == 1
+        await deliver_until_received(n1, nodes["n2"], commit=2)
