@@ -28,6 +28,19 @@ class _Unread:
 
 UNREAD = _Unread()
 
+#: The output of an operation the state machine refuses (an incr of a value that is no integer).
+REFUSED = "<refused>"
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as kv's incr reads it: an integer written as text, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
 
 class Model(Protocol):
     name: str
@@ -71,8 +84,10 @@ class KeyValueModel:
         if f == "delete":
             return state is not None, None
         if f == "incr":
-            total = (0 if state is None else int(state)) + input
-            return total, str(total)
+            current = 0 if state is None else _integer(state)
+            if current is None:
+                return REFUSED, state  # kv refuses it: recorded as fail, so no ok can match this
+            return current + input, str(current + input)
         old, new = input
         current = KV_ABSENT if state is None else state
         if current != (KV_ABSENT if old is None else old):
@@ -83,6 +98,8 @@ class KeyValueModel:
         """Values that no get returned and no cas compared with become ``UNREAD``: states that
         differ only in such values answer every operation alike, so the search memoizes them as
         one, and writes of such values with unknown outcomes become interchangeable."""
+        if any(op.f == "incr" for op in ops):
+            return {}  # incr reads the value: every value is observed
         observed = {KV_ABSENT, None}
         for op in ops:
             if op.f == "get" and op.status == "ok":

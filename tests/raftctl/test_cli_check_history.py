@@ -76,10 +76,10 @@ def test_a_bad_file_exits_2_with_the_line_and_the_problem(tmp_path):
     assert result.exit_code == 2
     assert 'history.jsonl: line 2: "time" must be a finite number' in result.stderr
     rec = Recorder()
-    rec.call(1, "incr", 1, result=1)
-    result = run(tmp_path, rec)
+    rec.call(1, "set", "v", result="v")
+    result = run(tmp_path, rec, "--model", "counter")
     assert result.exit_code == 2
-    assert "line 1: the kv model has no incr" in result.stderr
-    assert run(tmp_path, rec, "--model", "counter").exit_code == 0
+    assert "line 1: the counter model has no set" in result.stderr
+    assert run(tmp_path, rec).exit_code == 0
     missing = CliRunner().invoke(main, ["check-history", str(tmp_path / "absent.jsonl")])
     assert missing.exit_code == 2 and "cannot read" in missing.stderr

@@ -206,10 +206,27 @@ def test_kv_semantics_follow_the_kv_state_machine():
 
 def test_an_operation_the_model_lacks_is_refused_with_its_line():
     rec = Recorder()
+    rec.call(1, "incr", 1, result=1, key=None)
+    line = rec.invoke(1, "set", "v1", key=None)
+    with pytest.raises(ModelMismatch, match=f"line {line}: the counter model has no set"):
+        verdict(rec, COUNTER)
+
+
+def test_kv_incr_counts_from_absent_and_its_text_is_what_get_reads():
+    rec = Recorder()
+    rec.call(1, "incr", 2, result=2)
+    rec.call(2, "get", result="2")
+    rec.call(1, "incr", 3, result=5)
+    assert verdict(rec).status == OK
+    rec.call(2, "incr", 1, result=7)  # a double apply of the incr 3, or a lost one: either way wrong
+    assert verdict(rec).status == ANOMALY
+
+
+def test_kv_incr_of_a_written_string_is_refused_so_no_answer_explains_it():
+    rec = Recorder()
     rec.call(1, "set", "v1")
-    line = rec.invoke(1, "incr", 1)
-    with pytest.raises(ModelMismatch, match=f"line {line}: the kv model has no incr"):
-        verdict(rec)
+    rec.call(2, "incr", 1, result=1)
+    assert verdict(rec).status == ANOMALY
 
 
 # -- budgets --------------------------------------------------------------------------------------
