@@ -256,6 +256,9 @@ def _port_span(ports: Iterable[int]) -> str:
 @click.option("--check-quorum/--no-check-quorum", default=True, show_default=True)
 @click.option("--membership/--no-membership", default=True, show_default=True,
               help="Mix membership changes (add a node, remove one, remove the leader) into the schedules.")
+@click.option("--disk-faults", is_flag=True,
+              help="Mix in disk faults: torn writes, unsynced writes lost, failed fsyncs, full disks, corrupt "
+                   "records, logs restored from an older copy.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Worker processes (default: one per core).")
 @click.option("--trace", is_flag=True, help="With --seed: print one line per event, then the verdict.")
 @json_option
@@ -268,6 +271,7 @@ def sim(
     pre_vote: bool,
     check_quorum: bool,
     membership: bool,
+    disk_faults: bool,
     jobs: int | None,
     trace: bool,
     as_json: bool,
@@ -288,11 +292,12 @@ def sim(
 
     if trace and seed is None:
         raise click.UsageError("--trace needs --seed S (one run, told as a story)")
-    settings = SimSettings(nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum, membership=membership)
+    settings = SimSettings(nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum, membership=membership,
+                           disk_faults=disk_faults)
     started = time.perf_counter()
     if seed is not None and trace:
         report = run_seed(seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
-                          membership=membership, trace=True)
+                          membership=membership, disk_faults=disk_faults, trace=True)
         if not as_json:
             click.echo(f"{'tick':>6} {'node':<4} {'role':<13} {'term':<5} {'commit':<7} what")
             for line in report.trace or ():

@@ -48,6 +48,7 @@ class NodeRow:
             ``drop_pct``, ``duplicate_pct``), or None.
         state: The state machine's summary (e.g. ``{"value": 57}``), or None.
         apply_halted: Why the node stopped applying commands, if it did.
+        disk_full: The node's disk is full: it is up but acknowledges nothing until space frees.
         voters, learners: The membership the node knows (its latest configuration).
         membership_change: The leader's membership change in progress, if any.
         note: For humans: why a down node is down (``"not running"``, ``"pid 42 not answering"``).
@@ -66,6 +67,7 @@ class NodeRow:
     faults: dict[str, Any] | None = None
     state: dict[str, Any] | None = None
     apply_halted: str | None = None
+    disk_full: bool = False
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
     membership_change: str | None = None
@@ -98,6 +100,7 @@ class NodeRow:
             faults=dict(faults) if isinstance(faults, Mapping) else None,
             state=dict(response.get("state") or {}),
             apply_halted=response.get("apply_halted"),
+            disk_full=bool((response.get("stats") or {}).get("disk_full")),
             voters=tuple(response.get("voters") or ()),
             learners=tuple(response.get("learners") or ()),
             membership_change=response.get("membership_change"),
@@ -203,6 +206,8 @@ class ClusterStatus:
                 problems.append(f"{row.id} state {row.state} differs from the leader's {leader.state}")
             if row.apply_halted:
                 problems.append(f"{row.id} stopped applying: {row.apply_halted}")
+            if row.disk_full:
+                problems.append(f"{row.id}: disk full")
         return problems
 
     def membership(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:

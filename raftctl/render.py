@@ -128,7 +128,8 @@ def status_table(status: ClusterStatus, *, title: bool = True) -> Table:
             _num(row.applied_index),
             _num(row.snapshot_index),
             Text(faults, style="magenta" if faults_active(row.faults) else "dim"),
-            Text(describe_state(row.state)) if not row.apply_halted else Text("APPLY HALTED", style="bold red"),
+            Text("APPLY HALTED", style="bold red") if row.apply_halted
+            else Text("DISK FULL", style="bold red") if row.disk_full else Text(describe_state(row.state)),
         )
     return table
 
@@ -147,6 +148,8 @@ def status_notes(status: ClusterStatus) -> list[Text]:
             notes.append(Text(f"{row.id}: {row.note}", style="yellow"))
         if row.apply_halted:
             notes.append(Text(f"{row.id} stopped applying: {row.apply_halted}", style="bold red"))
+        if row.disk_full:
+            notes.append(Text(f"{row.id}: disk full — up, acknowledging nothing until space frees", style="bold red"))
     return notes
 
 

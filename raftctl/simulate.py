@@ -18,6 +18,7 @@ class SimSettings:
     pre_vote: bool = True
     check_quorum: bool = True
     membership: bool = True
+    disk_faults: bool = False
 
 
 def _run(settings: SimSettings, seed: int) -> RunReport:
@@ -28,6 +29,7 @@ def _run(settings: SimSettings, seed: int) -> RunReport:
         pre_vote=settings.pre_vote,
         check_quorum=settings.check_quorum,
         membership=settings.membership,
+        disk_faults=settings.disk_faults,
     )
     report.trace = None
     return report
@@ -60,6 +62,7 @@ def summarize(reports: list[RunReport], settings: SimSettings, seconds: float) -
         "pre_vote": settings.pre_vote,
         "check_quorum": settings.check_quorum,
         "membership": settings.membership,
+        "disk_faults": settings.disk_faults,
         "violations": [
             {"seed": r.seed, "invariant": r.violation, "detail": r.detail, "replay": r.replay_command()}
             for r in reports

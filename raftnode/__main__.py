@@ -127,8 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
         return EXIT_START_FAILED
     except Exception as exc:  # noqa: BLE001 - e.g. a corrupt log: say what and where, exit non-zero
-        from raftnode.storage import StorageError
+        from raftnode.storage import DiskFailure, StorageError
 
+        if isinstance(exc, DiskFailure):
+            print(f"raftnode: {exc}", file=sys.stderr)
+            return EXIT_START_FAILED
         if isinstance(exc, (StorageError, ValueError)):
             print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
             return EXIT_START_FAILED

@@ -172,8 +172,8 @@ _AER = _Layout(
     "AppendEntriesResponse",
     (("success", "?"), ("index", "Q"), ("conflict_index", "Q"), ("conflict_term.present", "?"), ("conflict_term", "Q")),
 )
-_HB = _Layout("Heartbeat", (("commit", "Q"), ("read_round", "Q")))
-_HBR = _Layout("HeartbeatResponse", (("read_round", "Q"),))
+_HB = _Layout("Heartbeat", (("commit", "Q"), ("match", "Q"), ("match_term", "Q"), ("read_round", "Q")))
+_HBR = _Layout("HeartbeatResponse", (("reject", "?"), ("last_index", "Q"), ("read_round", "Q")))
 _TN = _Layout("TimeoutNow", ())
 _IS = _Layout(
     "InstallSnapshot",
@@ -256,11 +256,11 @@ def _enc_append_entries_response(m: AppendEntriesResponse) -> bytes:
 
 
 def _enc_heartbeat(m: Heartbeat) -> bytes:
-    return b"".join((_HB.enc.pack(5, m.term, m.commit, m.read_round), _enc_id(m.src), _enc_id(m.dst)))
+    return b"".join((_HB.enc.pack(5, m.term, m.commit, m.match, m.match_term, m.read_round), _enc_id(m.src), _enc_id(m.dst)))
 
 
 def _enc_heartbeat_response(m: HeartbeatResponse) -> bytes:
-    return b"".join((_HBR.enc.pack(6, m.term, m.read_round), _enc_id(m.src), _enc_id(m.dst)))
+    return b"".join((_HBR.enc.pack(6, m.term, m.reject, m.last_index, m.read_round), _enc_id(m.src), _enc_id(m.dst)))
 
 
 def _enc_u64s(values: tuple[int, ...]) -> bytes:
@@ -521,17 +521,19 @@ def _dec_append_entries_response(buf: bytes, n: int) -> AppendEntriesResponse:
 
 
 def _dec_heartbeat(buf: bytes, n: int) -> Heartbeat:
-    term, commit, read_round = _HB.read(buf, n)
+    term, commit, match, match_term, read_round = _HB.read(buf, n)
     src, dst, off = _dec_ids(buf, n, _HB.size, "Heartbeat")
     _done(n, off, "Heartbeat")
-    return Heartbeat(term=term, src=src, dst=dst, commit=commit, read_round=read_round)
+    return Heartbeat(term=term, src=src, dst=dst, commit=commit, match=match, match_term=match_term,
+                     read_round=read_round)
 
 
 def _dec_heartbeat_response(buf: bytes, n: int) -> HeartbeatResponse:
-    term, read_round = _HBR.read(buf, n)
+    term, reject, last_index, read_round = _HBR.read(buf, n)
     src, dst, off = _dec_ids(buf, n, _HBR.size, "HeartbeatResponse")
     _done(n, off, "HeartbeatResponse")
-    return HeartbeatResponse(term=term, src=src, dst=dst, read_round=read_round)
+    return HeartbeatResponse(term=term, src=src, dst=dst, reject=reject == 1, last_index=last_index,
+                             read_round=read_round)
 
 
 def _dec_u64s(buf: bytes, n: int, off: int, count: int, type_name: str) -> tuple[int, ...]:

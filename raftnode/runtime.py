@@ -66,6 +66,7 @@ Time is ``trio.sleep``, so tests drive a node on ``trio.testing.MockClock(autoju
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
@@ -90,7 +91,7 @@ from .core.raft import Raft, RaftConfig
 from .core.readindex import ReadState
 from .core.ready import Ready, Role
 from .statemachines import CommandError, StateMachine
-from .storage import Storage
+from .storage import DiskFailure, Storage, StorageError
 from .transport import Transport
 
 log = logging.getLogger("raftnode")
@@ -135,6 +136,14 @@ class NodeStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DISK_FULL_RETRY_SECONDS = 1.0
+"""How often a follower whose disk is full tries its storage again."""
+
+
+class _DiskFull(Exception):
+    """This turn's write hit a full disk on a follower: its Ready is dropped, never advanced."""
 
 
 class _Waiter:
@@ -304,12 +313,15 @@ class RaftNode:
         self._configuration: Configuration | None = None
         self._configuration_handlers: list[Callable[[Configuration], None]] = []
         self._membership_waiters: list[tuple[Callable[[Raft], str | None], _Waiter, float, str]] = []
+        self._disk_failed = False
+        self._disk_full_since: float | None = None  # a follower waiting for space (see _persist)
+        self._disk_retry_at = 0.0
         self._cork = getattr(transport, "cork", None)
         self._uncork = getattr(transport, "uncork", None)
         self.stats: dict[str, int] = {
             "inbox_dropped": 0, "peer_dropped": 0, "fsyncs": 0, "batches": 0, "events_dropped": 0,
             "turn_max_ms": 0, "turns_over_50ms": 0,
-            "fsync_max_ms": 0, "keepalive_heartbeats": 0, "ticker_wakeups": 0,
+            "fsync_max_ms": 0, "keepalive_heartbeats": 0, "ticker_wakeups": 0, "disk_full": 0,
         }
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -355,7 +367,8 @@ class RaftNode:
             self._room.unpark_all()
             try:
                 with trio.CancelScope(shield=True):
-                    await self._disk(self.storage.sync)
+                    if not self._disk_failed:  # after a failed write or fsync: never again
+                        await self._disk(self.storage.sync)
             except Exception as exc:  # noqa: BLE001 - e.g. storage refusing after an fsync error
                 log.error("%s: last sync at stop failed: %s", self.id, exc)
             finally:
@@ -861,6 +874,16 @@ class RaftNode:
     async def _process_ready(self) -> None:
         raft = self.raft
         assert raft is not None
+        if self._disk_full_since is not None and not await self._disk_has_room_again():
+            return  # inputs still reach the core; nothing leaves it until its writes can persist
+        try:
+            await self._process_readies(raft)
+        except _DiskFull:
+            return
+        if self._disk_full_since is not None:
+            self._leave_disk_full()
+
+    async def _process_readies(self, raft: Raft) -> None:
         while raft.has_ready():
             ready = raft.ready()
             self.stats["batches"] += 1
@@ -916,6 +939,49 @@ class RaftNode:
             self._uncork()
 
     async def _persist(self, ready: Ready, leader: bool) -> None:
+        """Write and fsync ``ready``. A full disk on a follower (without a snapshot to install)
+        raises _DiskFull: the node stays up, this Ready is dropped unacknowledged and written
+        again once space frees. Any other failure stops the node (DiskFailure), never retried."""
+        try:
+            await self._write(ready, leader)
+        except (StorageError, OSError) as exc:
+            cause = exc.__cause__ or exc
+            full = isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+            if full and not leader and ready.snapshot is None and hasattr(self.storage, "recover"):
+                self._enter_disk_full(exc)
+                raise _DiskFull from exc
+            self._disk_failed = True
+            detail = (f"{'disk full' if full else 'disk write or fsync failed'} ({exc}): node {self.id} stops; "
+                      "it never retries the same data, and acknowledged nothing of it. Restart it to recover from "
+                      "what is really on disk" + (" once the disk has room" if full else ""))
+            self._emit("disk", detail)
+            raise DiskFailure(detail) from exc
+
+    def _enter_disk_full(self, exc: BaseException) -> None:
+        self._disk_retry_at = trio.current_time() + DISK_FULL_RETRY_SECONDS
+        if self._disk_full_since is None:
+            self._disk_full_since = trio.current_time()
+            self.stats["disk_full"] = 1
+            self._emit("disk", f"disk full ({exc}): staying up, acknowledging nothing it cannot persist; "
+                               f"trying again every {DISK_FULL_RETRY_SECONDS:g} s")
+
+    async def _disk_has_room_again(self) -> bool:
+        """While the disk is full: is it time to try again, and does the storage reopen?"""
+        if trio.current_time() < self._disk_retry_at:
+            return False
+        self._disk_retry_at = trio.current_time() + DISK_FULL_RETRY_SECONDS
+        try:
+            await self._disk(self.storage.recover)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+
+    def _leave_disk_full(self) -> None:
+        since, self._disk_full_since = self._disk_full_since, None
+        self.stats["disk_full"] = 0
+        self._emit("disk", f"disk has room again after {trio.current_time() - since:.1f} s: resumed")  # type: ignore[operator]
+
+    async def _write(self, ready: Ready, leader: bool) -> None:
         storage = self.storage
         if ready.snapshot is not None:
             await self._disk(storage.save_snapshot, *ready.snapshot)

@@ -137,7 +137,9 @@ EXAMPLES: list[Message] = [
     AppendEntriesResponse(term=4, src="n2", dst="n1", success=False, index=12, conflict_index=5, conflict_term=0),
     AppendEntriesResponse(term=4, src="n2", dst="n1", success=False, index=12, conflict_index=5, conflict_term=3),
     Heartbeat(term=5, src="nœud-1", dst="节点二", commit=3),
+    Heartbeat(term=5, src="n1", dst="n2", commit=3, match=7, match_term=4),
     HeartbeatResponse(term=5, src="🦆", dst=""),
+    HeartbeatResponse(term=5, src="n2", dst="n1", reject=True, last_index=2),
     Heartbeat(term=5, src="n1", dst="n2", commit=3, read_round=MAX_WIRE_NUMBER),
     HeartbeatResponse(term=5, src="n2", dst="n1", read_round=7),
     ReadIndex(term=5, src="n2", dst="n1", requests=()),
@@ -171,8 +173,8 @@ def test_each_message_round_trips_exactly(m: Message) -> None:
 
 def test_the_wire_format_is_pinned() -> None:
     """Changing these bytes is a protocol change: bump PROTOCOL_VERSION."""
-    assert encode_message(Heartbeat(term=2, src="a", dst="bc", commit=1, read_round=4)).hex() == (
-        "05" "0000000000000002" "0000000000000001" "0000000000000004" "0161" "026263"
+    assert encode_message(Heartbeat(term=2, src="a", dst="bc", commit=1, match=3, match_term=2, read_round=4)).hex() == (
+        "05" "0000000000000002" "0000000000000001" "0000000000000003" "0000000000000002" "0000000000000004" "0161" "026263"
     )
     assert encode_message(ReadIndexResponse(term=2, src="a", dst="b", requests=(5, 6), index=3, granted=True)).hex() == (
         "0b" "0000000000000002" "0000000000000003" "01" "00000002" "0161" "0162" "0000000000000005" "0000000000000006"
@@ -181,8 +183,8 @@ def test_the_wire_format_is_pinned() -> None:
         "03" "0000000000000003" "000000000000000a" "0000000000000002" "0000000000000009" "00000001" "0161" "0162"
         "0000000000000003" "000000000000000b" "01" "00000002" "6869"
     )
-    assert encode_frame(FrameKind.PEER, b"xy") == b"\x00\x00\x00\x04\x02\x01xy"
-    assert PROTOCOL_VERSION == 2
+    assert encode_frame(FrameKind.PEER, b"xy") == b"\x00\x00\x00\x04\x03\x01xy"
+    assert PROTOCOL_VERSION == 3
 
 
 def test_an_append_entries_entry_costs_21_bytes_plus_its_data() -> None:
@@ -262,8 +264,8 @@ def test_decode_errors_name_the_type_and_the_field() -> None:
     expect_error(hb + b"\x00", "Heartbeat", "1 trailing bytes")
     expect_error(hb[:12], "Heartbeat.commit", "truncated")
     expect_error(hb[:-1], "Heartbeat.dst", "truncated")
-    expect_error(hb[:20], "Heartbeat.read_round", "truncated")
-    expect_error(hb[:25] + b"\x01\xff" + hb[27:], "Heartbeat.src", "utf-8")
+    expect_error(hb[:36], "Heartbeat.read_round", "truncated")
+    expect_error(hb[:41] + b"\x01\xff" + hb[43:], "Heartbeat.src", "utf-8")
 
     ri = encode_message(ReadIndex(term=2, src="a", dst="b", requests=(1, 2)))
     expect_error(ri[:-1], "ReadIndex.requests", "count 2")
@@ -432,8 +434,8 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives() -> None:
 def test_unknown_version_unknown_kind_and_short_length_are_refused_from_the_header() -> None:
     with pytest.raises(FrameError, match="unknown protocol version 99"):
         FrameDecoder().feed(struct.pack(">IB", 1000, 99))  # refused before kind or body
-    with pytest.raises(FrameError, match="unknown protocol version 1"):
-        FrameDecoder().feed(struct.pack(">IB", 1000, 1))  # before ReadIndex: a mixed cluster says so
+    with pytest.raises(FrameError, match="unknown protocol version 2"):
+        FrameDecoder().feed(struct.pack(">IB", 1000, 2))  # before ReadIndex: a mixed cluster says so
     with pytest.raises(FrameError, match="unknown protocol version 0"):
         FrameDecoder().feed(b"\x00\x00\x00\x02\x00\x01")
     with pytest.raises(FrameError, match="unknown frame kind 9"):

@@ -97,19 +97,31 @@ class AppendEntriesResponse(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat(Message):
-    """Leader liveness; ``commit`` is min(follower's match, leader commit), so always safe.
+    """Leader liveness, and a check that the follower still holds what the leader counted.
+
+    (``match``, ``match_term``) is the last entry the leader believes the follower holds;
+    ``commit`` is min(match, leader commit). A follower that holds that entry may commit up to
+    ``commit``; one that does not (it lost entries it had acknowledged: a restore from an older
+    copy, a damaged disk) commits nothing and answers with a rejection.
 
     ``read_round`` is the id of the leader's latest ReadIndex round (0: none yet); the follower
     echoes it, which confirms the leader still leads as of that round (§6.4).
     """
 
     commit: int
+    match: int = 0
+    match_term: int = 0
     read_round: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatResponse(Message):
-    read_round: int = 0  # the ``read_round`` of the heartbeat answered
+    """``reject``: the follower lacks the heartbeat's (match, match_term); ``last_index`` is its
+    last index then, where the leader probes from. ``read_round``: the heartbeat's, echoed."""
+
+    reject: bool = False
+    last_index: int = 0
+    read_round: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -102,11 +102,24 @@ class Progress:
                 return False
         elif rejected_index != self.next - 1:
             return False
+        elif rejected_index <= self.match:
+            # Our probe at ``match`` itself was refused: the follower lost entries it acknowledged.
+            self.lost_entries(min(next_guess, rejected_index) - 1)
+            return True
         self.next = max(self.match + 1, min(next_guess, rejected_index))
         self.state = ProgressState.PROBE
         self.probe_sent = False
         self.inflight.clear()
         return True
+
+    def lost_entries(self, last_index: int) -> None:
+        """The follower no longer holds what it acknowledged (its log ends at ``last_index`` or
+        differs before ``match``): forget ``match`` and probe from after ``last_index``."""
+        self.match = 0
+        self.next = max(1, min(self.next, last_index + 1))
+        self.state = ProgressState.PROBE
+        self.probe_sent = False
+        self.inflight.clear()
 
     def heartbeat_answered(self) -> None:
         """A heartbeat came back: unpause a probe, and free a slot if a lost append jammed the window."""

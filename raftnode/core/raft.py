@@ -232,10 +232,13 @@ class Raft:
         return [self._heartbeat(node) for node in self._peers()]
 
     def _heartbeat(self, node: str) -> Heartbeat:
-        return Heartbeat(
-            term=self.term, src=self.id, dst=node, commit=min(self._progress[node].match, self.commit),
-            read_round=self._reads.latest,
-        )
+        match = self._progress[node].match
+        if match < self.log.offset:  # compacted away: nothing to check (the follower needs our snapshot)
+            match, match_term = 0, 0
+        else:
+            match_term = self.log.term(match) or 0
+        return Heartbeat(term=self.term, src=self.id, dst=node, commit=min(match, self.commit), match=match,
+                         match_term=match_term, read_round=self._reads.latest)
 
     def committed_configuration(self) -> Configuration:
         """The configuration as of the commit index (the latest one may still be uncommitted)."""
@@ -727,8 +730,7 @@ class Raft:
             self._handle_append(m)
         elif isinstance(m, Heartbeat):
             self._heard_from_leader(m.src)
-            self._advance_commit(min(m.commit, self.log.last_index))
-            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, read_round=m.read_round))
+            self._handle_heartbeat(m)
         elif isinstance(m, InstallSnapshot):
             self._heard_from_leader(m.src)
             self._handle_install_snapshot(m)
@@ -772,12 +774,18 @@ class Raft:
             pr.recent_active = True
             if m.success:
                 self._handle_append_success(m.src, pr, m.index)
-            elif pr.rejected(m.index, self._next_from_hint(m)):
-                self._send_pending.add(m.src)
+            else:
+                match = pr.match
+                if pr.rejected(m.index, self._next_from_hint(m)):
+                    if pr.match < match:
+                        self._report_lost_entries(m.src, match, pr.next - 1)
+                    self._send_pending.add(m.src)
         elif isinstance(m, HeartbeatResponse):
-            if m.read_round:
+            if m.read_round:  # a follower of this term, even one that lost entries, confirms our lead
                 self._reads.echoed(m.src, m.read_round)
                 self._check_read_round()
+            if m.reject and pr.state is not ProgressState.SNAPSHOT and pr.match > 0:
+                self._follower_lost_entries(m.src, pr, m.last_index)
             pr.heartbeat_answered()
             if pr.state is ProgressState.SNAPSHOT:
                 self._send_snapshot_chunk(m.src, pr)  # resend, in case a chunk was lost
@@ -794,6 +802,17 @@ class Raft:
                 self._queue_read((m.src, request))
         else:
             self._count("dropped_unexpected")
+
+    def _handle_heartbeat(self, m: Heartbeat) -> None:
+        """Commit up to ``m.commit`` only while we hold the entry the leader counted us at; else
+        say so, with our last index, so the leader probes us again instead of waiting forever."""
+        if m.match <= self.commit or self.log.match_term(m.match, m.match_term):
+            self._advance_commit(min(m.commit, self.log.last_index))
+            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, read_round=m.read_round))
+            return
+        self._count("heartbeat_rejected_lost_entries")
+        self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, reject=True,
+                                     last_index=min(self.log.last_index, m.match - 1), read_round=m.read_round))
 
     def _handle_append(self, m: AppendEntries) -> None:
         if m.prev_index < self.commit:
@@ -877,6 +896,17 @@ class Raft:
             + ("; kept the log after it" if kept else ""),
         )
         self._send(AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, index=meta.index))
+
+    def _follower_lost_entries(self, node: str, pr: Progress, last_index: int) -> None:
+        match = pr.match
+        pr.lost_entries(last_index)
+        self._report_lost_entries(node, match, last_index)
+        self._send_pending.add(node)
+
+    def _report_lost_entries(self, node: str, match: int, last_index: int) -> None:
+        self._count("follower_lost_entries")
+        self._event("lost-entries", f"{node} no longer holds the entries up to {match} it acknowledged (its log "
+                                    f"ends at or differs before {last_index + 1}): probing it again from there")
 
     def _next_from_hint(self, m: AppendEntriesResponse) -> int:
         """Where to probe next after a rejection, skipping a whole conflicting term at once."""

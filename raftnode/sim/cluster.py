@@ -3,7 +3,8 @@
 The vocabulary of the scenario catalog: ``isolate``, ``cut``, ``drop``, ``delay``,
 ``duplicate``, ``reorder``, ``crash``, ``restart``, ``heal``, ``tick``, ``stabilize``, plus
 ``propose`` (a client's ``run_command``), ``read`` (a ReadIndex query, §6.4), ``transfer``,
-``add_node`` and ``remove_node``. A node
+``add_node`` and ``remove_node``, and disk faults: ``fail_next_write`` (DISK_WRITE_FAULTS),
+``corrupt_record`` / ``repair_disk``, ``rewind_log`` and ``replace_disk``. A node
 added joins with no configuration of its own; a node that applies a committed configuration
 without itself stops, as the runtime does. Each node plays the shell's part
 exactly as a runtime must: after every input it persists the Ready to its simulated disk, then
@@ -15,6 +16,7 @@ per-step checks, so a violation surfaces at the step that caused it.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +61,7 @@ class SimDisk:
     hard_state: HardState = field(default_factory=HardState)
     entries: list[Entry] = field(default_factory=list)
     snapshot: tuple[SnapshotMeta, bytes] | None = None
+    corrupt_at: int | None = None  # the index of a whole record whose checksum no longer matches
 
     @property
     def offset(self) -> int:
@@ -119,6 +122,9 @@ class SimNode:
     last_applied: int = 0
     reads: dict[int, ClientRequest] = field(default_factory=dict)  # read id -> waiting for its ReadState
     ready_reads: list[tuple[int, ClientRequest]] = field(default_factory=list)  # (read index, read) to serve
+    write_fault: str | None = None  # a disk fault armed to hit its next write (see DISK_WRITE_FAULTS)
+    disk_full: bool = False  # its writes fail for want of space (see SimCluster.fill_disk)
+    refused: str | None = None  # why it refuses to start (a corrupt disk): it stays down
 
     @property
     def alive(self) -> bool:
@@ -133,6 +139,13 @@ class SimNode:
         return COMPACTED if index < log.offset else log.term(index)
 
 
+# Faults that hit a node's next write, then stop it before it sends or acknowledges anything:
+# a torn write (a prefix of it reached the disk), unsynced writes lost at a crash (none did), a
+# failed fsync (an unknown prefix did: the node stops and never retries the same data, the
+# PostgreSQL fsync lesson), a full disk (the write failed: nothing did).
+DISK_WRITE_FAULTS = ("torn write", "lost unsynced writes", "fsync failed", "disk full")
+
+
 class SimCluster:
     """N Raft cores, one seeded network, one invariant checker.
 
@@ -144,6 +157,8 @@ class SimCluster:
         trace: collect one line per event in ``self.trace``.
         snapshot_every: each node snapshots its state machine and compacts its log once this many
             applied entries follow its latest snapshot (None: never).
+        corrupt_as_torn: a test-only seam for a planted bug: a restarting node takes a corrupt
+            record for a torn tail and drops the log from it, instead of refusing to start.
         config: overrides of RaftConfig fields for every node.
     """
 
@@ -158,6 +173,7 @@ class SimCluster:
         trace: bool = False,
         client_timeout: int = 100,
         snapshot_every: int | None = None,
+        corrupt_as_torn: bool = False,
         **config: object,
     ):
         self.ids = tuple(ids) if ids else tuple(f"n{i}" for i in range(1, size + 1))
@@ -169,6 +185,7 @@ class SimCluster:
         self.state_machine = state_machine
         self.client_timeout = client_timeout
         self.snapshot_every = snapshot_every
+        self.corrupt_as_torn = corrupt_as_torn
         self.config_overrides = config
         self.now = 0
         self.trace: list[str] | None = [] if trace else None
@@ -214,13 +231,79 @@ class SimCluster:
         self._log(node, why)
 
     def restart(self, node_id: str) -> None:
-        """Start a crashed node again from its disk (a no-op for a live node)."""
+        """Start a crashed node again from its disk (a no-op for a live node).
+
+        A disk with a corrupt record is refused, as DiskStorage refuses it: the node stays down
+        (``refused`` says why) — unless ``corrupt_as_torn`` (a planted bug) drops the log from it.
+        """
         node = self.node(node_id)
-        if node.alive or node.removed:
+        if node.alive or node.removed or node.refused:
             return
+        corrupt_at = node.disk.corrupt_at
+        if corrupt_at is not None:
+            if not self.corrupt_as_torn:
+                node.refused = f"refused to start: the record of entry {corrupt_at} fails its checksum"
+                self._log(node, node.refused)
+                return
+            self.rewind_log(node_id, corrupt_at - 1)
         node.incarnation += 1
         self._boot(node)
         self._log(node, f"restarted from disk (term {node.disk.hard_state.term}, {len(node.disk.entries)} entries)")
+
+    def rewind_log(self, node_id: str, last_index: int) -> None:
+        """A crashed node's disk lost the end of its log: it now ends at ``last_index`` (its hard
+        state, term and vote, is kept). The checker is told the node lost what it may have
+        acknowledged, as for a truncation."""
+        node = self.node(node_id)
+        disk = node.disk
+        if not disk.offset <= last_index < disk.last_index:
+            raise ValueError(f"cannot rewind {node_id} to {last_index}: its log holds {disk.offset + 1}..{disk.last_index}")
+        rewound = SimDisk(disk.hard_state, disk.entries[: last_index - disk.offset], disk.snapshot)
+        self.replace_disk(node_id, rewound, why=f"lost the end of its log: it now ends at {last_index}")
+
+    def corrupt_record(self, node_id: str, index: int) -> None:
+        """Flip a bit in the (whole) record of entry ``index`` on a crashed node's disk."""
+        node = self.node(node_id)
+        if node.alive:
+            raise RuntimeError(f"node {node_id} is running: crash it before damaging its disk")
+        if not node.disk.offset < index <= node.disk.last_index:
+            raise ValueError(f"{node_id}'s log holds no entry {index}")
+        node.disk.corrupt_at = index
+        self._log(node, f"disk damaged: a bit flipped in the record of entry {index}")
+
+    def repair_disk(self, node_id: str) -> None:
+        """The operator restores a crashed node's corrupt record from a copy: it may start again."""
+        node = self.node(node_id)
+        if node.disk.corrupt_at is not None and not node.alive:
+            node.disk.corrupt_at = None
+            node.refused = None
+            self._log(node, "disk repaired: the corrupt record restored from a copy")
+
+    def fill_disk(self, node_id: str, full: bool = True) -> None:
+        """The node's disk is full (or has room again). Like the runtime, a full follower stays up
+        and drops each write unacknowledged and unadvanced (its core hands it out again later); a
+        leader, or a follower installing a snapshot, stops."""
+        node = self.node(node_id)
+        node.disk_full = full
+        self._log(node, "disk full" if full else "disk has room again")
+        if not full and node.raft is not None:
+            self._process(node)
+
+    def fail_next_write(self, node_id: str, fault: str) -> None:
+        """Arm one of DISK_WRITE_FAULTS: it hits the node's next write to its disk."""
+        if fault not in DISK_WRITE_FAULTS:
+            raise ValueError(f"unknown disk fault {fault!r}; one of {', '.join(DISK_WRITE_FAULTS)}")
+        self.node(node_id).write_fault = fault
+
+    def replace_disk(self, node_id: str, disk: SimDisk, *, why: str = "disk replaced") -> None:
+        """A crashed node's disk is swapped for ``disk`` (an older copy, an empty one); the checker
+        counts it as no longer holding anything after ``disk``'s last index."""
+        node = self.node(node_id)
+        if node.alive:
+            raise RuntimeError(f"node {node_id} is running: crash it before touching its disk")
+        node.disk = disk
+        self.checker.persisted(node_id, (), None, disk.last_index + 1, is_leader=False)
+        self._log(node, why)
 
     def node(self, node_id: str) -> SimNode:
         try:
@@ -507,6 +590,16 @@ class SimCluster:
         assert raft is not None and node.applier is not None
         while raft.has_ready():
             ready = raft.ready()
+            writes = ready.entries or ready.hard_state or ready.snapshot
+            if node.write_fault is not None and writes:
+                self._fail_write(node, ready)
+                return
+            if node.disk_full and writes:
+                if raft.role is Role.LEADER or ready.snapshot is not None:
+                    self._stop(node, "stopped: no space left on device")
+                else:
+                    self._log(node, "disk full: dropped a write unacknowledged")
+                return  # as the runtime does: the Ready is dropped, never advanced
             self._persist(node, ready)
             for m in ready.messages:
                 self.network.send(m, self.now)
@@ -536,6 +629,20 @@ class SimCluster:
             self.checker.persisted(node.id, ready.entries, prev_term, truncated_from, is_leader=is_leader)
         if ready.hard_state is not None:
             disk.hard_state = ready.hard_state
+
+    def _fail_write(self, node: SimNode, ready: Ready) -> None:
+        """The armed fault hits this Ready's write: part of it reaches the disk (a torn write or a
+        failed fsync: a prefix, the hard-state record first as in DiskStorage), and the node stops
+        before sending, applying or acknowledging anything of it."""
+        fault, node.write_fault = node.write_fault, None
+        reached = 0
+        if fault in ("torn write", "fsync failed"):
+            reached = self.rng.randint(0, len(ready.entries))
+        if reached:
+            snapshot = ready.snapshot if self.rng.random() < 0.5 else None
+            self._persist(node, dataclasses.replace(ready, snapshot=snapshot, entries=ready.entries[:reached]))
+        why = {"disk full": "stopped: no space left on device", "fsync failed": "stopped: fsync failed (never retried)"}
+        self._stop(node, why.get(fault, f"crashed mid-write ({fault}): {reached} of {len(ready.entries)} entries on disk"))
 
     def _maybe_snapshot(self, node: SimNode) -> None:
         """Snapshot and compact once ``snapshot_every`` applied entries follow the latest snapshot."""

@@ -10,7 +10,8 @@ timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
    heals, leadership transfers and membership changes (new nodes added, members — the leader
    too — removed) — with every invariant checked as it goes; most seeds also snapshot and
    compact logs, so lagging and new nodes catch up through chunked InstallSnapshot;
-2. liveness: faults stop (network healed, crashed nodes restarted); within a bound a leader must
+2. liveness: faults stop (network healed, damaged disks restored from a copy, crashed nodes
+   restarted); within a bound a leader must
    emerge and a new command must commit; then removed nodes that never learned of their
    removal are stopped, as an operator would, and every member must apply the whole log;
 3. durability: every acknowledged command is on every member's disk and applied everywhere.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from ..core.errors import RaftError
 from ..core.raft import Raft
 from ..core.ready import Role
-from .cluster import SimCluster
+from .cluster import DISK_WRITE_FAULTS, SimCluster
 from .invariants import InvariantViolation
 
 ELECTION_TIMEOUT = (10, 20)
@@ -41,6 +42,7 @@ class RunReport:
     pre_vote: bool = True
     check_quorum: bool = True
     membership: bool = True
+    disk_faults: bool = False
     ticks: int = 0
     leaders: int = 0
     max_term: int = 0
@@ -61,7 +63,7 @@ class RunReport:
         flags = "".join(
             f" --no-{name}" for name, on in
             (("pre-vote", self.pre_vote), ("check-quorum", self.check_quorum), ("membership", self.membership)) if not on
-        )
+        ) + (" --disk-faults" if self.disk_faults else "")
         return f"raftctl sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}{flags} --trace"
 
 
@@ -74,11 +76,17 @@ def run_seed(
     pre_vote: bool = True,
     check_quorum: bool = True,
     membership: bool = True,
+    disk_faults: bool = False,
+    corrupt_as_torn: bool = False,
     trace: bool = False,
 ) -> RunReport:
-    """Run one seeded schedule and check safety throughout and liveness at the end."""
+    """Run one seeded schedule and check safety throughout and liveness at the end.
+
+    ``disk_faults`` mixes in disk faults (see ``_Schedule.disk_fault``); ``corrupt_as_torn`` is a
+    test-only planted bug (a corrupt record taken for a torn tail).
+    """
     report = RunReport(seed=seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
-                       membership=membership)
+                       membership=membership, disk_faults=disk_faults)
     schedule_rng = random.Random(f"schedule-{seed}")
     cluster = SimCluster(
         nodes,
@@ -93,8 +101,9 @@ def run_seed(
         max_inflight=8,
         snapshot_every=schedule_rng.choice([None, 25, 100, 400]),
         snapshot_chunk_bytes=schedule_rng.choice([4, 64]),
+        corrupt_as_torn=corrupt_as_torn,
     )
-    schedule = _Schedule(cluster, schedule_rng, report, membership=membership)
+    schedule = _Schedule(cluster, schedule_rng, report, membership=membership, disk_faults=disk_faults)
     try:
         for _ in range(steps):
             schedule.step()
@@ -118,7 +127,8 @@ def run_seed(
 class _Schedule:
     """Draws one random action per step."""
 
-    def __init__(self, cluster: SimCluster, rng: random.Random, report: RunReport, *, membership: bool):
+    def __init__(self, cluster: SimCluster, rng: random.Random, report: RunReport, *, membership: bool,
+                 disk_faults: bool = False):
         self.cluster = cluster
         self.rng = rng
         self.report = report
@@ -136,6 +146,7 @@ class _Schedule:
             (self.transfer, 2),
             (self.stabilize, 2),
             (self.change_membership, 2 if membership else 0),
+            (self.disk_fault, 4 if disk_faults else 0),
         ]
         self._weights = [w for _, w in self.actions]
 
@@ -211,10 +222,8 @@ class _Schedule:
         self.cluster.heal()
 
     def crash(self) -> None:
-        configuration = self.cluster.configuration()
-        live = [n.id for n in self.cluster.live() if n.id in configuration.members()]
-        down = [n for n in configuration.voters if not self.cluster.node(n).alive]
-        if not live or len(down) >= (len(configuration.voters) - 1) // 2:
+        live = self._may_lose_one_more()
+        if not live:
             return
         self._count("crash")
         leader = self.cluster.leader()
@@ -222,10 +231,47 @@ class _Schedule:
         self.cluster.crash(victim)
 
     def restart(self) -> None:
-        down = [n.id for n in self.cluster.nodes.values() if not n.alive and not n.removed]
+        down = [n.id for n in self.cluster.nodes.values() if not n.alive and not n.removed and not n.refused]
         if down:
             self._count("restart")
             self.cluster.restart(self.rng.choice(down))
+
+    def _may_lose_one_more(self) -> list[str]:
+        """Live members one more of which may go down (crash or disk fault) keeping a majority up."""
+        c = self.cluster
+        configuration = c.configuration()
+        live = [n.id for n in c.live() if n.id in configuration.members() and n.write_fault is None]
+        down = [n for n in configuration.voters if not c.node(n).alive or c.node(n).write_fault is not None]
+        return live if len(down) < (len(configuration.voters) - 1) // 2 else []
+
+    def disk_fault(self) -> None:
+        """A disk fault: one that hits a live node's next write (it then stops), or damage to a
+        crashed node's disk — a bit flipped in a record (it then refuses to start, for good), or the
+        end of its log lost (restored from an older copy; hard state kept)."""
+        c, rng = self.cluster, self.rng
+        kind = rng.choice([*DISK_WRITE_FAULTS, "corrupt record", "older copy"])
+        if kind in DISK_WRITE_FAULTS:
+            live = self._may_lose_one_more()
+            if live:
+                self._count(kind)
+                c.fail_next_write(rng.choice(live), kind)
+            return
+        configuration = c.configuration()
+        down = [n for n in c.nodes.values() if not n.alive and not n.removed and not n.refused
+                and n.disk.last_index > n.disk.offset]
+        if not down:
+            return
+        node = rng.choice(down)
+        if kind == "corrupt record":
+            refused = [n for n in configuration.voters if c.node(n).refused]
+            if len(refused) < (len(configuration.voters) - 1) // 2:
+                self._count(kind)
+                c.corrupt_record(node.id, rng.choice([node.disk.last_index, rng.randint(node.disk.offset + 1, node.disk.last_index)]))
+            return
+        lowest = _lowest_safe_rewind(c, node.id)
+        if lowest < node.disk.last_index:
+            self._count(kind)
+            c.rewind_log(node.id, rng.randint(lowest, node.disk.last_index - 1))
 
     def transfer(self) -> None:
         leader = self.cluster.leader()
@@ -255,15 +301,42 @@ class _Schedule:
                 self._count("add node")
             else:
                 victim = leader if rng.random() < 0.25 else rng.choice(sorted(configuration.members()))
+                remaining = configuration.voters - {victim}
+                if sum(1 for n in remaining if c.node(n).refused) > (len(remaining) - 1) // 2:
+                    return  # the refused disks would hold a majority's say: replace them first
                 c.remove_node(victim, leader=leader)
                 self._count("remove leader" if victim == leader else "remove node")
         except RaftError:
             self._count("membership change refused")
 
 
+def _lowest_safe_rewind(cluster: SimCluster, node_id: str) -> int:
+    """How far back a crashed node's log may be lost without breaking Raft: only entries known
+    committed and held by a majority of the voters without it (it keeps its vote, so a candidate
+    lacking them must still meet a holder among any majority it asks)."""
+    disk = cluster.node(node_id).disk
+    checker = cluster.checker
+    voters = cluster.configuration().voters
+    others = [cluster.node(n).disk for n in voters if n != node_id and n in cluster.nodes]
+    index = disk.last_index
+    while index > disk.offset:
+        term = disk.term(index)
+        holders = sum(1 for d in others if d.holds(index, term))  # type: ignore[arg-type]
+        if checker.committed.get(index) != term or holders <= len(voters) // 2:
+            break
+        if checker.acked.get(index) == term:  # and a majority of the voters it was acknowledged with
+            acked_by = checker.voters[index]
+            if len((checker.holders[index] - {node_id}) & acked_by) <= len(acked_by) // 2:
+                break
+        index -= 1
+    return index
+
+
 def _check_liveness(cluster: SimCluster) -> None:
     cluster.heal()
     for node_id in cluster.ids:
+        cluster.node(node_id).write_fault = None
+        cluster.repair_disk(node_id)  # the operator restores a file refused as corrupt from a copy
         cluster.restart(node_id)
     deadline = cluster.now + LIVENESS_BOUND
     while cluster.now < deadline:
@@ -287,6 +360,7 @@ def _check_liveness(cluster: SimCluster) -> None:
 
 
 def _check_durability(cluster: SimCluster) -> None:
+    """Every acknowledged command is on every member's disk and applied."""
     members = cluster.configuration().members()
     for index, term in cluster.checker.acked.items():
         for node in (cluster.nodes[m] for m in sorted(members)):

@@ -32,8 +32,10 @@ from ..core.ready import HardState
 
 __all__ = [
     "CorruptLogError",
+    "DiskFailure",
     "Entry",
     "HardState",
+    "LostStateError",
     "SnapshotMeta",
     "Storage",
     "StorageError",
@@ -60,6 +62,32 @@ class CorruptLogError(StorageError):
         self.offset = offset
         self.reason = reason
         super().__init__(f"corrupt storage file {self.path} at byte offset {offset}: {reason}")
+
+
+class DiskFailure(StorageError):
+    """A running node's write or fsync failed: it stopped, and never retries the same data (after
+    a failed fsync the page cache may claim a write that never reached the disk — the PostgreSQL
+    fsync lesson). Restarting it recovers from what is really on disk."""
+
+
+class LostStateError(StorageError):
+    """The data directory was used by a node but lost what makes restarting it safe.
+
+    Starting it as new would forget its term and vote (it could vote twice in a term) and the
+    entries it acknowledged. ``missing`` names what is gone, ``found`` what shows it was used.
+    """
+
+    def __init__(self, directory: object, missing: str, found: Sequence[str]):
+        self.directory = str(directory)
+        self.missing = missing
+        self.found = tuple(found)
+        super().__init__(
+            f"data directory {self.directory} holds {', '.join(self.found)} but no {missing}: this node ran "
+            "before and lost its state, and starting it as new could make it vote twice in a term and forget "
+            "entries it acknowledged. Two safe ways on: restore the missing files from a copy of this "
+            "directory; or remove the node from the cluster (raftctl remove-node NODE), empty this directory "
+            "and add the node back as a new one (raftctl add-node NODE ...)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,11 @@ Files in the data directory
     the data, and a CRC-32 of everything before it. Written to ``snapshot.tmp``, fsynced, renamed,
     and the directory fsynced, so it is either the old one or the new one.
 ``LOCK``
-    Held with ``flock`` while open, so two processes never share a directory.
+    Held with ``flock`` while open, so two processes never share a directory. Once the first
+    segment is durable it holds a line saying the directory is in use: a directory whose LOCK
+    says so (or that holds a snapshot or a hardstate file) but has no segment, or whose log
+    holds entries but no hard-state record, lost its state — :class:`LostStateError` refuses it,
+    naming what is missing and the safe ways on. An empty or new directory starts fresh.
 
 Records
 -------
@@ -45,11 +49,13 @@ not be reordered by a crash is fsynced where it happens (rare events): starting 
 (the old segment, the new one and the directory), a truncation (the cut segment and the
 directory), a snapshot, the hardstate file, compaction (the directory).
 
-On open, segments are read in order and every record verified. A bad or incomplete record with
-nothing valid after it, in the last segment, is a torn write: it is cut off (and the cut fsynced)
-and the log ends at the record before it. A bad record anywhere else — in an earlier segment, or
-followed by a valid record — is corruption: :class:`CorruptLogError` names the file and byte
-offset, and nothing is served. A gap between indexes (inside a segment, between segments, or
+On open, segments are read in order and every record verified. A record is torn — a crash cut
+the write that made it — only if it is in the last segment, nothing valid follows it, and it runs
+past the end of the file or the file is zeros from inside it to the end: it is cut off (and the cut
+fsynced) and the log ends at the record before it. Any other bad record — a full-length record
+with a bad checksum (even the last one: the node may have acknowledged it), one in an earlier
+segment, one followed by a valid record — is corruption: :class:`CorruptLogError` names the file
+and byte offset and the safe ways on, and nothing is served. A gap between indexes (inside a segment, between segments, or
 between the snapshot and the log) is corruption too. (A file system that can persist a later page
 of an unsynced write without an earlier one would turn such a crash into a refusal to start: the
 safe direction. ext4 in its default data=ordered mode does not.)
@@ -57,10 +63,12 @@ safe direction. ext4 in its default data=ordered mode does not.)
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
 import re
+import shutil
 import struct
 import threading
 import zlib
@@ -76,6 +84,7 @@ from . import (
     CorruptLogError,
     Entry,
     HardState,
+    LostStateError,
     SnapshotMeta,
     StorageError,
     StoredState,
@@ -108,9 +117,11 @@ HEADER_SIZE = _RECORD.size  # 25
 MIN_PAYLOAD = _PAYLOAD_HEAD.size  # 17
 HS_KIND = 0xFF
 SNAPSHOT_MAGIC = b"RAFTSNP1"
+LOCK_MARK = b"raftnode data directory: in use by a node; do not delete its log-*.seg files\n"
 SEGMENT_RE = re.compile(r"^log-(\d{20})\.seg$")
 _KINDS = {k.value: k for k in EntryKind}
 _INDEX_AT = 16  # where a record's index field sits, from the record's start
+RECOVER_FREE_BYTES = 1 << 20  # recover() after a full disk waits for at least this much room
 MARK_EVERY = 64  # the in-memory index knows the offset of at least every 64th entry
 
 
@@ -226,6 +237,29 @@ def _frame_ok(buf: bytes, start: int) -> bool:
     return zlib.crc32(mv[start + 8 : end], zlib.crc32(mv[start : start + 4])) == crc
 
 
+_NOT_TORN = (
+    "corruption, not a torn write (a crash cuts a record short or leaves zeros after it; this one is whole), "
+    "and the node may have acknowledged it, so it is not dropped. Restore the file from a copy, or remove "
+    "the node (raftctl remove-node) and add it back as a new one (raftctl add-node) with an empty data directory"
+)
+
+
+def _could_be_torn(buf: bytes, start: int, end: int) -> bool:
+    """Whether a bad record at ``start`` (claiming to end at ``end``) can be a crash mid-write.
+
+    Yes if it (or its header alone) runs past the end of the file, or if the file is zeros from
+    inside it to the end — from its very start, or on past where it claims to end, or from a
+    512-byte boundary (a sector never written). A whole record with a bad checksum is not.
+    """
+    n = len(buf)
+    if end > n or n - start < HEADER_SIZE:
+        return True
+    zeros_from = len(buf.rstrip(b"\0"))  # where the zeros that end the file begin
+    if zeros_from <= start:
+        return True
+    return zeros_from < end and (end < n or zeros_from % 512 == 0)
+
+
 def _fsync_data(fd: int) -> None:
     if hasattr(fcntl, "F_FULLFSYNC"):  # pragma: no cover - macOS: fsync alone is not a barrier
         fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
@@ -268,6 +302,7 @@ class DiskStorage:
         self._hs_loc: tuple[int, int] | None = None  # (segment first, offset) of the newest in-log one
         self._pending_hs = b""  # a hard-state record not yet written
         self._dirty = False  # the active segment has writes not yet fsynced
+        self._synced: tuple[int, int] | None = None  # (first, size) of the active segment at its last fsync
         self._snapshot: SnapshotMeta | None = None
         self._compacted_to = 0  # the highest index compact() was called with (counting only)
         self._cache: list[Entry] | None = None  # entries read at recovery, until first used
@@ -390,6 +425,7 @@ class DiskStorage:
         self._fsync(fd)
         self._fsync_dir()
         self._dirty = False
+        self._synced = (self._segments[-1].first, self._segments[-1].size)
 
     def _rotate(self, first: int) -> None:
         # The old segment must be complete on disk before a newer one exists: recovery treats a
@@ -403,7 +439,8 @@ class DiskStorage:
         """Cut the log from ``index`` (a stored entry) on, durably."""
         k, seg = self._locate(index)
         offset = seg.offset_of(index)
-        if self._hs_loc is not None and self._hs_loc >= (seg.first, offset):
+        rewrite_hs = self._hs_loc is not None and self._hs_loc >= (seg.first, offset)
+        if rewrite_hs:
             self._write_hs_file()  # the newest hard state would be cut away: keep it outside
         if k < len(self._segments) - 1:
             # Newest first, so a crash part-way leaves a contiguous log.
@@ -422,7 +459,11 @@ class DiskStorage:
         seg.forget_from(index)
         seg.size = offset
         self._dirty = False
+        self._synced = (self._segments[-1].first, self._segments[-1].size)
         self._stats["truncations"] += 1
+        if rewrite_hs and not self._pending_hs:
+            # ... and back in the log with the next write, so the log alone holds it again.
+            self._pending_hs = self._hs_record(self._hs)
 
     def _reset_log(self, first: int) -> None:
         """The log ends before an installed snapshot: drop it all and start over at ``first``."""
@@ -460,6 +501,7 @@ class DiskStorage:
                 ) from None
         for leftover in self.directory.glob("*.tmp"):
             leftover.unlink()  # an interrupted atomic write: the real file is intact
+        self._refuse_if_log_lost()
 
         snap_path = self.directory / "snapshot"
         if snap_path.exists():
@@ -472,6 +514,26 @@ class DiskStorage:
         finally:
             if gc_was_enabled:
                 gc.enable()
+
+    def _refuse_if_log_lost(self) -> None:
+        """A directory a node used (LOCK marked, a snapshot, a hardstate file) must still hold a log."""
+        if any(SEGMENT_RE.match(p.name) for p in self.directory.iterdir()):
+            return
+        assert self._lockfd is not None
+        found = [name for name, used in (
+            ("a LOCK file marked in use", os.fstat(self._lockfd).st_size > 0),
+            ("a snapshot", (self.directory / "snapshot").exists()),
+            ("a hardstate file", (self.directory / "hardstate").exists()),
+        ) if used]
+        if found:
+            raise LostStateError(self.directory, "log (log-*.seg files, which hold its entries, term and vote)", found)
+
+    def _mark_in_use(self) -> None:
+        """Say in LOCK that this directory holds a node's state (once its first segment is durable)."""
+        assert self._lockfd is not None
+        if os.fstat(self._lockfd).st_size == 0:
+            os.pwrite(self._lockfd, LOCK_MARK, 0)
+            os.fsync(self._lockfd)
 
     def _parse_snapshot(self, buf: bytes, path: Path) -> tuple[SnapshotMeta, memoryview]:
         if len(buf) < _SNAP_HEAD.size + 4:
@@ -572,6 +634,8 @@ class DiskStorage:
                 if problem is not None:
                     if not is_last:
                         raise CorruptLogError(path, pos, f"{problem} (in a segment that is not the last)")
+                    if not _could_be_torn(buf, pos, end):
+                        raise CorruptLogError(path, pos, f"{problem} in a full-length record: {_NOT_TORN}")
                     if self._valid_record_follows(buf, pos, end, expected, (log_seq, best_seq)):
                         raise CorruptLogError(path, pos, f"{problem}, and valid records follow it")
                     # A torn write: cut it off.
@@ -612,6 +676,9 @@ class DiskStorage:
             self._segments.append(seg)
             prev_last = seg.last
 
+        if cache and best_seq == 0:
+            raise LostStateError(self.directory, "hard state (term and vote: no hard-state record in the log, no "
+                                 "hardstate file)", [f"log entries {cache[0].index}..{cache[-1].index}"])
         self._hs, self._hs_seq, self._hs_loc = best_hs, max(best_seq, log_seq), best_loc
         if not self._segments:
             self._new_segment(snap_index + 1)
@@ -623,6 +690,10 @@ class DiskStorage:
                 self._write(self._hs_record(self._hs))
                 self._fsync(self._fd)
                 self._dirty = False
+                self._synced = (self._segments[-1].first, self._segments[-1].size)
+        self._mark_in_use()
+        if self._synced is None:  # what recovery read counts as on disk
+            self._synced = (self._segments[-1].first, self._segments[-1].size)
         self._cache = cache
         if self._snapshot is not None and term_at_snap is not None and term_at_snap != self._snapshot.term:
             # A crash between saving a snapshot and dropping the log it does not extend.
@@ -750,6 +821,7 @@ class DiskStorage:
                 assert self._fd is not None
                 self._fsync(self._fd)
                 self._dirty = False
+                self._synced = (self._segments[-1].first, self._segments[-1].size)
         except OSError as e:
             raise self._fail(e) from e
         self._stats["syncs"] += 1
@@ -813,6 +885,34 @@ class DiskStorage:
                 self._fsync_dir()
             except OSError as e:
                 raise self._fail(e) from e
+
+    def recover(self) -> None:
+        """After a failed write or fsync, start over from what is surely on disk: cut the active
+        segment back to its size at the last successful fsync (what came after may sit in the
+        page cache without being on disk, so it is not trusted, only written again) and reopen.
+
+        Raises StorageError if the failure is not one of the active segment's appends or syncs
+        (then the node must stop), or OSError if the disk still refuses.
+        """
+        with self._lock:
+            if self._failed is None or self._closed:
+                return
+            if shutil.disk_usage(self.directory).free < RECOVER_FREE_BYTES:
+                raise OSError(errno.ENOSPC, f"still less than {RECOVER_FREE_BYTES} bytes free", str(self.directory))
+            synced = self._synced
+            if synced is None or not self._segments or self._segments[-1].first != synced[0]:
+                raise StorageError(f"storage {self.directory} cannot recover in place: restart the node")
+            path = self._segments[-1].path
+            self._release()
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, synced[1])
+            _fsync_data(fd)
+        finally:
+            os.close(fd)
+        stats = self._stats
+        self.__init__(self.directory, segment_bytes=self.segment_bytes)  # type: ignore[misc]
+        self._stats = {k: stats[k] + v for k, v in self._stats.items()}
 
     def close(self) -> None:
         with self._lock:

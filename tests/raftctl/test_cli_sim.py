@@ -59,3 +59,13 @@ def test_sim_reports_a_violation_with_seed_invariant_and_replay_command_and_exit
 @pytest.mark.parametrize("bad", [["--seeds", "0"], ["--nodes", "0"], ["--steps", "x"]])
 def test_sim_rejects_bad_options_with_exit_2(bad):
     assert invoke(*bad).exit_code == 2
+
+
+def test_sim_disk_faults_injects_them_and_says_so_in_json_and_replay():
+    result = invoke("--seeds", "2", "--nodes", "5", "--steps", "600", "--jobs", "1", "--disk-faults", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["disk_faults"] is True and doc["violations"] == []
+    disk_kinds = {"torn write", "lost unsynced writes", "fsync failed", "disk full", "corrupt record", "older copy"}
+    assert disk_kinds & set(doc["totals"]["faults"])
+    assert run_seed(0, nodes=5, steps=10, disk_faults=True).replay_command().endswith("--disk-faults --trace")

@@ -205,3 +205,13 @@ def test_commit_rate_over_a_window() -> None:
     for second, index in [(0.0, 0), (1.0, 100), (2.0, 300), (3.0, 500)]:
         state.commit_samples.append((second, index))
     assert state.commit_rate(window=2.0) == 200.0
+
+
+def test_a_follower_with_a_full_disk_shows_disk_full_in_the_table_notes_and_problems() -> None:
+    full = NodeRow.from_response("n2", {"role": "follower", "term": 3, "leader": "n1", "stats": {"disk_full": 1}})
+    assert full.disk_full and not NodeRow.from_response("n3", {"stats": {"disk_full": 0}}).disk_full
+    status = picture(row("n1", "leader"), full, NodeRow.down("n3"))
+    out = text(render.status_view(status))
+    n2 = next(line for line in out.splitlines() if line.startswith(" n2"))
+    assert "DISK FULL" in n2
+    assert "n2: disk full — up, acknowledging nothing until space frees" in out

@@ -98,23 +98,39 @@ def test_garbage_after_the_last_record_is_a_torn_write_and_is_dropped(tmp_path, 
     assert seg.stat().st_size == size
 
 
-def test_a_flipped_byte_in_the_very_last_record_counts_as_torn(tmp_path):
+def test_a_last_record_whose_tail_is_zero_filled_is_torn_and_dropped(tmp_path):
     written = write_log(tmp_path)
     seg = segments(tmp_path)[-1]
     offset, size, _, _ = entry_records(seg)[-1]
-    flip(seg, offset + size - 1)
+    buf = seg.read_bytes()
+    seg.write_bytes(buf[:offset] + b"\0" * (len(buf) - offset))  # the same size, zeros from the record on
     with DiskStorage(tmp_path) as s:
         assert s.load().entries == written[:-1]
+
+
+@pytest.mark.parametrize("written", [0, 1, 20])
+def test_a_last_record_written_in_part_then_zeros_past_its_end_is_torn_and_dropped(tmp_path, written):
+    """A crash after the file grew but before all of its data landed: a prefix, then zeros."""
+    entries_written = write_log(tmp_path)
+    seg = segments(tmp_path)[-1]
+    offset, size, _, _ = entry_records(seg)[-1]
+    buf = seg.read_bytes()
+    seg.write_bytes(buf[: offset + written] + b"\0" * (size - written + 100))
+    with DiskStorage(tmp_path) as s:
+        assert s.load().entries == entries_written[:-1]
 
 
 # -- corruption --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("where", ["data", "term", "index", "checksum"])
-def test_a_flipped_byte_before_the_last_record_is_corruption_naming_file_and_offset(tmp_path, where):
+@pytest.mark.parametrize("record", [2, -1], ids=["mid-segment", "last-record"])
+def test_a_flipped_byte_in_a_full_length_record_is_corruption_naming_file_and_offset(tmp_path, where, record):
+    """Wherever it sits, even in the last record: a whole record with a bad checksum is no torn
+    write, and the node may have acknowledged it (issue 16)."""
     write_log(tmp_path)
     seg = segments(tmp_path)[-1]
-    offset, size, _, _ = entry_records(seg)[2]
+    offset, size, _, _ = entry_records(seg)[record]
     flip(seg, offset + {"data": size - 3, "term": 9, "index": 17, "checksum": 5}[where])
     before = seg.read_bytes()
     with pytest.raises(CorruptLogError) as info:
@@ -123,6 +139,15 @@ def test_a_flipped_byte_before_the_last_record_is_corruption_naming_file_and_off
     assert err.path == str(seg) and err.offset == offset
     assert seg.name in str(err) and f"byte offset {offset}" in str(err)
     assert seg.read_bytes() == before  # nothing was cut away
+
+
+def test_planted_bug_taking_every_bad_checksum_for_a_torn_tail_is_caught(tmp_path, monkeypatch):
+    """Break the tell on purpose: the corruption test above must fail."""
+    from raftnode.storage import disk
+
+    monkeypatch.setattr(disk, "_could_be_torn", lambda buf, start, end: True)
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        test_a_flipped_byte_in_a_full_length_record_is_corruption_naming_file_and_offset(tmp_path, "data", -1)
 
 
 def test_a_corrupted_length_field_cannot_pass_the_rest_of_the_log_off_as_a_torn_tail(tmp_path):
@@ -397,7 +422,14 @@ def test_a_cut_at_any_byte_only_ever_loses_a_suffix(tmp_path, data):
     garbage = data.draw(st.sampled_from([b"", b"\x00" * 64, b"\xa5" * 3]), label="garbage")
     directory = Path(tempfile.mkdtemp(dir=tmp_path))
     (directory / ref.segment.name).write_bytes(ref.data[:cut] + garbage)
-    with DiskStorage(directory) as s:  # never raises: a cut only makes a torn tail
+    try:
+        s = DiskStorage(directory)  # a cut, or a cut then zeros, only makes a torn tail
+    except CorruptLogError as e:
+        # Non-zero bytes that happen to complete the cut record: a whole record with a bad
+        # checksum, refused as corruption (never dropped in silence).
+        assert garbage.strip(b"\0") and e.offset < cut < e.offset + 8 + struct.unpack_from("<I", ref.data, e.offset)[0]
+        return
+    with s:
         state = s.load()
     got = state.entries
     assert got == ref.entries[: len(got)]
@@ -410,3 +442,32 @@ def test_a_cut_at_any_byte_only_ever_loses_a_suffix(tmp_path, data):
 def teardown_module(module) -> None:
     if _REF is not None:
         shutil.rmtree(_REF.root, ignore_errors=True)
+
+
+def test_recover_after_a_failed_fsync_cuts_back_to_the_last_good_fsync_and_goes_on(tmp_path, monkeypatch):
+    """A failed fsync's data is never trusted, only written again (the PostgreSQL fsync lesson)."""
+    import errno
+
+    s = DiskStorage(tmp_path)
+    s.append(entries(1, 3))
+    s.sync()
+    synced_size = segments(tmp_path)[-1].stat().st_size
+    s.append(entries(4, 6))
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(s, "_fsync", full)
+    with pytest.raises(StorageError, match="No space left"):
+        s.sync()
+    with pytest.raises(StorageError, match="failed earlier"):
+        s.append(entries(4, 4))  # poisoned: nothing is retried on the same storage
+    monkeypatch.undo()
+    s.recover()
+    assert segments(tmp_path)[-1].stat().st_size == synced_size  # 4..6 were cut, not trusted
+    assert s.load().entries == entries(1, 3)
+    s.append(entries(4, 6))  # written again
+    s.sync()
+    s.close()
+    with DiskStorage(tmp_path) as again:
+        assert again.load().entries == entries(1, 6)
