@@ -14,6 +14,7 @@ import pytest
 
 from raftnode.core.messages import Entry
 from raftnode.core.ready import HardState
+from raftnode.credentials import ensure_credentials, secrets_path
 from raftnode.storage import LostStateError, SnapshotMeta
 from raftnode.storage.disk import DiskStorage
 
@@ -88,6 +89,7 @@ def test_raftnode_refuses_to_start_on_a_lost_log_and_exits_non_zero(tmp_path):
         '[cluster]\nname = "t"\nstate_dir = "state"\n\n'
         '[[nodes]]\nid = "n1"\npeer = "127.0.0.1:1"\nclient = "127.0.0.1:2"\n'
     )
+    ensure_credentials(secrets_path(tmp_path / "state"))  # so the node gets as far as its data
     data = tmp_path / "state" / "data" / "n1"
     used_directory(data)
     for seg in data.glob("log-*.seg"):
