@@ -5,7 +5,7 @@
         --nodes n1=127.0.0.1:PEER:CLIENT,n2=127.0.0.1:PEER:CLIENT,n3=127.0.0.1:PEER:CLIENT [--no-batch]
 
 The replicated state is a counter (``incr N``, ``decr N``, ``get`` — ``get`` goes through the log
-too, like raftnode's ``query``). PySyncObj keeps its log in memory and does not fsync (its
+too; raftnode's ``query`` op reads without it, ReadIndex). PySyncObj keeps its log in memory and does not fsync (its
 defaults, which is what its users run).
 
 The front-end speaks the same protocol as a raftnode node's client endpoint (``raftnode.service``):

@@ -28,6 +28,13 @@ What an answer means (the seed's ``CommandResult``):
   is sent again, with the same stamp, after a short pause (``retries``);
 - ``timeout_expired``: the leader did not commit in time; the outcome is unknown (``timeouts``).
 
+Reads: a ``get`` (the read of every built-in state machine) goes as a ``query`` — a linearizable
+read the leader serves without a log entry (ReadIndex, thesis §6.4) — unless ``reads_through_log``
+sends it through the log like any command; so ``--command get`` measures reads and
+``--command 'incr 1'`` writes. With ``spread`` the connections go to every node in turn, not
+only the leader: reads are served where they arrive (a follower asks the leader for the read
+index), writes are redirected to the leader.
+
 A connection that breaks leaves its outstanding commands with an unknown outcome: in a session
 they are sent again (``resent_after_loss``), without one they are given up (``lost``); the
 connection is opened again to the next node, which will redirect it to the leader.
@@ -122,6 +129,11 @@ def parse_mix(specs: Sequence[str]) -> Mix:
     return Mix(tuple(merged), tuple(merged.values()))
 
 
+def is_read(command: str) -> bool:
+    """A ``get``: the read-only command of the built-in state machines, sent as a query."""
+    return command.split(maxsplit=1)[0] == "get"
+
+
 # -- settings, tallies, reports ----------------------------------------------------------------------
 
 
@@ -140,13 +152,25 @@ class Workload:
     drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
     seed: int = 0
     sessions: bool = True  # each connection's commands in a client session (False: servers without sessions)
+    reads_through_log: bool = False  # send a get as run_command (a log entry), not as a query
+    spread: bool = False  # connections to every node in turn, not only the leader
+
+    def op(self, command: str) -> str:
+        """The client-protocol op that carries ``command``."""
+        return "query" if is_read(command) and not self.reads_through_log else "run_command"
+
+    @property
+    def in_sessions(self) -> bool:
+        """Whether connections open client sessions: asked for, and some command is a write
+        (reads change nothing, so a read-only load registers none)."""
+        return self.sessions and any(self.op(c) == "run_command" for c in self.mix.commands)
 
     def __post_init__(self) -> None:
         if self.in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         if self.connections is not None and not 1 <= self.connections <= self.in_flight:
             raise ValueError(f"connections must be between 1 and in_flight ({self.in_flight})")
-        if self.sessions and self.in_flight > self.connection_count * SESSION_WINDOW:
+        if self.in_sessions and self.in_flight > self.connection_count * SESSION_WINDOW:
             raise ValueError(f"a connection's session has at most {SESSION_WINDOW} commands in flight: "
                              f"give at least {-(-self.in_flight // SESSION_WINDOW)} connections")
         if (self.count is None) == (self.duration is None):
@@ -162,7 +186,7 @@ class Workload:
         (SESSION_WINDOW commands in flight) needs it."""
         if self.connections is not None:
             return self.connections
-        needed = -(-self.in_flight // SESSION_WINDOW) if self.sessions else 1
+        needed = -(-self.in_flight // SESSION_WINDOW) if self.in_sessions else 1
         return max(min(self.in_flight, DEFAULT_CONNECTIONS), needed)
 
     def windows(self) -> list[int]:
@@ -272,7 +296,8 @@ def build_report(
     return {
         "leader": leader,
         "leaders_seen": tally.leaders_seen,
-        "mix": [{"command": c, "weight": w} for c, w in zip(workload.mix.commands, workload.mix.weights)],
+        "mix": [{"command": c, "weight": w, "op": workload.op(c)}
+                for c, w in zip(workload.mix.commands, workload.mix.weights)],
         "in_flight": workload.in_flight,
         "connections": workload.connection_count,
         "count": workload.count,
@@ -338,7 +363,7 @@ class LoadGenerator:
         self._counts = [0] * len(mix.commands)
         # The JSON of each request up to its stamp (in a session) or its id: what changes.
         self._prefixes = [
-            codec.encode_json({"op": "run_command", "command": c, "timeout": workload.command_timeout, **(fields or {})})[:-1]
+            codec.encode_json({"op": workload.op(c), "command": c, "timeout": workload.command_timeout, **(fields or {})})[:-1]
             for c in mix.commands
         ]
         rng = random.Random(workload.seed)
@@ -415,8 +440,9 @@ class LoadGenerator:
         async with trio.open_nursery() as outer:
             async with trio.open_nursery() as workers:
                 outer.start_soon(self._watch, workers.cancel_scope)
-                for window in w.windows():
-                    workers.start_soon(self._worker, window)
+                for i, window in enumerate(w.windows()):
+                    target = self.order[(self.order.index(self.leader) + i) % len(self.order)] if w.spread else self.leader
+                    workers.start_soon(self._worker, window, target)
             outer.cancel_scope.cancel()
         if self._by_time:
             end = min(time.perf_counter(), self._measure_end)
@@ -448,10 +474,9 @@ class LoadGenerator:
             workers.cancel()
             return
 
-    async def _worker(self, window: int) -> None:
+    async def _worker(self, window: int, target: str) -> None:
         """One connection's share of the load, reconnecting (and following redirects) as needed."""
-        target = self.leader
-        session = await self._open_session() if self.workload.sessions else None
+        session = await self._open_session() if self.workload.in_sessions else None
         frame_of = self._framer(session)
         pending: deque[tuple[float, int, int]] = deque()  # (first send, command, seq) to send again
         delayed: deque[tuple[float, float, int, int]] = deque()  # (when to resend, first send, command, seq)

@@ -321,7 +321,7 @@ def sim(
             f"{summary['seeds']} seed{'s' * (summary['seeds'] != 1)}, {nodes} nodes, {steps} steps: "
             f"{bad} violation{'s' * (bad != 1)}; {totals['leaders_elected']} leaders elected, "
             f"{totals['acknowledged']} commands acknowledged ({totals['session_acknowledged']} in sessions, "
-            f"each applied exactly once), {totals['ticks']} ticks "
+            f"each applied exactly once), {totals['reads_served']} reads served, {totals['ticks']} ticks "
             f"in {summary['seconds']:.1f} s"
         )
         for v in summary["violations"]:
@@ -717,13 +717,12 @@ def _run_words(
     expect: str | None,
     quiet: bool,
     as_json: bool,
-    exactly_once: bool = True,
+    op: str = "run_command",
 ) -> None:
     from . import oneshot  # no trio: a round trip as a new process is what users time
 
     command = " ".join(words)
-    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow,
-                                exactly_once=exactly_once)
+    reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow, op=op)
     if as_json:
         echo_json(reply.to_json())
     shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)
@@ -733,7 +732,8 @@ def _run_words(
         if quiet:
             click.echo(shown)
         else:
-            click.echo(f"{shown}  ({reply.node} answered, log index {reply.index}, {reply.elapsed * 1000:.0f} ms)")
+            where = "read index" if op == "query" else "log index"
+            click.echo(f"{shown}  ({reply.node} answered, {where} {reply.index}, {reply.elapsed * 1000:.0f} ms)")
     if expect is not None and shown != expect:
         raise CommandError(f"expected {expect}, got {shown}", EXIT_REFUSED)
 
@@ -759,18 +759,20 @@ def run_command(app: App, **options: Any) -> None:
 
 @main.command(
     context_settings={"ignore_unknown_options": True},
-    short_help="A linearizable read (e.g. get), committed through the leader.",
+    short_help="A linearizable read (e.g. get), without the log (ReadIndex).",
 )
 @_command_options
 def query(app: App, **options: Any) -> None:
-    """A linearizable read, e.g. `raftctl query get`.
+    """A linearizable read, e.g. `raftctl query get`, served without a log entry (ReadIndex).
 
-    For now a query goes through the log exactly like run-command: the leader commits it with a
-    majority before anyone answers, so the answer reflects every command committed before the
-    query started, and a deposed leader (cut off with a minority) can never answer it — it cannot
-    commit. Use --expect VALUE in scripts to check the answer through the exit code.
+    The leader notes its commit index, confirms with one heartbeat round that a majority still
+    follows it, and answers once it has applied that far; `--node follower` reads at a follower,
+    which asks the leader for that index and waits until it has applied it. Either way the answer
+    reflects every command acknowledged before the query started, and a deposed leader (cut off
+    with a minority) never answers: it cannot confirm. A command that changes the state is
+    refused (exit 1). Use --expect VALUE in scripts to check the answer through the exit code.
     """
-    _run_words(app, **options, exactly_once=False)  # a read: no session needed
+    _run_words(app, op="query", **options)
 
 
 @main.command("transfer-leader")
@@ -880,13 +882,19 @@ def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
               help="Seconds of the same load first, not measured.")
 @click.option("--timeout", type=click.FloatRange(0, 3600, min_open=True), default=10.0, show_default=True,
               metavar="S", help="Seconds the leader may take to commit one command.")
+@click.option("--log-reads", is_flag=True,
+              help="Send get through the log like any command, not as a linearizable query (ReadIndex).")
+@click.option("--spread", is_flag=True,
+              help="Open the connections to every node in turn, not only the leader (followers serve reads).")
 @json_option
 @pass_app
 def bench(app: App, in_flight: int, connections: int | None, count: int | None, duration: float | None,
-          commands: tuple[str, ...], warmup: float, timeout: float, as_json: bool) -> None:
+          commands: tuple[str, ...], warmup: float, timeout: float, log_reads: bool, spread: bool,
+          as_json: bool) -> None:
     """Load the running cluster with a closed loop of commands and report throughput, latency
     p50/p90/p99/max, errors, redirects and retries, and the CPU seconds of each node and of the
-    client. Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4.
+    client. A get is a linearizable query served without the log (`--command get` measures
+    reads). Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4.
     """
     from . import bench as load
 
@@ -901,7 +909,8 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
     try:
         workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
                                  duration=duration if count is None and duration is not None else (None if count else 10.0),
-                                 warmup=warmup, command_timeout=timeout)
+                                 warmup=warmup, command_timeout=timeout, reads_through_log=log_reads,
+                                 spread=spread)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     config = app.config()

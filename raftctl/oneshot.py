@@ -353,14 +353,15 @@ def run_command(
     node: str | None = None,
     timeout: float = 5.0,
     follow: bool = True,
-    exactly_once: bool = True,
+    op: str = "run_command",
 ) -> CommandReply:
-    """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it.
+    """``raftctl run-command`` and ``query``: commit ``command`` through the leader and apply it,
+    or with ``op="query"`` read it without the log (ReadIndex) at ``node`` or the leader.
 
-    With ``exactly_once`` (and ``follow``) the call registers a client session first (one more
-    commit), so the command, resent after a lost connection, a redirect or a retry, is applied
-    at most once; the session is left to expire (the cluster evicts the least recently active
-    beyond its bound). ``query`` passes False: a read may be applied twice harmlessly.
+    A command (and ``follow``) registers a client session first (one more commit), so the
+    command, resent after a lost connection, a redirect or a retry, is applied at most once; the
+    session is left to expire (the cluster evicts the least recently active beyond its bound). A
+    query needs none: a read changes nothing.
 
     With ``node``, the request goes to that node first (``leader``/``follower`` resolved first);
     with ``follow`` (the default) redirects are followed and the command is retried on other
@@ -376,14 +377,14 @@ def run_command(
         Refused: the node refused the request (exit 1).
     """
     started = time.monotonic()
-    with quick_session(config, client_session=exactly_once) as s:
+    with quick_session(config, client_session=op == "run_command") as s:
         target: str | None = None
         if node is not None:
             target = s.resolve(node, timeout=timeout)
         if not follow:
             if target is None:
                 raise UsageProblem("--no-follow needs --node: the one node to ask")
-            request = {"op": "run_command", "command": command, "timeout": timeout}
+            request = {"op": op, "command": command, "timeout": timeout}
             answer = s.client.call_each({target: request}, timeout=timeout + 1)[target]
             return single_reply(target, command, timeout, answer, started)
         if target is not None:
@@ -395,7 +396,7 @@ def run_command(
         else:
             s.ensure_running()
         try:
-            outcome = s.client.run_command(command, node=target, timeout=timeout)
+            outcome = s.client.run_command(command, node=target, timeout=timeout, op=op)
         except ClientError as exc:
             raise command_failure(config, exc, lambda: s.status(timeout=0.5)) from None
         answer = outcome.response

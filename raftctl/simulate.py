@@ -75,6 +75,7 @@ def summarize(reports: list[RunReport], settings: SimSettings, seconds: float) -
             "acknowledged": sum(r.acknowledged for r in reports),
             "session_commands": sum(r.session_commands for r in reports),
             "session_acknowledged": sum(r.session_acknowledged for r in reports),
+            "reads_served": sum(r.reads_served for r in reports),
             "committed_entries": sum(r.commit_index for r in reports),
             "faults": dict(sorted(faults.items())),
         },

@@ -14,6 +14,10 @@ replicated, committed, applied through ``process_command`` and its result return
 no known leader the answer is ``retry``; a command that cannot commit in time answers
 ``timeout_expired``.
 
+``query`` is a linearizable read without a log entry (ReadIndex, thesis §6.4), at the leader or
+a follower: it reflects every command acknowledged before the call, through the pilot's
+read-only ``query`` method.
+
 A redirect, retry or timeout after the command entered the log means "outcome unknown": it may
 still commit. To resend safely, run commands in a client session (thesis §6.3,
 ``raftnode.sessions``): ``register_session`` returns its id, and each command carries a
@@ -61,6 +65,9 @@ class PilotAPI(Protocol):
     refusal is the replicated outcome). Implement ``snapshot() -> bytes`` and
     ``restore(data: bytes)`` too, so logs can be compacted; an optional ``validate(command)``
     that raises CommandError lets the leader refuse a malformed command before it enters the log.
+    An optional ``query(command)`` answers a read-only command from the current state without
+    changing it (raise CommandError for a command that is not a read): ``HullAPI.query`` then
+    serves reads without the log; without it queries go through the log like commands.
     """
 
     def process_command(self, command: str) -> Any: ...
@@ -162,6 +169,11 @@ class HullAPI:
     async def register_session(self, timeout: float = 5.0) -> CommandResult:
         """Open a client session through the log; ``result`` is its id (or redirect, retry, timeout)."""
         return await self.node.register_session(timeout=timeout)
+
+    async def query(self, command: str, timeout: float = 5.0) -> CommandResult:
+        """A linearizable read served by this node (leader or follower) without a log entry; a
+        refusal is ``redirect``/``retry``, never a stale result. See the module documentation."""
+        return await self.node.query(command, timeout=timeout)
 
     def status(self) -> NodeStatus:
         return self.node.status()

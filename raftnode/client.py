@@ -211,7 +211,14 @@ class ClusterClient:
             return await connection.call(request)
         raise call_timeout(node, request, timeout)
 
-    async def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
+    async def query(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
+        """A linearizable read (e.g. ``get``) without a log entry, served by ``node`` if given
+        (a follower asks the leader for a read index), else by the leader; as ``run_command``."""
+        return await self.run_command(command, node=node, timeout=timeout, op="query")
+
+    async def run_command(
+        self, command: str, *, node: str | None = None, timeout: float = 5.0, op: str = "run_command"
+    ) -> CommandOutcome:
         """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
 
         Returns the first final answer (a result, an error, or a timeout from the leader). In a
@@ -224,9 +231,9 @@ class ClusterClient:
                 (its outcome is unknown; the next command opens a new session).
         """
         started = trio.current_time()
-        if not self.sessions:
+        if not self.sessions or op != "run_command":  # a read changes nothing: no session needed
             return await self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                                                 timeout=timeout, now=trio.current_time()))
+                                                 timeout=timeout, now=trio.current_time(), op=op))
         for _ in range(2):
             session = await self._open_session(node, started, timeout)
             seq = session.begin()

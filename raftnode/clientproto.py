@@ -127,7 +127,8 @@ def call_timeout(node: str, request: Mapping[str, Any], seconds: float) -> Timeo
 
 
 class CommandPlan:
-    """One ``run_command``: send to a node (the given one, else the last known leader, else the
+    """One ``run_command`` (or ``query``, with ``op="query"``: a linearizable read that any node
+    serves): send to a node (the given one, else the last known leader, else the
     first), follow redirects at once, move on to the next node with a growing pause while a node is
     unreachable or knows no leader, and give up at the deadline.
 
@@ -167,8 +168,10 @@ class CommandPlan:
         now: float,
         stamp: SessionStamp | None = None,
         register: bool = False,
+        op: str = "run_command",
     ) -> None:
         self.command = command
+        self.op = op
         self.order = list(nodes)
         self.timeout = timeout
         self.deadline = now + timeout
@@ -181,7 +184,7 @@ class CommandPlan:
         if register:
             self._request: dict[str, Any] = {"op": "register_session"}
         else:
-            self._request = {"op": "run_command", "command": command}
+            self._request = {"op": op, "command": command}
             if stamp is not None:
                 self._request.update(session=stamp.session, seq=stamp.seq, ack=stamp.ack)
 

@@ -19,7 +19,11 @@ precompiled ``struct.Struct`` objects. All integers are big-endian and unsigned:
 - a node id is ``[u8 length][utf-8]`` (at most 255 bytes);
 - a bool is one byte, 0 or 1; ``conflict_term`` is a present byte (0/1) then a u64 (0 when absent);
 - AppendEntries' tail is its ``count`` entries, each ``[u64 term][u64 index][u8 kind][u32 n][n bytes]``;
-- InstallSnapshot's tail is ``[u16 voter count][voter ids][u32 n][n bytes of snapshot data]``.
+- InstallSnapshot's tail is ``[u16 voter count][voter ids][u32 n][n bytes of snapshot data]``;
+- ReadIndex's and ReadIndexResponse's tail is their ``requests.count`` request ids, u64 each.
+
+Version 2 added ``read_round`` to Heartbeat and HeartbeatResponse and the ReadIndex messages
+(linearizable reads, thesis §6.4); a node of version 1 refuses the connection by its header.
 
 The decoder is strict: exactly one encoding decodes to a given message, so for every accepted
 payload ``encode_message(decode_message(p)) == p``. Every decoding problem raises ``CodecError``
@@ -57,6 +61,8 @@ from raftnode.core.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
     SnapshotMeta,
@@ -117,6 +123,8 @@ MESSAGE_TYPE_CODES: dict[type[Message], int] = {
     TimeoutNow: 7,
     InstallSnapshot: 8,
     InstallSnapshotResponse: 9,
+    ReadIndex: 10,
+    ReadIndexResponse: 11,
 }
 """The wire type byte of each message type. Stable: changing one is a protocol version change."""
 
@@ -164,14 +172,16 @@ _AER = _Layout(
     "AppendEntriesResponse",
     (("success", "?"), ("index", "Q"), ("conflict_index", "Q"), ("conflict_term.present", "?"), ("conflict_term", "Q")),
 )
-_HB = _Layout("Heartbeat", (("commit", "Q"), ("match", "Q"), ("match_term", "Q")))
-_HBR = _Layout("HeartbeatResponse", (("reject", "?"), ("last_index", "Q")))
+_HB = _Layout("Heartbeat", (("commit", "Q"), ("match", "Q"), ("match_term", "Q"), ("read_round", "Q")))
+_HBR = _Layout("HeartbeatResponse", (("reject", "?"), ("last_index", "Q"), ("read_round", "Q")))
 _TN = _Layout("TimeoutNow", ())
 _IS = _Layout(
     "InstallSnapshot",
     (("meta.index", "Q"), ("meta.term", "Q"), ("offset", "Q"), ("done", "?"), ("meta.configuration.length", "I")),
 )
 _ISR = _Layout("InstallSnapshotResponse", (("index", "Q"), ("offset", "Q")))
+_RI = _Layout("ReadIndex", (("requests.count", "I"),))
+_RIR = _Layout("ReadIndexResponse", (("index", "Q"), ("granted", "?"), ("requests.count", "I")))
 
 _ENTRY_ENC = struct.Struct(">QQBI")  # term, index, kind, data length; then the data
 _ENTRY_DEC = _ENTRY_ENC
@@ -246,11 +256,30 @@ def _enc_append_entries_response(m: AppendEntriesResponse) -> bytes:
 
 
 def _enc_heartbeat(m: Heartbeat) -> bytes:
-    return b"".join((_HB.enc.pack(5, m.term, m.commit, m.match, m.match_term), _enc_id(m.src), _enc_id(m.dst)))
+    return b"".join((_HB.enc.pack(5, m.term, m.commit, m.match, m.match_term, m.read_round), _enc_id(m.src), _enc_id(m.dst)))
 
 
 def _enc_heartbeat_response(m: HeartbeatResponse) -> bytes:
-    return b"".join((_HBR.enc.pack(6, m.term, m.reject, m.last_index), _enc_id(m.src), _enc_id(m.dst)))
+    return b"".join((_HBR.enc.pack(6, m.term, m.reject, m.last_index, m.read_round), _enc_id(m.src), _enc_id(m.dst)))
+
+
+def _enc_u64s(values: tuple[int, ...]) -> bytes:
+    if type(values) is not tuple:
+        raise TypeError("requests must be a tuple")
+    return struct.pack(f">{len(values)}Q", *values)
+
+
+def _enc_read_index(m: ReadIndex) -> bytes:
+    requests = m.requests
+    return b"".join((_RI.enc.pack(10, m.term, len(requests)), _enc_id(m.src), _enc_id(m.dst), _enc_u64s(requests)))
+
+
+def _enc_read_index_response(m: ReadIndexResponse) -> bytes:
+    requests = m.requests
+    return b"".join((
+        _RIR.enc.pack(11, m.term, m.index, m.granted, len(requests)), _enc_id(m.src), _enc_id(m.dst),
+        _enc_u64s(requests),
+    ))
 
 
 def _enc_timeout_now(m: TimeoutNow) -> bytes:
@@ -287,6 +316,8 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     TimeoutNow: _enc_timeout_now,
     InstallSnapshot: _enc_install_snapshot,
     InstallSnapshotResponse: _enc_install_snapshot_response,
+    ReadIndex: _enc_read_index,
+    ReadIndexResponse: _enc_read_index_response,
 }
 
 
@@ -361,6 +392,13 @@ def _diagnose(m: Message) -> str | None:
                     problem = f"configuration must be a Configuration, not {type(v.configuration).__name__}"
         elif name == "data":
             problem = _problem_bytes(v)
+        elif name == "requests":
+            if not isinstance(v, tuple):
+                problem = f"must be a tuple of ints, not {type(v).__name__}"
+            elif len(v) > 0xFFFFFFFF:
+                problem = f"{len(v)} requests is more than 2**32-1"
+            else:
+                problem = next((f"[{i}] {p}" for i, r in enumerate(v) if (p := _problem_u64(r))), None)
         elif isinstance(f.default, bool) or name in ("granted", "success", "done"):
             problem = None  # any value encodes as its truth value
         else:
@@ -483,17 +521,40 @@ def _dec_append_entries_response(buf: bytes, n: int) -> AppendEntriesResponse:
 
 
 def _dec_heartbeat(buf: bytes, n: int) -> Heartbeat:
-    term, commit, match, match_term = _HB.read(buf, n)
+    term, commit, match, match_term, read_round = _HB.read(buf, n)
     src, dst, off = _dec_ids(buf, n, _HB.size, "Heartbeat")
     _done(n, off, "Heartbeat")
-    return Heartbeat(term=term, src=src, dst=dst, commit=commit, match=match, match_term=match_term)
+    return Heartbeat(term=term, src=src, dst=dst, commit=commit, match=match, match_term=match_term,
+                     read_round=read_round)
 
 
 def _dec_heartbeat_response(buf: bytes, n: int) -> HeartbeatResponse:
-    term, reject, last_index = _HBR.read(buf, n)
+    term, reject, last_index, read_round = _HBR.read(buf, n)
     src, dst, off = _dec_ids(buf, n, _HBR.size, "HeartbeatResponse")
     _done(n, off, "HeartbeatResponse")
-    return HeartbeatResponse(term=term, src=src, dst=dst, reject=reject == 1, last_index=last_index)
+    return HeartbeatResponse(term=term, src=src, dst=dst, reject=reject == 1, last_index=last_index,
+                             read_round=read_round)
+
+
+def _dec_u64s(buf: bytes, n: int, off: int, count: int, type_name: str) -> tuple[int, ...]:
+    """Exactly ``count`` u64 request ids from ``off`` to the end of the payload."""
+    if count * 8 > n - off:
+        raise CodecError(f"{type_name}.requests: count {count} is more than the {n - off} remaining bytes can hold")
+    _done(n, off + count * 8, type_name)
+    return struct.unpack_from(f">{count}Q", buf, off)
+
+
+def _dec_read_index(buf: bytes, n: int) -> ReadIndex:
+    term, count = _RI.read(buf, n)
+    src, dst, off = _dec_ids(buf, n, _RI.size, "ReadIndex")
+    return ReadIndex(term=term, src=src, dst=dst, requests=_dec_u64s(buf, n, off, count, "ReadIndex"))
+
+
+def _dec_read_index_response(buf: bytes, n: int) -> ReadIndexResponse:
+    term, index, granted, count = _RIR.read(buf, n)
+    src, dst, off = _dec_ids(buf, n, _RIR.size, "ReadIndexResponse")
+    requests = _dec_u64s(buf, n, off, count, "ReadIndexResponse")
+    return ReadIndexResponse(term=term, src=src, dst=dst, requests=requests, index=index, granted=granted == 1)
 
 
 def _dec_timeout_now(buf: bytes, n: int) -> TimeoutNow:
@@ -552,6 +613,8 @@ _DECODERS: dict[int, Callable[[bytes, int], Message]] = {
     7: _dec_timeout_now,
     8: _dec_install_snapshot,
     9: _dec_install_snapshot_response,
+    10: _dec_read_index,
+    11: _dec_read_index_response,
 }
 assert {MESSAGE_TYPE_CODES[t] for t in _ENCODERS} == set(_DECODERS)
 

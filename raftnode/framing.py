@@ -40,7 +40,7 @@ __all__ = [
     "encode_json",
 ]
 
-PROTOCOL_VERSION = 2  # 2: Heartbeat carries (match, match_term); HeartbeatResponse a reject hint
+PROTOCOL_VERSION = 3  # 2: Heartbeat (match, match_term), HeartbeatResponse reject hint; 3: ReadIndex, read_round
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # the default cap on a frame's length field
 #: The default cap on one client-protocol JSON payload: what a frame holds. A node's endpoint
 #: applies its own, smaller cap (``cluster.max_command_bytes`` plus headroom).

@@ -43,6 +43,14 @@ While the node's task waits on the disk thread for longer than a heartbeat inter
 fsync or snapshot write), the ticker sends a leader's heartbeats itself (``_keepalive``), so a
 stalled disk does not look like a dead leader.
 
+Linearizable reads (``query``, ``submit_query``; thesis §6.4) ride the proposal inbox without a
+log entry: the node's task asks the core for a read index (``Raft.read_index``), and once a
+Ready reports it (after the leader's heartbeat round, or the leader's answer to a follower) the
+read waits until the applier has reached that index, then calls the state machine's read-only
+``query``. A refused read (leadership lost, not confirmed in time) is answered redirect or retry,
+never from a possibly stale state. A state machine without ``query`` gets its queries through
+the log, like ``run_command``.
+
 After each batch: configuration handlers hear of a new configuration (the composition root
 connects to members it did not know), membership waiters (``add_node`` / ``remove_node``) are
 answered once their change is committed here, and a node that applied its own removal stops.
@@ -80,6 +88,7 @@ from .core.errors import MembershipError, RaftError
 from .core.messages import AppendEntries, Entry, EntryKind, Heartbeat, InstallSnapshot, Message
 from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
+from .core.readindex import ReadState
 from .core.ready import Ready, Role
 from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
@@ -261,6 +270,10 @@ class RaftNode:
         self.transport = transport
         self.applier = Applier(state_machine, max_attempts=max_apply_attempts, sessions=sessions)
         self._validate = getattr(state_machine, "validate", None)  # refuses unparsable commands before the log
+        self._query = getattr(state_machine, "query", None)  # the read-only path of linearizable reads
+        self._read_ids = 0  # the last token handed to Raft.read_index
+        self._reads_asked: dict[int, tuple[str, Any]] = {}  # token -> (command, waiter), until the core answers
+        self._reads_due: deque[tuple[int, str, Any]] = deque()  # (read index, command, waiter), until applied
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
         self.snapshot_bytes = snapshot_bytes
@@ -271,8 +284,9 @@ class RaftNode:
         if max_batch < 1 or inbox_size < 1:
             raise ValueError("max_batch and inbox_size must be positive")
         self._urgent: deque[tuple] = deque()  # (kind, payload, waiter): peer messages, ticks, calls
-        # (command or None for a session registration, the entry's data, its kind, waiter)
-        self._proposals: deque[tuple[str | None, bytes, EntryKind, Any]] = deque()
+        # (command or None for a session registration, the entry's data or None for a read served by
+        # ``query``, its kind, waiter)
+        self._proposals: deque[tuple[str | None, bytes | None, EntryKind, Any]] = deque()
         self._inbox_size = inbox_size
         self._max_batch = max_batch
         self._high_water = 4 * max_batch  # proposals_backlogged() above this
@@ -353,6 +367,7 @@ class RaftNode:
                 waiter[0].set(CommandResult(retry=True))
             while self._proposals:
                 self._proposals.popleft()[3].set(CommandResult(retry=True))
+            self._refuse_reads(CommandResult(retry=True))
             self._fail_waiters(NodeNotRunning(f"node {self.id} stopped"))
             self._room.unpark_all()
             try:
@@ -401,12 +416,20 @@ class RaftNode:
         """
         return await self._wait(self._enqueue(command, session), timeout)
 
+    async def query(self, command: str, *, timeout: float = 5.0) -> CommandResult:
+        """A linearizable read (ReadIndex, §6.4), served here — leader or follower — without a log
+        entry, from a state that holds every command acknowledged before the call: the result,
+        or the state machine's error (a command that is not a read), redirect or retry (leadership
+        lost or not confirmed; no leader known), or timeout. Through the log when the state
+        machine has no ``query`` method."""
+        return await self._wait(self._enqueue_read(command), timeout)
+
     async def register_session(self, *, timeout: float = 5.0) -> CommandResult:
         """Open a client session through the log: ``result`` is its id (or redirect, retry, timeout)."""
         return await self._wait((None, encode_register(time.time()), EntryKind.SESSION), timeout)
 
     async def _wait(
-        self, proposal: tuple[str | None, bytes, EntryKind] | CommandResult, timeout: float
+        self, proposal: tuple[str | None, bytes | None, EntryKind] | CommandResult, timeout: float
     ) -> CommandResult:
         waiter = _Waiter()
         refused = self._put_proposal(proposal, waiter)
@@ -430,8 +453,20 @@ class RaftNode:
         For endpoints that serve many commands at once (the client service): no task, event or
         cancel scope per command. The node's flush handlers run after each batch of answers.
         """
+        self._submit(self._enqueue(command, session), on_result, timeout)
+
+    def submit_query(self, command: str, on_result: Callable[[CommandResult], None], *, timeout: float = 5.0) -> None:
+        """``query`` without a task, as ``submit_command`` is ``run_command`` without one."""
+        self._submit(self._enqueue_read(command), on_result, timeout)
+
+    def _submit(
+        self,
+        proposal: tuple[str | None, bytes | None, EntryKind] | CommandResult,
+        on_result: Callable[[CommandResult], None],
+        timeout: float,
+    ) -> None:
         callback = _Callback(on_result)
-        refused = self._put_proposal(self._enqueue(command, session), callback)
+        refused = self._put_proposal(proposal, callback)
         if refused is not None:
             callback.set(refused)
             return
@@ -445,6 +480,14 @@ class RaftNode:
         waiting.append((deadline, callback))
         if deadline < self._next_deadline:
             self._next_deadline = deadline
+
+    def _enqueue_read(self, command: str) -> tuple[str, bytes | None, EntryKind] | CommandResult:
+        """The proposal of the read ``command``: no data (served by ReadIndex) when the state machine
+        has a read-only ``query``, else a plain command through the log."""
+        proposal = self._enqueue(command, None)
+        if self._query is None or isinstance(proposal, CommandResult):
+            return proposal
+        return command, None, EntryKind.COMMAND
 
     @staticmethod
     def _enqueue(command: str, session: SessionStamp | None) -> tuple[str, bytes, EntryKind] | CommandResult:
@@ -460,7 +503,7 @@ class RaftNode:
         return command, encode_session_command(session, time.time(), data), EntryKind.SESSION
 
     def _put_proposal(
-        self, proposal: tuple[str | None, bytes, EntryKind] | CommandResult, waiter: _Waiter | _Callback
+        self, proposal: tuple[str | None, bytes | None, EntryKind] | CommandResult, waiter: _Waiter | _Callback
     ) -> CommandResult | None:
         """Queue ``proposal`` for the node's task; or the answer at once when it is one already,
         the node is not running, or the inbox is full."""
@@ -782,7 +825,7 @@ class RaftNode:
             if took > 50:
                 stats["turns_over_50ms"] += 1
 
-    def _propose_batch(self, proposals: deque[tuple[str | None, bytes, EntryKind, Any]]) -> None:
+    def _propose_batch(self, proposals: deque[tuple[str | None, bytes | None, EntryKind, Any]]) -> None:
         raft = self.raft
         assert raft is not None
         propose = self._propose
@@ -857,7 +900,11 @@ class RaftNode:
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 waiter.set(error=exc)
 
-    def _propose(self, raft: Raft, command: str | None, data: bytes, kind: EntryKind, waiter: _Waiter) -> None:
+    def _propose(self, raft: Raft, command: str | None, data: bytes | None, kind: EntryKind, waiter: _Waiter) -> None:
+        if data is None:
+            assert command is not None
+            self._ask_read_index(raft, command, waiter)
+            return
         validate = self._validate
         if validate is not None and command is not None and raft.role is Role.LEADER:
             try:
@@ -911,6 +958,10 @@ class RaftNode:
                 self._send(late)
             if ready.committed and not leader:
                 self._apply(ready.committed)  # after the acknowledgement, which the leader waits for
+            if ready.reads:
+                self._reads_answered(ready.reads)
+            if self._reads_due:
+                self._serve_reads()
             raft.advance(ready)
             if self._snapshot_due(raft):
                 await self._disk_snapshot(self._compact())
@@ -1034,6 +1085,8 @@ class RaftNode:
             )
             if answer is not None:
                 answer[0].set(answer[1])
+        if self._reads_due:
+            self._serve_reads()
         if failure is None:
             return
         if failure.halted:
@@ -1049,6 +1102,64 @@ class RaftNode:
         else:
             self._emit("apply-error", f"index {failure.index} attempt {failure.attempt}: {failure.reason}; retrying")
             self._apply_retry_at = self._ticks + 2**failure.attempt
+
+    # -- linearizable reads (§6.4) -----------------------------------------------------------------
+
+    def _ask_read_index(self, raft: Raft, command: str, waiter: Any) -> None:
+        self._read_ids += 1
+        try:
+            raft.read_index(self._read_ids)
+        except RaftError as exc:
+            waiter.set(CommandResult.from_refusal(exc))
+            return
+        self._reads_asked[self._read_ids] = (command, waiter)
+
+    def _reads_answered(self, states: Sequence[ReadState]) -> None:
+        """The core's answers: a read index to wait for, or a refusal (redirect or retry)."""
+        raft = self.raft
+        assert raft is not None
+        for state in states:
+            asked = self._reads_asked.pop(state.request, None)
+            if asked is None:
+                continue  # answered already (the node is stopping)
+            command, waiter = asked
+            if state.index is None:
+                waiter.set(CommandResult.not_leader_any_more(raft.leader))
+            else:
+                self._reads_due.append((state.index, command, waiter))
+
+    def _serve_reads(self) -> None:
+        """Answer the reads whose read index the state machine has applied, in order, from ``query``."""
+        due, applier, query = self._reads_due, self.applier, self._query
+        assert query is not None
+        if applier.halted is not None:  # the state will never catch up: say so rather than wait
+            answer = CommandResult(error=f"apply halted at index {applier.halted.index}: no reads served")
+            while due:
+                due.popleft()[2].set(answer)
+            return
+        applied = applier.applied_index
+        answers: dict[tuple[str, int], CommandResult] = {}  # the state does not change between these reads
+        while due and due[0][0] <= applied:
+            index, command, waiter = due.popleft()
+            answer = answers.get((command, index))
+            if answer is None:
+                try:
+                    answer = CommandResult(result=query(command), index=index)
+                except CommandError as exc:
+                    answer = CommandResult(error=str(exc), index=index)
+                except Exception as exc:  # noqa: BLE001 - a failing read is the caller's answer, never the node's end
+                    answer = CommandResult(error=f"query failed: {type(exc).__name__}: {exc}", index=index)
+                answers[command, index] = answer
+            waiter.set(answer)
+
+    def _refuse_reads(self, answer: CommandResult) -> None:
+        """Answer every read still waiting for its index or its apply (the node stops)."""
+        for _, waiter in self._reads_asked.values():
+            waiter.set(answer)
+        for _, _, waiter in self._reads_due:
+            waiter.set(answer)
+        self._reads_asked.clear()
+        self._reads_due.clear()
 
     # -- snapshots -----------------------------------------------------------------------------
 

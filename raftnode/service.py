@@ -6,6 +6,7 @@ client may keep many requests in flight on one connection (each is served in its
 | op | request fields | response |
 |---|---|---|
 | ``run_command`` | ``command``, ``timeout`` (s); in a session ``session``, ``seq``, ``ack`` | the seed's CommandResult fields, ``node``, ``leader`` |
+| ``query`` | ``command``, ``timeout`` (s) | the same; a linearizable read served here without the log |
 | ``register_session`` | ``timeout`` (s) | as ``run_command``; ``result`` is the new session's id |
 | ``status`` | | the node's status (``status --json`` fields) |
 | ``events`` | | then a stream of EVENT frames until the client hangs up |
@@ -252,10 +253,11 @@ class ClientService:
             raise RefusedConnection(f"a request for cluster {str(cluster_id)[:40]!r}, this is {self.credentials.cluster_id!r}")
 
     def _submit(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> bool:
-        """The hot path: a well-formed run_command goes to the node without a task of its own;
-        its answer is queued on the connection from the node's task and flushed after the batch.
-        Returns False for anything else (served by ``_dispatch`` in a task)."""
-        if request.get("op") != "run_command" or self.node.raft is None:
+        """The hot path: a well-formed run_command or query goes to the node without a task of its
+        own; its answer is queued on the connection from the node's task and flushed after the
+        batch. Returns False for anything else (served by ``_dispatch`` in a task)."""
+        op = request.get("op")
+        if (op != "run_command" and op != "query") or self.node.raft is None:
             return False
         if self._client_tokens is not None and not self._client_token_ok(request):
             return False  # _dispatch answers why
@@ -282,7 +284,10 @@ class ClientService:
             self._dirty.add(writer)
 
         state.in_flight += 1
-        self.node.submit_command(command, answer, timeout=float(timeout), session=session)
+        if op == "run_command":
+            self.node.submit_command(command, answer, timeout=float(timeout), session=session)
+        else:
+            self.node.submit_query(command, answer, timeout=float(timeout))
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
@@ -382,17 +387,26 @@ class ClientService:
     # -- ops -----------------------------------------------------------------------------------
 
     async def _run_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = await self.node.run_command(
+            self._command(request, "run_command"), timeout=_timeout(request, 5.0), session=_stamp(request))
+        return self._command_response(result)
+
+    async def _query(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = await self.node.query(self._command(request, "query"), timeout=_timeout(request, 5.0))
+        return self._command_response(result)
+
+    def _command(self, request: dict[str, Any], op: str) -> str:
+        """The request's command; BadRequest if it is missing, empty or over max_command_bytes."""
         command = request.get("command")
         if not isinstance(command, str) or not command.strip():
-            raise BadRequest("run_command needs a non-empty string 'command'")
+            raise BadRequest(f"{op} needs a non-empty string 'command'")
         if len(command) > self._max_command_chars:
             size = len(command.encode("utf-8", "surrogatepass"))
             if size > self.max_command_bytes:
                 raise BadRequest(
                     f"the command is {size} bytes, more than cluster.max_command_bytes = {self.max_command_bytes}"
                 )
-        result = await self.node.run_command(command, timeout=_timeout(request, 5.0), session=_stamp(request))
-        return self._command_response(result)
+        return command
 
     async def _register_session(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._command_response(await self.node.register_session(timeout=_timeout(request, 5.0)))
@@ -519,6 +533,7 @@ class ClientService:
 _OPS = {
     "run_command": ClientService._run_command,
     "register_session": ClientService._register_session,
+    "query": ClientService._query,
     "status": ClientService._status,
     "recent_events": ClientService._recent_events,
     "set_faults": ClientService._set_faults,

@@ -5,6 +5,10 @@ deterministic: the same commands in the same order give the same results on ever
 refuse a command (bad arguments, unknown verb) raise :class:`CommandError`; the refusal is part
 of the replicated outcome. Any other exception is a failure to apply, handled by the applier's
 retry policy.
+
+An optional ``query(command) -> result`` serves a read-only command from the current state
+without changing it: linearizable reads (``raftctl query``) use it instead of the log. A state
+machine without it gets its queries through the log, like any command.
 """
 
 from __future__ import annotations
@@ -68,6 +72,18 @@ class _Parsed:
     def validate(self, command: str) -> None:
         if self._parse(command) is None:
             raise self._refuse(command)
+
+    def query(self, command: str) -> Any:
+        """A read-only command (``get``) answered from the current state, which it never changes.
+
+        Raises CommandError for a command that would change the state: writes go through the log.
+        """
+        op = self._parse(command)
+        if op is None:
+            raise self._refuse(command)
+        if op[0] != "get":
+            raise CommandError(f"{command!r} is not a read: a query takes only get; use run-command to change the state")
+        return self._apply(op)
 
     def process_command(self, command: str) -> Any:
         op = self._parse(command)

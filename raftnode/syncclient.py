@@ -271,7 +271,13 @@ class SyncClusterClient:
         """
         return self._exchange(dict(requests), timeout=timeout)
 
-    def run_command(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandAnswer:
+    def query(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandAnswer:
+        """A linearizable read without a log entry (``ClusterClient.query``)."""
+        return self.run_command(command, node=node, timeout=timeout, op="query")
+
+    def run_command(
+        self, command: str, *, node: str | None = None, timeout: float = 5.0, op: str = "run_command"
+    ) -> CommandAnswer:
         """Run ``command`` on the cluster: follow redirects, retry with backoff, stop at ``timeout``.
 
         Exactly the rules of ``ClusterClient.run_command`` (``CommandPlan``), sessions included.
@@ -283,9 +289,9 @@ class SyncClusterClient:
             ClientError: the node refused the request itself.
         """
         started = time.monotonic()
-        if not self.sessions:
+        if not self.sessions or op != "run_command":  # a read changes nothing: no session needed
             return self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                                           timeout=timeout, now=time.monotonic()))
+                                           timeout=timeout, now=time.monotonic(), op=op))
         for _ in range(2):
             session = self._open_session(node, started, timeout)
             seq = session.begin()

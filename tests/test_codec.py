@@ -45,6 +45,8 @@ from raftnode.core.messages import (
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
+    ReadIndex,
+    ReadIndexResponse,
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
@@ -89,6 +91,8 @@ def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
         return st.none() | u64
     if hint == tuple[Entry, ...]:
         return entries
+    if hint == tuple[int, ...]:
+        return st.lists(u64, max_size=12).map(tuple)
     if hint is SnapshotMeta:
         return metas
     raise AssertionError(f"no strategy for a message field of type {hint!r}: teach the codec and this test")
@@ -136,6 +140,12 @@ EXAMPLES: list[Message] = [
     Heartbeat(term=5, src="n1", dst="n2", commit=3, match=7, match_term=4),
     HeartbeatResponse(term=5, src="🦆", dst=""),
     HeartbeatResponse(term=5, src="n2", dst="n1", reject=True, last_index=2),
+    Heartbeat(term=5, src="n1", dst="n2", commit=3, read_round=MAX_WIRE_NUMBER),
+    HeartbeatResponse(term=5, src="n2", dst="n1", read_round=7),
+    ReadIndex(term=5, src="n2", dst="n1", requests=()),
+    ReadIndex(term=5, src="n2", dst="n1", requests=tuple(range(1000)) + (U64_MAX,)),
+    ReadIndexResponse(term=5, src="n1", dst="n2", requests=(1, 2, 3), index=41, granted=True),
+    ReadIndexResponse(term=5, src="n1", dst="n2", requests=(9,), index=0, granted=False),
     TimeoutNow(term=6, src="n1", dst="n3"),
     InstallSnapshot(
         term=7, src="n1", dst="n2", meta=SnapshotMeta(index=100, term=6, configuration=Configuration(frozenset({"n1", "n2", "n3"}))), offset=0,
@@ -163,15 +173,18 @@ def test_each_message_round_trips_exactly(m: Message) -> None:
 
 def test_the_wire_format_is_pinned() -> None:
     """Changing these bytes is a protocol change: bump PROTOCOL_VERSION."""
-    assert encode_message(Heartbeat(term=2, src="a", dst="bc", commit=1, match=3, match_term=2)).hex() == (
-        "05" "0000000000000002" "0000000000000001" "0000000000000003" "0000000000000002" "0161" "026263"
+    assert encode_message(Heartbeat(term=2, src="a", dst="bc", commit=1, match=3, match_term=2, read_round=4)).hex() == (
+        "05" "0000000000000002" "0000000000000001" "0000000000000003" "0000000000000002" "0000000000000004" "0161" "026263"
+    )
+    assert encode_message(ReadIndexResponse(term=2, src="a", dst="b", requests=(5, 6), index=3, granted=True)).hex() == (
+        "0b" "0000000000000002" "0000000000000003" "01" "00000002" "0161" "0162" "0000000000000005" "0000000000000006"
     )
     assert encode_message(ae((Entry(3, 11, b"hi", EntryKind.NOOP),), src="a", dst="b")).hex() == (
         "03" "0000000000000003" "000000000000000a" "0000000000000002" "0000000000000009" "00000001" "0161" "0162"
         "0000000000000003" "000000000000000b" "01" "00000002" "6869"
     )
-    assert encode_frame(FrameKind.PEER, b"xy") == b"\x00\x00\x00\x04\x02\x01xy"
-    assert PROTOCOL_VERSION == 2
+    assert encode_frame(FrameKind.PEER, b"xy") == b"\x00\x00\x00\x04\x03\x01xy"
+    assert PROTOCOL_VERSION == 3
 
 
 def test_an_append_entries_entry_costs_21_bytes_plus_its_data() -> None:
@@ -251,7 +264,15 @@ def test_decode_errors_name_the_type_and_the_field() -> None:
     expect_error(hb + b"\x00", "Heartbeat", "1 trailing bytes")
     expect_error(hb[:12], "Heartbeat.commit", "truncated")
     expect_error(hb[:-1], "Heartbeat.dst", "truncated")
-    expect_error(hb[:33] + b"\x01\xff" + hb[35:], "Heartbeat.src", "utf-8")
+    expect_error(hb[:36], "Heartbeat.read_round", "truncated")
+    expect_error(hb[:41] + b"\x01\xff" + hb[43:], "Heartbeat.src", "utf-8")
+
+    ri = encode_message(ReadIndex(term=2, src="a", dst="b", requests=(1, 2)))
+    expect_error(ri[:-1], "ReadIndex.requests", "count 2")
+    expect_error(ri + b"\x00" * 8, "ReadIndex", "8 trailing bytes")
+    rir = bytearray(encode_message(ReadIndexResponse(term=2, src="a", dst="b", requests=(), index=1, granted=True)))
+    rir[17] = 2
+    expect_error(bytes(rir), "ReadIndexResponse.granted", "0 or 1")
 
     rvr = bytearray(encode_message(RequestVoteResponse(term=2, src="a", dst="b", granted=True)))
     rvr[9] = 2
@@ -315,6 +336,10 @@ def test_encode_errors_are_codec_errors_naming_the_field() -> None:
             InstallSnapshot(term=1, src="a", dst="b", meta=(1, 1), offset=0, data=b"", done=True),  # type: ignore[arg-type]
             "meta must be a SnapshotMeta",
         ),
+        (ReadIndex(term=1, src="a", dst="b", requests=(3, -1)), "requests [1] -1 is outside"),
+        (ReadIndex(term=1, src="a", dst="b", requests=[1]), "requests must be a tuple"),  # type: ignore[arg-type]
+        (ReadIndexResponse(term=1, src="a", dst="b", requests=(), index=-2, granted=True), "index -2"),
+        (Heartbeat(term=1, src="a", dst="b", commit=0, read_round=2**64), "read_round"),
     ]
     for m, fragment in cases:
         with pytest.raises(CodecError) as info:
@@ -407,8 +432,10 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives() -> None:
 
 
 def test_unknown_version_unknown_kind_and_short_length_are_refused_from_the_header() -> None:
-    with pytest.raises(FrameError, match="unknown protocol version 1"):
-        FrameDecoder().feed(struct.pack(">IB", 1000, 1))  # refused before kind or body
+    with pytest.raises(FrameError, match="unknown protocol version 99"):
+        FrameDecoder().feed(struct.pack(">IB", 1000, 99))  # refused before kind or body
+    with pytest.raises(FrameError, match="unknown protocol version 2"):
+        FrameDecoder().feed(struct.pack(">IB", 1000, 2))  # before ReadIndex: a mixed cluster says so
     with pytest.raises(FrameError, match="unknown protocol version 0"):
         FrameDecoder().feed(b"\x00\x00\x00\x02\x00\x01")
     with pytest.raises(FrameError, match="unknown frame kind 9"):

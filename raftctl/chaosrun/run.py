@@ -196,7 +196,10 @@ class _Run:
         self.touched.add(op.key)
         self.recorder.invoke(process, op)
         try:
-            outcome = await client.run_command(op.command, timeout=self.options.op_timeout)
+            if op.read:  # a linearizable read without a log entry (ReadIndex), at any node
+                outcome = await client.query(op.command, timeout=self.options.op_timeout)
+            else:
+                outcome = await client.run_command(op.command, timeout=self.options.op_timeout)
         except ClientError as exc:
             self.recorder.complete(process, op, "fail" if op.read else "info", error=str(exc) or type(exc).__name__)
             return

@@ -12,6 +12,8 @@ from .messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
     SnapshotMeta,
@@ -20,6 +22,7 @@ from .messages import (
 from .progress import Progress, ProgressState
 from .quorum import Configuration, VoteResult
 from .raft import Raft, RaftConfig
+from .readindex import ReadState
 from .ready import Event, HardState, Ready, Role, SoftState
 
 __all__ = [
@@ -43,6 +46,9 @@ __all__ = [
     "RaftConfig",
     "RaftError",
     "RaftLog",
+    "ReadIndex",
+    "ReadIndexResponse",
+    "ReadState",
     "Ready",
     "RequestVote",
     "RequestVoteResponse",

@@ -104,20 +104,42 @@ class Heartbeat(Message):
     ``commit`` is min(match, leader commit). A follower that holds that entry may commit up to
     ``commit``; one that does not (it lost entries it had acknowledged: a restore from an older
     copy, a damaged disk) commits nothing and answers with a rejection.
+
+    ``read_round`` is the id of the leader's latest ReadIndex round (0: none yet); the follower
+    echoes it, which confirms the leader still leads as of that round (§6.4).
     """
 
     commit: int
     match: int = 0
     match_term: int = 0
+    read_round: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatResponse(Message):
     """``reject``: the follower lacks the heartbeat's (match, match_term); ``last_index`` is its
-    last index then, where the leader probes from."""
+    last index then, where the leader probes from. ``read_round``: the heartbeat's, echoed."""
 
     reject: bool = False
     last_index: int = 0
+    read_round: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndex(Message):
+    """A follower asks its leader for a read index for its read requests ``requests`` (§6.4)."""
+
+    requests: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexResponse(Message):
+    """The leader's answer to ReadIndex: serve ``requests`` once applied through ``index``;
+    not ``granted``: the receiver is not (or no longer) the leader, or could not confirm it."""
+
+    requests: tuple[int, ...]
+    index: int
+    granted: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,4 +181,6 @@ ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     TimeoutNow,
     InstallSnapshot,
     InstallSnapshotResponse,
+    ReadIndex,
+    ReadIndexResponse,
 )

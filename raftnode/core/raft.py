@@ -30,8 +30,11 @@ which keeps leading until the change commits, then hands over and steps down (§
 accepts a change only once it has committed an entry of its own term and no other change is
 pending. Messages from servers outside the configuration are processed (a new server must hear
 from the leader, §4.1); PreVote and the leader lease keep removed servers from disrupting.
-Later features have their place already: ReadIndex (heartbeats confirm leadership) and client
-sessions (above the core, keyed by entry).
+Linearizable reads (§6.4) skip the log: ``read_index`` at the leader joins the next ReadIndex
+round (a heartbeat whose id a majority echoes, ``readindex.ReadRounds``); at a follower it asks
+the leader with a ReadIndex message. Either way a later Ready's ``reads`` says when the read may
+be served (once applied through its index) or that it is refused. Client sessions live above
+the core, keyed by entry.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from .messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
     SnapshotMeta,
@@ -59,6 +64,7 @@ from .messages import (
 )
 from .progress import Progress, ProgressState
 from .quorum import Configuration, VoteResult
+from .readindex import MAX_PENDING_READS, PendingRead, ReadRounds, ReadState
 from .ready import Event, HardState, Ready, Role, SoftState
 
 
@@ -193,6 +199,10 @@ class Raft:
         self._ticks = 0
         self._catchup: _CatchUp | None = None
         self._leaving: dict[str, tuple[int, int]] = {}  # removed node -> (its removal's index, give-up tick)
+        self._reads = ReadRounds(timeout=config.election_timeout[0])  # the leader's ReadIndex rounds
+        self._read_states: list[ReadState] = []  # reads answered, for the next Ready
+        self._forwarded: dict[int, int] = {}  # a follower's read requests asked of the leader -> tick asked
+        self._to_forward: list[int] = []  # ... not sent yet (one ReadIndex message per Ready)
         self._step_role: Callable[[Message], None] = self._step_follower
         self._tick_role: Callable[[], None] = self._tick_election
         self._become_follower(self.term, None, reason="started")
@@ -228,7 +238,7 @@ class Raft:
         else:
             match_term = self.log.term(match) or 0
         return Heartbeat(term=self.term, src=self.id, dst=node, commit=min(match, self.commit), match=match,
-                         match_term=match_term)
+                         match_term=match_term, read_round=self._reads.latest)
 
     def committed_configuration(self) -> Configuration:
         """The configuration as of the commit index (the latest one may still be uncommitted)."""
@@ -248,6 +258,8 @@ class Raft:
         """Advance logical time by one tick."""
         self._ticks += 1
         self._tick_role()
+        if self._forwarded:
+            self._expire_forwarded_reads()
 
     def ticks_until_timer(self) -> int:
         """How many ticks may pass before a ``tick()`` does more than count (a heartbeat, an
@@ -255,8 +267,12 @@ class Raft:
         then call ``tick()`` that many times in a row; any input may bring the timer forward."""
         if self.role is not Role.LEADER:
             if not self._promotable():  # a learner or a node waiting to join never campaigns
-                return self.config.election_timeout[1]
-            return max(1, self._randomized_timeout - self._election_elapsed)
+                due = self.config.election_timeout[1]
+            else:
+                due = self._randomized_timeout - self._election_elapsed
+            if self._forwarded:  # the oldest read asked of the leader expires
+                due = min(due, next(iter(self._forwarded.values())) + self.config.election_timeout[1] - self._ticks)
+            return max(1, due)
         election_timeout = self.config.election_timeout[0]
         due = min(
             self.config.heartbeat_interval - self._heartbeat_elapsed,
@@ -268,6 +284,9 @@ class Raft:
             due = 1  # a catch-up round is checked every tick
         for _, give_up in self._leaving.values():
             due = min(due, give_up - self._ticks)
+        expiry = self._reads.next_expiry()
+        if expiry is not None:
+            due = min(due, expiry - self._ticks)
         return max(1, due)
 
     def step(self, m: Message) -> None:
@@ -315,6 +334,31 @@ class Raft:
         self.log.append(Entry(self.term, index, data, kind))
         self._send_pending.update(self._progress)
         return index
+
+    def read_index(self, request: int) -> None:
+        """Ask for a linearizable read (§6.4) under the shell's token ``request``, no log entry.
+
+        A later Ready's ``reads`` carries ``ReadState(request, index)``: serve the read once the
+        state machine has applied through ``index``; index None means refused (leadership lost,
+        or not confirmed in time). The leader batches reads into heartbeat rounds and starts
+        none before an entry of its own term commits; a follower asks its leader.
+
+        Raises:
+            NotLeader: this node knows no leader (no one to ask).
+        """
+        if self.role is Role.LEADER:
+            self._queue_read((None, request))
+        elif self.leader is None:
+            raise NotLeader(None)
+        elif len(self._forwarded) >= MAX_PENDING_READS:
+            self._read_states.append(ReadState(request, None))
+        else:
+            self._forwarded[request] = self._ticks
+            self._to_forward.append(request)
+
+    def read_rounds_started(self) -> int:
+        """ReadIndex rounds this node started while leader in its current term."""
+        return self._reads.rounds_started
 
     def compact(self, index: int, data: bytes) -> SnapshotMeta:
         """The shell snapshotted its state machine at applied ``index``: forget the log up to it.
@@ -434,6 +478,9 @@ class Raft:
     def has_ready(self) -> bool:
         return bool(
             self._messages
+            or self._read_states
+            or self._to_forward
+            or self._read_round_due()
             or self._installed_snapshot
             or self._send_pending
             or self._events
@@ -452,6 +499,10 @@ class Raft:
     def ready(self) -> Ready:
         """Collect everything the shell must do now. Call ``advance`` with it once done."""
         self._flush_appends()
+        if self._to_forward:
+            self._forward_reads()
+        if self._read_round_due():
+            self._start_read_round()
         hard_state = self.hard_state()
         soft_state = self._soft_state()
         committed = self.log.slice(self.applied + 1, self.commit + 1) if self.applied < self.commit else ()
@@ -463,9 +514,11 @@ class Raft:
             committed=tuple(committed),
             soft_state=soft_state if soft_state != self._reported_soft_state else None,
             events=tuple(self._events),
+            reads=tuple(self._read_states),
         )
         self._messages = []
         self._events = []
+        self._read_states = []
         self._installed_snapshot = None
         self._reported_soft_state = soft_state
         return ready
@@ -499,6 +552,12 @@ class Raft:
     # -- role changes --------------------------------------------------------------------------
 
     def _reset(self, term: int) -> None:
+        self._refuse_reads(self._reads.drain())
+        self._reads = ReadRounds(timeout=self.config.election_timeout[0])
+        if self._forwarded:
+            self._read_states.extend(ReadState(request, None) for request in self._forwarded)
+            self._forwarded = {}
+            self._to_forward = []
         if term != self.term:
             self.term = term
             self.vote = None
@@ -622,6 +681,8 @@ class Raft:
                 self._transferee = None
         if self._catchup is not None:
             self._check_catchup()
+        if self._reads:
+            self._refuse_reads(self._reads.expired(self._ticks))
         for node, (_, give_up) in list(self._leaving.items()):
             if self._ticks >= give_up:
                 self._forget(node)
@@ -677,6 +738,10 @@ class Raft:
             if self._promotable():
                 self._event("transfer", f"TimeoutNow from {m.src}: campaigning at once")
                 self._campaign(pre_vote=False, transfer=True)
+        elif isinstance(m, ReadIndexResponse):
+            self._handle_read_index_response(m)
+        elif isinstance(m, ReadIndex):
+            self._refuse_read_index(m)
         else:
             self._count("dropped_unexpected")
 
@@ -695,6 +760,8 @@ class Raft:
                 self._won_election()
             elif result is VoteResult.LOST:
                 self._become_follower(self.term, None, reason="lost the election")
+        elif isinstance(m, ReadIndex):
+            self._refuse_read_index(m)
         else:
             self._count("dropped_unexpected")
 
@@ -714,6 +781,9 @@ class Raft:
                         self._report_lost_entries(m.src, match, pr.next - 1)
                     self._send_pending.add(m.src)
         elif isinstance(m, HeartbeatResponse):
+            if m.read_round:  # a follower of this term, even one that lost entries, confirms our lead
+                self._reads.echoed(m.src, m.read_round)
+                self._check_read_round()
             if m.reject and pr.state is not ProgressState.SNAPSHOT and pr.match > 0:
                 self._follower_lost_entries(m.src, pr, m.last_index)
             pr.heartbeat_answered()
@@ -727,6 +797,9 @@ class Raft:
             if pr.state is ProgressState.SNAPSHOT and m.index == pr.snapshot_index and m.offset != pr.snapshot_offset:
                 pr.snapshot_offset = m.offset
                 self._send_snapshot_chunk(m.src, pr)
+        elif isinstance(m, ReadIndex):
+            for request in m.requests:
+                self._queue_read((m.src, request))
         else:
             self._count("dropped_unexpected")
 
@@ -735,11 +808,11 @@ class Raft:
         say so, with our last index, so the leader probes us again instead of waiting forever."""
         if m.match <= self.commit or self.log.match_term(m.match, m.match_term):
             self._advance_commit(min(m.commit, self.log.last_index))
-            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src))
+            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, read_round=m.read_round))
             return
         self._count("heartbeat_rejected_lost_entries")
         self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, reject=True,
-                                     last_index=min(self.log.last_index, m.match - 1)))
+                                     last_index=min(self.log.last_index, m.match - 1), read_round=m.read_round))
 
     def _handle_append(self, m: AppendEntries) -> None:
         if m.prev_index < self.commit:
@@ -868,6 +941,80 @@ class Raft:
     def _advance_commit(self, index: int) -> None:
         if index > self.commit:
             self.commit = index
+
+    # -- linearizable reads (§6.4) -----------------------------------------------------------------
+
+    def _queue_read(self, read: PendingRead) -> None:
+        if not self._reads.add(read, self._ticks):
+            self._count("reads_refused_overload")
+            self._refuse_reads([read])
+
+    def _read_round_due(self) -> bool:
+        """Reads wait, no round is in flight, and an entry of this leader's term has committed."""
+        return self.role is Role.LEADER and self._reads.can_start() and self.log.term(self.commit) == self.term
+
+    def _start_read_round(self) -> None:
+        """Note the commit index as the waiting reads' read index and confirm leadership with
+        one heartbeat to every follower carrying the new round's id."""
+        self._reads.start(self.commit, self._ticks)
+        self._count("read_rounds")
+        self._heartbeat_elapsed = 0
+        self._messages.extend(self.heartbeats())
+        self._check_read_round()  # a single voter confirms on its own
+
+    def _check_read_round(self) -> None:
+        confirmed = self._reads.confirmed(self.configuration, self.id)
+        if confirmed is None:
+            return
+        index, reads = confirmed
+        local = [request for origin, request in reads if origin is None]
+        self._read_states.extend(ReadState(request, index) for request in local)
+        if len(local) < len(reads):
+            self._answer_forwarded(reads, index, granted=True)
+
+    def _refuse_reads(self, reads: list[PendingRead]) -> None:
+        """Refuse waiting reads: the shell's own answer retry/redirect; followers are told."""
+        if not reads:
+            return
+        self._read_states.extend(ReadState(request, None) for origin, request in reads if origin is None)
+        self._answer_forwarded(reads, 0, granted=False)
+
+    def _answer_forwarded(self, reads: list[PendingRead], index: int, *, granted: bool) -> None:
+        by_origin: dict[str, list[int]] = {}
+        for origin, request in reads:
+            if origin is not None:
+                by_origin.setdefault(origin, []).append(request)
+        for origin, requests in by_origin.items():
+            self._send(ReadIndexResponse(
+                term=self.term, src=self.id, dst=origin, requests=tuple(requests), index=index, granted=granted,
+            ))
+
+    def _refuse_read_index(self, m: ReadIndex) -> None:
+        """Not the leader: the asking follower retries elsewhere rather than wait."""
+        self._send(ReadIndexResponse(term=self.term, src=self.id, dst=m.src, requests=m.requests, index=0, granted=False))
+
+    def _forward_reads(self) -> None:
+        assert self.leader is not None  # a leader change clears the reads to forward
+        requests, self._to_forward = tuple(self._to_forward), []
+        self._send(ReadIndex(term=self.term, src=self.id, dst=self.leader, requests=requests))
+
+    def _handle_read_index_response(self, m: ReadIndexResponse) -> None:
+        granted = m.granted and m.src == self.leader
+        for request in m.requests:
+            if self._forwarded.pop(request, None) is not None:
+                self._read_states.append(ReadState(request, m.index if granted else None))
+
+    def _expire_forwarded_reads(self) -> None:
+        """A follower's reads the leader has not answered within an election timeout are refused."""
+        oldest = self._ticks - self.config.election_timeout[1]
+        late = []
+        for request, asked in self._forwarded.items():  # in the order asked
+            if asked > oldest:
+                break
+            late.append(request)
+        for request in late:
+            del self._forwarded[request]
+            self._read_states.append(ReadState(request, None))
 
     # -- membership ----------------------------------------------------------------------------
 

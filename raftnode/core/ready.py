@@ -11,7 +11,9 @@ The shell processes a Ready in this order, then calls ``Raft.advance(ready)``:
 3. restore the state machine from ``snapshot`` (if any), then apply ``committed`` entries in order
    (this step may come before step 1: committed entries are durable on a majority already, and
    applying them promises nothing about this node's disk);
-4. report ``soft_state`` changes and ``events`` as it likes.
+4. report ``soft_state`` changes and ``events`` as it likes;
+5. serve each of ``reads`` (ReadIndex, §6.4) once the state machine has applied through its
+   index, at once if it already has; refuse those whose index is None (retry or redirect).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import enum
 from dataclasses import dataclass
 
 from .messages import Entry, Message, SnapshotMeta
+from .readindex import ReadState
 
 
 class Role(enum.Enum):
@@ -63,8 +66,10 @@ class Ready:
     committed: tuple[Entry, ...]
     soft_state: SoftState | None
     events: tuple[Event, ...]
+    reads: tuple[ReadState, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(
-            self.hard_state or self.snapshot or self.entries or self.messages or self.committed or self.soft_state or self.events
+            self.hard_state or self.snapshot or self.entries or self.messages or self.committed or self.soft_state
+            or self.events or self.reads
         )

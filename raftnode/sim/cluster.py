@@ -2,10 +2,10 @@
 
 The vocabulary of the scenario catalog: ``isolate``, ``cut``, ``drop``, ``delay``,
 ``duplicate``, ``reorder``, ``crash``, ``restart``, ``heal``, ``tick``, ``stabilize``, plus
-``propose`` (a client's ``run_command``, in a session or not), ``register_session``, ``transfer``,
-``add_node`` and ``remove_node``, and disk faults: ``fail_next_write`` (DISK_WRITE_FAULTS),
-``corrupt_record`` / ``repair_disk``, ``rewind_log`` and ``replace_disk``. Session entries are
-stamped with the simulated time (ticks). A node
+``propose`` (a client's ``run_command``, in a session or not), ``register_session``, ``read`` (a
+ReadIndex query, §6.4), ``transfer``, ``add_node`` and ``remove_node``, and disk faults:
+``fail_next_write`` (DISK_WRITE_FAULTS), ``corrupt_record`` / ``repair_disk``, ``rewind_log`` and
+``replace_disk``. Session entries are stamped with the simulated time (ticks). A node
 added joins with no configuration of its own; a node that applies a committed configuration
 without itself stops, as the runtime does. Each node plays the shell's part
 exactly as a runtime must: after every input it persists the Ready to its simulated disk, then
@@ -28,9 +28,10 @@ from ..core.errors import RaftError
 from ..core.messages import Entry, EntryKind, SnapshotMeta
 from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
+from ..core.readindex import ReadState
 from ..core.ready import HardState, Ready, Role
 from ..sessions import SessionStamp, SessionTable, encode_register, encode_session_command
-from ..statemachines import Counter, StateMachine
+from ..statemachines import CommandError, Counter, StateMachine
 from .invariants import COMPACTED, InvariantChecker
 from .network import SimNetwork
 
@@ -47,6 +48,9 @@ class ClientRequest:
     answered_at: int | None = None
     lost: bool = False  # the node crashed before answering
     session: SessionStamp | None = None  # the stamp of a session command
+    read: bool = False  # a ReadIndex query, not a log entry
+    floor: int = 0  # for a read: the highest index acknowledged when it was issued
+    deadline: int | None = None  # for a read: when it expires
 
     @property
     def done(self) -> bool:
@@ -119,6 +123,8 @@ class SimNode:
     apply_failures: list[ApplyFailure] = field(default_factory=list)
     last_commit: int = 0
     last_applied: int = 0
+    reads: dict[int, ClientRequest] = field(default_factory=dict)  # read id -> waiting for its ReadState
+    ready_reads: list[tuple[int, ClientRequest]] = field(default_factory=list)  # (read index, read) to serve
     write_fault: str | None = None  # a disk fault armed to hit its next write (see DISK_WRITE_FAULTS)
     disk_full: bool = False  # its writes fail for want of space (see SimCluster.fill_disk)
     refused: str | None = None  # why it refuses to start (a corrupt disk): it stays down
@@ -210,6 +216,7 @@ class SimCluster:
         if disk.snapshot is not None:
             node.applier.restore(disk.snapshot[0].index, disk.snapshot[1])
         node.tracker = CommandTracker()
+        node.reads, node.ready_reads = {}, []
         node.last_commit = node.raft.commit
         node.last_applied = node.applier.applied_index
 
@@ -222,6 +229,8 @@ class SimCluster:
     def _stop(self, node: SimNode, why: str) -> None:
         """Memory, pending clients and the state machine are gone; the disk stays."""
         for req, _ in node.tracker.leadership_lost(None):
+            req.lost = True
+        for req in [*node.reads.values(), *(req for _, req in node.ready_reads)]:
             req.lost = True
         node.raft = None
         node.applier = None
@@ -413,6 +422,27 @@ class SimCluster:
         self._process(node)
         return req
 
+    def read(self, node_id: str, command: str = "get", *, timeout: int | None = None) -> ClientRequest:
+        """A client's linearizable query at ``node_id`` (ReadIndex, no log entry); answered once
+        the node has applied through the read index, or refused, or expired."""
+        node = self.node(node_id)
+        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now, read=True,
+                            floor=self.checker.highest_acked)
+        self.requests.append(req)
+        if node.raft is None:
+            req.lost = True
+            return req
+        try:
+            node.raft.read_index(req.id)
+        except RaftError as exc:
+            self._answer(node, req, CommandResult.from_refusal(exc))
+            return req
+        req.deadline = self.now + (timeout if timeout is not None else self.client_timeout)
+        node.reads[req.id] = req
+        self._log(node, f"read {command!r} (request {req.id})")
+        self._process(node)
+        return req
+
     def transfer(self, target: str, *, leader: str | None = None) -> None:
         """Ask the leader (or ``leader``) to hand leadership to ``target``."""
         node = self._leader_node(leader)
@@ -481,6 +511,8 @@ class SimCluster:
                 node.raft.tick()
                 for req, result in node.tracker.expire(self.now):
                     self._answer(node, req, result)
+                if node.reads or node.ready_reads:
+                    self._expire_reads(node)
                 self._process(node)
             self.deliver()
 
@@ -571,7 +603,7 @@ class SimCluster:
     def acknowledged(self) -> list[ClientRequest]:
         """Requests answered with the command's own outcome (a result or the state machine's error)."""
         return [r for r in self.requests if r.result is not None and r.result.index is not None
-                and not r.result.timeout_expired]
+                and not r.result.timeout_expired and not r.read]
 
     # -- the shell's part ------------------------------------------------------------------------
 
@@ -595,6 +627,10 @@ class SimCluster:
                 self.network.send(m, self.now)
             self._report_state(node, ready)
             self._apply(node, ready)
+            if ready.reads:
+                self._reads_answered(node, ready.reads)
+            if node.ready_reads:
+                self._serve_reads(node)
             raft.advance(ready)
             self._maybe_snapshot(node)
         if raft.removed:
@@ -702,6 +738,44 @@ class SimCluster:
                     self._answer(node, *answer)
         self.checker.monotonic(node.id, "applied", node.last_applied, applier.applied_index)
         node.last_applied = applier.applied_index
+
+    def _reads_answered(self, node: SimNode, states: Sequence[ReadState]) -> None:
+        assert node.raft is not None
+        for state in states:
+            req = node.reads.pop(state.request, None)
+            if req is None:
+                continue  # expired meanwhile
+            if state.index is None:
+                self._answer(node, req, CommandResult.not_leader_any_more(node.raft.leader))
+            else:
+                node.ready_reads.append((state.index, req))
+
+    def _serve_reads(self, node: SimNode) -> None:
+        """Serve the reads whose read index this node has applied, from its state machine."""
+        applier = node.applier
+        assert applier is not None
+        applied = applier.applied_index
+        waiting = []
+        for index, req in node.ready_reads:
+            if index > applied:
+                waiting.append((index, req))
+                continue
+            self.checker.read_served(node.id, req.command, req.floor, applied)
+            try:
+                result = CommandResult(result=applier.state_machine.query(req.command), index=index)  # type: ignore[attr-defined]
+            except CommandError as exc:
+                result = CommandResult(error=str(exc), index=index)
+            self._answer(node, req, result)
+        node.ready_reads = waiting
+
+    def _expire_reads(self, node: SimNode) -> None:
+        for req in [r for r in node.reads.values() if r.deadline is not None and r.deadline <= self.now]:
+            del node.reads[req.id]
+            self._answer(node, req, CommandResult(timeout_expired=True))
+        late = [(i, r) for i, r in node.ready_reads if r.deadline is not None and r.deadline <= self.now]
+        for item in late:
+            node.ready_reads.remove(item)
+            self._answer(node, item[1], CommandResult(timeout_expired=True))
 
     def retry_apply(self) -> None:
         """Give every live node's applier another go at entries that failed to apply."""

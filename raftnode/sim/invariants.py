@@ -16,6 +16,8 @@ violation is caught at the step that caused it. Names follow the scenario catalo
 - exactly once: a command of a client session (identified by its session and sequence number,
   however many copies the log holds) reaches the state machine at most once — at one log index —
   and a command the client was answered is one that was applied, with the outcome it had then.
+- read freshness (ReadIndex, §6.4): a read is served from a state that includes every command
+  acknowledged before the read was issued (applied index >= the highest acknowledged index then).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class InvariantChecker:
         # (session, seq) -> (index, result, error) of the one application of a session command
         self.session_applied: dict[tuple[int, int], tuple[int, Any, str | None]] = {}
         self.session_acked = 0
+        self.highest_acked = 0  # the highest acknowledged index
+        self.reads_served = 0
         self.checks = 0
 
     def _fail(self, invariant: str, detail: str) -> None:
@@ -167,8 +171,20 @@ class InvariantChecker:
                                      f"(voters {[sorted(v) for v in candidates]})")
             return
         self.acked[index] = term
+        self.highest_acked = max(self.highest_acked, index)
         self.holders[index] = set(holders)
         self.voters[index] = voters
+
+    def read_served(self, node: str, command: str, floor: int, applied: int) -> None:
+        """``node`` answered a read issued when ``floor`` was ``highest_acked``, from its state at ``applied``."""
+        self.checks += 1
+        self.reads_served += 1
+        if applied < floor:
+            self._fail(
+                "read freshness",
+                f"{node} served {command!r} from its state at index {applied}, older than index {floor}, "
+                "acknowledged before the read was issued (a stale read)",
+            )
 
     def monotonic(self, node: str, what: str, before: int, after: int) -> None:
         if after < before:

@@ -3,7 +3,9 @@
 One seed fixes everything: the schedule, the network's coin flips and every node's election
 timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
 
-1. ``steps`` random actions — ticks, client commands (single and in bursts), partitions, cut
+1. ``steps`` random actions — ticks, client commands (single and in bursts), linearizable reads
+   (ReadIndex, at the leader or any node; each must see every command acknowledged before it
+   was issued), partitions, cut
    links, lossy / slow / reordering / duplicating links, crashes and restarts of a minority,
    heals, leadership transfers and membership changes (new nodes added, members — the leader
    too — removed) — with every invariant checked as it goes; most seeds also snapshot and
@@ -57,6 +59,7 @@ class RunReport:
     acknowledged: int = 0
     session_commands: int = 0
     session_acknowledged: int = 0
+    reads_served: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     violation: str | None = None  # the broken invariant's name, or "liveness"
     detail: str | None = None
@@ -136,6 +139,7 @@ def run_seed(
     report.acknowledged = len(cluster.checker.acked)
     report.session_commands = clients.stats["commands"]
     report.session_acknowledged = cluster.checker.session_acked
+    report.reads_served = cluster.checker.reads_served
     report.trace = cluster.trace
     return report
 
@@ -154,6 +158,7 @@ class _Schedule:
             (self.tick, 50),
             (self.propose, 22),
             (self.burst, 3),
+            (self.read, 8),
             (self.network_fault, 8),
             (self.heal, 5),
             (self.crash, 3),
@@ -182,13 +187,23 @@ class _Schedule:
     def tick(self) -> None:
         self.cluster.tick(self.rng.randint(1, 3))
 
-    def propose(self) -> None:
+    def _client_node(self, leader_share: float) -> str | None:
+        """Where a client's request goes: the leader ``leader_share`` of the time, else any live node."""
         live = self.cluster.live()
         if not live:
-            return
+            return None
         leader = self.cluster.leader()
-        node = leader if leader is not None and self.rng.random() < 0.8 else self.rng.choice(live).id
-        self.cluster.propose(node, self.command(), timeout=self.rng.randint(20, 120))
+        return leader if leader is not None and self.rng.random() < leader_share else self.rng.choice(live).id
+
+    def propose(self) -> None:
+        node = self._client_node(0.8)
+        if node is not None:
+            self.cluster.propose(node, self.command(), timeout=self.rng.randint(20, 120))
+
+    def read(self) -> None:
+        node = self._client_node(0.6)
+        if node is not None:
+            self.cluster.read(node, timeout=self.rng.randint(20, 120))
 
     def burst(self) -> None:
         leader = self.cluster.leader()

@@ -62,3 +62,14 @@ class ForgetsDuplicates(SessionTable):
     def lookup(self, stamp: SessionStamp, time: float) -> tuple[Any, str | None] | None:
         super().lookup(stamp, time)
         return None
+
+
+class ServesReadsWithoutConfirmation(Raft):
+    """Skips the ReadIndex heartbeat round (§6.4): serves reads at its commit index at once, as
+    if a majority had confirmed it still leads."""
+
+    def _start_read_round(self) -> None:
+        round_id = self._reads.start(self.commit, self._ticks)
+        for voter in self.configuration.voters:
+            self._reads.echoed(voter, round_id)
+        self._check_read_round()

@@ -38,8 +38,14 @@ def test_bench_acknowledges_exactly_what_the_counter_gained(three: Cluster) -> N
         assert sorted(cpu["nodes"]) == ["n1", "n2", "n3"]
         assert all(isinstance(v, float) and v >= 0 for v in cpu["nodes"].values())
         assert cpu["client"] >= 0
-        after = counter(three)  # the query itself goes through the log but changes nothing
+        after = counter(three)  # a query reads without a log entry
         assert after - before == report["acknowledged"]
+
+        logged = max(row["last_index"] for row in three.status()["nodes"])
+        reads = three.json("bench", "--count", "300", "--in-flight", "16", "--command", "get")
+        assert reads["acknowledged"] == 300 and reads["errors"] == 0 and reads["mix"][0]["op"] == "query"
+        assert max(row["last_index"] for row in three.status()["nodes"]) == logged  # no entry per read
+        assert counter(three) == after
 
         mixed = three.json("bench", "--count", "60", "--in-flight", "4", "--command", "2:incr 3", "--command", "get")
         assert mixed["acknowledged"] == 60

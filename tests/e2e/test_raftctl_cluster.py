@@ -101,6 +101,7 @@ def test_killing_the_leader_elects_another_commands_keep_committing_and_it_catch
         assert three.cli("start", old).stdout.startswith(f"Started {old} (pid ")
         three.cli("wait", "--converged", "--timeout", "15")
         three.cli("query", "get", "--expect", "4")
+        three.cli("query", "--node", "follower", "get", "--expect", "4")  # a follower asks the leader
         status = three.status()
         assert all(r["alive"] and r["state"] == {"value": 4} for r in status["nodes"])
         kinds = [(e["kind"], e["node"]) for e in three.json("events")["events"] if e["source"] == "raftctl"]
@@ -118,6 +119,9 @@ def test_a_leader_cut_off_with_a_minority_stops_serving_and_its_command_never_ap
         assert old in minority and len(minority) == 2 and len(majority) == 3
         rows = {r["id"]: r for r in five.status()["nodes"]}
         assert sorted(rows[old]["faults"]["partitioned_from"]) == sorted(majority)
+        # It cannot confirm its leadership with a majority: no read, whether it still leads or not.
+        unconfirmed = five.cli("query", "--node", old, "--no-follow", "--timeout", "1", "get", code=None)
+        assert unconfirmed.exit_code != 0, unconfirmed.output
 
         # Whatever the old leader takes now, it cannot commit: refused, no leader, or timeout.
         refused = five.cli("run-command", "--node", old, "--no-follow", "--timeout", "1", "incr", "100", code=None)

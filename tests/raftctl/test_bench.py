@@ -252,6 +252,7 @@ def success(value: Any = 1) -> dict[str, Any]:
 async def test_the_generator_keeps_the_window_follows_redirects_and_resends_retries() -> None:
     retries_left = [5]
     applied: list[str] = []
+    ops: dict[str, set[str]] = {}
 
     def answer(node: str, request: dict[str, Any]) -> dict[str, Any]:
         if request["op"] == "status":
@@ -262,6 +263,7 @@ async def test_the_generator_keeps_the_window_follows_redirects_and_resends_retr
             retries_left[0] -= 1
             return {"ok": False, "retry": True, "result": None, "error": None}
         applied.append(request["command"])
+        ops.setdefault(request["command"], set()).add(request["op"])
         return success(len(applied)) if request["command"] != "frob" else {"ok": False, "error": "unknown command 'frob'"}
 
     async with trio.open_nursery() as nursery:
@@ -282,6 +284,32 @@ async def test_the_generator_keeps_the_window_follows_redirects_and_resends_retr
     assert tally.retries == 5
     assert tally.leaders_seen == ["a", "b"]
     assert "unknown command 'frob'" in tally.error_samples
+    # A get is a linearizable query (no log entry); everything else a command.
+    assert ops == {"incr 1": {"run_command"}, "get": {"query"}, "frob": {"run_command"}}
+
+
+@pytest.mark.trio
+async def test_spread_opens_the_connections_to_every_node_in_turn() -> None:
+    served: dict[str, int] = {}
+
+    def answer(node: str, request: dict[str, Any]) -> dict[str, Any]:
+        if request["op"] == "query":  # (each connection registers its session with the leader first)
+            served[node] = served.get(node, 0) + 1
+        return success(0)
+
+    async with trio.open_nursery() as nursery:
+        addresses = await fake_cluster(nursery, answer, ("a", "b", "c"))
+        workload = Workload(parse_mix(["get"]), in_flight=6, connections=3, count=300, spread=True)
+        tally = await LoadGenerator(addresses, "b", workload).run()
+        nursery.cancel_scope.cancel()
+    assert tally.ok == 300 and sorted(served) == ["a", "b", "c"]
+    assert sum(served.values()) == 300 and min(served.values()) > 0
+
+
+def test_reads_go_as_queries_unless_sent_through_the_log() -> None:
+    mix = parse_mix(["incr 1", "get", "get x"])
+    assert [Workload(mix, count=1).op(c) for c in mix.commands] == ["run_command", "query", "query"]
+    assert {Workload(mix, count=1, reads_through_log=True).op(c) for c in mix.commands} == {"run_command"}
 
 
 @pytest.mark.trio

@@ -171,4 +171,4 @@ def test_help_documents_the_exit_codes_and_node_names() -> None:
     kill_help = CliRunner().invoke(main, ["kill", "--help"]).stdout
     assert "`leader`" in kill_help and "`follower`" in kill_help
     query_help = CliRunner().invoke(main, ["query", "--help"]).stdout
-    assert "linearizable" in query_help and "through the log" in query_help
+    assert "linearizable" in query_help and "without a log entry" in query_help

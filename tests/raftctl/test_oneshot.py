@@ -45,12 +45,12 @@ def led_by(leader: str | None, *, value: int = 0, term: int = 1) -> Any:
         if request["op"] == "status":
             role = "leader" if node_id == leader else "follower"
             return status_document(node_id, role=role, term=term, leader=leader, value=value)
-        if request["op"] in ("run_command", "register_session"):
+        if request["op"] in ("run_command", "register_session", "query"):
             if leader is None:
                 return retry(node_id)
-            if node_id != leader:
+            if node_id != leader and request["op"] != "query":  # any node serves a query
                 return redirect(node_id, leader)
-            return command_result(node_id, 7 if request["op"] == "run_command" else 5)
+            return command_result(node_id, 7 if request["op"] != "register_session" else 5, leader=leader)
         return {"ok": False, "error": f"unknown op {request['op']!r}"}
 
     return handle
@@ -74,6 +74,9 @@ def test_run_command_follows_a_redirect_to_the_leader(tmp_path: Path) -> None:
         assert fake.ops("register_session") == ["n1", "n2", "n1", "n2"]  # a read needs no session
         assert "session" not in fake.requests[-1][1]
         assert run(config, "query", "-q", "get").stdout == "7\n"
+        assert len(fake.ops("query")) == 2  # a query is its own op: no log entry
+        follower = run(config, "query", "--node", "n3", "get")
+        assert follower.stdout.startswith("7  (n3 answered, read index 3, "), follower.output
 
 
 def test_run_command_to_a_named_follower_is_redirected_and_no_follow_refuses(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ that follow from the seeds (see ``first_election_time``).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -180,3 +181,13 @@ class Cluster:
 
     def events_of(self, node_id: str, kind: str) -> list[tuple[float, NodeEvent]]:
         return [(t, e) for t, e in self.events if e.node == node_id and e.kind == kind]
+
+
+@asynccontextmanager
+async def running_cluster(**kwargs: Any) -> AsyncIterator[Cluster]:
+    """A started ``Cluster`` (kwargs as for it), cancelled on leaving."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery, **kwargs)
+        await cluster.start_all()
+        yield cluster
+        nursery.cancel_scope.cancel()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,18 +31,10 @@ from .harness import (
     Cluster,
     first_election_time,
     memory_storage,
+    running_cluster,
 )
 
 pytestmark = pytest.mark.trio
-
-
-@asynccontextmanager
-async def running_cluster(**kwargs: Any) -> AsyncIterator[Cluster]:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery, **kwargs)
-        await cluster.start_all()
-        yield cluster
-        nursery.cancel_scope.cancel()
 
 
 async def commit(leader: RaftNode, command: str, **kwargs: Any) -> CommandResult:

@@ -164,6 +164,27 @@ async def test_many_requests_in_flight_on_one_connection_are_answered_by_id() ->
         assert ep.node.status().state == {"value": 50}
 
 
+async def test_query_requests_read_without_a_log_entry_fast_path_and_task_path_alike() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        await client.request({"op": "run_command", "command": "incr 5", "id": 1})
+        last = ep.node.status().last_index
+        frames = b"".join(
+            codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json({"op": "query", "command": "get", "id": i}))
+            for i in range(20)
+        )
+        await client.send(frames)
+        answers = [await client.response() for _ in range(20)]
+        assert sorted(a["id"] for a in answers) == list(range(20)) and {a["result"] for a in answers} == {5}
+        # A request the fast path does not take (a bad timeout) goes to the task path and is refused there.
+        bad = await client.request({"op": "query", "command": "get", "timeout": "5", "id": "t"})
+        assert bad["ok"] is False and "timeout" in bad["error"]
+        write = await client.request({"op": "query", "command": "incr 1", "id": "w"})
+        assert write["ok"] is False and "not a read" in write["error"]
+        assert ep.node.status().last_index == last and ep.node.status().state == {"value": 5}
+    async with endpoint() as ep, ClusterClient({"n1": ep.address}) as cluster_client:
+        assert (await cluster_client.query("get", timeout=2)).result.result == 0
+
+
 async def test_cluster_client_runs_commands_and_streams_events() -> None:
     async with endpoint() as ep, ClusterClient({"n1": ep.address}) as client:
         outcome = await client.run_command("incr 3", timeout=2)
@@ -199,6 +220,7 @@ BAD_REQUESTS = {
     "run_command with a number as command": ({"op": "run_command", "command": 5}, "command"),
     "run_command with a string timeout": ({"op": "run_command", "command": "incr 1", "timeout": "5"}, "timeout"),
     "run_command with a negative timeout": ({"op": "run_command", "command": "incr 1", "timeout": -1}, "timeout"),
+    "query with an empty command": ({"op": "query", "command": " "}, "query needs a non-empty string 'command'"),
     "set_faults without faults": ({"op": "set_faults"}, "faults"),
     "set_faults with an unknown field": ({"op": "set_faults", "faults": {"loss": 5}}, "loss"),
     "set_faults with a bad percentage": ({"op": "set_faults", "faults": {"drop_pct": 500}}, "drop_pct"),

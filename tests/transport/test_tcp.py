@@ -208,7 +208,7 @@ BAD_INPUT = {
     "garbage: random bytes": bytes(range(7, 200)),
     "a frame length under 2": b"\x00\x00\x00\x01\x01",
     "an oversized length, no body": frame(codec.FrameKind.PEER, b"", length=0xFFFF_FFF0),
-    "an unknown protocol version": frame(codec.FrameKind.HELLO, b'{"node":"n1","cluster":"test"}', version=2),
+    "an unknown protocol version": frame(codec.FrameKind.HELLO, b'{"node":"n1","cluster":"test"}', version=99),
     "an unknown frame kind": frame(99, b"{}"),
     "a first frame that is not HELLO": peer(heartbeat("n1", "n2")),
     "a HELLO that is not JSON": frame(codec.FrameKind.HELLO, b"\xff\xfe\x00"),
