@@ -8,6 +8,7 @@ virtual times asserted below follow from the seeds (``first_election_time``) and
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -547,11 +548,19 @@ async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_f
         storage = cluster.storages[leader.id]
         release = stall(storage, "sync")
         leader._thread_storage = True  # the stalled fsync runs in a thread, as on disk
-        leader.submit_command("incr 1", lambda result: None, timeout=30)
+        answered = threading.Event()
+        leader.submit_command("incr 1", lambda result: answered.set(), timeout=30)
         await trio.sleep(1.0)  # virtual: several election timeouts while the fsync hangs
         release.set()
+        # The released fsync ends in its thread in real time: no virtual time may pass until the
+        # command it held is answered (autojump would race the clock ahead on a busy machine).
+        autojump_clock.autojump_threshold = math.inf
+        await trio.to_thread.run_sync(answered.wait, 30)
+        leader._thread_storage = False  # the stall is over: later syncs inline, off the real clock
+        autojump_clock.autojump_threshold = 0
+        assert answered.is_set()
         result = await leader.run_command("incr 2", timeout=5)
-        assert result.ok and result.result == 3
+        assert result.ok and result.result == 3, (result, [(t, e.kind, e.detail) for t, e in cluster.events if t > 0.5])
         assert leader.stats["keepalive_heartbeats"] > 0
         assert {node.status().term for node in cluster.running()} == {term}
         assert not [e for t, e in cluster.events if e.kind in ("election", "pre-vote") and t > 0.5]
