@@ -21,3 +21,13 @@ class LosesEveryFifthWrite(KeyValue):
             if self.sets % 5 == 0:
                 return op[2]
         return super()._apply(op)
+
+
+class DivergesInSnapshots(KeyValue):
+    """Answers every command correctly but holds state that differs per process (its snapshot
+    carries the process id): divergence no client read shows, only the nodes' state digests."""
+
+    def snapshot(self) -> bytes:
+        import os
+
+        return super().snapshot() + b"#" + str(os.getpid()).encode()

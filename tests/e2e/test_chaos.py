@@ -47,6 +47,15 @@ def test_a_state_machine_that_loses_acknowledged_writes_is_caught_as_an_anomaly(
     assert report["anomalies"] and report["anomaly_keys"]
 
 
+def test_nodes_whose_states_differ_are_reported_though_every_answer_was_right(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the node processes import the planted class
+    code, report = chaos(tmp_path, "--seed", "5", "--duration", "4", "--nodes", "3", "--clients", "2",
+                         "--faults", "none", "--state-machine", "tests.e2e.planted_kv:DivergesInSnapshots")
+    assert report["verdict"] == "linearizable", report
+    assert not report["converged"] and "different states" in report["convergence"], report["convergence"]
+    assert code == 1
+
+
 def test_an_unknown_fault_kind_is_a_usage_error_naming_the_known_ones(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["chaos", "--faults", "kill,lightning", "--dir", str(tmp_path / "run")])
     assert result.exit_code == 2
