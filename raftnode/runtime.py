@@ -14,16 +14,19 @@ leader under any load sends its AppendEntries and heartbeats every few milliseco
 the followers' election timeout. A proposal that finds ``inbox_size`` proposals waiting is
 answered ``retry`` at once; endpoints that read many commands (the client service) stop reading
 while ``proposals_backlogged()`` (``wait_for_room``), which pushes back on their clients through TCP.
-Each turn:
+Each turn processes the core's Readies through the one Ready loop, ``raftnode.driver.drive``,
+in the order the core states (``core/ready.py``; the simulator runs the same function). The
+node's ports (``_NodePorts``) fill in the steps:
 
-1. a leader sends its AppendEntries, heartbeats and snapshot chunks at once, before its own
-   fsync (thesis §10.2.1: they promise nothing about its disk);
+1. a leader's AppendEntries, heartbeats and snapshot chunks leave at once, before its own fsync
+   (thesis §10.2.1: they promise nothing about its disk);
 2. a leader applies the committed entries through the :class:`~raftnode.apply.Applier` and
    answers the callers whose commands they were (the seed's CommandResult): a ``run_command``
    caller's task is woken; a ``submit_command`` caller (the client service) is called back inline
-   and the flush handlers write the answers, one write per connection. Committed entries were made
-   durable on a majority by earlier fsyncs (a leader counts its own copy only once ``advance``
-   reports it stable), so their answers need not wait for this turn's fsync of newer entries;
+   and the flush handlers write the answers, one write per connection, before the fsync below.
+   Committed entries were made durable on a majority by earlier fsyncs (a leader counts its own
+   copy only once ``advance`` reports it stable), so their answers need not wait for this turn's
+   fsync of newer entries;
 3. write the snapshot, entries and hard state to storage and fsync them — one fsync for the
    whole batch (group commit), in one long-lived disk thread (``_DiskThread``: cheaper than a
    ``trio.to_thread`` handoff per batch) — or, for a follower's small batch, in this task
@@ -85,11 +88,12 @@ import trio
 from .apply import Applier
 from .core.commands import CommandResult, CommandTracker
 from .core.errors import MembershipError, RaftError
-from .core.messages import AppendEntries, Entry, EntryKind, Heartbeat, InstallSnapshot, Message
+from .core.messages import Entry, EntryKind, Message
 from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.readindex import ReadState
 from .core.ready import Ready, Role
+from .driver import drive
 from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
 from .storage import DiskFailure, Storage, StorageError
@@ -99,8 +103,6 @@ log = logging.getLogger("raftnode")
 
 _TICK, _MESSAGE, _CALL, _SNAPSHOT = range(4)
 _TICK_ITEM = (_TICK, None, None)
-# Messages a leader may send before its own fsync (§10.2.1): they promise nothing about its disk.
-_EARLY_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,6 +222,52 @@ A leader always uses the disk thread, so that its event loop keeps reading clien
 and the ticker keeps its followers with heartbeats while a slow disk stalls the fsync."""
 
 
+class _NodePorts:
+    """The node's side of the one Ready loop (``raftnode.driver``): which of its methods does what."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: RaftNode) -> None:
+        self._node = node
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self._node._send(messages)
+
+    def report(self, ready: Ready) -> None:
+        self._node.stats["batches"] += 1
+        self._node._report(ready)
+
+    def apply(self, ready: Ready) -> None:
+        node = self._node
+        if ready.snapshot is not None:
+            node.applier.restore(ready.snapshot[0].index, ready.snapshot[1])
+            node._bytes_since_snapshot = 0
+        if ready.committed:
+            node._apply(ready.committed)
+
+    def flush(self) -> None:
+        self._node._flush()
+
+    async def persist(self, ready: Ready) -> bool:
+        try:
+            await self._node._persist(ready)
+        except _DiskFull:
+            return False
+        return True
+
+    def serve_reads(self, reads: Sequence[ReadState]) -> None:
+        node = self._node
+        if reads:
+            node._reads_answered(reads)
+        if node._reads_due:
+            node._serve_reads()
+
+    async def advanced(self) -> None:
+        node = self._node
+        if node._snapshot_due(node._core()):
+            await node._disk_snapshot(node._compact())
+
+
 class NodeNotRunning(RuntimeError):
     """The node is not running (not started yet, or stopped)."""
 
@@ -308,6 +356,7 @@ class RaftNode:
         self._deadlines: dict[int, deque[tuple[float, _Callback]]] = {}  # timeout in ticks -> (deadline, caller)
         self._next_deadline = math.inf  # the earliest deadline at the queues' fronts (_expire keeps it)
         self._flush_handlers: list[Callable[[], None]] = []
+        self._ports = _NodePorts(self)  # what the shared Ready loop (raftnode.driver) calls
         self._disk_thread: _DiskThread | None = None
         self._disk_since: float | None = None  # when the node's task began waiting on the disk thread
         self._keepalive_at = float("-inf")
@@ -924,55 +973,21 @@ class RaftNode:
         assert raft is not None
         if self._disk_full_since is not None and not await self._disk_has_room_again():
             return  # inputs still reach the core; nothing leaves it until its writes can persist
-        try:
-            await self._process_readies(raft)
-        except _DiskFull:
-            return
+        if not await drive(raft, self._ports):
+            return  # a full disk dropped a Ready (see _persist): nothing of it left, nothing advanced
+        if self._snapshot_waiters:
+            await self._answer_snapshot_waiters(raft)
         if self._disk_full_since is not None:
             self._leave_disk_full()
 
-    async def _process_readies(self, raft: Raft) -> None:
-        while raft.has_ready():
-            ready = raft.ready()
-            self.stats["batches"] += 1
-            early: list[Message] = []
-            late: list[Message] = list(ready.messages)
-            leader = raft.role is Role.LEADER
-            if leader:
-                early = [m for m in late if isinstance(m, _EARLY_FROM_LEADER)]
-                late = [m for m in late if not isinstance(m, _EARLY_FROM_LEADER)]
-            if early:
-                self._send(early)
-            self._report(ready)
-            if ready.snapshot is not None:
-                self.applier.restore(ready.snapshot[0].index, ready.snapshot[1])
-                self._bytes_since_snapshot = 0
-            if ready.committed and leader:
-                # Committed entries were made durable by earlier fsyncs (on a majority): apply them
-                # and let their answers go now, not after this Ready's fsync of newer entries.
-                self._apply(ready.committed)
-                if ready.entries:
-                    self._flush()
-            await self._persist(ready, leader)
-            if late:
-                self._send(late)
-            if ready.committed and not leader:
-                self._apply(ready.committed)  # after the acknowledgement, which the leader waits for
-            if ready.reads:
-                self._reads_answered(ready.reads)
-            if self._reads_due:
-                self._serve_reads()
-            raft.advance(ready)
-            if self._snapshot_due(raft):
-                await self._disk_snapshot(self._compact())
-        if self._snapshot_waiters:
-            waiters, self._snapshot_waiters = self._snapshot_waiters, []
-            if self.applier.applied_index > raft.log.offset:
-                await self._disk_snapshot(self._compact())
-            for waiter in waiters:
-                waiter.set(raft.log.offset)
+    async def _answer_snapshot_waiters(self, raft: Raft) -> None:
+        waiters, self._snapshot_waiters = self._snapshot_waiters, []
+        if self.applier.applied_index > raft.log.offset:
+            await self._disk_snapshot(self._compact())
+        for waiter in waiters:
+            waiter.set(raft.log.offset)
 
-    def _send(self, messages: list[Message]) -> None:
+    def _send(self, messages: Sequence[Message]) -> None:
         """Send ``messages``; a transport that gathers sends (``cork``) writes once per peer."""
         send = self.transport.send
         if self._cork is None or self._uncork is None:
@@ -986,10 +1001,11 @@ class RaftNode:
         finally:
             self._uncork()
 
-    async def _persist(self, ready: Ready, leader: bool) -> None:
+    async def _persist(self, ready: Ready) -> None:
         """Write and fsync ``ready``. A full disk on a follower (without a snapshot to install)
         raises _DiskFull: the node stays up, this Ready is dropped unacknowledged and written
         again once space frees. Any other failure stops the node (DiskFailure), never retried."""
+        leader = self._core().role is Role.LEADER
         try:
             await self._write(ready, leader)
         except (StorageError, OSError) as exc:

@@ -65,7 +65,7 @@ from .messages import (
 from .progress import Progress, ProgressState
 from .quorum import Configuration, VoteResult
 from .readindex import MAX_PENDING_READS, PendingRead, ReadRounds, ReadState
-from .ready import Event, HardState, Ready, Role, SoftState
+from .ready import Event, HardState, Ready, Role, SoftState, split_by_durability
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -506,12 +506,18 @@ class Raft:
         hard_state = self.hard_state()
         soft_state = self._soft_state()
         committed = self.log.slice(self.applied + 1, self.commit + 1) if self.applied < self.commit else ()
+        # The order is the core's to state (see ready.py): a leader's replication may leave before
+        # its fsync, and it applies before it (its commit index never passes its stable index).
+        leader = self.role is Role.LEADER
+        before_persist, after_persist = split_by_durability(self._messages, leader=leader)
         ready = Ready(
             hard_state=hard_state if hard_state != self._persisted_hard_state else None,
             snapshot=self._installed_snapshot,
             entries=tuple(self.log.unstable()),
-            messages=tuple(self._messages),
+            messages_before_persist=before_persist,
+            messages_after_persist=after_persist,
             committed=tuple(committed),
+            apply_before_persist=leader,
             soft_state=soft_state if soft_state != self._reported_soft_state else None,
             events=tuple(self._events),
             reads=tuple(self._read_states),

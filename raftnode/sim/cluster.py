@@ -7,9 +7,12 @@ ReadIndex query, §6.4), ``transfer``, ``add_node`` and ``remove_node``, and dis
 ``fail_next_write`` (DISK_WRITE_FAULTS), ``corrupt_record`` / ``repair_disk``, ``rewind_log`` and
 ``replace_disk``. Session entries are stamped with the simulated time (ticks). A node
 added joins with no configuration of its own; a node that applies a committed configuration
-without itself stops, as the runtime does. Each node plays the shell's part
-exactly as a runtime must: after every input it persists the Ready to its simulated disk, then
-sends, then applies, then advances. A crash throws away everything but the disk.
+without itself stops, as the runtime does. After every input each node runs the runtime's own
+Ready loop (``raftnode.driver.drive``, in the order the core states in ``core/ready.py``) over
+simulated ports: a leader's appends leave before its persist and it applies before it, a
+follower acknowledges and applies only after. A crash throws away everything but the disk, and a
+write fault (``fail_next_write``) stops a node in the middle of a Ready's persist, after what the
+order let leave already left.
 
 Every report is checked by :class:`InvariantChecker` as it happens, and ``check_step`` runs the
 per-step checks, so a violation surfaces at the step that caused it.
@@ -25,11 +28,12 @@ from dataclasses import dataclass, field
 from ..apply import Applier, ApplyFailure
 from ..core.commands import CommandResult, CommandTracker
 from ..core.errors import RaftError
-from ..core.messages import Entry, EntryKind, SnapshotMeta
+from ..core.messages import Entry, EntryKind, Message, SnapshotMeta
 from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
 from ..core.readindex import ReadState
 from ..core.ready import HardState, Ready, Role
+from ..driver import ReadyStep, drive, run_to_completion
 from ..sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from ..statemachines import CommandError, Counter, StateMachine
 from .invariants import COMPACTED, InvariantChecker
@@ -163,6 +167,7 @@ class SimCluster:
         corrupt_as_torn: a test-only seam for a planted bug: a restarting node takes a corrupt
             record for a torn tail and drops the log from it, instead of refusing to start.
         session_table: factory of each node's client session table (a seam for planted bugs too).
+        ready_step: replaces ``raftnode.driver.process_ready`` — a seam for planting a reordering.
         config: overrides of RaftConfig fields for every node.
     """
 
@@ -179,6 +184,7 @@ class SimCluster:
         snapshot_every: int | None = None,
         corrupt_as_torn: bool = False,
         session_table: Callable[[], SessionTable] = SessionTable,
+        ready_step: ReadyStep | None = None,
         **config: object,
     ):
         self.ids = tuple(ids) if ids else tuple(f"n{i}" for i in range(1, size + 1))
@@ -192,6 +198,7 @@ class SimCluster:
         self.snapshot_every = snapshot_every
         self.corrupt_as_torn = corrupt_as_torn
         self.session_table = session_table
+        self.ready_step = ready_step
         self.config_overrides = config
         self.now = 0
         self.trace: list[str] | None = [] if trace else None
@@ -608,34 +615,32 @@ class SimCluster:
     # -- the shell's part ------------------------------------------------------------------------
 
     def _process(self, node: SimNode) -> None:
+        """Play the shell's part for ``node``: the one Ready loop the runtime runs too."""
         raft = node.raft
         assert raft is not None and node.applier is not None
-        while raft.has_ready():
-            ready = raft.ready()
-            writes = ready.entries or ready.hard_state or ready.snapshot
-            if node.write_fault is not None and writes:
-                self._fail_write(node, ready)
-                return
-            if node.disk_full and writes:
-                if raft.role is Role.LEADER or ready.snapshot is not None:
-                    self._stop(node, "stopped: no space left on device")
-                else:
-                    self._log(node, "disk full: dropped a write unacknowledged")
-                return  # as the runtime does: the Ready is dropped, never advanced
-            self._persist(node, ready)
-            for m in ready.messages:
-                self.network.send(m, self.now)
-            self._report_state(node, ready)
-            self._apply(node, ready)
-            if ready.reads:
-                self._reads_answered(node, ready.reads)
-            if node.ready_reads:
-                self._serve_reads(node)
-            raft.advance(ready)
-            self._maybe_snapshot(node)
+        if not run_to_completion(drive(raft, _SimPorts(self, node), self.ready_step)):
+            return  # a write fault or a full disk dropped the Ready (see _persist_ready)
         if raft.removed:
             node.removed = True
             self._stop(node, "applied its own removal from the configuration: stopped")
+
+    def _persist_ready(self, node: SimNode, ready: Ready) -> bool:
+        """Persist, or meet the disk's armed fault or full disk: False drops the Ready."""
+        raft = node.raft
+        assert raft is not None
+        if not (ready.entries or ready.hard_state or ready.snapshot):
+            return True
+        if node.write_fault is not None:
+            self._fail_write(node, ready)
+            return False
+        if node.disk_full:
+            if raft.role is Role.LEADER or ready.snapshot is not None:
+                self._stop(node, "stopped: no space left on device")
+            else:
+                self._log(node, "disk full: dropped a write unacknowledged")
+            return False  # as the runtime does: the Ready is dropped, never advanced
+        self._persist(node, ready)
+        return True
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk
@@ -705,7 +710,8 @@ class SimCluster:
             meta, data = ready.snapshot
             applier.restore(meta.index, data)
             self.checker.snapshot_taken(node.id, meta.index, data)
-        applier.submit(ready.committed)
+        if ready.committed:
+            applier.submit(ready.committed)
         self._run_applier(node)
 
     def _run_applier(self, node: SimNode) -> None:
@@ -793,6 +799,41 @@ class SimCluster:
         self.trace.append(
             f"{self.now:>6} {node.id:<4} {raft.role.value:<13} t={raft.term:<3} c={raft.commit:<5} {what}"
         )
+
+
+class _SimPorts:
+    """A simulated node's side of the one Ready loop (``raftnode.driver``); no port ever waits."""
+
+    __slots__ = ("_cluster", "_node")
+
+    def __init__(self, cluster: SimCluster, node: SimNode) -> None:
+        self._cluster, self._node = cluster, node
+
+    def send(self, messages: Sequence[Message]) -> None:
+        network, now = self._cluster.network, self._cluster.now
+        for m in messages:
+            network.send(m, now)
+
+    def report(self, ready: Ready) -> None:
+        self._cluster._report_state(self._node, ready)
+
+    def apply(self, ready: Ready) -> None:
+        self._cluster._apply(self._node, ready)
+
+    def flush(self) -> None:
+        """Answers reach simulated clients as they are made."""
+
+    async def persist(self, ready: Ready) -> bool:
+        return self._cluster._persist_ready(self._node, ready)
+
+    def serve_reads(self, reads: Sequence[ReadState]) -> None:
+        if reads:
+            self._cluster._reads_answered(self._node, reads)
+        if self._node.ready_reads:
+            self._cluster._serve_reads(self._node)
+
+    async def advanced(self) -> None:
+        self._cluster._maybe_snapshot(self._node)
 
 
 def _describe(result: CommandResult) -> str:

@@ -31,6 +31,7 @@ from functools import partial
 from ..core.errors import RaftError
 from ..core.raft import Raft
 from ..core.ready import Role
+from ..driver import ReadyStep
 from ..sessions import SessionTable
 from .clients import SimClients
 from .cluster import DISK_WRITE_FAULTS, SimCluster
@@ -90,12 +91,14 @@ def run_seed(
     corrupt_as_torn: bool = False,
     trace: bool = False,
     session_table: Callable[..., SessionTable] = SessionTable,
+    ready_step: ReadyStep | None = None,
 ) -> RunReport:
     """Run one seeded schedule and check safety throughout and liveness at the end.
 
     ``disk_faults`` mixes in disk faults (see ``_Schedule.disk_fault``); ``corrupt_as_torn`` is a
     test-only planted bug (a corrupt record taken for a torn tail). ``session_table`` makes each
-    node's session table (a seam for planted bugs), called with this seed's bounds.
+    node's session table (a seam for planted bugs), called with this seed's bounds; ``ready_step``
+    replaces the shared driver's ``process_ready`` (a seam for a planted reordering).
     """
     report = RunReport(seed=seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
                        membership=membership, disk_faults=disk_faults)
@@ -114,6 +117,7 @@ def run_seed(
         snapshot_every=schedule_rng.choice([None, 25, 100, 400]),
         snapshot_chunk_bytes=schedule_rng.choice([4, 64]),
         corrupt_as_torn=corrupt_as_torn,
+        ready_step=ready_step,
         session_table=partial(session_table, max_sessions=schedule_rng.choice([2, 8, 64]),
                               timeout=schedule_rng.choice([150.0, 1000.0])),
     )
