@@ -5,8 +5,12 @@ They exist only to prove the invariant checker has teeth; nothing outside tests 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from raftnode.core.messages import AppendEntriesResponse
+from raftnode.core.ready import Ready
+from raftnode.driver import ReadyPorts, process_ready
 from raftnode.core.log import RaftLog
 from raftnode.core.quorum import Configuration
 from raftnode.core.raft import Raft
@@ -73,3 +77,15 @@ class ServesReadsWithoutConfirmation(Raft):
         for voter in self.configuration.voters:
             self._reads.echoed(voter, round_id)
         self._check_read_round()
+
+
+async def AcknowledgesBeforePersisting(ready: Ready, ports: ReadyPorts) -> bool:  # noqa: N802 - named like the others
+    """The shared driver with one reordering: append acknowledgements leave before the persist
+    they promise (sent with the messages that may leave early), as if the fsync were a formality."""
+    acks = tuple(m for m in ready.messages_after_persist if isinstance(m, AppendEntriesResponse))
+    if not acks:
+        return await process_ready(ready, ports)
+    rest = tuple(m for m in ready.messages_after_persist if not isinstance(m, AppendEntriesResponse))
+    hurried = dataclasses.replace(ready, messages_before_persist=ready.messages_before_persist + acks,
+                                  messages_after_persist=rest)
+    return await process_ready(hurried, ports)

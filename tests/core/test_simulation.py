@@ -14,7 +14,7 @@ import pytest
 from raftctl.simulate import SimSettings, run_seeds
 from raftnode.sim.runner import run_seed
 
-from .planted_bugs import NeverCampaigns, QuorumOneShort, VotesForStaleLogs
+from .planted_bugs import AcknowledgesBeforePersisting, NeverCampaigns, QuorumOneShort, VotesForStaleLogs
 
 
 def _violations(seeds, settings):
@@ -75,6 +75,19 @@ def test_the_checker_catches_a_planted_bug_within_twenty_seeds(bug, invariants):
             assert f"--seed {seed} " in report.replay_command()
             return
     pytest.fail(f"{bug.__name__} survived 20 seeds unnoticed")
+
+
+def test_the_simulator_catches_a_follower_acknowledging_before_its_persist() -> None:
+    """A planted reordering in the shared driver — append acknowledgements sent before the
+    persist they promise — is reported within 200 seeds: a write lost at a crash (disk faults)
+    leaves an entry acknowledged to a client on fewer than a majority of disks."""
+    for seed in range(200):
+        report = run_seed(seed, nodes=5, steps=2000, disk_faults=True, ready_step=AcknowledgesBeforePersisting)
+        if not report.ok:
+            assert report.violation in {"durability", "state machine safety", "leader completeness"}, report.detail
+            assert f"--seed {seed} " in report.replay_command() and "--disk-faults" in report.replay_command()
+            return
+    pytest.fail("a driver acknowledging before its persist survived 200 seeds unnoticed")
 
 
 def test_the_liveness_check_reports_a_cluster_that_never_elects():
