@@ -170,11 +170,12 @@ def command_request(command: str, *, timeout: float, op: str = "run_command") ->
 
 
 def document(request: Request) -> dict[str, Any]:
-    """The JSON object of ``request``: ``op`` first, then its fields (a session stamp only when set)."""
+    """The JSON object of ``request``: ``op`` first, then its fields; a field left at a default of
+    None or False (no session stamp, no digest) is left out, as the clients always sent it."""
     out: dict[str, Any] = {"op": request.OP}
     for item in fields(request):
         value = getattr(request, item.name)
-        if value is None and item.name in ("session", "seq", "ack"):
+        if (value is None or value is False) and item.default is value:
             continue
         out[item.name] = value
     return out
