@@ -30,6 +30,7 @@ import trio
 
 from raftnode import wire
 from raftnode.client import ClientError, ClusterClient, NodeUnreachable
+from raftnode.clientcore import Advanced, advance
 from raftnode.client import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig, clear_join_flags
 
@@ -88,13 +89,10 @@ class Session(oneshot.SessionCore):
         return await self._run(self.resolve_steps(name, timeout, exclude))
 
     async def _run(self, steps: Generator[oneshot.Look | oneshot.Wait, Any, Any]) -> Any:
-        reply: Any = None
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration as done:
-                return done.value
-            reply = await (self.status(timeout=step.timeout) if isinstance(step, oneshot.Look) else trio.sleep(step.seconds))
+        step = advance(steps)
+        while not isinstance(step, Advanced):
+            step = advance(steps, await (self.status(timeout=step.timeout) if isinstance(step, oneshot.Look) else trio.sleep(step.seconds)))
+        return step.value
 
     def record(self, kind: str, detail: str, *, node: str | None = None) -> None:
         events.record(self.paths, kind, detail, node=node)

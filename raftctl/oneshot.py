@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftnode import wire
+from raftnode.clientcore import Advanced, advance
 from raftnode.clientproto import ClientError, NodeUnreachable
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
@@ -353,13 +354,10 @@ class SessionCore:
 
 def run_steps(steps: Generator[Look | Wait, Any, Any], look: Callable[[float], ClusterStatus]) -> Any:
     """Run a session's steps blocking: ``look(timeout)`` takes a picture."""
-    reply: Any = None
-    while True:
-        try:
-            step = steps.send(reply)
-        except StopIteration as done:
-            return done.value
-        reply = look(step.timeout) if isinstance(step, Look) else time.sleep(step.seconds)
+    step = advance(steps)
+    while not isinstance(step, Advanced):
+        step = advance(steps, look(step.timeout) if isinstance(step, Look) else time.sleep(step.seconds))
+    return step.value
 
 
 class QuickSession(SessionCore):

@@ -36,9 +36,9 @@ from .clientproto import (
     NoLeader,
     SessionExpired,
     Timeout,
+    address_of,
     call_timeout,
     connect_timeout,
-    unknown_node,
 )
 from .config import Address
 from .concurrency import unwrapped
@@ -180,9 +180,7 @@ class ClusterClient:
         connection = self._connections.get(node)
         if connection is not None and connection._closed is None:
             return connection
-        address = self.addresses.get(node)
-        if address is None:
-            raise unknown_node(node, list(self.addresses))
+        address = address_of(self.addresses, node)
         assert self._nursery is not None, "use ClusterClient as 'async with'"
         with trio.move_on_after(self.connect_timeout) as scope:
             try:

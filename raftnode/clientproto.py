@@ -35,6 +35,7 @@ __all__ = [
     "SessionExpired",
     "Timeout",
     "call_timeout",
+    "address_of",
     "connect_timeout",
     "unknown_node",
 ]
@@ -112,6 +113,14 @@ class ClientSession:
 
 def unknown_node(node: str, known: Sequence[str]) -> ClientError:
     return ClientError(f"unknown node {node!r}; known: {', '.join(sorted(known))}")
+
+
+def address_of(addresses: Mapping[str, Any], node: str) -> Any:
+    """``node``'s client address; ClientError (``unknown_node``) if the client has none."""
+    address = addresses.get(node)
+    if address is None:
+        raise unknown_node(node, list(addresses))
+    return address
 
 
 def connect_timeout(node: str, address: object, seconds: float) -> NodeUnreachable:

@@ -31,17 +31,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import wire
 from .clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, CommandOutcome, NeedSession, Pause, Steps, advance
-from .clientproto import (
-    ClientError,
-    ClientSession,
-    NodeUnreachable,
-    NoLeader,
-    SessionExpired,
-    Timeout,
-    call_timeout,
-    connect_timeout,
-    unknown_node,
-)
+from .clientproto import ClientError, ClientSession, NodeUnreachable, NoLeader, SessionExpired, Timeout  # (re-exported)
+from .clientproto import address_of, call_timeout, connect_timeout
 from .framing import CodecError
 
 if TYPE_CHECKING:
@@ -230,9 +221,7 @@ class SyncClusterClient:
         connection = self._connections.get(node)
         if connection is not None and connection.failure is None:
             return connection
-        address = self.addresses.get(node)
-        if address is None:
-            raise unknown_node(node, list(self.addresses))
+        address = address_of(self.addresses, node)
         connection = self._connections[node] = _Connection(node, address, now + self.connect_timeout, self.fields)
         return connection
 
