@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftnode import wire
-from raftnode.clientcore import Advanced, advance
+from raftnode.clientcore import Advanced, CommandOutcome, advance
 from raftnode.clientproto import ClientError, NodeUnreachable
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
@@ -174,15 +174,18 @@ def claims(status: ClusterStatus | None) -> str:
 
 @dataclass(frozen=True)
 class CommandReply:
-    """The answer to ``run-command``/``query``: the result or error and who gave it."""
+    """The answer to ``run-command``/``query``: the client's final answer (the one result type
+    from the client to the printed line), the command and how long it took."""
 
     command: str
-    node: str
-    result: Any = None
-    error: str | None = None
-    index: int | None = None
-    attempts: int = 1
+    outcome: CommandOutcome
     elapsed: float = 0.0
+
+    node = property(lambda self: self.outcome.node)
+    attempts = property(lambda self: self.outcome.attempts)
+    result = property(lambda self: self.outcome.response.get("result"))
+    error = property(lambda self: self.outcome.response.get("error"))
+    index = property(lambda self: self.outcome.response.get("index"))
 
     @property
     def ok(self) -> bool:
@@ -218,14 +221,7 @@ def single_reply(target: str, command: str, timeout: float, answer: Mapping[str,
         raise NoLeaderError(f"node {target} is not the leader and knows none right now; {command!r} was not committed there")
     if "error" in answer and "result" not in answer:
         raise Refused(f"node {target} refused the request: {answer['error']}")
-    return CommandReply(
-        command=command,
-        node=target,
-        result=answer.get("result"),
-        error=answer.get("error"),
-        index=answer.get("index"),
-        elapsed=time.monotonic() - started,
-    )
+    return CommandReply(command, CommandOutcome(answer, target, 1), time.monotonic() - started)
 
 
 def command_failure(config: ClusterConfig, error: ClientError, current: Callable[[], ClusterStatus]) -> Exception:
@@ -469,13 +465,4 @@ def run_command(
             outcome = s.client.run_command(command, node=target, timeout=timeout, op=op)
         except ClientError as exc:
             raise command_failure(config, exc, lambda: s.status(timeout=0.5)) from None
-        answer = outcome.response
-        return CommandReply(
-            command=command,
-            node=outcome.node,
-            result=answer.get("result"),
-            error=answer.get("error"),
-            index=answer.get("index"),
-            attempts=outcome.attempts,
-            elapsed=time.monotonic() - started,
-        )
+        return CommandReply(command, outcome, time.monotonic() - started)
