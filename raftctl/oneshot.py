@@ -30,6 +30,7 @@ from raftnode.clientproto import ClientError, NodeUnreachable
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig
+from raftnode.records import Record
 from raftnode.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
 from raftnode.syncclient import SyncClusterClient
 
@@ -239,18 +240,18 @@ def command_failure(config: ClusterConfig, error: ClientError, current: Callable
 # -- the session: one core, two thin shells ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Look:
+class Look(Record):
     """Step: take a picture of the cluster, each node given ``timeout`` seconds; the shell sends
     the ClusterStatus back."""
 
+    __slots__ = ("timeout",)
     timeout: float
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(Record):
     """Step: sleep ``seconds``."""
 
+    __slots__ = ("seconds",)
     seconds: float
 
 

@@ -15,7 +15,7 @@ The rules themselves (which node next, what an answer means, backoff, sessions: 
 stamp every command with (session, seq, ack), resend after a lost connection with the same
 stamp, reopen an expired session only for a command never sent) are ``raftnode.clientproto``'s.
 
-Standard library, ``raftnode.framing`` and ``raftnode.clientproto`` only: no trio, no
+Standard library, ``raftnode.framing``, ``raftnode.records`` and ``raftnode.clientproto`` only: no trio, no
 ``raftnode.core`` (``CommandOutcome.result`` imports it when asked).
 """
 
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from .clientproto import ClientError, ClientSession, CommandPlan, NodeUnreachable, SessionExpired, Timeout
 from .framing import FrameDecoder, FrameKind, decode_json, encode_frame, encode_json
+from .records import Record
 
 if TYPE_CHECKING:
     from .core.commands import CommandResult
@@ -41,18 +41,18 @@ __all__ = [
 # -- one connection ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(Record):
     """A response frame: the answer to the request with ``request_id`` (what the node echoed)."""
 
+    __slots__ = ("request_id", "document")
     request_id: Any
     document: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Pushed:
+class Pushed(Record):
     """An EVENT frame of a subscribed connection."""
 
+    __slots__ = ("document",)
     document: dict[str, Any]
 
 
@@ -93,12 +93,12 @@ class ClientConnection:
 # -- the rules over the cluster ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CommandOutcome:
+class CommandOutcome(Record):
     """The final answer to a command: the node's response document (the seed's CommandResult
     fields ``result``, ``error``, ``index``; never a redirect, retry or timeout), the node that
     gave it, and how many attempts it took."""
 
+    __slots__ = ("response", "node", "attempts")
     response: Mapping[str, Any]
     node: str
     attempts: int
@@ -116,28 +116,28 @@ class CommandOutcome:
         )
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(Record):
     """Step: send ``request`` to ``node`` and wait up to ``timeout`` seconds; the driver sends the
     answer back, or throws the NodeUnreachable / Timeout (any error) it met instead."""
 
+    __slots__ = ("node", "request", "timeout")
     node: str
     request: dict[str, Any]
     timeout: float
 
 
-@dataclass(frozen=True)
-class Pause:
+class Pause(Record):
     """Step: sleep ``seconds`` (the driver sends back None)."""
 
+    __slots__ = ("seconds",)
     seconds: float
 
 
-@dataclass(frozen=True)
-class NeedSession:
+class NeedSession(Record):
     """Step: the driver sends back the client's session, first running ``ClientCore.register``
     with these arguments if it has none (one registration at a time)."""
 
+    __slots__ = ("node", "started", "timeout")
     node: str | None
     started: float
     timeout: float
@@ -147,10 +147,10 @@ Step = Union[Call, Pause, NeedSession]
 Steps = Generator[Step, Any, Any]
 
 
-@dataclass(frozen=True)
-class Advanced:
+class Advanced(Record):
     """What :func:`advance` gives when the steps have ended: their value."""
 
+    __slots__ = ("value",)
     value: Any
 
 

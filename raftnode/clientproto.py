@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from . import wire
@@ -192,7 +191,7 @@ class CommandPlan:
         else:
             self._request = wire.command_request(command, timeout=timeout, op=op)
             if stamp is not None:
-                self._request = replace(self._request, session=stamp.session, seq=stamp.seq, ack=stamp.ack)
+                self._request = self._request.replace(session=stamp.session, seq=stamp.seq, ack=stamp.ack)
 
     def next_request(self, now: float) -> tuple[str, dict[str, Any], float]:
         """``(node, request, seconds to wait for the answer)`` of the next attempt.
@@ -206,7 +205,7 @@ class CommandPlan:
         self.attempts += 1
         self._redirected = False
         self.learned = None
-        return self.target, wire.document(replace(self._request, timeout=remaining)), remaining + 1
+        return self.target, wire.document(self._request.replace(timeout=remaining)), remaining + 1
 
     def unreachable(self, problem: ClientError) -> None:
         """The target did not answer: try the next node after a pause."""

@@ -12,15 +12,15 @@ whether a command is blank are the service's to check.
 Answers stay JSON objects (``{"ok": ..., ...}``; a command's answer carries the seed's
 ``CommandResult`` fields), read by ``raftnode.clientcore.CommandOutcome`` and raftctl's model.
 
-Standard library and ``raftnode.sessions`` only.
+Standard library, ``raftnode.records`` and ``raftnode.sessions`` only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Union
 
+from .records import Record
 from .sessions import SessionStamp, check_stamp
 
 __all__ = [
@@ -37,16 +37,17 @@ class WireError(ValueError):
     """A request object that is not a request of the protocol; the message says what is wrong."""
 
 
-@dataclass(frozen=True)
-class RunCommand:
+class RunCommand(Record):
     """Commit ``command`` through the leader and apply it; in a session with its stamp."""
 
+    __slots__ = ("command", "timeout", "session", "seq", "ack")
     OP: ClassVar[str] = "run_command"
+    DEFAULTS = {"timeout": 5.0, "session": None, "seq": None, "ack": None}
     command: str
-    timeout: float = 5.0
-    session: int | None = None
-    seq: int | None = None
-    ack: int | None = None
+    timeout: float
+    session: int | None
+    seq: int | None
+    ack: int | None
 
     @property
     def stamp(self) -> SessionStamp | None:
@@ -54,93 +55,98 @@ class RunCommand:
         return None if self.session is None else SessionStamp(self.session, self.seq, self.ack)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(Record):
     """A linearizable read of ``command`` without a log entry (ReadIndex)."""
 
+    __slots__ = ("command", "timeout")
     OP: ClassVar[str] = "query"
+    DEFAULTS = {"timeout": 5.0}
     command: str
-    timeout: float = 5.0
+    timeout: float
 
 
-@dataclass(frozen=True)
-class RegisterSession:
+class RegisterSession(Record):
     """Open a client session (thesis §6.3); the answer's ``result`` is its id."""
 
+    __slots__ = ("timeout",)
     OP: ClassVar[str] = "register_session"
-    timeout: float = 5.0
+    DEFAULTS = {"timeout": 5.0}
+    timeout: float
 
 
-@dataclass(frozen=True)
-class Status:
+class Status(Record):
     """The node's status; with ``digest`` a digest of its whole state too (costs a snapshot)."""
 
+    __slots__ = ("digest",)
     OP: ClassVar[str] = "status"
-    digest: bool = False
+    DEFAULTS = {"digest": False}
+    digest: bool
 
 
-@dataclass(frozen=True)
-class Subscribe:
+class Subscribe(Record):
     """Subscribe the connection to the node's events (EVENT frames follow the answer)."""
 
+    __slots__ = ()
     OP: ClassVar[str] = "events"
 
 
-@dataclass(frozen=True)
-class RecentEvents:
+class RecentEvents(Record):
     """The node's recent events, without subscribing."""
 
+    __slots__ = ()
     OP: ClassVar[str] = "recent_events"
 
 
-@dataclass(frozen=True)
-class SetFaults:
+class SetFaults(Record):
     """Replace the node's link faults (``raftnode.transport.faults.Faults`` fields)."""
 
+    __slots__ = ("faults",)
     OP: ClassVar[str] = "set_faults"
     faults: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class ClearFaults:
+class ClearFaults(Record):
+    __slots__ = ()
     OP: ClassVar[str] = "clear_faults"
 
 
-@dataclass(frozen=True)
-class Transfer:
+class Transfer(Record):
     """Hand leadership to ``target``."""
 
+    __slots__ = ("target",)
     OP: ClassVar[str] = "transfer"
     target: str
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Record):
+    __slots__ = ()
     OP: ClassVar[str] = "snapshot"
 
 
-@dataclass(frozen=True)
-class AddNode:
+class AddNode(Record):
     """Add ``node`` (``peer`` and ``client`` addresses, ``host:port``) as a voter."""
 
+    __slots__ = ("node", "peer", "client", "timeout")
     OP: ClassVar[str] = "add_node"
+    DEFAULTS = {"timeout": 60.0}
     node: str
     peer: str
     client: str
-    timeout: float = 60.0
+    timeout: float
 
 
-@dataclass(frozen=True)
-class RemoveNode:
+class RemoveNode(Record):
+    __slots__ = ("node", "timeout")
     OP: ClassVar[str] = "remove_node"
+    DEFAULTS = {"timeout": 30.0}
     node: str
-    timeout: float = 30.0
+    timeout: float
 
 
-@dataclass(frozen=True)
-class Stop:
+class Stop(Record):
     """Stop the node (after answering)."""
 
+    __slots__ = ()
     OP: ClassVar[str] = "stop"
 
 
@@ -173,11 +179,11 @@ def document(request: Request) -> dict[str, Any]:
     """The JSON object of ``request``: ``op`` first, then its fields; a field left at a default of
     None or False (no session stamp, no digest) is left out, as the clients always sent it."""
     out: dict[str, Any] = {"op": request.OP}
-    for item in fields(request):
-        value = getattr(request, item.name)
-        if (value is None or value is False) and item.default is value:
+    defaults = request.DEFAULTS
+    for name, value in zip(request.__slots__, request.values()):
+        if (value is None or value is False) and name in defaults and defaults[name] is value:
             continue
-        out[item.name] = value
+        out[name] = value
     return out
 
 
@@ -200,12 +206,9 @@ def decode_request(obj: Mapping[str, Any]) -> Request:
     decode = _DECODERS.get(record)
     if decode is not None:
         return decode(obj)
-    return record(**{item.name: _field(obj, record.OP, item.name, item.type) for item in fields(record)
-                     if item.name in obj or _required(item)})
-
-
-def _required(item: Any) -> bool:
-    return item.default is MISSING and item.default_factory is MISSING
+    kinds = record.__annotations__
+    return record(**{name: _field(obj, record.OP, name, kinds[name]) for name in record.__slots__
+                     if name in obj or name not in record.DEFAULTS})
 
 
 def _field(obj: Mapping[str, Any], op: str, name: str, kind: Any) -> Any:

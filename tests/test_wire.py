@@ -142,3 +142,16 @@ def test_no_request_is_written_as_a_dict_literal_outside_the_wire_module() -> No
                 if (relative, function) not in NOT_REQUESTS:
                     offenders.append(f"{relative}:{line} (in {function})")
     assert not offenders, "requests written by hand; use raftnode.wire's records: " + ", ".join(offenders)
+
+
+def test_a_record_is_frozen_compared_by_value_and_checks_its_arguments() -> None:
+    record = wire.AddNode("n4", "h:1", client="h:2")
+    assert record == wire.AddNode("n4", "h:1", "h:2", 60.0) and record != wire.AddNode("n5", "h:1", "h:2")
+    assert record.replace(timeout=5) == wire.AddNode("n4", "h:1", "h:2", 5) and record.timeout == 60.0
+    assert repr(wire.Transfer("n2")) == "Transfer(target='n2')" and hash(wire.Query("a")) == hash(wire.Query("a", 5.0))
+    with pytest.raises(AttributeError, match="frozen"):
+        record.node = "n9"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="missing the argument 'client'"):
+        wire.AddNode("n4", "h:1")
+    with pytest.raises(TypeError, match="unexpected or repeated argument 'peer'"):
+        wire.AddNode("n4", "h:1", peer="h:3")
