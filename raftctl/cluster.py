@@ -80,7 +80,9 @@ class Session(oneshot.SessionCore):
     async def ensure_running(self) -> None:
         return await self._run(self.ensure_running_steps())
 
-    async def poll(self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL) -> tuple[Any, ClusterStatus]:
+    async def poll(
+        self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL
+    ) -> tuple[Any, ClusterStatus]:
         """``SessionCore.poll_steps``: PollTimeout when ``timeout`` passes."""
         return await self._run(self.poll_steps(check, timeout, interval))
 
@@ -91,7 +93,8 @@ class Session(oneshot.SessionCore):
     async def _run(self, steps: Generator[oneshot.Look | oneshot.Wait, Any, Any]) -> Any:
         step = advance(steps)
         while not isinstance(step, Advanced):
-            step = advance(steps, await (self.status(timeout=step.timeout) if isinstance(step, oneshot.Look) else trio.sleep(step.seconds)))
+            look = isinstance(step, oneshot.Look)
+            step = advance(steps, await (self.status(timeout=step.timeout) if look else trio.sleep(step.seconds)))
         return step.value
 
     def record(self, kind: str, detail: str, *, node: str | None = None) -> None:

@@ -371,7 +371,9 @@ class QuickSession(SessionCore):
     def ensure_running(self) -> None:
         return run_steps(self.ensure_running_steps(), self._look)
 
-    def poll(self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL) -> tuple[Any, ClusterStatus]:
+    def poll(
+        self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL
+    ) -> tuple[Any, ClusterStatus]:
         return run_steps(self.poll_steps(check, timeout, interval), self._look)
 
     def resolve(self, name: str, *, timeout: float = 5.0, exclude: Sequence[str] = ()) -> str:

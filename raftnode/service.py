@@ -265,7 +265,7 @@ class ClientService:
         timeout = request.get("timeout", 5.0)
         if not isinstance(command, str) or not command.strip() or len(command) > self._max_command_chars:
             return False  # _run_command says what is wrong (or measures a long one exactly)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= wire.MAX_TIMEOUT:
             return False
         try:
             session = wire.stamp_of(request)

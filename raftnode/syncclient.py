@@ -282,10 +282,10 @@ class SyncClusterClient:
         step = advance(steps)
         while not isinstance(step, Advanced):
             try:
-                if isinstance(step, Pause):
-                    reply: Any = time.sleep(step.seconds)
+                if isinstance(step, Call):
+                    reply: Any = self.call(step.node, step.request, timeout=step.timeout)
                 else:
-                    reply = self.call(step.node, step.request, timeout=step.timeout) if isinstance(step, Call) else self._session(step)
+                    reply = time.sleep(step.seconds) if isinstance(step, Pause) else self._session(step)
             except BaseException as exc:  # noqa: BLE001 - thrown into the steps, which decide
                 step = advance(steps, error=exc)
             else:
