@@ -337,6 +337,7 @@ async def failover_once(system: System) -> float | None:
     """Seconds from kill -9 of the leader to the first command a survivor acknowledges."""
     import trio
 
+    from raftnode import wire
     from raftnode.client import ClientError, ClusterClient
 
     leader = await all_agree(system, timeout=30)
@@ -352,7 +353,7 @@ async def failover_once(system: System) -> float | None:
             while True:
                 try:
                     answer = await client.call(
-                        node, {"op": "run_command", "command": "incr 1", "timeout": 1.0}, timeout=0.25
+                        node, wire.RunCommand("incr 1", 1.0), timeout=0.25
                     )
                 except ClientError:
                     await trio.sleep(0.005)

@@ -41,6 +41,7 @@ from local_cluster import (  # noqa: E402
     write_cluster,
 )
 
+from raftnode import wire  # noqa: E402
 from raftnode.client import ClusterClient  # noqa: E402
 from raftnode.config import Address  # noqa: E402
 
@@ -64,7 +65,7 @@ async def measure(addresses: dict[str, Address], pids: dict[str, int], count: in
         client_cpu = time.process_time() - client_cpu_before
         cpu_after = {n: cpu_seconds(pid) for n, pid in pids.items()}
         leader = client.leader_hint
-        final = await client.call(leader, {"op": "status"})  # type: ignore[arg-type]
+        final = await client.call(leader, wire.Status())
     latencies.sort()
     ms = [x * 1000 for x in latencies]
     return {

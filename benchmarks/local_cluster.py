@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from raftctl.bench import cpu_seconds, percentile  # noqa: E402,F401 - shared with the benchmarks
 from raftctl.supervisor import free_ports  # noqa: E402 - one free-port search for raftctl, tests and benchmarks
+from raftnode import wire  # noqa: E402
 from raftnode.config import Address  # noqa: E402
 from raftnode.credentials import ensure_credentials, secrets_path  # noqa: E402
 from raftnode.syncclient import ClientError, SyncClusterClient  # noqa: E402
@@ -84,7 +85,7 @@ def wait_for_leader(addresses: dict[str, Address], *, timeout: float = 15.0) -> 
     deadline = time.monotonic() + timeout
     with SyncClusterClient(addresses, connect_timeout=0.3) as client:
         while (left := deadline - time.monotonic()) > 0:
-            answers = client.call_each({node: {"op": "status"} for node in addresses}, timeout=min(0.5, left))
+            answers = client.call_each({node: wire.Status() for node in addresses}, timeout=min(0.5, left))
             leaders = {None if isinstance(answer, ClientError) else answer.get("leader") for answer in answers.values()}
             if len(leaders) == 1 and None not in leaders:
                 leader = leaders.pop()

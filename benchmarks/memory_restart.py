@@ -28,12 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_cluster import IDS, memory_kib, start_cluster, start_node, stop_cluster, write_cluster  # noqa: E402
 
+from raftnode import wire  # noqa: E402
 from raftnode.client import ClientError, ClusterClient  # noqa: E402
 
 
 async def node_status(client: ClusterClient, node_id: str) -> dict[str, Any] | None:
     try:
-        answer = await client.call(node_id, {"op": "status"}, timeout=1)
+        answer = await client.call(node_id, wire.Status(), timeout=1)
     except ClientError:
         return None
     return answer if answer.get("ok") else None
@@ -57,7 +58,7 @@ async def drive(client: ClusterClient, leader: str, count: int, in_flight: int) 
         nonlocal sent, done
         while sent < count:
             sent += 1
-            answer = await connection.call({"op": "run_command", "command": "incr 1", "timeout": 30})
+            answer = await connection.call(wire.RunCommand("incr 1", 30))
             if not answer.get("ok"):
                 raise RuntimeError(f"command refused: {answer}")
             done += 1

@@ -44,12 +44,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from local_cluster import IDS, cpu_seconds, dump_logs, percentile, start_cluster, stop_cluster, wait_for_leader, write_cluster  # noqa: E402
 
 from raftnode.client import ClientError, ClusterClient  # noqa: E402
-from raftnode.codec import PROTOCOL_VERSION, FrameKind  # noqa: E402
+from raftnode import wire  # noqa: E402
+from raftnode.codec import PROTOCOL_VERSION, FrameKind, encode_json  # noqa: E402
 from raftnode.config import Address  # noqa: E402
 
 _HEAD = struct.Struct(">IBB")
 _LEN = struct.Struct(">I")
-_REQUEST = b'{"op":"run_command","command":"incr 1","timeout":30,"id":%d}'
+_REQUEST = encode_json(wire.document(wire.RunCommand("incr 1", 30)))[:-1] + b',"id":%d}'
 
 
 def _frame(request_id: int) -> bytes:
@@ -167,7 +168,7 @@ def client_worker(
 
 async def leader_status(addresses: dict[str, Address], leader: str) -> dict[str, Any]:
     async with ClusterClient(addresses) as client:
-        return await client.call(leader, {"op": "status"})
+        return await client.call(leader, wire.Status())
 
 
 async def cluster_view(addresses: dict[str, Address]) -> dict[str, Any]:
@@ -176,8 +177,8 @@ async def cluster_view(addresses: dict[str, Address]) -> dict[str, Any]:
     async with ClusterClient(addresses) as client:
         for node in IDS:
             try:
-                status = await client.call(node, {"op": "status"}, timeout=2)
-                events = (await client.call(node, {"op": "recent_events"}, timeout=2)).get("events", [])
+                status = await client.call(node, wire.Status(), timeout=2)
+                events = (await client.call(node, wire.RecentEvents(), timeout=2)).get("events", [])
             except ClientError:
                 continue
             view[node] = {

@@ -70,7 +70,7 @@ from typing import Any, Self
 
 import trio
 
-from raftnode import codec
+from raftnode import codec, wire
 from raftnode.clientproto import ClientSession
 from raftnode.sessions import SESSION_WINDOW
 from raftnode.config import Address, ClusterConfig
@@ -363,7 +363,8 @@ class LoadGenerator:
         self._counts = [0] * len(mix.commands)
         # The JSON of each request up to its stamp (in a session) or its id: what changes.
         self._prefixes = [
-            codec.encode_json({"op": workload.op(c), "command": c, "timeout": workload.command_timeout, **(fields or {})})[:-1]
+            codec.encode_json({**wire.document(wire.command_request(c, timeout=workload.command_timeout, op=workload.op(c))),
+                               **(fields or {})})[:-1]
             for c in mix.commands
         ]
         rng = random.Random(workload.seed)
@@ -685,7 +686,7 @@ async def find_leader(addresses: dict[str, Address], *, timeout: float = 10.0) -
 
                 async def ask(node: str, named: dict[str, int]) -> None:
                     try:
-                        answer = await client.call(node, {"op": "status"}, timeout=0.5)
+                        answer = await client.call(node, wire.Status(), timeout=0.5)
                     except ClientError:
                         return
                     leader = answer.get("leader")

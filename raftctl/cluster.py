@@ -22,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import time
 from functools import partial
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
+from raftnode import wire
 from raftnode.client import ClientError, ClusterClient, NodeUnreachable
+from raftnode.clientcore import Advanced, advance
 from raftnode.client import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig, clear_join_flags
 
@@ -45,118 +47,55 @@ from .errors import (
     WaitTimeout,
 )
 from .model import ClusterStatus, NodeRow
-from .oneshot import POLL_INTERVAL, SPECIAL_NODES, STATUS_TIMEOUT
+from .oneshot import POLL_INTERVAL, SPECIAL_NODES, STATUS_TIMEOUT, PollTimeout
 from .oneshot import claims as _claims
 
 
-class Session:
-    """One command's view of one cluster: config, state directory, connections.
+class Session(oneshot.SessionCore):
+    """One command's view of one cluster: config, state directory, connections -- the trio shell
+    of ``raftctl.oneshot.SessionCore`` (whose rules ``QuickSession`` runs blocking).
 
     Use :func:`session` to open one.
     """
 
     def __init__(self, config: ClusterConfig, client: ClusterClient) -> None:
-        self.config = config
+        super().__init__(config, client)
+        self.clock = trio.current_time
         self.paths = supervisor.StatePaths.of(config)
-        self.client = client
-        #: The last picture ``poll`` took (what a timeout reports on).
-        self.last_status: ClusterStatus | None = None
-
-    # -- looking -------------------------------------------------------------------------------
 
     async def status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
         """One picture of the cluster: every node asked at once, a row per node."""
-        rows: dict[str, NodeRow] = {}
-
-        async def ask(node_id: str) -> None:
-            rows[node_id] = await self.node_row(node_id, timeout=timeout)
-
-        async with trio.open_nursery() as nursery:
-            for node_id in self.config.node_ids:
-                nursery.start_soon(ask, node_id)
-        return oneshot.picture(self.config, rows)
+        return self.picture_of(await self.client.call_each(self.status_requests(), timeout=timeout))
 
     async def node_row(self, node_id: str, *, timeout: float = STATUS_TIMEOUT) -> NodeRow:
         try:
-            response: dict[str, Any] | ClientError = await self.client.call(node_id, {"op": "status"}, timeout=timeout)
+            answer: dict[str, Any] | ClientError = await self.client.call(node_id, wire.Status(), timeout=timeout)
         except ClientError as exc:
-            response = exc
-        return oneshot.node_row(self.config, node_id, response)
+            answer = exc
+        return oneshot.node_row(self.config, node_id, answer)
 
     async def running_status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
-        """``status()``, raising ClusterNotRunning if no node answers."""
-        status = await self.status(timeout=timeout)
-        if not status.any_alive:
-            raise ClusterNotRunning(self.config.path)
-        return status
+        return await self._run(self.running_status_steps(timeout))
 
     async def ensure_running(self) -> None:
-        """Raise ClusterNotRunning at once if no node can be running; cheap when one is.
-
-        A live pid file settles it without the network; otherwise every node is probed.
-        """
-        if supervisor.live_pids(self.config):
-            return
-        await self.running_status(timeout=0.5)
+        return await self._run(self.ensure_running_steps())
 
     async def poll(
-        self,
-        check: Callable[[ClusterStatus], Any],
-        *,
-        timeout: float,
-        interval: float = POLL_INTERVAL,
+        self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL
     ) -> tuple[Any, ClusterStatus]:
-        """Take pictures until ``check(picture)`` is truthy; returns it and the picture.
-
-        The first picture is always taken, even with ``timeout`` 0.
-
-        Raises:
-            trio.TooSlowError: ``timeout`` passed; ``self.last_status`` is the last picture.
-        """
-        deadline = trio.current_time() + timeout
-        per_picture = min(STATUS_TIMEOUT, max(timeout, 0.1))
-        self.last_status = None
-        status = await self.status(timeout=per_picture)
-        while True:
-            self.last_status = status
-            found = check(status)
-            if found:
-                return found, status
-            if trio.current_time() >= deadline:
-                raise trio.TooSlowError
-            with trio.fail_after(deadline - trio.current_time()):
-                await trio.sleep(interval)
-                status = await self.status(timeout=per_picture)
-
-    # -- naming nodes --------------------------------------------------------------------------
-
-    def check_name(self, name: str) -> None:
-        """Raise UnknownNode unless ``name`` is a node id, ``leader`` or ``follower``."""
-        oneshot.check_name(self.config, name)
+        """``SessionCore.poll_steps``: PollTimeout when ``timeout`` passes."""
+        return await self._run(self.poll_steps(check, timeout, interval))
 
     async def resolve(self, name: str, *, timeout: float = 5.0, exclude: Sequence[str] = ()) -> str:
-        """The node id that ``name`` stands for (an id, ``leader`` or ``follower``).
+        """``SessionCore.resolve_steps``."""
+        return await self._run(self.resolve_steps(name, timeout, exclude))
 
-        ``leader`` and ``follower`` wait up to ``timeout`` for such a node; ``exclude`` names ids
-        ``follower`` must not pick.
-
-        Raises:
-            UnknownNode: ``name`` is none of these (exit 2).
-            ClusterNotRunning: no node answers (exit 5).
-            NoLeaderError: no leader within ``timeout`` (exit 3).
-            NotRunning: no live follower within ``timeout`` (exit 5).
-        """
-        self.check_name(name)
-        if name not in SPECIAL_NODES:
-            return name
-        await self.ensure_running()
-        try:
-            found, _ = await self.poll(oneshot.chooser(name, exclude), timeout=timeout)
-        except trio.TooSlowError:
-            raise oneshot.unresolved(self.config, name, timeout, self.last_status) from None
-        return found
-
-    # -- auditing ------------------------------------------------------------------------------
+    async def _run(self, steps: Generator[oneshot.Look | oneshot.Wait, Any, Any]) -> Any:
+        step = advance(steps)
+        while not isinstance(step, Advanced):
+            look = isinstance(step, oneshot.Look)
+            step = advance(steps, await (self.status(timeout=step.timeout) if look else trio.sleep(step.seconds)))
+        return step.value
 
     def record(self, kind: str, detail: str, *, node: str | None = None) -> None:
         events.record(self.paths, kind, detail, node=node)
@@ -236,7 +175,7 @@ async def wait(
         await s.ensure_running()
         try:
             _, final = await s.poll(lambda st: not problems(st), timeout=timeout)
-        except trio.TooSlowError:
+        except PollTimeout:
             last = s.last_status
             if last is None or not last.any_alive:
                 raise ClusterNotRunning(config.path, f"nothing answered within {timeout:g} s") from None
@@ -310,7 +249,7 @@ async def up(config: ClusterConfig, *, timeout: float = 10.0) -> UpResult:
             raise
         try:
             _, result.status = await s.poll(lambda st: st.leader is not None, timeout=max(0.1, timeout - (time.monotonic() - began)))
-        except trio.TooSlowError:
+        except PollTimeout:
             raise NoLeaderError(
                 f"the nodes run but elected no leader within {timeout:g} s{_claims(s.last_status)}; "
                 "see `raftctl logs NODE`"
@@ -514,7 +453,7 @@ async def _push_wanted(s: Session, node_ids: Sequence[str], *, fresh: bool = Fal
 
     async def push(node_id: str) -> None:
         try:
-            response = await s.client.call(node_id, {"op": "set_faults", "faults": wanted.node_faults(node_id)}, timeout=2.0)
+            response = await s.client.call(node_id, wire.SetFaults(wanted.node_faults(node_id)), timeout=2.0)
         except ClientError:
             skipped.append(node_id)
             return
@@ -626,14 +565,14 @@ async def transfer_leader(config: ClusterConfig, name: str, *, timeout: float = 
         if current.leader is None:
             try:
                 _, current = await s.poll(lambda st: st.leader is not None, timeout=timeout)
-            except trio.TooSlowError:
+            except PollTimeout:
                 raise NoLeaderError(f"the cluster has no leader to transfer from{_claims(s.last_status)}") from None
         previous = current.leader
         assert previous is not None
         if previous == target:
             return target, None
         try:
-            response = await s.client.call(previous, {"op": "transfer", "target": target}, timeout=timeout)
+            response = await s.client.call(previous, wire.Transfer(target), timeout=timeout)
         except ClientError as exc:
             raise NotRunning(str(exc)) from None
         if not response.get("ok"):
@@ -641,7 +580,7 @@ async def transfer_leader(config: ClusterConfig, name: str, *, timeout: float = 
         s.record("transfer-leader", f"from {previous} to {target}", node=target)
         try:
             await s.poll(lambda st: st.leader == target, timeout=timeout)
-        except trio.TooSlowError:
+        except PollTimeout:
             now = s.last_status.leader if s.last_status else None
             raise WaitTimeout(f"{target} did not become leader within {timeout:g} s (leader now: {now or 'none'})") from None
         return target, previous
@@ -652,7 +591,7 @@ async def snapshot(config: ClusterConfig, name: str, *, timeout: float = 30.0) -
     async with session(config) as s:
         node_id = await s.resolve(name, timeout=min(timeout, 5.0))
         try:
-            response = await s.client.call(node_id, {"op": "snapshot"}, timeout=timeout)
+            response = await s.client.call(node_id, wire.Snapshot(), timeout=timeout)
         except NodeUnreachable:
             raise NotRunning(f"node {node_id} is not running") from None
         except ClientTimeout:
@@ -676,7 +615,7 @@ async def fetch_events(config: ClusterConfig, *, node: str | None = None) -> lis
 
         async def fetch(node_id: str) -> None:
             try:
-                response = await s.client.call(node_id, {"op": "recent_events"}, timeout=STATUS_TIMEOUT)
+                response = await s.client.call(node_id, wire.RecentEvents(), timeout=STATUS_TIMEOUT)
             except ClientError:
                 return
             from_nodes.extend(events.from_node(e, node_id) for e in response.get("events", []))

@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from raftnode import wire
 from raftnode.client import ClientError
 from raftnode.config import (
     ClusterConfig,
@@ -100,8 +101,7 @@ async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, 
                 await _wait_started(fresh, started, timeout=min(timeout, 10.0))
                 response = await _through_leader(
                     fresh, leader,
-                    {"op": "add_node", "node": node_id, "peer": str(peer_address), "client": str(client_address),
-                     "timeout": timeout},
+                    wire.AddNode(node_id, str(peer_address), str(client_address), timeout),
                     timeout=timeout, what=f"add {node_id}",
                 )
                 fresh.record("add-node", f"{node_id} is a voter (peer {peer_address}, client {client_address})",
@@ -126,7 +126,7 @@ async def remove_node(config: ClusterConfig, name: str, *, timeout: float = 30.0
     async with session(config) as s:
         node_id = await s.resolve(name, timeout=min(timeout, 5.0))
         leader = await s.resolve("leader", timeout=min(timeout, 5.0))
-        response = await _through_leader(s, leader, {"op": "remove_node", "node": node_id, "timeout": timeout},
+        response = await _through_leader(s, leader, wire.RemoveNode(node_id, timeout),
                                          timeout=timeout, what=f"remove {node_id}")
         s.record("remove-node", f"{node_id} removed (committed by {response['node']})", node=node_id)
         notes = []
@@ -144,7 +144,7 @@ async def remove_node(config: ClusterConfig, name: str, *, timeout: float = 30.0
                             notes=notes)
 
 
-async def _through_leader(s: Session, leader: str, request: dict[str, Any], *, timeout: float, what: str) -> dict[str, Any]:
+async def _through_leader(s: Session, leader: str, request: wire.Request, *, timeout: float, what: str) -> dict[str, Any]:
     """Send a membership request to the leader, following one change of leader."""
     for _ in range(3):
         try:

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from raftnode import wire
+from raftnode.clientcore import Advanced, CommandOutcome, advance
 from raftnode.clientproto import ClientError, NodeUnreachable
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig
+from raftnode.records import Record
 from raftnode.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
 from raftnode.syncclient import SyncClusterClient
 
@@ -50,7 +53,7 @@ SPECIAL_NODES = ("leader", "follower")
 
 
 class PollTimeout(Exception):
-    """``QuickSession.poll`` ran out of time (``last_status`` holds its last picture)."""
+    """``poll`` (of either session shell) ran out of time (``last_status`` holds its last picture)."""
 
 
 # -- rules shared with raftctl.cluster ---------------------------------------------------------------
@@ -112,7 +115,7 @@ def other_cluster(config: ClusterConfig, node_id: str) -> str | None:
     except CredentialsError:
         own_id = None
     with SyncClusterClient({node_id: config.node(node_id).client}, connect_timeout=0.5) as client:
-        answer = client.call_each({node_id: {"op": "status"}}, timeout=1.0)[node_id]
+        answer = client.call_each({node_id: wire.Status()}, timeout=1.0)[node_id]
     if isinstance(answer, ClientError) or not isinstance(answer.get("cluster_id"), str):
         return None
     if answer["cluster_id"] == own_id:
@@ -172,15 +175,18 @@ def claims(status: ClusterStatus | None) -> str:
 
 @dataclass(frozen=True)
 class CommandReply:
-    """The answer to ``run-command``/``query``: the result or error and who gave it."""
+    """The answer to ``run-command``/``query``: the client's final answer (the one result type
+    from the client to the printed line), the command and how long it took."""
 
     command: str
-    node: str
-    result: Any = None
-    error: str | None = None
-    index: int | None = None
-    attempts: int = 1
+    outcome: CommandOutcome
     elapsed: float = 0.0
+
+    node = property(lambda self: self.outcome.node)
+    attempts = property(lambda self: self.outcome.attempts)
+    result = property(lambda self: self.outcome.response.get("result"))
+    error = property(lambda self: self.outcome.response.get("error"))
+    index = property(lambda self: self.outcome.response.get("index"))
 
     @property
     def ok(self) -> bool:
@@ -216,14 +222,7 @@ def single_reply(target: str, command: str, timeout: float, answer: Mapping[str,
         raise NoLeaderError(f"node {target} is not the leader and knows none right now; {command!r} was not committed there")
     if "error" in answer and "result" not in answer:
         raise Refused(f"node {target} refused the request: {answer['error']}")
-    return CommandReply(
-        command=command,
-        node=target,
-        result=answer.get("result"),
-        error=answer.get("error"),
-        index=answer.get("index"),
-        elapsed=time.monotonic() - started,
-    )
+    return CommandReply(command, CommandOutcome(answer, target, 1), time.monotonic() - started)
 
 
 def command_failure(config: ClusterConfig, error: ClientError, current: Callable[[], ClusterStatus]) -> Exception:
@@ -238,80 +237,150 @@ def command_failure(config: ClusterConfig, error: ClientError, current: Callable
     return Refused(str(error))
 
 
-# -- the one-shot session ------------------------------------------------------------------------------
+# -- the session: one core, two thin shells ------------------------------------------------------------
 
 
-class QuickSession:
-    """One command's blocking view of one cluster: config and connections (see ``quick_session``)."""
+class Look(Record):
+    """Step: take a picture of the cluster, each node given ``timeout`` seconds; the shell sends
+    the ClusterStatus back."""
 
-    def __init__(self, config: ClusterConfig, client: SyncClusterClient) -> None:
+    __slots__ = ("timeout",)
+    timeout: float
+
+
+class Wait(Record):
+    """Step: sleep ``seconds``."""
+
+    __slots__ = ("seconds",)
+    seconds: float
+
+
+class SessionCore:
+    """One command's view of one cluster -- its config and a client -- and the session's rules as
+    steps (:class:`Look`, :class:`Wait`) without I/O, run by :class:`QuickSession` (blocking,
+    ``SyncClusterClient``) and ``raftctl.cluster.Session`` (trio, ``ClusterClient``)."""
+
+    def __init__(self, config: ClusterConfig, client: Any) -> None:
         self.config = config
         self.client = client
+        #: The shell's monotonic clock (``poll``'s deadline).
+        self.clock: Callable[[], float] = time.monotonic
         #: The last picture ``poll`` took (what a timeout reports on).
         self.last_status: ClusterStatus | None = None
 
-    def status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
-        """One picture of the cluster: every node asked at once, a row per node."""
-        answers = self.client.call_each({node_id: {"op": "status"} for node_id in self.config.node_ids}, timeout=timeout)
+    def status_requests(self) -> dict[str, wire.Status]:
+        return {node_id: wire.Status() for node_id in self.config.node_ids}
+
+    def picture_of(self, answers: Mapping[str, Mapping[str, Any] | ClientError]) -> ClusterStatus:
+        """The picture the answers to ``status_requests`` make."""
         return picture(self.config, {node_id: node_row(self.config, node_id, answers[node_id]) for node_id in answers})
 
-    def running_status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
+    def check_name(self, name: str) -> None:
+        """Raise UnknownNode unless ``name`` is a node id, ``leader`` or ``follower``."""
+        check_name(self.config, name)
+
+    def running_status_steps(self, timeout: float = STATUS_TIMEOUT) -> Generator[Look | Wait, Any, ClusterStatus]:
         """``status()``, raising ClusterNotRunning if no node answers."""
-        status = self.status(timeout=timeout)
+        status: ClusterStatus = yield Look(timeout)
         if not status.any_alive:
             raise ClusterNotRunning(self.config.path)
         return status
 
-    def ensure_running(self) -> None:
+    def ensure_running_steps(self) -> Generator[Look | Wait, Any, None]:
         """Raise ClusterNotRunning at once if no node can be running; cheap when one is.
 
         A live pid file settles it without the network; otherwise every node is probed.
         """
         from . import supervisor
 
-        if supervisor.live_pids(self.config):
-            return
-        self.running_status(timeout=0.5)
+        if not supervisor.live_pids(self.config):
+            yield from self.running_status_steps(0.5)
 
-    def poll(self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL) -> tuple[Any, ClusterStatus]:
-        """Take pictures until ``check(picture)`` is truthy; returns it and the picture.
+    def poll_steps(
+        self, check: Callable[[ClusterStatus], Any], timeout: float, interval: float = POLL_INTERVAL
+    ) -> Generator[Look | Wait, Any, tuple[Any, ClusterStatus]]:
+        """Take pictures until ``check(picture)`` is truthy; ends in it and the picture.
 
         The first picture is always taken, even with ``timeout`` 0.
 
         Raises:
             PollTimeout: ``timeout`` passed; ``self.last_status`` is the last picture.
         """
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         per_picture = min(STATUS_TIMEOUT, max(timeout, 0.1))
         self.last_status = None
-        status = self.status(timeout=per_picture)
+        status = yield Look(per_picture)
         while True:
             self.last_status = status
             found = check(status)
             if found:
                 return found, status
-            left = deadline - time.monotonic()
+            left = deadline - self.clock()
             if left <= 0:
                 raise PollTimeout
-            time.sleep(min(interval, left))
-            left = deadline - time.monotonic()
+            yield Wait(min(interval, left))
+            left = deadline - self.clock()
             if left <= 0:
                 raise PollTimeout
-            status = self.status(timeout=min(per_picture, left))
-            if time.monotonic() >= deadline:
+            status = yield Look(min(per_picture, left))
+            if self.clock() >= deadline:
                 raise PollTimeout  # a picture cut short by the deadline is not a picture
 
-    def resolve(self, name: str, *, timeout: float = 5.0, exclude: Sequence[str] = ()) -> str:
-        """The node id that ``name`` stands for (see ``raftctl.cluster.Session.resolve``)."""
+    def resolve_steps(self, name: str, timeout: float = 5.0, exclude: Sequence[str] = ()) -> Generator[Look | Wait, Any, str]:
+        """The node id that ``name`` stands for (an id, ``leader`` or ``follower``).
+
+        ``leader`` and ``follower`` wait up to ``timeout`` for such a node; ``exclude`` names ids
+        ``follower`` must not pick.
+
+        Raises:
+            UnknownNode: ``name`` is none of these (exit 2).
+            ClusterNotRunning: no node answers (exit 5).
+            NoLeaderError: no leader within ``timeout`` (exit 3).
+            NotRunning: no live follower within ``timeout`` (exit 5).
+        """
         check_name(self.config, name)
         if name not in SPECIAL_NODES:
             return name
-        self.ensure_running()
+        yield from self.ensure_running_steps()
         try:
-            found, _ = self.poll(chooser(name, exclude), timeout=timeout)
+            found, _ = yield from self.poll_steps(chooser(name, exclude), timeout)
         except PollTimeout:
             raise unresolved(self.config, name, timeout, self.last_status) from None
         return found
+
+
+def run_steps(steps: Generator[Look | Wait, Any, Any], look: Callable[[float], ClusterStatus]) -> Any:
+    """Run a session's steps blocking: ``look(timeout)`` takes a picture."""
+    step = advance(steps)
+    while not isinstance(step, Advanced):
+        step = advance(steps, look(step.timeout) if isinstance(step, Look) else time.sleep(step.seconds))
+    return step.value
+
+
+class QuickSession(SessionCore):
+    """The blocking shell of :class:`SessionCore` (see ``quick_session``); ``client`` is a
+    ``SyncClusterClient``."""
+
+    def status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
+        """One picture of the cluster: every node asked at once, a row per node."""
+        return self.picture_of(self.client.call_each(self.status_requests(), timeout=timeout))
+
+    def running_status(self, *, timeout: float = STATUS_TIMEOUT) -> ClusterStatus:
+        return run_steps(self.running_status_steps(timeout), self._look)
+
+    def ensure_running(self) -> None:
+        return run_steps(self.ensure_running_steps(), self._look)
+
+    def poll(
+        self, check: Callable[[ClusterStatus], Any], *, timeout: float, interval: float = POLL_INTERVAL
+    ) -> tuple[Any, ClusterStatus]:
+        return run_steps(self.poll_steps(check, timeout, interval), self._look)
+
+    def resolve(self, name: str, *, timeout: float = 5.0, exclude: Sequence[str] = ()) -> str:
+        return run_steps(self.resolve_steps(name, timeout, exclude), self._look)
+
+    def _look(self, timeout: float) -> ClusterStatus:
+        return self.status(timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -384,7 +453,7 @@ def run_command(
         if not follow:
             if target is None:
                 raise UsageProblem("--no-follow needs --node: the one node to ask")
-            request = {"op": op, "command": command, "timeout": timeout}
+            request = wire.command_request(command, timeout=timeout, op=op)
             answer = s.client.call_each({target: request}, timeout=timeout + 1)[target]
             return single_reply(target, command, timeout, answer, started)
         if target is not None:
@@ -399,13 +468,4 @@ def run_command(
             outcome = s.client.run_command(command, node=target, timeout=timeout, op=op)
         except ClientError as exc:
             raise command_failure(config, exc, lambda: s.status(timeout=0.5)) from None
-        answer = outcome.response
-        return CommandReply(
-            command=command,
-            node=outcome.node,
-            result=answer.get("result"),
-            error=answer.get("error"),
-            index=answer.get("index"),
-            attempts=outcome.attempts,
-            elapsed=time.monotonic() - started,
-        )
+        return CommandReply(command, outcome, time.monotonic() - started)

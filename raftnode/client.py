@@ -1,10 +1,12 @@
-"""A client for the nodes' client endpoint, shared by raftctl and user programs.
+"""A client for the nodes' client endpoint, shared by raftctl and user programs: the trio driver
+of ``raftnode.clientcore``.
 
-``ClusterClient.run_command`` implements the seed's client side once, correctly: it sends to a
-node (the last known leader first), follows redirects, retries with backoff while no leader is
-known or a node is unreachable, and gives up at a deadline. The rules themselves live in
-``raftnode.clientproto.CommandPlan``, shared with ``raftnode.syncclient.SyncClusterClient``, the
-blocking client for one-shot command-line calls; so do the errors, re-exported here.
+``ClusterClient.run_command`` sends to a node (the last known leader first), follows redirects,
+retries with backoff while no leader is known or a node is unreachable, and gives up at a
+deadline. The rules live in ``raftnode.clientcore.ClientCore`` (steps without I/O), shared with
+``raftnode.syncclient.SyncClusterClient``, the blocking client for one-shot command-line calls;
+so do the errors, re-exported here. This module only does the I/O: trio sockets, one reader task
+per connection, many requests in flight.
 
 Commands run in a client session (thesis §6.3) unless ``sessions=False``: the client registers one
 on its first command and stamps every command, so the cluster applies each at most once however
@@ -18,31 +20,29 @@ at once in the one session.
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 import trio
 
-from . import codec
+from . import wire
+from .clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, CommandOutcome, NeedSession, Pause, Steps, advance
 from .clientproto import (
     ClientError,
     ClientSession,
-    CommandPlan,
     NodeUnreachable,
     NoLeader,
     SessionExpired,
     Timeout,
+    address_of,
     call_timeout,
     connect_timeout,
-    request_frame,
-    unknown_node,
 )
 from .config import Address
 from .concurrency import unwrapped
-from .core.commands import CommandResult
+from .framing import CodecError
 from .streams import FrameWriter
 
 __all__ = [
@@ -57,23 +57,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class CommandOutcome:
-    """The final answer to a command, the node that gave it, and how many hops it took."""
-
-    result: CommandResult
-    node: str
-    attempts: int
-
-
 class Connection:
     """One TCP connection to a node's client endpoint; many requests may be in flight."""
 
     def __init__(self, node: str, stream: trio.SocketStream, nursery: trio.Nursery, fields: dict[str, Any] | None = None):
         self.node = node
         self.fields = fields
+        self._protocol = ClientConnection(node, fields)
         self._stream = stream
-        self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._events: trio.MemorySendChannel[dict[str, Any]] | None = None
         self._closed: str | None = None
@@ -81,14 +72,13 @@ class Connection:
         nursery.start_soon(self._reader)
         nursery.start_soon(self._write)
 
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, request: Mapping[str, Any] | wire.Request) -> dict[str, Any]:
         """Send ``request`` and wait for its response."""
         if self._closed is not None:
             raise NodeUnreachable(self.node, self._closed)
-        request_id = next(self._ids)
+        request_id, frame = self._protocol.send(wire.as_document(request))
         event, box = trio.Event(), []
         self._waiting[request_id] = (event, box)
-        frame = request_frame(request, request_id, self.fields)
         try:
             self._writer.write_soon(frame)
             self._writer.flush()  # straight to the socket when it is idle: no task switch
@@ -103,7 +93,7 @@ class Connection:
         """Subscribe this connection to the node's events (use a dedicated connection)."""
         send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
         self._events = send
-        await self.call({"op": "events"})
+        await self.call(wire.Subscribe())
         return receive
 
     async def _write(self) -> None:
@@ -115,23 +105,21 @@ class Connection:
                 event.set()
 
     async def _reader(self) -> None:
-        decoder = codec.FrameDecoder()
         try:
             async for data in self._stream:
-                for frame in decoder.feed(data):
-                    document = codec.decode_json(frame.payload)
-                    if frame.kind == codec.FrameKind.EVENT:
+                for received in self._protocol.receive_data(data):
+                    if not isinstance(received, Answer):
                         if self._events is not None:
-                            self._events.send_nowait(document)
+                            self._events.send_nowait(received.document)
                         continue
-                    waiting = self._waiting.get(document.get("id"))
+                    waiting = self._waiting.get(received.request_id)
                     if waiting is not None:
-                        waiting[1].append(document)
+                        waiting[1].append(received.document)
                         waiting[0].set()
             self._closed = "the node closed the connection"
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._closed = str(exc) or type(exc).__name__
-        except codec.CodecError as exc:
+        except CodecError as exc:
             self._closed = f"bad response: {exc}"
         finally:
             self._close_writer(self._closed or "connection closed")
@@ -166,13 +154,15 @@ class ClusterClient:
         self.addresses = dict(addresses)
         self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
-        self.leader_hint: str | None = None
-        self.sessions = sessions
-        self.session: ClientSession | None = None
+        self.core = ClientCore(list(self.addresses), clock=trio.current_time, sessions=sessions)
         self._registering = trio.Lock()
         self._connections: dict[str, Connection] = {}
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: Any = None
+
+    leader_hint = property(lambda self: self.core.leader_hint, lambda self, node: setattr(self.core, "leader_hint", node))
+    session = property(lambda self: self.core.session, lambda self, s: setattr(self.core, "session", s))
+    sessions = property(lambda self: self.core.sessions)
 
     async def __aenter__(self) -> ClusterClient:
         self._nursery_manager = trio.open_nursery()
@@ -190,9 +180,7 @@ class ClusterClient:
         connection = self._connections.get(node)
         if connection is not None and connection._closed is None:
             return connection
-        address = self.addresses.get(node)
-        if address is None:
-            raise unknown_node(node, list(self.addresses))
+        address = address_of(self.addresses, node)
         assert self._nursery is not None, "use ClusterClient as 'async with'"
         with trio.move_on_after(self.connect_timeout) as scope:
             try:
@@ -204,12 +192,29 @@ class ClusterClient:
         connection = self._connections[node] = Connection(node, stream, self._nursery, self.fields)
         return connection
 
-    async def call(self, node: str, request: dict[str, Any], *, timeout: float = 5.0) -> dict[str, Any]:
+    async def call(self, node: str, request: Mapping[str, Any] | wire.Request, *, timeout: float = 5.0) -> dict[str, Any]:
         """One request to one node; raises NodeUnreachable or Timeout."""
         with trio.move_on_after(timeout):
             connection = await self.connect(node)
             return await connection.call(request)
-        raise call_timeout(node, request, timeout)
+        raise call_timeout(node, wire.as_document(request), timeout)
+
+    async def call_each(
+        self, requests: Mapping[str, Mapping[str, Any] | wire.Request], *, timeout: float = 5.0
+    ) -> dict[str, dict[str, Any] | ClientError]:
+        """One request to each of several nodes, all at once (``SyncClusterClient.call_each``)."""
+        outcomes: dict[str, dict[str, Any] | ClientError] = {}
+
+        async def ask(node: str, request: Mapping[str, Any] | wire.Request) -> None:
+            try:
+                outcomes[node] = await self.call(node, request, timeout=timeout)
+            except ClientError as exc:
+                outcomes[node] = exc
+
+        async with trio.open_nursery() as nursery:
+            for node, request in requests.items():
+                nursery.start_soon(ask, node, request)
+        return {node: outcomes[node] for node in requests}
 
     async def query(self, command: str, *, node: str | None = None, timeout: float = 5.0) -> CommandOutcome:
         """A linearizable read (e.g. ``get``) without a log entry, served by ``node`` if given
@@ -230,66 +235,33 @@ class ClusterClient:
             SessionExpired: the cluster forgot the session after the command was first sent
                 (its outcome is unknown; the next command opens a new session).
         """
-        started = trio.current_time()
-        if not self.sessions or op != "run_command":  # a read changes nothing: no session needed
-            return await self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                                                 timeout=timeout, now=trio.current_time(), op=op))
-        for _ in range(2):
-            session = await self._open_session(node, started, timeout)
-            seq = session.begin()
-            plan = CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                               timeout=timeout, now=started, stamp=session.stamp(seq))
-            try:
-                return await self._drive(plan)
-            except SessionExpired:
-                if self.session is session:
-                    self.session = None
-                if plan.attempts > 1:  # an earlier copy may have been applied
-                    raise
-            finally:
-                session.end(seq)
-        raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
+        return await self._run(self.core.run_command(command, node=node, timeout=timeout, op=op))
 
     async def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
         """The client's session, registered first (through ``node`` or the leader) if it has none.
 
         Raises NoLeader, Timeout or ClientError as ``run_command`` does.
         """
-        return await self._open_session(node, trio.current_time(), timeout)
+        return await self._session(NeedSession(node, trio.current_time(), timeout))
 
-    async def _open_session(self, node: str | None, started: float, timeout: float) -> ClientSession:
-        """The client's session, registered first if it has none."""
-        async with self._registering:
-            if self.session is None:
-                plan = CommandPlan("register a session", list(self.addresses), node=node,
-                                   leader_hint=self.leader_hint, timeout=timeout, now=started, register=True)
-                outcome = await self._drive(plan)
-                if outcome.result.error is not None or not isinstance(outcome.result.result, int):
-                    raise ClientError(f"{outcome.node} could not register a session: {outcome.result.error}")
-                self.session = ClientSession(outcome.result.result)
-            return self.session
+    async def _session(self, need: NeedSession) -> ClientSession:
+        async with self._registering:  # one registration at a time
+            if self.core.session is None:
+                await self._run(self.core.register(need.node, need.started, need.timeout))
+            assert self.core.session is not None
+            return self.core.session
 
-    async def _drive(self, plan: CommandPlan) -> CommandOutcome:
-        while True:
-            target, request, wait = plan.next_request(trio.current_time())
+    async def _run(self, steps: Steps) -> Any:
+        """Do the I/O that ``steps`` ask for, until they end; their value."""
+        step = advance(steps)
+        while not isinstance(step, Advanced):
             try:
-                response = await self.call(target, request, timeout=wait)
-            except (NodeUnreachable, Timeout) as exc:
-                plan.unreachable(exc)
+                if isinstance(step, Call):
+                    reply: Any = await self.call(step.node, step.request, timeout=step.timeout)
+                else:
+                    reply = await (trio.sleep(step.seconds) if isinstance(step, Pause) else self._session(step))
+            except BaseException as exc:  # noqa: BLE001 - thrown into the steps, which decide
+                step = advance(steps, error=exc)
             else:
-                final = plan.answer(response)
-                if plan.learned is not None:
-                    self.leader_hint = plan.learned
-                if final is not None:
-                    result = CommandResult(
-                        result=final.get("result"),
-                        error=final.get("error"),
-                        redirect=final.get("redirect"),
-                        retry=bool(final.get("retry")),
-                        timeout_expired=bool(final.get("timeout_expired")),
-                        index=final.get("index"),
-                    )
-                    return CommandOutcome(result=result, node=target, attempts=plan.attempts)
-            pause = plan.pause(trio.current_time())
-            if pause is not None:
-                await trio.sleep(pause)
+                step = advance(steps, reply)
+        return step.value

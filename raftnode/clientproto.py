@@ -1,9 +1,10 @@
 """The client side of the client protocol, without I/O: errors, request frames and the rules of
 ``run_command`` (which node to ask next, what an answer means, how long to back off).
 
-Two clients drive these rules: ``raftnode.client.ClusterClient`` (trio, many requests in flight,
-for programs) and ``raftnode.syncclient.SyncClusterClient`` (blocking sockets, for one-shot
-command-line calls that must not pay for importing trio). Both raise the errors defined here, so
+``raftnode.clientcore`` turns these rules into steps without I/O, which two drivers run:
+``raftnode.client.ClusterClient`` (trio, many requests in flight, for programs) and
+``raftnode.syncclient.SyncClusterClient`` (blocking sockets, for one-shot command-line calls that
+must not pay for importing trio). Both raise the errors defined here, so
 ``except raftnode.client.NoLeader`` catches either; ``raftnode.client`` re-exports them.
 
 Client sessions (thesis §6.3, ``raftnode.sessions``): a client registers a session once
@@ -12,7 +13,7 @@ request carries ``session``, ``seq`` and ``ack``, so resending it after a lost c
 ``redirect`` or a ``retry`` is safe — the cluster applies it at most once and answers every copy
 with the first one's outcome.
 
-Standard library, ``raftnode.framing`` and ``raftnode.sessions`` only: no trio, no ``raftnode.core``.
+Standard library, ``raftnode.wire`` and ``raftnode.sessions`` only: no trio, no ``raftnode.core``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .framing import FrameKind, encode_frame, encode_json
+from . import wire
 from .sessions import SESSION_EXPIRED, SessionStamp
 
 __all__ = [
@@ -33,8 +34,8 @@ __all__ = [
     "SessionExpired",
     "Timeout",
     "call_timeout",
+    "address_of",
     "connect_timeout",
-    "request_frame",
     "unknown_node",
 ]
 
@@ -63,11 +64,6 @@ class Timeout(ClientError):
     """The deadline passed before the cluster answered."""
 
 
-def request_frame(request: Mapping[str, Any], request_id: int, fields: Mapping[str, Any] | None = None) -> bytes:
-    """The frame that sends ``request`` (a dict with ``op``) under ``request_id``, with ``fields``
-    (the cluster id and admin token a client adds to every request) too."""
-    document = {**request, **fields, "id": request_id} if fields else {**request, "id": request_id}
-    return encode_frame(FrameKind.CLIENT_REQUEST, encode_json(document))
 class SessionExpired(ClientError):
     """The cluster no longer knows the client's session (idle too long, or evicted): the command
     was not applied by the copy that got this answer, but an earlier copy may have been."""
@@ -116,6 +112,14 @@ class ClientSession:
 
 def unknown_node(node: str, known: Sequence[str]) -> ClientError:
     return ClientError(f"unknown node {node!r}; known: {', '.join(sorted(known))}")
+
+
+def address_of(addresses: Mapping[str, Any], node: str) -> Any:
+    """``node``'s client address; ClientError (``unknown_node``) if the client has none."""
+    address = addresses.get(node)
+    if address is None:
+        raise unknown_node(node, list(addresses))
+    return address
 
 
 def connect_timeout(node: str, address: object, seconds: float) -> NodeUnreachable:
@@ -181,12 +185,13 @@ class CommandPlan:
         self._backoff = FIRST_BACKOFF
         self._redirected = False
         self._last_problem = "no node answered"
+        self._request: wire.RegisterSession | wire.RunCommand | wire.Query
         if register:
-            self._request: dict[str, Any] = {"op": "register_session"}
+            self._request = wire.RegisterSession(timeout)
         else:
-            self._request = {"op": op, "command": command}
+            self._request = wire.command_request(command, timeout=timeout, op=op)
             if stamp is not None:
-                self._request.update(session=stamp.session, seq=stamp.seq, ack=stamp.ack)
+                self._request = self._request.replace(session=stamp.session, seq=stamp.seq, ack=stamp.ack)
 
     def next_request(self, now: float) -> tuple[str, dict[str, Any], float]:
         """``(node, request, seconds to wait for the answer)`` of the next attempt.
@@ -200,7 +205,7 @@ class CommandPlan:
         self.attempts += 1
         self._redirected = False
         self.learned = None
-        return self.target, {**self._request, "timeout": remaining}, remaining + 1
+        return self.target, wire.document(self._request.replace(timeout=remaining)), remaining + 1
 
     def unreachable(self, problem: ClientError) -> None:
         """The target did not answer: try the next node after a pause."""

@@ -1,14 +1,14 @@
 """A blocking client for the nodes' client endpoint, for one-shot programs such as ``raftctl``.
 
-Same wire protocol, same rules and same errors as ``raftnode.client.ClusterClient`` (the rules
-of ``run_command`` are ``raftnode.clientproto.CommandPlan``, driven by both), without trio or
-``raftnode.core``: a command-line call that asks a few questions and exits should not spend a
-quarter of its life importing an event loop.
+The blocking driver of ``raftnode.clientcore``: same wire protocol, same rules (``ClientCore``'s
+steps) and same errors as ``raftnode.client.ClusterClient``, without trio or ``raftnode.core``: a
+command-line call that asks a few questions and exits should not spend a quarter of its life
+importing an event loop.
 
-    with SyncClusterClient(config.client_addresses()) as client:
+    with SyncClusterClient(config.client_addresses()) as client:  # wire: raftnode.wire
         answer = client.run_command("incr 5", timeout=5)
         print(answer.response["result"], "answered by", answer.node)
-        pictures = client.call_each({node: {"op": "status"} for node in client.addresses}, timeout=1)
+        pictures = client.call_each({node: wire.Status() for node in client.addresses}, timeout=1)
 
 ``call_each`` asks many nodes at once over non-blocking sockets (one ``selectors`` loop), so a
 status of five nodes costs one round trip, not five. Connections stay open for the client's
@@ -21,30 +21,19 @@ unless ``sessions=False``, so resending a command is safe: it is applied at most
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import selectors
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from .clientproto import (
-    ClientError,
-    ClientSession,
-    CommandPlan,
-    NodeUnreachable,
-    NoLeader,
-    SessionExpired,
-    Timeout,
-    call_timeout,
-    connect_timeout,
-    request_frame,
-    unknown_node,
-)
-from .framing import CodecError, FrameDecoder, FrameKind, decode_json
+from . import wire
+from .clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, CommandOutcome, NeedSession, Pause, Steps, advance
+from .clientproto import ClientError, ClientSession, NodeUnreachable, NoLeader, SessionExpired, Timeout  # (re-exported)
+from .clientproto import address_of, call_timeout, connect_timeout
+from .framing import CodecError
 
 if TYPE_CHECKING:
     from .config import Address
@@ -53,18 +42,11 @@ __all__ = [
     "ClientError", "CommandAnswer", "NoLeader", "NodeUnreachable", "SessionExpired", "SyncClusterClient", "Timeout",
 ]
 
+#: The final answer to a command: ``raftnode.clientcore.CommandOutcome`` (``response``, ``node``,
+#: ``attempts``), the same type ``ClusterClient`` returns.
+CommandAnswer = CommandOutcome
+
 _RECV_BYTES = 65536
-
-
-@dataclass(frozen=True)
-class CommandAnswer:
-    """The final answer to a command (the node's response document), who gave it, and how many
-    attempts it took. ``response`` holds the seed's CommandResult fields: ``result``, ``error``,
-    ``index`` (a redirect, retry or timeout is never final)."""
-
-    response: Mapping[str, Any]
-    node: str
-    attempts: int
 
 
 def _resolve(address: Address) -> list[tuple[Any, ...]]:
@@ -94,9 +76,8 @@ class _Connection:
         #: Why the connection is unusable (NodeUnreachable), or None while it is usable.
         self.failure: NodeUnreachable | None = None
         self.out = bytearray()
-        self.decoder = FrameDecoder()
+        self.protocol = ClientConnection(node, fields)
         self.answers: dict[int, dict[str, Any]] = {}
-        self.ids = itertools.count(1)
         self.sock: socket.socket | None = None
         try:
             self._candidates = _resolve(address)
@@ -136,10 +117,10 @@ class _Connection:
             return False
         return True
 
-    def send(self, request: Mapping[str, Any]) -> int:
+    def send(self, request: Mapping[str, Any] | wire.Request) -> int:
         """Queue ``request``; on an open, idle connection it is written at once (no poll first)."""
-        request_id = next(self.ids)
-        self.out += request_frame(request, request_id, self.fields)
+        request_id, frame = self.protocol.send(wire.as_document(request))
+        self.out += frame
         if self.connected and self.failure is None:
             self._write()
         return request_id
@@ -184,13 +165,9 @@ class _Connection:
             self._close("the node closed the connection")
             return
         try:
-            for frame in self.decoder.feed(data):
-                if frame.kind == FrameKind.EVENT:
-                    continue
-                document = decode_json(frame.payload)
-                request_id = document.get("id")
-                if isinstance(request_id, int):
-                    self.answers[request_id] = document
+            for received in self.protocol.receive_data(data):
+                if isinstance(received, Answer) and isinstance(received.request_id, int):
+                    self.answers[received.request_id] = received.document
         except CodecError as exc:
             self._close(f"bad response: {exc}")
 
@@ -222,10 +199,12 @@ class SyncClusterClient:
         self.addresses = dict(addresses)
         self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
-        self.leader_hint: str | None = None
-        self.sessions = sessions
-        self.session: ClientSession | None = None
+        self.core = ClientCore(list(self.addresses), clock=time.monotonic, sessions=sessions)
         self._connections: dict[str, _Connection] = {}
+
+    leader_hint = property(lambda self: self.core.leader_hint, lambda self, node: setattr(self.core, "leader_hint", node))
+    session = property(lambda self: self.core.session, lambda self, s: setattr(self.core, "session", s))
+    sessions = property(lambda self: self.core.sessions)
 
     def __enter__(self) -> Self:
         return self
@@ -242,9 +221,7 @@ class SyncClusterClient:
         connection = self._connections.get(node)
         if connection is not None and connection.failure is None:
             return connection
-        address = self.addresses.get(node)
-        if address is None:
-            raise unknown_node(node, list(self.addresses))
+        address = address_of(self.addresses, node)
         connection = self._connections[node] = _Connection(node, address, now + self.connect_timeout, self.fields)
         return connection
 
@@ -254,7 +231,7 @@ class SyncClusterClient:
         if isinstance(outcome, ClientError):
             raise outcome
 
-    def call(self, node: str, request: Mapping[str, Any], *, timeout: float = 5.0) -> dict[str, Any]:
+    def call(self, node: str, request: Mapping[str, Any] | wire.Request, *, timeout: float = 5.0) -> dict[str, Any]:
         """One request to one node; raises NodeUnreachable or Timeout."""
         outcome = self.call_each({node: request}, timeout=timeout)[node]
         if isinstance(outcome, ClientError):
@@ -262,7 +239,7 @@ class SyncClusterClient:
         return outcome
 
     def call_each(
-        self, requests: Mapping[str, Mapping[str, Any]], *, timeout: float = 5.0
+        self, requests: Mapping[str, Mapping[str, Any] | wire.Request], *, timeout: float = 5.0
     ) -> dict[str, dict[str, Any] | ClientError]:
         """One request to each of several nodes, all at once; waits at most ``timeout`` in all.
 
@@ -288,59 +265,37 @@ class SyncClusterClient:
             SessionExpired: the cluster forgot the session after the command was first sent.
             ClientError: the node refused the request itself.
         """
-        started = time.monotonic()
-        if not self.sessions or op != "run_command":  # a read changes nothing: no session needed
-            return self._drive(CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                                           timeout=timeout, now=time.monotonic(), op=op))
-        for _ in range(2):
-            session = self._open_session(node, started, timeout)
-            seq = session.begin()
-            plan = CommandPlan(command, list(self.addresses), node=node, leader_hint=self.leader_hint,
-                               timeout=timeout, now=started, stamp=session.stamp(seq))
-            try:
-                return self._drive(plan)
-            except SessionExpired:
-                if self.session is session:
-                    self.session = None
-                if plan.attempts > 1:  # an earlier copy may have been applied
-                    raise
-            finally:
-                session.end(seq)
-        raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
+        return self._run(self.core.run_command(command, node=node, timeout=timeout, op=op))
 
-    def _open_session(self, node: str | None, started: float, timeout: float) -> ClientSession:
-        """The client's session, registered first if it has none."""
-        if self.session is None:
-            plan = CommandPlan("register a session", list(self.addresses), node=node,
-                               leader_hint=self.leader_hint, timeout=timeout, now=started, register=True)
-            answer = self._drive(plan)
-            session_id = answer.response.get("result")
-            if answer.response.get("error") is not None or not isinstance(session_id, int):
-                raise ClientError(f"{answer.node} could not register a session: {answer.response.get('error')}")
-            self.session = ClientSession(session_id)
-        return self.session
+    def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
+        """The client's session, registered first (through ``node`` or the leader) if it has none."""
+        return self._session(NeedSession(node, time.monotonic(), timeout))
 
-    def _drive(self, plan: CommandPlan) -> CommandAnswer:
-        while True:
-            target, request, wait = plan.next_request(time.monotonic())
+    def _session(self, need: NeedSession) -> ClientSession:
+        if self.core.session is None:
+            self._run(self.core.register(need.node, need.started, need.timeout))
+        assert self.core.session is not None
+        return self.core.session
+
+    def _run(self, steps: Steps) -> Any:
+        """Do the I/O that ``steps`` ask for, until they end; their value."""
+        step = advance(steps)
+        while not isinstance(step, Advanced):
             try:
-                response = self.call(target, request, timeout=wait)
-            except (NodeUnreachable, Timeout) as exc:
-                plan.unreachable(exc)
+                if isinstance(step, Call):
+                    reply: Any = self.call(step.node, step.request, timeout=step.timeout)
+                else:
+                    reply = time.sleep(step.seconds) if isinstance(step, Pause) else self._session(step)
+            except BaseException as exc:  # noqa: BLE001 - thrown into the steps, which decide
+                step = advance(steps, error=exc)
             else:
-                final = plan.answer(response)
-                if plan.learned is not None:
-                    self.leader_hint = plan.learned
-                if final is not None:
-                    return CommandAnswer(final, target, plan.attempts)
-            pause = plan.pause(time.monotonic())
-            if pause is not None:
-                time.sleep(pause)
+                step = advance(steps, reply)
+        return step.value
 
     # -- the event loop ------------------------------------------------------------------------
 
     def _exchange(
-        self, requests: dict[str, Mapping[str, Any] | None], *, timeout: float
+        self, requests: dict[str, Mapping[str, Any] | wire.Request | None], *, timeout: float
     ) -> dict[str, dict[str, Any] | ClientError]:
         """Send each request (None: only connect) and wait for the answers, all at once."""
         now = time.monotonic()
@@ -368,7 +323,7 @@ class SyncClusterClient:
                     break
                 if now >= deadline:
                     for node in waiting:
-                        outcomes[node] = call_timeout(node, requests[node] or {"op": "connect"}, timeout)
+                        outcomes[node] = call_timeout(node, wire.as_document(requests[node] or {}), timeout)
                     break
                 wake = deadline
                 registered: list[int] = []

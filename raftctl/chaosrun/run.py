@@ -30,6 +30,7 @@ from typing import Any
 import tomli_w
 import trio
 
+from raftnode import wire
 from raftnode.client import ClientError, ClusterClient
 from raftnode.config import ClusterConfig, load_config
 
@@ -352,7 +353,7 @@ class _Run:
                     seen: dict[str, tuple[int, str]] = {}
                     for node in self.config.node_ids:
                         try:
-                            status = await client.call(node, {"op": "status", "digest": True}, timeout=1.0)
+                            status = await client.call(node, wire.Status(digest=True), timeout=1.0)
                         except ClientError as exc:
                             last = f"{node}: {exc}"
                             break
