@@ -1269,5 +1269,31 @@ def _chaos_progress() -> Callable[[str, float], None]:
     return tell
 
 
+# -- deployment files ------------------------------------------------------------------------------
+
+
+@main.command("export")
+@click.argument("kind", type=click.Choice(["compose", "k8s", "systemd"]))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory to write into.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option("--image", "image_name", default=None, help="Image name (compose, k8s; default raftctl-<cluster>:<version>).")
+@click.option("--storage", default="1Gi", show_default=True, help="Size of each node's volume (k8s).")
+@click.option("--python", default="/usr/bin/python3", show_default=True, help="Python on the hosts (systemd).")
+@json_option
+@pass_app
+def export_command(app: App, kind: str, out: Path, force: bool, image_name: str | None, storage: str, python: str, as_json: bool) -> None:
+    """Write deployment files for KIND from the cluster file: a Dockerfile and compose file, a
+    Kubernetes StatefulSet (and Secret), or systemd units. Nodes listen on 0.0.0.0 in containers,
+    with peer authentication and the admin token; see README "Running on several hosts".
+    """
+    from .export import export
+
+    written = export(app.config(), kind, out, force=force, image_name=image_name, storage=storage, python=python)
+    if as_json:
+        echo_json({"kind": kind, "files": [str(p) for p in written]})
+    else:
+        click.echo(f"Wrote {len(written)} files to {out} ({kind}).")
+
+
 if __name__ == "__main__":
     main()
