@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from raftctl import errors
+from raftctl.locality import require_local
 from raftnode import __version__
 from raftnode.config import (
     DEFAULT_BASE_PORT,
@@ -418,6 +419,7 @@ def up(app: App, timeout: float, as_json: bool) -> None:
     from . import cluster
 
     config = app.config()
+    require_local(config, "up")
     result = run_domain(cluster.up, config, timeout=timeout)
     if as_json:
         echo_json(
@@ -456,6 +458,7 @@ def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
     from . import cluster
 
     config = app.config()
+    require_local(config, "down")
     result = run_domain(cluster.down, config, purge=purge, grace=grace)
     if as_json:
         echo_json(
@@ -505,6 +508,7 @@ def kill(app: App, node: str, timeout: float, as_json: bool) -> None:
     """
     from . import cluster
 
+    require_local(app.config(), "kill", [node])
     _process_command(app, as_json, run_domain(cluster.kill, app.config(), node, timeout=timeout))
 
 
@@ -522,6 +526,7 @@ def stop(app: App, node: str, grace: float, timeout: float, as_json: bool) -> No
     """
     from . import cluster
 
+    require_local(app.config(), "stop", [node])
     _process_command(app, as_json, run_domain(cluster.stop, app.config(), node, grace=grace, timeout=timeout))
 
 
@@ -539,6 +544,7 @@ def start(app: App, node: str, timeout: float, as_json: bool) -> None:
     """
     from . import cluster
 
+    require_local(app.config(), "start", [node])
     _process_command(app, as_json, run_domain(cluster.start, app.config(), node, timeout=timeout))
 
 
@@ -555,6 +561,7 @@ def restart(app: App, node: str, grace: float, timeout: float, as_json: bool) ->
     """
     from . import cluster
 
+    require_local(app.config(), "restart", [node])
     _process_command(app, as_json, run_domain(cluster.restart, app.config(), node, grace=grace, timeout=timeout))
 
 
@@ -1059,6 +1066,7 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
         node_id = run_domain(cluster.resolve_name, config, node)
     elif node not in config.node_ids:
         raise errors.UnknownNode(node, config.node_ids)
+    require_local(config, "logs", [node_id])
     path = StatePaths.of(config).log_file(node_id)
     try:
         text = path.read_text(errors="replace")
