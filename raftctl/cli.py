@@ -405,20 +405,26 @@ grace_option = click.option(
 
 @main.command()
 @timeout_option(10.0, "for the nodes to start and elect a leader")
+@click.option("--netns", is_flag=True, help="Each node in a network namespace of its own, with kernel partitions (root; addresses in 198.18.0.0/15).")
 @json_option
 @pass_app
-def up(app: App, timeout: float, as_json: bool) -> None:
+def up(app: App, timeout: float, netns: bool, as_json: bool) -> None:
     """Start every node of the cluster file in the background and wait for a leader.
 
     Each node runs as `python -m raftnode` in its own session; pids, logs, data and the events
     log live in the cluster's state_dir. Already running: says so and exits 0. Ports are checked
     first (one in use: exit 2 naming the node and port, nothing started); a node that exits
     while starting has its last log lines shown and the nodes just started are stopped again
-    (exit 5). No leader within --timeout: exit 3. Prints the status table.
+    (exit 5). No leader within --timeout: exit 3. Prints the status table. --netns (root, Linux):
+    each node in a network namespace of its own; `partition`/`heal` then cut links in the kernel.
     """
     from . import cluster
 
     config = app.config()
+    if netns:
+        from .netns import setup
+
+        setup(config)
     require_local(config, "up")
     result = run_domain(cluster.up, config, timeout=timeout)
     if as_json:
@@ -460,11 +466,15 @@ def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
     config = app.config()
     require_local(config, "down")
     result = run_domain(cluster.down, config, purge=purge, grace=grace)
+    from .netns import teardown
+
+    removed = teardown(config)  # the namespaces of `up --netns`, once their nodes are gone
     if as_json:
         echo_json(
             {
                 "stopped": [{"node": s.node, "pid": s.pid, "signal": s.signal} for s in result.stopped],
                 "purged": result.purged,
+                **({"removed": removed} if removed else {}),  # only after `up --netns`
             }
         )
         return
@@ -473,6 +483,8 @@ def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
         click.echo(f"Stopped {done}.")
     else:
         click.echo(f"Cluster {config.name!r} is not running; nothing to stop.")
+    if removed:
+        click.echo(f"Removed {', '.join(removed)}.")
     if purge:
         click.echo(f"Purged {config.state_dir}." if result.purged else "Nothing to purge.")
 
@@ -963,8 +975,16 @@ def partition(app: App, groups: tuple[str, ...], timeout: float, as_json: bool) 
     with one follower. Only Raft traffic is cut: raftctl still reaches every node. A node that
     is down gets its side of the partition when it starts.
     """
-    from . import chaos, cluster
+    from . import chaos, cluster, netns
 
+    if netns.load(app.config()) is not None:  # `up --netns`: the kernel cuts the links
+        plan = run_domain(cluster.partition_plan, app.config(), groups, timeout=timeout)
+        netns.partition(app.config(), plan)
+        if as_json:
+            echo_json({"partition": plan, "kernel": True})
+        else:
+            click.echo(f"Partitioned in the kernel: {chaos.describe_partition(plan)}")
+        return
     result = run_domain(cluster.partition, app.config(), groups, timeout=timeout)
     _faults_output(as_json, result, f"Partitioned: {chaos.describe_partition(result.partition)}")
 
@@ -977,8 +997,10 @@ def heal(app: App, everything: bool, as_json: bool) -> None:
     """Remove the partition: every node talks to every node again.
 
     Slow, flaky and duplicating links stay (`fast NODE` or `heal --all` clears them)."""
-    from . import cluster
+    from . import cluster, netns
 
+    if netns.load(app.config()) is not None:
+        netns.heal(app.config())  # the kernel's partition; the fault layer's is cleared below
     result = run_domain(cluster.heal, app.config(), everything=everything)
     _faults_output(as_json, result, "Healed: all faults cleared." if everything else "Healed: no partition.")
 

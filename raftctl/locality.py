@@ -4,7 +4,7 @@ process (``up``, ``down``, ``kill``, ``start``, ``stop``, ``restart``, ``logs``)
 A node is local when both of its hosts are addresses of this machine: loopback, or an address
 some interface here holds. That is asked of the kernel by binding a socket to the address (port
 0, closed at once, nothing sent): the bind fails with EADDRNOTAVAIL for an address this machine
-does not have. A host name counts as local when it resolves to an address that is. The commands
+does not have; a node in a network namespace made by ``up --netns`` is local too. A host name counts as local when it resolves to an address that is. The commands
 that only talk to nodes (``status``, ``run-command``, ...) need none of this: they go through the
 client endpoints, wherever those are.
 """
@@ -68,10 +68,14 @@ def require_local(config: ClusterConfig, command: str, names: Iterable[str] | No
     Raises:
         RemoteNode: naming the remote nodes and their addresses.
     """
+    from .netns import load
+
     wanted = None if names is None else set(names)
     if wanted is not None and wanted & set(SPECIAL_NODES):
         wanted = None
-    remote = [n for n in config.nodes if (wanted is None or n.id in wanted) and not is_local(n)]
+    namespaced = load(config)
+    here = set(namespaced.nodes) if namespaced else set()
+    remote = [n for n in config.nodes if (wanted is None or n.id in wanted) and n.id not in here and not is_local(n)]
     if not remote:
         return
     where = ", ".join(f"{n.id} at {n.client.host}" for n in remote)

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from raftctl.cli import EXIT_NOT_RUNNING, EXIT_USAGE, main
 from raftctl.locality import is_local_host
 
-# 192.0.2.0/24 is TEST-NET-1 (RFC 5737): no machine holds it, and binding to it sends nothing.
-REMOTE = "192.0.2.10"
+# 203.0.113.0/24 is TEST-NET-3 (RFC 5737): no machine holds it, and binding to it sends nothing.
+REMOTE = "203.0.113.10"
 MIXED = f"""\
 [cluster]
 state_dir = "state"
