@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from raftctl import errors
+from raftctl.locality import require_local
 from raftnode import __version__
 from raftnode.config import (
     DEFAULT_BASE_PORT,
@@ -404,20 +405,27 @@ grace_option = click.option(
 
 @main.command()
 @timeout_option(10.0, "for the nodes to start and elect a leader")
+@click.option("--netns", is_flag=True, help="Each node in a network namespace of its own, with kernel partitions (root; addresses in 198.18.0.0/15).")
 @json_option
 @pass_app
-def up(app: App, timeout: float, as_json: bool) -> None:
+def up(app: App, timeout: float, netns: bool, as_json: bool) -> None:
     """Start every node of the cluster file in the background and wait for a leader.
 
     Each node runs as `python -m raftnode` in its own session; pids, logs, data and the events
     log live in the cluster's state_dir. Already running: says so and exits 0. Ports are checked
     first (one in use: exit 2 naming the node and port, nothing started); a node that exits
     while starting has its last log lines shown and the nodes just started are stopped again
-    (exit 5). No leader within --timeout: exit 3. Prints the status table.
+    (exit 5). No leader within --timeout: exit 3. Prints the status table. --netns (root, Linux):
+    each node in a network namespace of its own; `partition`/`heal` then cut links in the kernel.
     """
     from . import cluster
 
     config = app.config()
+    if netns:
+        from .netns import setup
+
+        setup(config)
+    require_local(config, "up")
     result = run_domain(cluster.up, config, timeout=timeout)
     if as_json:
         echo_json(
@@ -456,12 +464,17 @@ def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
     from . import cluster
 
     config = app.config()
+    require_local(config, "down")
     result = run_domain(cluster.down, config, purge=purge, grace=grace)
+    from .netns import teardown
+
+    removed = teardown(config)  # the namespaces of `up --netns`, once their nodes are gone
     if as_json:
         echo_json(
             {
                 "stopped": [{"node": s.node, "pid": s.pid, "signal": s.signal} for s in result.stopped],
                 "purged": result.purged,
+                **({"removed": removed} if removed else {}),  # only after `up --netns`
             }
         )
         return
@@ -470,6 +483,8 @@ def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
         click.echo(f"Stopped {done}.")
     else:
         click.echo(f"Cluster {config.name!r} is not running; nothing to stop.")
+    if removed:
+        click.echo(f"Removed {', '.join(removed)}.")
     if purge:
         click.echo(f"Purged {config.state_dir}." if result.purged else "Nothing to purge.")
 
@@ -505,6 +520,7 @@ def kill(app: App, node: str, timeout: float, as_json: bool) -> None:
     """
     from . import cluster
 
+    require_local(app.config(), "kill", [node])
     _process_command(app, as_json, run_domain(cluster.kill, app.config(), node, timeout=timeout))
 
 
@@ -522,6 +538,7 @@ def stop(app: App, node: str, grace: float, timeout: float, as_json: bool) -> No
     """
     from . import cluster
 
+    require_local(app.config(), "stop", [node])
     _process_command(app, as_json, run_domain(cluster.stop, app.config(), node, grace=grace, timeout=timeout))
 
 
@@ -539,6 +556,7 @@ def start(app: App, node: str, timeout: float, as_json: bool) -> None:
     """
     from . import cluster
 
+    require_local(app.config(), "start", [node])
     _process_command(app, as_json, run_domain(cluster.start, app.config(), node, timeout=timeout))
 
 
@@ -555,6 +573,7 @@ def restart(app: App, node: str, grace: float, timeout: float, as_json: bool) ->
     """
     from . import cluster
 
+    require_local(app.config(), "restart", [node])
     _process_command(app, as_json, run_domain(cluster.restart, app.config(), node, grace=grace, timeout=timeout))
 
 
@@ -956,8 +975,16 @@ def partition(app: App, groups: tuple[str, ...], timeout: float, as_json: bool) 
     with one follower. Only Raft traffic is cut: raftctl still reaches every node. A node that
     is down gets its side of the partition when it starts.
     """
-    from . import chaos, cluster
+    from . import chaos, cluster, netns
 
+    if netns.load(app.config()) is not None:  # `up --netns`: the kernel cuts the links
+        plan = run_domain(cluster.partition_plan, app.config(), groups, timeout=timeout)
+        netns.partition(app.config(), plan)
+        if as_json:
+            echo_json({"partition": plan, "kernel": True})
+        else:
+            click.echo(f"Partitioned in the kernel: {chaos.describe_partition(plan)}")
+        return
     result = run_domain(cluster.partition, app.config(), groups, timeout=timeout)
     _faults_output(as_json, result, f"Partitioned: {chaos.describe_partition(result.partition)}")
 
@@ -970,8 +997,10 @@ def heal(app: App, everything: bool, as_json: bool) -> None:
     """Remove the partition: every node talks to every node again.
 
     Slow, flaky and duplicating links stay (`fast NODE` or `heal --all` clears them)."""
-    from . import cluster
+    from . import cluster, netns
 
+    if netns.load(app.config()) is not None:
+        netns.heal(app.config())  # the kernel's partition; the fault layer's is cleared below
     result = run_domain(cluster.heal, app.config(), everything=everything)
     _faults_output(as_json, result, "Healed: all faults cleared." if everything else "Healed: no partition.")
 
@@ -1059,6 +1088,7 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
         node_id = run_domain(cluster.resolve_name, config, node)
     elif node not in config.node_ids:
         raise errors.UnknownNode(node, config.node_ids)
+    require_local(config, "logs", [node_id])
     path = StatePaths.of(config).log_file(node_id)
     try:
         text = path.read_text(errors="replace")
@@ -1267,6 +1297,32 @@ def _chaos_progress() -> Callable[[str, float], None]:
             shown["phase"] = phase
 
     return tell
+
+
+# -- deployment files ------------------------------------------------------------------------------
+
+
+@main.command("export")
+@click.argument("kind", type=click.Choice(["compose", "k8s", "systemd"]))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory to write into.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option("--image", "image_name", default=None, help="Image name (compose, k8s; default raftctl-<cluster>:<version>).")
+@click.option("--storage", default="1Gi", show_default=True, help="Size of each node's volume (k8s).")
+@click.option("--python", default="/usr/bin/python3", show_default=True, help="Python on the hosts (systemd).")
+@json_option
+@pass_app
+def export_command(app: App, kind: str, out: Path, force: bool, image_name: str | None, storage: str, python: str, as_json: bool) -> None:
+    """Write deployment files for KIND from the cluster file: a Dockerfile and compose file, a
+    Kubernetes StatefulSet (and Secret), or systemd units. Nodes listen on 0.0.0.0 in containers,
+    with peer authentication and the admin token; see README "Running on several hosts".
+    """
+    from .export import export
+
+    written = export(app.config(), kind, out, force=force, image_name=image_name, storage=storage, python=python)
+    if as_json:
+        echo_json({"kind": kind, "files": [str(p) for p in written]})
+    else:
+        click.echo(f"Wrote {len(written)} files to {out} ({kind}).")
 
 
 if __name__ == "__main__":

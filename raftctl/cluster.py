@@ -485,22 +485,8 @@ async def _change_faults(s: Session, change: Callable[[chaos.WantedFaults], None
 
 async def partition(config: ClusterConfig, groups: Sequence[str], *, timeout: float = 5.0) -> FaultsResult:
     """``raftctl partition``: cut the cluster into ``groups`` (+ one group of the nodes not named)."""
-    parsed = chaos.parse_groups(groups)
     async with session(config) as s:
-        for group in parsed:
-            for name in group:
-                s.check_name(name)
-        named: list[list[str]] = []
-        taken: list[str] = [n for g in parsed for n in g if n not in SPECIAL_NODES]
-        for group in parsed:
-            ids = []
-            for name in group:
-                node_id = await s.resolve(name, timeout=timeout, exclude=taken)
-                if name in SPECIAL_NODES:
-                    taken.append(node_id)
-                ids.append(node_id)
-            named.append(ids)
-        plan = chaos.plan_partition(named, config.node_ids)
+        plan = await _partition_plan(s, groups, timeout=timeout)
 
         def change(wanted: chaos.WantedFaults) -> None:
             wanted.partition = plan
@@ -508,6 +494,35 @@ async def partition(config: ClusterConfig, groups: Sequence[str], *, timeout: fl
         result = await _change_faults(s, change, config.node_ids)
         s.record("partition", chaos.describe_partition(plan))
         return result
+
+
+async def partition_plan(config: ClusterConfig, groups: Sequence[str], *, timeout: float = 5.0) -> list[list[str]]:
+    """The full partition ``groups`` name (``leader``/``follower`` resolved), for ``up --netns``'s kernel."""
+    async with session(config) as s:
+        plan = await _partition_plan(s, groups, timeout=timeout)
+        s.record("partition", f"{chaos.describe_partition(plan)} (kernel)")
+        return plan
+
+
+async def _partition_plan(s: Session, groups: Sequence[str], *, timeout: float) -> list[list[str]]:
+    """The full partition of ``groups``: names checked, ``leader``/``follower`` resolved, the
+    nodes not named as one more group."""
+    parsed = chaos.parse_groups(groups)
+    config = s.config
+    for group in parsed:
+        for name in group:
+            s.check_name(name)
+    named: list[list[str]] = []
+    taken: list[str] = [n for g in parsed for n in g if n not in SPECIAL_NODES]
+    for group in parsed:
+        ids = []
+        for name in group:
+            node_id = await s.resolve(name, timeout=timeout, exclude=taken)
+            if name in SPECIAL_NODES:
+                taken.append(node_id)
+            ids.append(node_id)
+        named.append(ids)
+    return chaos.plan_partition(named, config.node_ids)
 
 
 async def heal(config: ClusterConfig, *, everything: bool = False) -> FaultsResult:

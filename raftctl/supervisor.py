@@ -252,8 +252,14 @@ def free_ports(count: int) -> list[int]:
 
 
 def check_ports(config: ClusterConfig, node_ids: Iterable[str]) -> None:
-    """Raise PortInUse for the first peer or client address of ``node_ids`` that cannot be bound."""
+    """Raise PortInUse for the first peer or client address of ``node_ids`` that cannot be bound
+    (a node in a network namespace of its own has nothing else there: it is not checked)."""
+    from .netns import load
+
+    namespaced = load(config)
     for node_id in node_ids:
+        if namespaced is not None and node_id in namespaced.nodes:
+            continue
         node = config.node(node_id)
         for what, address in (("peer", node.peer), ("client", node.client)):
             problem = bind_problem(address)
@@ -285,9 +291,12 @@ def bind_problem(address: Address) -> str | None:
 
 
 def node_command(config: ClusterConfig, node_id: str) -> list[str]:
-    """The command line that runs node ``node_id``."""
+    """The command line that runs node ``node_id`` (in its namespace under ``up --netns``)."""
+    from .netns import exec_prefix
+
     paths = StatePaths.of(config)
     return [
+        *exec_prefix(config, node_id),
         sys.executable,
         "-m",
         "raftnode",

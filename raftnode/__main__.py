@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from raftnode import __version__
-from raftnode.config import ClusterConfig, ConfigError, load_config
+from raftnode.config import Address, ClusterConfig, ConfigError, is_loopback, load_config
 from raftnode.credentials import Credentials, CredentialsError, load_credentials, secrets_path
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
@@ -32,8 +32,12 @@ EXIT_USAGE = 2
 EXIT_START_FAILED = 1
 
 
-async def serve(config: ClusterConfig, node_id: str, *, credentials: Credentials, data_dir: Path | None = None) -> None:
-    """Run the node until SIGTERM/SIGINT or an admin ``stop``."""
+async def serve(
+    config: ClusterConfig, node_id: str, *, credentials: Credentials, data_dir: Path | None = None,
+    listen_host: str | None = None,
+) -> None:
+    """Run the node until SIGTERM/SIGINT or an admin ``stop``; ``listen_host`` replaces the host
+    of both its addresses for listening (the ports stay)."""
     from raftnode.api import HullAPI
     from raftnode.service import ClientService
     from raftnode.statemachines import load_state_machine
@@ -45,11 +49,12 @@ async def serve(config: ClusterConfig, node_id: str, *, credentials: Credentials
         data_dir=data_dir,
         rng=random.Random(),
         credentials=credentials,
+        listen_host=listen_host,
     )
     node, storage = hull.node, hull.node.storage
     service = ClientService(
         node,
-        config.node(node_id).client,
+        Address(listen_host, config.node(node_id).client.port) if listen_host else config.node(node_id).client,
         faults=hull.node.transport,
         max_command_bytes=config.max_command_bytes,
         max_connections=config.max_client_connections,
@@ -101,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="cluster.toml", metavar="PATH", help="cluster file (default: %(default)s)")
     parser.add_argument("--node", required=True, metavar="ID", help="id of the node to run")
     parser.add_argument("--data-dir", type=Path, default=None, help="data directory (default: STATE_DIR/data/ID)")
+    parser.add_argument(
+        "--listen-host", default=None, metavar="HOST",
+        help="listen on HOST (e.g. 0.0.0.0 in a container) at the node's ports; peers still dial the file's addresses",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
 
@@ -109,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.node(args.node)
     except ConfigError as exc:
         print(f"raftnode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.listen_host is not None and not config.peer_auth and not is_loopback(args.listen_host):
+        print(f"raftnode: --listen-host {args.listen_host} is not a loopback address: set peer_auth = true "
+              f"in {config.path} (peers must prove they hold the cluster secret)", file=sys.stderr)
         return EXIT_USAGE
     try:
         credentials = load_credentials(secrets_path(config.state_dir))
@@ -122,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with unwrapped():
-            trio.run(partial(serve, config, args.node, credentials=credentials, data_dir=args.data_dir))
+            trio.run(partial(serve, config, args.node, credentials=credentials, data_dir=args.data_dir,
+                              listen_host=args.listen_host))
     except OSError as exc:
         print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
         return EXIT_START_FAILED

@@ -44,7 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import trio
 
-from .config import TICK_MS, ClusterConfig, parse_context, raft_config
+from .config import TICK_MS, Address, ClusterConfig, parse_context, raft_config
 from .core.commands import CommandResult
 from .core.quorum import Configuration
 from .credentials import Credentials, ensure_credentials, secrets_path
@@ -94,12 +94,14 @@ class HullAPI:
         rng: random.Random | None = None,
         credentials: Credentials | None = None,
         sessions: SessionTable | None = None,
+        listen_host: str | None = None,
     ) -> HullAPI:
         """A node of the cluster in ``config``; built-in TCP transport and disk storage unless given.
 
         ``credentials`` (the cluster id and secrets of the built-in transport) default to
         ``<state_dir>/secrets.toml``, made there if it does not exist yet (nodes sharing a state
-        dir share it).
+        dir share it). ``listen_host`` (e.g. ``0.0.0.0`` in a container) replaces the host the
+        node listens on for peers; it keeps the port, and peers still dial the file's address.
         """
         if transport is None:
             if credentials is None:
@@ -112,7 +114,7 @@ class HullAPI:
                 TcpTransport(
                     node_id,
                     cluster=config.name,
-                    listen=me.peer,
+                    listen=Address(listen_host, me.peer.port) if listen_host else me.peer,
                     peers={n.id: n.peer for n in config.nodes},
                     credentials=credentials,
                     peer_auth=config.peer_auth,

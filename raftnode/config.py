@@ -60,6 +60,7 @@ __all__ = [
     "NodeConfig",
     "add_node_to_file",
     "check_node_id",
+    "is_loopback",
     "clear_join_flags",
     "default_config_text",
     "load_config",
@@ -456,7 +457,7 @@ def _replace_file(target: Path, text: str) -> None:
         raise
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address (``localhost`` counts; a wildcard does not)."""
     if host == "localhost":
         return True
@@ -583,7 +584,7 @@ class _Validator:
 
         nodes = self.nodes(document.get("nodes"))
         if not peer_auth:
-            exposed = next((n for n in nodes for a in (n.peer, n.client) if not _is_loopback(a.host)), None)
+            exposed = next((n for n in nodes for a in (n.peer, n.client) if not is_loopback(a.host)), None)
             if exposed is not None:
                 raise self.fail(
                     "cluster.peer_auth",

@@ -39,3 +39,11 @@ def test_node_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert info.value.code == 2
     assert "--node" in capsys.readouterr().err
+
+
+def test_listening_beyond_loopback_needs_peer_auth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text('[cluster]\npeer_auth = false\n[[nodes]]\nid = "n1"\npeer = "127.0.0.1:7101"\nclient = "127.0.0.1:7201"\n')
+    assert main(["--config", str(path), "--node", "n1", "--listen-host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "--listen-host 0.0.0.0 is not a loopback address: set peer_auth = true" in err
