@@ -8,6 +8,7 @@ through ``Raft._campaign`` so that a test engine can plant a bug there.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 from .messages import (
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 class Elections:
     """One node's election timer and the votes of its current (pre-)campaign."""
 
-    def __init__(self, node: Raft):
+    def __init__(self, node: Raft, rng: random.Random):
         self.node = node
+        self._rng = rng  # the node's only source of randomness
         self.elapsed = 0  # ticks since the timer was last reset (by a leader's message, a vote, a term)
         self.randomized_timeout = 0
         self.votes: dict[str, bool] = {}
@@ -40,8 +42,12 @@ class Elections:
         """A new term or role: restart the timer with a fresh random timeout, forget the votes."""
         self.elapsed = 0
         lo, hi = self.node.config.election_timeout
-        self.randomized_timeout = self.node._rng.randrange(lo, hi)
+        self.randomized_timeout = self._rng.randrange(lo, hi)
         self.votes = {}
+
+    def promotable(self) -> bool:
+        """Only a voter campaigns: a learner, or a node waiting to join, never does."""
+        return self.node.id in self.node.configuration.voters
 
     def heard_from_leader(self, leader: str) -> None:
         self.elapsed = 0
@@ -53,7 +59,7 @@ class Elections:
         """A follower's or candidate's tick: campaign once the randomized timeout has passed."""
         node = self.node
         self.elapsed += 1
-        if self.elapsed >= self.randomized_timeout and node._promotable():
+        if self.elapsed >= self.randomized_timeout and self.promotable():
             node._campaign(pre_vote=node.config.pre_vote)
 
     def tick_leader(self) -> bool:
@@ -67,7 +73,7 @@ class Elections:
             progress = node._replication.progress
             active = [n for n, pr in progress.items() if pr.recent_active or n == node.id]
             if not node.configuration.has_quorum(active):
-                node._become_follower(node.term, None, reason="check-quorum: lost contact with a majority")
+                node._roles.become_follower(node.term, None, reason="check-quorum: lost contact with a majority")
                 return False
             for pr in progress.values():
                 pr.recent_active = False
@@ -78,7 +84,7 @@ class Elections:
         node = self.node
         if node.role is Role.LEADER:
             return node.config.election_timeout[0] - self.elapsed
-        if not node._promotable():  # a learner or a node waiting to join never campaigns
+        if not self.promotable():
             return node.config.election_timeout[1]
         return self.randomized_timeout - self.elapsed
 
@@ -88,10 +94,10 @@ class Elections:
         """Become (pre-)candidate, vote for ourselves and ask every other voter."""
         node = self.node
         if pre_vote:
-            node._become_pre_candidate()
+            node._roles.become_pre_candidate()
             term = node.term + 1
         else:
-            node._become_candidate()
+            node._roles.become_candidate()
             term = node.term
         self.votes[node.id] = True
         if node.configuration.vote_result(self.votes) is VoteResult.WON:
@@ -121,7 +127,7 @@ class Elections:
         """A (pre-)candidate's messages: count votes; a leader of our term means it won (§3.4)."""
         node = self.node
         if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
-            node._become_follower(node.term, m.src, reason=f"{m.src} won term {node.term}")
+            node._roles.become_follower(node.term, m.src, reason=f"{m.src} won term {node.term}")
             node._follower.step(m)
         elif isinstance(m, RequestVoteResponse):
             if m.pre_vote != (node.role is Role.PRE_CANDIDATE):
@@ -132,13 +138,35 @@ class Elections:
             if result is VoteResult.WON:
                 self._won()
             elif result is VoteResult.LOST:
-                node._become_follower(node.term, None, reason="lost the election")
+                node._roles.become_follower(node.term, None, reason="lost the election")
         elif isinstance(m, ReadIndex):
             node._read_index.refuse_request(m)
         else:
             node._count("dropped_unexpected")
 
-    # -- voting --------------------------------------------------------------------------------
+    # -- terms and voting --------------------------------------------------------------------------------
+
+    def admit(self, m: Message) -> bool:
+        """Term bookkeeping for a message of another term than ours: adopt a higher term (not
+        for a vote request during the leader lease, nor for a granted pre-vote), answer or drop an
+        older one. False: the message goes no further."""
+        node = self.node
+        if m.term < node.term:
+            self.answer_stale(m)
+            return False
+        if isinstance(m, RequestVote):
+            if not m.transfer and self.in_leader_lease(m.pre_vote):
+                # §4.2.3 / §9.6: while we hear from a leader, ignore disruptive candidates.
+                node._count("dropped_vote_in_lease")
+                return False
+            if not m.pre_vote:
+                node._roles.become_follower(m.term, None, reason=f"vote request from {m.src} in term {m.term}")
+        elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
+            pass  # a granted pre-vote carries the prospective term, not the voter's
+        else:
+            leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) else None
+            node._roles.become_follower(m.term, leader, reason=f"saw term {m.term} from {m.src}")
+        return True
 
     def in_leader_lease(self, pre_vote: bool) -> bool:
         """We heard from a live leader within the minimum election timeout (§4.2.3, §9.6)."""

@@ -1,5 +1,5 @@
-"""A follower's side of replication: the leader's AppendEntries (§3.5), heartbeats and snapshot
-chunks (§5), each answered so the leader knows what this node holds.
+"""A follower's side of replication: the leader's AppendEntries (§3.5) and heartbeats, each
+answered so the leader knows what this node holds (snapshot chunks go to ``snapshots``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from .messages import (
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
-    InstallSnapshotResponse,
     Message,
     ReadIndex,
     ReadIndexResponse,
-    SnapshotMeta,
     TimeoutNow,
 )
 
@@ -25,11 +23,10 @@ if TYPE_CHECKING:
 
 
 class Follower:
-    """What a follower does with its leader's messages; holds a snapshot being received."""
+    """What a follower does with its leader's messages."""
 
     def __init__(self, node: Raft):
         self.node = node
-        self._incoming_snapshot: tuple[SnapshotMeta, bytearray] | None = None
 
     def step(self, m: Message) -> None:
         """A follower's messages: the leader's, a transfer's TimeoutNow, and read answers."""
@@ -42,9 +39,9 @@ class Follower:
             self._handle_heartbeat(m)
         elif isinstance(m, InstallSnapshot):
             node._elections.heard_from_leader(m.src)
-            self._handle_install_snapshot(m)
+            node._snapshots.receive(m)
         elif isinstance(m, TimeoutNow):
-            if node._promotable():
+            if node._elections.promotable():
                 node._event("transfer", f"TimeoutNow from {m.src}: campaigning at once")
                 node._campaign(pre_vote=False, transfer=True)
         elif isinstance(m, ReadIndexResponse):
@@ -95,44 +92,3 @@ class Follower:
         last_new = m.prev_index + len(m.entries)
         self._advance_commit(min(m.commit, last_new))
         node._send(AppendEntriesResponse(term=node.term, src=node.id, dst=m.src, success=True, index=last_new))
-
-    def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
-        """Gather the chunks in order (saying how much we hold when one is missing), then install."""
-        node = self.node
-        meta = m.meta
-        if meta.index <= node.commit:
-            # We already hold everything it covers.
-            self._incoming_snapshot = None
-            node._send(AppendEntriesResponse(term=node.term, src=node.id, dst=m.src, success=True, index=node.commit))
-            return
-        if m.offset == 0:
-            self._incoming_snapshot = (meta, bytearray())
-        incoming = self._incoming_snapshot
-        if incoming is None or incoming[0] != meta or len(incoming[1]) != m.offset:
-            have = len(incoming[1]) if incoming is not None and incoming[0] == meta else 0
-            node._send(InstallSnapshotResponse(term=node.term, src=node.id, dst=m.src, index=meta.index, offset=have))
-            return
-        incoming[1].extend(m.data)
-        if not m.done:
-            node._send(
-                InstallSnapshotResponse(term=node.term, src=node.id, dst=m.src, index=meta.index, offset=len(incoming[1]))
-            )
-            return
-        self._incoming_snapshot = None
-        self._install((meta, bytes(incoming[1])), m.src)
-
-    def _install(self, snapshot: tuple[SnapshotMeta, bytes], leader: str) -> None:
-        """The last chunk arrived: restore from the snapshot and hand it to the shell's next Ready."""
-        node = self.node
-        meta = snapshot[0]
-        kept = node.log.restore(meta.index, meta.term)
-        node.commit = max(node.commit, meta.index)
-        node.applied = meta.index
-        node._membership.installed_snapshot(meta, kept)
-        node._snapshot = node._installed_snapshot = snapshot
-        node._event(
-            "snapshot",
-            f"installed snapshot up to index {meta.index} (term {meta.term}) from {leader}"
-            + ("; kept the log after it" if kept else ""),
-        )
-        node._send(AppendEntriesResponse(term=node.term, src=node.id, dst=leader, success=True, index=meta.index))

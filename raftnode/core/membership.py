@@ -148,7 +148,7 @@ class Membership:
             )
             if successor is not None and progress[successor].match == node.log.last_index:
                 node._transfer.send_timeout_now(successor)
-            node._become_follower(node.term, None, reason="removed from the configuration")
+            node._roles.become_follower(node.term, None, reason="removed from the configuration")
 
     def applied(self, before: int, applied: int) -> None:
         """The shell applied entries ``before + 1 .. applied``: note the configurations among them."""

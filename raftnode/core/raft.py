@@ -22,19 +22,25 @@ whose next entry is gone receives the snapshot in chunks (InstallSnapshot) and t
 installs it carries it to the shell.
 
 The engine is a facade over collaborators that each own one part of the protocol's state and
-work on the node's shared state (term, vote, log, commit, role, configuration, outbox):
+work on the node's shared state (term, vote, log, commit, role, configuration, the outbox):
 
-- ``elections.Elections``: the election timer, PreVote, votes, the leader lease, CheckQuorum;
-- ``replication.Replicator``: the leader's progress per follower, appends, heartbeats, snapshots;
-- ``follower.Follower``: a follower's handling of its leader's appends, heartbeats and snapshots;
+- ``roles.Roles``: role changes (what each resets, which step and tick functions it takes up);
+- ``elections.Elections``: term bookkeeping, the election timer, PreVote, votes, the leader
+  lease, CheckQuorum;
+- ``replication.Replicator``: the leader's progress per follower, appends, heartbeats, the
+  commit rule;
+- ``follower.Follower``: a follower's handling of its leader's appends and heartbeats;
+- ``snapshots.Snapshots``: log compaction and InstallSnapshot, at the leader and at a follower;
 - ``membership.Membership``: configurations, add/remove one server at a time, catch-up (§4);
 - ``transfer.LeadershipTransfer``: handing leadership over (§3.10);
 - ``reads.Reads``: linearizable reads (§6.4) over ``readindex.ReadRounds``.
 
-``Raft`` keeps the public API, the Ready cycle (``has_ready``, ``ready``, ``advance``), the term
-bookkeeping, the role changes and the commit rule. A few methods are seams that a test engine
-subclasses to plant a bug, so the collaborators call them through the node: ``_campaign``,
-``_become_leader``, ``_may_commit_by_counting``, ``_configuration_at``, ``_start_read_round``.
+Each collaborator holds a reference to its node rather than being mixed into it: its state is its
+own (``node._elections.votes``, not one flat namespace), and what it touches of the node's reads
+as ``node.term``, ``node._send``. ``Raft`` keeps the public API and the Ready cycle (``has_ready``,
+``ready``, ``advance``). A few methods are seams that a test engine subclasses to plant a bug, so
+the collaborators call them through the node: ``_campaign``, ``_become_leader``,
+``_may_commit_by_counting``, ``_configuration_at``, ``_start_read_round``.
 Client sessions live above the core, keyed by entry.
 """
 
@@ -49,14 +55,11 @@ from .follower import Follower
 from .log import RaftLog
 from .membership import Membership
 from .messages import (
-    AppendEntries,
     Entry,
     EntryKind,
     Heartbeat,
-    InstallSnapshot,
     Message,
     RequestVote,
-    RequestVoteResponse,
     SnapshotMeta,
 )
 from .progress import Progress
@@ -65,7 +68,9 @@ from .reads import Reads
 from .readindex import ReadRounds, ReadState
 from .ready import Event, HardState, Ready, Role, SoftState
 from .replication import Replicator
+from .roles import Roles
 from .settings import RaftConfig
+from .snapshots import Snapshots
 from .transfer import LeadershipTransfer
 
 __all__ = ["Raft", "RaftConfig"]
@@ -74,16 +79,9 @@ __all__ = ["Raft", "RaftConfig"]
 class Raft:
     """One node's protocol state. Not thread-safe: one owner drives it."""
 
-    def __init__(
-        self,
-        config: RaftConfig,
-        *,
-        rng: random.Random,
-        hard_state: HardState = HardState(),
-        entries: Sequence[Entry] = (),
-        snapshot: tuple[SnapshotMeta, bytes] | None = None,
-        contexts: dict[str, str] | None = None,
-    ):
+    def __init__(self, config: RaftConfig, *, rng: random.Random, hard_state: HardState = HardState(),
+                 entries: Sequence[Entry] = (), snapshot: tuple[SnapshotMeta, bytes] | None = None,
+                 contexts: dict[str, str] | None = None):
         """Build a node from what its storage holds (nothing, for a new node).
 
         Args:
@@ -96,7 +94,6 @@ class Raft:
         """
         self.id = config.node_id
         self.config = config
-        self._rng = rng
         meta = snapshot[0] if snapshot else SnapshotMeta(0, 0)
         self.log = RaftLog(entries, offset=meta.index, offset_term=meta.term)
         self._membership = Membership(self, meta, contexts)
@@ -111,20 +108,20 @@ class Raft:
         self._ticks = 0
         self._persisted_hard_state = hard_state
         self._reported_soft_state = SoftState(role=Role.FOLLOWER, leader=None)
-        self._snapshot = snapshot  # the latest snapshot, sent to followers that need it
         self._installed_snapshot: tuple[SnapshotMeta, bytes] | None = None  # for the next Ready
-        # The outbox the next Ready hands to the shell.
-        self._messages: list[Message] = []
+        self._messages: list[Message] = []  # the outbox the next Ready hands to the shell
         self._events: list[Event] = []
         self._read_states: list[ReadState] = []  # reads answered
-        self._elections = Elections(self)
+        self._elections = Elections(self, rng)
         self._replication = Replicator(self)
         self._follower = Follower(self)
+        self._snapshots = Snapshots(self, snapshot)
         self._transfer = LeadershipTransfer(self)
         self._read_index = Reads(self)
+        self._roles = Roles(self)
         self._step_role: Callable[[Message], None] = self._follower.step
         self._tick_role: Callable[[], None] = self._elections.tick
-        self._become_follower(self.term, None, reason="started")
+        self._roles.become_follower(self.term, None, reason="started")
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -150,15 +147,11 @@ class Raft:
         return HardState(term=self.term, vote=self.vote, commit=self.commit)
 
     def heartbeats(self) -> list[Heartbeat]:
-        """A leader's heartbeats to every follower, built without changing any state.
-
-        For a shell whose turn is stalled (a slow fsync) to keep its followers from electing: a
-        heartbeat promises nothing about the leader's disk (§10.2.1) and carries each follower's
-        safe commit index, min(its match, ours). Empty unless this node leads.
-        """
-        if self.role is not Role.LEADER:
-            return []
-        return [self._replication.heartbeat(node) for node in self._replication.peers()]
+        """A leader's heartbeats to every follower (none unless it leads), changing no state: for a
+        shell whose turn is stalled (a slow fsync) to keep its followers from electing. A heartbeat
+        promises nothing about the leader's disk (§10.2.1) and carries each follower's safe commit
+        index, min(its match, ours)."""
+        return self._replication.heartbeats() if self.role is Role.LEADER else []
 
     def committed_configuration(self) -> Configuration:
         """The configuration as of the commit index (the latest one may still be uncommitted)."""
@@ -184,14 +177,7 @@ class Raft:
         """How many ticks may pass before a ``tick()`` does more than count (a heartbeat, an
         election, a check-quorum round, a timeout); at least 1. A shell may sleep that long and
         then call ``tick()`` that many times in a row; any input may bring the timer forward."""
-        dues = [self._elections.ticks_until_timeout(), self._read_index.ticks_until_expiry()]
-        if self.role is Role.LEADER:
-            dues += [
-                self._replication.ticks_until_heartbeat(),
-                self._transfer.ticks_until_abort(),
-                self._membership.ticks_until_timer(),
-            ]
-        return max(1, min(due for due in dues if due is not None))
+        return self._roles.ticks_until_timer()
 
     def step(self, m: Message) -> None:
         """Handle a peer's message. Stale, misdirected or unknown-sender messages are dropped and counted."""
@@ -199,21 +185,7 @@ class Raft:
         if m.dst != self.id or m.src == self.id:
             self._count("dropped_misdirected")
             return
-        if m.term > self.term:
-            if isinstance(m, RequestVote):
-                if not m.transfer and self._elections.in_leader_lease(m.pre_vote):
-                    # §4.2.3 / §9.6: while we hear from a leader, ignore disruptive candidates.
-                    self._count("dropped_vote_in_lease")
-                    return
-                if not m.pre_vote:
-                    self._become_follower(m.term, None, reason=f"vote request from {m.src} in term {m.term}")
-            elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
-                pass  # a granted pre-vote carries the prospective term, not the voter's
-            else:
-                leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) else None
-                self._become_follower(m.term, leader, reason=f"saw term {m.term} from {m.src}")
-        elif m.term < self.term:
-            self._elections.answer_stale(m)
+        if m.term != self.term and not self._elections.admit(m):
             return
         if isinstance(m, RequestVote):
             self._elections.handle_request_vote(m)
@@ -263,22 +235,11 @@ class Raft:
         Raises:
             ValueError: ``index`` is beyond what was applied and persisted.
         """
-        if index > self.applied or index > self.log.stable_index:
-            raise ValueError(f"cannot snapshot at {index}: applied {self.applied}, persisted {self.log.stable_index}")
-        term = self.log.term(index)
-        assert term is not None
-        configuration = self._configuration_at(index)
-        meta = SnapshotMeta(index, term, configuration)
-        self.log.compact(index, term)
-        self._membership.rebase(index, configuration)
-        self._snapshot = (meta, data)
-        self._event("snapshot", f"compacted the log up to index {index}")
-        return meta
+        return self._snapshots.compact(index, data)
 
     def transfer_leadership(self, target: str) -> None:
-        """Hand leadership to ``target`` (§3.10): catch it up, then send it TimeoutNow.
-
-        The transfer aborts after an election timeout if ``target`` has not taken over.
+        """Hand leadership to ``target`` (§3.10): catch it up, then send it TimeoutNow; abort after
+        an election timeout if ``target`` has not taken over.
 
         Raises:
             NotLeader: this node is not the leader.
@@ -287,12 +248,10 @@ class Raft:
         self._transfer.start(target)
 
     def add_node(self, node: str, context: str = "") -> int:
-        """Start adding ``node``: it joins as a learner, is caught up in rounds and then promoted.
-
+        """Start adding ``node``: it joins as a learner, is caught up in rounds, then promoted on its
+        own — or removed again if it cannot catch up, with the reason in ``catchup_failures``.
         ``context`` (its addresses, say) is replicated with the configuration for the shells.
-        Returns the index of the configuration entry that adds the learner. Promotion follows on
-        its own; if the node cannot catch up, the leader removes it again and records why in
-        ``catchup_failures``.
+        Returns the index of the configuration entry that adds the learner.
 
         Raises:
             NotLeader: this node is not the leader.
@@ -368,99 +327,25 @@ class Raft:
             self.log.stable_to(last.index, last.term)
             if self.role is Role.LEADER:
                 self._replication.progress[self.id].acknowledged(self.log.stable_index)
-                self._maybe_commit()
+                self._replication.maybe_commit()
         if ready.committed:
             before = self.applied
             self.applied = max(self.applied, ready.committed[-1].index)
             self._membership.applied(before, self.applied)
 
-    # -- role changes --------------------------------------------------------------------------
-
-    def _reset(self, term: int) -> None:
-        self._read_index.reset()  # refuses the waiting reads, in the term they were asked
-        if term != self.term:
-            self.term = term
-            self.vote = None
-        self.leader = None
-        self._elections.reset()
-        self._replication.reset()
-        self._transfer.reset()
-        self._membership.reset()
-
-    def _become_follower(self, term: int, leader: str | None, *, reason: str) -> None:
-        was = self.role
-        self._reset(term)
-        self.role = Role.FOLLOWER
-        self.leader = leader
-        self._step_role = self._follower.step
-        self._tick_role = self._elections.tick
-        if was is not Role.FOLLOWER:
-            self._event("step-down", f"{was.value} -> follower in term {term}: {reason}")
-
-    def _become_pre_candidate(self) -> None:
-        # A pre-vote round changes neither term nor vote (§9.6).
-        term = self.term
-        self._reset(term)
-        self.role = Role.PRE_CANDIDATE
-        self._step_role = self._elections.step_candidate
-        self._tick_role = self._elections.tick
-        self._event("pre-vote", f"pre-vote for term {term + 1}")
-
-    def _become_candidate(self) -> None:
-        self._reset(self.term + 1)
-        self.vote = self.id
-        self.role = Role.CANDIDATE
-        self._step_role = self._elections.step_candidate
-        self._tick_role = self._elections.tick
-        self._event("election", f"election for term {self.term}")
+    # -- seams: called through the node, so that a test engine may override them ----------------
 
     def _become_leader(self) -> None:
-        self._reset(self.term)
-        self.role = Role.LEADER
-        self.leader = self.id
-        self._step_role = self._replication.step
-        self._tick_role = self._tick_leader
-        next_index = self.log.last_index + 1
-        self._replication.start(next_index)
-        # §3.6.2: a no-op of the new term lets earlier entries commit through it.
-        self.log.append(Entry(self.term, next_index, b"", EntryKind.NOOP))
-        self._replication.send_pending.update(self._replication.peers())
-        self._event("leader", f"became leader in term {self.term}")
-        self._membership.resume_catchup(next_index)
+        self._roles.become_leader()
 
     def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
         self._elections.campaign(pre_vote=pre_vote, transfer=transfer)
-
-    def _tick_leader(self) -> None:
-        if not self._elections.tick_leader():  # CheckQuorum made it step down
-            return
-        self._transfer.tick()
-        self._membership.tick()
-        self._read_index.expire_rounds()
-        self._membership.give_up_on_leaving()
-        self._replication.tick()
-
-    # -- commit --------------------------------------------------------------------------------
 
     def _may_commit_by_counting(self, index: int) -> bool:
         """§3.6.2 (Figure 8): only an entry of the current term commits by counting replicas."""
         return self.log.term(index) == self.term
 
-    def _maybe_commit(self) -> bool:
-        match = {node: pr.match for node, pr in self._replication.progress.items()}
-        index = self.configuration.committed_index(match)
-        if index > self.commit and self._may_commit_by_counting(index):
-            # Followers learn the new commit index from the next AppendEntries or heartbeat; a
-            # message of its own per commit would double the traffic of every command.
-            before, self.commit = self.commit, index
-            self._membership.committed_through(before, index)
-            return True
-        return False
-
-    # -- seams for test engines (see the module docstring) ---------------------------------------
-
     def _configuration_at(self, index: int) -> Configuration:
-        """The configuration in effect once the log up to ``index`` is appended."""
         return self._membership.configuration_at(index)
 
     def _start_read_round(self) -> None:
@@ -478,9 +363,6 @@ class Raft:
         return self._replication.progress
 
     # -- small helpers -------------------------------------------------------------------------
-
-    def _promotable(self) -> bool:
-        return self.id in self.configuration.voters
 
     def _soft_state(self) -> SoftState:
         return SoftState(role=self.role, leader=self.leader)

@@ -16,7 +16,6 @@ from .messages import (
     AppendEntriesResponse,
     Heartbeat,
     HeartbeatResponse,
-    InstallSnapshot,
     InstallSnapshotResponse,
     Message,
     ReadIndex,
@@ -81,6 +80,9 @@ class Replicator:
         return Heartbeat(term=node.term, src=node.id, dst=follower, commit=min(match, node.commit), match=match,
                          match_term=match_term, read_round=node._read_index.rounds.latest)
 
+    def heartbeats(self) -> list[Heartbeat]:
+        return [self.heartbeat(follower) for follower in self.peers()]
+
     def send_heartbeats(self) -> None:
         self.heartbeat_elapsed = 0
         self.node._messages.extend(self.node.heartbeats())
@@ -116,7 +118,7 @@ class Replicator:
         node, log, config = self.node, self.node.log, self.node.config
         prev_index = pr.next - 1
         if prev_index < log.offset:
-            self._start_snapshot(follower, pr)
+            self.node._snapshots.start_sending(follower, pr)
             return
         prev_term = log.term(prev_index)
         assert prev_term is not None, f"next index {pr.next} beyond the log for {follower}"
@@ -138,28 +140,20 @@ class Replicator:
         )
         pr.sent(prev_index + len(entries), len(entries))
 
-    def _start_snapshot(self, follower: str, pr: Progress) -> None:
-        snapshot = self.node._snapshot
-        assert snapshot is not None, "log compacted without a snapshot"
-        meta = snapshot[0]
-        pr.become_snapshot(meta.index)
-        self.node._event("snapshot", f"sending snapshot up to index {meta.index} to {follower}")
-        self._send_snapshot_chunk(follower, pr)
+    # -- commit --------------------------------------------------------------------------------
 
-    def _send_snapshot_chunk(self, follower: str, pr: Progress) -> None:
+    def maybe_commit(self) -> bool:
+        """Move the commit index to what a quorum of members holds, if ``Raft._may_commit_by_counting``."""
         node = self.node
-        assert node._snapshot is not None
-        meta, data = node._snapshot
-        if meta.index != pr.snapshot_index:  # we compacted again since: send the newer one
-            pr.become_snapshot(meta.index)
-        start = pr.snapshot_offset
-        chunk = data[start : start + node.config.snapshot_chunk_bytes]
-        node._send(
-            InstallSnapshot(
-                term=node.term, src=node.id, dst=follower, meta=meta, offset=start, data=chunk,
-                done=start + len(chunk) >= len(data),
-            )
-        )
+        match = {member: pr.match for member, pr in self.progress.items()}
+        index = node.configuration.committed_index(match)
+        if index > node.commit and node._may_commit_by_counting(index):
+            # Followers learn the new commit index from the next AppendEntries or heartbeat; a
+            # message of its own per commit would double the traffic of every command.
+            before, node.commit = node.commit, index
+            node._membership.committed_through(before, index)
+            return True
+        return False
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -178,10 +172,7 @@ class Replicator:
             self._heartbeat_answered(m, pr)
         elif isinstance(m, InstallSnapshotResponse):
             pr.recent_active = True
-            # The follower says how much it holds — less than we thought if it restarted meanwhile.
-            if pr.state is ProgressState.SNAPSHOT and m.index == pr.snapshot_index and m.offset != pr.snapshot_offset:
-                pr.snapshot_offset = m.offset
-                self._send_snapshot_chunk(m.src, pr)
+            self.node._snapshots.answered(m, pr)
         elif isinstance(m, ReadIndex):
             for request in m.requests:
                 self.node._read_index.queue((m.src, request))
@@ -199,7 +190,7 @@ class Replicator:
         node._transfer.caught_up(follower, pr)
         if advanced:
             if pr.match > node.commit:  # else this acknowledgement cannot move the commit index
-                node._maybe_commit()
+                self.maybe_commit()
             node._membership.replicated(follower)
         if pr.next <= node.log.last_index:
             self.send_pending.add(follower)
@@ -230,7 +221,7 @@ class Replicator:
             self.send_pending.add(m.src)
         pr.heartbeat_answered()
         if pr.state is ProgressState.SNAPSHOT:
-            self._send_snapshot_chunk(m.src, pr)  # resend, in case a chunk was lost
+            self.node._snapshots.send_chunk(m.src, pr)  # resend, in case a chunk was lost
         elif pr.match < self.node.log.last_index:
             self.send_pending.add(m.src)
 
