@@ -4,9 +4,10 @@ follower, pre-candidate (§9.6), candidate (§3.4) or leader, and what a leader 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .messages import Entry, EntryKind
+from .messages import Entry, EntryKind, Message
 from .ready import Role
 
 if TYPE_CHECKING:
@@ -31,14 +32,18 @@ class Roles:
         node._transfer.reset()
         node._membership.reset()
 
+    def _take_up(self, role: Role, step: Callable[[Message], None], tick: Callable[[], None]) -> None:
+        """Become ``role``: its messages go to ``step``, its ticks to ``tick``."""
+        self.node.role = role
+        self.node._step_role = step
+        self.node._tick_role = tick
+
     def become_follower(self, term: int, leader: str | None, *, reason: str) -> None:
         node = self.node
         was = node.role
         self.reset(term)
-        node.role = Role.FOLLOWER
+        self._take_up(Role.FOLLOWER, node._follower.step, node._elections.tick)
         node.leader = leader
-        node._step_role = node._follower.step
-        node._tick_role = node._elections.tick
         if was is not Role.FOLLOWER:
             node._event("step-down", f"{was.value} -> follower in term {term}: {reason}")
 
@@ -47,27 +52,21 @@ class Roles:
         node = self.node
         term = node.term
         self.reset(term)
-        node.role = Role.PRE_CANDIDATE
-        node._step_role = node._elections.step_candidate
-        node._tick_role = node._elections.tick
+        self._take_up(Role.PRE_CANDIDATE, node._elections.step_candidate, node._elections.tick)
         node._event("pre-vote", f"pre-vote for term {term + 1}")
 
     def become_candidate(self) -> None:
         node = self.node
         self.reset(node.term + 1)
         node.vote = node.id
-        node.role = Role.CANDIDATE
-        node._step_role = node._elections.step_candidate
-        node._tick_role = node._elections.tick
+        self._take_up(Role.CANDIDATE, node._elections.step_candidate, node._elections.tick)
         node._event("election", f"election for term {node.term}")
 
     def become_leader(self) -> None:
         node = self.node
         self.reset(node.term)
-        node.role = Role.LEADER
+        self._take_up(Role.LEADER, node._replication.step, self.tick_leader)
         node.leader = node.id
-        node._step_role = node._replication.step
-        node._tick_role = self.tick_leader
         next_index = node.log.last_index + 1
         node._replication.start(next_index)
         # §3.6.2: a no-op of the new term lets earlier entries commit through it.
