@@ -34,9 +34,8 @@ ALLOWED = {
     # The simulator's cluster and its per-seed driver.
     "raftnode/sim/cluster.py::SimCluster",
     "raftnode/sim/runner.py::run_seed",
-    # The segmented disk log: storage, recovery of the segments.
+    # The segmented disk log (its recovery now in functions of its own; the class still to split).
     "raftnode/storage/disk.py::DiskStorage",
-    "raftnode/storage/disk.py::DiskStorage._recover_segments",
     # raftctl commands and tools (owned by the client/CLI work of issue 13).
     "raftctl/cli.py::sim",
     "raftctl/oneshot.py::run_command",
