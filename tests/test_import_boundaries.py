@@ -2,7 +2,8 @@
 
 - nothing under ``raftnode/`` imports ``raftctl``, click or rich (raftctl is a client of raftnode);
 - ``raftnode/core`` imports only the standard library and ``raftnode.core`` itself (the protocol
-  stays pure, so it can be simulated deterministically).
+  stays pure, so it can be simulated deterministically), and of the standard library not socket,
+  os, time, threading, json (one explicit exception) or trio.
 """
 
 from __future__ import annotations
@@ -119,3 +120,40 @@ def test_raftnode_core_imports_only_the_standard_library_and_itself(path: Path) 
 
     bad = sorted(name for name in imports_of(path) if not allowed(name))
     assert not bad, f"{path} imports {', '.join(bad)}; raftnode.core must stay pure"
+
+
+# I/O, clocks, threads and the event loop belong to the shells around the core (issue 13).
+DENIED_IN_CORE = ("socket", "os", "time", "threading", "json", "trio")
+# The one exception, explicit: a configuration log entry's data is JSON (``quorum.Configuration``
+# encode/decode), stored in every log and snapshot; moving that codec out of the core means a
+# codec seam or a new on-disk encoding, work of its own.
+DENIED_IN_CORE_EXCEPTIONS = {("raftnode/core/quorum.py", "json")}
+
+
+def denied_core_imports(imports: set[str], path: str) -> list[str]:
+    """The imports of the core module at ``path`` (``raftnode/core/x.py``) that it may not have."""
+    return sorted(
+        name
+        for name in imports
+        for denied in DENIED_IN_CORE
+        if is_within(name, denied) and (path, denied) not in DENIED_IN_CORE_EXCEPTIONS
+    )
+
+
+def test_the_core_denial_catches_a_planted_clock_and_socket() -> None:
+    planted = set(imported_modules("import time\nfrom os import path\ndef f():\n    import socket\n",
+                                   "raftnode.core.raft"))
+    assert denied_core_imports(planted, "raftnode/core/raft.py") == ["os", "os.path", "socket", "time"]
+    assert denied_core_imports({"json"}, "raftnode/core/raft.py") == ["json"]
+    assert denied_core_imports({"json"}, "raftnode/core/quorum.py") == []
+    assert denied_core_imports({"timeit", "trio_util", "ossaudiodev"}, "raftnode/core/raft.py") == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((RAFTNODE / "core").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(RAFTNODE.parent)),
+)
+def test_raftnode_core_does_no_io_keeps_no_clock_and_starts_no_thread(path: Path) -> None:
+    bad = denied_core_imports(imports_of(path), path.relative_to(RAFTNODE.parent).as_posix())
+    assert not bad, f"{path} imports {', '.join(bad)}; raftnode.core must stay pure (no I/O, clock, thread, loop)"

@@ -75,6 +75,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -267,6 +268,38 @@ def _fsync_data(fd: int) -> None:
         os.fdatasync(fd)
     else:  # pragma: no cover
         os.fsync(fd)
+
+
+def _short_record_problem(buf: bytes, pos: int, n: int) -> tuple[str, int]:
+    """What is wrong with a record that starts less than a header's length before ``n``, and
+    where it says it ends."""
+    if n - pos < 8:
+        return "incomplete record header", n
+    length = _FRAME.unpack_from(buf, pos)[0]
+    end = pos + 8 + length
+    return ("incomplete record" if end > n else f"impossible record length {length}"), end
+
+
+@dataclass(slots=True)
+class _Recovered:
+    """What reading the segments found so far: the newest hard state and the entries after the snapshot."""
+
+    snap_index: int
+    best_seq: int  # the sequence number of the newest hard state (0: none)
+    best_hs: HardState
+    best_loc: tuple[int, int] | None = None  # (segment, offset) of the newest hard-state record in the log
+    log_seq: int = 0  # the highest sequence number seen in the log so far
+    cache: list[Entry] = field(default_factory=list)
+    term_at_snap: int | None = None  # the term of the log's entry at the snapshot's index, if any
+
+    def hard_state(self, path: Path, pos: int, segment: int, term: int, seq: int, data: bytes) -> None:
+        try:
+            hs = _decode_hs(term, data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CorruptLogError(path, pos, str(e)) from None
+        self.log_seq = max(self.log_seq, seq)
+        if seq > self.best_seq:
+            self.best_seq, self.best_hs, self.best_loc = seq, hs, (segment, pos)
 
 
 class DiskStorage:
@@ -575,113 +608,117 @@ class DiskStorage:
             raise CorruptLogError(path, 0, str(e)) from None
 
     def _recover_segments(self, file_hs: tuple[int, HardState] | None) -> None:
+        """Read every segment in order, verifying each record; adopt what they hold."""
         named: list[tuple[int, Path]] = []
         for path in self.directory.iterdir():
             m = SEGMENT_RE.match(path.name)
             if m:
                 named.append((int(m.group(1)), path))
         named.sort()
-        snap_index = self._snapshot_index()
         best_seq, best_hs = file_hs if file_hs else (0, HardState())
-        best_loc: tuple[int, int] | None = None
-        log_seq = 0  # the highest sequence number seen in the log so far
-        cache: list[Entry] = []
-        term_at_snap: int | None = None
+        found = _Recovered(snap_index=self._snapshot_index(), best_seq=best_seq, best_hs=best_hs)
         prev_last: int | None = None
-
         for i, (first, path) in enumerate(named):
-            is_last = i == len(named) - 1
-            if first < 1:
-                raise CorruptLogError(path, 0, "segment named with index 0")
-            if prev_last is None:
-                if first > snap_index + 1:
-                    covered = f"the snapshot covers only up to {snap_index}" if self._snapshot else "there is no snapshot"
-                    raise CorruptLogError(
-                        path, 0, f"the log starts at index {first} but {covered}: entries {snap_index + 1}..{first - 1} are missing"
-                    )
-            elif first != prev_last + 1:
-                raise CorruptLogError(
-                    path, 0, f"segment starts at index {first} but the previous segment ends at {prev_last} (a gap)"
-                )
-            buf = path.read_bytes()
-            mv = memoryview(buf)
-            n = len(buf)
-            seg = _Segment(first, path)
-            add_entry = cache.append
-            expected = first
-            pos = 0
-            crc32 = zlib.crc32
-            unpack_record = _RECORD.unpack_from
-            kinds = _KINDS
-            while pos < n:
-                problem = None
-                if n - pos < HEADER_SIZE:
-                    if n - pos < 8:
-                        problem, end = "incomplete record header", n
-                    else:
-                        length = _FRAME.unpack_from(buf, pos)[0]
-                        end = pos + 8 + length
-                        problem = "incomplete record" if end > n else f"impossible record length {length}"
-                else:
-                    length, crc, term, index, kind = unpack_record(buf, pos)
-                    end = pos + 8 + length
-                    if length < MIN_PAYLOAD:
-                        problem = f"impossible record length {length}"
-                    elif end > n:
-                        problem = f"record of {length} bytes runs past the end of the file"
-                    elif crc32(mv[pos + 8 : end], crc32(mv[pos : pos + 4])) != crc:
-                        problem = "checksum mismatch"
-                if problem is not None:
-                    if not is_last:
-                        raise CorruptLogError(path, pos, f"{problem} (in a segment that is not the last)")
-                    if not _could_be_torn(buf, pos, end):
-                        raise CorruptLogError(path, pos, f"{problem} in a full-length record: {_NOT_TORN}")
-                    if self._valid_record_follows(buf, pos, end, expected, (log_seq, best_seq)):
-                        raise CorruptLogError(path, pos, f"{problem}, and valid records follow it")
-                    # A torn write: cut it off.
-                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                    try:
-                        os.ftruncate(fd, pos)
-                        self._fsync(fd)
-                    finally:
-                        os.close(fd)
-                    self._stats["torn_bytes_dropped"] += n - pos
-                    n = pos
-                    break
-                if kind == HS_KIND:
-                    try:
-                        hs = _decode_hs(term, buf[pos + HEADER_SIZE : end])
-                    except (ValueError, UnicodeDecodeError) as e:
-                        raise CorruptLogError(path, pos, str(e)) from None
-                    log_seq = max(log_seq, index)
-                    if index > best_seq:
-                        best_seq, best_hs, best_loc = index, hs, (first, pos)
-                else:
-                    if index != expected:
-                        raise CorruptLogError(
-                            path, pos, f"entry index {index} where {expected} was expected (a gap or reordering)"
-                        )
-                    entry_kind = kinds.get(kind)
-                    if entry_kind is None:
-                        raise CorruptLogError(path, pos, f"unknown entry kind {kind}")
-                    if not (index - first) % MARK_EVERY:
-                        seg.mark(index, pos)
-                    if index > snap_index:
-                        add_entry(Entry(term, index, buf[pos + HEADER_SIZE : end], entry_kind))
-                    elif index == snap_index:
-                        term_at_snap = term
-                    expected += 1
-                pos = end
-            seg.size, seg.last = n, expected - 1
+            self._check_segment_start(path, first, prev_last, found.snap_index)
+            seg = self._scan_segment(path, first, is_last=i == len(named) - 1, found=found)
             self._segments.append(seg)
             prev_last = seg.last
+        self._adopt(found)
 
-        if cache and best_seq == 0:
+    def _check_segment_start(self, path: Path, first: int, prev_last: int | None, snap_index: int) -> None:
+        """A segment must start right after the previous one (the first, right after the snapshot)."""
+        if first < 1:
+            raise CorruptLogError(path, 0, "segment named with index 0")
+        if prev_last is None:
+            if first > snap_index + 1:
+                covered = f"the snapshot covers only up to {snap_index}" if self._snapshot else "there is no snapshot"
+                raise CorruptLogError(
+                    path, 0, f"the log starts at index {first} but {covered}: entries {snap_index + 1}..{first - 1} are missing"
+                )
+        elif first != prev_last + 1:
+            raise CorruptLogError(
+                path, 0, f"segment starts at index {first} but the previous segment ends at {prev_last} (a gap)"
+            )
+
+    def _scan_segment(self, path: Path, first: int, *, is_last: bool, found: _Recovered) -> _Segment:
+        """Verify one segment's records, collecting its entries and hard states into ``found``;
+        a torn tail of the last segment is cut off."""
+        buf = path.read_bytes()
+        mv = memoryview(buf)
+        n = len(buf)
+        seg = _Segment(first, path)
+        add_entry = found.cache.append
+        snap_index = found.snap_index
+        expected = first
+        pos = 0
+        crc32 = zlib.crc32
+        unpack_record = _RECORD.unpack_from
+        kinds = _KINDS
+        while pos < n:
+            problem = None
+            if n - pos < HEADER_SIZE:
+                problem, end = _short_record_problem(buf, pos, n)
+            else:
+                length, crc, term, index, kind = unpack_record(buf, pos)
+                end = pos + 8 + length
+                if length < MIN_PAYLOAD:
+                    problem = f"impossible record length {length}"
+                elif end > n:
+                    problem = f"record of {length} bytes runs past the end of the file"
+                elif crc32(mv[pos + 8 : end], crc32(mv[pos : pos + 4])) != crc:
+                    problem = "checksum mismatch"
+            if problem is not None:
+                n = self._cut_torn_tail(path, buf, pos, end, problem, is_last=is_last, expected=expected, found=found)
+                break
+            if kind == HS_KIND:
+                found.hard_state(path, pos, first, term, index, buf[pos + HEADER_SIZE : end])
+            else:
+                if index != expected:
+                    raise CorruptLogError(path, pos, f"entry index {index} where {expected} was expected (a gap or reordering)")
+                entry_kind = kinds.get(kind)
+                if entry_kind is None:
+                    raise CorruptLogError(path, pos, f"unknown entry kind {kind}")
+                if not (index - first) % MARK_EVERY:
+                    seg.mark(index, pos)
+                if index > snap_index:
+                    add_entry(Entry(term, index, buf[pos + HEADER_SIZE : end], entry_kind))
+                elif index == snap_index:
+                    found.term_at_snap = term
+                expected += 1
+            pos = end
+        seg.size, seg.last = n, expected - 1
+        return seg
+
+    def _cut_torn_tail(
+        self, path: Path, buf: bytes, pos: int, end: int, problem: str, *, is_last: bool, expected: int,
+        found: _Recovered,
+    ) -> int:
+        """The record at ``pos`` is bad: cut it off if it is a torn write (a crash cut the last
+        segment's last record short), else raise. Returns the segment's new size."""
+        if not is_last:
+            raise CorruptLogError(path, pos, f"{problem} (in a segment that is not the last)")
+        if not _could_be_torn(buf, pos, end):
+            raise CorruptLogError(path, pos, f"{problem} in a full-length record: {_NOT_TORN}")
+        if self._valid_record_follows(buf, pos, end, expected, (found.log_seq, found.best_seq)):
+            raise CorruptLogError(path, pos, f"{problem}, and valid records follow it")
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, pos)
+            self._fsync(fd)
+        finally:
+            os.close(fd)
+        self._stats["torn_bytes_dropped"] += len(buf) - pos
+        return pos
+
+    def _adopt(self, found: _Recovered) -> None:
+        """Take up what recovery found: the newest hard state, the entries, the segment to append to."""
+        cache, best_loc = found.cache, found.best_loc
+        if cache and found.best_seq == 0:
             raise LostStateError(self.directory, "hard state (term and vote: no hard-state record in the log, no "
                                  "hardstate file)", [f"log entries {cache[0].index}..{cache[-1].index}"])
-        self._hs, self._hs_seq, self._hs_loc = best_hs, max(best_seq, log_seq), best_loc
+        self._hs, self._hs_seq, self._hs_loc = found.best_hs, max(found.best_seq, found.log_seq), best_loc
         if not self._segments:
-            self._new_segment(snap_index + 1)
+            self._new_segment(found.snap_index + 1)
         else:
             self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             if best_loc is not None and best_loc[0] != self._segments[-1].first:
@@ -695,9 +732,9 @@ class DiskStorage:
         if self._synced is None:  # what recovery read counts as on disk
             self._synced = (self._segments[-1].first, self._segments[-1].size)
         self._cache = cache
-        if self._snapshot is not None and term_at_snap is not None and term_at_snap != self._snapshot.term:
+        if self._snapshot is not None and found.term_at_snap is not None and found.term_at_snap != self._snapshot.term:
             # A crash between saving a snapshot and dropping the log it does not extend.
-            self._truncate(snap_index)
+            self._truncate(found.snap_index)
             self._cache = []
 
     @staticmethod
