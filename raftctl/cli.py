@@ -16,6 +16,7 @@ Exit codes are the ``EXIT_*`` constants below, as listed in ``EXIT_CODES_HELP``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 import click
 
 from raftctl import errors
+from raftctl import output as formats
 from raftnode import __version__
 from raftnode.config import (
     DEFAULT_BASE_PORT,
@@ -69,11 +71,14 @@ class CommandError(click.ClickException):
     Args:
         message: The complete user-facing message.
         exit_code: One of the ``EXIT_*`` codes.
+        document: In JSON mode, the fields the error document carries besides the error.
     """
 
-    def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_REFUSED, *, document: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        #: What the command measured or was answered, merged into the JSON error document.
+        self.document = document
 
 
 def exit_code_for(error: BaseException) -> int | None:
@@ -109,12 +114,47 @@ def domain_errors() -> Iterator[None]:
         raise CommandError(str(exc), code) from exc
 
 
+EXIT_INTERRUPTED = 130
+
+
 class RaftctlGroup(click.Group):
-    """A click group that runs its commands inside ``domain_errors()``."""
+    """A click group that runs its commands inside ``domain_errors()`` and reports failures as
+    the contract says: exit codes, Ctrl-C as 130, and in JSON mode one error document on stdout."""
 
     def invoke(self, ctx: click.Context) -> Any:
         with domain_errors():
             return super().invoke(ctx)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        import sys
+
+        argv = list(sys.argv[1:] if args is None else args)
+        app = App(output=formats.sniff(argv))
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, obj=app, **extra)
+        except click.exceptions.Abort as exc:
+            interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+            code = EXIT_INTERRUPTED if interrupted else EXIT_REFUSED
+            report_failure(app, "interrupted" if interrupted else "aborted", code)
+        except click.ClickException as exc:
+            report_failure(app, exc.format_message(), exc.exit_code, getattr(exc, "document", None), exc)
+            code = exc.exit_code
+        code = code if isinstance(code, int) else EXIT_OK
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def report_failure(app: App, message: str, code: int, document: dict[str, Any] | None = None,
+                   error: click.ClickException | None = None) -> None:
+    """Tell a failure: click's text on stderr; in JSON mode also the error document on stdout."""
+    if app.as_json:
+        echo_json(formats.error_document(message, code, document))
+    if error is not None:
+        error.show()
+    else:
+        click.echo(f"Error: {message}", err=True)
 
 
 @dataclass
@@ -122,11 +162,19 @@ class App:
     """What every command shares, stored on ``ctx.obj``.
 
     Attributes:
-        config_path: The cluster file named by ``--config`` / ``RAFTCTL_CONFIG``.
+        config_path: The cluster file named by ``--config`` / ``RAFTCTL_CONFIG`` (before or
+            after the subcommand).
+        output: ``table``, ``json`` or ``jsonl`` (``-o/--output``, ``--json``).
     """
 
-    config_path: Path
+    config_path: Path = Path("cluster.toml")
+    output: str = formats.TABLE
     _config: ClusterConfig | None = field(default=None, repr=False)
+
+    @property
+    def as_json(self) -> bool:
+        """JSON mode: one JSON document on stdout for every outcome (JSON lines for streams)."""
+        return self.output != formats.TABLE
 
     def config(self) -> ClusterConfig:
         """Load and validate the cluster file once per invocation.
@@ -142,14 +190,46 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
+def _set_output(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value:
+        ctx.ensure_object(App).output = formats.JSON if value is True else value
+
+
+def _set_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:  # the group's default always; a subcommand's only when given
+        app = ctx.ensure_object(App)
+        app.config_path, app._config = value, None
+
+
+_OUTPUT_OPTIONS = (
+    click.option("--json", is_flag=True, expose_value=False, callback=_set_output,
+                 help="The same as -o json."),
+    click.option("-o", "--output", type=click.Choice(formats.MODES), default=None, expose_value=False,
+                 callback=_set_output, help="table (human, the default), json (one document) or jsonl (JSON lines)."),
+)
+
+_CONFIG_OPTION = click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), default=None, expose_value=False,
+    callback=_set_config, help="The cluster file (as before the subcommand).",
+)
+
+
 def json_option(command: F) -> F:
-    """Add the contract's ``--json`` flag, passed to the command as ``as_json``."""
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print one JSON document on stdout instead of human output.",
-    )(command)
+    """Add the contract's ``-o/--output``, ``--json`` and ``--config`` options to a command, which
+    receives ``as_json`` (any JSON mode) from the App; they may also come before the subcommand."""
+
+    @functools.wraps(command)
+    def with_mode(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, as_json=click.get_current_context().ensure_object(App).as_json, **kwargs)
+
+    for option in (*_OUTPUT_OPTIONS, _CONFIG_OPTION):
+        with_mode = option(with_mode)
+    return with_mode  # type: ignore[return-value]
+
+
+def current_output() -> str:
+    """The output mode of this invocation (``table``, ``json`` or ``jsonl``)."""
+    return click.get_current_context().ensure_object(App).output
 
 
 def echo_json(document: Any) -> None:
@@ -157,22 +237,24 @@ def echo_json(document: Any) -> None:
     click.echo(json.dumps(document))
 
 
-@click.group(cls=RaftctlGroup, epilog=EXIT_CODES_HELP)
+@click.group(cls=RaftctlGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
-    "config_path",
+    "group_config",
     type=click.Path(dir_okay=False, path_type=Path),
     default="cluster.toml",
     show_default=True,
     envvar="RAFTCTL_CONFIG",
     show_envvar=True,
-    help="The cluster file.",
+    expose_value=False,
+    callback=_set_config,
+    help="The cluster file (also accepted after the subcommand).",
 )
+@_OUTPUT_OPTIONS[0]
+@_OUTPUT_OPTIONS[1]
 @click.version_option(__version__, prog_name="raftctl")
-@click.pass_context
-def main(ctx: click.Context, config_path: Path) -> None:
+def main() -> None:
     """Run, inspect and break a Raft cluster described by a cluster file."""
-    ctx.obj = App(config_path=config_path)
 
 
 @main.command()
@@ -364,15 +446,51 @@ def warn(message: str) -> None:
 
 
 def _interruptible(fn: Callable[[], None]) -> None:
-    """Run ``fn`` until it returns or Ctrl-C, which ends the command quietly with exit 0."""
+    """Run ``fn`` until it returns or Ctrl-C, which ends the command quietly with exit 130."""
     try:
         fn()
     except KeyboardInterrupt:
-        pass
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+NODE_GRAMMAR = (
+    "NODE is a node id, `leader` (the node a majority follows), `follower` (a live follower) or "
+    "`learner` (a live learner)."
+)
+NODES_GRAMMAR = (
+    "NODE... is one or more of a node id, `leader` (the node a majority follows), `follower` (a "
+    "live follower; another one each time), `learner`, `all`, space- or comma-separated; --all is all."
+)
 
 
 def node_argument(command: F) -> F:
+    """One NODE of the selector grammar (``raftctl.selectors``): an id or a role word."""
     return click.argument("node", metavar="NODE")(command)
+
+
+def nodes_argument(command: F) -> F:
+    """NODE... of the selector grammar plus ``--all``, passed as ``nodes`` and ``everything``."""
+    command = click.option("--all", "everything", is_flag=True, help="Every node of the cluster file.")(command)
+    return click.argument("nodes", nargs=-1, metavar="NODE...")(command)
+
+
+def select_nodes(app: App, nodes: Iterable[str], everything: bool, timeout: float,
+                 roles: tuple[str, ...] | None = None) -> list[str]:
+    """The node ids NODE... and --all name (``raftctl.selectors``), role words resolved."""
+    from . import selectors
+
+    config = app.config()
+    chosen = selectors.parse(nodes, config.node_ids, everything=everything,
+                             roles=selectors.ROLE_WORDS if roles is None else roles)
+    return selectors.resolve(config, chosen, timeout=timeout)
+
+
+def select_one(app: App, node: str, timeout: float) -> str:
+    """The node id one NODE names (an id or a role word; several nodes or `all` are refused)."""
+    from . import selectors
+
+    config = app.config()
+    return selectors.resolve(config, [selectors.parse_one([node], config.node_ids)], timeout=timeout)[0]
 
 
 def timeout_option(default: float, what: str) -> Callable[[F], F]:
@@ -474,10 +592,23 @@ def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
         click.echo(f"Purged {config.state_dir}." if result.purged else "Nothing to purge.")
 
 
-def _process_command(app: App, as_json: bool, result: Any) -> None:
+def _process_commands(as_json: bool, act: Callable[[str], Any], node_ids: list[str]) -> None:
+    """Run ``act(node_id)`` on each node in turn and report each result.
+
+    In JSON mode: ``{"results": [...]}``, with the one result's keys at the top as well when a
+    single node was named (the document ``kill NODE --json`` always printed).
+    """
+    results = [act(node_id) for node_id in node_ids]
     if as_json:
-        echo_json(result.to_json())
+        document = dict(results[0].to_json()) if len(results) == 1 else {}
+        document["results"] = [r.to_json() for r in results]
+        echo_json(document)
         return
+    for result in results:
+        _process_line(result)
+
+
+def _process_line(result: Any) -> None:
     messages = {
         "killed": f"Killed {result.node} (pid {result.old_pid}, SIGKILL).",
         "stopped": f"Stopped {result.node} (pid {result.old_pid}, {result.signal}).",
@@ -494,68 +625,79 @@ def _process_command(app: App, as_json: bool, result: Any) -> None:
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @resolve_timeout_option
 @json_option
 @pass_app
-def kill(app: App, node: str, timeout: float, as_json: bool) -> None:
-    """SIGKILL the process of NODE (a crash: no goodbye, no final fsync).
+def kill(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """SIGKILL the process of each NODE (a crash: no goodbye, no final fsync).
 
-    A node that is not running: says so, exit 0. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    A node that is not running: says so, exit 0. NODE... is one or more of a node id, `leader`
+    (the node a majority follows), `follower` (any live follower; another one each time),
+    `learner`, `all`, space- or comma-separated; --all is all.
     """
     from . import cluster
 
-    _process_command(app, as_json, run_domain(cluster.kill, app.config(), node, timeout=timeout))
+    config = app.config()
+    _process_commands(as_json, lambda n: run_domain(cluster.kill, config, n, timeout=timeout),
+                      select_nodes(app, nodes, everything, timeout))
 
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @grace_option
 @resolve_timeout_option
 @json_option
 @pass_app
-def stop(app: App, node: str, grace: float, timeout: float, as_json: bool) -> None:
-    """Stop NODE gracefully: SIGTERM, then SIGKILL after --grace seconds.
+def stop(app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop each NODE gracefully: SIGTERM, then SIGKILL after --grace seconds.
 
-    A node that is not running: says so, exit 0. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    A node that is not running: says so, exit 0. NODE... as for `kill`.
     """
     from . import cluster
 
-    _process_command(app, as_json, run_domain(cluster.stop, app.config(), node, grace=grace, timeout=timeout))
+    config = app.config()
+    _process_commands(as_json, lambda n: run_domain(cluster.stop, config, n, grace=grace, timeout=timeout),
+                      select_nodes(app, nodes, everything, timeout))
 
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @timeout_option(10.0, "for the node to answer")
 @json_option
 @pass_app
-def start(app: App, node: str, timeout: float, as_json: bool) -> None:
-    """Start NODE (a node id) and wait until it answers.
+def start(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """Start each NODE (ids, `all` or --all: role words name running nodes) and wait until it answers.
 
     Already running: says so, exit 0. The faults raftctl set on it (a partition) are given back
     to it once it answers. A node that exits while starting has its last log lines shown (exit 5).
     """
     from . import cluster
 
-    _process_command(app, as_json, run_domain(cluster.start, app.config(), node, timeout=timeout))
+    config = app.config()
+    _process_commands(as_json, lambda n: run_domain(cluster.start, config, n, timeout=timeout),
+                      select_nodes(app, nodes, everything, timeout, roles=()))
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @grace_option
 @timeout_option(10.0, "for the node to answer again")
 @json_option
 @pass_app
-def restart(app: App, node: str, grace: float, timeout: float, as_json: bool) -> None:
-    """Stop NODE gracefully (if it runs), start it again and wait until it answers.
+def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop each NODE gracefully (if it runs), start it again and wait until it answers; one
+    node after the other.
 
-    The faults raftctl set on it are given back once it answers. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    The faults raftctl set on it are given back once it answers. NODE... as for `kill`.
     """
     from . import cluster
 
-    _process_command(app, as_json, run_domain(cluster.restart, app.config(), node, grace=grace, timeout=timeout))
+    config = app.config()
+    _process_commands(as_json, lambda n: run_domain(cluster.restart, config, n, grace=grace, timeout=timeout),
+                      select_nodes(app, nodes, everything, timeout))
 
 
 
@@ -723,19 +865,22 @@ def _run_words(
 
     command = " ".join(words)
     reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow, op=op)
-    if as_json:
-        echo_json(reply.to_json())
     shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)
     if not reply.ok:
-        raise CommandError(f"{reply.node}: {reply.error}", EXIT_REFUSED)
-    if not as_json:
-        if quiet:
-            click.echo(shown)
-        else:
-            where = "read index" if op == "query" else "log index"
-            click.echo(f"{shown}  ({reply.node} answered, {where} {reply.index}, {reply.elapsed * 1000:.0f} ms)")
+        raise CommandError(f"{reply.node}: {reply.error}", EXIT_REFUSED, document=reply.to_json())
+    mismatch = CommandError(f"expected {expect}, got {shown}", EXIT_REFUSED, document=reply.to_json())
+    if as_json:
+        if expect is not None and shown != expect:
+            raise mismatch
+        echo_json(reply.to_json())
+        return
+    if quiet:
+        click.echo(shown)
+    else:
+        where = "read index" if op == "query" else "log index"
+        click.echo(f"{shown}  ({reply.node} answered, {where} {reply.index}, {reply.elapsed * 1000:.0f} ms)")
     if expect is not None and shown != expect:
-        raise CommandError(f"expected {expect}, got {shown}", EXIT_REFUSED)
+        raise mismatch
 
 
 @main.command(
@@ -784,11 +929,12 @@ def transfer_leader(app: App, node: str, timeout: float, as_json: bool) -> None:
     """Ask the leader to hand leadership to NODE, and wait until NODE leads.
 
     NODE already leads: says so, exit 0. Refused: exit 1; not done in time: exit 4.
-    NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    NODE is a node id, `leader` (the node a majority follows), `follower` (any live follower) or
+    `learner`.
     """
     from . import cluster
 
-    new, previous = run_domain(cluster.transfer_leader, app.config(), node, timeout=timeout)
+    new, previous = run_domain(cluster.transfer_leader, app.config(), select_one(app, node, timeout), timeout=timeout)
     if as_json:
         echo_json({"leader": new, "previous": previous})
     elif previous is None:
@@ -833,7 +979,7 @@ def remove_node(app: App, node: str, timeout: float, as_json: bool) -> None:
     """
     from . import membership
 
-    result = run_domain(membership.remove_node, app.config(), node, timeout=timeout)
+    result = run_domain(membership.remove_node, app.config(), select_one(app, node, min(timeout, 5.0)), timeout=timeout)
     _membership_report(result, as_json)
 
 
@@ -849,21 +995,27 @@ def _membership_report(result: Any, as_json: bool) -> None:
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @timeout_option(30.0, "for the snapshot")
 @json_option
 @pass_app
-def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
-    """Make NODE snapshot its state machine now and compact its log.
+def snapshot(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """Make each NODE snapshot its state machine now and compact its log.
 
-    NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    NODE... is one or more of a node id, `leader` (the node a majority follows), `follower` (any
+    live follower), `learner`, `all`, space- or comma-separated; --all is all. With --json and one
+    node: {"node", "index"}; always also {"results": [...]}.
     """
     from . import cluster
 
-    node_id, index = run_domain(cluster.snapshot, app.config(), node, timeout=timeout)
+    config = app.config()
+    taken = [run_domain(cluster.snapshot, config, n, timeout=timeout)
+             for n in select_nodes(app, nodes, everything, min(timeout, 5.0))]
     if as_json:
-        echo_json({"node": node_id, "index": index})
-    else:
+        results = [{"node": node_id, "index": index} for node_id, index in taken]
+        echo_json({**(results[0] if len(results) == 1 else {}), "results": results})
+        return
+    for node_id, index in taken:
         click.echo(f"{node_id}: snapshot at index {index}.")
 
 
@@ -956,9 +1108,13 @@ def partition(app: App, groups: tuple[str, ...], timeout: float, as_json: bool) 
     with one follower. Only Raft traffic is cut: raftctl still reaches every node. A node that
     is down gets its side of the partition when it starts.
     """
-    from . import chaos, cluster
+    from . import chaos, cluster, selectors
 
-    result = run_domain(cluster.partition, app.config(), groups, timeout=timeout)
+    config = app.config()
+    parsed = selectors.parse_groups(groups, config.node_ids)
+    learners = iter(selectors.resolve(config, [w for g in parsed for w in g if w == "learner"], timeout=timeout))
+    named = [",".join(next(learners) if w == "learner" else w for w in group) for group in parsed]
+    result = run_domain(cluster.partition, config, named, timeout=timeout)
     _faults_output(as_json, result, f"Partitioned: {chaos.describe_partition(result.partition)}")
 
 
@@ -976,61 +1132,62 @@ def heal(app: App, everything: bool, as_json: bool) -> None:
     _faults_output(as_json, result, "Healed: all faults cleared." if everything else "Healed: no partition.")
 
 
-def _links(app: App, nodes: tuple[str, ...], kind: str, values: dict[str, float], as_json: bool, timeout: float) -> None:
+def _links(app: App, nodes: tuple[str, ...], everything: bool, kind: str, values: dict[str, float], as_json: bool,
+           timeout: float) -> None:
     from . import chaos, cluster
 
-    result = run_domain(cluster.link_faults, app.config(), nodes, kind, values, timeout=timeout)
+    node_ids = select_nodes(app, nodes, everything, timeout)
+    result = run_domain(cluster.link_faults, app.config(), node_ids, kind, values, timeout=timeout)
     names = ", ".join(result.applied) or "no node"
     detail = "link faults cleared" if kind == "fast" else chaos.describe_links(values)
     _faults_output(as_json, result, f"{names}: {detail}.")
 
 
-def _nodes_argument(command: F) -> F:
-    return click.argument("nodes", nargs=-1, required=True, metavar="NODE...")(command)
-
-
 @main.command()
-@_nodes_argument
+@nodes_argument
 @click.option("--delay", type=click.FloatRange(0, 60_000), required=True, metavar="MS", help="Delay of every message, ms.")
 @click.option("--jitter", type=click.FloatRange(0, 60_000), default=0, show_default=True, metavar="MS", help="Plus a random 0..MS.")
 @resolve_timeout_option
 @json_option
 @pass_app
-def slow(app: App, nodes: tuple[str, ...], delay: float, jitter: float, timeout: float, as_json: bool) -> None:
-    """Delay every message on all links of each NODE (both directions)."""
-    _links(app, nodes, "slow", {"delay_ms": delay, "jitter_ms": jitter}, as_json, timeout)
+def slow(app: App, nodes: tuple[str, ...], everything: bool, delay: float, jitter: float, timeout: float,
+         as_json: bool) -> None:
+    """Delay every message on all links of each NODE (both directions). NODE... as for `kill`."""
+    _links(app, nodes, everything, "slow", {"delay_ms": delay, "jitter_ms": jitter}, as_json, timeout)
 
 
 @main.command()
-@_nodes_argument
+@nodes_argument
 @click.option("--drop", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages lost.")
 @resolve_timeout_option
 @json_option
 @pass_app
-def flaky(app: App, nodes: tuple[str, ...], drop: float, timeout: float, as_json: bool) -> None:
-    """Drop PCT percent of the messages on all links of each NODE."""
-    _links(app, nodes, "flaky", {"drop_pct": drop}, as_json, timeout)
+def flaky(app: App, nodes: tuple[str, ...], everything: bool, drop: float, timeout: float, as_json: bool) -> None:
+    """Drop PCT percent of the messages on all links of each NODE. NODE... as for `kill`."""
+    _links(app, nodes, everything, "flaky", {"drop_pct": drop}, as_json, timeout)
 
 
 @main.command()
-@_nodes_argument
+@nodes_argument
 @click.option("--pct", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages sent twice.")
 @resolve_timeout_option
 @json_option
 @pass_app
-def duplicate(app: App, nodes: tuple[str, ...], pct: float, timeout: float, as_json: bool) -> None:
-    """Deliver PCT percent of the messages on all links of each NODE twice."""
-    _links(app, nodes, "duplicate", {"duplicate_pct": pct}, as_json, timeout)
+def duplicate(app: App, nodes: tuple[str, ...], everything: bool, pct: float, timeout: float, as_json: bool) -> None:
+    """Deliver PCT percent of the messages on all links of each NODE twice. NODE... as for `kill`."""
+    _links(app, nodes, everything, "duplicate", {"duplicate_pct": pct}, as_json, timeout)
 
 
 @main.command()
-@_nodes_argument
+@nodes_argument
 @resolve_timeout_option
 @json_option
 @pass_app
-def fast(app: App, nodes: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Clear the slow, flaky and duplicate faults of each NODE (partitions stay: see `heal`)."""
-    _links(app, nodes, "fast", {}, as_json, timeout)
+def fast(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """Clear the slow, flaky and duplicate faults of each NODE (partitions stay: see `heal`).
+
+    `fast --all` clears them on every node. NODE... as for `kill`."""
+    _links(app, nodes, everything, "fast", {}, as_json, timeout)
 
 
 # -- logs and events -------------------------------------------------------------------------------
@@ -1046,19 +1203,16 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
     """Print NODE's log file (its stdout and stderr, across restarts).
 
     With --json: one document {"node", "path", "lines"}; with --follow too, one JSON object per
-    line as it comes (JSON lines). NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    line as it comes (JSON lines). NODE is a node id, `leader` (the node a majority follows),
+    `follower` (any live follower) or `learner`.
     """
     import time
 
-    from . import cluster, events
+    from . import events
     from .supervisor import StatePaths
 
     config = app.config()
-    node_id = node
-    if node in ("leader", "follower"):
-        node_id = run_domain(cluster.resolve_name, config, node)
-    elif node not in config.node_ids:
-        raise errors.UnknownNode(node, config.node_ids)
+    node_id = select_one(app, node, 5.0)
     path = StatePaths.of(config).log_file(node_id)
     try:
         text = path.read_text(errors="replace")

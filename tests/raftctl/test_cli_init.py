@@ -114,10 +114,15 @@ def test_init_json_prints_one_document_with_path_and_nodes(
     }
 
 
-def test_init_json_refusal_still_goes_to_stderr(runner: CliRunner, tmp_path: Path) -> None:
+def test_init_json_refusal_is_a_document_on_stdout_and_text_on_stderr(runner: CliRunner, tmp_path: Path) -> None:
+    # issue 17: in JSON mode every outcome, errors included, is one JSON document on stdout.
     path = tmp_path / "cluster.toml"
     path.write_text("")
-    assert_clean_failure(invoke(runner, "--config", str(path), "init", "--json"), EXIT_USAGE)
+    result = invoke(runner, "--config", str(path), "init", "--json")
+    assert result.exit_code == EXIT_USAGE and "already exists" in result.stderr
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == EXIT_USAGE and document["code"] == "usage"
+    assert "already exists" in document["error"]
 
 
 @pytest.mark.parametrize(
