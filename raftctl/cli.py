@@ -553,7 +553,11 @@ def up(app: App, timeout: float, as_json: bool) -> None:
         started = ", ".join(f"{n} (pid {pid})" for n, pid in result.started.items())
         click.echo(f"Started {started}; logs in {config.state_dir / 'logs'}.")
         leader = result.status.leader if result.status else None
-        click.echo(f"Leader {leader} elected {result.elapsed:.2f} s after start.")
+        if result.already_running:  # the leader may have been there before: say what was found
+            click.echo(f"Already running: {', '.join(result.already_running)}; "
+                       f"leader {leader} {result.elapsed:.2f} s after start.")
+        else:
+            click.echo(f"Leader {leader} elected {result.elapsed:.2f} s after start.")
     if result.status is not None:
         from .render import status_view
 
@@ -705,23 +709,107 @@ def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, ti
 
 
 @main.command()
+@click.argument("nodes", nargs=-1, metavar="[NODE...]")
 @json_option
 @pass_app
-def status(app: App, as_json: bool) -> None:
+def status(app: App, nodes: tuple[str, ...], as_json: bool) -> None:
     """One row per node: id, alive, pid, role, term, leader, last/commit/applied/snapshot index,
-    link faults and the state machine's summary.
+    link faults and the state machine's summary (--json: also peer and client addresses).
 
-    A node that is down has a row with alive false (nulls in --json). No node answers: exit 5.
+    NODE... shows only those rows: ids, `all`, or role words, which here name every node in that
+    role at this moment (`follower`: every follower). A node that is down has a row with alive
+    false (nulls in --json). No node answers: exit 5. A cluster without a leader is still a
+    status (exit 0): scripts ask `raftctl leader` or `raftctl health` (exit 3).
     """
     from . import oneshot  # no trio: a status is a new process every time
+    from .members import status_document
 
-    picture = oneshot.status(app.config())
+    config = app.config()
+    only = _status_filter(config, nodes)  # an unknown word fails before asking the cluster
+    picture = oneshot.status(config)
+    shown = only(picture) if only else None
     if as_json:
-        echo_json(picture.to_json())
+        document = status_document(config, picture)
+        if shown is not None:
+            document["nodes"] = [row for row in document["nodes"] if row["id"] in shown]
+        echo_json(document)
         return
     from .render import status_view
 
-    console().print(status_view(picture))
+    console().print(status_view(picture, only=shown))
+
+
+def _status_filter(config: ClusterConfig, nodes: tuple[str, ...]) -> Callable[[Any], set[str]] | None:
+    """For ``status NODE...``: the ids a picture's rows are filtered to (None: every row)."""
+    if not nodes:
+        return None
+    from . import selectors
+
+    chosen = selectors.parse(nodes, config.node_ids)
+
+    def ids(picture: Any) -> set[str]:
+        members = picture.membership()
+        by_role = {
+            "leader": {picture.leader} - {None},
+            "follower": {r.id for r in picture.followers()} - set(members[1] if members else ()),
+            "learner": {n for n in (members[1] if members else ()) if n in config.node_ids},
+        }
+        return {n for word in chosen for n in by_role.get(word, {word})}
+
+    return ids
+
+
+@main.command()
+@json_option
+@pass_app
+def members(app: App, as_json: bool) -> None:
+    """The member list (like `etcdctl member list`): id, voter or learner (as the leader's
+    configuration says), peer and client addresses, alive, and the leader's match index of each
+    member; the leader is starred.
+
+    Without a leader the roles are `unknown` (exit 0: the list is still true). No node answers: exit 5.
+    """
+    from . import oneshot
+    from .members import member_list
+
+    config = app.config()
+    picture = oneshot.status(config)
+    listed = member_list(config, picture)
+    if as_json:
+        echo_json({"cluster": config.name, "leader": picture.leader, "members": [m.to_json() for m in listed]})
+        return
+    from .render import members_table
+
+    console().print(members_table(listed))
+
+
+@main.command()
+@click.option("--max-lag", type=click.IntRange(0), default=None, metavar="N",
+              help="Entries a node may have left to apply behind the leader's commit and count healthy  "
+                   "[default: 1000]")
+@json_option
+@pass_app
+def health(app: App, max_lag: int | None, as_json: bool) -> None:
+    """Per node: reachable, knows the leader, applied lag behind the leader's commit, disk full,
+    applying; then a verdict.
+
+    Exit 0 every node healthy; 1 degraded (a leader, but some node down, lagging, disk full or
+    not applying); 3 no leader; 5 no node answers. A quorum alone is not healthy: a node down is
+    a degraded cluster (exit 1), though it still serves.
+    """
+    from . import oneshot
+    from .members import DEFAULT_MAX_LAG, cluster_health
+
+    picture = oneshot.status(app.config())
+    verdict = cluster_health(picture, max_lag=DEFAULT_MAX_LAG if max_lag is None else max_lag)
+    if as_json:
+        echo_json(verdict.to_json())
+    else:
+        from .render import health_view
+
+        console().print(health_view(verdict))
+    if verdict.verdict != "healthy":
+        raise SystemExit(EXIT_NO_LEADER if verdict.verdict == "no-leader" else EXIT_REFUSED)
 
 
 @main.command()
@@ -1046,7 +1134,8 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
     """Load the running cluster with a closed loop of commands and report throughput, latency
     p50/p90/p99/max, errors, redirects and retries, and the CPU seconds of each node and of the
     client. A get is a linearizable query served without the log (`--command get` measures
-    reads). Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4.
+    reads). Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4;
+    Ctrl-C: the report of what ran so far, exit 130.
     """
     from . import bench as load
 
@@ -1067,13 +1156,16 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
         raise click.UsageError(str(exc)) from None
     config = app.config()
     if as_json:
-        report = run_domain(load.cluster_bench, config, workload)
+        report = run_domain(load.cluster_bench, config, workload, stop_on_sigint=True)
         echo_json(report)
     else:
         out = console()
         with load.ProgressBar(out, workload) as bar:
-            report = run_domain(load.cluster_bench, config, workload, progress=bar.update)
+            report = run_domain(load.cluster_bench, config, workload, progress=bar.update, stop_on_sigint=True)
         out.print(load.report_view(report))
+    if report["interrupted"]:
+        click.echo("Interrupted: the report covers what ran until Ctrl-C.", err=True)
+        raise SystemExit(EXIT_INTERRUPTED)
     if report["stalled"]:
         raise CommandError("the run stalled: no answer within the timeout; see `raftctl status`", EXIT_TIMEOUT)
     if report["errors"]:
