@@ -1339,31 +1339,52 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
 
 @main.command("events")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing events as they happen (until Ctrl-C).")
-@click.option("--node", default=None, metavar="NODE", help="Only events of this node (and cluster-wide ones).")
+@click.option("--node", "nodes", multiple=True, metavar="NODE...",
+              help="Only events of these nodes (and cluster-wide ones); the NODE grammar, repeatable.")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND]",
+              help="Only events of these kinds (e.g. killed,leader-change,role); repeatable.")
+@click.option("--since", default=None, metavar="WHEN", help="Only events since 90s/5m/2h/1d ago or a local time "
+                                                            "(2026-12-07 13:05).")
 @json_option
 @pass_app
-def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> None:
+def events_command(app: App, follow: bool, nodes: tuple[str, ...], kinds: tuple[str, ...], since: str | None,
+                   as_json: bool) -> None:
     """The audit log: faults injected and cleared, processes started, stopped and killed,
     leadership transfers and snapshots asked for (by raftctl), with the nodes' own elections,
     leader changes, commits, faults, snapshots and apply errors; one line each: time, node, kind,
-    detail. raftctl's own actions are marked [raftctl].
+    detail, merged in time order. raftctl's own actions are marked [raftctl].
 
-    The nodes keep their recent events in memory: a node that is down shows none, a restarted
-    one starts afresh. With --follow, a node add-node adds joins the stream and a node
-    remove-node removes leaves it. With --json: one document {"events": [...]}; with --follow,
-    one JSON object per event (JSON lines).
+    Each node also appends its events to <state_dir>/events/<id>.jsonl (bounded, rotated), so a
+    killed node's history stays. With --follow, a node add-node adds joins the stream and a node
+    remove-node removes leaves it. With --json: one document {"events": [...]}; with -o jsonl or
+    --follow, one JSON object per event. Nothing recorded and nothing running: exit 5.
     """
-    from . import cluster
+    import time
+
+    from . import cluster, events, supervisor
     from .render import events_view
+    from .selectors import split_words
 
     config = app.config()
-    if node in ("leader", "follower"):
-        node = run_domain(cluster.resolve_name, config, node)
-    elif node is not None and node not in config.node_ids:
-        raise errors.UnknownNode(node, config.node_ids)
+    node_ids = select_nodes(app, nodes, False, 5.0) if nodes else None
+    kind_set = split_words(kinds) or None
+    try:
+        after = events.parse_since(since, time.time()) if since is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--since'") from None
+
+    def wanted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return events.select(items, nodes=node_ids, kinds=kind_set, since=after)
+
     if not follow:
-        found = run_domain(cluster.fetch_events, config, node=node)
-        if as_json:
+        everything = run_domain(cluster.fetch_events, config)
+        if not everything and not supervisor.live_pids(config):
+            raise errors.ClusterNotRunning(config.path, "and no events recorded")
+        found = wanted(everything)
+        if current_output() == formats.JSONL:
+            for event in found:
+                click.echo(json.dumps(event))
+        elif as_json:
             echo_json({"events": found})
         else:
             console().print(events_view(found), end="", soft_wrap=True)
@@ -1371,7 +1392,7 @@ def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> N
     out = console()
 
     def emit(event: dict[str, Any]) -> None:
-        if node is not None and event.get("node") not in (node, None):
+        if not wanted([event]):
             return
         if as_json:
             click.echo(json.dumps(event))

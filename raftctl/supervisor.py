@@ -78,6 +78,16 @@ class StatePaths:
     def faults(self) -> Path:
         return self.root / "faults.json"
 
+    @property
+    def node_events(self) -> Path:
+        """The nodes' own event files (``raftnode.eventlog``), one per node."""
+        return self.root / "events"
+
+    def node_event_file(self, node_id: str) -> Path:
+        from raftnode.eventlog import event_file
+
+        return event_file(self.root, node_id)
+
     def pid_file(self, node_id: str) -> Path:
         return self.pids / f"{node_id}.pid"
 
@@ -420,7 +430,7 @@ def purge(config: ClusterConfig) -> list[Path]:
     """
     paths = StatePaths.of(config)
     deleted = []
-    for directory in (paths.data, paths.logs, paths.pids):
+    for directory in (paths.data, paths.logs, paths.pids, paths.node_events):
         if directory.exists():
             shutil.rmtree(directory)
             deleted.append(directory)

@@ -25,6 +25,7 @@ import trio
 from raftnode import __version__
 from raftnode.config import ClusterConfig, ConfigError, load_config
 from raftnode.credentials import Credentials, CredentialsError, load_credentials, secrets_path
+from raftnode.eventlog import EventFile, event_file
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
@@ -47,6 +48,7 @@ async def serve(config: ClusterConfig, node_id: str, *, credentials: Credentials
         credentials=credentials,
     )
     node, storage = hull.node, hull.node.storage
+    node.add_event_handler(EventFile(event_file(config.state_dir, node_id)).append)  # outlives the process
     service = ClientService(
         node,
         config.node(node_id).client,

@@ -223,3 +223,22 @@ def test_watch_follows_a_node_that_dies_and_comes_back(three: Cluster) -> None:
         assert frames >= 4 and live.updates >= 4
         shown = three.cli("watch", "--duration", "0.6").stdout
         assert "raftctl watch" in shown and "ROLE" in shown and "n3" in shown
+
+
+def test_operator_view_members_health_selectors_and_a_killed_nodes_events(three: Cluster) -> None:
+    """Issue 17 on real processes: `kill n1 n2`-style selectors, members/health through a kill,
+    and the killed node's own events still in `raftctl events` after it died."""
+    with deadline(60):
+        three.cli("up")
+        members = three.json("members")["members"]
+        assert {m["role"] for m in members} == {"voter"} and sum(m["leader"] for m in members) == 1
+        assert three.cli("health").exit_code == 0
+        leader = three.leader()
+        killed = three.json("kill", "follower", leader)["results"]
+        assert {r["node"] for r in killed} != {leader} and len(killed) == 2
+        assert three.json("health", code=3)["verdict"] == "no-leader"
+        mine = three.json("events", "--node", leader, "--kind", "role")["events"]
+        assert any(e["source"] == "node" and f"leader n{leader[1:]}" in e["detail"] for e in mine), mine
+        three.cli("start", "--all")
+        three.cli("wait", "--leader", "--timeout", "20")
+        three.cli("fast", "--all")
