@@ -828,11 +828,19 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
     """A live view: the status table and a feed of elections, leader changes, faults and node
     deaths and returns, with the commit rate; until Ctrl-C (or --duration).
 
-    With --json, prints one JSON object per event as it happens (JSON lines), not the table.
+    Repeats (a cut-off node's "pre-vote for term 2") collapse into one line with a count. With
+    --json, prints one JSON object per event as it happens (JSON lines), not the table. Into a
+    file or pipe, prints plain lines: the status table once, then one line per event (a repeat
+    again at its 2nd, 10th, 100th... time).
     """
+    import sys
+
     from . import dashboard
 
     config = app.config()
+    if not as_json and not sys.stdout.isatty():
+        _watch_plain(config, interval, duration)
+        return
     if as_json:
 
         def emit(event: dict[str, Any]) -> None:
@@ -847,6 +855,25 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
             run_domain(dashboard.watch, config, live, interval=interval, duration=duration)
 
     _interruptible(draw)
+
+
+def _watch_plain(config: ClusterConfig, interval: float, duration: float | None) -> None:
+    """``watch`` into a file or pipe: the status table once, then a plain line per feed event."""
+    from . import dashboard, oneshot
+    from .render import events_view, status_view
+
+    out = console()
+    try:
+        out.print(status_view(oneshot.status(config)))
+    except errors.NotRunning as exc:
+        warn(str(exc))
+
+    def emit(event: dict[str, Any]) -> None:
+        out.print(events_view([event]), end="", soft_wrap=True)
+        out.file.flush()
+
+    _interruptible(lambda: run_domain(dashboard.watch_json, config, emit, interval=interval, duration=duration,
+                                      plain=True))
 
 
 @main.command()

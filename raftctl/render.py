@@ -220,6 +220,8 @@ def event_text(event: dict[str, Any]) -> Text:
     line.append(f"{kind:<14}", style=KIND_STYLES.get(kind, ""))
     line.append(" ")
     line.append(str(event.get("detail", "")))
+    if event.get("count", 1) > 1:
+        line.append(f" ×{event['count']}", style="bold")
     if event.get("source") == "raftctl":
         line.append("  [raftctl]", style="dim magenta")
     return line
