@@ -267,22 +267,25 @@ def main() -> None:
 )
 @click.option(
     "--base-port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_BASE_PORT,
+    default=str(DEFAULT_BASE_PORT),
     show_default=True,
-    help="Node nK gets peer port BASE+K and client port BASE+100+K.",
+    metavar="BASE|auto",
+    help="Node nK gets peer port BASE+K and client port BASE+100+K, all within 1024-65535; "
+         "`auto` picks a BASE whose ports are free now.",
 )
 @click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
 @json_option
 @pass_app
-def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> None:
+def init(app: App, nodes: int, base_port: str, force: bool, as_json: bool) -> None:
     """Write a cluster file for NODES nodes on 127.0.0.1 to the --config path.
 
-    Refuses to overwrite an existing file unless --force is given (exit 2).
+    Refuses to overwrite an existing file unless --force is given (exit 2), and ports outside
+    1024-65535 (exit 2).
     """
     path = app.config_path
+    base = _base_port(base_port, nodes)
     try:
-        write_config(path, nodes, base_port, overwrite=force)
+        write_config(path, nodes, base, overwrite=force)
     except FileExistsError:
         raise CommandError(f"{path} already exists; use --force to overwrite it", EXIT_USAGE)
     except ValueError as exc:
@@ -320,6 +323,27 @@ def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> No
         f"{names} on 127.0.0.1, peer ports {peers}, client ports {clients}; "
         f"cluster id and secrets in {secrets_path(config.state_dir)} (mode 0600)."
     )
+
+
+#: The ports ``init`` writes: no privileged ports (below 1024), none past the last.
+INIT_PORTS = (1024, 65535)
+
+
+def _base_port(text: str, nodes: int) -> int:
+    """``--base-port``: a number whose ports all fall in ``INIT_PORTS``, or ``auto``."""
+    if text == "auto":
+        from .supervisor import free_base_port
+
+        return free_base_port(nodes)
+    try:
+        base = int(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a port number nor `auto`", param_hint="'--base-port'") from None
+    low, high = base + 1, base + 100 + nodes
+    if low < INIT_PORTS[0] or high > INIT_PORTS[1]:
+        raise click.BadParameter(f"base port {base} puts ports at {low}-{high}, outside {INIT_PORTS[0]}-{INIT_PORTS[1]}",
+                                 param_hint="'--base-port'")
+    return base
 
 
 def _port_span(ports: Iterable[int]) -> str:

@@ -261,6 +261,29 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def free_base_port(nodes: int, *, attempts: int = 500) -> int:
+    """A base port for ``raftctl init --base-port`` whose 2 * ``nodes`` loopback ports
+    (BASE+K and BASE+100+K) are all free now; tried at random in 20000-60000.
+
+    Raises:
+        RuntimeError: no such range found in ``attempts`` tries.
+    """
+    import contextlib
+    import random
+
+    for _ in range(attempts):
+        base = random.randrange(20_000, 60_000)
+        ports = [base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in ports:
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError("no free port range found")
+
+
 def check_ports(config: ClusterConfig, node_ids: Iterable[str]) -> None:
     """Raise PortInUse for the first peer or client address of ``node_ids`` that cannot be bound."""
     for node_id in node_ids:

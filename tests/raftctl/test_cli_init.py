@@ -130,8 +130,10 @@ def test_init_json_refusal_is_a_document_on_stdout_and_text_on_stderr(runner: Cl
     [
         (["--nodes", "0"], "--nodes"),
         (["--nodes", "101"], "--nodes"),
-        (["--base-port", "65500"], "outside the valid range 1-65535"),
+        (["--base-port", "65500"], "outside 1024-65535"),
         (["--base-port", "http"], "--base-port"),
+        (["--base-port", "0"], "ports at 1-103, outside 1024-65535"),  # issue 17: was ports 1-2 and 101-102
+        (["--base-port", "1000"], "outside 1024-65535"),
     ],
 )
 def test_init_rejects_bad_options_with_exit_2(
@@ -223,3 +225,19 @@ def test_registered_errors_map_by_closest_base_class() -> None:
 def test_unregistered_exceptions_are_bugs_and_propagate() -> None:
     with pytest.raises(ZeroDivisionError), domain_errors():
         1 / 0  # noqa: B018
+
+
+def test_init_base_port_auto_picks_ports_that_are_free(runner: CliRunner, tmp_path: Path) -> None:
+    import socket
+
+    from raftnode.config import load_config
+
+    path = tmp_path / "cluster.toml"
+    result = invoke(runner, "--config", str(path), "init", "--nodes", "4", "--base-port", "auto")
+    assert result.exit_code == 0, result.output
+    config = load_config(path)
+    for node in config.nodes:
+        for address in (node.peer, node.client):
+            assert 1024 <= address.port <= 65535
+            with socket.socket() as s:
+                s.bind((address.host, address.port))  # free when init chose it (and still, here)
