@@ -487,15 +487,31 @@ NODES_GRAMMAR = (
 )
 
 
+def complete_nodes(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of NODE words: the ids of the cluster file (``--config`` as typed so far),
+    then the role words; after a comma, the next word of the list."""
+    from click.shell_completion import CompletionItem
+
+    from .selectors import KEYWORDS
+
+    head, _, last = incomplete.rpartition(",")
+    prefix = f"{head}," if head else ""
+    try:
+        ids = load_config(ctx.ensure_object(App).config_path).node_ids
+    except (ConfigError, OSError):
+        ids = ()
+    return [CompletionItem(prefix + word) for word in (*ids, *KEYWORDS) if word.startswith(last)]
+
+
 def node_argument(command: F) -> F:
     """One NODE of the selector grammar (``raftctl.selectors``): an id or a role word."""
-    return click.argument("node", metavar="NODE")(command)
+    return click.argument("node", metavar="NODE", shell_complete=complete_nodes)(command)
 
 
 def nodes_argument(command: F) -> F:
     """NODE... of the selector grammar plus ``--all``, passed as ``nodes`` and ``everything``."""
     command = click.option("--all", "everything", is_flag=True, help="Every node of the cluster file.")(command)
-    return click.argument("nodes", nargs=-1, metavar="NODE...")(command)
+    return click.argument("nodes", nargs=-1, metavar="NODE...", shell_complete=complete_nodes)(command)
 
 
 def select_nodes(app: App, nodes: Iterable[str], everything: bool, timeout: float,
@@ -733,7 +749,7 @@ def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, ti
 
 
 @main.command()
-@click.argument("nodes", nargs=-1, metavar="[NODE...]")
+@click.argument("nodes", nargs=-1, metavar="[NODE...]", shell_complete=complete_nodes)
 @json_option
 @pass_app
 def status(app: App, nodes: tuple[str, ...], as_json: bool) -> None:
@@ -1238,7 +1254,7 @@ def _faults_output(as_json: bool, result: Any, summary: str) -> None:
 
 
 @main.command()
-@click.argument("groups", nargs=-1, required=True, metavar="GROUP [GROUP...]")
+@click.argument("groups", nargs=-1, required=True, metavar="GROUP [GROUP...]", shell_complete=complete_nodes)
 @resolve_timeout_option
 @json_option
 @pass_app

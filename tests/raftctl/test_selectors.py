@@ -122,3 +122,16 @@ def test_fast_all_reaches_the_cluster(config_path: Path) -> None:
 def test_commands_of_one_node_refuse_several(config_path: Path, command: str) -> None:
     result = run(config_path, *command.split())
     assert result.exit_code == 2, result.output
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    ("kill n", ["n1", "n2", "n3"]),
+    ("partition n1,l", ["n1,leader", "n1,learner"]),
+    ("status f", ["follower"]),
+])
+def test_shell_completion_offers_the_node_ids_of_the_cluster_file(config_path: Path, words: str, expected: list[str]) -> None:
+    typed = f"raftctl --config {config_path} {words}"
+    env = {"COMP_WORDS": typed, "COMP_CWORD": str(len(typed.split()) - 1), "_RAFTCTL_COMPLETE": "bash_complete"}
+    result = CliRunner().invoke(main, [], env=env, prog_name="raftctl")
+    assert result.exit_code == 0, result.output
+    assert [line.split(",", 1)[1] for line in result.stdout.splitlines()] == expected
