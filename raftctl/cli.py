@@ -237,6 +237,18 @@ def echo_json(document: Any) -> None:
     click.echo(json.dumps(document))
 
 
+def finish(as_json: bool, document: dict[str, Any], code: int, message: str) -> None:
+    """End a command whose outcome is ``document``: print it in JSON mode; exit ``code``.
+
+    A failure (``code`` not 0) in JSON mode prints the document once, with ``error``, ``code``
+    and ``exit_code`` added (``RaftctlGroup.main``), and ``message`` goes to stderr either way.
+    """
+    if code != EXIT_OK:
+        raise CommandError(message, code, document=document if as_json else None)
+    if as_json:
+        echo_json(document)
+
+
 @click.group(cls=RaftctlGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -418,9 +430,7 @@ def sim(
                 click.echo(f"seed {report.seed}: VIOLATION of {report.violation}: {report.detail}", err=True)
                 click.echo(f"  replay: {report.replay_command()}", err=True)
     summary = summarize(reports, settings, time.perf_counter() - started)
-    if as_json:
-        echo_json(summary)
-    else:
+    if not as_json:
         bad = len(summary["violations"])
         totals = summary["totals"]
         click.echo(
@@ -432,8 +442,8 @@ def sim(
         )
         for v in summary["violations"]:
             click.echo(f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}")
-    if summary["violations"]:
-        raise SystemExit(EXIT_REFUSED)
+    bad = len(summary["violations"])
+    finish(as_json, summary, EXIT_REFUSED if bad else EXIT_OK, f"{bad} seed(s) violated a safety invariant")
 
 
 # -- running domain coroutines ---------------------------------------------------------------------
@@ -842,14 +852,13 @@ def health(app: App, max_lag: int | None, as_json: bool) -> None:
 
     picture = oneshot.status(app.config())
     verdict = cluster_health(picture, max_lag=DEFAULT_MAX_LAG if max_lag is None else max_lag)
-    if as_json:
-        echo_json(verdict.to_json())
-    else:
+    if not as_json:
         from .render import health_view
 
         console().print(health_view(verdict))
-    if verdict.verdict != "healthy":
-        raise SystemExit(EXIT_NO_LEADER if verdict.verdict == "no-leader" else EXIT_REFUSED)
+    code = {"healthy": EXIT_OK, "no-leader": EXIT_NO_LEADER}.get(verdict.verdict, EXIT_REFUSED)
+    unhealthy = ", ".join(n.id for n in verdict.nodes if not n.healthy)
+    finish(as_json, verdict.to_json(), code, f"cluster {verdict.verdict}: unhealthy {unhealthy}")
 
 
 @main.command()
@@ -1224,20 +1233,20 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
     config = app.config()
     if as_json:
         report = run_domain(load.cluster_bench, config, workload, stop_on_sigint=True)
-        echo_json(report)
     else:
         out = console()
         with load.ProgressBar(out, workload) as bar:
             report = run_domain(load.cluster_bench, config, workload, progress=bar.update, stop_on_sigint=True)
         out.print(load.report_view(report))
+    code, message = EXIT_OK, ""
     if report["interrupted"]:
-        click.echo("Interrupted: the report covers what ran until Ctrl-C.", err=True)
-        raise SystemExit(EXIT_INTERRUPTED)
-    if report["stalled"]:
-        raise CommandError("the run stalled: no answer within the timeout; see `raftctl status`", EXIT_TIMEOUT)
-    if report["errors"]:
+        code, message = EXIT_INTERRUPTED, "interrupted: the report covers what ran until Ctrl-C"
+    elif report["stalled"]:
+        code, message = EXIT_TIMEOUT, "the run stalled: no answer within the timeout; see `raftctl status`"
+    elif report["errors"]:
         sample = next(iter(report["error_samples"]), "")
-        raise CommandError(f"the cluster refused {report['errors']} commands ({sample})", EXIT_REFUSED)
+        code, message = EXIT_REFUSED, f"the cluster refused {report['errors']} commands ({sample})"
+    finish(as_json, report, code, message)
 
 
 
@@ -1510,14 +1519,12 @@ def check_history_command(history_file: Path, model_name: str, budget: float, ht
                                  encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot write {html_path}: {exc.strerror or exc}", EXIT_USAGE) from None
-    if as_json:
-        echo_json(verdict.to_json())
-    else:
+    if not as_json:
         from .render import linearizability_view
 
         console().print(linearizability_view(verdict, str(history_file)))
-    if verdict.status != OK:
-        raise SystemExit(EXIT_REFUSED if verdict.status == ANOMALY else EXIT_TIMEOUT)
+    code = EXIT_OK if verdict.status == OK else EXIT_REFUSED if verdict.status == ANOMALY else EXIT_TIMEOUT
+    finish(as_json, verdict.to_json(), code, f"{history_file}: {verdict.status}")
 
 
 @main.command("chaos")
@@ -1574,14 +1581,11 @@ def chaos_command(duration: float, nodes: int, clients: int, faults: str, seed: 
     result = run_domain(run_chaos, options, progress=None if as_json else _chaos_progress())
     if not as_json and click.get_text_stream("stderr").isatty():
         click.echo("", err=True)  # end the progress line
-    if as_json:
-        echo_json(result.to_json())
-    else:
+    if not as_json:
         from .render import chaos_view
 
         console().print(chaos_view(result))
-    if result.exit_code:
-        raise SystemExit(result.exit_code)
+    finish(as_json, result.to_json(), result.exit_code, f"chaos run (seed {seed}): exit {result.exit_code}, see the report")
 
 
 def _chaos_progress() -> Callable[[str, float], None]:

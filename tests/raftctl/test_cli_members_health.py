@@ -79,7 +79,9 @@ def test_health_verdicts_and_exit_codes(tmp_path: Path, handler: Any, verdict: s
         config = fake.cluster_file(tmp_path / "cluster.toml")
         result = run(config, "health", "--json")
         assert result.exit_code == code, result.output
-        assert json.loads(result.stdout)["verdict"] == verdict
+        document = json.loads(result.stdout)  # one document, failures included
+        assert document["verdict"] == verdict
+        assert document.get("exit_code", 0) == code and ("error" in document) == (code != 0)
         assert verdict in run(config, "health").stdout
 
 
