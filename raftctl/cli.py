@@ -47,7 +47,8 @@ EXIT_NOT_RUNNING = 5
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 the cluster refused the command or the state machine returned an "
     "error; 2 usage or configuration error; 3 no leader within the timeout; 4 timed out waiting "
-    "for a commit or condition; 5 the cluster or the named node is not running or unreachable."
+    "for a commit or condition; 5 the cluster or the named node is not running or unreachable; "
+    "130 interrupted (Ctrl-C), after printing what was measured."
 )
 
 #: Domain exception type -> exit code; the closest registered base class of an error wins.
