@@ -4,11 +4,8 @@ and memory readings."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from raftctl.bench import cpu_seconds, percentile  # noqa: E402,F401 - shared with the benchmarks
-from raftctl.supervisor import free_ports  # noqa: E402 - one free-port search for raftctl, tests and benchmarks
+from raftctl.supervisor import free_base_port, free_ports  # noqa: E402,F401 - one free-port search for raftctl, tests and benchmarks
 from raftnode import wire  # noqa: E402
 from raftnode.config import Address  # noqa: E402
 from raftnode.credentials import ensure_credentials, secrets_path  # noqa: E402
@@ -113,19 +110,3 @@ def dump_logs(directory: Path) -> None:
     """Print the tail of every node's log to stderr (a benchmark that failed says why)."""
     for node_id in IDS:
         print(f"--- {node_id} log ---\n" + (directory / f"{node_id}.log").read_text(errors="replace")[-2000:], file=sys.stderr)
-
-
-def free_base_port(nodes: int) -> int:
-    """A base port for ``raftctl init --base-port`` whose 2 * ``nodes`` ports are all free."""
-    for _ in range(500):
-        base = random.randrange(20_000, 60_000)
-        ports = [base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in ports:
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no free port range found")

@@ -217,6 +217,7 @@ class Tally:
     error_samples: dict[str, int] = field(default_factory=dict)
     leaders_seen: list[str] = field(default_factory=list)
     stalled: bool = False
+    interrupted: bool = False  # Ctrl-C ended the run early (what was measured so far is reported)
     seconds: float = 0.0  # the measured time (see the module docstring)
 
     @property
@@ -322,6 +323,7 @@ def build_report(
         "per_command": tally.per_command,
         "warmup_acknowledged": tally.warmup_ok,
         "stalled": tally.stalled,
+        "interrupted": tally.interrupted,
         "cpu_seconds": {
             "nodes": node_cpu,
             "client": round(client_cpu, 3),
@@ -349,7 +351,11 @@ class LoadGenerator:
         *,
         progress: Callable[[int, float, bool], None] | None = None,
         fields: dict[str, Any] | None = None,
+        stop_on_sigint: bool = False,
     ) -> None:
+        """``stop_on_sigint``: the first Ctrl-C ends the run like its end (the report says
+        ``interrupted``) instead of raising KeyboardInterrupt; for the CLI, in the main thread."""
+        self.stop_on_sigint = stop_on_sigint
         if leader not in addresses:
             raise ValueError(f"unknown leader {leader!r}")
         self.addresses = dict(addresses)
@@ -441,6 +447,8 @@ class LoadGenerator:
         async with trio.open_nursery() as outer:
             async with trio.open_nursery() as workers:
                 outer.start_soon(self._watch, workers.cancel_scope)
+                if self.stop_on_sigint:
+                    outer.start_soon(self._stop_on_sigint, workers.cancel_scope)
                 for i, window in enumerate(w.windows()):
                     target = self.order[(self.order.index(self.leader) + i) % len(self.order)] if w.spread else self.leader
                     workers.start_soon(self._worker, window, target)
@@ -474,6 +482,18 @@ class LoadGenerator:
             self._stopping = True
             workers.cancel()
             return
+
+    async def _stop_on_sigint(self, workers: trio.CancelScope) -> None:
+        """On the first SIGINT: stop issuing, cancel the workers, mark the tally interrupted."""
+        import signal
+
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                self.tally.interrupted = True
+                self._measure_end = min(self._measure_end, time.perf_counter())
+                self._stopping = True
+                workers.cancel()
+                return
 
     async def _worker(self, window: int, target: str) -> None:
         """One connection's share of the load, reconnecting (and following redirects) as needed."""
@@ -711,6 +731,7 @@ async def run_load(
     leader_timeout: float = 10.0,
     progress: Callable[[int, float, bool], None] | None = None,
     fields: dict[str, Any] | None = None,
+    stop_on_sigint: bool = False,
 ) -> dict[str, Any]:
     """Find the leader (unless given), run ``workload`` and return the report (``build_report``),
     with the CPU seconds of the processes ``pids`` (by name) and of this process; ``fields`` go
@@ -721,7 +742,8 @@ async def run_load(
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     client_before = time.process_time()
     wall_before = time.perf_counter()
-    generator = LoadGenerator(addresses, leader, workload, progress=progress, fields=fields)
+    generator = LoadGenerator(addresses, leader, workload, progress=progress, fields=fields,
+                              stop_on_sigint=stop_on_sigint)
     tally = await generator.run()
     wall = time.perf_counter() - wall_before
     client_cpu = time.process_time() - client_before
@@ -735,6 +757,7 @@ async def cluster_bench(
     *,
     leader_timeout: float = 5.0,
     progress: Callable[[int, float, bool], None] | None = None,
+    stop_on_sigint: bool = False,
 ) -> dict[str, Any]:
     """``raftctl bench``: ``workload`` against the cluster of ``config``, whose leader must be
     known within ``leader_timeout``; node CPU from the pids the supervisor keeps.
@@ -749,7 +772,8 @@ async def cluster_bench(
     pids = supervisor.live_pids(config)
     addresses = {node.id: node.client for node in config.nodes}
     fields = oneshot.client_fields(config, admin=False)  # commands need the cluster id only
-    return await run_load(addresses, workload, pids=pids, leader=row.id, progress=progress, fields=fields)
+    return await run_load(addresses, workload, pids=pids, leader=row.id, progress=progress, fields=fields,
+                          stop_on_sigint=stop_on_sigint)
 
 
 # -- the human report ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Exit codes are the ``EXIT_*`` constants below, as listed in ``EXIT_CODES_HELP``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import click
 
 from raftctl import errors
 from raftctl.locality import require_local
+from raftctl import output as formats
 from raftnode import __version__
 from raftnode.config import (
     DEFAULT_BASE_PORT,
@@ -46,7 +48,8 @@ EXIT_NOT_RUNNING = 5
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 the cluster refused the command or the state machine returned an "
     "error; 2 usage or configuration error; 3 no leader within the timeout; 4 timed out waiting "
-    "for a commit or condition; 5 the cluster or the named node is not running or unreachable."
+    "for a commit or condition; 5 the cluster or the named node is not running or unreachable; "
+    "130 interrupted (Ctrl-C), after printing what was measured."
 )
 
 #: Domain exception type -> exit code; the closest registered base class of an error wins.
@@ -70,11 +73,14 @@ class CommandError(click.ClickException):
     Args:
         message: The complete user-facing message.
         exit_code: One of the ``EXIT_*`` codes.
+        document: In JSON mode, the fields the error document carries besides the error.
     """
 
-    def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_REFUSED, *, document: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        #: What the command measured or was answered, merged into the JSON error document.
+        self.document = document
 
 
 def exit_code_for(error: BaseException) -> int | None:
@@ -110,12 +116,47 @@ def domain_errors() -> Iterator[None]:
         raise CommandError(str(exc), code) from exc
 
 
+EXIT_INTERRUPTED = 130
+
+
 class RaftctlGroup(click.Group):
-    """A click group that runs its commands inside ``domain_errors()``."""
+    """A click group that runs its commands inside ``domain_errors()`` and reports failures as
+    the contract says: exit codes, Ctrl-C as 130, and in JSON mode one error document on stdout."""
 
     def invoke(self, ctx: click.Context) -> Any:
         with domain_errors():
             return super().invoke(ctx)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        import sys
+
+        argv = list(sys.argv[1:] if args is None else args)
+        app = App(output=formats.sniff(argv))
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, obj=app, **extra)
+        except click.exceptions.Abort as exc:
+            interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+            code = EXIT_INTERRUPTED if interrupted else EXIT_REFUSED
+            report_failure(app, "interrupted" if interrupted else "aborted", code)
+        except click.ClickException as exc:
+            report_failure(app, exc.format_message(), exc.exit_code, getattr(exc, "document", None), exc)
+            code = exc.exit_code
+        code = code if isinstance(code, int) else EXIT_OK
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def report_failure(app: App, message: str, code: int, document: dict[str, Any] | None = None,
+                   error: click.ClickException | None = None) -> None:
+    """Tell a failure: click's text on stderr; in JSON mode also the error document on stdout."""
+    if app.as_json:
+        echo_json(formats.error_document(message, code, document))
+    if error is not None:
+        error.show()
+    else:
+        click.echo(f"Error: {message}", err=True)
 
 
 @dataclass
@@ -123,11 +164,19 @@ class App:
     """What every command shares, stored on ``ctx.obj``.
 
     Attributes:
-        config_path: The cluster file named by ``--config`` / ``RAFTCTL_CONFIG``.
+        config_path: The cluster file named by ``--config`` / ``RAFTCTL_CONFIG`` (before or
+            after the subcommand).
+        output: ``table``, ``json`` or ``jsonl`` (``-o/--output``, ``--json``).
     """
 
-    config_path: Path
+    config_path: Path = Path("cluster.toml")
+    output: str = formats.TABLE
     _config: ClusterConfig | None = field(default=None, repr=False)
+
+    @property
+    def as_json(self) -> bool:
+        """JSON mode: one JSON document on stdout for every outcome (JSON lines for streams)."""
+        return self.output != formats.TABLE
 
     def config(self) -> ClusterConfig:
         """Load and validate the cluster file once per invocation.
@@ -143,14 +192,46 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
+def _set_output(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value:
+        ctx.ensure_object(App).output = formats.JSON if value is True else value
+
+
+def _set_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:  # the group's default always; a subcommand's only when given
+        app = ctx.ensure_object(App)
+        app.config_path, app._config = value, None
+
+
+_OUTPUT_OPTIONS = (
+    click.option("--json", is_flag=True, expose_value=False, callback=_set_output,
+                 help="The same as -o json."),
+    click.option("-o", "--output", type=click.Choice(formats.MODES), default=None, expose_value=False,
+                 callback=_set_output, help="table (human, the default), json (one document) or jsonl (JSON lines)."),
+)
+
+_CONFIG_OPTION = click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), default=None, expose_value=False,
+    callback=_set_config, help="The cluster file (as before the subcommand).",
+)
+
+
 def json_option(command: F) -> F:
-    """Add the contract's ``--json`` flag, passed to the command as ``as_json``."""
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print one JSON document on stdout instead of human output.",
-    )(command)
+    """Add the contract's ``-o/--output``, ``--json`` and ``--config`` options to a command, which
+    receives ``as_json`` (any JSON mode) from the App; they may also come before the subcommand."""
+
+    @functools.wraps(command)
+    def with_mode(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, as_json=click.get_current_context().ensure_object(App).as_json, **kwargs)
+
+    for option in (*_OUTPUT_OPTIONS, _CONFIG_OPTION):
+        with_mode = option(with_mode)
+    return with_mode  # type: ignore[return-value]
+
+
+def current_output() -> str:
+    """The output mode of this invocation (``table``, ``json`` or ``jsonl``)."""
+    return click.get_current_context().ensure_object(App).output
 
 
 def echo_json(document: Any) -> None:
@@ -158,22 +239,36 @@ def echo_json(document: Any) -> None:
     click.echo(json.dumps(document))
 
 
-@click.group(cls=RaftctlGroup, epilog=EXIT_CODES_HELP)
+def finish(as_json: bool, document: dict[str, Any], code: int, message: str) -> None:
+    """End a command whose outcome is ``document``: print it in JSON mode; exit ``code``.
+
+    A failure (``code`` not 0) in JSON mode prints the document once, with ``error``, ``code``
+    and ``exit_code`` added (``RaftctlGroup.main``), and ``message`` goes to stderr either way.
+    """
+    if code != EXIT_OK:
+        raise CommandError(message, code, document=document if as_json else None)
+    if as_json:
+        echo_json(document)
+
+
+@click.group(cls=RaftctlGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
-    "config_path",
+    "group_config",
     type=click.Path(dir_okay=False, path_type=Path),
     default="cluster.toml",
     show_default=True,
     envvar="RAFTCTL_CONFIG",
     show_envvar=True,
-    help="The cluster file.",
+    expose_value=False,
+    callback=_set_config,
+    help="The cluster file (also accepted after the subcommand).",
 )
+@_OUTPUT_OPTIONS[0]
+@_OUTPUT_OPTIONS[1]
 @click.version_option(__version__, prog_name="raftctl")
-@click.pass_context
-def main(ctx: click.Context, config_path: Path) -> None:
+def main() -> None:
     """Run, inspect and break a Raft cluster described by a cluster file."""
-    ctx.obj = App(config_path=config_path)
 
 
 @main.command()
@@ -186,22 +281,25 @@ def main(ctx: click.Context, config_path: Path) -> None:
 )
 @click.option(
     "--base-port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_BASE_PORT,
+    default=str(DEFAULT_BASE_PORT),
     show_default=True,
-    help="Node nK gets peer port BASE+K and client port BASE+100+K.",
+    metavar="BASE|auto",
+    help="Node nK gets peer port BASE+K and client port BASE+100+K, all within 1024-65535; "
+         "`auto` picks a BASE whose ports are free now.",
 )
 @click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
 @json_option
 @pass_app
-def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> None:
+def init(app: App, nodes: int, base_port: str, force: bool, as_json: bool) -> None:
     """Write a cluster file for NODES nodes on 127.0.0.1 to the --config path.
 
-    Refuses to overwrite an existing file unless --force is given (exit 2).
+    Refuses to overwrite an existing file unless --force is given (exit 2), and ports outside
+    1024-65535 (exit 2).
     """
     path = app.config_path
+    base = _base_port(base_port, nodes)
     try:
-        write_config(path, nodes, base_port, overwrite=force)
+        write_config(path, nodes, base, overwrite=force)
     except FileExistsError:
         raise CommandError(f"{path} already exists; use --force to overwrite it", EXIT_USAGE)
     except ValueError as exc:
@@ -239,6 +337,27 @@ def init(app: App, nodes: int, base_port: int, force: bool, as_json: bool) -> No
         f"{names} on 127.0.0.1, peer ports {peers}, client ports {clients}; "
         f"cluster id and secrets in {secrets_path(config.state_dir)} (mode 0600)."
     )
+
+
+#: The ports ``init`` writes: no privileged ports (below 1024), none past the last.
+INIT_PORTS = (1024, 65535)
+
+
+def _base_port(text: str, nodes: int) -> int:
+    """``--base-port``: a number whose ports all fall in ``INIT_PORTS``, or ``auto``."""
+    if text == "auto":
+        from .supervisor import free_base_port
+
+        return free_base_port(nodes)
+    try:
+        base = int(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a port number nor `auto`", param_hint="'--base-port'") from None
+    low, high = base + 1, base + 100 + nodes
+    if low < INIT_PORTS[0] or high > INIT_PORTS[1]:
+        raise click.BadParameter(f"base port {base} puts ports at {low}-{high}, outside {INIT_PORTS[0]}-{INIT_PORTS[1]}",
+                                 param_hint="'--base-port'")
+    return base
 
 
 def _port_span(ports: Iterable[int]) -> str:
@@ -313,9 +432,7 @@ def sim(
                 click.echo(f"seed {report.seed}: VIOLATION of {report.violation}: {report.detail}", err=True)
                 click.echo(f"  replay: {report.replay_command()}", err=True)
     summary = summarize(reports, settings, time.perf_counter() - started)
-    if as_json:
-        echo_json(summary)
-    else:
+    if not as_json:
         bad = len(summary["violations"])
         totals = summary["totals"]
         click.echo(
@@ -327,8 +444,8 @@ def sim(
         )
         for v in summary["violations"]:
             click.echo(f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}")
-    if summary["violations"]:
-        raise SystemExit(EXIT_REFUSED)
+    bad = len(summary["violations"])
+    finish(as_json, summary, EXIT_REFUSED if bad else EXIT_OK, f"{bad} seed(s) violated a safety invariant")
 
 
 # -- running domain coroutines ---------------------------------------------------------------------
@@ -365,15 +482,67 @@ def warn(message: str) -> None:
 
 
 def _interruptible(fn: Callable[[], None]) -> None:
-    """Run ``fn`` until it returns or Ctrl-C, which ends the command quietly with exit 0."""
+    """Run ``fn`` until it returns or Ctrl-C, which ends the command quietly with exit 130."""
     try:
         fn()
     except KeyboardInterrupt:
-        pass
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+NODE_GRAMMAR = (
+    "NODE is a node id, `leader` (the node a majority follows), `follower` (a live follower) or "
+    "`learner` (a live learner)."
+)
+NODES_GRAMMAR = (
+    "NODE... is one or more of a node id, `leader` (the node a majority follows), `follower` (a "
+    "live follower; another one each time), `learner`, `all`, space- or comma-separated; --all is all."
+)
+
+
+def complete_nodes(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of NODE words: the ids of the cluster file (``--config`` as typed so far),
+    then the role words; after a comma, the next word of the list."""
+    from click.shell_completion import CompletionItem
+
+    from .selectors import KEYWORDS
+
+    head, _, last = incomplete.rpartition(",")
+    prefix = f"{head}," if head else ""
+    try:
+        ids = load_config(ctx.ensure_object(App).config_path).node_ids
+    except (ConfigError, OSError):
+        ids = ()
+    return [CompletionItem(prefix + word) for word in (*ids, *KEYWORDS) if word.startswith(last)]
 
 
 def node_argument(command: F) -> F:
-    return click.argument("node", metavar="NODE")(command)
+    """One NODE of the selector grammar (``raftctl.selectors``): an id or a role word."""
+    return click.argument("node", metavar="NODE", shell_complete=complete_nodes)(command)
+
+
+def nodes_argument(command: F) -> F:
+    """NODE... of the selector grammar plus ``--all``, passed as ``nodes`` and ``everything``."""
+    command = click.option("--all", "everything", is_flag=True, help="Every node of the cluster file.")(command)
+    return click.argument("nodes", nargs=-1, metavar="NODE...", shell_complete=complete_nodes)(command)
+
+
+def select_nodes(app: App, nodes: Iterable[str], everything: bool, timeout: float,
+                 roles: tuple[str, ...] | None = None) -> list[str]:
+    """The node ids NODE... and --all name (``raftctl.selectors``), role words resolved."""
+    from . import selectors
+
+    config = app.config()
+    chosen = selectors.parse(nodes, config.node_ids, everything=everything,
+                             roles=selectors.ROLE_WORDS if roles is None else roles)
+    return selectors.resolve(config, chosen, timeout=timeout)
+
+
+def select_one(app: App, node: str, timeout: float) -> str:
+    """The node id one NODE names (an id or a role word; several nodes or `all` are refused)."""
+    from . import selectors
+
+    config = app.config()
+    return selectors.resolve(config, [selectors.parse_one([node], config.node_ids)], timeout=timeout)[0]
 
 
 def timeout_option(default: float, what: str) -> Callable[[F], F]:
@@ -443,7 +612,11 @@ def up(app: App, timeout: float, netns: bool, as_json: bool) -> None:
         started = ", ".join(f"{n} (pid {pid})" for n, pid in result.started.items())
         click.echo(f"Started {started}; logs in {config.state_dir / 'logs'}.")
         leader = result.status.leader if result.status else None
-        click.echo(f"Leader {leader} elected {result.elapsed:.2f} s after start.")
+        if result.already_running:  # the leader may have been there before: say what was found
+            click.echo(f"Already running: {', '.join(result.already_running)}; "
+                       f"leader {leader} {result.elapsed:.2f} s after start.")
+        else:
+            click.echo(f"Leader {leader} elected {result.elapsed:.2f} s after start.")
     if result.status is not None:
         from .render import status_view
 
@@ -489,10 +662,23 @@ def down(app: App, purge: bool, grace: float, as_json: bool) -> None:
         click.echo(f"Purged {config.state_dir}." if result.purged else "Nothing to purge.")
 
 
-def _process_command(app: App, as_json: bool, result: Any) -> None:
+def _process_commands(as_json: bool, act: Callable[[str], Any], node_ids: list[str]) -> None:
+    """Run ``act(node_id)`` on each node in turn and report each result.
+
+    In JSON mode: ``{"results": [...]}``, with the one result's keys at the top as well when a
+    single node was named (the document ``kill NODE --json`` always printed).
+    """
+    results = [act(node_id) for node_id in node_ids]
     if as_json:
-        echo_json(result.to_json())
+        document = dict(results[0].to_json()) if len(results) == 1 else {}
+        document["results"] = [r.to_json() for r in results]
+        echo_json(document)
         return
+    for result in results:
+        _process_line(result)
+
+
+def _process_line(result: Any) -> None:
     messages = {
         "killed": f"Killed {result.node} (pid {result.old_pid}, SIGKILL).",
         "stopped": f"Stopped {result.node} (pid {result.old_pid}, {result.signal}).",
@@ -509,72 +695,83 @@ def _process_command(app: App, as_json: bool, result: Any) -> None:
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @resolve_timeout_option
 @json_option
 @pass_app
-def kill(app: App, node: str, timeout: float, as_json: bool) -> None:
-    """SIGKILL the process of NODE (a crash: no goodbye, no final fsync).
+def kill(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """SIGKILL the process of each NODE (a crash: no goodbye, no final fsync).
 
-    A node that is not running: says so, exit 0. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    A node that is not running: says so, exit 0. NODE... is one or more of a node id, `leader`
+    (the node a majority follows), `follower` (any live follower; another one each time),
+    `learner`, `all`, space- or comma-separated; --all is all.
     """
     from . import cluster
 
-    require_local(app.config(), "kill", [node])
-    _process_command(app, as_json, run_domain(cluster.kill, app.config(), node, timeout=timeout))
+    config = app.config()
+    selected = select_nodes(app, nodes, everything, timeout)
+    require_local(config, "kill", selected)
+    _process_commands(as_json, lambda n: run_domain(cluster.kill, config, n, timeout=timeout), selected)
 
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @grace_option
 @resolve_timeout_option
 @json_option
 @pass_app
-def stop(app: App, node: str, grace: float, timeout: float, as_json: bool) -> None:
-    """Stop NODE gracefully: SIGTERM, then SIGKILL after --grace seconds.
+def stop(app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop each NODE gracefully: SIGTERM, then SIGKILL after --grace seconds.
 
-    A node that is not running: says so, exit 0. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    A node that is not running: says so, exit 0. NODE... as for `kill`.
     """
     from . import cluster
 
-    require_local(app.config(), "stop", [node])
-    _process_command(app, as_json, run_domain(cluster.stop, app.config(), node, grace=grace, timeout=timeout))
+    config = app.config()
+    selected = select_nodes(app, nodes, everything, timeout)
+    require_local(config, "stop", selected)
+    _process_commands(as_json, lambda n: run_domain(cluster.stop, config, n, grace=grace, timeout=timeout), selected)
 
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @timeout_option(10.0, "for the node to answer")
 @json_option
 @pass_app
-def start(app: App, node: str, timeout: float, as_json: bool) -> None:
-    """Start NODE (a node id) and wait until it answers.
+def start(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """Start each NODE (ids, `all` or --all: role words name running nodes) and wait until it answers.
 
     Already running: says so, exit 0. The faults raftctl set on it (a partition) are given back
     to it once it answers. A node that exits while starting has its last log lines shown (exit 5).
     """
     from . import cluster
 
-    require_local(app.config(), "start", [node])
-    _process_command(app, as_json, run_domain(cluster.start, app.config(), node, timeout=timeout))
+    config = app.config()
+    selected = select_nodes(app, nodes, everything, timeout, roles=())
+    require_local(config, "start", selected)
+    _process_commands(as_json, lambda n: run_domain(cluster.start, config, n, timeout=timeout), selected)
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @grace_option
 @timeout_option(10.0, "for the node to answer again")
 @json_option
 @pass_app
-def restart(app: App, node: str, grace: float, timeout: float, as_json: bool) -> None:
-    """Stop NODE gracefully (if it runs), start it again and wait until it answers.
+def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeout: float, as_json: bool) -> None:
+    """Stop each NODE gracefully (if it runs), start it again and wait until it answers; one
+    node after the other.
 
-    The faults raftctl set on it are given back once it answers. NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    The faults raftctl set on it are given back once it answers. NODE... as for `kill`.
     """
     from . import cluster
 
-    require_local(app.config(), "restart", [node])
-    _process_command(app, as_json, run_domain(cluster.restart, app.config(), node, grace=grace, timeout=timeout))
+    config = app.config()
+    selected = select_nodes(app, nodes, everything, timeout)
+    require_local(config, "restart", selected)
+    _process_commands(as_json, lambda n: run_domain(cluster.restart, config, n, grace=grace, timeout=timeout), selected)
 
 
 
@@ -582,23 +779,106 @@ def restart(app: App, node: str, grace: float, timeout: float, as_json: bool) ->
 
 
 @main.command()
+@click.argument("nodes", nargs=-1, metavar="[NODE...]", shell_complete=complete_nodes)
 @json_option
 @pass_app
-def status(app: App, as_json: bool) -> None:
+def status(app: App, nodes: tuple[str, ...], as_json: bool) -> None:
     """One row per node: id, alive, pid, role, term, leader, last/commit/applied/snapshot index,
-    link faults and the state machine's summary.
+    link faults and the state machine's summary (--json: also peer and client addresses).
 
-    A node that is down has a row with alive false (nulls in --json). No node answers: exit 5.
+    NODE... shows only those rows: ids, `all`, or role words, which here name every node in that
+    role at this moment (`follower`: every follower). A node that is down has a row with alive
+    false (nulls in --json). No node answers: exit 5. A cluster without a leader is still a
+    status (exit 0): scripts ask `raftctl leader` or `raftctl health` (exit 3).
     """
     from . import oneshot  # no trio: a status is a new process every time
+    from .members import status_document
 
-    picture = oneshot.status(app.config())
+    config = app.config()
+    only = _status_filter(config, nodes)  # an unknown word fails before asking the cluster
+    picture = oneshot.status(config)
+    shown = only(picture) if only else None
     if as_json:
-        echo_json(picture.to_json())
+        document = status_document(config, picture)
+        if shown is not None:
+            document["nodes"] = [row for row in document["nodes"] if row["id"] in shown]
+        echo_json(document)
         return
     from .render import status_view
 
-    console().print(status_view(picture))
+    console().print(status_view(picture, only=shown))
+
+
+def _status_filter(config: ClusterConfig, nodes: tuple[str, ...]) -> Callable[[Any], set[str]] | None:
+    """For ``status NODE...``: the ids a picture's rows are filtered to (None: every row)."""
+    if not nodes:
+        return None
+    from . import selectors
+
+    chosen = selectors.parse(nodes, config.node_ids)
+
+    def ids(picture: Any) -> set[str]:
+        members = picture.membership()
+        by_role = {
+            "leader": {picture.leader} - {None},
+            "follower": {r.id for r in picture.followers()} - set(members[1] if members else ()),
+            "learner": {n for n in (members[1] if members else ()) if n in config.node_ids},
+        }
+        return {n for word in chosen for n in by_role.get(word, {word})}
+
+    return ids
+
+
+@main.command()
+@json_option
+@pass_app
+def members(app: App, as_json: bool) -> None:
+    """The member list (like `etcdctl member list`): id, voter or learner (as the leader's
+    configuration says), peer and client addresses, alive, and the leader's match index of each
+    member; the leader is starred.
+
+    Without a leader the roles are `unknown` (exit 0: the list is still true). No node answers: exit 5.
+    """
+    from . import oneshot
+    from .members import member_list
+
+    config = app.config()
+    picture = oneshot.status(config)
+    listed = member_list(config, picture)
+    if as_json:
+        echo_json({"cluster": config.name, "leader": picture.leader, "members": [m.to_json() for m in listed]})
+        return
+    from .render import members_table
+
+    console().print(members_table(listed))
+
+
+@main.command()
+@click.option("--max-lag", type=click.IntRange(0), default=None, metavar="N",
+              help="Entries a node may have left to apply behind the leader's commit and count healthy  "
+                   "[default: 1000]")
+@json_option
+@pass_app
+def health(app: App, max_lag: int | None, as_json: bool) -> None:
+    """Per node: reachable, knows the leader, applied lag behind the leader's commit, disk full,
+    applying; then a verdict.
+
+    Exit 0 every node healthy; 1 degraded (a leader, but some node down, lagging, disk full or
+    not applying); 3 no leader; 5 no node answers. A quorum alone is not healthy: a node down is
+    a degraded cluster (exit 1), though it still serves.
+    """
+    from . import oneshot
+    from .members import DEFAULT_MAX_LAG, cluster_health
+
+    picture = oneshot.status(app.config())
+    verdict = cluster_health(picture, max_lag=DEFAULT_MAX_LAG if max_lag is None else max_lag)
+    if not as_json:
+        from .render import health_view
+
+        console().print(health_view(verdict))
+    code = {"healthy": EXIT_OK, "no-leader": EXIT_NO_LEADER}.get(verdict.verdict, EXIT_REFUSED)
+    unhealthy = ", ".join(n.id for n in verdict.nodes if not n.healthy)
+    finish(as_json, verdict.to_json(), code, f"cluster {verdict.verdict}: unhealthy {unhealthy}")
 
 
 @main.command()
@@ -617,11 +897,19 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
     """A live view: the status table and a feed of elections, leader changes, faults and node
     deaths and returns, with the commit rate; until Ctrl-C (or --duration).
 
-    With --json, prints one JSON object per event as it happens (JSON lines), not the table.
+    Repeats (a cut-off node's "pre-vote for term 2") collapse into one line with a count. With
+    --json, prints one JSON object per event as it happens (JSON lines), not the table. Into a
+    file or pipe, prints plain lines: the status table once, then one line per event (a repeat
+    again at its 2nd, 10th, 100th... time).
     """
+    import sys
+
     from . import dashboard
 
     config = app.config()
+    if not as_json and not sys.stdout.isatty():
+        _watch_plain(config, interval, duration)
+        return
     if as_json:
 
         def emit(event: dict[str, Any]) -> None:
@@ -636,6 +924,25 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
             run_domain(dashboard.watch, config, live, interval=interval, duration=duration)
 
     _interruptible(draw)
+
+
+def _watch_plain(config: ClusterConfig, interval: float, duration: float | None) -> None:
+    """``watch`` into a file or pipe: the status table once, then a plain line per feed event."""
+    from . import dashboard, oneshot
+    from .render import events_view, status_view
+
+    out = console()
+    try:
+        out.print(status_view(oneshot.status(config)))
+    except errors.NotRunning as exc:
+        warn(str(exc))
+
+    def emit(event: dict[str, Any]) -> None:
+        out.print(events_view([event]), end="", soft_wrap=True)
+        out.file.flush()
+
+    _interruptible(lambda: run_domain(dashboard.watch_json, config, emit, interval=interval, duration=duration,
+                                      plain=True))
 
 
 @main.command()
@@ -742,19 +1049,22 @@ def _run_words(
 
     command = " ".join(words)
     reply = oneshot.run_command(app.config(), command, node=node, timeout=timeout, follow=not no_follow, op=op)
-    if as_json:
-        echo_json(reply.to_json())
     shown = reply.result if isinstance(reply.result, str) else json.dumps(reply.result)
     if not reply.ok:
-        raise CommandError(f"{reply.node}: {reply.error}", EXIT_REFUSED)
-    if not as_json:
-        if quiet:
-            click.echo(shown)
-        else:
-            where = "read index" if op == "query" else "log index"
-            click.echo(f"{shown}  ({reply.node} answered, {where} {reply.index}, {reply.elapsed * 1000:.0f} ms)")
+        raise CommandError(f"{reply.node}: {reply.error}", EXIT_REFUSED, document=reply.to_json())
+    mismatch = CommandError(f"expected {expect}, got {shown}", EXIT_REFUSED, document=reply.to_json())
+    if as_json:
+        if expect is not None and shown != expect:
+            raise mismatch
+        echo_json(reply.to_json())
+        return
+    if quiet:
+        click.echo(shown)
+    else:
+        where = "read index" if op == "query" else "log index"
+        click.echo(f"{shown}  ({reply.node} answered, {where} {reply.index}, {reply.elapsed * 1000:.0f} ms)")
     if expect is not None and shown != expect:
-        raise CommandError(f"expected {expect}, got {shown}", EXIT_REFUSED)
+        raise mismatch
 
 
 @main.command(
@@ -803,11 +1113,12 @@ def transfer_leader(app: App, node: str, timeout: float, as_json: bool) -> None:
     """Ask the leader to hand leadership to NODE, and wait until NODE leads.
 
     NODE already leads: says so, exit 0. Refused: exit 1; not done in time: exit 4.
-    NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    NODE is a node id, `leader` (the node a majority follows), `follower` (any live follower) or
+    `learner`.
     """
     from . import cluster
 
-    new, previous = run_domain(cluster.transfer_leader, app.config(), node, timeout=timeout)
+    new, previous = run_domain(cluster.transfer_leader, app.config(), select_one(app, node, timeout), timeout=timeout)
     if as_json:
         echo_json({"leader": new, "previous": previous})
     elif previous is None:
@@ -852,7 +1163,7 @@ def remove_node(app: App, node: str, timeout: float, as_json: bool) -> None:
     """
     from . import membership
 
-    result = run_domain(membership.remove_node, app.config(), node, timeout=timeout)
+    result = run_domain(membership.remove_node, app.config(), select_one(app, node, min(timeout, 5.0)), timeout=timeout)
     _membership_report(result, as_json)
 
 
@@ -868,21 +1179,27 @@ def _membership_report(result: Any, as_json: bool) -> None:
 
 
 @main.command()
-@node_argument
+@nodes_argument
 @timeout_option(30.0, "for the snapshot")
 @json_option
 @pass_app
-def snapshot(app: App, node: str, timeout: float, as_json: bool) -> None:
-    """Make NODE snapshot its state machine now and compact its log.
+def snapshot(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """Make each NODE snapshot its state machine now and compact its log.
 
-    NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    NODE... is one or more of a node id, `leader` (the node a majority follows), `follower` (any
+    live follower), `learner`, `all`, space- or comma-separated; --all is all. With --json and one
+    node: {"node", "index"}; always also {"results": [...]}.
     """
     from . import cluster
 
-    node_id, index = run_domain(cluster.snapshot, app.config(), node, timeout=timeout)
+    config = app.config()
+    taken = [run_domain(cluster.snapshot, config, n, timeout=timeout)
+             for n in select_nodes(app, nodes, everything, min(timeout, 5.0))]
     if as_json:
-        echo_json({"node": node_id, "index": index})
-    else:
+        results = [{"node": node_id, "index": index} for node_id, index in taken]
+        echo_json({**(results[0] if len(results) == 1 else {}), "results": results})
+        return
+    for node_id, index in taken:
         click.echo(f"{node_id}: snapshot at index {index}.")
 
 
@@ -913,7 +1230,8 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
     """Load the running cluster with a closed loop of commands and report throughput, latency
     p50/p90/p99/max, errors, redirects and retries, and the CPU seconds of each node and of the
     client. A get is a linearizable query served without the log (`--command get` measures
-    reads). Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4.
+    reads). Nothing running: exit 5; no leader: exit 3; commands refused: exit 1; stalled: exit 4;
+    Ctrl-C: the report of what ran so far, exit 130.
     """
     from . import bench as load
 
@@ -934,18 +1252,21 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
         raise click.UsageError(str(exc)) from None
     config = app.config()
     if as_json:
-        report = run_domain(load.cluster_bench, config, workload)
-        echo_json(report)
+        report = run_domain(load.cluster_bench, config, workload, stop_on_sigint=True)
     else:
         out = console()
         with load.ProgressBar(out, workload) as bar:
-            report = run_domain(load.cluster_bench, config, workload, progress=bar.update)
+            report = run_domain(load.cluster_bench, config, workload, progress=bar.update, stop_on_sigint=True)
         out.print(load.report_view(report))
-    if report["stalled"]:
-        raise CommandError("the run stalled: no answer within the timeout; see `raftctl status`", EXIT_TIMEOUT)
-    if report["errors"]:
+    code, message = EXIT_OK, ""
+    if report["interrupted"]:
+        code, message = EXIT_INTERRUPTED, "interrupted: the report covers what ran until Ctrl-C"
+    elif report["stalled"]:
+        code, message = EXIT_TIMEOUT, "the run stalled: no answer within the timeout; see `raftctl status`"
+    elif report["errors"]:
         sample = next(iter(report["error_samples"]), "")
-        raise CommandError(f"the cluster refused {report['errors']} commands ({sample})", EXIT_REFUSED)
+        code, message = EXIT_REFUSED, f"the cluster refused {report['errors']} commands ({sample})"
+    finish(as_json, report, code, message)
 
 
 
@@ -962,7 +1283,7 @@ def _faults_output(as_json: bool, result: Any, summary: str) -> None:
 
 
 @main.command()
-@click.argument("groups", nargs=-1, required=True, metavar="GROUP [GROUP...]")
+@click.argument("groups", nargs=-1, required=True, metavar="GROUP [GROUP...]", shell_complete=complete_nodes)
 @resolve_timeout_option
 @json_option
 @pass_app
@@ -975,17 +1296,21 @@ def partition(app: App, groups: tuple[str, ...], timeout: float, as_json: bool) 
     with one follower. Only Raft traffic is cut: raftctl still reaches every node. A node that
     is down gets its side of the partition when it starts.
     """
-    from . import chaos, cluster, netns
+    from . import chaos, cluster, netns, selectors
 
-    if netns.load(app.config()) is not None:  # `up --netns`: the kernel cuts the links
-        plan = run_domain(cluster.partition_plan, app.config(), groups, timeout=timeout)
-        netns.partition(app.config(), plan)
+    config = app.config()
+    parsed = selectors.parse_groups(groups, config.node_ids)
+    learners = iter(selectors.resolve(config, [w for g in parsed for w in g if w == "learner"], timeout=timeout))
+    named = [",".join(next(learners) if w == "learner" else w for w in group) for group in parsed]
+    if netns.load(config) is not None:  # `up --netns`: the kernel cuts the links
+        plan = run_domain(cluster.partition_plan, config, named, timeout=timeout)
+        netns.partition(config, plan)
         if as_json:
             echo_json({"partition": plan, "kernel": True})
         else:
             click.echo(f"Partitioned in the kernel: {chaos.describe_partition(plan)}")
         return
-    result = run_domain(cluster.partition, app.config(), groups, timeout=timeout)
+    result = run_domain(cluster.partition, config, named, timeout=timeout)
     _faults_output(as_json, result, f"Partitioned: {chaos.describe_partition(result.partition)}")
 
 
@@ -1005,61 +1330,62 @@ def heal(app: App, everything: bool, as_json: bool) -> None:
     _faults_output(as_json, result, "Healed: all faults cleared." if everything else "Healed: no partition.")
 
 
-def _links(app: App, nodes: tuple[str, ...], kind: str, values: dict[str, float], as_json: bool, timeout: float) -> None:
+def _links(app: App, nodes: tuple[str, ...], everything: bool, kind: str, values: dict[str, float], as_json: bool,
+           timeout: float) -> None:
     from . import chaos, cluster
 
-    result = run_domain(cluster.link_faults, app.config(), nodes, kind, values, timeout=timeout)
+    node_ids = select_nodes(app, nodes, everything, timeout)
+    result = run_domain(cluster.link_faults, app.config(), node_ids, kind, values, timeout=timeout)
     names = ", ".join(result.applied) or "no node"
     detail = "link faults cleared" if kind == "fast" else chaos.describe_links(values)
     _faults_output(as_json, result, f"{names}: {detail}.")
 
 
-def _nodes_argument(command: F) -> F:
-    return click.argument("nodes", nargs=-1, required=True, metavar="NODE...")(command)
-
-
 @main.command()
-@_nodes_argument
+@nodes_argument
 @click.option("--delay", type=click.FloatRange(0, 60_000), required=True, metavar="MS", help="Delay of every message, ms.")
 @click.option("--jitter", type=click.FloatRange(0, 60_000), default=0, show_default=True, metavar="MS", help="Plus a random 0..MS.")
 @resolve_timeout_option
 @json_option
 @pass_app
-def slow(app: App, nodes: tuple[str, ...], delay: float, jitter: float, timeout: float, as_json: bool) -> None:
-    """Delay every message on all links of each NODE (both directions)."""
-    _links(app, nodes, "slow", {"delay_ms": delay, "jitter_ms": jitter}, as_json, timeout)
+def slow(app: App, nodes: tuple[str, ...], everything: bool, delay: float, jitter: float, timeout: float,
+         as_json: bool) -> None:
+    """Delay every message on all links of each NODE (both directions). NODE... as for `kill`."""
+    _links(app, nodes, everything, "slow", {"delay_ms": delay, "jitter_ms": jitter}, as_json, timeout)
 
 
 @main.command()
-@_nodes_argument
+@nodes_argument
 @click.option("--drop", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages lost.")
 @resolve_timeout_option
 @json_option
 @pass_app
-def flaky(app: App, nodes: tuple[str, ...], drop: float, timeout: float, as_json: bool) -> None:
-    """Drop PCT percent of the messages on all links of each NODE."""
-    _links(app, nodes, "flaky", {"drop_pct": drop}, as_json, timeout)
+def flaky(app: App, nodes: tuple[str, ...], everything: bool, drop: float, timeout: float, as_json: bool) -> None:
+    """Drop PCT percent of the messages on all links of each NODE. NODE... as for `kill`."""
+    _links(app, nodes, everything, "flaky", {"drop_pct": drop}, as_json, timeout)
 
 
 @main.command()
-@_nodes_argument
+@nodes_argument
 @click.option("--pct", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages sent twice.")
 @resolve_timeout_option
 @json_option
 @pass_app
-def duplicate(app: App, nodes: tuple[str, ...], pct: float, timeout: float, as_json: bool) -> None:
-    """Deliver PCT percent of the messages on all links of each NODE twice."""
-    _links(app, nodes, "duplicate", {"duplicate_pct": pct}, as_json, timeout)
+def duplicate(app: App, nodes: tuple[str, ...], everything: bool, pct: float, timeout: float, as_json: bool) -> None:
+    """Deliver PCT percent of the messages on all links of each NODE twice. NODE... as for `kill`."""
+    _links(app, nodes, everything, "duplicate", {"duplicate_pct": pct}, as_json, timeout)
 
 
 @main.command()
-@_nodes_argument
+@nodes_argument
 @resolve_timeout_option
 @json_option
 @pass_app
-def fast(app: App, nodes: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Clear the slow, flaky and duplicate faults of each NODE (partitions stay: see `heal`)."""
-    _links(app, nodes, "fast", {}, as_json, timeout)
+def fast(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+    """Clear the slow, flaky and duplicate faults of each NODE (partitions stay: see `heal`).
+
+    `fast --all` clears them on every node. NODE... as for `kill`."""
+    _links(app, nodes, everything, "fast", {}, as_json, timeout)
 
 
 # -- logs and events -------------------------------------------------------------------------------
@@ -1075,19 +1401,16 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
     """Print NODE's log file (its stdout and stderr, across restarts).
 
     With --json: one document {"node", "path", "lines"}; with --follow too, one JSON object per
-    line as it comes (JSON lines). NODE is a node id, `leader` (the node a majority follows) or `follower` (any live follower).
+    line as it comes (JSON lines). NODE is a node id, `leader` (the node a majority follows),
+    `follower` (any live follower) or `learner`.
     """
     import time
 
-    from . import cluster, events
+    from . import events
     from .supervisor import StatePaths
 
     config = app.config()
-    node_id = node
-    if node in ("leader", "follower"):
-        node_id = run_domain(cluster.resolve_name, config, node)
-    elif node not in config.node_ids:
-        raise errors.UnknownNode(node, config.node_ids)
+    node_id = select_one(app, node, 5.0)
     require_local(config, "logs", [node_id])
     path = StatePaths.of(config).log_file(node_id)
     try:
@@ -1123,31 +1446,52 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
 
 @main.command("events")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing events as they happen (until Ctrl-C).")
-@click.option("--node", default=None, metavar="NODE", help="Only events of this node (and cluster-wide ones).")
+@click.option("--node", "nodes", multiple=True, metavar="NODE...",
+              help="Only events of these nodes (and cluster-wide ones); the NODE grammar, repeatable.")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND]",
+              help="Only events of these kinds (e.g. killed,leader-change,role); repeatable.")
+@click.option("--since", default=None, metavar="WHEN", help="Only events since 90s/5m/2h/1d ago or a local time "
+                                                            "(2026-12-07 13:05).")
 @json_option
 @pass_app
-def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> None:
+def events_command(app: App, follow: bool, nodes: tuple[str, ...], kinds: tuple[str, ...], since: str | None,
+                   as_json: bool) -> None:
     """The audit log: faults injected and cleared, processes started, stopped and killed,
     leadership transfers and snapshots asked for (by raftctl), with the nodes' own elections,
     leader changes, commits, faults, snapshots and apply errors; one line each: time, node, kind,
-    detail. raftctl's own actions are marked [raftctl].
+    detail, merged in time order. raftctl's own actions are marked [raftctl].
 
-    The nodes keep their recent events in memory: a node that is down shows none, a restarted
-    one starts afresh. With --follow, a node add-node adds joins the stream and a node
-    remove-node removes leaves it. With --json: one document {"events": [...]}; with --follow,
-    one JSON object per event (JSON lines).
+    Each node also appends its events to <state_dir>/events/<id>.jsonl (bounded, rotated), so a
+    killed node's history stays. With --follow, a node add-node adds joins the stream and a node
+    remove-node removes leaves it. With --json: one document {"events": [...]}; with -o jsonl or
+    --follow, one JSON object per event. Nothing recorded and nothing running: exit 5.
     """
-    from . import cluster
+    import time
+
+    from . import cluster, events, supervisor
     from .render import events_view
+    from .selectors import split_words
 
     config = app.config()
-    if node in ("leader", "follower"):
-        node = run_domain(cluster.resolve_name, config, node)
-    elif node is not None and node not in config.node_ids:
-        raise errors.UnknownNode(node, config.node_ids)
+    node_ids = select_nodes(app, nodes, False, 5.0) if nodes else None
+    kind_set = split_words(kinds) or None
+    try:
+        after = events.parse_since(since, time.time()) if since is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--since'") from None
+
+    def wanted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return events.select(items, nodes=node_ids, kinds=kind_set, since=after)
+
     if not follow:
-        found = run_domain(cluster.fetch_events, config, node=node)
-        if as_json:
+        everything = run_domain(cluster.fetch_events, config)
+        if not everything and not supervisor.live_pids(config):
+            raise errors.ClusterNotRunning(config.path, "and no events recorded")
+        found = wanted(everything)
+        if current_output() == formats.JSONL:
+            for event in found:
+                click.echo(json.dumps(event))
+        elif as_json:
             echo_json({"events": found})
         else:
             console().print(events_view(found), end="", soft_wrap=True)
@@ -1155,7 +1499,7 @@ def events_command(app: App, follow: bool, node: str | None, as_json: bool) -> N
     out = console()
 
     def emit(event: dict[str, Any]) -> None:
-        if node is not None and event.get("node") not in (node, None):
+        if not wanted([event]):
             return
         if as_json:
             click.echo(json.dumps(event))
@@ -1206,14 +1550,12 @@ def check_history_command(history_file: Path, model_name: str, budget: float, ht
                                  encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot write {html_path}: {exc.strerror or exc}", EXIT_USAGE) from None
-    if as_json:
-        echo_json(verdict.to_json())
-    else:
+    if not as_json:
         from .render import linearizability_view
 
         console().print(linearizability_view(verdict, str(history_file)))
-    if verdict.status != OK:
-        raise SystemExit(EXIT_REFUSED if verdict.status == ANOMALY else EXIT_TIMEOUT)
+    code = EXIT_OK if verdict.status == OK else EXIT_REFUSED if verdict.status == ANOMALY else EXIT_TIMEOUT
+    finish(as_json, verdict.to_json(), code, f"{history_file}: {verdict.status}")
 
 
 @main.command("chaos")
@@ -1270,14 +1612,11 @@ def chaos_command(duration: float, nodes: int, clients: int, faults: str, seed: 
     result = run_domain(run_chaos, options, progress=None if as_json else _chaos_progress())
     if not as_json and click.get_text_stream("stderr").isatty():
         click.echo("", err=True)  # end the progress line
-    if as_json:
-        echo_json(result.to_json())
-    else:
+    if not as_json:
         from .render import chaos_view
 
         console().print(chaos_view(result))
-    if result.exit_code:
-        raise SystemExit(result.exit_code)
+    finish(as_json, result.to_json(), result.exit_code, f"chaos run (seed {seed}): exit {result.exit_code}, see the report")
 
 
 def _chaos_progress() -> Callable[[str, float], None]:

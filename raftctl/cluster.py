@@ -638,7 +638,7 @@ async def fetch_events(config: ClusterConfig, *, node: str | None = None) -> lis
         async with trio.open_nursery() as nursery:
             for node_id in config.node_ids:
                 nursery.start_soon(fetch, node_id)
-        merged = events.merge(events.read_log(paths.events), from_nodes)
+        merged = events.merge(events.read_log(paths.events), events.node_files(paths), from_nodes)
         if node is not None:
             merged = [e for e in merged if e.get("node") in (node, None)]
         return merged

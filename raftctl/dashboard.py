@@ -40,6 +40,7 @@ from rich.live import Live
 from raftnode.config import ClusterConfig
 
 from . import events, follow, render, supervisor
+from .feed import Feed, worth_a_line
 from .cluster import session
 from .model import ClusterStatus
 
@@ -54,7 +55,7 @@ class WatchState:
     """What the screen shows; updated by the tasks, read by the drawer."""
 
     status: ClusterStatus | None = None
-    feed: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
+    feed: Feed = field(default_factory=Feed)
     commit_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
     frames: int = 0
 
@@ -100,10 +101,14 @@ def derive_events(before: ClusterStatus | None, after: ClusterStatus, *, at: flo
 
 
 class Watcher:
-    """Keeps a WatchState current (see the module docstring); ``on_event`` sees every feed event."""
+    """Keeps a WatchState current (see the module docstring); ``on_event`` sees every feed event,
+    or with ``plain`` only those worth a line of a plain stream (``feed.worth_a_line``), as the
+    feed shows them (with their ``count``)."""
 
-    def __init__(self, config: ClusterConfig, *, interval: float = DEFAULT_INTERVAL, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, config: ClusterConfig, *, interval: float = DEFAULT_INTERVAL,
+                 on_event: Callable[[dict[str, Any]], None] | None = None, plain: bool = False) -> None:
         self.interval = interval
+        self.plain = plain
         self.state = WatchState()
         self.on_event = on_event
         self.started_at = time.time()
@@ -126,9 +131,13 @@ class Watcher:
             return
         if event.get("kind") in QUIET_KINDS and event.get("source") == "node":
             return
-        self.state.feed.append(event)
-        if self.on_event is not None:
+        line, _ = self.state.feed.add(event)
+        if self.on_event is None:
+            return
+        if not self.plain:
             self.on_event(event)
+        elif worth_a_line(line.get("count", 1)):
+            self.on_event(line)
 
     def _add_new(self, event: events.Event) -> None:
         """A node's event, if it happened since the watch began (a re-subscription replays none)."""
@@ -198,9 +207,11 @@ async def watch(config: ClusterConfig, live: Live, *, interval: float = DEFAULT_
     return watcher.state.frames
 
 
-async def watch_json(config: ClusterConfig, emit: Callable[[dict[str, Any]], None], *, interval: float = DEFAULT_INTERVAL, duration: float | None = None) -> None:
-    """``watch --json``: emit every feed event as it happens (one JSON line each, by the caller)."""
-    watcher = Watcher(config, interval=interval, on_event=emit)
+async def watch_json(config: ClusterConfig, emit: Callable[[dict[str, Any]], None], *, interval: float = DEFAULT_INTERVAL,
+                     duration: float | None = None, plain: bool = False) -> None:
+    """``watch --json``: emit every feed event as it happens (one JSON line each, by the caller);
+    with ``plain`` (``watch`` into a file or pipe) repeats are collapsed as in the feed."""
+    watcher = Watcher(config, interval=interval, on_event=emit, plain=plain)
     with trio.move_on_after(duration if duration is not None else float("inf")):
         await watcher.run()
 

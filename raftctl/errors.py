@@ -34,7 +34,7 @@ class UnknownNode(RaftctlError):
         self.valid = tuple(valid)
         super().__init__(
             f"unknown node {name!r}; valid ids: {', '.join(self.valid)} "
-            f"(or `leader`, `follower`){extra}"
+            f"(or `leader`, `follower`, `learner`, `all`){extra}"
         )
 
 

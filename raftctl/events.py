@@ -10,11 +10,11 @@ Two sources feed ``raftctl events``:
   invocations do not interleave within a line). They survive node restarts and ``down``; only
   ``down --purge`` deletes them.
 - the nodes' own events — elections, role and leader changes, commit rates, faults as the node saw
-  them, snapshots, apply errors — fetched from every running node (the ``recent_events`` op, the
-  last 200 per node) or, with ``--follow``, streamed (the ``events`` op) from every node the
-  cluster file names as ``add-node``/``remove-node`` change it (``raftctl.follow``). A node keeps
-  them in memory, so a node that is down contributes nothing and a restarted one starts afresh;
-  what raftctl did to it is still in the file.
+  them, snapshots, apply errors — which each node appends to its own bounded, rotating file
+  ``<state_dir>/events/<id>.jsonl`` (``raftnode.eventlog``), so a killed node's history stays;
+  merged with what running nodes still hold in memory (the ``recent_events`` op, the last 200
+  per node) or, with ``--follow``, streamed (the ``events`` op) from every node the cluster file
+  names as ``add-node``/``remove-node`` change it (``raftctl.follow``).
 
 Every event is a dict ``{"time", "node", "kind", "detail", "source"}`` with ``source`` ``raftctl``
 or ``node``; ``node`` is None for cluster-wide actions (``heal``).
@@ -22,8 +22,10 @@ or ``node``; ``node`` is None for cluster-wide actions (``heal``).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -72,6 +74,50 @@ def parse_lines(lines: Iterable[str]) -> Iterator[Event]:
             event.setdefault("node", None)
             event.setdefault("detail", "")
             yield event
+
+
+def node_files(paths: StatePaths) -> list[Event]:
+    """Every event the nodes wrote to their event files (killed and removed nodes included)."""
+    from raftnode.eventlog import read_events
+
+    found: list[Event] = []
+    for path in sorted(paths.node_events.glob("*.jsonl")):
+        found.extend(from_node(document, path.stem) for document in read_events(path))
+    return found
+
+
+def select(items: Iterable[Event], *, nodes: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+           since: float | None = None) -> list[Event]:
+    """The events of ``nodes`` (cluster-wide ones too), of ``kinds``, at ``since`` or later."""
+    node_set = None if nodes is None else set(nodes)
+    kind_set = None if kinds is None else set(kinds)
+    return [
+        e for e in items
+        if (node_set is None or e.get("node") in node_set or e.get("node") is None)
+        and (kind_set is None or e["kind"] in kind_set)
+        and (since is None or e["time"] >= since)
+    ]
+
+
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``: ``90s``/``5m``/``2h``/``1d`` ago, or a local date and time
+    (``2026-12-07 13:05``, ``2026-12-07T13:05:00``) as a POSIX time.
+
+    Raises:
+        ValueError: neither form.
+    """
+    ago = _AGO.match(text.strip())
+    if ago:
+        return now - float(ago.group(1)) * _UNITS[ago.group(2)]
+    try:
+        return datetime.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a duration ago (90s, 5m, 2h, 1d) nor a date and time "
+                         "(2026-12-07 13:05)") from None
 
 
 def from_node(document: dict[str, Any], node: str) -> Event:

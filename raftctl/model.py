@@ -51,6 +51,7 @@ class NodeRow:
         disk_full: The node's disk is full: it is up but acknowledges nothing until space frees.
         voters, learners: The membership the node knows (its latest configuration).
         membership_change: The leader's membership change in progress, if any.
+        match_index: On the leader, each other member's match index (what it holds of the log).
         note: For humans: why a down node is down (``"not running"``, ``"pid 42 not answering"``).
     """
 
@@ -71,6 +72,7 @@ class NodeRow:
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
     membership_change: str | None = None
+    match_index: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
     @classmethod
@@ -104,6 +106,7 @@ class NodeRow:
             voters=tuple(response.get("voters") or ()),
             learners=tuple(response.get("learners") or ()),
             membership_change=response.get("membership_change"),
+            match_index=_int_map(response.get("match_index")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -220,6 +223,13 @@ class ClusterStatus:
         members = self.membership()
         return {"cluster": self.name, "leader": self.leader, "nodes": [row.to_json() for row in self.nodes],
                 "voters": list(members[0]) if members else None, "learners": list(members[1]) if members else None}
+
+
+def _int_map(value: Any) -> dict[str, int]:
+    """``{"n2": 7}`` from a node's answer; anything malformed is dropped, never trusted."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def faults_active(faults: Mapping[str, Any] | None) -> bool:

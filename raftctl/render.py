@@ -6,7 +6,7 @@ tests print into ``Console(file=io.StringIO(), width=100, color_system=None)`` a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from rich import box
@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .members import Health, Member
 from .model import (
     ClusterStatus,
     NodeRow,
@@ -73,8 +74,9 @@ def _num(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def status_table(status: ClusterStatus, *, title: bool = True) -> Table:
-    """The status table: one row per node, in the spirit of ``etcdctl endpoint status -w table``."""
+def status_table(status: ClusterStatus, *, title: bool = True, only: Collection[str] | None = None) -> Table:
+    """The status table: one row per node (of ``only`` if given), in the spirit of
+    ``etcdctl endpoint status -w table``."""
     leader = status.leader_row
     if leader is not None:
         heading = f"cluster {status.name} · leader {leader.id} · term {leader.term} · voters {','.join(leader.voters)}"
@@ -106,6 +108,8 @@ def status_table(status: ClusterStatus, *, title: bool = True) -> Table:
     table.add_column("FAULTS", min_width=12)
     table.add_column("STATE", min_width=9)
     for row in status.nodes:
+        if only is not None and row.id not in only:
+            continue
         if not row.alive:
             table.add_row(
                 Text(row.id, style="bold"),
@@ -153,10 +157,53 @@ def status_notes(status: ClusterStatus) -> list[Text]:
     return notes
 
 
-def status_view(status: ClusterStatus) -> RenderableType:
-    """The table and its notes: what ``raftctl status`` (and ``up``) prints."""
+def status_view(status: ClusterStatus, *, only: Collection[str] | None = None) -> RenderableType:
+    """The table and its notes: what ``raftctl status`` (and ``up``) prints; ``only`` these nodes."""
     notes = status_notes(status)
-    return Group(status_table(status), *notes) if notes else status_table(status)
+    table = status_table(status, only=only)
+    return Group(table, *notes) if notes else table
+
+
+def _plain_table() -> Table:
+    return Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), collapse_padding=True, header_style="bold")
+
+
+def members_table(members: Iterable[Member]) -> Table:
+    """``raftctl members``: id (the leader starred), role, addresses, alive, match index."""
+    table = _plain_table()
+    for name in ("ID", "ROLE", "PEER", "CLIENT", "ALIVE", "MATCH"):
+        table.add_column(name, no_wrap=True, justify="right" if name == "MATCH" else "left")
+    for m in members:
+        table.add_row(
+            Text(m.id + (" *" if m.leader else ""), style="bold green" if m.leader else "bold"),
+            Text(m.role, style="dim" if m.role in ("unknown", "none") else ""),
+            m.peer or "-",
+            m.client or "-",
+            Text("yes", style="green") if m.alive else Text("no", style="red"),
+            _num(m.match_index),
+        )
+    return table
+
+
+def health_view(health: Health) -> RenderableType:
+    """``raftctl health``: the verdict, then one row per node with what is wrong with it."""
+    styles = {"healthy": "bold green", "degraded": "bold yellow", "no-leader": "bold red"}
+    heading = Text(f"{health.verdict}" + (f" · leader {health.leader}" if health.leader else ""),
+                   style=styles.get(health.verdict, ""))
+    table = _plain_table()
+    for name in ("ID", "HEALTHY", "REACHABLE", "LEADER", "LAG", "DISK", "PROBLEMS"):
+        table.add_column(name, no_wrap=name != "PROBLEMS", justify="right" if name == "LAG" else "left")
+    for n in health.nodes:
+        table.add_row(
+            Text(n.id, style="bold"),
+            Text("yes", style="green") if n.healthy else Text("no", style="red"),
+            "yes" if n.reachable else "no",
+            "yes" if n.leader_known else "no",
+            _num(n.lag),
+            Text("FULL", style="bold red") if n.disk_full else "ok",
+            "; ".join(n.problems) or "-",
+        )
+    return Group(heading, table)
 
 
 def event_text(event: dict[str, Any]) -> Text:
@@ -173,6 +220,8 @@ def event_text(event: dict[str, Any]) -> Text:
     line.append(f"{kind:<14}", style=KIND_STYLES.get(kind, ""))
     line.append(" ")
     line.append(str(event.get("detail", "")))
+    if event.get("count", 1) > 1:
+        line.append(f" ×{event['count']}", style="bold")
     if event.get("source") == "raftctl":
         line.append("  [raftctl]", style="dim magenta")
     return line

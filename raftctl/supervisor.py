@@ -78,6 +78,16 @@ class StatePaths:
     def faults(self) -> Path:
         return self.root / "faults.json"
 
+    @property
+    def node_events(self) -> Path:
+        """The nodes' own event files (``raftnode.eventlog``), one per node."""
+        return self.root / "events"
+
+    def node_event_file(self, node_id: str) -> Path:
+        from raftnode.eventlog import event_file
+
+        return event_file(self.root, node_id)
+
     def pid_file(self, node_id: str) -> Path:
         return self.pids / f"{node_id}.pid"
 
@@ -249,6 +259,29 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def free_base_port(nodes: int, *, attempts: int = 500) -> int:
+    """A base port for ``raftctl init --base-port`` whose 2 * ``nodes`` loopback ports
+    (BASE+K and BASE+100+K) are all free now; tried at random in 20000-60000.
+
+    Raises:
+        RuntimeError: no such range found in ``attempts`` tries.
+    """
+    import contextlib
+    import random
+
+    for _ in range(attempts):
+        base = random.randrange(20_000, 60_000)
+        ports = [base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in ports:
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError("no free port range found")
 
 
 def check_ports(config: ClusterConfig, node_ids: Iterable[str]) -> None:
@@ -429,7 +462,7 @@ def purge(config: ClusterConfig) -> list[Path]:
     """
     paths = StatePaths.of(config)
     deleted = []
-    for directory in (paths.data, paths.logs, paths.pids):
+    for directory in (paths.data, paths.logs, paths.pids, paths.node_events):
         if directory.exists():
             shutil.rmtree(directory)
             deleted.append(directory)

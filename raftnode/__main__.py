@@ -25,6 +25,7 @@ import trio
 from raftnode import __version__
 from raftnode.config import Address, ClusterConfig, ConfigError, is_loopback, load_config
 from raftnode.credentials import Credentials, CredentialsError, load_credentials, secrets_path
+from raftnode.eventlog import EventFile, event_file
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
@@ -52,6 +53,7 @@ async def serve(
         listen_host=listen_host,
     )
     node, storage = hull.node, hull.node.storage
+    node.add_event_handler(EventFile(event_file(config.state_dir, node_id)).append)  # outlives the process
     service = ClientService(
         node,
         Address(listen_host, config.node(node_id).client.port) if listen_host else config.node(node_id).client,

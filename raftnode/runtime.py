@@ -136,6 +136,8 @@ class NodeStatus:
     apply_halted: str | None
     state: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
+    #: On the leader: how far each other member's log is known to match its own; else empty.
+    match_index: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -667,7 +669,16 @@ class RaftNode:
             apply_halted=self.applier.halted.reason if self.applier.halted else None,
             state=_summary(self.applier.state_machine),
             stats={**self.stats, **raft.stats, **self.transport.stats(), "client_sessions": len(self.applier.sessions)},
+            match_index=self._match_index(raft),
         )
+
+    @staticmethod
+    def _match_index(raft: Raft) -> dict[str, int]:
+        """The leader's match index of every other member (empty unless ``raft`` leads)."""
+        if raft.role is not Role.LEADER:
+            return {}
+        members = (*raft.configuration.voters, *raft.configuration.learners)
+        return {n: progress.match for n in sorted(members) if n != raft.id and (progress := raft.progress(n)) is not None}
 
     def add_event_handler(self, handler: Callable[[NodeEvent], None]) -> None:
         """Call ``handler(event)`` for every event (from the node's task: keep it quick)."""

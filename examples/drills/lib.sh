@@ -1,6 +1,7 @@
 # Shared by the drills: strict mode, the cluster file, a time limit, cleanup and small helpers.
 #
-# A drill runs as `examples/drills/NAME.sh [CLUSTER_FILE]` (or with RAFTCTL_CONFIG set). It starts
+# A drill runs as `examples/drills/NAME.sh [CLUSTER_FILE]` (or with RAFTCTL_CONFIG set), from any
+# directory. It starts
 # its own cluster with `raftctl up`, checks every outcome through exit codes, `raftctl wait` and
 # `raftctl query --expect`, and always ends with `raftctl down --purge`. Any failed check stops
 # the drill with a non-zero exit status (set -e); so does running out of time (DRILL_TIMEOUT
@@ -8,7 +9,18 @@
 
 set -euo pipefail
 
+# Runnable from any directory: without a cluster file named (argument, $RAFTCTL_CONFIG) or one in
+# the current directory, the repository's own cluster.toml is used; without `raftctl` on PATH,
+# the repository's raftctl is run with python3.
+DRILLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$DRILLS_DIR/../.." && pwd)"
+if [ -z "${1:-}" ] && [ -z "${RAFTCTL_CONFIG:-}" ] && [ ! -e cluster.toml ]; then
+    RAFTCTL_CONFIG="$REPO_DIR/cluster.toml"
+fi
 export RAFTCTL_CONFIG="${1:-${RAFTCTL_CONFIG:-cluster.toml}}"
+if ! command -v raftctl >/dev/null 2>&1; then
+    raftctl() { PYTHONPATH="$REPO_DIR${PYTHONPATH:+:$PYTHONPATH}" python3 -m raftctl "$@"; }
+fi
 DRILL_TIMEOUT="${DRILL_TIMEOUT:-120}"
 DRILL_NAME="$(basename "$0" .sh)"
 DRILL_TMP="$(mktemp -d)"

@@ -9,6 +9,7 @@ cluster is torn down afterwards. The drills run two at a time to keep the suite 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from raftnode.config import write_config
 
 from .raftctl_harness import REPO, Cluster, free_base_port
 
@@ -111,3 +114,27 @@ def test_every_drill_passes_against_a_fresh_cluster(tmp_path: Path, runs: list[D
             assert Cluster(run.dir, run.config).node_pids() == [], f"{run.drill.name} left nodes running"
     print("\n".join(timings))
     assert not failures, "\n".join(failures)
+
+
+def test_a_drill_runs_from_any_directory_without_raftctl_on_the_path(tmp_path: Path) -> None:
+    """Issue 17: `cd /tmp/x && path/to/drill.sh` finds the repository's cluster.toml and, with no
+    `raftctl` installed, runs the repository's own. A copy of lib.sh in a stand-in repository
+    (its cluster.toml on free ports) keeps the real one's state untouched."""
+    repo = tmp_path / "repo"
+    (repo / "examples" / "drills").mkdir(parents=True)
+    shutil.copy(REPO / "examples" / "drills" / "lib.sh", repo / "examples" / "drills" / "lib.sh")
+    write_config(repo / "cluster.toml", 3, free_base_port(3))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = elsewhere / "probe.sh"
+    probe.write_text(f'source "{repo}/examples/drills/lib.sh"\necho "config=$RAFTCTL_CONFIG"\n'
+                     'code=0; raftctl leader || code=$?\necho "leader exit $code"\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = {key: value for key, value in os.environ.items() if key != "RAFTCTL_CONFIG"}
+    env.update(PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", PYTHONPATH=str(REPO), DRILL_TIMEOUT="30")
+    done = subprocess.run(["bash", str(probe)], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"config={repo}/cluster.toml" in done.stdout
+    assert "leader exit 5" in done.stdout and f"{repo}/cluster.toml is not running" in done.stderr

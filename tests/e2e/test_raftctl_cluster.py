@@ -54,7 +54,7 @@ def test_up_is_idempotent_status_json_has_the_contract_shape_and_down_stops_ever
         assert status["voters"] == ["n1", "n2", "n3"] and status["learners"] == []
         assert [n["id"] for n in status["nodes"]] == ["n1", "n2", "n3"]
         for row in status["nodes"]:
-            assert list(row) == list(STATUS_KEYS)
+            assert list(row) == [*STATUS_KEYS, "peer", "client"]  # issue 17: the addresses too
             assert row["alive"] is True and isinstance(row["pid"], int)
             assert set(row["faults"]) >= {"partitioned_from", "delay_ms", "drop_pct"}
             assert row["state"] == {"value": 0}
@@ -93,7 +93,9 @@ def test_killing_the_leader_elects_another_commands_keep_committing_and_it_catch
         new = three.leader()
         assert new != old
         rows = {r["id"]: r for r in three.status()["nodes"]}
-        assert rows[old] == {key: (old if key == "id" else False if key == "alive" else None) for key in STATUS_KEYS}
+        node = load_config(three.config).node(old)
+        down = {key: (old if key == "id" else False if key == "alive" else None) for key in STATUS_KEYS}
+        assert rows[old] == {**down, "peer": str(node.peer), "client": str(node.client)}  # issue 17: addresses too
 
         results = [three.json("run-command", "incr", "1", "--timeout", "5")["result"] for _ in range(3)]
         assert results == [2, 3, 4]
@@ -221,5 +223,26 @@ def test_watch_follows_a_node_that_dies_and_comes_back(three: Cluster) -> None:
         live = Recorder()
         frames = trio.run(lambda: dashboard.watch(config, live, duration=1.0))  # type: ignore[arg-type]
         assert frames >= 4 and live.updates >= 4
-        shown = three.cli("watch", "--duration", "0.6").stdout
-        assert "raftctl watch" in shown and "ROLE" in shown and "n3" in shown
+        # Not a terminal (issue 17): the status table once, then plain event lines, not frames.
+        shown = three.cli("watch", "--duration", "1.0").stdout
+        assert "raftctl watch" not in shown and "ROLE" in shown and "n3" in shown
+        assert "leader-change" in shown and "leader is" in shown
+
+
+def test_operator_view_members_health_selectors_and_a_killed_nodes_events(three: Cluster) -> None:
+    """Issue 17 on real processes: `kill n1 n2`-style selectors, members/health through a kill,
+    and the killed node's own events still in `raftctl events` after it died."""
+    with deadline(60):
+        three.cli("up")
+        members = three.json("members")["members"]
+        assert {m["role"] for m in members} == {"voter"} and sum(m["leader"] for m in members) == 1
+        assert three.cli("health").exit_code == 0
+        leader = three.leader()
+        killed = three.json("kill", "follower", leader)["results"]
+        assert {r["node"] for r in killed} != {leader} and len(killed) == 2
+        assert three.json("health", code=3)["verdict"] == "no-leader"
+        mine = three.json("events", "--node", leader, "--kind", "role")["events"]
+        assert any(e["source"] == "node" and f"leader n{leader[1:]}" in e["detail"] for e in mine), mine
+        three.cli("start", "--all")
+        three.cli("wait", "--leader", "--timeout", "20")
+        three.cli("fast", "--all")

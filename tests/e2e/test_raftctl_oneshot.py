@@ -62,5 +62,9 @@ def test_one_shot_commands_against_real_nodes_that_die_one_by_one(three: Cluster
         three.cli("down")
         for command in (["status"], ["status", "--json"], ["leader"], ["run-command", "incr", "1"], ["query", "get"]):
             gone = three.process(*command)
-            assert gone.returncode == 5 and gone.stdout == "", command
+            assert gone.returncode == 5, command
+            if "--json" in command:  # issue 17: in JSON mode the error is a document on stdout
+                assert json.loads(gone.stdout)["code"] == "not_running"
+            else:
+                assert gone.stdout == "", command
             assert "not running" in gone.stderr and "raftctl up" in gone.stderr, command

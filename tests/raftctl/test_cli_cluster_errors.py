@@ -33,9 +33,14 @@ def run(config_path: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(config_path), *args])
 
 
-def assert_fails(result: Result, code: int, *needles: str) -> None:
+def assert_fails(result: Result, code: int, *needles: str, json_mode: bool = False) -> None:
+    """Exit ``code``, the message on stderr; stdout empty, or in JSON mode the error document."""
     assert result.exit_code == code, (result.exit_code, result.output)
-    assert result.stdout == ""
+    if json_mode:
+        document = json.loads(result.stdout)
+        assert document["exit_code"] == code and document["error"] in result.stderr, document
+    else:
+        assert result.stdout == ""
     assert result.stderr.startswith("Error: ") or "Usage:" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     for needle in needles:
@@ -53,7 +58,7 @@ NOT_RUNNING = ["status", "status --json", "leader", "wait --leader", "wait --con
 def test_a_cluster_that_is_not_running_is_exit_5_with_the_hint_to_run_up(config_path: Path, command: str) -> None:
     started = time.monotonic()
     result = run(config_path, *command.split())
-    assert_fails(result, 5, "not running", "raftctl up")
+    assert_fails(result, 5, "not running", "raftctl up", json_mode="--json" in command)
     assert time.monotonic() - started < 3, "a stopped cluster must be reported at once, not after a timeout"
 
 

@@ -114,10 +114,15 @@ def test_init_json_prints_one_document_with_path_and_nodes(
     }
 
 
-def test_init_json_refusal_still_goes_to_stderr(runner: CliRunner, tmp_path: Path) -> None:
+def test_init_json_refusal_is_a_document_on_stdout_and_text_on_stderr(runner: CliRunner, tmp_path: Path) -> None:
+    # issue 17: in JSON mode every outcome, errors included, is one JSON document on stdout.
     path = tmp_path / "cluster.toml"
     path.write_text("")
-    assert_clean_failure(invoke(runner, "--config", str(path), "init", "--json"), EXIT_USAGE)
+    result = invoke(runner, "--config", str(path), "init", "--json")
+    assert result.exit_code == EXIT_USAGE and "already exists" in result.stderr
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == EXIT_USAGE and document["code"] == "usage"
+    assert "already exists" in document["error"]
 
 
 @pytest.mark.parametrize(
@@ -125,8 +130,10 @@ def test_init_json_refusal_still_goes_to_stderr(runner: CliRunner, tmp_path: Pat
     [
         (["--nodes", "0"], "--nodes"),
         (["--nodes", "101"], "--nodes"),
-        (["--base-port", "65500"], "outside the valid range 1-65535"),
+        (["--base-port", "65500"], "outside 1024-65535"),
         (["--base-port", "http"], "--base-port"),
+        (["--base-port", "0"], "ports at 1-103, outside 1024-65535"),  # issue 17: was ports 1-2 and 101-102
+        (["--base-port", "1000"], "outside 1024-65535"),
     ],
 )
 def test_init_rejects_bad_options_with_exit_2(
@@ -218,3 +225,19 @@ def test_registered_errors_map_by_closest_base_class() -> None:
 def test_unregistered_exceptions_are_bugs_and_propagate() -> None:
     with pytest.raises(ZeroDivisionError), domain_errors():
         1 / 0  # noqa: B018
+
+
+def test_init_base_port_auto_picks_ports_that_are_free(runner: CliRunner, tmp_path: Path) -> None:
+    import socket
+
+    from raftnode.config import load_config
+
+    path = tmp_path / "cluster.toml"
+    result = invoke(runner, "--config", str(path), "init", "--nodes", "4", "--base-port", "auto")
+    assert result.exit_code == 0, result.output
+    config = load_config(path)
+    for node in config.nodes:
+        for address in (node.peer, node.client):
+            assert 1024 <= address.port <= 65535
+            with socket.socket() as s:
+                s.bind((address.host, address.port))  # free when init chose it (and still, here)
