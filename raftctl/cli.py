@@ -527,22 +527,32 @@ def nodes_argument(command: F) -> F:
 
 
 def select_nodes(app: App, nodes: Iterable[str], everything: bool, timeout: float,
-                 roles: tuple[str, ...] | None = None) -> list[str]:
-    """The node ids NODE... and --all name (``raftctl.selectors``), role words resolved."""
+                 roles: tuple[str, ...] | None = None, *, local_for: str | None = None) -> list[str]:
+    """The node ids NODE... and --all name (``raftctl.selectors``), role words resolved.
+
+    ``local_for``: the name of a command that needs the nodes' processes on this machine; it is
+    refused (``RemoteNode``) before anything is asked of the cluster if a named node — any node,
+    for a role word — runs on another host."""
     from . import selectors
 
     config = app.config()
     chosen = selectors.parse(nodes, config.node_ids, everything=everything,
                              roles=selectors.ROLE_WORDS if roles is None else roles)
+    if local_for is not None:
+        require_local(config, local_for, None if set(chosen) & set(selectors.ROLE_WORDS) else chosen)
     return selectors.resolve(config, chosen, timeout=timeout)
 
 
-def select_one(app: App, node: str, timeout: float) -> str:
-    """The node id one NODE names (an id or a role word; several nodes or `all` are refused)."""
+def select_one(app: App, node: str, timeout: float, *, local_for: str | None = None) -> str:
+    """The node id one NODE names (an id or a role word; several nodes or `all` are refused).
+    ``local_for``: as for ``select_nodes``."""
     from . import selectors
 
     config = app.config()
-    return selectors.resolve(config, [selectors.parse_one([node], config.node_ids)], timeout=timeout)[0]
+    chosen = selectors.parse_one([node], config.node_ids)
+    if local_for is not None:
+        require_local(config, local_for, None if chosen in selectors.ROLE_WORDS else [chosen])
+    return selectors.resolve(config, [chosen], timeout=timeout)[0]
 
 
 def timeout_option(default: float, what: str) -> Callable[[F], F]:
@@ -709,8 +719,7 @@ def kill(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_
     from . import cluster
 
     config = app.config()
-    selected = select_nodes(app, nodes, everything, timeout)
-    require_local(config, "kill", selected)
+    selected = select_nodes(app, nodes, everything, timeout, local_for="kill")
     _process_commands(as_json, lambda n: run_domain(cluster.kill, config, n, timeout=timeout), selected)
 
 
@@ -729,8 +738,7 @@ def stop(app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeo
     from . import cluster
 
     config = app.config()
-    selected = select_nodes(app, nodes, everything, timeout)
-    require_local(config, "stop", selected)
+    selected = select_nodes(app, nodes, everything, timeout, local_for="stop")
     _process_commands(as_json, lambda n: run_domain(cluster.stop, config, n, grace=grace, timeout=timeout), selected)
 
 
@@ -749,8 +757,7 @@ def start(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as
     from . import cluster
 
     config = app.config()
-    selected = select_nodes(app, nodes, everything, timeout, roles=())
-    require_local(config, "start", selected)
+    selected = select_nodes(app, nodes, everything, timeout, roles=(), local_for="start")
     _process_commands(as_json, lambda n: run_domain(cluster.start, config, n, timeout=timeout), selected)
 
 
@@ -769,8 +776,7 @@ def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, ti
     from . import cluster
 
     config = app.config()
-    selected = select_nodes(app, nodes, everything, timeout)
-    require_local(config, "restart", selected)
+    selected = select_nodes(app, nodes, everything, timeout, local_for="restart")
     _process_commands(as_json, lambda n: run_domain(cluster.restart, config, n, grace=grace, timeout=timeout), selected)
 
 
@@ -1410,8 +1416,7 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
     from .supervisor import StatePaths
 
     config = app.config()
-    node_id = select_one(app, node, 5.0)
-    require_local(config, "logs", [node_id])
+    node_id = select_one(app, node, 5.0, local_for="logs")
     path = StatePaths.of(config).log_file(node_id)
     try:
         text = path.read_text(errors="replace")
