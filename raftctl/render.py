@@ -95,16 +95,9 @@ def status_table(status: ClusterStatus, *, title: bool = True, only: Collection[
         title_justify="left",
         title_style="bold",
     )
-    table.add_column("ID", no_wrap=True)
-    table.add_column("ALIVE", no_wrap=True)
-    table.add_column("PID", justify="right", no_wrap=True)
-    table.add_column("ROLE", no_wrap=True)
-    table.add_column("TERM", justify="right", no_wrap=True)
-    table.add_column("LEADER", no_wrap=True)
-    table.add_column("LAST", justify="right", no_wrap=True)
-    table.add_column("COMMIT", justify="right", no_wrap=True)
-    table.add_column("APPLIED", justify="right", no_wrap=True)
-    table.add_column("SNAP", justify="right", no_wrap=True)
+    for name in ("ID", "ALIVE", "PID", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED", "SNAP"):
+        numeric = name in ("PID", "TERM", "LAST", "COMMIT", "APPLIED", "SNAP")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
     table.add_column("FAULTS", min_width=12)
     table.add_column("STATE", min_width=9)
     for row in status.nodes:

@@ -108,7 +108,6 @@ class HullAPI:
                 credentials, _ = ensure_credentials(secrets_path(config.state_dir))
             from .transport.faults import FaultyTransport
             from .transport.tcp import TcpTransport
-
             me = config.node(node_id)
             transport = FaultyTransport(
                 TcpTransport(

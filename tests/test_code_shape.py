@@ -38,7 +38,6 @@ ALLOWED = {
     "raftnode/storage/disk.py::DiskStorage",
     # raftctl commands and tools (owned by the client/CLI work of issue 13).
     "raftctl/cli.py::sim",
-    "raftctl/oneshot.py::run_command",
     "raftctl/bench.py::LoadGenerator",
     "raftctl/bench.py::LoadGenerator._session",
     "raftctl/linearizability/checker.py::_Search.run",

@@ -301,9 +301,7 @@ class Raft:
         hard_state = self.hard_state()
         soft_state = self._soft_state()
         committed = self.log.slice(self.applied + 1, self.commit + 1) if self.applied < self.commit else ()
-        # The order is the core's to state (see ready.py): a leader's replication may leave before
-        # its fsync, and it applies before it (its commit index never passes its stable index).
-        leader = self.role is Role.LEADER
+        leader = self.role is Role.LEADER  # the order is the core's to state: see ready.py
         before_persist, after_persist = split_by_durability(self._messages, leader=leader)
         ready = Ready(
             hard_state=hard_state if hard_state != self._persisted_hard_state else None,
@@ -317,10 +315,7 @@ class Raft:
             events=tuple(self._events),
             reads=tuple(self._read_states),
         )
-        self._messages = []
-        self._events = []
-        self._read_states = []
-        self._installed_snapshot = None
+        self._messages, self._events, self._read_states, self._installed_snapshot = [], [], [], None
         self._reported_soft_state = soft_state
         return ready
 
