@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from raftnode import wire
 from raftnode.clientproto import ClientError
 from raftnode.config import Address, ConfigError, load_config
 from raftnode.credentials import CredentialsError, load_credentials, secrets_path
@@ -27,7 +28,7 @@ def check(address: Address, fields: dict[str, str], *, ready: bool, timeout: flo
     """Why the node at ``address`` fails the check, or None when it passes."""
     with SyncClusterClient({"local": address}, connect_timeout=timeout, fields=fields, sessions=False) as client:
         try:
-            answer = client.call("local", {"op": "status"}, timeout=timeout)
+            answer = client.call("local", wire.Status(), timeout=timeout)
         except ClientError as exc:
             return f"no answer from {address}: {exc}"
     if not ready:
