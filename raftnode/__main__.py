@@ -47,6 +47,9 @@ async def serve(config: ClusterConfig, node_id: str, *, credentials: Credentials
         credentials=credentials,
     )
     node, storage = hull.node, hull.node.storage
+    from raftnode.storage.injected_faults import from_environment
+
+    from_environment(storage)  # TEST ONLY: RAFTNODE_DISK_FAULTS, for the disk-fault drills
     service = ClientService(
         node,
         config.node(node_id).client,
