@@ -76,7 +76,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import outcome
@@ -85,7 +85,7 @@ import trio
 from .apply import Applier
 from .core.commands import CommandResult, CommandTracker
 from .core.errors import MembershipError, RaftError
-from .core.messages import AppendEntries, Entry, EntryKind, Heartbeat, InstallSnapshot, Message
+from .core.messages import AppendEntries, Entry, EntryKind, Heartbeat, InstallSnapshot, Message, TimeoutNow
 from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.readindex import ReadState
@@ -101,6 +101,9 @@ _TICK, _MESSAGE, _CALL, _SNAPSHOT = range(4)
 _TICK_ITEM = (_TICK, None, None)
 # Messages a leader may send before its own fsync (§10.2.1): they promise nothing about its disk.
 _EARLY_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot)
+# What a leader whose disk is full still sends while it hands over (TimeoutNow goes to a follower
+# whose match shows it holds the leader's whole log on its own disk).
+_SENT_WITHOUT_DISK = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +147,7 @@ DISK_FULL_RETRY_SECONDS = 1.0
 
 
 class _DiskFull(Exception):
-    """This turn's write hit a full disk on a follower: its Ready is dropped, never advanced."""
+    """This turn's write hit a full disk: its entries and hard state are dropped, never advanced."""
 
 
 class _Waiter:
@@ -319,7 +322,7 @@ class RaftNode:
         self._configuration_handlers: list[Callable[[Configuration], None]] = []
         self._membership_waiters: list[tuple[Callable[[Raft], str | None], _Waiter, float, str]] = []
         self._disk_failed = False
-        self._disk_full_since: float | None = None  # a follower waiting for space (see _persist)
+        self._disk_full_since: float | None = None  # waiting for space (see _persist)
         self._disk_retry_at = 0.0
         self._cork = getattr(transport, "cork", None)
         self._uncork = getattr(transport, "uncork", None)
@@ -906,6 +909,10 @@ class RaftNode:
             self._ask_read_index(raft, command, waiter)
             return
         validate = self._validate
+        if self._disk_full_since is not None and raft.role is Role.LEADER:
+            waiter.set(CommandResult(retry=True, error=f"disk full at leader {self.id}: it takes no commands and "
+                                                       "is handing leadership over; retry at another node"))
+            return
         if validate is not None and command is not None and raft.role is Role.LEADER:
             try:
                 validate(command)
@@ -923,7 +930,8 @@ class RaftNode:
         raft = self.raft
         assert raft is not None
         if self._disk_full_since is not None and not await self._disk_has_room_again():
-            return  # inputs still reach the core; nothing leaves it until its writes can persist
+            self._while_disk_full(raft)  # inputs still reach the core; nothing it must persist leaves it
+            return
         try:
             await self._process_readies(raft)
         except _DiskFull:
@@ -987,16 +995,19 @@ class RaftNode:
             self._uncork()
 
     async def _persist(self, ready: Ready, leader: bool) -> None:
-        """Write and fsync ``ready``. A full disk on a follower (without a snapshot to install)
-        raises _DiskFull: the node stays up, this Ready is dropped unacknowledged and written
-        again once space frees. Any other failure stops the node (DiskFailure), never retried."""
+        """Write and fsync ``ready``. A full disk (without a snapshot to install) raises _DiskFull:
+        the node stays up, this Ready's entries and hard state are dropped unacknowledged and
+        written again once space frees; a leader hands over (``_step_aside``). Any other failure
+        stops the node (DiskFailure), never retried."""
         try:
             await self._write(ready, leader)
         except (StorageError, OSError) as exc:
             cause = exc.__cause__ or exc
             full = isinstance(cause, OSError) and cause.errno == errno.ENOSPC
-            if full and not leader and ready.snapshot is None and hasattr(self.storage, "recover"):
+            if full and ready.snapshot is None and hasattr(self.storage, "recover"):
                 self._enter_disk_full(exc)
+                if leader:
+                    self._step_aside(ready)
                 raise _DiskFull from exc
             self._disk_failed = True
             detail = (f"{'disk full' if full else 'disk write or fsync failed'} ({exc}): node {self.id} stops; "
@@ -1023,6 +1034,45 @@ class RaftNode:
         except OSError:
             return False
         return True
+
+    def _step_aside(self, ready: Ready) -> None:
+        """A leader's write hit a full disk. What ``ready`` committed was applied before the write
+        (see _process_readies) and is acknowledged as applied only, never twice; its entries stay
+        unpersisted here (a majority of the others may still commit them). Leadership goes to the
+        most caught-up follower; meanwhile ``_propose`` refuses commands with a retry."""
+        raft = self.raft
+        assert raft is not None
+        if ready.committed:
+            raft.advance(replace(ready, hard_state=None, entries=()))
+        self._emit("disk", "disk full at the leader: taking no commands, handing leadership over")
+        self._hand_over(raft)
+
+    def _hand_over(self, raft: Raft) -> None:
+        target = raft.most_caught_up_follower()
+        if target is not None and raft.transferee is None:
+            raft.transfer_leadership(target)
+
+    def _while_disk_full(self, raft: Raft) -> None:
+        """A turn while the disk is full. A leader leads on without its disk until the hand-over
+        ends it: it sends only what promises nothing about its own disk, applies and answers what
+        the others made durable, and starts the transfer again if one aborted. Nothing else
+        leaves the core; a node that stopped leading redirects the callers it still holds."""
+        if raft.role is not Role.LEADER:
+            if len(self._tracker):
+                for waiter, result in self._tracker.leadership_lost(raft.leader):
+                    waiter.set(result)
+            return
+        self._hand_over(raft)
+        ready = raft.ready()
+        self._report(ready)
+        self._send([m for m in ready.messages if isinstance(m, _SENT_WITHOUT_DISK)])
+        if ready.committed:
+            self._apply(ready.committed)
+        if ready.reads:
+            self._reads_answered(ready.reads)
+        if self._reads_due:
+            self._serve_reads()
+        raft.advance(replace(ready, hard_state=None, entries=()))  # written again once there is room
 
     def _leave_disk_full(self) -> None:
         since, self._disk_full_since = self._disk_full_since, None

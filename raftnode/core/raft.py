@@ -217,6 +217,17 @@ class Raft:
         """The leader's view of ``node``'s replication (None when not leader)."""
         return self._progress.get(node)
 
+    def most_caught_up_follower(self) -> str | None:
+        """The voter a leader that must step aside hands over to (§3.10): one heard from in this
+        election timeout first, then the highest match (ties: the greatest id); None when this
+        node is not leader or leads alone."""
+        if self.role is not Role.LEADER:
+            return None
+        others = [n for n in self.configuration.voters if n != self.id and n in self._progress]
+        if not others:
+            return None
+        return max(others, key=lambda n: (self._progress[n].recent_active, self._progress[n].match, n))
+
     def hard_state(self) -> HardState:
         return HardState(term=self.term, vote=self.vote, commit=self.commit)
 
