@@ -85,7 +85,7 @@ import trio
 from .apply import Applier
 from .core.commands import CommandResult, CommandTracker
 from .core.errors import MembershipError, RaftError
-from .core.messages import AppendEntries, Entry, EntryKind, Heartbeat, InstallSnapshot, Message, TimeoutNow
+from .core.messages import SENT_WITHOUT_LEADER_DISK, AppendEntries, Entry, EntryKind, Heartbeat, InstallSnapshot, Message
 from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.readindex import ReadState
@@ -101,9 +101,6 @@ _TICK, _MESSAGE, _CALL, _SNAPSHOT = range(4)
 _TICK_ITEM = (_TICK, None, None)
 # Messages a leader may send before its own fsync (§10.2.1): they promise nothing about its disk.
 _EARLY_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot)
-# What a leader whose disk is full still sends while it hands over (TimeoutNow goes to a follower
-# whose match shows it holds the leader's whole log on its own disk).
-_SENT_WITHOUT_DISK = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1065,7 +1062,7 @@ class RaftNode:
         self._hand_over(raft)
         ready = raft.ready()
         self._report(ready)
-        self._send([m for m in ready.messages if isinstance(m, _SENT_WITHOUT_DISK)])
+        self._send([m for m in ready.messages if isinstance(m, SENT_WITHOUT_LEADER_DISK)])
         if ready.committed:
             self._apply(ready.committed)
         if ready.reads:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..apply import Applier, ApplyFailure
 from ..core.commands import CommandResult, CommandTracker
 from ..core.errors import RaftError
-from ..core.messages import Entry, EntryKind, SnapshotMeta
+from ..core.messages import SENT_WITHOUT_LEADER_DISK, Entry, EntryKind, SnapshotMeta
 from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
 from ..core.readindex import ReadState
@@ -127,6 +127,7 @@ class SimNode:
     ready_reads: list[tuple[int, ClientRequest]] = field(default_factory=list)  # (read index, read) to serve
     write_fault: str | None = None  # a disk fault armed to hit its next write (see DISK_WRITE_FAULTS)
     disk_full: bool = False  # its writes fail for want of space (see SimCluster.fill_disk)
+    leading_without_disk: bool = False  # a leader whose write found the disk full (it refuses commands)
     refused: str | None = None  # why it refuses to start (a corrupt disk): it stays down
 
     @property
@@ -234,6 +235,7 @@ class SimCluster:
             req.lost = True
         node.raft = None
         node.applier = None
+        node.leading_without_disk = False  # the process that noticed is gone
         self._log(node, why)
 
     def restart(self, node_id: str) -> None:
@@ -288,9 +290,11 @@ class SimCluster:
     def fill_disk(self, node_id: str, full: bool = True) -> None:
         """The node's disk is full (or has room again). Like the runtime, a full follower stays up
         and drops each write unacknowledged and unadvanced (its core hands it out again later); a
-        leader, or a follower installing a snapshot, stops."""
+        full leader stays up too, refuses commands and hands over (``_lead_without_disk``); a
+        node installing a snapshot stops."""
         node = self.node(node_id)
         node.disk_full = full
+        node.leading_without_disk = node.leading_without_disk and full
         self._log(node, "disk full" if full else "disk has room again")
         if not full and node.raft is not None:
             self._process(node)
@@ -410,6 +414,9 @@ class SimCluster:
         self.requests.append(req)
         if node.raft is None:
             req.lost = True
+            return req
+        if node.leading_without_disk and node.raft.role is Role.LEADER:  # as the runtime's _propose
+            self._answer(node, req, CommandResult(retry=True, error=f"disk full at leader {node_id}"))
             return req
         try:
             index = node.raft.propose(data, kind)
@@ -617,11 +624,15 @@ class SimCluster:
                 self._fail_write(node, ready)
                 return
             if node.disk_full and writes:
-                if raft.role is Role.LEADER or ready.snapshot is not None:
+                if ready.snapshot is not None:
                     self._stop(node, "stopped: no space left on device")
+                elif raft.role is Role.LEADER:
+                    self._lead_without_disk(node, ready)
                 else:
                     self._log(node, "disk full: dropped a write unacknowledged")
-                return  # as the runtime does: the Ready is dropped, never advanced
+                    for req, result in node.tracker.leadership_lost(raft.leader):
+                        self._answer(node, req, result)
+                return  # as the runtime does: the writes are dropped, never advanced
             self._persist(node, ready)
             for m in ready.messages:
                 self.network.send(m, self.now)
@@ -636,6 +647,27 @@ class SimCluster:
         if raft.removed:
             node.removed = True
             self._stop(node, "applied its own removal from the configuration: stopped")
+
+    def _lead_without_disk(self, node: SimNode, ready: Ready) -> None:
+        """The runtime's full-disk leader (``RaftNode._while_disk_full``), one Ready a turn: it
+        hands over to the most caught-up follower, sends only what promises nothing about its
+        disk, applies what the others committed, and advances nothing it did not write."""
+        raft = node.raft
+        assert raft is not None
+        node.leading_without_disk = True
+        target = raft.most_caught_up_follower()
+        if target is not None and raft.transferee is None:
+            raft.transfer_leadership(target)
+        for m in ready.messages:
+            if isinstance(m, SENT_WITHOUT_LEADER_DISK):
+                self.network.send(m, self.now)
+        self._report_state(node, ready)
+        self._apply(node, ready)
+        if ready.reads:
+            self._reads_answered(node, ready.reads)
+        if node.ready_reads:
+            self._serve_reads(node)
+        raft.advance(dataclasses.replace(ready, hard_state=None, entries=()))
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk
