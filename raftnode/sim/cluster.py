@@ -636,12 +636,7 @@ class SimCluster:
             self._persist(node, ready)
             for m in ready.messages:
                 self.network.send(m, self.now)
-            self._report_state(node, ready)
-            self._apply(node, ready)
-            if ready.reads:
-                self._reads_answered(node, ready.reads)
-            if node.ready_reads:
-                self._serve_reads(node)
+            self._report_and_apply(node, ready)
             raft.advance(ready)
             self._maybe_snapshot(node)
         if raft.removed:
@@ -661,13 +656,17 @@ class SimCluster:
         for m in ready.messages:
             if isinstance(m, SENT_WITHOUT_LEADER_DISK):
                 self.network.send(m, self.now)
+        self._report_and_apply(node, ready)
+        raft.advance(dataclasses.replace(ready, hard_state=None, entries=()))
+
+    def _report_and_apply(self, node: SimNode, ready: Ready) -> None:
+        """After the write and the sends: report, apply what committed, answer reads."""
         self._report_state(node, ready)
         self._apply(node, ready)
         if ready.reads:
             self._reads_answered(node, ready.reads)
         if node.ready_reads:
             self._serve_reads(node)
-        raft.advance(dataclasses.replace(ready, hard_state=None, entries=()))
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk

@@ -52,6 +52,23 @@ async def test_a_failed_fsync_stops_the_node_says_why_and_is_never_retried(error
     assert node.status().commit_index == 0  # nothing of the failed write was committed
 
 
+async def start_on_disks(cluster, tmp_path, *, faults: bool = False) -> dict:
+    """Start every node of ``cluster`` on a DiskStorage under ``tmp_path`` (called inline, for a
+    deterministic MockClock run); ``faults``: each honours ``tmp_path/faults-<id>``'s trigger files."""
+    from raftnode.storage.disk import DiskStorage
+    from raftnode.storage.injected_faults import inject_disk_faults
+
+    storages = {}
+    for node_id in cluster.ids:
+        storage = storages[node_id] = DiskStorage(tmp_path / node_id)
+        storage.needs_thread = False  # type: ignore[misc]
+        if faults:
+            (tmp_path / f"faults-{node_id}").mkdir()
+            inject_disk_faults(storage, tmp_path / f"faults-{node_id}")
+        await cluster.start(node_id, storage=storage)  # type: ignore[arg-type]
+    return storages
+
+
 async def test_a_follower_whose_disk_fills_stays_up_acknowledges_nothing_and_resumes_when_space_frees(
     autojump_clock: trio.testing.MockClock, tmp_path, monkeypatch
 ) -> None:
@@ -64,13 +81,9 @@ async def test_a_follower_whose_disk_fills_stays_up_acknowledges_nothing_and_res
     real_usage = disk_module.shutil.disk_usage
     monkeypatch.setattr(disk_module.shutil, "disk_usage",
                         lambda path: real_usage(path)._replace(free=0) if full["on"] else real_usage(path))
-    storages = {}
     async with trio.open_nursery() as nursery:
         cluster = Cluster(nursery)
-        for node_id in cluster.ids:
-            storage = storages[node_id] = DiskStorage(tmp_path / node_id)
-            storage.needs_thread = False  # type: ignore[misc]  # deterministic under the MockClock
-            await cluster.start(node_id, storage=storage)  # type: ignore[arg-type]
+        storages = await start_on_disks(cluster, tmp_path)
         leader = await cluster.wait_leader()
         assert (await leader.run_command("incr 1")).ok
         victim = cluster.followers()[0]
@@ -114,19 +127,12 @@ async def test_a_leader_whose_disk_fills_refuses_commands_hands_over_and_resumes
     that holds its whole log, and catches up once the trigger is gone. Every acknowledged
     ``incr`` is in the final value, which every node agrees on."""
     from raftnode.storage.disk import DiskStorage
-    from raftnode.storage.injected_faults import inject_disk_faults
 
     from .harness import Cluster
 
-    storages = {}
     async with trio.open_nursery() as nursery:
         cluster = Cluster(nursery)
-        for node_id in cluster.ids:
-            storage = storages[node_id] = DiskStorage(tmp_path / node_id)
-            storage.needs_thread = False  # type: ignore[misc]  # deterministic under the MockClock
-            inject_disk_faults(storage, tmp_path / f"faults-{node_id}")
-            (tmp_path / f"faults-{node_id}").mkdir()
-            await cluster.start(node_id, storage=storage)  # type: ignore[arg-type]
+        storages = await start_on_disks(cluster, tmp_path, faults=True)
         old = await cluster.wait_leader()
         acked = [(await old.run_command("incr 1")).result]
         (tmp_path / f"faults-{old.id}" / "enospc").touch()
