@@ -41,6 +41,20 @@ def test_planted_bug_a_corrupt_record_taken_for_a_torn_tail_is_caught():
     pytest.fail("taking corruption for a torn tail survived 20 seeds unnoticed")
 
 
+def test_planted_bug_a_leader_that_never_resets_a_follower_that_lost_state_is_caught_by_random_schedules():
+    """Issue 16's stuck follower, planted (``NeverResetsProgress``): once faults stop, a disk-fault
+    run restarts a follower from an older copy under the leader in power, so the leader must catch
+    up a follower that holds less than it counted. The planted leader never does: every one of
+    these seeds reports the cluster not converged (the same seeds pass with the real core: the
+    random-schedule test above runs that end phase too)."""
+    from .test_lost_entries import NeverResetsProgress
+
+    for seed in range(3):
+        report = run_seed(seed, nodes=3, steps=300, disk_faults=True, raft_class=NeverResetsProgress)
+        assert report.violation == "liveness" and "did not converge" in (report.detail or ""), (seed, report.detail)
+        assert run_seed(seed, nodes=3, steps=300, disk_faults=True).ok, f"seed {seed} fails without the bug"
+
+
 @pytest.mark.parametrize("fault", DISK_WRITE_FAULTS)
 def test_a_write_fault_stops_the_node_before_it_acknowledges_anything_and_it_restarts_from_disk(fault):
     cluster, leader, _ = stable_cluster(3, 11)
