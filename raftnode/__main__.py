@@ -54,6 +54,9 @@ async def serve(
     )
     node, storage = hull.node, hull.node.storage
     node.add_event_handler(EventFile(event_file(config.state_dir, node_id)).append)  # outlives the process
+    from raftnode.storage.injected_faults import from_environment
+
+    from_environment(storage)  # TEST ONLY: RAFTNODE_DISK_FAULTS, for the disk-fault drills
     service = ClientService(
         node,
         Address(listen_host, config.node(node_id).client.port) if listen_host else config.node(node_id).client,

@@ -235,7 +235,7 @@ class CommandPlan:
                 raise Timeout(f"the leader {self.target} did not commit {self.command!r} within {self.timeout} s")
             self.learned = self.target
             return response
-        self._last_problem = f"{self.target} knows no leader"
+        self._last_problem = error if isinstance(error, str) else f"{self.target} knows no leader"
         self._next_node()
         return None
 

@@ -12,9 +12,10 @@ ports never suspend, and it runs ``drive`` with :func:`run_to_completion`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
-from .core.messages import Message
+from .core.messages import SENT_WITHOUT_LEADER_DISK, Message
 from .core.raft import Raft
 from .core.readindex import ReadState
 from .core.ready import Ready
@@ -81,10 +82,36 @@ async def drive(raft: Raft, ports: ReadyPorts, step: ReadyStep | None = None) ->
     while raft.has_ready():
         ready = raft.ready()
         if not await step(ready, ports):
+            if ready.apply_before_persist and ready.committed:
+                _advance_unwritten(raft, ready)  # its committed entries were applied: never twice
             return False
         raft.advance(ready)
         await ports.advanced()
     return True
+
+
+def lead_without_disk(raft: Raft, ports: ReadyPorts) -> None:
+    """One turn of a leader whose disk is full, while it hands leadership over: only what
+    promises nothing about its own disk leaves (``SENT_WITHOUT_LEADER_DISK``); it applies and
+    answers what a majority of the others made durable, and advances nothing it did not write
+    (its entries and hard state are written again once there is room)."""
+    if not raft.has_ready():
+        return
+    ready = raft.ready()
+    ports.report(ready)
+    sendable = [m for m in (*ready.messages_before_persist, *ready.messages_after_persist)
+                if isinstance(m, SENT_WITHOUT_LEADER_DISK)]
+    if sendable:
+        ports.send(sendable)
+    if ready.committed:
+        ports.apply(replace(ready, snapshot=None))
+    ports.serve_reads(ready.reads)
+    _advance_unwritten(raft, ready)
+
+
+def _advance_unwritten(raft: Raft, ready: Ready) -> None:
+    """Advance ``ready`` as applied and sent, but with nothing of it written."""
+    raft.advance(replace(ready, hard_state=None, entries=()))
 
 
 class PortSuspended(RuntimeError):

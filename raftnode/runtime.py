@@ -93,7 +93,7 @@ from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.readindex import ReadState
 from .core.ready import Ready, Role
-from .driver import drive
+from .driver import drive, lead_without_disk
 from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
 from .storage import DiskFailure, Storage, StorageError
@@ -148,7 +148,7 @@ DISK_FULL_RETRY_SECONDS = 1.0
 
 
 class _DiskFull(Exception):
-    """This turn's write hit a full disk on a follower: its Ready is dropped, never advanced."""
+    """This turn's write hit a full disk: its entries and hard state are dropped, never advanced."""
 
 
 class _Waiter:
@@ -370,7 +370,7 @@ class RaftNode:
         self._configuration_handlers: list[Callable[[Configuration], None]] = []
         self._membership_waiters: list[tuple[Callable[[Raft], str | None], _Waiter, float, str]] = []
         self._disk_failed = False
-        self._disk_full_since: float | None = None  # a follower waiting for space (see _persist)
+        self._disk_full_since: float | None = None  # waiting for space (see _persist)
         self._disk_retry_at = 0.0
         self._cork = getattr(transport, "cork", None)
         self._uncork = getattr(transport, "uncork", None)
@@ -966,6 +966,10 @@ class RaftNode:
             self._ask_read_index(raft, command, waiter)
             return
         validate = self._validate
+        if self._disk_full_since is not None and raft.role is Role.LEADER:
+            waiter.set(CommandResult(retry=True, error=f"disk full at leader {self.id}: it takes no commands and "
+                                                       "is handing leadership over; retry at another node"))
+            return
         if validate is not None and command is not None and raft.role is Role.LEADER:
             try:
                 validate(command)
@@ -983,9 +987,13 @@ class RaftNode:
         raft = self.raft
         assert raft is not None
         if self._disk_full_since is not None and not await self._disk_has_room_again():
-            return  # inputs still reach the core; nothing leaves it until its writes can persist
+            self._while_disk_full(raft)  # inputs still reach the core; nothing it must persist leaves it
+            return
         if not await drive(raft, self._ports):
-            return  # a full disk dropped a Ready (see _persist): nothing of it left, nothing advanced
+            # A full disk dropped a Ready (see _persist): nothing of it written, nothing acknowledged.
+            if raft.role is Role.LEADER:
+                self._step_aside(raft)
+            return
         if self._snapshot_waiters:
             await self._answer_snapshot_waiters(raft)
         if self._disk_full_since is not None:
@@ -1013,16 +1021,17 @@ class RaftNode:
             self._uncork()
 
     async def _persist(self, ready: Ready) -> None:
-        """Write and fsync ``ready``. A full disk on a follower (without a snapshot to install)
-        raises _DiskFull: the node stays up, this Ready is dropped unacknowledged and written
-        again once space frees. Any other failure stops the node (DiskFailure), never retried."""
+        """Write and fsync ``ready``. A full disk (without a snapshot to install) raises _DiskFull:
+        the node stays up, this Ready's entries and hard state are dropped unacknowledged and
+        written again once space frees; a leader hands over (``_step_aside``). Any other failure
+        stops the node (DiskFailure), never retried."""
         leader = self._core().role is Role.LEADER
         try:
             await self._write(ready, leader)
         except (StorageError, OSError) as exc:
             cause = exc.__cause__ or exc
             full = isinstance(cause, OSError) and cause.errno == errno.ENOSPC
-            if full and not leader and ready.snapshot is None and hasattr(self.storage, "recover"):
+            if full and ready.snapshot is None and hasattr(self.storage, "recover"):
                 self._enter_disk_full(exc)
                 raise _DiskFull from exc
             self._disk_failed = True
@@ -1050,6 +1059,32 @@ class RaftNode:
         except OSError:
             return False
         return True
+
+    def _step_aside(self, raft: Raft) -> None:
+        """A leader's write hit a full disk. What its Ready committed was applied before the write
+        and is advanced as applied only, never twice (``driver.drive``); its entries stay
+        unpersisted here (a majority of the others may still commit them). Leadership goes to the
+        most caught-up follower; meanwhile ``_propose`` refuses commands with a retry."""
+        self._emit("disk", "disk full at the leader: taking no commands, handing leadership over")
+        self._hand_over(raft)
+
+    def _hand_over(self, raft: Raft) -> None:
+        target = raft.most_caught_up_follower()
+        if target is not None and raft.transferee is None:
+            raft.transfer_leadership(target)
+
+    def _while_disk_full(self, raft: Raft) -> None:
+        """A turn while the disk is full. A leader leads on without its disk until the hand-over
+        ends it (``driver.lead_without_disk``), starting the transfer again if one aborted.
+        Nothing else leaves the core; a node that stopped leading redirects the callers it still
+        holds."""
+        if raft.role is not Role.LEADER:
+            if len(self._tracker):
+                for waiter, result in self._tracker.leadership_lost(raft.leader):
+                    waiter.set(result)
+            return
+        self._hand_over(raft)
+        lead_without_disk(raft, self._ports)
 
     def _leave_disk_full(self) -> None:
         since, self._disk_full_since = self._disk_full_since, None

@@ -35,6 +35,7 @@ class CommandResult:
 
     Exactly one of ``result``-with-no-other-flag, ``error``, ``redirect``, ``retry`` or
     ``timeout_expired`` describes the outcome; ``index`` is the log index the command took, if any.
+    A ``retry`` may carry an ``error`` saying why (a leader whose disk is full): retry elsewhere.
     """
 
     result: Any = None

@@ -184,3 +184,8 @@ ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     ReadIndex,
     ReadIndexResponse,
 )
+
+#: What a leader whose own disk does not hold its log (a full disk) may still send while it hands
+#: over: appends, heartbeats and snapshot chunks promise nothing about its disk (§10.2.1), and
+#: TimeoutNow goes to a follower whose match shows it holds the leader's whole log on its disk.
+SENT_WITHOUT_LEADER_DISK: tuple[type[Message], ...] = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)

@@ -125,9 +125,7 @@ class Raft:
 
     # -- introspection -------------------------------------------------------------------------
 
-    @property
-    def transferee(self) -> str | None:
-        return self._transfer.transferee
+    transferee = property(lambda self: self._transfer.transferee, doc="The target of a transfer under way.")
 
     @property
     def removed(self) -> bool:
@@ -143,14 +141,16 @@ class Raft:
         """The leader's view of ``node``'s replication (None when not leader)."""
         return self._replication.progress.get(node)
 
+    def most_caught_up_follower(self) -> str | None:
+        """The voter a leader that must step aside hands over to (``LeadershipTransfer.best_target``)."""
+        return self._transfer.best_target()
+
     def hard_state(self) -> HardState:
         return HardState(term=self.term, vote=self.vote, commit=self.commit)
 
     def heartbeats(self) -> list[Heartbeat]:
-        """A leader's heartbeats to every follower (none unless it leads), changing no state: for a
-        shell whose turn is stalled (a slow fsync) to keep its followers from electing. A heartbeat
-        promises nothing about the leader's disk (§10.2.1) and carries each follower's safe commit
-        index, min(its match, ours)."""
+        """A leader's heartbeats (none unless it leads), changing no state, for a shell stalled by a
+        slow fsync (§10.2.1); each carries the follower's safe commit index, min(its match, ours)."""
         return self._replication.heartbeats() if self.role is Role.LEADER else []
 
     def committed_configuration(self) -> Configuration:
@@ -174,9 +174,8 @@ class Raft:
         self._read_index.tick()
 
     def ticks_until_timer(self) -> int:
-        """How many ticks may pass before a ``tick()`` does more than count (a heartbeat, an
-        election, a check-quorum round, a timeout); at least 1. A shell may sleep that long and
-        then call ``tick()`` that many times in a row; any input may bring the timer forward."""
+        """Ticks (at least 1) a shell may sleep, then ``tick()`` in a row, before one does more than
+        count (a heartbeat, election, check-quorum round, timeout); any input may bring it forward."""
         return self._roles.ticks_until_timer()
 
     def step(self, m: Message) -> None:

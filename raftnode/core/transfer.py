@@ -28,6 +28,19 @@ class LeadershipTransfer:
     def reset(self) -> None:
         self.transferee = None
 
+    def best_target(self) -> str | None:
+        """The voter a leader that must step aside hands over to (§3.10): one heard from in this
+        election timeout first, then the highest match (ties: the greatest id); None when this
+        node is not leader or leads alone."""
+        node = self.node
+        if node.role is not Role.LEADER:
+            return None
+        progress = node._progress
+        others = [n for n in node.configuration.voters if n != node.id and n in progress]
+        if not others:
+            return None
+        return max(others, key=lambda n: (progress[n].recent_active, progress[n].match, n))
+
     def start(self, target: str) -> None:
         """Hand leadership to ``target``; see ``Raft.transfer_leadership``."""
         node = self.node

@@ -33,7 +33,7 @@ from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
 from ..core.readindex import ReadState
 from ..core.ready import HardState, Ready, Role
-from ..driver import ReadyStep, drive, run_to_completion
+from ..driver import ReadyStep, drive, lead_without_disk, run_to_completion
 from ..sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from ..statemachines import CommandError, Counter, StateMachine
 from .invariants import COMPACTED, InvariantChecker
@@ -131,6 +131,7 @@ class SimNode:
     ready_reads: list[tuple[int, ClientRequest]] = field(default_factory=list)  # (read index, read) to serve
     write_fault: str | None = None  # a disk fault armed to hit its next write (see DISK_WRITE_FAULTS)
     disk_full: bool = False  # its writes fail for want of space (see SimCluster.fill_disk)
+    leading_without_disk: bool = False  # a leader whose write found the disk full (it refuses commands)
     refused: str | None = None  # why it refuses to start (a corrupt disk): it stays down
 
     @property
@@ -241,6 +242,7 @@ class SimCluster:
             req.lost = True
         node.raft = None
         node.applier = None
+        node.leading_without_disk = False  # the process that noticed is gone
         self._log(node, why)
 
     def restart(self, node_id: str) -> None:
@@ -295,9 +297,11 @@ class SimCluster:
     def fill_disk(self, node_id: str, full: bool = True) -> None:
         """The node's disk is full (or has room again). Like the runtime, a full follower stays up
         and drops each write unacknowledged and unadvanced (its core hands it out again later); a
-        leader, or a follower installing a snapshot, stops."""
+        full leader stays up too, refuses commands and hands over (``_hand_over``, ``driver.lead_without_disk``); a
+        node installing a snapshot stops."""
         node = self.node(node_id)
         node.disk_full = full
+        node.leading_without_disk = node.leading_without_disk and full
         self._log(node, "disk full" if full else "disk has room again")
         if not full and node.raft is not None:
             self._process(node)
@@ -417,6 +421,9 @@ class SimCluster:
         self.requests.append(req)
         if node.raft is None:
             req.lost = True
+            return req
+        if node.leading_without_disk and node.raft.role is Role.LEADER:  # as the runtime's _propose
+            self._answer(node, req, CommandResult(retry=True, error=f"disk full at leader {node_id}"))
             return req
         try:
             index = node.raft.propose(data, kind)
@@ -618,7 +625,12 @@ class SimCluster:
         """Play the shell's part for ``node``: the one Ready loop the runtime runs too."""
         raft = node.raft
         assert raft is not None and node.applier is not None
-        if not run_to_completion(drive(raft, _SimPorts(self, node), self.ready_step)):
+        if node.leading_without_disk and node.disk_full and raft.role is Role.LEADER:
+            self._hand_over(node)
+            lead_without_disk(raft, _SimPorts(self, node))  # as the runtime's _while_disk_full
+        elif not run_to_completion(drive(raft, _SimPorts(self, node), self.ready_step)):
+            if node.leading_without_disk and node.raft is not None and raft.role is Role.LEADER:
+                self._hand_over(node)  # as the runtime's _step_aside
             return  # a write fault or a full disk dropped the Ready (see _persist_ready)
         if raft.removed:
             node.removed = True
@@ -634,13 +646,26 @@ class SimCluster:
             self._fail_write(node, ready)
             return False
         if node.disk_full:
-            if raft.role is Role.LEADER or ready.snapshot is not None:
+            if ready.snapshot is not None:
                 self._stop(node, "stopped: no space left on device")
+            elif raft.role is Role.LEADER:
+                node.leading_without_disk = True  # it refuses commands and hands over (_process)
+                self._log(node, "disk full at the leader: taking no commands, handing leadership over")
             else:
                 self._log(node, "disk full: dropped a write unacknowledged")
-            return False  # as the runtime does: the Ready is dropped, never advanced
+                for req, result in node.tracker.leadership_lost(raft.leader):
+                    self._answer(node, req, result)
+            return False  # as the runtime does: the writes are dropped, never advanced
         self._persist(node, ready)
         return True
+
+    def _hand_over(self, node: SimNode) -> None:
+        """A leader whose disk is full hands over to its most caught-up follower (as the runtime)."""
+        raft = node.raft
+        assert raft is not None
+        target = raft.most_caught_up_follower()
+        if target is not None and raft.transferee is None:
+            raft.transfer_leadership(target)
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk

@@ -17,7 +17,9 @@ timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
 2. liveness: faults stop (network healed, damaged disks restored from a copy, crashed nodes
    restarted); within a bound a leader must
    emerge and a new command must commit; then removed nodes that never learned of their
-   removal are stopped, as an operator would, and every member must apply the whole log;
+   removal are stopped, as an operator would, and every member must apply the whole log (with
+   disk faults, after a follower restarts from an older copy under the leader in power: issue
+   16's stuck follower, which the leader must catch up);
 3. durability: every acknowledged command is on every member's disk and applied everywhere.
 """
 
@@ -129,7 +131,7 @@ def run_seed(
             if clients.rng.random() < 0.15:
                 clients.command(schedule.command())
             clients.step()
-        _check_liveness(cluster)
+        _check_liveness(cluster, lost_state=disk_faults)
         _check_durability(cluster)
     except InvariantViolation as exc:
         report.violation, report.detail = exc.invariant, exc.detail
@@ -356,7 +358,24 @@ def _lowest_safe_rewind(cluster: SimCluster, node_id: str) -> int:
     return index
 
 
-def _check_liveness(cluster: SimCluster) -> None:
+def _restart_a_follower_from_an_older_copy(cluster: SimCluster) -> None:
+    """Issue 16's stuck follower under a leader in power: a follower's process restarts at once on
+    its disk restored from an older copy (as far back as is safe), so it holds less than the
+    leader counts it at; the leader must notice and catch it up."""
+    leader = cluster.leader()
+    for node_id in sorted(cluster.configuration().voters - {leader}):
+        if cluster.node(node_id).alive:
+            cluster.crash(node_id)
+            lowest = _lowest_safe_rewind(cluster, node_id)
+            if lowest < cluster.node(node_id).disk.last_index:
+                cluster.rewind_log(node_id, lowest)
+            cluster.restart(node_id)
+            return
+
+
+def _check_liveness(cluster: SimCluster, *, lost_state: bool = False) -> None:
+    """Faults stop: a command must commit and every member converge within LIVENESS_BOUND ticks;
+    with ``lost_state`` a follower then restarts from an older copy and must catch up too."""
     cluster.heal()
     for node_id in cluster.ids:
         cluster.node(node_id).write_fault = None
@@ -373,6 +392,8 @@ def _check_liveness(cluster: SimCluster) -> None:
                 for node in cluster.live():
                     if node.id not in members:
                         cluster.crash(node.id)  # removed, but never learned it: the operator stops it
+                if lost_state:
+                    _restart_a_follower_from_an_older_copy(cluster)
                 break
         cluster.tick()
     else:

@@ -61,7 +61,15 @@ class CorruptLogError(StorageError):
         self.path = str(path)
         self.offset = offset
         self.reason = reason
-        super().__init__(f"corrupt storage file {self.path} at byte offset {offset}: {reason}")
+        super().__init__(f"corrupt storage file {self.path} at byte offset {offset}: {reason}. {CORRUPT_WAYS_ON}")
+
+
+CORRUPT_WAYS_ON = (
+    "Nothing of it is served. Two safe ways on: restore the file from a copy of this data directory; "
+    "or remove the node from the cluster (raftctl remove-node NODE), empty its data directory and add it "
+    "back as a new one (raftctl add-node NODE ...), which copies the committed log from the others"
+)
+"""What :class:`CorruptLogError` tells the operator to do (the node does not repair itself)."""
 
 
 class DiskFailure(StorageError):

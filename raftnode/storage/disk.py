@@ -240,8 +240,7 @@ def _frame_ok(buf: bytes, start: int) -> bool:
 
 _NOT_TORN = (
     "corruption, not a torn write (a crash cuts a record short or leaves zeros after it; this one is whole), "
-    "and the node may have acknowledged it, so it is not dropped. Restore the file from a copy, or remove "
-    "the node (raftctl remove-node) and add it back as a new one (raftctl add-node) with an empty data directory"
+    "and the node may have acknowledged it, so it is not dropped"
 )
 
 

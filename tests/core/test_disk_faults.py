@@ -14,7 +14,7 @@ from raftnode.core.ready import Role
 from raftnode.sim.cluster import DISK_WRITE_FAULTS
 from raftnode.sim.runner import run_seed
 
-from .helpers import ELECTION_TIMEOUT_MAX, stable_cluster
+from .helpers import ELECTION_TIMEOUT_MAX, assert_no_acknowledged_command_lost, stable_cluster
 
 
 def test_random_schedules_with_disk_faults_never_break_an_invariant_and_end_live():
@@ -39,6 +39,20 @@ def test_planted_bug_a_corrupt_record_taken_for_a_torn_tail_is_caught():
             assert report.replay_command().endswith("--disk-faults --trace")
             return
     pytest.fail("taking corruption for a torn tail survived 20 seeds unnoticed")
+
+
+def test_planted_bug_a_leader_that_never_resets_a_follower_that_lost_state_is_caught_by_random_schedules():
+    """Issue 16's stuck follower, planted (``NeverResetsProgress``): once faults stop, a disk-fault
+    run restarts a follower from an older copy under the leader in power, so the leader must catch
+    up a follower that holds less than it counted. The planted leader never does: every one of
+    these seeds reports the cluster not converged (the same seeds pass with the real core: the
+    random-schedule test above runs that end phase too)."""
+    from .test_lost_entries import NeverResetsProgress
+
+    for seed in range(3):
+        report = run_seed(seed, nodes=3, steps=300, disk_faults=True, raft_class=NeverResetsProgress)
+        assert report.violation == "liveness" and "did not converge" in (report.detail or ""), (seed, report.detail)
+        assert run_seed(seed, nodes=3, steps=300, disk_faults=True).ok, f"seed {seed} fails without the bug"
 
 
 @pytest.mark.parametrize("fault", DISK_WRITE_FAULTS)
@@ -96,3 +110,27 @@ def test_a_follower_with_a_full_disk_drops_its_writes_unacknowledged_and_catches
     assert cluster.stabilize(max_ticks=5 * ELECTION_TIMEOUT_MAX)
     assert cluster.state(follower).value == sum(range(1, 8))
     assert cluster.node(follower).disk.last_index == cluster.raft(leader).log.last_index
+
+
+@pytest.mark.parametrize("size", [3, 5])
+@pytest.mark.parametrize("seed", range(10))
+def test_a_leader_with_a_full_disk_refuses_commands_hands_over_and_catches_up_once_it_has_room(size, seed):
+    """The runtime's full-disk leader, in the simulator (invariants checked at every step): it stays
+    up, refuses commands with a retry, a follower takes over within two election timeouts, and
+    nothing it acknowledged rests on its own unwritten copy."""
+    cluster, leader, _ = stable_cluster(size, seed)
+    cluster.wait_answered(cluster.propose(leader, "incr 1"), max_ticks=5 * ELECTION_TIMEOUT_MAX)
+    cluster.fill_disk(leader)
+    sent = [cluster.propose(leader, f"incr {n}") for n in range(2, 4)]  # the first write fails; more are refused
+    assert any(r.result is not None and r.result.retry and "disk full" in (r.result.error or "") for r in sent)
+    assert cluster.run_until(lambda: cluster.leader() not in (None, leader), max_ticks=2 * ELECTION_TIMEOUT_MAX), \
+        f"seed {seed}: no hand-over"
+    new = cluster.leader()
+    assert cluster.node(leader).alive and cluster.raft(leader).role is Role.FOLLOWER, f"seed {seed}"
+    for n in range(4, 8):
+        assert cluster.wait_answered(cluster.propose(new, f"incr {n}"), max_ticks=5 * ELECTION_TIMEOUT_MAX).ok
+    cluster.fill_disk(leader, False)
+    assert cluster.stabilize(max_ticks=5 * ELECTION_TIMEOUT_MAX), f"seed {seed}"
+    values = {cluster.state(n).value for n in cluster.ids}
+    assert len(values) == 1 and values.pop() >= 1 + sum(range(4, 8)), f"seed {seed}"
+    assert_no_acknowledged_command_lost(cluster, f"seed {seed}")

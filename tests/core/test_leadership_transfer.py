@@ -216,3 +216,38 @@ def test_commands_waiting_when_a_transfer_completes_are_all_answered(seed):
             assert res.redirect == target or res.retry, f"seed {seed}: {r.command}: {res}"
     after = c.propose(old, "incr 1")
     assert after.result is not None and after.result.redirect == target, f"seed {seed}: {after.result}"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_leader_that_must_step_aside_picks_a_follower_it_hears_from_with_the_most_of_its_log(seed):
+    """``most_caught_up_follower`` (the full-disk leader's hand-over target): a follower cut off
+    for an election timeout loses to one the leader hears from; among those, the highest match."""
+    c, leader, _ = stable_cluster(5, seed)
+    raft = c.raft(leader)
+    followers = sorted(i for i in c.ids if i != leader)
+    behind, cut_off = followers[0], followers[1]
+    c.isolate(cut_off)
+    c.crash(behind)
+    for n in range(3):
+        c.propose(leader, f"incr {n}")
+    c.tick(2 * HI)
+    assert c.raft(leader) is raft and raft.role is Role.LEADER, f"seed {seed}"
+    healthy = [f for f in followers if f not in (behind, cut_off)]
+    target = raft.most_caught_up_follower()
+    assert target in healthy, f"seed {seed}: {target}"
+    assert raft.progress(target).match == max(raft.progress(f).match for f in healthy) == raft.log.last_index
+    assert all(c.raft(n).most_caught_up_follower() is None for n in healthy), f"seed {seed}: only a leader picks"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_follower_the_leader_stopped_hearing_from_is_not_picked_even_holding_the_whole_log(seed):
+    c, leader, _ = stable_cluster(3, seed)
+    raft = c.raft(leader)
+    c.wait_answered(c.propose(leader, "incr 1"))
+    c.tick(HI)
+    silent = max(i for i in c.ids if i != leader)  # the greatest id: it would win every tie
+    assert raft.progress(silent).match == raft.log.last_index, f"seed {seed}"
+    c.isolate(silent)
+    c.tick(2 * HI)
+    assert raft.role is Role.LEADER and raft.progress(silent).match == raft.log.last_index, f"seed {seed}"
+    assert raft.most_caught_up_follower() == min(i for i in c.ids if i != leader), f"seed {seed}"

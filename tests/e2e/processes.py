@@ -69,9 +69,10 @@ class Processes:
         self.logs.mkdir()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, node_id: str) -> subprocess.Popen[bytes]:
+    def start(self, node_id: str, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``node_id``'s process; ``env`` adds environment variables (test-only switches)."""
         log = open(self.logs / f"{node_id}.log", "ab")  # noqa: SIM115 - the child owns it
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         proc = subprocess.Popen(
             [sys.executable, "-m", "raftnode", "--config", str(self.config), "--node", node_id],
             stdout=log,
