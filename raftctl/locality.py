@@ -4,9 +4,10 @@ process (``up``, ``down``, ``kill``, ``start``, ``stop``, ``restart``, ``logs``)
 A node is local when both of its hosts are addresses of this machine: loopback, or an address
 some interface here holds. That is asked of the kernel by binding a socket to the address (port
 0, closed at once, nothing sent): the bind fails with EADDRNOTAVAIL for an address this machine
-does not have; a node in a network namespace made by ``up --netns`` is local too. A host name counts as local when it resolves to an address that is. The commands
-that only talk to nodes (``status``, ``run-command``, ...) need none of this: they go through the
-client endpoints, wherever those are.
+does not have. A host name counts as local when it resolves to an address that is; a node in a
+network namespace made by ``up --netns`` is local too. The commands that only talk to nodes
+(``status``, ``run-command``, ...) need none of this: they go through the client endpoints,
+wherever those are.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`raftctl up --netns`: three nodes in network namespaces of their own, driven by raftctl from
 the root namespace as if they were remote hosts; the leader is cut off by the kernel (blackhole
-routes), the rest elect a new leader and commit, `heal` joins them again, and `down` leaves no
-namespace or bridge behind.
+routes), the rest elect a new leader and commit, `heal` joins them again; the leader is killed and
+started again in its namespace; and `down` leaves no namespace or bridge behind.
 
 Traffic goes only to 198.18.x addresses inside the namespaces this test makes (and the bridge)."""
 
@@ -82,7 +82,7 @@ def leftovers(layout: netns.Layout) -> list[str]:
     return left
 
 
-def test_kernel_partition_of_the_leader_elects_a_new_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_partition_and_kill_of_the_leader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config_path = tmp_path / "cluster.toml"
     config_path.write_text(cluster_text(100 + os.getpid() % 150))
     config = load_config(config_path)
@@ -113,6 +113,14 @@ def test_kernel_partition_of_the_leader_elects_a_new_one(tmp_path: Path, monkeyp
             c.cli("heal")
             assert reachable(old_ns, follower_address, 7101)
             rejoined(c, old, value=6)
+
+            # Kill the leader: the process dies in its namespace, the others elect and commit.
+            victim = majority_leader(c)
+            c.cli("kill", victim)
+            majority_leader(c, other_than=victim)
+            assert json.loads(c.cli("run-command", "incr", "1", "--json").stdout)["result"] == 7
+            c.cli("start", victim)  # back in its own namespace, at its own address
+            rejoined(c, victim, value=7)
             c.cli("down")
             assert leftovers(layout) == []
     finally:

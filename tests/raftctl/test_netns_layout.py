@@ -57,3 +57,15 @@ def test_a_state_file_naming_other_interfaces_is_refused(tmp_path: Path) -> None
     netns.state_file(config).write_text("{not json")
     with pytest.raises(netns.NetnsError, match="unreadable"):
         netns.load(config)
+
+
+def test_without_root_up_netns_says_so_and_makes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from raftctl.cli import EXIT_USAGE, main
+
+    config = config_with(tmp_path, "198.18.3.11")
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    result = CliRunner().invoke(main, ["--config", str(config.path), "up", "--netns"])
+    assert result.exit_code == EXIT_USAGE and "--netns needs root" in result.stderr
+    assert not netns.state_file(config).exists()
