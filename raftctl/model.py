@@ -171,9 +171,11 @@ class ClusterStatus:
         return sorted((r for r in self.alive if r.role == "leader"), key=lambda r: -(r.term or 0))
 
     def followers(self) -> list[NodeRow]:
-        """Live followers, those that acknowledge the current leader first, in file order."""
+        """Live followers that vote (a learner is no follower), those that acknowledge the current
+        leader first, in file order."""
         leader = self.leader_row
-        followers = [r for r in self.alive if r.role == "follower"]
+        followers = [r for r in self.alive
+                     if r.role == "follower" and r.id not in (leader.learners if leader else r.learners)]
         if leader is None:
             return followers
         return sorted(followers, key=lambda r: 0 if (r.leader == leader.id and r.term == leader.term) else 1)

@@ -229,8 +229,11 @@ def command_failure(config: ClusterConfig, error: ClientError, current: Callable
     """The contract's error for a client error of ``run_command`` (``current`` takes a picture,
     to tell a cluster without a leader from one that is not running at all)."""
     if isinstance(error, ClientNoLeader):
-        if not current().any_alive:
+        picture = current()
+        if not picture.any_alive:
             return ClusterNotRunning(config.path)
+        if picture.leader_row is not None:  # the deadline ran out, not the leader (exit 4, not 3)
+            return WaitTimeout(f"{error}, though {picture.leader_row.id} leads: the deadline passed first")
         return NoLeaderError(str(error))
     if isinstance(error, ClientTimeout):
         return WaitTimeout(f"{error} (it may still commit later)")

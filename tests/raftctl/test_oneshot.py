@@ -108,6 +108,14 @@ def test_no_leader_is_retried_on_every_node_until_the_timeout_then_exit_3(tmp_pa
         assert leader.exit_code == 3 and "the cluster has no leader within 0.3 s" in leader.stderr
 
 
+def test_a_deadline_too_short_to_reach_an_existing_leader_is_exit_4_not_no_leader(tmp_path: Path) -> None:
+    with fake_cluster(led_by("n2")) as fake:
+        config = fake.cluster_file(tmp_path / "cluster.toml")
+        result = run(config, "run-command", "--timeout", "0", "incr", "1")
+        assert result.exit_code == 4, result.output
+        assert "though n2 leads: the deadline passed first" in result.stderr
+
+
 def test_a_command_the_leader_cannot_commit_in_time_is_exit_4(tmp_path: Path) -> None:
     def handle(node_id: str, request: dict[str, Any]) -> Any:
         if request["op"] == "run_command":

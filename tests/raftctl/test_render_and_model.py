@@ -6,6 +6,7 @@ color_system=None)`` and reading the text, as rich's own tests do.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from typing import Any
@@ -90,6 +91,14 @@ def test_the_leader_is_the_one_a_majority_follows_not_a_deposed_one_still_claimi
 def test_followers_of_the_current_leader_come_first() -> None:
     status = picture(row("n1", "leader"), row("n2", leader=None), row("n3"))
     assert [r.id for r in status.followers()] == ["n3", "n2"]
+
+
+def test_a_learner_is_not_a_follower() -> None:
+    leader = dataclasses.replace(row("n1", "leader"), voters=("n1", "n2", "n3"), learners=("n4",))
+    status = picture(leader, row("n2"), row("n3"), row("n4"))
+    assert [r.id for r in status.followers()] == ["n2", "n3"]
+    leaderless = [dataclasses.replace(row(n, leader=None), learners=("n4",)) for n in ("n2", "n4")]
+    assert [r.id for r in picture(*leaderless).followers()] == ["n2"]
 
 
 def test_convergence_needs_every_node_up_on_one_leader_with_equal_indexes_and_state() -> None:
