@@ -408,7 +408,7 @@ def sim(
 
     from raftnode.sim.runner import run_seed
 
-    from .simulate import SimSettings, run_seeds, summarize
+    from .simulate import SimSettings, summarize, summary_lines
 
     if trace and seed is None:
         raise click.UsageError("--trace needs --seed S (one run, told as a story)")
@@ -425,27 +425,33 @@ def sim(
         reports = [report]
     else:
         todo = [seed] if seed is not None else range(start_seed, start_seed + seeds)
-        reports = []
-        for report in run_seeds(todo, settings, jobs=jobs):
-            reports.append(report)
-            if not report.ok and not as_json:
-                click.echo(f"seed {report.seed}: VIOLATION of {report.violation}: {report.detail}", err=True)
-                click.echo(f"  replay: {report.replay_command()}", err=True)
+        reports = _run_sim_seeds(todo, settings, jobs, as_json)
     summary = summarize(reports, settings, time.perf_counter() - started)
     if not as_json:
-        bad = len(summary["violations"])
-        totals = summary["totals"]
-        click.echo(
-            f"{summary['seeds']} seed{'s' * (summary['seeds'] != 1)}, {nodes} nodes, {steps} steps: "
-            f"{bad} violation{'s' * (bad != 1)}; {totals['leaders_elected']} leaders elected, "
-            f"{totals['acknowledged']} commands acknowledged ({totals['session_acknowledged']} in sessions, "
-            f"each applied exactly once), {totals['reads_served']} reads served, {totals['ticks']} ticks "
-            f"in {summary['seconds']:.1f} s"
-        )
-        for v in summary["violations"]:
-            click.echo(f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}")
+        for line in summary_lines(summary, nodes, steps):
+            click.echo(line)
     bad = len(summary["violations"])
     finish(as_json, summary, EXIT_REFUSED if bad else EXIT_OK, f"{bad} seed(s) violated a safety invariant")
+
+
+def _run_sim_seeds(todo: Iterable[int], settings: Any, jobs: int | None, as_json: bool) -> list[Any]:
+    """Run the seeds; a violation is told on stderr as it is found, and on a terminal a counter
+    of seeds done is kept up to date there."""
+    import sys
+
+    from .simulate import run_seeds
+
+    todo = list(todo)
+    progress = sys.stderr.isatty() and len(todo) > 1
+    reports = []
+    for report in run_seeds(todo, settings, jobs=jobs):
+        reports.append(report)
+        if progress:
+            click.echo(f"\r{len(reports)}/{len(todo)} seeds", err=True, nl=len(reports) == len(todo))
+        if not report.ok and not as_json:
+            click.echo(f"seed {report.seed}: VIOLATION of {report.violation}: {report.detail}", err=True)
+            click.echo(f"  replay: {report.replay_command()}", err=True)
+    return reports
 
 
 # -- running domain coroutines ---------------------------------------------------------------------

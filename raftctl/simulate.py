@@ -81,3 +81,18 @@ def summarize(reports: list[RunReport], settings: SimSettings, seconds: float) -
         },
         "seconds": round(seconds, 2),
     }
+
+
+def summary_lines(summary: dict, nodes: int, steps: int) -> list[str]:
+    """The human verdict of ``summarize``: one line of totals, then one line per violation."""
+    bad = len(summary["violations"])
+    totals = summary["totals"]
+    lines = [
+        f"{summary['seeds']} seed{'s' * (summary['seeds'] != 1)}, {nodes} nodes, {steps} steps: "
+        f"{bad} violation{'s' * (bad != 1)}; {totals['leaders_elected']} leaders elected, "
+        f"{totals['acknowledged']} commands acknowledged ({totals['session_acknowledged']} in sessions, "
+        f"each applied exactly once), {totals['reads_served']} reads served, {totals['ticks']} ticks "
+        f"in {summary['seconds']:.1f} s"
+    ]
+    lines += [f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}" for v in summary["violations"]]
+    return lines

@@ -37,7 +37,6 @@ ALLOWED = {
     # The segmented disk log (its recovery now in functions of its own; the class still to split).
     "raftnode/storage/disk.py::DiskStorage",
     # raftctl commands and tools (owned by the client/CLI work of issue 13).
-    "raftctl/cli.py::sim",
     "raftctl/bench.py::LoadGenerator",
     "raftctl/bench.py::LoadGenerator._session",
     "raftctl/linearizability/checker.py::_Search.run",

@@ -69,3 +69,27 @@ def test_sim_disk_faults_injects_them_and_says_so_in_json_and_replay():
     disk_kinds = {"torn write", "lost unsynced writes", "fsync failed", "disk full", "corrupt record", "older copy"}
     assert disk_kinds & set(doc["totals"]["faults"])
     assert run_seed(0, nodes=5, steps=10, disk_faults=True).replay_command().endswith("--disk-faults --trace")
+
+
+def test_sim_on_a_terminal_counts_the_seeds_done_on_stderr(monkeypatch):
+    """Progress (issue 17): on a terminal, stderr carries 'done/total seeds', ending with a newline."""
+    import io
+    import sys
+
+    from raftctl.cli import _run_sim_seeds
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    settings = simulate.SimSettings(nodes=3, steps=100, pre_vote=True, check_quorum=True, membership=False,
+                                    disk_faults=False)
+    reports = _run_sim_seeds(range(3), settings, 1, as_json=False)
+    assert [r.seed for r in reports] == [0, 1, 2] and all(r.ok for r in reports)
+    assert terminal.getvalue() == "\r1/3 seeds\r2/3 seeds\r3/3 seeds\n"
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    _run_sim_seeds(range(2), settings, 1, as_json=False)
+    assert piped.getvalue() == ""  # piped: no counter
