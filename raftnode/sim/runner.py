@@ -137,17 +137,23 @@ def run_seed(
         report.violation, report.detail = exc.invariant, exc.detail
     except AssertionError as exc:  # SafetyViolation raised inside a core
         report.violation, report.detail = "core assertion", str(exc)
-    report.ticks = cluster.now
-    report.leaders = len(cluster.checker.leaders)
-    report.max_term = max(cluster.checker.leaders, default=0)
-    report.commit_index = max(cluster.checker.committed, default=0)
-    report.commands = len(cluster.requests)
-    report.acknowledged = len(cluster.checker.acked)
-    report.session_commands = clients.stats["commands"]
-    report.session_acknowledged = cluster.checker.session_acked
-    report.reads_served = cluster.checker.reads_served
-    report.trace = cluster.trace
+    _count_outcomes(report, cluster, clients)
     return report
+
+
+def _count_outcomes(report: RunReport, cluster: SimCluster, clients: SimClients) -> None:
+    """Fill ``report``'s totals from a finished run."""
+    checker = cluster.checker
+    report.ticks = cluster.now
+    report.leaders = len(checker.leaders)
+    report.max_term = max(checker.leaders, default=0)
+    report.commit_index = max(checker.committed, default=0)
+    report.commands = len(cluster.requests)
+    report.acknowledged = len(checker.acked)
+    report.session_commands = clients.stats["commands"]
+    report.session_acknowledged = checker.session_acked
+    report.reads_served = checker.reads_served
+    report.trace = cluster.trace
 
 
 class _Schedule:
