@@ -94,6 +94,7 @@ from .core.raft import Raft, RaftConfig
 from .core.readindex import ReadState
 from .core.ready import Ready, Role
 from .driver import drive, lead_without_disk
+from .eventbus import EventBus, NodeEvent
 from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
 from .storage import DiskFailure, Storage, StorageError
@@ -103,19 +104,6 @@ log = logging.getLogger("raftnode")
 
 _TICK, _MESSAGE, _CALL, _SNAPSHOT = range(4)
 _TICK_ITEM = (_TICK, None, None)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeEvent:
-    """Something that happened on a node, for event handlers, the events stream and logs."""
-
-    time: float
-    node: str
-    kind: str
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,9 +330,6 @@ class RaftNode:
         self._high_water = 4 * max_batch  # proposals_backlogged() above this
         self._serve_task: Any = None  # the node's task while it waits for input
         self._room = trio.lowlevel.ParkingLot()  # endpoints waiting for proposals to drain
-        self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
-        self._handlers: list[Callable[[NodeEvent], None]] = []
-        self._recent_events: deque[NodeEvent] = deque(maxlen=200)
         self._cancel_scope: trio.CancelScope | None = None
         self._synced_vote: tuple[int, str | None] | None = None
         self._thread_storage = getattr(storage, "needs_thread", True)
@@ -379,6 +364,7 @@ class RaftNode:
             "turn_max_ms": 0, "turns_over_50ms": 0,
             "fsync_max_ms": 0, "keepalive_heartbeats": 0, "ticker_wakeups": 0, "disk_full": 0,
         }
+        self._events = EventBus(self.id, self.stats)  # start, stop, disk, elections, transfers ...
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -431,8 +417,7 @@ class RaftNode:
                 if self._disk_thread is not None:
                     self._disk_thread.close()
                 self._emit("stop", "stopped")
-                for channel in self._subscribers:
-                    channel.close()
+                self._events.close()
 
     def _fail_waiters(self, error: BaseException) -> None:
         """Answer everyone waiting on the node's task (calls, snapshots, membership changes)."""
@@ -682,18 +667,14 @@ class RaftNode:
 
     def add_event_handler(self, handler: Callable[[NodeEvent], None]) -> None:
         """Call ``handler(event)`` for every event (from the node's task: keep it quick)."""
-        self._handlers.append(handler)
+        self._events.add_handler(handler)
 
     def subscribe(self, max_buffer: int = 1000) -> trio.MemoryReceiveChannel[NodeEvent]:
         """A channel of events from now on (recent ones first); a slow reader loses events, not the node."""
-        send, receive = trio.open_memory_channel[NodeEvent](max_buffer)
-        for event in self._recent_events:
-            send.send_nowait(event)
-        self._subscribers.append(send)
-        return receive
+        return self._events.subscribe(max_buffer)
 
     def recent_events(self) -> list[NodeEvent]:
-        return list(self._recent_events)
+        return self._events.recent()
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -1273,19 +1254,7 @@ class RaftNode:
                 self._last_commit_event = (raft.commit, now)
 
     def _emit(self, kind: str, detail: str) -> None:
-        event = NodeEvent(time=time.time(), node=self.id, kind=kind, detail=detail)
-        self._recent_events.append(event)
-        log.info("%s %s: %s", self.id, kind, detail)
-        for handler in self._handlers:
-            handler(event)
-        for channel in list(self._subscribers):
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                self.stats["events_dropped"] += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(channel)
-
+        self._events.emit(kind, detail)
 
 def _summary(state_machine: StateMachine) -> dict[str, Any]:
     summary = getattr(state_machine, "summary", None)
