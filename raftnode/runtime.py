@@ -87,7 +87,7 @@ import trio
 
 from .apply import Applier
 from .core.commands import CommandResult, CommandTracker
-from .core.errors import MembershipError, RaftError
+from .core.errors import RaftError
 from .core.messages import Entry, EntryKind, Message
 from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
@@ -95,6 +95,7 @@ from .core.readindex import ReadState
 from .core.ready import Ready, Role
 from .driver import drive, lead_without_disk
 from .eventbus import EventBus, NodeEvent
+from .waiters import Callback, MembershipWaiters, Waiter
 from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
 from .storage import DiskFailure, Storage, StorageError
@@ -137,36 +138,6 @@ DISK_FULL_RETRY_SECONDS = 1.0
 
 class _DiskFull(Exception):
     """This turn's write hit a full disk: its entries and hard state are dropped, never advanced."""
-
-
-class _Waiter:
-    """Where ``_serve`` leaves the answer for a caller waiting on the inbox."""
-
-    __slots__ = ("event", "result", "error")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def set(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self.event.set()
-
-
-class _Callback:
-    """A waiter that calls ``fn(result)`` instead of waking a task (``submit_command``): once."""
-
-    __slots__ = ("fn", "done")
-
-    def __init__(self, fn: Callable[[CommandResult], None]) -> None:
-        self.fn = fn
-        self.done = False
-
-    def set(self, result: Any = None, error: BaseException | None = None) -> None:
-        if not self.done:
-            self.done = True
-            self.fn(result)
 
 
 class _DiskThread:
@@ -318,7 +289,7 @@ class RaftNode:
         self._bytes_since_snapshot = 0
         self.raft: Raft | None = None
         self._rng = rng or random.Random()
-        self._tracker: CommandTracker[_Waiter] = CommandTracker()
+        self._tracker: CommandTracker[Waiter] = CommandTracker()
         if max_batch < 1 or inbox_size < 1:
             raise ValueError("max_batch and inbox_size must be positive")
         self._urgent: deque[tuple] = deque()  # (kind, payload, waiter): peer messages, ticks, calls
@@ -338,9 +309,9 @@ class RaftNode:
         self._last_commit_event: tuple[int, float] | None = None  # (commit index, trio time) of the last commit event
         self._started = trio.Event()
         self._running = False
-        self._snapshot_waiters: list[_Waiter] = []
+        self._snapshot_waiters: list[Waiter] = []
         # submit_command deadlines, in submission order per timeout (so each queue is sorted).
-        self._deadlines: dict[int, deque[tuple[float, _Callback]]] = {}  # timeout in ticks -> (deadline, caller)
+        self._deadlines: dict[int, deque[tuple[float, Callback]]] = {}  # timeout in ticks -> (deadline, caller)
         self._next_deadline = math.inf  # the earliest deadline at the queues' fronts (_expire keeps it)
         self._flush_handlers: list[Callable[[], None]] = []
         self._ports = _NodePorts(self)  # what the shared Ready loop (raftnode.driver) calls
@@ -353,7 +324,7 @@ class RaftNode:
         self._contexts = contexts
         self._configuration: Configuration | None = None
         self._configuration_handlers: list[Callable[[Configuration], None]] = []
-        self._membership_waiters: list[tuple[Callable[[Raft], str | None], _Waiter, float, str]] = []
+        self._membership_waiters = MembershipWaiters()  # add_node / remove_node callers
         self._disk_failed = False
         self._disk_full_since: float | None = None  # waiting for space (see _persist)
         self._disk_retry_at = 0.0
@@ -428,9 +399,7 @@ class RaftNode:
         for waiter in self._snapshot_waiters:
             waiter.set(error=error)
         self._snapshot_waiters = []
-        for _, waiter, _, _ in self._membership_waiters:
-            waiter.set(error=error)
-        self._membership_waiters = []
+        self._membership_waiters.fail(error)
 
     def stop(self) -> None:
         """Stop serving: ``run`` returns once the last fsync finished."""
@@ -467,7 +436,7 @@ class RaftNode:
     async def _wait(
         self, proposal: tuple[str | None, bytes | None, EntryKind] | CommandResult, timeout: float
     ) -> CommandResult:
-        waiter = _Waiter()
+        waiter = Waiter()
         refused = self._put_proposal(proposal, waiter)
         if refused is not None:
             return refused
@@ -501,7 +470,7 @@ class RaftNode:
         on_result: Callable[[CommandResult], None],
         timeout: float,
     ) -> None:
-        callback = _Callback(on_result)
+        callback = Callback(on_result)
         refused = self._put_proposal(proposal, callback)
         if refused is not None:
             callback.set(refused)
@@ -539,7 +508,7 @@ class RaftNode:
         return command, encode_session_command(session, time.time(), data), EntryKind.SESSION
 
     def _put_proposal(
-        self, proposal: tuple[str | None, bytes | None, EntryKind] | CommandResult, waiter: _Waiter | _Callback
+        self, proposal: tuple[str | None, bytes | None, EntryKind] | CommandResult, waiter: Waiter | Callback
     ) -> CommandResult | None:
         """Queue ``proposal`` for the node's task; or the answer at once when it is one already,
         the node is not running, or the inbox is full."""
@@ -603,18 +572,7 @@ class RaftNode:
 
     async def _wait_membership(self, check: Callable[[Raft], str | None], timeout: float, pending: str) -> None:
         self._check_running()
-        waiter = _Waiter()
-        entry = (check, waiter, trio.current_time() + timeout, f"{pending} after {timeout:g} s")
-        self._membership_waiters.append(entry)
-        try:
-            await waiter.event.wait()
-        finally:
-            if entry in self._membership_waiters:  # cancelled: stop checking for it
-                self._membership_waiters.remove(entry)
-        if waiter.error is not None:
-            raise waiter.error
-        if waiter.result:
-            raise MembershipError(waiter.result)
+        await self._membership_waiters.wait(check, timeout, pending)
 
     def add_configuration_handler(self, handler: Callable[[Configuration], None]) -> None:
         """Call ``handler(configuration)`` now (if running) and whenever this node's configuration changes."""
@@ -625,7 +583,7 @@ class RaftNode:
     async def take_snapshot(self) -> int:
         """Snapshot the state machine now and compact the log; returns the snapshot's index once durable."""
         self._check_running()
-        waiter = _Waiter()
+        waiter = Waiter()
         self._put_urgent((_SNAPSHOT, None, waiter))
         await waiter.event.wait()
         if waiter.error is not None:
@@ -708,7 +666,7 @@ class RaftNode:
     async def _call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in the task that owns the core; return its result or raise its error."""
         self._check_running()
-        waiter = _Waiter()
+        waiter = Waiter()
         self._put_urgent((_CALL, fn, waiter))
         await waiter.event.wait()
         if waiter.error is not None:
@@ -889,18 +847,7 @@ class RaftNode:
         if raft.configuration is not self._configuration:
             self._configuration_seen()
         if self._membership_waiters:
-            now = trio.current_time()
-            pending = []
-            for item in self._membership_waiters:
-                check, waiter, deadline, late = item
-                verdict = check(raft)
-                if verdict is not None:
-                    waiter.set(verdict)
-                elif now >= deadline:
-                    waiter.set(error=TimeoutError(late))
-                else:
-                    pending.append(item)
-            self._membership_waiters = pending
+            self._membership_waiters.check(raft, trio.current_time())
         if raft.removed and self._running:
             self._emit("removed", "this node was removed from the cluster: stopping")
             self.stop()
@@ -941,7 +888,7 @@ class RaftNode:
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 waiter.set(error=exc)
 
-    def _propose(self, raft: Raft, command: str | None, data: bytes | None, kind: EntryKind, waiter: _Waiter) -> None:
+    def _propose(self, raft: Raft, command: str | None, data: bytes | None, kind: EntryKind, waiter: Waiter) -> None:
         if data is None:
             assert command is not None
             self._ask_read_index(raft, command, waiter)
