@@ -95,6 +95,7 @@ from .core.readindex import ReadState
 from .core.ready import Ready, Role
 from .driver import drive, lead_without_disk
 from .eventbus import EventBus, NodeEvent
+from .readserver import ReadServer
 from .waiters import Callback, MembershipWaiters, Waiter
 from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
@@ -220,8 +221,8 @@ class _NodePorts:
         node = self._node
         if reads:
             node._reads_answered(reads)
-        if node._reads_due:
-            node._serve_reads()
+        if node._reads is not None and node._reads.due:
+            node._reads.serve()
 
     async def advanced(self) -> None:
         node = self._node
@@ -279,10 +280,8 @@ class RaftNode:
         self.transport = transport
         self.applier = Applier(state_machine, max_attempts=max_apply_attempts, sessions=sessions)
         self._validate = getattr(state_machine, "validate", None)  # refuses unparsable commands before the log
-        self._query = getattr(state_machine, "query", None)  # the read-only path of linearizable reads
-        self._read_ids = 0  # the last token handed to Raft.read_index
-        self._reads_asked: dict[int, tuple[str, Any]] = {}  # token -> (command, waiter), until the core answers
-        self._reads_due: deque[tuple[int, str, Any]] = deque()  # (read index, command, waiter), until applied
+        query = getattr(state_machine, "query", None)  # the read-only path of linearizable reads
+        self._reads = ReadServer(self.applier, query) if query is not None else None  # None: reads go through the log
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
         self.snapshot_bytes = snapshot_bytes
@@ -375,7 +374,8 @@ class RaftNode:
                 waiter[0].set(CommandResult(retry=True))
             while self._proposals:
                 self._proposals.popleft()[3].set(CommandResult(retry=True))
-            self._refuse_reads(CommandResult(retry=True))
+            if self._reads is not None:
+                self._reads.refuse(CommandResult(retry=True))
             self._fail_waiters(NodeNotRunning(f"node {self.id} stopped"))
             self._room.unpark_all()
             try:
@@ -490,7 +490,7 @@ class RaftNode:
         """The proposal of the read ``command``: no data (served by ReadIndex) when the state machine
         has a read-only ``query``, else a plain command through the log."""
         proposal = self._enqueue(command, None)
-        if self._query is None or isinstance(proposal, CommandResult):
+        if self._reads is None or isinstance(proposal, CommandResult):
             return proposal
         return command, None, EntryKind.COMMAND
 
@@ -889,9 +889,9 @@ class RaftNode:
                 waiter.set(error=exc)
 
     def _propose(self, raft: Raft, command: str | None, data: bytes | None, kind: EntryKind, waiter: Waiter) -> None:
-        if data is None:
-            assert command is not None
-            self._ask_read_index(raft, command, waiter)
+        if data is None:  # a read: enqueued without data only with a ReadServer (_enqueue_read)
+            assert command is not None and self._reads is not None
+            self._reads.ask(raft, command, waiter)
             return
         validate = self._validate
         if self._disk_full_since is not None and raft.role is Role.LEADER:
@@ -1075,8 +1075,8 @@ class RaftNode:
             )
             if answer is not None:
                 answer[0].set(answer[1])
-        if self._reads_due:
-            self._serve_reads()
+        if self._reads is not None and self._reads.due:
+            self._reads.serve()
         if failure is None:
             return
         if failure.halted:
@@ -1095,61 +1095,10 @@ class RaftNode:
 
     # -- linearizable reads (§6.4) -----------------------------------------------------------------
 
-    def _ask_read_index(self, raft: Raft, command: str, waiter: Any) -> None:
-        self._read_ids += 1
-        try:
-            raft.read_index(self._read_ids)
-        except RaftError as exc:
-            waiter.set(CommandResult.from_refusal(exc))
-            return
-        self._reads_asked[self._read_ids] = (command, waiter)
-
     def _reads_answered(self, states: Sequence[ReadState]) -> None:
-        """The core's answers: a read index to wait for, or a refusal (redirect or retry)."""
-        raft = self.raft
-        assert raft is not None
-        for state in states:
-            asked = self._reads_asked.pop(state.request, None)
-            if asked is None:
-                continue  # answered already (the node is stopping)
-            command, waiter = asked
-            if state.index is None:
-                waiter.set(CommandResult.not_leader_any_more(raft.leader))
-            else:
-                self._reads_due.append((state.index, command, waiter))
-
-    def _serve_reads(self) -> None:
-        """Answer the reads whose read index the state machine has applied, in order, from ``query``."""
-        due, applier, query = self._reads_due, self.applier, self._query
-        assert query is not None
-        if applier.halted is not None:  # the state will never catch up: say so rather than wait
-            answer = CommandResult(error=f"apply halted at index {applier.halted.index}: no reads served")
-            while due:
-                due.popleft()[2].set(answer)
-            return
-        applied = applier.applied_index
-        answers: dict[tuple[str, int], CommandResult] = {}  # the state does not change between these reads
-        while due and due[0][0] <= applied:
-            index, command, waiter = due.popleft()
-            answer = answers.get((command, index))
-            if answer is None:
-                try:
-                    answer = CommandResult(result=query(command), index=index)
-                except CommandError as exc:
-                    answer = CommandResult(error=str(exc), index=index)
-                except Exception as exc:  # noqa: BLE001 - a failing read is the caller's answer, never the node's end
-                    answer = CommandResult(error=f"query failed: {type(exc).__name__}: {exc}", index=index)
-                answers[command, index] = answer
-            waiter.set(answer)
-
-    def _refuse_reads(self, answer: CommandResult) -> None:
-        """Answer every read still waiting for its index or its apply (the node stops)."""
-        for _, waiter in self._reads_asked.values():
-            waiter.set(answer)
-        for _, _, waiter in self._reads_due:
-            waiter.set(answer)
-        self._reads_asked.clear()
-        self._reads_due.clear()
+        """The core's answers to reads asked of it (only asked when there is a ReadServer)."""
+        assert self._reads is not None and self.raft is not None
+        self._reads.answered(states, self.raft.leader)
 
     # -- snapshots -----------------------------------------------------------------------------
 
