@@ -96,6 +96,7 @@ from .core.ready import Ready, Role
 from .driver import drive, lead_without_disk
 from .eventbus import EventBus, NodeEvent
 from .readserver import ReadServer
+from .snapshotpolicy import SnapshotPolicy
 from .waiters import Callback, MembershipWaiters, Waiter
 from .sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from .statemachines import CommandError, StateMachine
@@ -203,7 +204,7 @@ class _NodePorts:
         node = self._node
         if ready.snapshot is not None:
             node.applier.restore(ready.snapshot[0].index, ready.snapshot[1])
-            node._bytes_since_snapshot = 0
+            node._snapshots.reset()
         if ready.committed:
             node._apply(ready.committed)
 
@@ -283,9 +284,7 @@ class RaftNode:
         query = getattr(state_machine, "query", None)  # the read-only path of linearizable reads
         self._reads = ReadServer(self.applier, query) if query is not None else None  # None: reads go through the log
         self.tick_seconds = tick_seconds
-        self.snapshot_every = snapshot_every
-        self.snapshot_bytes = snapshot_bytes
-        self._bytes_since_snapshot = 0
+        self._snapshots = SnapshotPolicy(snapshot_every, snapshot_bytes)
         self.raft: Raft | None = None
         self._rng = rng or random.Random()
         self._tracker: CommandTracker[Waiter] = CommandTracker()
@@ -1060,7 +1059,7 @@ class RaftNode:
 
     def _apply(self, committed: Sequence[Entry]) -> None:
         self.applier.submit(committed)
-        self._bytes_since_snapshot += sum(len(entry.data) for entry in committed)
+        self._snapshots.applied(committed)
         if self._apply_retry_at is None:  # a failed entry waits for its retry tick
             self._run_applier()
 
@@ -1103,19 +1102,14 @@ class RaftNode:
     # -- snapshots -----------------------------------------------------------------------------
 
     def _snapshot_due(self, raft: Raft) -> bool:
-        if self.applier.applied_index <= raft.log.offset:
-            return False
-        entries = self.applier.applied_index - raft.log.offset
-        return (self.snapshot_every is not None and entries >= self.snapshot_every) or (
-            self.snapshot_bytes is not None and self._bytes_since_snapshot >= self.snapshot_bytes
-        )
+        return self._snapshots.due(self.applier.applied_index, raft.log.offset)
 
     def _compact(self) -> tuple[Any, bytes]:
         raft = self.raft
         assert raft is not None
         data = self.applier.snapshot()
         meta = raft.compact(self.applier.applied_index, data)
-        self._bytes_since_snapshot = 0
+        self._snapshots.reset()
         return meta, data
 
     async def _disk_snapshot(self, snapshot: tuple[Any, bytes]) -> None:
