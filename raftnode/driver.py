@@ -90,6 +90,14 @@ async def drive(raft: Raft, ports: ReadyPorts, step: ReadyStep | None = None) ->
     return True
 
 
+def hand_over(raft: Raft) -> None:
+    """A leader whose disk is full hands leadership to its most caught-up follower (§3.10),
+    unless a transfer is under way; called after its failed write and on each turn after."""
+    target = raft.most_caught_up_follower()
+    if target is not None and raft.transferee is None:
+        raft.transfer_leadership(target)
+
+
 def lead_without_disk(raft: Raft, ports: ReadyPorts) -> None:
     """One turn of a leader whose disk is full, while it hands leadership over: only what
     promises nothing about its own disk leaves (``SENT_WITHOUT_LEADER_DISK``); it applies and

@@ -93,7 +93,7 @@ from .core.quorum import Configuration
 from .core.raft import Raft, RaftConfig
 from .core.readindex import ReadState
 from .core.ready import Ready, Role
-from .driver import drive, lead_without_disk
+from .driver import drive, hand_over, lead_without_disk
 from .eventbus import EventBus, NodeEvent
 from .readserver import ReadServer
 from .snapshotpolicy import SnapshotPolicy
@@ -993,12 +993,7 @@ class RaftNode:
         unpersisted here (a majority of the others may still commit them). Leadership goes to the
         most caught-up follower; meanwhile ``_propose`` refuses commands with a retry."""
         self._emit("disk", "disk full at the leader: taking no commands, handing leadership over")
-        self._hand_over(raft)
-
-    def _hand_over(self, raft: Raft) -> None:
-        target = raft.most_caught_up_follower()
-        if target is not None and raft.transferee is None:
-            raft.transfer_leadership(target)
+        hand_over(raft)
 
     def _while_disk_full(self, raft: Raft) -> None:
         """A turn while the disk is full. A leader leads on without its disk until the hand-over
@@ -1010,7 +1005,7 @@ class RaftNode:
                 for waiter, result in self._tracker.leadership_lost(raft.leader):
                     waiter.set(result)
             return
-        self._hand_over(raft)
+        hand_over(raft)
         lead_without_disk(raft, self._ports)
 
     def _leave_disk_full(self) -> None:

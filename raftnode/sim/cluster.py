@@ -33,7 +33,7 @@ from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
 from ..core.readindex import ReadState
 from ..core.ready import HardState, Ready, Role
-from ..driver import ReadyStep, drive, lead_without_disk, run_to_completion
+from ..driver import ReadyStep, drive, hand_over, lead_without_disk, run_to_completion
 from ..sessions import SessionStamp, SessionTable, encode_register, encode_session_command
 from ..statemachines import CommandError, Counter, StateMachine
 from .invariants import COMPACTED, InvariantChecker
@@ -297,7 +297,7 @@ class SimCluster:
     def fill_disk(self, node_id: str, full: bool = True) -> None:
         """The node's disk is full (or has room again). Like the runtime, a full follower stays up
         and drops each write unacknowledged and unadvanced (its core hands it out again later); a
-        full leader stays up too, refuses commands and hands over (``_hand_over``, ``driver.lead_without_disk``); a
+        full leader stays up too, refuses commands and hands over (``driver.hand_over``, ``driver.lead_without_disk``); a
         node installing a snapshot stops."""
         node = self.node(node_id)
         node.disk_full = full
@@ -626,11 +626,11 @@ class SimCluster:
         raft = node.raft
         assert raft is not None and node.applier is not None
         if node.leading_without_disk and node.disk_full and raft.role is Role.LEADER:
-            self._hand_over(node)
+            hand_over(raft)
             lead_without_disk(raft, _SimPorts(self, node))  # as the runtime's _while_disk_full
         elif not run_to_completion(drive(raft, _SimPorts(self, node), self.ready_step)):
             if node.leading_without_disk and node.raft is not None and raft.role is Role.LEADER:
-                self._hand_over(node)  # as the runtime's _step_aside
+                hand_over(raft)  # as the runtime's _step_aside
             return  # a write fault or a full disk dropped the Ready (see _persist_ready)
         if raft.removed:
             node.removed = True
@@ -658,14 +658,6 @@ class SimCluster:
             return False  # as the runtime does: the writes are dropped, never advanced
         self._persist(node, ready)
         return True
-
-    def _hand_over(self, node: SimNode) -> None:
-        """A leader whose disk is full hands over to its most caught-up follower (as the runtime)."""
-        raft = node.raft
-        assert raft is not None
-        target = raft.most_caught_up_follower()
-        if target is not None and raft.transferee is None:
-            raft.transfer_leadership(target)
 
     def _persist(self, node: SimNode, ready: Ready) -> None:
         disk = node.disk
