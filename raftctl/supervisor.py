@@ -249,37 +249,62 @@ def live_pids(config: ClusterConfig) -> dict[str, int]:
 # -- starting --------------------------------------------------------------------------------------
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago (bound to port 0, then closed)."""
-    sockets = [socket.socket() for _ in range(count)]
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def listening_port_range() -> range:
+    """Ports to pick listening ports from: the larger stretch of 10000-65535 outside the kernel's
+    ephemeral range, so an outgoing connection of another process (a node's peer link, a client)
+    can never take a port between the moment it was found free and the moment a node binds it."""
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        low, high = (int(word) for word in Path(EPHEMERAL_RANGE_FILE).read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    below, above = range(10_000, max(10_000, low)), range(min(high + 1, 65_536), 65_536)
+    return below if len(below) >= len(above) else above
+
+
+def _bindable(ports: Iterable[int]) -> bool:
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        try:
+            for port in ports:
+                stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int, *, attempts: int = 500) -> list[int]:
+    """``count`` distinct loopback ports, free a moment ago, from ``listening_port_range()``.
+
+    Raises:
+        RuntimeError: no such set found in ``attempts`` tries.
+    """
+    import random
+
+    pool = listening_port_range()
+    for _ in range(attempts):
+        ports = random.sample(pool, count)
+        if _bindable(ports):
+            return ports
+    raise RuntimeError("no free ports found")
 
 
 def free_base_port(nodes: int, *, attempts: int = 500) -> int:
     """A base port for ``raftctl init --base-port`` whose 2 * ``nodes`` loopback ports
-    (BASE+K and BASE+100+K) are all free now; tried at random in 20000-60000.
+    (BASE+K and BASE+100+K) are all free now, chosen at random in ``listening_port_range()``.
 
     Raises:
         RuntimeError: no such range found in ``attempts`` tries.
     """
-    import contextlib
     import random
 
+    pool = listening_port_range()
     for _ in range(attempts):
-        base = random.randrange(20_000, 60_000)
-        ports = [base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in ports:
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        base = random.randrange(pool.start, pool.stop - 100 - nodes)
+        if _bindable([base + k for k in range(1, nodes + 1)] + [base + 100 + k for k in range(1, nodes + 1)]):
             return base
     raise RuntimeError("no free port range found")
 

@@ -203,6 +203,21 @@ def test_ports_in_use_are_found_and_named(config_path: Path) -> None:
             supervisor.check_ports(config, config.node_ids)
 
 
+def test_listening_ports_are_picked_outside_the_kernels_ephemeral_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outgoing connection takes an ephemeral port; a node's port picked there can be stolen
+    between the search and the bind (a drill once failed with EADDRINUSE on 54940)."""
+    ranges = tmp_path / "ip_local_port_range"
+    monkeypatch.setattr(supervisor, "EPHEMERAL_RANGE_FILE", str(ranges))
+    for low, high in ((32768, 60999), (15000, 60999), (49152, 65535)):
+        ranges.write_text(f"{low}\t{high}\n")
+        pool = supervisor.listening_port_range()
+        assert len(pool) > 4000 and not set(pool) & set(range(low, high + 1)), (low, high, pool)
+        ports = supervisor.free_ports(10)
+        base = supervisor.free_base_port(5)
+        assert len(set(ports)) == 10 and all(port in pool for port in ports)
+        assert base + 1 in pool and base + 105 in pool
+
+
 def test_log_tail_shows_only_the_latest_run(config_path: Path) -> None:
     config = load_config(config_path)
     paths = supervisor.StatePaths.of(config)
