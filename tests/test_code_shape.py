@@ -36,8 +36,6 @@ ALLOWED = {
     # raftctl commands and tools (owned by the client/CLI work of issue 13).
     "raftctl/bench.py::LoadGenerator",
     "raftctl/bench.py::LoadGenerator._session",
-    "raftctl/linearizability/checker.py::_Search.run",
-    "raftctl/linearizability/generate.py::linearizable_history",
 }
 
 
