@@ -31,17 +31,22 @@ class NetworkFaults:
             yield a, other
             yield other, a
 
+    def _set(self, a: str, b: str | None, what: str, **faults: object) -> None:
+        """Set ``faults`` (LinkFaults fields) on both directions of the links between ``a`` and
+        ``b`` (all of ``a``'s if None), and trace ``what``."""
+        for src, dst in self._links(a, b):
+            link = self.network.link(src, dst)
+            for name, value in faults.items():
+                setattr(link, name, value)
+        self._log(None, what)
+
     def cut(self, a: str, b: str) -> None:
         """Block both directions between ``a`` and ``b``."""
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).blocked = True
-        self._log(None, f"cut {a} <-> {b}")
+        self._set(a, b, f"cut {a} <-> {b}", blocked=True)
 
     def isolate(self, node_id: str) -> None:
         """Block every link of ``node_id``."""
-        for src, dst in self._links(node_id, None):
-            self.network.link(src, dst).blocked = True
-        self._log(None, f"isolate {node_id}")
+        self._set(node_id, None, f"isolate {node_id}", blocked=True)
 
     def partition(self, *groups: Sequence[str]) -> None:
         """Blockade semantics: nodes in different groups cannot talk; unnamed nodes form one more group."""
@@ -56,26 +61,19 @@ class NetworkFaults:
 
     def drop(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
         """Lose ``rate`` of the messages on the links between ``a`` and ``b`` (all of ``a``'s if None)."""
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).drop = rate
-        self._log(None, f"drop {rate:.0%} {a} <-> {b or '*'}")
+        self._set(a, b, f"drop {rate:.0%} {a} <-> {b or '*'}", drop=rate)
 
     def delay(self, a: str, b: str | None = None, ticks: int = 3, jitter: int = 0) -> None:
-        for src, dst in self._links(a, b):
-            faults = self.network.link(src, dst)
-            faults.delay, faults.jitter = ticks, jitter
-        self._log(None, f"delay {ticks}+{jitter} ticks {a} <-> {b or '*'}")
+        """Deliver messages on these links ``ticks`` later, plus a random jitter of up to ``jitter``."""
+        self._set(a, b, f"delay {ticks}+{jitter} ticks {a} <-> {b or '*'}", delay=ticks, jitter=jitter)
 
     def reorder(self, a: str, b: str | None = None, jitter: int = 3) -> None:
         """Deliver messages on these links out of order (random jitter of up to ``jitter`` ticks)."""
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).jitter = jitter
-        self._log(None, f"reorder (jitter {jitter}) {a} <-> {b or '*'}")
+        self._set(a, b, f"reorder (jitter {jitter}) {a} <-> {b or '*'}", jitter=jitter)
 
     def duplicate(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).duplicate = rate
-        self._log(None, f"duplicate {rate:.0%} {a} <-> {b or '*'}")
+        """Deliver ``rate`` of the messages on these links twice."""
+        self._set(a, b, f"duplicate {rate:.0%} {a} <-> {b or '*'}", duplicate=rate)
 
     def heal(self) -> None:
         """Remove every network fault (crashed nodes stay crashed)."""
