@@ -31,15 +31,9 @@ ALLOWED = {
     "raftnode/service.py::ClientService._serve",
     # Parsing a cluster file's [cluster] table.
     "raftnode/config.py::_Validator.cluster",
-    # The simulator's cluster and its per-seed driver.
-    "raftnode/sim/cluster.py::SimCluster",
-    # The segmented disk log (its recovery now in functions of its own; the class still to split).
-    "raftnode/storage/disk.py::DiskStorage",
     # raftctl commands and tools (owned by the client/CLI work of issue 13).
     "raftctl/bench.py::LoadGenerator",
     "raftctl/bench.py::LoadGenerator._session",
-    "raftctl/linearizability/checker.py::_Search.run",
-    "raftctl/linearizability/generate.py::linearizable_history",
 }
 
 

@@ -225,104 +225,125 @@ class _Search:
         self.best: list[int] = []
 
     def run(self) -> str:
+        """Search for a linearization; sets ``steps``, and ``exhausted`` when the budget ran out."""
+        return self._walk(_CallList(self.entries), _twins(self.entries))
+
+    def _walk(self, calls: _CallList, twin: list[int]) -> str:
         entries = self.entries
-        n = len(entries)
-        # A doubly linked list of 2n nodes after a head (0): node 1 + k is the k-th of the calls
-        # and returns in history order; a call node's ``match`` is its return node.
-        order = sorted([(e.call, 0, i) for i, e in enumerate(entries)] + [(e.ret, 1, i) for i, e in enumerate(entries)])
-        size = 2 * n + 1
-        nxt = list(range(1, size + 1))
-        nxt[-1] = -1
-        prv = list(range(-1, size - 1))
-        match = [0] * size
-        op_of = [0] * size
-        return_node = [0] * n
-        for node, (_, kind, i) in enumerate(order, start=1):
-            op_of[node] = i
-            if kind:
-                return_node[i] = node
-        for node, (_, kind, i) in enumerate(order, start=1):
-            if not kind:
-                match[node] = return_node[i]
+        nxt, match, op_of = calls.nxt, calls.match, calls.op_of
         fs = [e.op.f for e in entries]
         inputs = [e.input for e in entries]
         outputs = [e.output for e in entries]
-        # Operations with an unknown outcome and the same effect are interchangeable (their
-        # returns are all at the end): linearize them in invoke order only. ``twin[i]`` is the
-        # one before ``i``, or -1.
-        twin = [-1] * n
-        last_of: dict[tuple[str, Any], int] = {}
-        for i, e in enumerate(entries):
-            if e.output is _ANY:
-                twin[i] = last_of.get((fs[i], inputs[i]), -1)
-                last_of[(fs[i], inputs[i])] = i
-        apply = self.model.apply
-        any_output = _ANY
+        apply, any_output = self.model.apply, _ANY
         state = self.model.initial
         linearized = 0
         seen: set[tuple[int, Any]] = set()
-        calls: list[tuple[int, Any]] = []
-        max_steps = self.budget.steps if self.budget.steps is not None else float("inf")
-        deadline = None if self.budget.seconds is None else self.clock() + self.budget.seconds
-        max_memo = self.budget.memory_bytes // (n // 8 + 120)
+        chosen: list[tuple[int, Any]] = []  # (call node, state before it) of each operation linearized
+        max_steps, deadline, max_memo = self._limits(len(entries))
         steps = 0
         node = nxt[0]
         try:
             while nxt[0] != -1:
                 steps += 1
-                if steps > max_steps:
-                    self.exhausted = "steps"
+                if steps > max_steps or (deadline is not None and steps % _CLOCK_EVERY == 0 and self.clock() > deadline):
+                    self.exhausted = "steps" if steps > max_steps else "seconds"
                     return UNKNOWN
-                if deadline is not None and steps % _CLOCK_EVERY == 0 and self.clock() > deadline:
-                    self.exhausted = "seconds"
-                    return UNKNOWN
-                ret = match[node]
-                if ret:
+                if match[node]:
                     i = op_of[node]
-                    if twin[i] >= 0 and not (linearized >> twin[i]) & 1:
-                        node = nxt[node]
-                        continue
-                    output, new_state = apply(state, fs[i], inputs[i])
-                    wanted = outputs[i]
-                    if wanted is any_output or output == wanted:
-                        memo = (linearized | (1 << i), new_state)
-                        if memo not in seen:
-                            if len(seen) >= max_memo:
-                                self.exhausted = "memory"
-                                return UNKNOWN
-                            seen.add(memo)
-                            calls.append((node, state))
-                            state = new_state
-                            linearized = memo[0]
-                            # lift the call and its return out of the list
-                            nxt[prv[node]] = nxt[node]
-                            prv[nxt[node]] = prv[node]
-                            nxt[prv[ret]] = nxt[ret]
-                            if nxt[ret] != -1:
-                                prv[nxt[ret]] = prv[ret]
-                            node = nxt[0]
-                            continue
+                    if twin[i] < 0 or (linearized >> twin[i]) & 1:
+                        output, new_state = apply(state, fs[i], inputs[i])
+                        wanted = outputs[i]
+                        if wanted is any_output or output == wanted:
+                            memo = (linearized | (1 << i), new_state)
+                            if memo not in seen:
+                                if len(seen) >= max_memo:
+                                    self.exhausted = "memory"
+                                    return UNKNOWN
+                                seen.add(memo)
+                                chosen.append((node, state))
+                                state, linearized = new_state, memo[0]
+                                calls.lift(node)
+                                node = nxt[0]
+                                continue
                     node = nxt[node]
                     continue
                 # a return whose call is not linearized: undo the last choice
-                if not calls:
+                if not chosen:
                     return ANOMALY
-                if self.track and len(calls) > len(self.best):
-                    self.best = [op_of[c] for c, _ in calls]
-                node, state = calls.pop()
+                if self.track and len(chosen) > len(self.best):
+                    self.best = [op_of[c] for c, _ in chosen]
+                node, state = chosen.pop()
                 linearized &= ~(1 << op_of[node])
-                ret = match[node]
-                nxt[prv[ret]] = ret
-                if nxt[ret] != -1:
-                    prv[nxt[ret]] = ret
-                nxt[prv[node]] = node
-                prv[nxt[node]] = node
-                node = nxt[node]
+                node = calls.put_back(node)
             if self.track:
-                self.best = [op_of[c] for c, _ in calls]
+                self.best = [op_of[c] for c, _ in chosen]
             return OK
         finally:
             self.steps = steps
+
+    def _limits(self, n: int) -> tuple[float, float | None, int]:
+        """The most steps, the clock's deadline (if any) and the most memo entries the budget allows."""
+        budget = self.budget
+        max_steps = budget.steps if budget.steps is not None else float("inf")
+        deadline = None if budget.seconds is None else self.clock() + budget.seconds
+        return max_steps, deadline, budget.memory_bytes // (n // 8 + 120)
+
+
+class _CallList:
+    """A doubly linked list of 2n nodes after a head (0): node 1 + k is the k-th of the calls and
+    returns in history order; a call node's ``match`` is its return node (0 for a return node),
+    ``op_of`` the entry a node belongs to."""
+
+    def __init__(self, entries: Sequence[_Entry]) -> None:
+        n = len(entries)
+        order = sorted([(e.call, 0, i) for i, e in enumerate(entries)] + [(e.ret, 1, i) for i, e in enumerate(entries)])
+        size = 2 * n + 1
+        self.nxt = list(range(1, size + 1))
+        self.nxt[-1] = -1
+        self.prv = list(range(-1, size - 1))
+        self.match = [0] * size
+        self.op_of = [0] * size
+        return_node = [0] * n
+        for node, (_, kind, i) in enumerate(order, start=1):
+            self.op_of[node] = i
+            if kind:
+                return_node[i] = node
+        for node, (_, kind, i) in enumerate(order, start=1):
+            if not kind:
+                self.match[node] = return_node[i]
+
+    def lift(self, call: int) -> None:
+        """Take the call node and its return out of the list."""
+        nxt, prv, ret = self.nxt, self.prv, self.match[call]
+        nxt[prv[call]] = nxt[call]
+        prv[nxt[call]] = prv[call]
+        nxt[prv[ret]] = nxt[ret]
+        if nxt[ret] != -1:
+            prv[nxt[ret]] = prv[ret]
+
+    def put_back(self, call: int) -> int:
+        """Undo ``lift(call)``; returns the node after the call, where the search goes on."""
+        nxt, prv, ret = self.nxt, self.prv, self.match[call]
+        nxt[prv[ret]] = ret
+        if nxt[ret] != -1:
+            prv[nxt[ret]] = ret
+        nxt[prv[call]] = call
+        prv[nxt[call]] = call
+        return nxt[call]
+
+
+def _twins(entries: Sequence[_Entry]) -> list[int]:
+    """Operations with an unknown outcome and the same effect are interchangeable (their returns
+    are all at the end): linearize them in invoke order only. ``twin[i]`` is the one before
+    ``i``, or -1."""
+    twin = [-1] * len(entries)
+    last_of: dict[tuple[str, Any], int] = {}
+    for i, e in enumerate(entries):
+        if e.output is _ANY:
+            key = (e.op.f, e.input)
+            twin[i] = last_of.get(key, -1)
+            last_of[key] = i
+    return twin
 
 
 def _explain(key: str | None, ops: Sequence[Operation], model: Model, budget: Budget,

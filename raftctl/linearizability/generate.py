@@ -36,69 +36,88 @@ def linearizable_history(
     """Records (as ``history`` defines them) of ``operations`` operations by ``processes``
     clients; the key in use moves on every ``keys_every`` invocations, with the previous one
     still in use by operations in flight. ``set`` values are unique."""
-    records: list[dict[str, Any]] = []
-    states: dict[str, Any] = {}
-    pending: dict[int, _Pending] = {}
-    lost: list[_Pending] = []  # completed as info; may still take effect
-    invoked = 0
-    written = 0
-    clock = 0
+    clients = _Clients(rng, model, keys_every=keys_every, info_rate=info_rate, fail_rate=fail_rate)
+    while clients.invoked < operations or clients.pending:
+        clients.lost_take_effect()
+        process = rng.randrange(processes)
+        if process in clients.pending:
+            clients.progress(process)
+        elif clients.invoked < operations:
+            clients.invoke(process)
+    return clients.records
 
-    def emit(record: dict[str, Any]) -> None:
-        nonlocal clock
-        clock += rng.randint(1, 20)
-        record["time"] = clock / 1000
-        records.append(record)
 
-    def take_effect(op: _Pending) -> None:
+class _Clients:
+    """The simulated clients' shared state: the records so far, each key's value, what is in flight."""
+
+    def __init__(self, rng: random.Random, model: Model, *, keys_every: int, info_rate: float,
+                 fail_rate: float) -> None:
+        self.rng, self.model = rng, model
+        self.keys_every, self.info_rate, self.fail_rate = keys_every, info_rate, fail_rate
+        self.records: list[dict[str, Any]] = []
+        self.states: dict[str, Any] = {}
+        self.pending: dict[int, _Pending] = {}
+        self.lost: list[_Pending] = []  # completed as info; may still take effect
+        self.invoked = 0
+        self.written = 0
+        self.clock = 0
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.clock += self.rng.randint(1, 20)
+        record["time"] = self.clock / 1000
+        self.records.append(record)
+
+    def take_effect(self, op: _Pending) -> None:
         key = op.record["key"]
-        op.output, states[key] = model.apply(states.get(key, model.initial), op.record["f"], op.record["value"])
+        op.output, self.states[key] = self.model.apply(
+            self.states.get(key, self.model.initial), op.record["f"], op.record["value"])
         op.applied = True
 
-    def new_operation(process: int) -> dict[str, Any]:
-        nonlocal written
-        key = f"k{invoked // keys_every}"
+    def lost_take_effect(self) -> None:
+        """Some of the operations whose outcome was lost take effect now."""
+        for op in [op for op in self.lost if self.rng.random() < 0.05]:
+            self.lost.remove(op)
+            self.take_effect(op)
+
+    def invoke(self, process: int) -> None:
+        record = self._new_operation(process)
+        self.invoked += 1
+        self.pending[process] = _Pending(record)
+        self.emit(record)
+
+    def _new_operation(self, process: int) -> dict[str, Any]:
+        rng, model = self.rng, self.model
+        key = f"k{self.invoked // self.keys_every}"
         # kv keys hold the written strings here, which kv's incr refuses: leave incr to counters.
         f = rng.choice(sorted(model.functions - {"incr"} if "set" in model.functions else model.functions))
         value: Any = None
         if f in ("set", "cas"):
-            written += 1
-            new = f"v{written}"
+            self.written += 1
+            new = f"v{self.written}"
             if f == "set":
                 value = new
             else:
-                current = states.get(key, model.initial)
-                value = [current if rng.random() < 0.6 else rng.choice([None, f"v{rng.randint(1, written)}"]), new]
+                current = self.states.get(key, model.initial)
+                value = [current if rng.random() < 0.6 else rng.choice([None, f"v{rng.randint(1, self.written)}"]), new]
         elif f == "incr":
             value = rng.randint(1, 5)
         return {"type": "invoke", "process": process, "f": f, "key": key, "value": value}
 
-    while invoked < operations or pending:
-        for op in [op for op in lost if rng.random() < 0.05]:
-            lost.remove(op)
-            take_effect(op)
-        process = rng.randrange(processes)
-        op = pending.get(process)
-        if op is None:
-            if invoked < operations:
-                record = new_operation(process)
-                invoked += 1
-                pending[process] = _Pending(record)
-                emit(record)
-            continue
+    def progress(self, process: int) -> None:
+        """``process``'s operation fails, loses its outcome, takes effect or completes ok."""
+        op = self.pending[process]
         done = {"process": process, "f": op.record["f"], "key": op.record["key"]}
-        roll = rng.random()
-        if not op.applied and roll < fail_rate:
-            emit({"type": "fail", **done})
-        elif roll < fail_rate + info_rate:
-            emit({"type": "info", **done})
-            if not op.applied and rng.random() < 0.5:
-                lost.append(op)
+        roll = self.rng.random()
+        if not op.applied and roll < self.fail_rate:
+            self.emit({"type": "fail", **done})
+        elif roll < self.fail_rate + self.info_rate:
+            self.emit({"type": "info", **done})
+            if not op.applied and self.rng.random() < 0.5:
+                self.lost.append(op)
         elif not op.applied:
-            take_effect(op)
-            continue
+            self.take_effect(op)
+            return
         else:
             value = op.output if op.record["f"] != "set" else None
-            emit({"type": "ok", **done, "value": value})
-        del pending[process]
-    return records
+            self.emit({"type": "ok", **done, "value": value})
+        del self.pending[process]

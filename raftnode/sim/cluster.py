@@ -1,18 +1,19 @@
 """A deterministic cluster of Raft cores over the simulated network.
 
-The vocabulary of the scenario catalog: ``isolate``, ``cut``, ``drop``, ``delay``,
-``duplicate``, ``reorder``, ``crash``, ``restart``, ``heal``, ``tick``, ``stabilize``, plus
-``propose`` (a client's ``run_command``, in a session or not), ``register_session``, ``read`` (a
-ReadIndex query, §6.4), ``transfer``, ``add_node`` and ``remove_node``, and disk faults:
-``fail_next_write`` (DISK_WRITE_FAULTS), ``corrupt_record`` / ``repair_disk``, ``rewind_log`` and
-``replace_disk``. Session entries are stamped with the simulated time (ticks). A node
-added joins with no configuration of its own; a node that applies a committed configuration
-without itself stops, as the runtime does. After every input each node runs the runtime's own
-Ready loop (``raftnode.driver.drive``, in the order the core states in ``core/ready.py``) over
-simulated ports: a leader's appends leave before its persist and it applies before it, a
-follower acknowledges and applies only after. A crash throws away everything but the disk, and a
-write fault (``fail_next_write``) stops a node in the middle of a Ready's persist, after what the
-order let leave already left.
+:class:`SimCluster` runs the nodes, the clock and delivery, and answers what the scenarios ask
+(who leads, has it converged); its scenario verbs live in rooms of their own, mixed in: the
+clients' requests (``raftnode.sim.requests``: ``propose``, ``register_session``, ``read``),
+membership (``raftnode.sim.membership``: ``transfer``, ``add_node``, ``remove_node``), network
+faults (``raftnode.sim.netfaults``: ``isolate``, ``cut``, ``partition``, ``drop``, ``delay``,
+``duplicate``, ``reorder``, ``heal``) and disk faults (``raftnode.sim.diskfaults``:
+``fail_next_write``, ``fill_disk``, ``corrupt_record`` / ``repair_disk``, ``rewind_log``,
+``replace_disk``); plus ``crash``, ``restart``, ``tick`` and ``stabilize`` here. A node that
+applies a committed configuration without itself stops, as the runtime does. After every input
+each node runs the runtime's own Ready loop (``raftnode.driver.drive``, in the order the core
+states in ``core/ready.py``) over simulated ports (``raftnode.sim.shell``): a leader's appends
+leave before its persist and it applies before it, a follower acknowledges and applies only
+after. A crash throws away everything but the disk (``raftnode.sim.disk``), and a write fault
+stops a node in the middle of a Ready's persist, after what the order let leave already left.
 
 Every report is checked by :class:`InvariantChecker` as it happens, and ``check_step`` runs the
 per-step checks, so a violation surfaces at the step that caused it.
@@ -20,141 +21,30 @@ per-step checks, so a violation surfaces at the step that caused it.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
-from ..apply import Applier, ApplyFailure
+from ..apply import Applier
 from ..core.commands import CommandResult, CommandTracker
-from ..core.errors import RaftError
-from ..core.messages import Entry, EntryKind, Message, SnapshotMeta
-from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
-from ..core.readindex import ReadState
-from ..core.ready import HardState, Ready, Role
+from ..core.ready import Role
 from ..driver import ReadyStep, drive, hand_over, lead_without_disk, run_to_completion
-from ..sessions import SessionStamp, SessionTable, encode_register, encode_session_command
-from ..statemachines import CommandError, Counter, StateMachine
-from .invariants import COMPACTED, InvariantChecker
+from ..sessions import SessionTable
+from ..statemachines import Counter, StateMachine
+from .disk import DISK_WRITE_FAULTS, SimDisk
+from .diskfaults import DiskFaults
+from .invariants import InvariantChecker
+from .membership import Membership
+from .netfaults import NetworkFaults
 from .network import SimNetwork
+from .node import ClientRequest, SimNode
+from .requests import ClientRequests
+from .shell import SimPorts
+
+__all__ = ["DISK_WRITE_FAULTS", "ClientRequest", "SimCluster", "SimDisk", "SimNode"]
 
 
-@dataclass(eq=False)
-class ClientRequest:
-    """One ``run_command`` a simulated client made; ``result`` is set once it is answered."""
-
-    id: int
-    node: str
-    command: str
-    submitted: int
-    result: CommandResult | None = None
-    answered_at: int | None = None
-    lost: bool = False  # the node crashed before answering
-    session: SessionStamp | None = None  # the stamp of a session command
-    read: bool = False  # a ReadIndex query, not a log entry
-    floor: int = 0  # for a read: the highest index acknowledged when it was issued
-    deadline: int | None = None  # for a read: when it expires
-
-    @property
-    def done(self) -> bool:
-        return self.result is not None or self.lost
-
-
-@dataclass
-class SimDisk:
-    """What survives a crash: the hard state, the latest snapshot and the log after it."""
-
-    hard_state: HardState = field(default_factory=HardState)
-    entries: list[Entry] = field(default_factory=list)
-    snapshot: tuple[SnapshotMeta, bytes] | None = None
-    corrupt_at: int | None = None  # the index of a whole record whose checksum no longer matches
-
-    @property
-    def offset(self) -> int:
-        return self.snapshot[0].index if self.snapshot else 0
-
-    @property
-    def last_index(self) -> int:
-        return self.offset + len(self.entries)
-
-    def term(self, index: int) -> int | None:
-        """The term stored at ``index``: COMPACTED inside the snapshot, None past the end."""
-        offset = self.offset
-        if index > offset + len(self.entries) or index < 0:
-            return None
-        if index == offset:
-            return self.snapshot[0].term if self.snapshot else 0
-        if index < offset:
-            return COMPACTED
-        return self.entries[index - offset - 1].term
-
-    def holds(self, index: int, term: int) -> bool:
-        """The entry is on this disk, in the log or inside the snapshot (which holds only committed entries)."""
-        stored = self.term(index)
-        return stored == term or stored == COMPACTED or (index == self.offset and index > 0)
-
-    def write(self, entries: Sequence[Entry]) -> int | None:
-        """Append, truncating a conflicting suffix first; returns where it truncated, if it did."""
-        first = entries[0].index
-        truncated_from = first if first <= self.last_index else None
-        del self.entries[first - self.offset - 1 :]
-        self.entries.extend(entries)
-        return truncated_from
-
-    def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> int | None:
-        """Keep the snapshot and drop the log it covers (all of it if the entry at its index differs).
-
-        Returns the index the log was truncated from, if entries after the snapshot were dropped.
-        """
-        keep = self.term(meta.index) in (meta.term, COMPACTED)
-        dropped = None if keep or self.last_index <= meta.index else meta.index + 1
-        self.entries = [e for e in self.entries if e.index > meta.index] if keep else []
-        self.snapshot = (meta, data)
-        return dropped
-
-
-@dataclass(eq=False)
-class SimNode:
-    id: str
-    disk: SimDisk
-    bootstrap: tuple[str, ...] = ()  # the voters it starts with when its disk holds no configuration
-    removed: bool = False  # it applied a committed configuration without itself and stopped
-    raft: Raft | None = None
-    applier: Applier | None = None
-    tracker: CommandTracker[ClientRequest] = field(default_factory=CommandTracker)
-    incarnation: int = 0
-    apply_failures: list[ApplyFailure] = field(default_factory=list)
-    last_commit: int = 0
-    last_applied: int = 0
-    reads: dict[int, ClientRequest] = field(default_factory=dict)  # read id -> waiting for its ReadState
-    ready_reads: list[tuple[int, ClientRequest]] = field(default_factory=list)  # (read index, read) to serve
-    write_fault: str | None = None  # a disk fault armed to hit its next write (see DISK_WRITE_FAULTS)
-    disk_full: bool = False  # its writes fail for want of space (see SimCluster.fill_disk)
-    leading_without_disk: bool = False  # a leader whose write found the disk full (it refuses commands)
-    refused: str | None = None  # why it refuses to start (a corrupt disk): it stays down
-
-    @property
-    def alive(self) -> bool:
-        return self.raft is not None
-
-    def term_at(self, index: int) -> int | None:
-        """The term at ``index`` in the node's in-memory log (COMPACTED inside its snapshot)."""
-        assert self.raft is not None
-        log = self.raft.log
-        if index <= 0 or index > log.last_index:
-            return None
-        return COMPACTED if index < log.offset else log.term(index)
-
-
-# Faults that hit a node's next write, then stop it before it sends or acknowledges anything:
-# a torn write (a prefix of it reached the disk), unsynced writes lost at a crash (none did), a
-# failed fsync (an unknown prefix did: the node stops and never retries the same data, the
-# PostgreSQL fsync lesson), a full disk (the write failed: nothing did).
-DISK_WRITE_FAULTS = ("torn write", "lost unsynced writes", "fsync failed", "disk full")
-
-
-class SimCluster:
+class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
     """N Raft cores, one seeded network, one invariant checker.
 
     Args:
@@ -266,63 +156,6 @@ class SimCluster:
         self._boot(node)
         self._log(node, f"restarted from disk (term {node.disk.hard_state.term}, {len(node.disk.entries)} entries)")
 
-    def rewind_log(self, node_id: str, last_index: int) -> None:
-        """A crashed node's disk lost the end of its log: it now ends at ``last_index`` (its hard
-        state, term and vote, is kept). The checker is told the node lost what it may have
-        acknowledged, as for a truncation."""
-        node = self.node(node_id)
-        disk = node.disk
-        if not disk.offset <= last_index < disk.last_index:
-            raise ValueError(f"cannot rewind {node_id} to {last_index}: its log holds {disk.offset + 1}..{disk.last_index}")
-        rewound = SimDisk(disk.hard_state, disk.entries[: last_index - disk.offset], disk.snapshot)
-        self.replace_disk(node_id, rewound, why=f"lost the end of its log: it now ends at {last_index}")
-
-    def corrupt_record(self, node_id: str, index: int) -> None:
-        """Flip a bit in the (whole) record of entry ``index`` on a crashed node's disk."""
-        node = self.node(node_id)
-        if node.alive:
-            raise RuntimeError(f"node {node_id} is running: crash it before damaging its disk")
-        if not node.disk.offset < index <= node.disk.last_index:
-            raise ValueError(f"{node_id}'s log holds no entry {index}")
-        node.disk.corrupt_at = index
-        self._log(node, f"disk damaged: a bit flipped in the record of entry {index}")
-
-    def repair_disk(self, node_id: str) -> None:
-        """The operator restores a crashed node's corrupt record from a copy: it may start again."""
-        node = self.node(node_id)
-        if node.disk.corrupt_at is not None and not node.alive:
-            node.disk.corrupt_at = None
-            node.refused = None
-            self._log(node, "disk repaired: the corrupt record restored from a copy")
-
-    def fill_disk(self, node_id: str, full: bool = True) -> None:
-        """The node's disk is full (or has room again). Like the runtime, a full follower stays up
-        and drops each write unacknowledged and unadvanced (its core hands it out again later); a
-        full leader stays up too, refuses commands and hands over (``driver.hand_over``, ``driver.lead_without_disk``); a
-        node installing a snapshot stops."""
-        node = self.node(node_id)
-        node.disk_full = full
-        node.leading_without_disk = node.leading_without_disk and full
-        self._log(node, "disk full" if full else "disk has room again")
-        if not full and node.raft is not None:
-            self._process(node)
-
-    def fail_next_write(self, node_id: str, fault: str) -> None:
-        """Arm one of DISK_WRITE_FAULTS: it hits the node's next write to its disk."""
-        if fault not in DISK_WRITE_FAULTS:
-            raise ValueError(f"unknown disk fault {fault!r}; one of {', '.join(DISK_WRITE_FAULTS)}")
-        self.node(node_id).write_fault = fault
-
-    def replace_disk(self, node_id: str, disk: SimDisk, *, why: str = "disk replaced") -> None:
-        """A crashed node's disk is swapped for ``disk`` (an older copy, an empty one); the checker
-        counts it as no longer holding anything after ``disk``'s last index."""
-        node = self.node(node_id)
-        if node.alive:
-            raise RuntimeError(f"node {node_id} is running: crash it before touching its disk")
-        node.disk = disk
-        self.checker.persisted(node_id, (), None, disk.last_index + 1, is_leader=False)
-        self._log(node, why)
-
     def node(self, node_id: str) -> SimNode:
         try:
             return self.nodes[node_id]
@@ -338,183 +171,6 @@ class SimCluster:
     def live(self) -> list[SimNode]:
         return [n for n in self.nodes.values() if n.alive]
 
-    # -- network faults --------------------------------------------------------------------------
-
-    def _links(self, a: str, b: str | None) -> Iterable[tuple[str, str]]:
-        others = [b] if b is not None else [n for n in self.ids if n != a]
-        for other in others:
-            yield a, other
-            yield other, a
-
-    def cut(self, a: str, b: str) -> None:
-        """Block both directions between ``a`` and ``b``."""
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).blocked = True
-        self._log(None, f"cut {a} <-> {b}")
-
-    def isolate(self, node_id: str) -> None:
-        """Block every link of ``node_id``."""
-        for src, dst in self._links(node_id, None):
-            self.network.link(src, dst).blocked = True
-        self._log(None, f"isolate {node_id}")
-
-    def partition(self, *groups: Sequence[str]) -> None:
-        """Blockade semantics: nodes in different groups cannot talk; unnamed nodes form one more group."""
-        named = {n for g in groups for n in g}
-        all_groups = [set(g) for g in groups] + [set(self.ids) - named]
-        side = {n: i for i, g in enumerate(all_groups) for n in g}
-        for a in self.ids:
-            for b in self.ids:
-                if a != b and side[a] != side[b]:
-                    self.network.link(a, b).blocked = True
-        self._log(None, f"partition {' | '.join(','.join(sorted(g)) for g in all_groups if g)}")
-
-    def drop(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
-        """Lose ``rate`` of the messages on the links between ``a`` and ``b`` (all of ``a``'s if None)."""
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).drop = rate
-        self._log(None, f"drop {rate:.0%} {a} <-> {b or '*'}")
-
-    def delay(self, a: str, b: str | None = None, ticks: int = 3, jitter: int = 0) -> None:
-        for src, dst in self._links(a, b):
-            faults = self.network.link(src, dst)
-            faults.delay, faults.jitter = ticks, jitter
-        self._log(None, f"delay {ticks}+{jitter} ticks {a} <-> {b or '*'}")
-
-    def reorder(self, a: str, b: str | None = None, jitter: int = 3) -> None:
-        """Deliver messages on these links out of order (random jitter of up to ``jitter`` ticks)."""
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).jitter = jitter
-        self._log(None, f"reorder (jitter {jitter}) {a} <-> {b or '*'}")
-
-    def duplicate(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
-        for src, dst in self._links(a, b):
-            self.network.link(src, dst).duplicate = rate
-        self._log(None, f"duplicate {rate:.0%} {a} <-> {b or '*'}")
-
-    def heal(self) -> None:
-        """Remove every network fault (crashed nodes stay crashed)."""
-        self.network.heal()
-        self._log(None, "heal")
-
-    # -- clients ---------------------------------------------------------------------------------
-
-    def propose(
-        self, node_id: str, command: str, *, timeout: int | None = None, session: SessionStamp | None = None
-    ) -> ClientRequest:
-        """A client's ``run_command`` at ``node_id`` (in a session with ``session``); answered at
-        once or after apply, expiry or step-down."""
-        if session is None:
-            return self._submit(node_id, command, command.encode(), EntryKind.COMMAND, timeout, None)
-        data = encode_session_command(session, float(self.now), command.encode())
-        return self._submit(node_id, command, data, EntryKind.SESSION, timeout, session)
-
-    def register_session(self, node_id: str, *, timeout: int | None = None) -> ClientRequest:
-        """A client registers a session at ``node_id``; the answer's result is the session id."""
-        data = encode_register(float(self.now))
-        return self._submit(node_id, "register session", data, EntryKind.SESSION, timeout, None)
-
-    def _submit(self, node_id: str, command: str, data: bytes, kind: EntryKind, timeout: int | None,
-                session: SessionStamp | None) -> ClientRequest:
-        node = self.node(node_id)
-        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now,
-                            session=session)
-        self.requests.append(req)
-        if node.raft is None:
-            req.lost = True
-            return req
-        if node.leading_without_disk and node.raft.role is Role.LEADER:  # as the runtime's _propose
-            self._answer(node, req, CommandResult(retry=True, error=f"disk full at leader {node_id}"))
-            return req
-        try:
-            index = node.raft.propose(data, kind)
-        except RaftError as exc:
-            self._answer(node, req, CommandResult.from_refusal(exc))
-            return req
-        deadline = self.now + (timeout if timeout is not None else self.client_timeout)
-        node.tracker.track(index, node.raft.term, req, deadline=deadline)
-        self._log(node, f"proposed {command!r} at index {index}")
-        self._process(node)
-        return req
-
-    def read(self, node_id: str, command: str = "get", *, timeout: int | None = None) -> ClientRequest:
-        """A client's linearizable query at ``node_id`` (ReadIndex, no log entry); answered once
-        the node has applied through the read index, or refused, or expired."""
-        node = self.node(node_id)
-        req = ClientRequest(id=len(self.requests) + 1, node=node_id, command=command, submitted=self.now, read=True,
-                            floor=self.checker.highest_acked)
-        self.requests.append(req)
-        if node.raft is None:
-            req.lost = True
-            return req
-        try:
-            node.raft.read_index(req.id)
-        except RaftError as exc:
-            self._answer(node, req, CommandResult.from_refusal(exc))
-            return req
-        req.deadline = self.now + (timeout if timeout is not None else self.client_timeout)
-        node.reads[req.id] = req
-        self._log(node, f"read {command!r} (request {req.id})")
-        self._process(node)
-        return req
-
-    def transfer(self, target: str, *, leader: str | None = None) -> None:
-        """Ask the leader (or ``leader``) to hand leadership to ``target``."""
-        node = self._leader_node(leader)
-        node.raft.transfer_leadership(target)  # type: ignore[union-attr]
-        self._process(node)
-
-    def add_node(self, node_id: str, *, leader: str | None = None) -> int:
-        """Ask the leader to add a brand-new node ``node_id`` (started empty); returns the entry index.
-
-        Raises the core's RaftError (NotLeader, MembershipError) when the leader refuses.
-        """
-        if node_id in self.nodes:
-            raise ValueError(f"node {node_id} existed already; ids are never reused")
-        node = self._leader_node(leader)
-        index = node.raft.add_node(node_id, f"sim://{node_id}")  # type: ignore[union-attr]
-        new = self.nodes[node_id] = SimNode(node_id, SimDisk())
-        self.ids = (*self.ids, node_id)
-        self._boot(new)
-        self._log(new, "started empty, to join the cluster")
-        self._process(node)
-        return index
-
-    def remove_node(self, node_id: str, *, leader: str | None = None) -> int:
-        """Ask the leader to remove ``node_id``; returns the entry index (raises RaftError if refused)."""
-        node = self._leader_node(leader)
-        index = node.raft.remove_node(node_id)  # type: ignore[union-attr]
-        self._process(node)
-        return index
-
-    def _leader_node(self, leader: str | None) -> SimNode:
-        leader_id = leader or self.leader()
-        if leader_id is None:
-            raise RuntimeError("no leader to ask")
-        node = self.node(leader_id)
-        if node.raft is None:
-            raise RuntimeError(f"node {leader_id} is crashed")
-        return node
-
-    def configuration(self) -> Configuration:
-        """The latest configuration: the leader's, else the one in the longest live log."""
-        leader = self.leader()
-        if leader is not None:
-            return self.raft(leader).configuration
-        live = [n.raft for n in self.live() if n.raft is not None]
-        if not live:
-            return Configuration(frozenset(self.ids))
-        return max(live, key=lambda r: (r.log.last_term, r.log.last_index)).configuration
-
-    def members(self) -> list[str]:
-        """Ids of the latest configuration's voters and learners, in order."""
-        return sorted(self.configuration().members())
-
-    def _answer(self, node: SimNode, req: ClientRequest, result: CommandResult) -> None:
-        req.result = result
-        req.answered_at = self.now
-        self._log(node, f"answered {req.command!r}: {_describe(result)}")
-
     # -- time ------------------------------------------------------------------------------------
 
     def tick(self, ticks: int = 1) -> None:
@@ -527,7 +183,7 @@ class SimCluster:
                 for req, result in node.tracker.expire(self.now):
                     self._answer(node, req, result)
                 if node.reads or node.ready_reads:
-                    self._expire_reads(node)
+                    SimPorts(self, node).expire_reads()
                 self._process(node)
             self.deliver()
 
@@ -620,6 +276,7 @@ class SimCluster:
         return [r for r in self.requests if r.result is not None and r.result.index is not None
                 and not r.result.timeout_expired and not r.read]
 
+
     # -- the shell's part ------------------------------------------------------------------------
 
     def _process(self, node: SimNode) -> None:
@@ -628,184 +285,19 @@ class SimCluster:
         assert raft is not None and node.applier is not None
         if node.leading_without_disk and node.disk_full and raft.role is Role.LEADER:
             hand_over(raft)
-            lead_without_disk(raft, _SimPorts(self, node))  # as the runtime's _while_disk_full
-        elif not run_to_completion(drive(raft, _SimPorts(self, node), self.ready_step)):
+            lead_without_disk(raft, SimPorts(self, node))  # as the runtime's _while_disk_full
+        elif not run_to_completion(drive(raft, SimPorts(self, node), self.ready_step)):
             if node.leading_without_disk and node.raft is not None and raft.role is Role.LEADER:
                 hand_over(raft)  # as the runtime's _step_aside
-            return  # a write fault or a full disk dropped the Ready (see _persist_ready)
+            return  # a write fault or a full disk dropped the Ready (see SimPorts.persist)
         if raft.removed:
             node.removed = True
             self._stop(node, "applied its own removal from the configuration: stopped")
 
-    def _persist_ready(self, node: SimNode, ready: Ready) -> bool:
-        """Persist, or meet the disk's armed fault or full disk: False drops the Ready."""
-        raft = node.raft
-        assert raft is not None
-        if not (ready.entries or ready.hard_state or ready.snapshot):
-            return True
-        if node.write_fault is not None:
-            self._fail_write(node, ready)
-            return False
-        if node.disk_full:
-            if ready.snapshot is not None:
-                self._stop(node, "stopped: no space left on device")
-            elif raft.role is Role.LEADER:
-                node.leading_without_disk = True  # it refuses commands and hands over (_process)
-                self._log(node, "disk full at the leader: taking no commands, handing leadership over")
-            else:
-                self._log(node, "disk full: dropped a write unacknowledged")
-                for req, result in node.tracker.leadership_lost(raft.leader):
-                    self._answer(node, req, result)
-            return False  # as the runtime does: the writes are dropped, never advanced
-        self._persist(node, ready)
-        return True
-
-    def _persist(self, node: SimNode, ready: Ready) -> None:
-        disk = node.disk
-        assert node.raft is not None
-        is_leader = node.raft.role is Role.LEADER
-        if ready.snapshot is not None:
-            dropped_from = disk.save_snapshot(*ready.snapshot)
-            if dropped_from is not None:
-                self.checker.persisted(node.id, (), None, dropped_from, is_leader=is_leader)
-        if ready.entries:
-            prev_term = disk.term(ready.entries[0].index - 1)
-            truncated_from = disk.write(ready.entries)
-            self.checker.persisted(node.id, ready.entries, prev_term, truncated_from, is_leader=is_leader)
-        if ready.hard_state is not None:
-            disk.hard_state = ready.hard_state
-
-    def _fail_write(self, node: SimNode, ready: Ready) -> None:
-        """The armed fault hits this Ready's write: part of it reaches the disk (a torn write or a
-        failed fsync: a prefix, the hard-state record first as in DiskStorage), and the node stops
-        before sending, applying or acknowledging anything of it."""
-        fault, node.write_fault = node.write_fault, None
-        reached = 0
-        if fault in ("torn write", "fsync failed"):
-            reached = self.rng.randint(0, len(ready.entries))
-        if reached:
-            snapshot = ready.snapshot if self.rng.random() < 0.5 else None
-            self._persist(node, dataclasses.replace(ready, snapshot=snapshot, entries=ready.entries[:reached]))
-        why = {"disk full": "stopped: no space left on device", "fsync failed": "stopped: fsync failed (never retried)"}
-        self._stop(node, why.get(fault, f"crashed mid-write ({fault}): {reached} of {len(ready.entries)} entries on disk"))
-
-    def _maybe_snapshot(self, node: SimNode) -> None:
-        """Snapshot and compact once ``snapshot_every`` applied entries follow the latest snapshot."""
-        raft, applier = node.raft, node.applier
-        assert raft is not None and applier is not None
-        if self.snapshot_every is None or applier.applied_index - raft.log.offset < self.snapshot_every:
-            return
-        data = applier.snapshot()
-        meta = raft.compact(applier.applied_index, data)
-        self.checker.snapshot_taken(node.id, meta.index, data)
-        node.disk.save_snapshot(meta, data)
-        self._log(node, f"snapshot at index {meta.index}; log compacted")
-
-    def _report_state(self, node: SimNode, ready: Ready) -> None:
-        raft = node.raft
-        assert raft is not None
-        for event in ready.events:
-            self._log(node, event.detail)
-        if ready.soft_state is not None:
-            if ready.soft_state.role is Role.LEADER:
-                self.checker.became_leader(node.id, raft.term, node.term_at)
-            elif len(node.tracker):
-                for req, result in node.tracker.leadership_lost(ready.soft_state.leader):
-                    self._answer(node, req, result)
-        self.checker.monotonic(node.id, "commit", node.last_commit, raft.commit)
-        if ready.committed:
-            leaders = [(n.id, n.raft.term, n.term_at) for n in self.live()
-                       if n.raft is not None and n.raft.role is Role.LEADER]
-            self.checker.committed_to(node.id, ready.committed, leaders, raft.term)
-            if raft.commit > node.last_commit:
-                self._log(node, f"commit -> {raft.commit}")
-        node.last_commit = raft.commit
-
-    def _apply(self, node: SimNode, ready: Ready) -> None:
-        applier = node.applier
-        assert applier is not None and node.raft is not None
-        if ready.snapshot is not None:
-            meta, data = ready.snapshot
-            applier.restore(meta.index, data)
-            self.checker.state_machine_built(node.id, meta.index)
-            self.checker.snapshot_taken(node.id, meta.index, data)
-        if ready.committed:
-            applier.submit(ready.committed)
-        self._run_applier(node)
-
-    def _run_applier(self, node: SimNode) -> None:
-        applier = node.applier
-        assert applier is not None and node.raft is not None
-        done, failure = applier.run()
-        for applied in done:
-            entry = applied.entry
-            self.checker.applied_entry(node.id, entry)
-            if applied.stamp is not None:
-                self.checker.applied_in_session(node.id, entry.index, applied.stamp, applied.result, applied.error)
-            answer = node.tracker.applied(
-                entry.index, entry.term, result=applied.result, error=applied.error, leader=node.raft.leader
-            )
-            if answer is not None:
-                req, result = answer
-                if result.index is not None:
-                    holders = {n.id for n in self.nodes.values() if n.disk.holds(entry.index, entry.term)}
-                    raft = node.raft
-                    voters = [raft.committed_configuration().voters, raft.configuration.voters]
-                    self.checker.acknowledged(entry.index, entry.term, holders, voters)
-                self._answer(node, req, result)
-        if failure is not None:
-            node.apply_failures.append(failure)
-            verdict = "halted: stopped applying" if failure.halted else "will retry"
-            self._log(node, f"apply of index {failure.index} failed (attempt {failure.attempt}): {failure.reason}; {verdict}")
-            if failure.halted:
-                answer = node.tracker.failed(failure.index, f"apply halted at index {failure.index}: {failure.reason}")
-                if answer is not None:
-                    self._answer(node, *answer)
-        self.checker.monotonic(node.id, "applied", node.last_applied, applier.applied_index)
-        node.last_applied = applier.applied_index
-
-    def _reads_answered(self, node: SimNode, states: Sequence[ReadState]) -> None:
-        assert node.raft is not None
-        for state in states:
-            req = node.reads.pop(state.request, None)
-            if req is None:
-                continue  # expired meanwhile
-            if state.index is None:
-                self._answer(node, req, CommandResult.not_leader_any_more(node.raft.leader))
-            else:
-                node.ready_reads.append((state.index, req))
-
-    def _serve_reads(self, node: SimNode) -> None:
-        """Serve the reads whose read index this node has applied, from its state machine."""
-        applier = node.applier
-        assert applier is not None
-        applied = applier.applied_index
-        waiting = []
-        for index, req in node.ready_reads:
-            if index > applied:
-                waiting.append((index, req))
-                continue
-            self.checker.read_served(node.id, req.command, req.floor, applied)
-            try:
-                result = CommandResult(result=applier.state_machine.query(req.command), index=index)  # type: ignore[attr-defined]
-            except CommandError as exc:
-                result = CommandResult(error=str(exc), index=index)
-            self._answer(node, req, result)
-        node.ready_reads = waiting
-
-    def _expire_reads(self, node: SimNode) -> None:
-        for req in [r for r in node.reads.values() if r.deadline is not None and r.deadline <= self.now]:
-            del node.reads[req.id]
-            self._answer(node, req, CommandResult(timeout_expired=True))
-        late = [(i, r) for i, r in node.ready_reads if r.deadline is not None and r.deadline <= self.now]
-        for item in late:
-            node.ready_reads.remove(item)
-            self._answer(node, item[1], CommandResult(timeout_expired=True))
-
     def retry_apply(self) -> None:
         """Give every live node's applier another go at entries that failed to apply."""
         for node in self.live():
-            self._run_applier(node)
+            SimPorts(self, node).run_applier()
 
     def _log(self, node: SimNode | None, what: str) -> None:
         if self.trace is None:
@@ -819,49 +311,3 @@ class SimCluster:
             f"{self.now:>6} {node.id:<4} {raft.role.value:<13} t={raft.term:<3} c={raft.commit:<5} {what}"
         )
 
-
-class _SimPorts:
-    """A simulated node's side of the one Ready loop (``raftnode.driver``); no port ever waits."""
-
-    __slots__ = ("_cluster", "_node")
-
-    def __init__(self, cluster: SimCluster, node: SimNode) -> None:
-        self._cluster, self._node = cluster, node
-
-    def send(self, messages: Sequence[Message]) -> None:
-        network, now = self._cluster.network, self._cluster.now
-        for m in messages:
-            network.send(m, now)
-
-    def report(self, ready: Ready) -> None:
-        self._cluster._report_state(self._node, ready)
-
-    def apply(self, ready: Ready) -> None:
-        self._cluster._apply(self._node, ready)
-
-    def flush(self) -> None:
-        """Answers reach simulated clients as they are made."""
-
-    async def persist(self, ready: Ready) -> bool:
-        return self._cluster._persist_ready(self._node, ready)
-
-    def serve_reads(self, reads: Sequence[ReadState]) -> None:
-        if reads:
-            self._cluster._reads_answered(self._node, reads)
-        if self._node.ready_reads:
-            self._cluster._serve_reads(self._node)
-
-    async def advanced(self) -> None:
-        self._cluster._maybe_snapshot(self._node)
-
-
-def _describe(result: CommandResult) -> str:
-    if result.timeout_expired:
-        return "timeout_expired"
-    if result.retry:
-        return "retry"
-    if result.redirect is not None:
-        return f"redirect to {result.redirect}"
-    if result.error is not None:
-        return f"error: {result.error}"
-    return f"result {result.result!r} at index {result.index}"

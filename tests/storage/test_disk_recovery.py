@@ -143,9 +143,9 @@ def test_a_flipped_byte_in_a_full_length_record_is_corruption_naming_file_and_of
 
 def test_planted_bug_taking_every_bad_checksum_for_a_torn_tail_is_caught(tmp_path, monkeypatch):
     """Break the tell on purpose: the corruption test above must fail."""
-    from raftnode.storage import disk
+    from raftnode.storage import recovery
 
-    monkeypatch.setattr(disk, "_could_be_torn", lambda buf, start, end: True)
+    monkeypatch.setattr(recovery, "_could_be_torn", lambda buf, start, end: True)
     with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
         test_a_flipped_byte_in_a_full_length_record_is_corruption_naming_file_and_offset(tmp_path, "data", -1)
 
