@@ -74,7 +74,7 @@ import threading
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -307,6 +307,8 @@ class DiskStorage:
     Args:
         directory: the node's storage directory (created if missing).
         segment_bytes: start a new segment once the active one reaches this size.
+        fsync: False skips the fsyncs that make writes durable (``cluster.fsync = false``):
+            UNSAFE, for benchmarks and tests only -- what a crash loses may have been acknowledged.
 
     Raises:
         CorruptLogError: a stored file failed verification other than as a torn tail.
@@ -319,9 +321,10 @@ class DiskStorage:
 
     needs_thread = True  # calls block on the disk: the runtime runs them in a worker thread
 
-    def __init__(self, directory: str | os.PathLike, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES):
+    def __init__(self, directory: str | os.PathLike, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES, fsync: bool = True):
         if segment_bytes < 1:
             raise ValueError("segment_bytes must be positive")
+        self.fsync = fsync
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
@@ -343,6 +346,7 @@ class DiskStorage:
         self._stats = {
             "syncs": 0,
             "fsyncs": 0,
+            "fsyncs_skipped": 0,  # fsync = false (unsafe)
             "appends": 0,
             "entries_appended": 0,
             "bytes_written": 0,
@@ -361,14 +365,17 @@ class DiskStorage:
 
     # -- low-level helpers ---------------------------------------------------------------------
 
-    def _fsync(self, fd: int) -> None:
-        _fsync_data(fd)
+    def _fsync(self, fd: int, sync: Callable[[int], None] | None = None) -> None:
+        """``sync(fd)`` (default ``_fsync_data``) and count it; only counted as skipped with ``fsync=False``."""
+        if not self.fsync:
+            self._stats["fsyncs_skipped"] += 1
+            return
+        (sync or _fsync_data)(fd)
         self._stats["fsyncs"] += 1
 
     def _fsync_dir(self) -> None:
         assert self._dirfd is not None
-        os.fsync(self._dirfd)
-        self._stats["fsyncs"] += 1
+        self._fsync(self._dirfd, os.fsync)
 
     def _write(self, data: bytes) -> None:
         """Append ``data`` to the active segment (one write call unless the kernel splits it)."""
@@ -429,8 +436,7 @@ class DiskStorage:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
-            os.fsync(fd)
-            self._stats["fsyncs"] += 1
+            self._fsync(fd, os.fsync)
         finally:
             os.close(fd)
         os.replace(tmp, self.directory / name)
