@@ -84,3 +84,26 @@ async def test_with_deduplication_planted_off_for_batches_the_resend_is_caught_a
     value, first, again = await resend_a_batch()
     assert value == 12  # what the test above would catch: every command applied twice
     assert [r["result"] for r in again] == [7, 9, 12]
+
+
+@pytest.mark.parametrize("sessions", [True, False])
+async def test_bench_with_a_batch_sends_run_many_and_counts_each_command(sessions: bool) -> None:
+    from raftctl.bench import LoadGenerator, Workload, parse_mix
+
+    async with endpoint() as ep:
+        workload = Workload(parse_mix(["incr 1"]), in_flight=100, connections=2, count=1000, batch=32,
+                            sessions=sessions)
+        tally = await LoadGenerator({"n1": ep.address}, "n1", workload).run()
+        assert (tally.ok, tally.errors, tally.unanswered, len(tally.latencies)) == (1000, 0, 0, 1000)
+        assert ep.node.status().state["value"] == 1000
+        assert ep.service.stats["bad_requests"] == 0
+
+
+async def test_a_batch_is_for_commands_through_the_log() -> None:
+    from raftctl.bench import Workload, parse_mix
+
+    with pytest.raises(ValueError, match="reads"):
+        Workload(parse_mix(["get"]), count=1, batch=8)
+    with pytest.raises(ValueError, match="batch must be between 1 and 1024"):
+        Workload(parse_mix(["incr 1"]), count=1, batch=1025)
+    assert Workload(parse_mix(["get"]), count=1, batch=8, reads_through_log=True).batch == 8
