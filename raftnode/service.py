@@ -310,7 +310,10 @@ class ClientService:
 
         def done(results: list[CommandResult]) -> None:
             state.in_flight -= 1
-            writer.write_soon(self._frame(codec.FrameKind.CLIENT_RESPONSE, self._batch_response(results, request_id)))
+            frame = self._batch_frame(results, request_id)
+            if frame is None:
+                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, self._batch_response(results, request_id))
+            writer.write_soon(frame)
             self._dirty.add(writer)
 
         batch = BatchAnswer(len(record.commands), done)
@@ -332,6 +335,28 @@ class ClientService:
         if self._dirty:  # answered at once (a follower's redirects): not from the node's task
             self._flush()
         return True
+
+    def _batch_frame(self, results: list[CommandResult], request_id: Any) -> bytes | None:
+        """The answer to a run_many whose commands were all applied, formatted without a dict per
+        command (the JSON ``_batch_response`` makes); None for anything else (the general path)."""
+        rid = _json_scalar(request_id)
+        if rid is None:
+            return None
+        parts = []
+        for result in results:
+            value = _json_scalar(result.result) if result.ok else None
+            if value is None or type(result.index) is not int:
+                return None
+            parts.append(_BATCH_RESULT % (value, result.index))
+        raft = self.node.raft
+        names = self._json_names
+        leader = raft.leader if raft else None
+        node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
+        leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
+        payload = _BATCH % (b",".join(parts), node_json, leader_json, rid)
+        if len(payload) > self.max_frame_bytes - 2:
+            return None
+        return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
 
     def _batch_response(self, results: list[CommandResult], request_id: Any) -> dict[str, Any]:
         """The answer to a run_many: each command's outcome (``wire.RunMany``), in order."""
@@ -633,6 +658,8 @@ _SUCCESS = (
     b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,'
     b'"index":%s,"node":%s,"leader":%s,"id":%s}'
 )
+_BATCH = b'{"ok":true,"results":[%s],"node":%s,"leader":%s,"id":%s}'
+_BATCH_RESULT = b'{"result":%s,"index":%d}'
 _RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header
 
 

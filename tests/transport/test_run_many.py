@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from raftnode import wire
+from raftnode.core.commands import CommandResult
 from raftnode.client import ClientError, ClusterClient
 from raftnode.syncclient import SyncClusterClient
 
@@ -23,6 +24,16 @@ async def test_run_many_answers_each_command_on_its_own_in_order() -> None:
         assert ok1 == {"result": 1, "index": 2} and ok2 == {"result": 3, "index": 3}
         assert bogus["result"] is None and "unknown command 'bogus'" in bogus["error"]
         assert blank == {"result": None, "index": None, "error": "run_many needs a non-empty string 'command'"}
+
+
+async def test_an_applied_batchs_answer_formatted_in_place_is_the_general_paths_json() -> None:
+    async with endpoint() as ep, raw(ep) as client:
+        answer = await client.request({"op": "run_many", "commands": ["incr 1", "get"], "id": "b\u00e9"})
+        assert answer == {"ok": True, "results": [{"result": 1, "index": 2}, {"result": 1, "index": 3}],
+                          "node": "n1", "leader": "n1", "id": "b\u00e9"}
+        results = [CommandResult(result=1, index=2), CommandResult(result=[1], index=3)]  # a list: general path
+        assert ep.service._batch_frame(results, 1) is None
+        assert ep.service._batch_frame(results[:1], {"an": "object"}) is None
 
 
 async def test_a_malformed_run_many_is_refused_by_name_and_the_connection_keeps_working() -> None:
