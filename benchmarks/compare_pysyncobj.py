@@ -658,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_extra_table(report["extra_rows"], args.batch))
         print("issue 19's targets:")
         print(format_targets(report["targets"]))
-        if report["failover"]:
+        if report["failover"] and args.failover_runs:
             print("failover (kill -9 of the leader -> first command committed by a new leader):")
             print(format_failover(report["failover"]))
     return 0
