@@ -4,8 +4,10 @@ each in-flight level, and failover time.
     python3 -m pip install -e '.[bench]'        # PySyncObj, pinned
     python3 benchmarks/compare_pysyncobj.py [--levels 1,8,64,512,4096,16384] [--duration 2]
         [--count N] [--warmup 0.5] [--connections C] [--failover-runs 5] [--dir DIR] [--json]
+        [--nodes 3] [--batch B]
 
-Three clusters of three processes each run on 127.0.0.1 (free ports, a temporary directory):
+Four clusters of ``--nodes`` processes each (3 by default) run on 127.0.0.1 (free ports, a
+temporary directory):
 
 - raftnode: ``python -m raftnode`` nodes (``local_cluster.py``) with the counter state machine;
   every command is fsynced by a majority before it is acknowledged (its data directory is on
@@ -14,7 +16,17 @@ Three clusters of three processes each run on 127.0.0.1 (free ports, a temporary
   PySyncObj with ``appendEntriesUseBatch=False`` (each command sent at once), each node a
   ``pysyncobj_node.py`` process: a replicated counter behind a front-end that speaks raftnode's
   client protocol in PySyncObj's own thread (see that file for why that is fair). PySyncObj keeps
-  its log in memory and never fsyncs.
+  its log in memory and never fsyncs;
+- raftnode with ``fsync = false`` (UNSAFE, for this like-for-like row only): the same nodes
+  without a single fsync, so the fsync is the only difference left.
+
+With ``--batch B`` the fsync-on raftnode cluster is measured once more at each level from 64 up
+with a batching client (``raftctl bench --batch``: ``run_many`` requests of up to B commands,
+each command still answered on its own): the peak row.
+
+Last, every target of issue 19 is printed with its measured value and met / not met (the median
+fsync of ``--dir``'s disk is measured in the same run, for the low-concurrency target); targets
+this script does not measure (reads, etcd, memory) say so.
 
 Every run uses the same load generator, ``raftctl.bench`` (what ``raftctl bench`` runs):
 ``incr 1`` commands, ``in-flight`` of them outstanding at every moment over ``--connections``
@@ -60,6 +72,10 @@ DEFAULT_LEVELS = (1, 8, 64, 512, 4096, 16384)
 RAFTNODE = "raftnode"
 PSO_BATCH = "pysyncobj-batch"
 PSO_NOBATCH = "pysyncobj-nobatch"
+RAFTNODE_NOFSYNC = "raftnode-nofsync"  # fsync = false: UNSAFE, the like-for-like row
+RAFTNODE_BATCH = "raftnode-batch"  # the fsync-on cluster with a batching client (--batch)
+#: The lowest in-flight level a batching client is measured at.
+BATCH_FROM_LEVEL = 64
 PYSYNCOBJ_VERSION = "0.3.17"
 
 
@@ -109,7 +125,7 @@ def comparison_rows(results: dict[int, dict[str, dict[str, Any] | None]]) -> lis
     for level in sorted(results):
         runs = results[level]
         ours = _cell(runs.get(RAFTNODE))
-        mode, best = better_mode({k: v for k, v in runs.items() if k != RAFTNODE})
+        mode, best = better_mode({k: v for k, v in runs.items() if k in (PSO_BATCH, PSO_NOBATCH)})
         theirs = _cell(best)
         rows.append(
             {
@@ -184,6 +200,114 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def extra_rows(results: dict[int, dict[str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """One row per level: raftnode with fsync = false and with a batching client, each with its
+    throughput ratio to PySyncObj's better mode (None where not measured)."""
+    rows = []
+    for level in sorted(results):
+        runs = results[level]
+        _, best = better_mode({k: v for k, v in runs.items() if k in (PSO_BATCH, PSO_NOBATCH)})
+        theirs = _cell(best)["throughput"]
+        row: dict[str, Any] = {"in_flight": level}
+        for name in (RAFTNODE_NOFSYNC, RAFTNODE_BATCH):
+            cell = _cell(runs.get(name))
+            row[name] = {**cell, "throughput_ratio": _round(ratio(cell["throughput"], theirs), 2)}
+        rows.append(row)
+    return rows
+
+
+def format_extra_table(rows: Sequence[dict[str, Any]], batch: int | None) -> str:
+    """The fsync = false and batching-client rows of ``extra_rows`` as aligned plain text."""
+    header = ["in flight", "fsync=false cmds/s", "p50 ms", "p99 ms", "vs PySyncObj",
+              f"batch {batch or '-'} cmds/s", "p50 ms", "p99 ms", "vs PySyncObj"]
+    lines = [header]
+    for row in rows:
+        line = [f"{row['in_flight']:,}"]
+        for name in (RAFTNODE_NOFSYNC, RAFTNODE_BATCH):
+            cell = row[name]
+            line += [_num(cell["throughput"], ",.0f"), _ms(cell["p50_ms"]), _ms(cell["p99_ms"]),
+                     _times(cell["throughput_ratio"])]
+        lines.append(line)
+    return _aligned(lines)
+
+
+def _aligned(lines: list[list[str]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = ["  ".join(cell.rjust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+#: The throughput ratios issue 19 asks for at these levels (fsync on).
+RATIO_TARGETS = {8: 1.0, 64: 3.0, 512: 5.0, 4096: 2.0, 16384: 1.5}
+PEAK_TARGET = 100_000
+
+
+def targets(rows: Sequence[dict[str, Any]], extras: Sequence[dict[str, Any]], fsync_ms: float | None,
+            nodes: int = 3) -> list[dict[str, Any]]:
+    """Every target of issue 19: ``{"target", "measured", "met"}`` (met None: not measured here)."""
+    by_level = {row["in_flight"]: row for row in rows}
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        out.append({"target": target, "measured": measured, "met": met})
+
+    one = by_level.get(1)
+    if one is not None and one["raftnode"]["p50_ms"] is not None and one["pysyncobj"]["p50_ms"] is not None:
+        bound = one["pysyncobj"]["p50_ms"] + (fsync_ms or 0.0)
+        add("1 in flight: p50 <= PySyncObj's p50 + median fsync",
+            f"{one['raftnode']['p50_ms']:.2f} ms vs {one['pysyncobj']['p50_ms']:.2f} + {_ms(fsync_ms)} ms",
+            one["raftnode"]["p50_ms"] <= bound)
+    for level, wanted in RATIO_TARGETS.items():
+        row = by_level.get(level)
+        if row is not None:
+            got = row["throughput_ratio"]
+            add(f"{level:,} in flight: >= {wanted:g}x PySyncObj", _times(got), None if got is None else got >= wanted)
+    p99s = [(row["in_flight"], row["p99_ratio"]) for row in rows if 64 <= row["in_flight"] <= 4096]
+    if p99s:
+        worst = max(p99s, key=lambda pair: pair[1] if pair[1] is not None else float("inf"))
+        add("p99 <= 1/3 of PySyncObj's, 64 to 4,096 in flight", f"worst {_times(worst[1])} at {worst[0]:,}",
+            None if worst[1] is None else worst[1] <= 1 / 3)
+    unsafe = [(row["in_flight"], row[RAFTNODE_NOFSYNC]["throughput_ratio"]) for row in extras]
+    if unsafe:
+        worst = min(unsafe, key=lambda pair: pair[1] if pair[1] is not None else -1.0)
+        add("fsync = false: >= 1.0x PySyncObj at every level", f"lowest {_times(worst[1])} at {worst[0]:,}",
+            None if worst[1] is None else worst[1] >= 1.0)
+    peaks = [row[RAFTNODE_BATCH]["throughput"] for row in extras if row[RAFTNODE_BATCH]["throughput"] is not None]
+    add(f"peak with a batching client: >= {PEAK_TARGET:,} cmds/s on {nodes} nodes",
+        f"{max(peaks):,.0f} cmds/s" if peaks else "not measured (give --batch)", max(peaks) >= PEAK_TARGET if peaks else None)
+    add("reads through ReadIndex >= 150,000/s", "not measured here (raftctl bench --command get)", None)
+    add("etcd 3.4: >= 1.0x at 1 in flight, >= 2x from 64 up", "not measured here", None)
+    add("resident memory per node after 1M commands no higher", "not measured here (benchmarks/memory_restart.py)", None)
+    return out
+
+
+def format_targets(found: Sequence[dict[str, Any]]) -> str:
+    verdict = {True: "met", False: "NOT MET", None: "-"}
+    lines = [["target", "measured", ""]] + [[t["target"], t["measured"], verdict[t["met"]]] for t in found]
+    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+    out = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def median_fsync_ms(directory: Path, count: int = 50) -> float:
+    """The median time of an fdatasync of a 4 KiB append in ``directory`` (the disk of the run)."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    times = []
+    try:
+        for _ in range(count):
+            os.write(fd, bytes(4096))
+            began = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times)
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -269,11 +393,12 @@ class RaftnodeSystem(System):
     name = RAFTNODE
     sessions = True
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, nodes: int = 3, *, fsync: bool = True) -> None:
         from local_cluster import write_cluster
 
         super().__init__(directory)
-        self.addresses = write_cluster(directory)
+        self.name = RAFTNODE if fsync else RAFTNODE_NOFSYNC
+        self.addresses = write_cluster(directory, nodes, fsync=fsync)
 
     def _spawn(self, node: str) -> subprocess.Popen[bytes]:
         from local_cluster import start_node
@@ -282,16 +407,17 @@ class RaftnodeSystem(System):
 
 
 class PySyncObjSystem(System):
-    def __init__(self, directory: Path, *, batch: bool) -> None:
-        from local_cluster import IDS, free_ports
+    def __init__(self, directory: Path, nodes: int = 3, *, batch: bool) -> None:
+        from local_cluster import free_ports, node_ids
 
         from raftnode.config import Address
 
         super().__init__(directory)
         self.batch = batch
         self.name = PSO_BATCH if batch else PSO_NOBATCH
-        ports = free_ports(2 * len(IDS))
-        self.spec = {node: ("127.0.0.1", ports[i], ports[i + len(IDS)]) for i, node in enumerate(IDS)}
+        ids = node_ids(nodes)
+        ports = free_ports(2 * len(ids))
+        self.spec = {node: ("127.0.0.1", ports[i], ports[i + len(ids)]) for i, node in enumerate(ids)}
         self.addresses = {node: Address(host, client) for node, (host, _, client) in self.spec.items()}
 
     def _spawn(self, node: str) -> subprocess.Popen[bytes]:
@@ -316,7 +442,7 @@ async def all_agree(system: System, *, timeout: float) -> str:
     return await trio.to_thread.run_sync(partial(wait_for_leader, system.addresses, timeout=timeout))
 
 
-async def measure(system: System, level: int, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(system: System, level: int, args: argparse.Namespace, batch: int = 1) -> dict[str, Any]:
     from raftctl.bench import Workload, parse_mix, run_load
 
     workload = Workload(
@@ -328,6 +454,7 @@ async def measure(system: System, level: int, args: argparse.Namespace) -> dict[
         warmup=args.warmup,
         command_timeout=10.0,
         sessions=system.sessions,
+        batch=batch,
     )
     leader = await all_agree(system, timeout=30)
     return await run_load(system.addresses, workload, pids=system.pids, leader=leader)
@@ -391,14 +518,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="compare-pysyncobj-", dir=base) as tmp:
         root = Path(tmp)
         dirs = {}
-        for name in (RAFTNODE, PSO_BATCH, PSO_NOBATCH):
+        for name in (RAFTNODE, RAFTNODE_NOFSYNC, PSO_BATCH, PSO_NOBATCH):
             dirs[name] = root / name
             dirs[name].mkdir()
         systems: dict[str, System] = {
-            RAFTNODE: RaftnodeSystem(dirs[RAFTNODE]),
-            PSO_BATCH: PySyncObjSystem(dirs[PSO_BATCH], batch=True),
-            PSO_NOBATCH: PySyncObjSystem(dirs[PSO_NOBATCH], batch=False),
+            RAFTNODE: RaftnodeSystem(dirs[RAFTNODE], args.nodes),
+            RAFTNODE_NOFSYNC: RaftnodeSystem(dirs[RAFTNODE_NOFSYNC], args.nodes, fsync=False),
+            PSO_BATCH: PySyncObjSystem(dirs[PSO_BATCH], args.nodes, batch=True),
+            PSO_NOBATCH: PySyncObjSystem(dirs[PSO_NOBATCH], args.nodes, batch=False),
         }
+        fsync_ms = median_fsync_ms(dirs[RAFTNODE])
         results: dict[int, dict[str, dict[str, Any] | None]] = {}
         failover_times: dict[str, list[float]] = {RAFTNODE: [], PSO_BATCH: []}
         failover_failures: dict[str, int] = {}
@@ -407,13 +536,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for system in systems.values():
                 system.start()
             for system in systems.values():
-                wait_for_leader(system.addresses, timeout=30)
+                try:
+                    wait_for_leader(system.addresses, timeout=30)
+                except TimeoutError as exc:
+                    raise TimeoutError(f"{system.name}: {exc}") from None
             for i, level in enumerate(args.levels):
-                order = [RAFTNODE, PSO_BATCH, PSO_NOBATCH] if i % 2 == 0 else [PSO_NOBATCH, PSO_BATCH, RAFTNODE]
+                order = [RAFTNODE, RAFTNODE_NOFSYNC, PSO_BATCH, PSO_NOBATCH]
+                if args.batch and level >= BATCH_FROM_LEVEL:
+                    order.insert(1, RAFTNODE_BATCH)
+                if i % 2:
+                    order.reverse()
                 results[level] = {}
                 for name in order:
+                    system = systems[RAFTNODE if name == RAFTNODE_BATCH else name]
+                    batch = args.batch if name == RAFTNODE_BATCH else 1
                     try:
-                        report = trio.run(measure, systems[name], level, args)
+                        report = trio.run(measure, system, level, args, batch)
                     except Exception as exc:  # noqa: BLE001 - a system that fails a level leaves a gap, not a crash
                         _log(args, f"  {name} at in-flight {level}: failed: {exc!r}")
                         report = None
@@ -447,8 +585,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for system in systems.values():
                 system.stop()
+        rows, extras = comparison_rows(results), extra_rows(results)
         return {
-            "rows": comparison_rows(results),
+            "rows": rows,
+            "extra_rows": extras,
+            "targets": targets(rows, extras, fsync_ms, args.nodes),
+            "median_fsync_ms": round(fsync_ms, 3),
             "runs": {str(level): runs for level, runs in results.items()},
             "failover": failover_summary(failover_times, failover_failures),
             "settings": {
@@ -458,6 +600,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "warmup": args.warmup,
                 "connections": args.connections,
                 "failover_runs": args.failover_runs,
+                "nodes": args.nodes,
+                "batch": args.batch,
             },
             "machine": {
                 "python": platform.python_version(),
@@ -489,10 +633,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=None, help="client connections (default: min(in-flight, 4))")
     parser.add_argument("--failover-runs", type=int, default=5, help="failover runs per system (default: %(default)s)")
     parser.add_argument("--dir", default=None, help="where the clusters' files go (default: the system temp directory)")
+    parser.add_argument("--nodes", type=int, default=3, help="nodes per cluster (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"also measure raftnode with a batching client of up to B commands per request, "
+                             f"from {BATCH_FROM_LEVEL} in flight up")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     if args.duration <= 0 or (args.count is not None and args.count < 1) or args.failover_runs < 0:
         parser.error("--duration, --count and --failover-runs must be positive")
+    if not 1 <= args.nodes <= 9 or (args.batch is not None and not 2 <= args.batch <= 1024):
+        parser.error("--nodes must be 1 to 9 and --batch 2 to 1024")
     report = run(args)
     if args.json:
         print(json.dumps(report))
@@ -500,11 +650,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine = report["machine"]
         print(
             f"raftnode (fsync on) vs PySyncObj {machine['pysyncobj']} (no fsync, better of its two modes), "
-            f"3 nodes each on 127.0.0.1, {machine['cpus']} CPUs, load average "
-            f"{', '.join(f'{x:.2f}' for x in machine['load_average'])}"
+            f"{args.nodes} nodes each on 127.0.0.1, {machine['cpus']} CPUs, load average "
+            f"{', '.join(f'{x:.2f}' for x in machine['load_average'])}; median fsync {report['median_fsync_ms']} ms"
         )
         print(format_table(report["rows"]))
-        if report["failover"]:
+        print("raftnode with fsync = false (UNSAFE, like for like) and with a batching client (fsync on):")
+        print(format_extra_table(report["extra_rows"], args.batch))
+        print("issue 19's targets:")
+        print(format_targets(report["targets"]))
+        if report["failover"] and args.failover_runs:
             print("failover (kill -9 of the leader -> first command committed by a new leader):")
             print(format_failover(report["failover"]))
     return 0

@@ -24,12 +24,22 @@ from raftnode.syncclient import ClientError, SyncClusterClient  # noqa: E402
 IDS = ("n1", "n2", "n3")
 
 
-def write_cluster(directory: Path) -> dict[str, Address]:
-    ports = free_ports(2 * len(IDS))
+def node_ids(count: int = 3) -> tuple[str, ...]:
+    """``n1`` .. ``n<count>``."""
+    return tuple(f"n{k}" for k in range(1, count + 1))
+
+
+def write_cluster(directory: Path, nodes: int = 3, *, fsync: bool = True) -> dict[str, Address]:
+    """A cluster file of ``nodes`` nodes (``node_ids``) on free loopback ports; ``fsync=False``
+    writes ``fsync = false`` (UNSAFE: for the like-for-like benchmark row only)."""
+    ids = node_ids(nodes)
+    ports = free_ports(2 * len(ids))
     text = '[cluster]\nname = "bench"\nstate_machine = "counter"\nstate_dir = "state"\n'
+    if not fsync:
+        text += "fsync = false\n"
     clients = {}
-    for i, node_id in enumerate(IDS):
-        peer, client = ports[i], ports[i + len(IDS)]
+    for i, node_id in enumerate(ids):
+        peer, client = ports[i], ports[i + len(ids)]
         text += f'\n[[nodes]]\nid = "{node_id}"\npeer = "127.0.0.1:{peer}"\nclient = "127.0.0.1:{client}"\n'
         clients[node_id] = Address("127.0.0.1", client)
     (directory / "cluster.toml").write_text(text)
@@ -58,8 +68,8 @@ def start_node(directory: Path, node_id: str) -> subprocess.Popen[bytes]:
     return spawn(directory, node_id, argv)
 
 
-def start_cluster(directory: Path) -> list[subprocess.Popen[bytes]]:
-    return [start_node(directory, node_id) for node_id in IDS]
+def start_cluster(directory: Path, ids: tuple[str, ...] = IDS) -> list[subprocess.Popen[bytes]]:
+    return [start_node(directory, node_id) for node_id in ids]
 
 
 def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
@@ -80,7 +90,8 @@ def wait_for_leader(addresses: dict[str, Address], *, timeout: float = 15.0) -> 
     """The leader that every node names in its ``status``, once an ``incr 1`` has committed
     through it (so a new leader has committed in its term); TimeoutError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    with SyncClusterClient(addresses, connect_timeout=0.3) as client:
+    # No session: PySyncObj's front-end (compare_pysyncobj.py) has none, and one probe needs none.
+    with SyncClusterClient(addresses, connect_timeout=0.3, sessions=False) as client:
         while (left := deadline - time.monotonic()) > 0:
             answers = client.call_each({node: wire.Status() for node in addresses}, timeout=min(0.5, left))
             leaders = {None if isinstance(answer, ClientError) else answer.get("leader") for answer in answers.values()}
@@ -106,7 +117,7 @@ def memory_kib(pid: int) -> dict[str, int]:
     return out
 
 
-def dump_logs(directory: Path) -> None:
+def dump_logs(directory: Path, ids: tuple[str, ...] = IDS) -> None:
     """Print the tail of every node's log to stderr (a benchmark that failed says why)."""
-    for node_id in IDS:
+    for node_id in ids:
         print(f"--- {node_id} log ---\n" + (directory / f"{node_id}.log").read_text(errors="replace")[-2000:], file=sys.stderr)

@@ -63,7 +63,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -151,6 +151,7 @@ class Workload:
     stall_seconds: float | None = None  # None: command_timeout + 5
     drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
     seed: int = 0
+    batch: int = 1  # commands per request: above 1 they go as run_many requests of up to this many
     sessions: bool = True  # each connection's commands in a client session (False: servers without sessions)
     reads_through_log: bool = False  # send a get as run_command (a log entry), not as a query
     spread: bool = False  # connections to every node in turn, not only the leader
@@ -173,6 +174,10 @@ class Workload:
         if self.in_sessions and self.in_flight > self.connection_count * SESSION_WINDOW:
             raise ValueError(f"a connection's session has at most {SESSION_WINDOW} commands in flight: "
                              f"give at least {-(-self.in_flight // SESSION_WINDOW)} connections")
+        if not 1 <= self.batch <= wire.MAX_BATCH_COMMANDS:
+            raise ValueError(f"batch must be between 1 and {wire.MAX_BATCH_COMMANDS}")
+        if self.batch > 1 and any(self.op(c) != "run_command" for c in self.mix.commands):
+            raise ValueError("a batch carries commands through the log: reads (get) go alone or with --log-reads")
         if (self.count is None) == (self.duration is None):
             raise ValueError("give exactly one of count and duration")
         if self.count is not None and self.count < 1:
@@ -300,6 +305,7 @@ def build_report(
         "mix": [{"command": c, "weight": w, "op": workload.op(c)}
                 for c, w in zip(workload.mix.commands, workload.mix.weights)],
         "in_flight": workload.in_flight,
+        "batch": workload.batch,
         "connections": workload.connection_count,
         "count": workload.count,
         "duration": workload.duration,
@@ -337,6 +343,48 @@ def build_report(
 # -- the load generator ------------------------------------------------------------------------------
 
 
+class BatchFramer:
+    """A connection's framer for ``Workload.batch`` above 1: ``frame(command, seq, request_id)``
+    gathers the command (and returns nothing to send); ``frames(ids)`` makes the run_many
+    frames of those gathered, ``batch`` to a frame, each under a new id from ``ids`` whose
+    commands' request ids ``members`` keeps until its answer."""
+
+    def __init__(self, commands: Sequence[str], workload: Workload, session: ClientSession | None,
+                 fields: dict[str, Any]) -> None:
+        self.commands = commands
+        self.batch = workload.batch
+        self.timeout = workload.command_timeout
+        self.session = session
+        self.fields = fields
+        self.gathered: list[tuple[int, int, int]] = []  # (command, seq, request id)
+        self.members: dict[int, list[int]] = {}  # frame id -> its commands' request ids
+
+    def __call__(self, command: int, seq: int, request_id: int) -> bytes:
+        self.gathered.append((command, seq, request_id))
+        return b""
+
+    def reset(self) -> None:
+        """Forget the frames of a lost connection (their commands are sent again, or given up)."""
+        self.gathered.clear()
+        self.members.clear()
+
+    def frames(self, ids: Iterator[int]) -> list[bytes]:
+        gathered, session, out = self.gathered, self.session, []
+        for start in range(0, len(gathered), self.batch):
+            chunk = gathered[start : start + self.batch]
+            frame_id = next(ids)
+            self.members[frame_id] = [request_id for _, _, request_id in chunk]
+            commands = [self.commands[command] for command, _, _ in chunk]
+            request = wire.RunMany(commands, self.timeout)
+            if session is not None:
+                request = request.replace(session=session.id, seqs=[seq for _, seq, _ in chunk],
+                                          ack=session.lowest_unanswered())
+            document = {**wire.document(request), **self.fields, "id": frame_id}
+            out.append(codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json(document)))
+        gathered.clear()
+        return out
+
+
 class LoadGenerator:
     """Drives ``workload`` against the nodes at ``addresses``, starting at node ``leader``.
 
@@ -364,6 +412,7 @@ class LoadGenerator:
         self.workload = workload
         self.progress = progress
         self.tally = Tally()
+        self._fields = fields or {}
         mix = workload.mix
         self._commands = mix.commands
         self._counts = [0] * len(mix.commands)
@@ -413,7 +462,10 @@ class LoadGenerator:
         return True
 
     def _framer(self, session: ClientSession | None) -> Callable[[int, int, int], bytes]:
-        """``frame(command, seq, request_id)``: the request frame, stamped in ``session`` if any."""
+        """``frame(command, seq, request_id)``: the request frame, stamped in ``session`` if any;
+        with a ``batch`` over 1 a BatchFramer, which gathers the commands into run_many frames."""
+        if self.workload.batch > 1:
+            return BatchFramer(self._commands, self.workload, session, self._fields)
         encode_frame, kind = codec.encode_frame, codec.FrameKind.CLIENT_REQUEST
         if session is None:
             plain = [prefix + b',"id":' for prefix in self._prefixes]
@@ -550,6 +602,9 @@ class LoadGenerator:
         ids = itertools.count(1)
         switch_to: str | None = None
         pause = RETRY_PAUSE
+        batching = frame_of if isinstance(frame_of, BatchFramer) else None
+        if batching is not None:
+            batching.reset()
         try:
             while True:
                 now = perf()
@@ -572,6 +627,8 @@ class LoadGenerator:
                         outstanding[request_id] = (now, command, seq)
                         out.append(frame_of(command, seq, request_id))
                         room -= 1
+                    if batching is not None:
+                        out = batching.frames(ids)
                 if out:
                     await stream.send_all(out[0] if len(out) == 1 else b"".join(out))
                 if not outstanding:
@@ -598,7 +655,7 @@ class LoadGenerator:
                     payload = frame.payload
                     # Fast path for the common answer, a plain success: '{"ok":true,...,"id":N}'
                     # (the id is the last key, so a trailing '"id":<digits>}' can only be it).
-                    if payload.startswith(b'{"ok":true') and payload.endswith(b"}"):
+                    if batching is None and payload.startswith(b'{"ok":true') and payload.endswith(b"}"):
                         at = payload.rfind(b'"id":')
                         digits = payload[at + 5 : -1]
                         if at > 0 and digits.isdigit():
@@ -619,49 +676,55 @@ class LoadGenerator:
                                 tally.warmup_ok += 1
                             continue
                     document = loads(payload)
-                    entry = outstanding.pop(document.get("id"), None)
-                    if entry is None:
-                        continue
-                    sent, command, seq = entry
-                    measured = in_window if by_time else sent >= measure_start
-                    redirect = document.get("redirect")
-                    if redirect:
-                        if measured:
-                            tally.redirects += 1
-                        if redirect in self.addresses and redirect != target:
-                            pending.append(entry)
-                            if switch_to is None:
-                                switch_to = redirect
-                                if redirect not in tally.leaders_seen:
-                                    tally.leaders_seen.append(redirect)
+                    members = batching.members.pop(document.get("id"), None) if batching is not None else None
+                    if members is None:
+                        pairs: Any = ((document.get("id"), document),)
+                    else:  # a run_many answer: each command's own outcome (a refusal: the same for all)
+                        pairs = zip(members, document.get("results") or [document] * len(members))
+                    for request_id, document in pairs:
+                        entry = outstanding.pop(request_id, None)
+                        if entry is None:
                             continue
-                        delayed.append((now + pause, sent, command, seq))
-                        pause = min(pause * 2, RETRY_PAUSE_MAX)
-                        continue
-                    if document.get("retry"):
-                        if measured:
-                            tally.retries += 1
-                        delayed.append((now + pause, sent, command, seq))
-                        pause = min(pause * 2, RETRY_PAUSE_MAX)
-                        continue
-                    pause = RETRY_PAUSE
-                    end(seq)
-                    if not measured:
-                        if late:
-                            tally.late += 1
-                        elif not (document.get("ok") is False or document.get("error") or document.get("timeout_expired")):
-                            tally.warmup_ok += 1
-                        continue
-                    measured_answers = True
-                    if document.get("timeout_expired"):
-                        tally.timeouts += 1
-                    elif document.get("ok") is False or document.get("error"):
-                        tally.errors += 1
-                        tally.note_error(str(document.get("error")))
-                    else:
-                        tally.ok += 1
-                        counts[command] += 1
-                        latencies.append(now - sent)
+                        sent, command, seq = entry
+                        measured = in_window if by_time else sent >= measure_start
+                        redirect = document.get("redirect")
+                        if redirect:
+                            if measured:
+                                tally.redirects += 1
+                            if redirect in self.addresses and redirect != target:
+                                pending.append(entry)
+                                if switch_to is None:
+                                    switch_to = redirect
+                                    if redirect not in tally.leaders_seen:
+                                        tally.leaders_seen.append(redirect)
+                                continue
+                            delayed.append((now + pause, sent, command, seq))
+                            pause = min(pause * 2, RETRY_PAUSE_MAX)
+                            continue
+                        if document.get("retry"):
+                            if measured:
+                                tally.retries += 1
+                            delayed.append((now + pause, sent, command, seq))
+                            pause = min(pause * 2, RETRY_PAUSE_MAX)
+                            continue
+                        pause = RETRY_PAUSE
+                        end(seq)
+                        if not measured:
+                            if late:
+                                tally.late += 1
+                            elif not (document.get("ok") is False or document.get("error") or document.get("timeout_expired")):
+                                tally.warmup_ok += 1
+                            continue
+                        measured_answers = True
+                        if document.get("timeout_expired"):
+                            tally.timeouts += 1
+                        elif document.get("ok") is False or document.get("error"):
+                            tally.errors += 1
+                            tally.note_error(str(document.get("error")))
+                        else:
+                            tally.ok += 1
+                            counts[command] += 1
+                            latencies.append(now - sent)
                 if measured_answers:
                     self._last_measured_answer = now
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, codec.CodecError, ValueError):
@@ -790,10 +853,12 @@ def report_view(report: dict[str, Any]) -> Any:
     from rich.text import Text
 
     seconds = report["seconds"]
+    batch = report.get("batch", 1)
+    batched = f" in run_many batches of {batch}" if batch > 1 else ""
     head = Text(
         f"{report['acknowledged']:,} commands acknowledged in {seconds:.2f} s, in-flight "
         f"{report['in_flight']} over {report['connections']} connection"
-        f"{'s' * (report['connections'] != 1)}, leader {report['leader']}"
+        f"{'s' * (report['connections'] != 1)}{batched}, leader {report['leader']}"
     )
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")

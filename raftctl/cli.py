@@ -591,9 +591,11 @@ grace_option = click.option(
 @main.command()
 @timeout_option(10.0, "for the nodes to start and elect a leader")
 @click.option("--netns", is_flag=True, help="Each node in a network namespace of its own, with kernel partitions (root; addresses in 198.18.0.0/15).")
+@click.option("--unsafe-no-fsync", is_flag=True,
+              help="Start a cluster whose file says fsync = false (UNSAFE: benchmarks and tests only).")
 @json_option
 @pass_app
-def up(app: App, timeout: float, netns: bool, as_json: bool) -> None:
+def up(app: App, timeout: float, netns: bool, unsafe_no_fsync: bool, as_json: bool) -> None:
     """Start every node of the cluster file in the background and wait for a leader.
 
     Each node runs as `python -m raftnode` in its own session; pids, logs, data and the events
@@ -602,10 +604,15 @@ def up(app: App, timeout: float, netns: bool, as_json: bool) -> None:
     while starting has its last log lines shown and the nodes just started are stopped again
     (exit 5). No leader within --timeout: exit 3. Prints the status table. --netns (root, Linux):
     each node in a network namespace of its own; `partition`/`heal` then cut links in the kernel.
+    A cluster file with fsync = false (UNSAFE) is refused (exit 2) without --unsafe-no-fsync.
     """
     from . import cluster
 
     config = app.config()
+    if not config.fsync and not unsafe_no_fsync:
+        raise click.UsageError(
+            f"{config.path} sets fsync = false: a crash can lose acknowledged commands (UNSAFE, for benchmarks "
+            "and tests only); pass --unsafe-no-fsync to start it anyway, or set fsync = true")
     if netns:
         from .netns import setup
 
@@ -1234,11 +1241,14 @@ def snapshot(app: App, nodes: tuple[str, ...], everything: bool, timeout: float,
               help="Send get through the log like any command, not as a linearizable query (ReadIndex).")
 @click.option("--spread", is_flag=True,
               help="Open the connections to every node in turn, not only the leader (followers serve reads).")
+@click.option("--batch", type=click.IntRange(1, 1024), default=1, show_default=True, metavar="B",
+              help="Commands per request: above 1 they go as run_many requests of up to B commands, "
+                   "which the leader proposes as one batch (each command still answered on its own).")
 @json_option
 @pass_app
 def bench(app: App, in_flight: int, connections: int | None, count: int | None, duration: float | None,
           commands: tuple[str, ...], warmup: float, timeout: float, log_reads: bool, spread: bool,
-          as_json: bool) -> None:
+          batch: int, as_json: bool) -> None:
     """Load the running cluster with a closed loop of commands and report throughput, latency
     p50/p90/p99/max, errors, redirects and retries, and the CPU seconds of each node and of the
     client. A get is a linearizable query served without the log (`--command get` measures
@@ -1259,7 +1269,7 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
         workload = load.Workload(mix, in_flight=in_flight, connections=connections, count=count,
                                  duration=duration if count is None and duration is not None else (None if count else 10.0),
                                  warmup=warmup, command_timeout=timeout, reads_through_log=log_reads,
-                                 spread=spread)
+                                 spread=spread, batch=batch)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     config = app.config()

@@ -73,6 +73,24 @@ class PilotAPI(Protocol):
     def process_command(self, command: str) -> Any: ...
 
 
+#: What a node started with ``cluster.fsync = false`` logs (node id, cluster file).
+UNSAFE_NO_FSYNC = (
+    "!!! UNSAFE: node %s runs with fsync = false (%s): nothing it writes is made durable, so a crash "
+    "or power loss can lose commands already acknowledged and break Raft's safety. For benchmarks "
+    "and tests only; never for data you keep. !!!"
+)
+
+
+def _disk_storage(config: ClusterConfig, node_id: str, data_dir: Path | None) -> Storage:
+    """The node's DiskStorage (``<state_dir>/data/<id>`` unless ``data_dir``); with
+    ``cluster.fsync = false`` without fsyncs, and the node says so loudly."""
+    from .storage.disk import DiskStorage
+
+    if not config.fsync:
+        logging.getLogger("raftnode").warning(UNSAFE_NO_FSYNC, node_id, config.path)
+    return DiskStorage(data_dir or config.state_dir / "data" / node_id, fsync=config.fsync)
+
+
 class HullAPI:
     """One replicated node inside an application (a thin face over :class:`RaftNode`)."""
 
@@ -123,9 +141,7 @@ class HullAPI:
             )
         owns_storage = storage is None
         if storage is None:
-            from .storage.disk import DiskStorage
-
-            storage = DiskStorage(data_dir or config.state_dir / "data" / node_id)
+            storage = _disk_storage(config, node_id, data_dir)
         node = RaftNode(
             raft_config(config, node_id),
             storage=storage,

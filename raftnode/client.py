@@ -21,7 +21,7 @@ at once in the one session.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -236,6 +236,19 @@ class ClusterClient:
                 (its outcome is unknown; the next command opens a new session).
         """
         return await self._run(self.core.run_command(command, node=node, timeout=timeout, op=op))
+
+    async def run_many(
+        self, commands: Sequence[str], *, node: str | None = None, timeout: float = 5.0
+    ) -> list[CommandOutcome]:
+        """Run ``commands`` (at most ``wire.MAX_BATCH_COMMANDS``) as one batch: one request, which
+        the leader proposes as one batch, and one CommandOutcome per command, in order. A
+        command answered with a redirect or retry is sent again with the others still unsettled;
+        in a session each is applied at most once however often it is sent.
+
+        Raises as ``run_command`` does; Timeout if the leader timed out on any of the commands
+        (the others' outcomes are then unknown to the caller, though each is applied at most once).
+        """
+        return await self._run(self.core.run_many(commands, node=node, timeout=timeout))
 
     async def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
         """The client's session, registered first (through ``node`` or the leader) if it has none.

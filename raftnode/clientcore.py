@@ -25,7 +25,7 @@ import itertools
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
-from .clientproto import ClientError, ClientSession, CommandPlan, NodeUnreachable, SessionExpired, Timeout
+from .clientproto import BatchPlan, ClientError, ClientSession, CommandPlan, NodeUnreachable, SessionExpired, Timeout
 from .framing import FrameDecoder, FrameKind, decode_json, encode_frame, encode_json
 from .records import Record
 
@@ -183,11 +183,34 @@ class ClientCore:
             plan = CommandPlan(command, self.nodes, node=node, leader_hint=self.leader_hint, timeout=timeout,
                                now=started, op=op)
             return (yield from self.drive(plan))
+
+        def stamped(session: ClientSession, seqs: list[int]) -> CommandPlan:
+            return CommandPlan(command, self.nodes, node=node, leader_hint=self.leader_hint, timeout=timeout,
+                               now=started, stamp=session.stamp(seqs[0]))
+
+        return (yield from self._in_session(stamped, 1, node, started, timeout, repr(command) + " was"))
+
+    def run_many(self, commands: Sequence[str], *, node: str | None, timeout: float) -> Steps:
+        """The steps of ``run_many`` (``ClusterClient.run_many``): one CommandOutcome per command."""
+        started = self.clock()
+
+        def plan(session: ClientSession | None, seqs: list[int] | None) -> BatchPlan:
+            return BatchPlan(commands, self.nodes, node=node, leader_hint=self.leader_hint, timeout=timeout,
+                             now=started, session=session, seqs=seqs)
+
+        if not self.sessions:
+            return (yield from self.drive(plan(None, None)))
+        return (yield from self._in_session(plan, len(commands), node, started, timeout,
+                                            f"{len(commands)} commands were"))
+
+    def _in_session(self, make_plan: Callable[[ClientSession, list[int]], CommandPlan], count: int,
+                    node: str | None, started: float, timeout: float, what: str) -> Steps:
+        """Drive the plan of ``count`` commands numbered in the client's session (registered first
+        if needed); once more in a new session if the cluster forgot it before the first send."""
         for _ in range(2):
             session: ClientSession = yield NeedSession(node, started, timeout)
-            seq = session.begin()
-            plan = CommandPlan(command, self.nodes, node=node, leader_hint=self.leader_hint, timeout=timeout,
-                               now=started, stamp=session.stamp(seq))
+            seqs = [session.begin() for _ in range(count)]
+            plan = make_plan(session, seqs)
             try:
                 return (yield from self.drive(plan))
             except SessionExpired:
@@ -196,8 +219,9 @@ class ClientCore:
                 if plan.attempts > 1:  # an earlier copy may have been applied
                     raise
             finally:
-                session.end(seq)
-        raise SessionExpired(f"the cluster forgot a session it had just opened; {command!r} was not applied")
+                for seq in seqs:
+                    session.end(seq)
+        raise SessionExpired(f"the cluster forgot a session it had just opened; {what} not applied")
 
     def register(self, node: str | None, started: float, timeout: float) -> Steps:
         """The steps that register a session (through ``node`` or the leader); ends in it."""
@@ -223,6 +247,8 @@ class ClientCore:
                 if plan.learned is not None:
                     self.leader_hint = plan.learned
                 if final is not None:
+                    if isinstance(plan, BatchPlan):
+                        return [CommandOutcome(answer, answer.get("node") or target, plan.attempts) for answer in final]
                     return CommandOutcome(final, target, plan.attempts)
             pause = plan.pause(self.clock())
             if pause is not None:

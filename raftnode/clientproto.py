@@ -26,6 +26,7 @@ from . import wire
 from .sessions import SESSION_EXPIRED, SessionStamp
 
 __all__ = [
+    "BatchPlan",
     "ClientError",
     "ClientSession",
     "CommandPlan",
@@ -249,3 +250,89 @@ class CommandPlan:
 
     def _next_node(self) -> None:
         self.target = self.order[(self.order.index(self.target) + 1) % len(self.order)]
+
+
+class BatchPlan(CommandPlan):
+    """One ``run_many``: the commands go to a node as one ``run_many`` request, and each is
+    settled on its own -- a command answered with a result or an error is done, one answered
+    with a redirect or retry is sent again (with its own sequence number, so at most once) with
+    the others still unsettled, to the node named or the next one, until none is left.
+
+    With ``session`` the commands are numbered ``seqs`` (from ``session.begin()``); ``answer``
+    returns, once every command is settled, the list of their answers (each with the ``node``
+    and ``leader`` of the response that settled it), in order.
+    """
+
+    def __init__(
+        self,
+        commands: Sequence[str],
+        nodes: Sequence[str],
+        *,
+        node: str | None = None,
+        leader_hint: str | None = None,
+        timeout: float,
+        now: float,
+        session: ClientSession | None = None,
+        seqs: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(f"a batch of {len(commands)} commands", nodes, node=node, leader_hint=leader_hint,
+                         timeout=timeout, now=now)
+        self.commands = list(commands)
+        self.session = session
+        self.seqs = list(seqs) if seqs is not None else None
+        self.outcomes: list[Mapping[str, Any] | None] = [None] * len(self.commands)
+        self.pending = list(range(len(self.commands)))  # the positions still unsettled
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """The request of the unsettled commands (stamped with the session's current ack)."""
+        commands = [self.commands[position] for position in self.pending]
+        if self.session is None or self.seqs is None:
+            self._request = wire.RunMany(commands, self.timeout)  # type: ignore[assignment]
+            return
+        seqs = [self.seqs[position] for position in self.pending]
+        self._request = wire.RunMany(commands, self.timeout, self.session.id, seqs,  # type: ignore[assignment]
+                                     self.session.lowest_unanswered())
+
+    def answer(self, response: Mapping[str, Any]) -> Any:
+        """The answers of every command once all are settled, else None (see ``pause``).
+
+        Raises:
+            Timeout: the leader took a command but did not commit it before its timeout.
+            SessionExpired: the cluster no longer knows the session.
+            ClientError: the node refused the request itself, or answered it malformed.
+        """
+        results = response.get("results")
+        if results is None:  # the request as a whole was refused or redirected
+            if super().answer(response) is not None:
+                raise ClientError(f"{self.target} answered run_many without 'results'")
+            return None
+        if not isinstance(results, list) or len(results) != len(self.pending) or \
+                not all(isinstance(result, dict) for result in results):
+            raise ClientError(f"{self.target} answered run_many with malformed 'results'")
+        unsettled, redirect, problem = [], None, None
+        for position, result in zip(self.pending, results):
+            error = result.get("error")
+            if isinstance(error, str) and error.startswith(SESSION_EXPIRED):
+                raise SessionExpired(error)
+            if result.get("redirect") is not None or result.get("retry"):
+                unsettled.append(position)
+                redirect = redirect or result.get("redirect")
+                problem = error if isinstance(error, str) else problem
+            elif result.get("timeout_expired"):
+                raise Timeout(f"the leader {self.target} did not commit {self.commands[position]!r} "
+                              f"within {self.timeout} s")
+            else:
+                self.outcomes[position] = {**result, "node": response.get("node"), "leader": response.get("leader")}
+        self.pending = unsettled
+        if not unsettled:
+            self.learned = self.target
+            return self.outcomes
+        self._prepare()
+        if redirect is not None and redirect in self.order and redirect != self.target:
+            self.learned = self.target = redirect
+            self._redirected = True
+            return None
+        self._last_problem = problem or f"{self.target} knows no leader"
+        self._next_node()
+        return None

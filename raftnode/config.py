@@ -23,6 +23,7 @@ The layout of the file::
     idle_timeout_ms = 60000         # a client connection with nothing to do is closed after it
     peer_auth = true                # HMAC challenge-response with the secret in the state dir
     client_auth = false             # client requests (run_command, status, events) need the client token
+    fsync = true                    # false is UNSAFE (benchmarks, tests): a crash loses acknowledged commands
 
     [[nodes]]                       # at least one
     id = "n1"
@@ -90,6 +91,7 @@ DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
         "idle_timeout_ms": 60_000,
         "peer_auth": True,
         "client_auth": False,
+        "fsync": True,
     }
 )
 
@@ -200,6 +202,10 @@ class ClusterConfig:
             this long is closed.
         peer_auth: Peers prove they hold the cluster secret (``raftnode.credentials``) in HELLO.
         client_auth: Client requests need the client token (admin requests always need the admin token).
+        fsync: Storage fsyncs before anything is acknowledged. ``false`` is UNSAFE -- for benchmarks
+            and tests only: a crash (or power loss) of a majority loses acknowledged commands and
+            may break Raft's safety; a node logs it loudly at start and ``raftctl up`` refuses it
+            without ``--unsafe-no-fsync``.
         nodes: The nodes, in file order.
     """
 
@@ -221,6 +227,7 @@ class ClusterConfig:
     peer_auth: bool
     client_auth: bool
     nodes: tuple[NodeConfig, ...]
+    fsync: bool = True
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -581,6 +588,7 @@ class _Validator:
             )
         peer_auth = self.typed(raw["peer_auth"], bool, "a boolean", "cluster.peer_auth")
         client_auth = self.typed(raw["client_auth"], bool, "a boolean", "cluster.client_auth")
+        fsync = self.typed(raw["fsync"], bool, "a boolean", "cluster.fsync")
 
         nodes = self.nodes(document.get("nodes"))
         if not peer_auth:
@@ -611,6 +619,7 @@ class _Validator:
             peer_auth=peer_auth,
             client_auth=client_auth,
             nodes=nodes,
+            fsync=fsync,
         )
 
     def nodes(self, entries: object) -> tuple[NodeConfig, ...]:

@@ -80,6 +80,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import outcome
@@ -297,6 +298,7 @@ class RaftNode:
         self._inbox_size = inbox_size
         self._max_batch = max_batch
         self._high_water = 4 * max_batch  # proposals_backlogged() above this
+        self._next_turn_takes = 0  # proposals the next turn takes at least (a client batch kept whole)
         self._serve_task: Any = None  # the node's task while it waits for input
         self._room = trio.lowlevel.ParkingLot()  # endpoints waiting for proposals to drain
         self._cancel_scope: trio.CancelScope | None = None
@@ -459,6 +461,38 @@ class RaftNode:
         """
         self._submit(self._enqueue(command, session), on_result, timeout)
 
+    def submit_commands(
+        self,
+        commands: Sequence[str],
+        on_result: Callable[[int, CommandResult], None],
+        *,
+        timeout: float = 5.0,
+        stamps: Sequence[SessionStamp] | None = None,
+    ) -> None:
+        """``submit_command`` for a batch: all of ``commands`` are queued together (or all refused
+        with ``retry`` when the inbox has no room for them), so the node proposes them in one
+        turn -- one Ready, one fsync -- when they fit in ``max_batch``; ``on_result(position,
+        result)`` is called once per command. ``stamps``: each command's session stamp."""
+        callbacks = [Callback(partial(on_result, position)) for position in range(len(commands))]
+        proposals = []
+        for position, command in enumerate(commands):
+            proposal = self._enqueue(command, stamps[position] if stamps is not None else None)
+            if isinstance(proposal, CommandResult):
+                callbacks[position].set(proposal)
+            else:
+                proposals.append((*proposal, callbacks[position]))
+        if proposals and (not self._running or len(self._proposals) + len(proposals) > self._inbox_size):
+            self.stats["inbox_dropped"] += len(proposals) if self._running else 0
+            for proposal in proposals:
+                proposal[3].set(CommandResult(retry=True))
+            return
+        self._proposals.extend(proposals)
+        # The next turn takes the whole batch even beyond max_batch (up to the high-water mark).
+        self._next_turn_takes = max(self._next_turn_takes, min(len(self._proposals), self._high_water))
+        self._wake()
+        for proposal in proposals:
+            self._expire_after(proposal[3], timeout)
+
     def submit_query(self, command: str, on_result: Callable[[CommandResult], None], *, timeout: float = 5.0) -> None:
         """``query`` without a task, as ``submit_command`` is ``run_command`` without one."""
         self._submit(self._enqueue_read(command), on_result, timeout)
@@ -474,6 +508,10 @@ class RaftNode:
         if refused is not None:
             callback.set(refused)
             return
+        self._expire_after(callback, timeout)
+
+    def _expire_after(self, callback: Callback, timeout: float) -> None:
+        """Answer ``callback`` with ``timeout_expired`` if nothing else did within ``timeout`` s."""
         # One queue per timeout in whole ticks (clients send their remaining time, a new float each
         # time): each queue stays in deadline order and a command expires at most a tick late.
         ticks = max(1, math.ceil(timeout / self.tick_seconds))
@@ -827,8 +865,9 @@ class RaftNode:
         raft = self.raft
         assert raft is not None
         propose = self._propose
-        for _ in range(min(len(proposals), self._max_batch)):
+        for _ in range(min(len(proposals), max(self._max_batch, self._next_turn_takes))):
             propose(raft, *proposals.popleft())
+        self._next_turn_takes = 0
         if self._room and len(proposals) < self._high_water:
             self._room.unpark_all()
 

@@ -9,6 +9,7 @@ that checks the same fields in place (``_submit``).
 | op | request fields | response |
 |---|---|---|
 | ``run_command`` | ``command``, ``timeout`` (s); in a session ``session``, ``seq``, ``ack`` | the seed's CommandResult fields, ``node``, ``leader`` |
+| ``run_many`` | ``commands`` (at most ``wire.MAX_BATCH_COMMANDS``), ``timeout``; in a session ``session``, ``seqs``, ``ack`` | ``results``: each command's CommandResult fields, in order; ``node``, ``leader`` |
 | ``query`` | ``command``, ``timeout`` (s) | the same; a linearizable read served here without the log |
 | ``register_session`` | ``timeout`` (s) | as ``run_command``; ``result`` is the new session's id |
 | ``status`` | | the node's status (``status --json`` fields) |
@@ -257,6 +258,8 @@ class ClientService:
         own; its answer is queued on the connection from the node's task and flushed after the
         batch. Returns False for anything else (served by ``_dispatch`` in a task)."""
         op = request.get("op")
+        if op == "run_many":
+            return self._submit_many(request, writer, state)
         if (op != "run_command" and op != "query") or self.node.raft is None:
             return False
         if self._client_tokens is not None and not self._client_token_ok(request):
@@ -291,6 +294,75 @@ class ClientService:
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
+
+    def _submit_many(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> bool:
+        """A well-formed run_many: its commands go to the node as one batch; one answer frame
+        carries each command's own outcome once the last has one. Returns False for a request that
+        is not one (or lacks the client token): ``_dispatch`` says what is wrong."""
+        if self._client_tokens is not None and not self._client_token_ok(request):
+            return False
+        try:
+            record = wire.decode_request(request)
+        except wire.WireError:
+            return False
+        assert isinstance(record, wire.RunMany)
+        request_id = request.get("id")
+
+        def done(results: list[CommandResult]) -> None:
+            state.in_flight -= 1
+            frame = self._batch_frame(results, request_id)
+            if frame is None:
+                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, self._batch_response(results, request_id))
+            writer.write_soon(frame)
+            self._dirty.add(writer)
+
+        batch = BatchAnswer(len(record.commands), done)
+        stamps = record.stamps
+        state.in_flight += 1
+        positions = []  # of the commands fit to propose
+        for position, command in enumerate(record.commands):
+            try:
+                self._command(command, wire.RunMany.OP)
+                positions.append(position)
+            except BadRequest as exc:
+                batch.set(position, CommandResult(error=str(exc)))
+        if len(positions) == len(record.commands):
+            self.node.submit_commands(record.commands, batch.set, timeout=record.timeout, stamps=stamps)
+        elif positions:
+            self.node.submit_commands(
+                [record.commands[p] for p in positions], lambda at, result: batch.set(positions[at], result),
+                timeout=record.timeout, stamps=None if stamps is None else [stamps[p] for p in positions])
+        if self._dirty:  # answered at once (a follower's redirects): not from the node's task
+            self._flush()
+        return True
+
+    def _batch_frame(self, results: list[CommandResult], request_id: Any) -> bytes | None:
+        """The answer to a run_many whose commands were all applied, formatted without a dict per
+        command (the JSON ``_batch_response`` makes); None for anything else (the general path)."""
+        rid = _json_scalar(request_id)
+        if rid is None:
+            return None
+        parts = []
+        for result in results:
+            value = _json_scalar(result.result) if result.ok else None
+            if value is None or type(result.index) is not int:
+                return None
+            parts.append(_BATCH_RESULT % (value, result.index))
+        raft = self.node.raft
+        names = self._json_names
+        leader = raft.leader if raft else None
+        node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
+        leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
+        payload = _BATCH % (b",".join(parts), node_json, leader_json, rid)
+        if len(payload) > self.max_frame_bytes - 2:
+            return None
+        return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
+
+    def _batch_response(self, results: list[CommandResult], request_id: Any) -> dict[str, Any]:
+        """The answer to a run_many: each command's outcome (``wire.RunMany``), in order."""
+        raft = self.node.raft
+        return {"ok": True, "results": [_result_document(result) for result in results], "node": self.node.id,
+                "leader": raft.leader if raft else None, "id": request_id}
 
     def _frame(self, kind: codec.FrameKind, document: dict[str, Any]) -> bytes:
         """``document`` as a frame; an error answer instead if it cannot be encoded or is too long."""
@@ -539,6 +611,41 @@ _HANDLERS: dict[type[Any], Any] = {
 }
 
 
+class BatchAnswer:
+    """The outcomes of one run_many's commands, gathered until each has one; then
+    ``on_done(results)`` is called, once."""
+
+    __slots__ = ("results", "waiting", "on_done")
+
+    def __init__(self, count: int, on_done: Any) -> None:
+        self.results: list[Any] = [None] * count
+        self.waiting = count
+        self.on_done = on_done
+
+    def set(self, position: int, result: CommandResult) -> None:
+        if self.results[position] is None:
+            self.results[position] = result
+            self.waiting -= 1
+            if not self.waiting:
+                self.on_done(self.results)
+
+
+def _result_document(result: CommandResult) -> dict[str, Any]:
+    """One command's outcome in a run_many answer: ``result`` and ``index``, the flags when set."""
+    value = result.result
+    document = {"result": value if value is None or type(value) in (int, str) else _jsonable(value),
+                "index": result.index}
+    if result.error is not None:
+        document["error"] = result.error
+    if result.redirect is not None:
+        document["redirect"] = result.redirect
+    if result.retry:
+        document["retry"] = True
+    if result.timeout_expired:
+        document["timeout_expired"] = True
+    return document
+
+
 async def _quietly(run: Any) -> None:
     """Run a connection's writer; a client that went away is not an error of the node."""
     try:
@@ -551,6 +658,8 @@ _SUCCESS = (
     b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,'
     b'"index":%s,"node":%s,"leader":%s,"id":%s}'
 )
+_BATCH = b'{"ok":true,"results":[%s],"node":%s,"leader":%s,"id":%s}'
+_BATCH_RESULT = b'{"result":%s,"index":%d}'
 _RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header
 
 

@@ -99,6 +99,8 @@ class SessionRefused(Exception):
 
 def check_stamp(session: object, seq: object, ack: object) -> SessionStamp:
     """The stamp of a request's ``session``/``seq``/``ack`` fields; ValueError naming what is wrong."""
+    if type(session) is int and type(seq) is int and type(ack) is int and 0 < session < _U64 and 0 < ack <= seq < _U64:
+        return SessionStamp(session, seq, ack)  # the common case, checked at once (every applied entry)
     for name, value in (("session", session), ("seq", seq), ("ack", ack)):
         if type(value) is not int or not 1 <= value < _U64:
             raise ValueError(f"{name!r} must be an integer from 1 to 2**64-1, not {value!r}")
@@ -128,7 +130,7 @@ def decode_session_entry(data: bytes) -> SessionEntry:
         raise SessionEntryError(f"unknown session entry op {op}")
     try:
         stamp = check_stamp(session, seq, ack)
-        command = bytes(data[_HEAD.size :]).decode()
+        command = (data[_HEAD.size :] if type(data) is bytes else bytes(data[_HEAD.size :])).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise SessionEntryError(f"malformed session command: {exc}") from None
     return SessionEntry(time, stamp, command)

@@ -25,7 +25,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -266,6 +266,10 @@ class SyncClusterClient:
             ClientError: the node refused the request itself.
         """
         return self._run(self.core.run_command(command, node=node, timeout=timeout, op=op))
+
+    def run_many(self, commands: Sequence[str], *, node: str | None = None, timeout: float = 5.0) -> list[CommandAnswer]:
+        """Run ``commands`` as one batch, each answered on its own (``ClusterClient.run_many``)."""
+        return self._run(self.core.run_many(commands, node=node, timeout=timeout))
 
     def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
         """The client's session, registered first (through ``node`` or the leader) if it has none."""

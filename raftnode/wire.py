@@ -24,13 +24,15 @@ from .records import Record
 from .sessions import SessionStamp, check_stamp
 
 __all__ = [
-    "AddNode", "ClearFaults", "Query", "RecentEvents", "RegisterSession", "RemoveNode", "Request", "RunCommand",
-    "SetFaults", "Snapshot", "Status", "Stop", "Subscribe", "Transfer", "WireError", "as_document",
+    "AddNode", "ClearFaults", "MAX_BATCH_COMMANDS", "Query", "RecentEvents", "RegisterSession", "RemoveNode",
+    "Request", "RunCommand", "RunMany", "SetFaults", "Snapshot", "Status", "Stop", "Subscribe", "Transfer", "WireError", "as_document",
     "command_request", "decode_request", "document", "stamp_of", "timeout_of",
 ]
 
 #: The longest a request may ask a node to wait, in seconds.
 MAX_TIMEOUT = 3600
+#: The most commands one ``run_many`` request may carry (well under a session's window).
+MAX_BATCH_COMMANDS = 1024
 
 
 class WireError(ValueError):
@@ -53,6 +55,32 @@ class RunCommand(Record):
     def stamp(self) -> SessionStamp | None:
         """The session stamp, or None outside a session."""
         return None if self.session is None else SessionStamp(self.session, self.seq, self.ack)  # type: ignore[arg-type]
+
+
+class RunMany(Record):
+    """Commit ``commands`` through the leader as one batch, each answered on its own; in a
+    session ``seqs`` holds each command's sequence number (distinct) and ``ack`` is shared.
+
+    The answer is ``{"ok": true, "results": [...], "node": ..., "leader": ...}``: one object per
+    command, in order, with the seed's CommandResult fields (``result`` and ``index`` always;
+    ``error``, ``redirect``, ``retry``, ``timeout_expired`` when set).
+    """
+
+    __slots__ = ("commands", "timeout", "session", "seqs", "ack")
+    OP: ClassVar[str] = "run_many"
+    DEFAULTS = {"timeout": 5.0, "session": None, "seqs": None, "ack": None}
+    commands: list[str]
+    timeout: float
+    session: int | None
+    seqs: list[int] | None
+    ack: int | None
+
+    @property
+    def stamps(self) -> list[SessionStamp] | None:
+        """Each command's session stamp, or None outside a session."""
+        if self.session is None:
+            return None
+        return [SessionStamp(self.session, seq, self.ack) for seq in self.seqs]  # type: ignore[union-attr,arg-type]
 
 
 class Query(Record):
@@ -151,12 +179,12 @@ class Stop(Record):
 
 
 Request = Union[
-    RunCommand, Query, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults, Transfer,
+    RunCommand, RunMany, Query, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults, Transfer,
     Snapshot, AddNode, RemoveNode, Stop,
 ]
 RECORDS: dict[str, type[Any]] = {
     record.OP: record
-    for record in (RunCommand, Query, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults,
+    for record in (RunCommand, RunMany, Query, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults,
                    Transfer, Snapshot, AddNode, RemoveNode, Stop)
 }
 #: The ops that need the admin token (when the endpoint has credentials).
@@ -268,4 +296,34 @@ def _query(obj: Mapping[str, Any]) -> Query:
     return Query(_command(obj, Query.OP), timeout_of(obj, 5.0))
 
 
-_DECODERS: dict[type[Any], Any] = {RunCommand: _run_command, Query: _query}
+def _run_many(obj: Mapping[str, Any]) -> RunMany:
+    """A run_many object: 1 to MAX_BATCH_COMMANDS string commands; in a session as many distinct
+    ``seqs`` with one ``ack`` no higher than any of them."""
+    op = RunMany.OP
+    commands = obj.get("commands")
+    if not isinstance(commands, list) or not 1 <= len(commands) <= MAX_BATCH_COMMANDS:
+        raise WireError(f"{op} needs a list 'commands' of 1 to {MAX_BATCH_COMMANDS} commands")
+    for position, command in enumerate(commands):
+        if type(command) is not str:
+            raise WireError(f"{op}: command {position} is not a string")
+    timeout = timeout_of(obj, 5.0)
+    if "session" not in obj:
+        if "seqs" in obj or "ack" in obj:
+            raise WireError("'seqs' and 'ack' need a 'session'")
+        return RunMany(commands, timeout)
+    seqs = obj.get("seqs")
+    if not isinstance(seqs, list) or len(seqs) != len(commands):
+        raise WireError(f"{op} in a session needs a list 'seqs' as long as 'commands' ({len(commands)})")
+    if any(type(seq) is not int for seq in seqs):
+        raise WireError(f"{op}: every one of 'seqs' must be an integer")
+    if len(set(seqs)) != len(seqs):
+        raise WireError(f"{op}: 'seqs' must be distinct")
+    try:  # the lowest and highest bound them all: each in range, none below ack
+        for seq in (min(seqs), max(seqs)):
+            check_stamp(obj.get("session"), seq, obj.get("ack"))
+    except ValueError as exc:
+        raise WireError(f"{op}: {exc}") from None
+    return RunMany(commands, timeout, obj["session"], seqs, obj["ack"])
+
+
+_DECODERS: dict[type[Any], Any] = {RunCommand: _run_command, RunMany: _run_many, Query: _query}

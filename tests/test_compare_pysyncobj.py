@@ -99,3 +99,34 @@ def test_levels_argument(compare: ModuleType) -> None:
     for bad in ("", "1,x", "0,8"):
         with pytest.raises(argparse.ArgumentTypeError):
             compare.parse_levels(bad)
+
+
+def test_extra_rows_and_the_targets_say_met_or_not(compare: ModuleType) -> None:
+    results = {
+        1: {compare.RAFTNODE: report(900, 1.0, 2.0), compare.RAFTNODE_NOFSYNC: report(2000, 0.5, 1.0),
+            compare.PSO_BATCH: report(10, 100.0, 110.0), compare.PSO_NOBATCH: report(1600, 0.6, 1.2)},
+        64: {compare.RAFTNODE: report(30000, 2.0, 4.0), compare.RAFTNODE_NOFSYNC: report(40000, 1.5, 3.0),
+             compare.RAFTNODE_BATCH: report(120000, 3.0, 6.0),
+             compare.PSO_BATCH: report(9000, 5.0, 13.0), compare.PSO_NOBATCH: report(10000, 5.0, 14.0)},
+    }
+    rows, extras = compare.comparison_rows(results), compare.extra_rows(results)
+    assert rows[1]["pysyncobj"]["mode"] == compare.PSO_NOBATCH  # our extra systems are never PySyncObj's
+    assert extras[0][compare.RAFTNODE_BATCH]["throughput"] is None
+    assert extras[1][compare.RAFTNODE_NOFSYNC]["throughput_ratio"] == 4.0
+    assert extras[1][compare.RAFTNODE_BATCH]["throughput_ratio"] == 12.0
+    table = compare.format_extra_table(extras, 256).splitlines()
+    assert "batch 256 cmds/s" in table[0] and table[3].split()[0] == "64" and "12x" in table[3]
+
+    found = {t["target"]: t for t in compare.targets(rows, extras, fsync_ms=0.5)}
+    low = found["1 in flight: p50 <= PySyncObj's p50 + median fsync"]
+    assert low["measured"] == "1.00 ms vs 0.60 + 0.50 ms" and low["met"] is True
+    assert found["64 in flight: >= 3x PySyncObj"] == {"target": "64 in flight: >= 3x PySyncObj", "measured": "3x",
+                                                      "met": True}
+    assert found["p99 <= 1/3 of PySyncObj's, 64 to 4,096 in flight"]["met"] is True  # 4 / 14
+    assert found["fsync = false: >= 1.0x PySyncObj at every level"]["met"] is True  # 2000 / 1600 at 1
+    assert found["peak with a batching client: >= 100,000 cmds/s on 3 nodes"]["met"] is True
+    assert found["reads through ReadIndex >= 150,000/s"]["met"] is None
+    text = compare.format_targets(list(found.values()))
+    assert "NOT MET" not in text and " met" in text
+    rows[0]["raftnode"]["p50_ms"] = 1.2
+    assert not {t["target"]: t for t in compare.targets(rows, extras, 0.5)}[low["target"]]["met"]

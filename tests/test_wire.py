@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 EVERY_RECORD = [
     wire.RunCommand("incr 1", 2.5),
     wire.RunCommand("incr 1", 3, session=7, seq=4, ack=2),
+    wire.RunMany(["incr 1", "get"], 2.5),
+    wire.RunMany(["incr 1", "incr 2"], 3, session=7, seqs=[5, 4], ack=2),
     wire.Query("get", 1),
     wire.RegisterSession(9),
     wire.Status(),
@@ -55,6 +57,10 @@ def test_the_document_is_the_one_the_nodes_have_always_read() -> None:
     assert wire.document(wire.Status(True)) == {"op": "status", "digest": True}
     assert wire.document(wire.Transfer("n2")) == {"op": "transfer", "target": "n2"}
     assert wire.RunCommand("a", 1, 7, 3, 2).stamp == SessionStamp(7, 3, 2) and wire.RunCommand("a").stamp is None
+    assert wire.document(wire.RunMany(["a", "b"], 1, 7, [3, 4], 2)) == {
+        "op": "run_many", "commands": ["a", "b"], "timeout": 1, "session": 7, "seqs": [3, 4], "ack": 2}
+    assert wire.RunMany(["a", "b"], 1, 7, [3, 4], 2).stamps == [SessionStamp(7, 3, 2), SessionStamp(7, 4, 2)]
+    assert wire.RunMany(["a"]).stamps is None
 
 
 BAD = {
@@ -69,6 +75,22 @@ BAD = {
     "seq without a session": ({"op": "run_command", "command": "x", "seq": 1, "ack": 1}, "'seq' and 'ack' need a 'session'"),
     "a float seq": ({"op": "run_command", "command": "x", "session": 1, "seq": 1.0, "ack": 1}, "'seq' must be an integer"),
     "an ack beyond seq": ({"op": "run_command", "command": "x", "session": 1, "seq": 1, "ack": 2}, "'ack' (2) cannot exceed"),
+    "run_many without commands": ({"op": "run_many"}, "run_many needs a list 'commands' of 1 to 1024"),
+    "run_many with no command": ({"op": "run_many", "commands": []}, "run_many needs a list 'commands' of 1 to"),
+    "run_many with too many commands": ({"op": "run_many", "commands": ["x"] * 1025}, "of 1 to 1024 commands"),
+    "run_many with a number command": ({"op": "run_many", "commands": ["x", 5]}, "run_many: command 1 is not a string"),
+    "run_many seqs without a session": ({"op": "run_many", "commands": ["x"], "seqs": [1]}, "'seqs' and 'ack' need a"),
+    "run_many seqs too short": ({"op": "run_many", "commands": ["x", "y"], "session": 1, "seqs": [1], "ack": 1},
+                                "needs a list 'seqs' as long as 'commands' (2)"),
+    "run_many float seq": ({"op": "run_many", "commands": ["x"], "session": 1, "seqs": [1.0], "ack": 1},
+                           "every one of 'seqs' must be an integer"),
+    "run_many repeated seq": ({"op": "run_many", "commands": ["x", "y"], "session": 1, "seqs": [2, 2], "ack": 1},
+                              "'seqs' must be distinct"),
+    "run_many ack beyond a seq": ({"op": "run_many", "commands": ["x", "y"], "session": 1, "seqs": [3, 1], "ack": 2},
+                                  "run_many: 'ack' (2) cannot exceed 'seq' (1)"),
+    "run_many seq of zero": ({"op": "run_many", "commands": ["x"], "session": 1, "seqs": [0], "ack": 1},
+                             "'seq' must be an integer from 1"),
+    "run_many no ack": ({"op": "run_many", "commands": ["x"], "session": 1, "seqs": [1]}, "'ack' must be an integer"),
     "faults that are a list": ({"op": "set_faults", "faults": []}, "set_faults needs an object 'faults'"),
     "no faults": ({"op": "set_faults"}, "set_faults needs an object 'faults'"),
     "an empty target": ({"op": "transfer", "target": ""}, "transfer needs a non-empty string 'target'"),

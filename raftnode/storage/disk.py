@@ -67,7 +67,7 @@ import errno
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -113,6 +113,8 @@ class DiskStorage(_SegmentFiles, _Recovery):
     Args:
         directory: the node's storage directory (created if missing).
         segment_bytes: start a new segment once the active one reaches this size.
+        fsync: False skips the fsyncs that make writes durable (``cluster.fsync = false``):
+            UNSAFE, for benchmarks and tests only -- what a crash loses may have been acknowledged.
 
     Raises:
         CorruptLogError: a stored file failed verification other than as a torn tail.
@@ -129,9 +131,10 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     needs_thread = True  # calls block on the disk: the runtime runs them in a worker thread
 
-    def __init__(self, directory: str | os.PathLike, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES):
+    def __init__(self, directory: str | os.PathLike, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES, fsync: bool = True):
         if segment_bytes < 1:
             raise ValueError("segment_bytes must be positive")
+        self.fsync = fsync
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
@@ -153,6 +156,7 @@ class DiskStorage(_SegmentFiles, _Recovery):
         self._stats = {
             "syncs": 0,
             "fsyncs": 0,
+            "fsyncs_skipped": 0,  # fsync = false (unsafe)
             "appends": 0,
             "entries_appended": 0,
             "bytes_written": 0,
@@ -171,14 +175,17 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     # -- low-level helpers ---------------------------------------------------------------------
 
-    def _fsync(self, fd: int) -> None:
-        _fsync_data(fd)
+    def _fsync(self, fd: int, sync: Callable[[int], None] | None = None) -> None:
+        """``sync(fd)`` (default ``_fsync_data``) and count it; only counted as skipped with ``fsync=False``."""
+        if not self.fsync:
+            self._stats["fsyncs_skipped"] += 1
+            return
+        (sync or _fsync_data)(fd)
         self._stats["fsyncs"] += 1
 
     def _fsync_dir(self) -> None:
         assert self._dirfd is not None
-        os.fsync(self._dirfd)
-        self._stats["fsyncs"] += 1
+        self._fsync(self._dirfd, os.fsync)
 
     def _hs_record(self, hs: HardState) -> bytes:
         self._hs_seq += 1

@@ -117,8 +117,7 @@ class _SegmentFiles:  # a part of DiskStorage
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
-            os.fsync(fd)
-            self._stats["fsyncs"] += 1
+            self._fsync(fd, os.fsync)
         finally:
             os.close(fd)
         os.replace(tmp, self.directory / name)

@@ -1,0 +1,85 @@
+"""Batches of commands in the trio runtime (``RaftNode.submit_commands``, what ``run_many``
+uses): proposed together in one turn, each command answered on its own, and in a session a
+resent batch is answered from the session table, never applied twice (virtual time, seeded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from raftnode.clientproto import ClientSession
+from raftnode.core.commands import CommandResult
+from raftnode.runtime import RaftNode
+
+from .test_node_runtime import running_cluster
+
+pytestmark = pytest.mark.trio
+
+
+async def run_batch(node: RaftNode, commands: list[str], **kwargs: Any) -> list[CommandResult]:
+    """Submit ``commands`` as one batch and wait until each has its answer."""
+    results: list[Any] = [None] * len(commands)
+    done = trio.Event()
+
+    def answered(position: int, result: CommandResult) -> None:
+        assert results[position] is None, f"command {position} answered twice"
+        results[position] = result
+        if all(r is not None for r in results):
+            done.set()
+
+    node.submit_commands(commands, answered, timeout=5.0, **kwargs)
+    with trio.fail_after(10):
+        await done.wait()
+    return results
+
+
+async def test_a_batch_beyond_max_batch_is_proposed_in_one_turn_and_each_command_answered_on_its_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        storage = cluster.storages[leader.id]
+        appended: list[int] = []
+        append = storage.append
+        storage.append = lambda entries: (appended.append(len(entries)), append(entries))[1]  # type: ignore[method-assign]
+        commands = ["incr 1"] * 300 + ["bogus"] + ["incr 1"] * 300  # 601 > max_batch (256)
+        results = await run_batch(leader, commands)
+        assert appended == [600]  # one Ready: the whole batch in one append (the bogus one refused first)
+        assert results[300].error is not None and "unknown command 'bogus'" in results[300].error
+        good = results[:300] + results[301:]
+        assert [r.result for r in good] == list(range(1, 601))
+        assert [r.index for r in good] == list(range(good[0].index, good[0].index + 600))
+        follower = cluster.followers()[0]
+        redirected = await run_batch(follower, ["incr 1", "incr 2"])
+        assert redirected == [CommandResult(redirect=leader.id)] * 2
+
+
+async def test_a_batch_with_no_room_in_the_inbox_is_refused_whole_with_retry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        leader._inbox_size = 3
+        results = await run_batch(leader, ["incr 1"] * 4)
+        assert results == [CommandResult(retry=True)] * 4
+        assert leader.status().stats["inbox_dropped"] == 4
+        assert cluster.values()[leader.id] == 0
+
+
+async def test_a_resent_batch_in_a_session_is_answered_from_the_session_table_and_applied_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        registered = await leader.register_session(timeout=5.0)
+        session = ClientSession(registered.result)
+        seqs = [session.begin() for _ in range(3)]
+        stamps = [session.stamp(seq) for seq in seqs]
+        first = await run_batch(leader, ["incr 1", "incr 2", "incr 3"], stamps=stamps)
+        assert [r.result for r in first] == [1, 3, 6]
+        again = await run_batch(leader, ["incr 1", "incr 2", "incr 3"], stamps=stamps)
+        assert [r.result for r in again] == [1, 3, 6]  # the first outcomes, from the table
+        await cluster.wait_applied(leader.status().commit_index)
+        assert set(cluster.values().values()) == {6}
