@@ -22,14 +22,15 @@ import contextlib
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from raftnode import wire
 from raftnode.clientcore import Advanced, CommandOutcome, advance
 from raftnode.clientproto import ClientError, NodeUnreachable
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
-from raftnode.config import ClusterConfig
+from raftnode.config import ClusterConfig, ConfigError
 from raftnode.records import Record
 from raftnode.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
 from raftnode.syncclient import SyncClusterClient
@@ -44,6 +45,9 @@ from .errors import (
     WaitTimeout,
 )
 from .model import ClusterStatus, NodeRow
+
+if TYPE_CHECKING:
+    import ssl
 
 #: Seconds one ``status`` request may take before its node counts as down.
 STATUS_TIMEOUT = 1.0
@@ -95,6 +99,32 @@ def client_fields(config: ClusterConfig, *, admin: bool = True) -> dict[str, str
         raise UsageProblem(str(exc)) from None
 
 
+def client_tls(config: ClusterConfig) -> ssl.SSLContext | None:
+    """raftctl's TLS client context from the ``[tls]`` table (None without one): the cluster CA
+    and the client certificate. UsageProblem naming the file if one is unusable."""
+    if config.tls is None:
+        return None
+    from raftnode.tls import client_context
+
+    try:
+        return client_context(config)
+    except ConfigError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def cluster_certificates(config: ClusterConfig) -> list[Path]:
+    """With ``[tls]``, the cluster CA and every certificate still missing, made now (``raftnode.pki``:
+    ``init --tls``, ``up``, ``add-node``); the files written. UsageProblem if they cannot be made."""
+    if config.tls is None:
+        return []
+    from raftnode import pki
+
+    try:
+        return pki.make_cluster_pki(config)
+    except (OSError, ValueError) as exc:
+        raise UsageProblem(f"{config.tls.dir}: cannot make the cluster's certificates: {exc}") from None
+
+
 def cluster_credentials(config: ClusterConfig) -> tuple[Credentials, bool]:
     """The cluster's credentials, made now if its state dir has none (``raftctl init`` and ``up``);
     returns them and whether they were made. UsageProblem if the file is unusable."""
@@ -114,7 +144,7 @@ def other_cluster(config: ClusterConfig, node_id: str) -> str | None:
         own_id = load_credentials(secrets_path(config.state_dir)).cluster_id
     except CredentialsError:
         own_id = None
-    with SyncClusterClient({node_id: config.node(node_id).client}, connect_timeout=0.5) as client:
+    with SyncClusterClient({node_id: config.node(node_id).client}, connect_timeout=0.5, tls=client_tls(config)) as client:
         answer = client.call_each({node_id: wire.Status()}, timeout=1.0)[node_id]
     if isinstance(answer, ClientError) or not isinstance(answer.get("cluster_id"), str):
         return None
@@ -394,7 +424,7 @@ def quick_session(
     ``client_session`` its commands run in a client session (registered on the first one)."""
     addresses = {n.id: n.client for n in config.nodes}
     with SyncClusterClient(addresses, connect_timeout=connect_timeout, fields=client_fields(config),
-                           sessions=client_session) as client:
+                           sessions=client_session, tls=client_tls(config)) as client:
         yield QuickSession(config, client)
 
 
