@@ -66,13 +66,15 @@ class PollTimeout(Exception):
 def node_row(config: ClusterConfig, node_id: str, answer: Mapping[str, Any] | ClientError) -> NodeRow:
     """The row of ``node_id`` from its answer to ``status`` (or the error it met instead).
 
-    A node that did not answer is down, and its note says why: a live pid that does not answer,
-    the reason it refused to start (from its log), or simply not running.
+    A node that did not answer is down, and its note says why: it refuses this client over TLS, a
+    live pid that does not answer, the reason it refused to start (from its log), or simply not running.
     """
     if isinstance(answer, ClientError):
         # Imported only for a node that is down: a healthy status does not pay for it.
         from . import supervisor
 
+        if "TLS" in str(answer):  # something answers, and refuses this client: say why
+            return NodeRow.down(node_id, f"refuses this client: {str(answer).split(': ', 1)[-1]}")
         pid = supervisor.live_pid(config, node_id)
         if pid:
             return NodeRow.down(node_id, f"pid {pid} not answering")
@@ -158,6 +160,15 @@ def picture(config: ClusterConfig, rows: Mapping[str, NodeRow]) -> ClusterStatus
     return ClusterStatus(config.name, tuple(rows[i] for i in config.node_ids), time.time())
 
 
+def not_running(config: ClusterConfig, status: ClusterStatus) -> Exception:
+    """The error when no node answered: ClusterNotRunning, or UsageProblem when the nodes run but
+    refuse this client over TLS (the cluster file and the cluster disagree on [tls])."""
+    refusals = [f"{row.id}: {row.note}" for row in status.nodes if "refuses this client" in (row.note or "")]
+    if refusals:
+        return UsageProblem(f"the nodes of {config.path} run but refuse this client ({'; '.join(refusals)})")
+    return ClusterNotRunning(config.path)
+
+
 def check_name(config: ClusterConfig, name: str) -> None:
     """Raise UnknownNode unless ``name`` is a node id, ``leader`` or ``follower``."""
     if name not in SPECIAL_NODES and name not in config.node_ids:
@@ -178,7 +189,7 @@ def chooser(name: str, exclude: Sequence[str] = ()) -> Callable[[ClusterStatus],
 def unresolved(config: ClusterConfig, name: str, timeout: float, last: ClusterStatus | None) -> Exception:
     """The error when ``leader``/``follower`` named no node within ``timeout``."""
     if last is not None and not last.any_alive:
-        return ClusterNotRunning(config.path)
+        return not_running(config, last)
     if name == "leader":
         return NoLeaderError(f"no leader within {timeout:g} s{claims(last)}")
     return NotRunning(f"no live follower within {timeout:g} s")
@@ -187,7 +198,7 @@ def unresolved(config: ClusterConfig, name: str, timeout: float, last: ClusterSt
 def no_leader(config: ClusterConfig, timeout: float, last: ClusterStatus | None) -> Exception:
     """The error of ``raftctl leader`` when no leader showed within ``timeout``."""
     if last is not None and not last.any_alive:
-        return ClusterNotRunning(config.path)
+        return not_running(config, last)
     within = f" within {timeout:g} s" if timeout > 0 else ""
     return NoLeaderError(f"the cluster has no leader{within}{claims(last)}")
 
@@ -261,7 +272,7 @@ def command_failure(config: ClusterConfig, error: ClientError, current: Callable
     if isinstance(error, ClientNoLeader):
         picture = current()
         if not picture.any_alive:
-            return ClusterNotRunning(config.path)
+            return not_running(config, picture)
         if picture.leader_row is not None:  # the deadline ran out, not the leader (exit 4, not 3)
             return WaitTimeout(f"{error}, though {picture.leader_row.id} leads: the deadline passed first")
         return NoLeaderError(str(error))
@@ -316,7 +327,7 @@ class SessionCore:
         """``status()``, raising ClusterNotRunning if no node answers."""
         status: ClusterStatus = yield Look(timeout)
         if not status.any_alive:
-            raise ClusterNotRunning(self.config.path)
+            raise not_running(self.config, status)
         return status
 
     def ensure_running_steps(self) -> Generator[Look | Wait, Any, None]:
