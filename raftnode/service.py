@@ -47,6 +47,8 @@ import logging
 import os
 import socket
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -197,8 +199,9 @@ class ClientService:
                     await secure.do_handshake()
                     return secure
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                reason = getattr(exc.__cause__, "verify_message", None) or getattr(exc.__cause__, "reason", None) or exc
-                log.info("%s: refused a client connection: TLS handshake failed: %s", self.node.id, reason)
+                from .tls import failure_reason
+
+                log.info("%s: refused a client connection: TLS handshake failed: %s", self.node.id, failure_reason(exc))
         self.stats["refused_client_connections"] += 1
         with trio.CancelScope(shield=True):
             await stream.aclose()
@@ -209,7 +212,7 @@ class ClientService:
         decoder = codec.FrameDecoder(max_frame_bytes=self.max_frame_bytes)
         writer = FrameWriter(stream)
         state = _ConnectionState()
-        async with stream, trio.open_nursery() as nursery:
+        async with _bounded_close(stream), trio.open_nursery() as nursery:
             nursery.start_soon(_quietly, writer.run)
             node = self.node
             checkpoint = trio.lowlevel.checkpoint
@@ -581,6 +584,17 @@ _HANDLERS: dict[type[Any], Any] = {
     wire.RemoveNode: ClientService._remove_node,
     wire.Stop: ClientService._stop,
 }
+
+
+@asynccontextmanager
+async def _bounded_close(stream: trio.abc.Stream) -> AsyncIterator[trio.abc.Stream]:
+    """Close ``stream`` on exit within a second: a TLS close sends an alert, which must not wait
+    forever on a client that reads nothing (closed by force then)."""
+    try:
+        yield stream
+    finally:
+        with trio.CancelScope(deadline=trio.current_time() + 1.0, shield=True):
+            await stream.aclose()
 
 
 async def _quietly(run: Any) -> None:

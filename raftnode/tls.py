@@ -24,7 +24,8 @@ from pathlib import Path
 
 from .config import ClusterConfig, ConfigError, TlsConfig
 
-__all__ = ["NodeTls", "certificate_name", "check_certificates", "client_context", "node_tls", "server_context"]
+__all__ = ["NodeTls", "certificate_name", "check_certificates", "client_context", "failure_reason", "node_tls",
+           "server_context"]
 
 _KEY = "tls.dir"
 _FIX = "`raftctl init --tls` makes it"
@@ -78,6 +79,12 @@ def certificate_name(connection: object) -> str | None:
             if name == "commonName":
                 return value
     return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a TLS handshake failed, from trio's BrokenResourceError (its cause is the ssl error)."""
+    cause = exc.__cause__ or exc
+    return str(getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause or "connection lost")
 
 
 def check_certificates(config: ClusterConfig, node_id: str | None = None) -> None:

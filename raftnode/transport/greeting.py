@@ -128,9 +128,9 @@ async def _tls_handshake(stream: trio.SSLStream, whom: str) -> None:
     try:
         await stream.do_handshake()
     except trio.BrokenResourceError as exc:
-        cause = exc.__cause__
-        reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause or "connection lost"
-        raise PeerProtocolError(f"TLS handshake with {whom} failed: {reason}") from None
+        from ..tls import failure_reason
+
+        raise PeerProtocolError(f"TLS handshake with {whom} failed: {failure_reason(exc)}") from None
 
 
 async def next_frame(stream: trio.abc.ReceiveStream, decoder: codec.FrameDecoder) -> codec.Frame:
