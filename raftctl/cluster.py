@@ -105,6 +105,8 @@ class Session(oneshot.SessionCore):
 async def session(config: ClusterConfig, *, connect_timeout: float = 0.5) -> AsyncIterator[Session]:
     """Open a Session on ``config``'s cluster (closing its connections on exit)."""
     addresses = {n.id: n.client for n in config.nodes}
+    if config.tls is not None:
+        connect_timeout = max(connect_timeout, 2 * oneshot.TLS_PICTURE_FLOOR)  # the deadline covers the handshake too
     async with ClusterClient(addresses, connect_timeout=connect_timeout, fields=oneshot.client_fields(config),
                              tls=oneshot.client_tls(config)) as client:
         yield Session(config, client)

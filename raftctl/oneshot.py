@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 #: Seconds one ``status`` request may take before its node counts as down.
 STATUS_TIMEOUT = 1.0
+#: The least time a picture of a cluster gets, and with TLS (a handshake before the first answer).
+PICTURE_FLOOR = 0.1
+TLS_PICTURE_FLOOR = 0.5
 #: Seconds between two looks at the cluster while waiting for something.
 POLL_INTERVAL = 0.05
 SPECIAL_NODES = ("leader", "follower")
@@ -158,6 +161,12 @@ def other_cluster(config: ClusterConfig, node_id: str) -> str | None:
 def picture(config: ClusterConfig, rows: Mapping[str, NodeRow]) -> ClusterStatus:
     """A ClusterStatus from one row per node, in file order."""
     return ClusterStatus(config.name, tuple(rows[i] for i in config.node_ids), time.time())
+
+
+def picture_floor(config: ClusterConfig) -> float:
+    """The least time one picture of the cluster may take: a new TLS connection needs a handshake
+    (both ends sign and verify) before the first answer, a plain one a round trip."""
+    return TLS_PICTURE_FLOOR if config.tls is not None else PICTURE_FLOOR
 
 
 def not_running(config: ClusterConfig, status: ClusterStatus) -> Exception:
@@ -351,7 +360,7 @@ class SessionCore:
             PollTimeout: ``timeout`` passed; ``self.last_status`` is the last picture.
         """
         deadline = self.clock() + timeout
-        per_picture = min(STATUS_TIMEOUT, max(timeout, 0.1))
+        per_picture = min(STATUS_TIMEOUT, max(timeout, picture_floor(self.config)))
         self.last_status = None
         status = yield Look(per_picture)
         while True:
@@ -434,6 +443,8 @@ def quick_session(
     """Open a QuickSession on ``config``'s cluster (closing its connections on exit); with
     ``client_session`` its commands run in a client session (registered on the first one)."""
     addresses = {n.id: n.client for n in config.nodes}
+    if config.tls is not None:
+        connect_timeout = max(connect_timeout, 2 * TLS_PICTURE_FLOOR)  # the deadline covers the handshake too
     with SyncClusterClient(addresses, connect_timeout=connect_timeout, fields=client_fields(config),
                            sessions=client_session, tls=client_tls(config)) as client:
         yield QuickSession(config, client)
