@@ -61,6 +61,7 @@ import itertools
 import json
 import os
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -400,10 +401,13 @@ class LoadGenerator:
         progress: Callable[[int, float, bool], None] | None = None,
         fields: dict[str, Any] | None = None,
         stop_on_sigint: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``stop_on_sigint``: the first Ctrl-C ends the run like its end (the report says
-        ``interrupted``) instead of raising KeyboardInterrupt; for the CLI, in the main thread."""
+        ``interrupted``) instead of raising KeyboardInterrupt; for the CLI, in the main thread.
+        ``tls``: connect over TLS with this client context."""
         self.stop_on_sigint = stop_on_sigint
+        self.tls = tls
         if leader not in addresses:
             raise ValueError(f"unknown leader {leader!r}")
         self.addresses = dict(addresses)
@@ -480,9 +484,23 @@ class LoadGenerator:
         """A client session registered through the leader (following redirects)."""
         from raftnode.client import ClusterClient
 
-        async with ClusterClient(self.addresses, connect_timeout=CONNECT_TIMEOUT) as client:
+        async with ClusterClient(self.addresses, connect_timeout=CONNECT_TIMEOUT, tls=self.tls) as client:
             client.leader_hint = self.leader
             return await client.open_session(timeout=self.workload.command_timeout)
+
+    async def _connect(self, address: Address) -> trio.abc.Stream:
+        """A connection to ``address``, under TLS if the generator has a context."""
+        stream = await trio.open_tcp_stream(address.host, address.port)
+        if self.tls is None:
+            return stream
+        secure = trio.SSLStream(stream, self.tls, server_hostname=address.host)
+        try:
+            await secure.do_handshake()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+        return secure
 
     def _next_node(self, node: str) -> str:
         return self.order[(self.order.index(node) + 1) % len(self.order)]
@@ -561,8 +579,8 @@ class LoadGenerator:
             address = self.addresses[target]
             try:
                 with trio.fail_after(CONNECT_TIMEOUT):
-                    stream = await trio.open_tcp_stream(address.host, address.port)
-            except (OSError, trio.TooSlowError):
+                    stream = await self._connect(address)
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError):
                 failures += 1
                 target = self._next_node(target)
                 await trio.sleep(min(0.02 * failures, 0.5))
@@ -578,7 +596,7 @@ class LoadGenerator:
 
     async def _session(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         target: str,
         window: int,
         pending: deque[tuple[float, int, int]],
@@ -753,7 +771,7 @@ class LoadGenerator:
 # -- finding a leader over the client protocol -------------------------------------------------------
 
 
-async def find_leader(addresses: dict[str, Address], *, timeout: float = 10.0) -> str:
+async def find_leader(addresses: dict[str, Address], *, timeout: float = 10.0, tls: ssl.SSLContext | None = None) -> str:
     """The node that a majority of the nodes name as leader (asked with ``status``), waiting up
     to ``timeout``; raises ``trio.TooSlowError`` if there is none by then.
 
@@ -763,7 +781,7 @@ async def find_leader(addresses: dict[str, Address], *, timeout: float = 10.0) -
 
     majority = len(addresses) // 2 + 1
     with trio.fail_after(timeout):
-        async with ClusterClient(addresses, connect_timeout=0.5) as client:
+        async with ClusterClient(addresses, connect_timeout=0.5, tls=tls) as client:
             while True:
                 named: dict[str, int] = {}
 
@@ -795,18 +813,19 @@ async def run_load(
     progress: Callable[[int, float, bool], None] | None = None,
     fields: dict[str, Any] | None = None,
     stop_on_sigint: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
     """Find the leader (unless given), run ``workload`` and return the report (``build_report``),
     with the CPU seconds of the processes ``pids`` (by name) and of this process; ``fields`` go
     with every command (the cluster id)."""
     if leader is None:
-        leader = await find_leader(addresses, timeout=leader_timeout)
+        leader = await find_leader(addresses, timeout=leader_timeout, tls=tls)
     pids = pids or {}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     client_before = time.process_time()
     wall_before = time.perf_counter()
     generator = LoadGenerator(addresses, leader, workload, progress=progress, fields=fields,
-                              stop_on_sigint=stop_on_sigint)
+                              stop_on_sigint=stop_on_sigint, tls=tls)
     tally = await generator.run()
     wall = time.perf_counter() - wall_before
     client_cpu = time.process_time() - client_before
@@ -836,7 +855,7 @@ async def cluster_bench(
     addresses = {node.id: node.client for node in config.nodes}
     fields = oneshot.client_fields(config, admin=False)  # commands need the cluster id only
     return await run_load(addresses, workload, pids=pids, leader=row.id, progress=progress, fields=fields,
-                          stop_on_sigint=stop_on_sigint)
+                          stop_on_sigint=stop_on_sigint, tls=oneshot.client_tls(config))
 
 
 # -- the human report ----------------------------------------------------------------------------------

@@ -288,10 +288,13 @@ def main() -> None:
          "`auto` picks a BASE whose ports are free now.",
 )
 @click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+@click.option("--tls", is_flag=True,
+              help="Peer and client traffic over mutual TLS: a cluster CA and a certificate per node and for clients.")
 @json_option
 @pass_app
-def init(app: App, nodes: int, base_port: str, force: bool, as_json: bool) -> None:
-    """Write a cluster file for NODES nodes on 127.0.0.1 to the --config path.
+def init(app: App, nodes: int, base_port: str, force: bool, tls: bool, as_json: bool) -> None:
+    """Write a cluster file for NODES nodes on 127.0.0.1 to the --config path (with --tls, and
+    the cluster's CA and certificates in STATE_DIR/tls, keys mode 0600).
 
     Refuses to overwrite an existing file unless --force is given (exit 2), and ports outside
     1024-65535 (exit 2).
@@ -299,7 +302,7 @@ def init(app: App, nodes: int, base_port: str, force: bool, as_json: bool) -> No
     path = app.config_path
     base = _base_port(base_port, nodes)
     try:
-        write_config(path, nodes, base, overwrite=force)
+        write_config(path, nodes, base, overwrite=force, tls=tls)
     except FileExistsError:
         raise CommandError(f"{path} already exists; use --force to overwrite it", EXIT_USAGE)
     except ValueError as exc:
@@ -310,10 +313,11 @@ def init(app: App, nodes: int, base_port: str, force: bool, as_json: bool) -> No
     config = app.config()  # read back what was written: proves it loads, and reports it
     from raftnode.credentials import secrets_path
 
-    from .oneshot import cluster_credentials
+    from .oneshot import cluster_certificates, cluster_credentials
 
     try:
         cluster_credentials(config)  # the cluster's id and secrets, kept if the state dir has them
+        cluster_certificates(config)  # with --tls: the CA and certificates, kept if they exist
     except errors.UsageProblem as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     if as_json:
@@ -321,6 +325,7 @@ def init(app: App, nodes: int, base_port: str, force: bool, as_json: bool) -> No
             {
                 "path": str(config.path),
                 "secrets": str(secrets_path(config.state_dir)),
+                **({"tls": str(config.tls.dir)} if config.tls else {}),
                 "nodes": [
                     {"id": n.id, "peer": str(n.peer), "client": str(n.client)}
                     for n in config.nodes
@@ -335,7 +340,8 @@ def init(app: App, nodes: int, base_port: str, force: bool, as_json: bool) -> No
     click.echo(
         f"Wrote {path}: cluster {config.name!r}, {len(ids)} node{'s' * (len(ids) > 1)} "
         f"{names} on 127.0.0.1, peer ports {peers}, client ports {clients}; "
-        f"cluster id and secrets in {secrets_path(config.state_dir)} (mode 0600)."
+        f"cluster id and secrets in {secrets_path(config.state_dir)} (mode 0600)"
+        + (f"; TLS CA and certificates in {config.tls.dir} (keys mode 0600)." if config.tls else ".")
     )
 
 

@@ -105,7 +105,10 @@ class Session(oneshot.SessionCore):
 async def session(config: ClusterConfig, *, connect_timeout: float = 0.5) -> AsyncIterator[Session]:
     """Open a Session on ``config``'s cluster (closing its connections on exit)."""
     addresses = {n.id: n.client for n in config.nodes}
-    async with ClusterClient(addresses, connect_timeout=connect_timeout, fields=oneshot.client_fields(config)) as client:
+    if config.tls is not None:
+        connect_timeout = max(connect_timeout, 2 * oneshot.TLS_PICTURE_FLOOR)  # the deadline covers the handshake too
+    async with ClusterClient(addresses, connect_timeout=connect_timeout, fields=oneshot.client_fields(config),
+                             tls=oneshot.client_tls(config)) as client:
         yield Session(config, client)
 
 
@@ -213,6 +216,7 @@ async def up(config: ClusterConfig, *, timeout: float = 10.0) -> UpResult:
     result = UpResult()
     paths = supervisor.StatePaths.of(config)
     oneshot.cluster_credentials(config)  # the first start makes the cluster's id and secrets
+    oneshot.cluster_certificates(config)  # and, with [tls], its certificates
     async with session(config) as s:
         result.already_running = supervisor.live_pids(config)
         todo = [n for n in config.node_ids if n not in result.already_running]

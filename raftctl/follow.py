@@ -83,9 +83,10 @@ async def follow_node_events(
     goes away and comes back."""
     address = config.node(node_id).client
     fields = oneshot.client_fields(config, admin=False)  # this cluster's id: another cluster's node never answers
+    tls = oneshot.client_tls(config)
     while True:
         try:
-            async with ClusterClient({node_id: address}, connect_timeout=0.5, fields=fields) as client:
+            async with ClusterClient({node_id: address}, connect_timeout=0.5, fields=fields, tls=tls) as client:
                 connection = await client.connect(node_id)
                 async for document in await connection.events():
                     await hand(deliver, events.from_node(document, node_id))

@@ -36,7 +36,7 @@ from raftnode.config import (
     remove_node_from_file,
 )
 
-from . import supervisor
+from . import oneshot, supervisor
 from .cluster import Session, _abandon, _wait_started, session
 from .errors import NotRunning, Refused, UsageProblem, WaitTimeout
 
@@ -56,6 +56,16 @@ class MembershipResult:
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "node": self.node, "leader": self.leader, "voters": self.voters,
                 "learners": self.learners, "pid": self.pid, "notes": self.notes}
+
+
+def _issue_certificate(added: ClusterConfig, node_id: str, original: str, notes: list[str]) -> None:
+    """With [tls], the new node's certificate; the cluster file back as it was if it cannot be made."""
+    try:
+        if oneshot.cluster_certificates(added):
+            notes.append(f"issued a certificate for {node_id} in {added.tls.dir}")  # type: ignore[union-attr]
+    except UsageProblem:
+        added.path.write_text(original, encoding="utf-8")
+        raise
 
 
 async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, *, timeout: float = 60.0) -> MembershipResult:
@@ -89,6 +99,7 @@ async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, 
         except ConfigError as exc:
             raise UsageProblem(f"cannot add {node_id}: {exc}") from None
         added = load_config(config.path)
+        _issue_certificate(added, node_id, original, notes)
         stale = supervisor.StatePaths.of(added).data_dir(node_id)
         if stale.exists():
             shutil.rmtree(stale)  # an earlier node of that id: its log must not come back

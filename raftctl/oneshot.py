@@ -22,14 +22,15 @@ import contextlib
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from raftnode import wire
 from raftnode.clientcore import Advanced, CommandOutcome, advance
 from raftnode.clientproto import ClientError, NodeUnreachable
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
-from raftnode.config import ClusterConfig
+from raftnode.config import ClusterConfig, ConfigError
 from raftnode.records import Record
 from raftnode.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
 from raftnode.syncclient import SyncClusterClient
@@ -45,8 +46,14 @@ from .errors import (
 )
 from .model import ClusterStatus, NodeRow
 
+if TYPE_CHECKING:
+    import ssl
+
 #: Seconds one ``status`` request may take before its node counts as down.
 STATUS_TIMEOUT = 1.0
+#: The least time a picture of a cluster gets, and with TLS (a handshake before the first answer).
+PICTURE_FLOOR = 0.1
+TLS_PICTURE_FLOOR = 0.5
 #: Seconds between two looks at the cluster while waiting for something.
 POLL_INTERVAL = 0.05
 SPECIAL_NODES = ("leader", "follower")
@@ -62,13 +69,15 @@ class PollTimeout(Exception):
 def node_row(config: ClusterConfig, node_id: str, answer: Mapping[str, Any] | ClientError) -> NodeRow:
     """The row of ``node_id`` from its answer to ``status`` (or the error it met instead).
 
-    A node that did not answer is down, and its note says why: a live pid that does not answer,
-    the reason it refused to start (from its log), or simply not running.
+    A node that did not answer is down, and its note says why: it refuses this client over TLS, a
+    live pid that does not answer, the reason it refused to start (from its log), or simply not running.
     """
     if isinstance(answer, ClientError):
         # Imported only for a node that is down: a healthy status does not pay for it.
         from . import supervisor
 
+        if "TLS" in str(answer):  # something answers, and refuses this client: say why
+            return NodeRow.down(node_id, f"refuses this client: {str(answer).split(': ', 1)[-1]}")
         pid = supervisor.live_pid(config, node_id)
         if pid:
             return NodeRow.down(node_id, f"pid {pid} not answering")
@@ -95,6 +104,32 @@ def client_fields(config: ClusterConfig, *, admin: bool = True) -> dict[str, str
         raise UsageProblem(str(exc)) from None
 
 
+def client_tls(config: ClusterConfig) -> ssl.SSLContext | None:
+    """raftctl's TLS client context from the ``[tls]`` table (None without one): the cluster CA
+    and the client certificate. UsageProblem naming the file if one is unusable."""
+    if config.tls is None:
+        return None
+    from raftnode.tls import client_context
+
+    try:
+        return client_context(config)
+    except ConfigError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def cluster_certificates(config: ClusterConfig) -> list[Path]:
+    """With ``[tls]``, the cluster CA and every certificate still missing, made now (``raftnode.pki``:
+    ``init --tls``, ``up``, ``add-node``); the files written. UsageProblem if they cannot be made."""
+    if config.tls is None:
+        return []
+    from raftnode import pki
+
+    try:
+        return pki.make_cluster_pki(config)
+    except (OSError, ValueError) as exc:
+        raise UsageProblem(f"{config.tls.dir}: cannot make the cluster's certificates: {exc}") from None
+
+
 def cluster_credentials(config: ClusterConfig) -> tuple[Credentials, bool]:
     """The cluster's credentials, made now if its state dir has none (``raftctl init`` and ``up``);
     returns them and whether they were made. UsageProblem if the file is unusable."""
@@ -114,7 +149,7 @@ def other_cluster(config: ClusterConfig, node_id: str) -> str | None:
         own_id = load_credentials(secrets_path(config.state_dir)).cluster_id
     except CredentialsError:
         own_id = None
-    with SyncClusterClient({node_id: config.node(node_id).client}, connect_timeout=0.5) as client:
+    with SyncClusterClient({node_id: config.node(node_id).client}, connect_timeout=0.5, tls=client_tls(config)) as client:
         answer = client.call_each({node_id: wire.Status()}, timeout=1.0)[node_id]
     if isinstance(answer, ClientError) or not isinstance(answer.get("cluster_id"), str):
         return None
@@ -126,6 +161,21 @@ def other_cluster(config: ClusterConfig, node_id: str) -> str | None:
 def picture(config: ClusterConfig, rows: Mapping[str, NodeRow]) -> ClusterStatus:
     """A ClusterStatus from one row per node, in file order."""
     return ClusterStatus(config.name, tuple(rows[i] for i in config.node_ids), time.time())
+
+
+def picture_floor(config: ClusterConfig) -> float:
+    """The least time one picture of the cluster may take: a new TLS connection needs a handshake
+    (both ends sign and verify) before the first answer, a plain one a round trip."""
+    return TLS_PICTURE_FLOOR if config.tls is not None else PICTURE_FLOOR
+
+
+def not_running(config: ClusterConfig, status: ClusterStatus) -> Exception:
+    """The error when no node answered: ClusterNotRunning, or UsageProblem when the nodes run but
+    refuse this client over TLS (the cluster file and the cluster disagree on [tls])."""
+    refusals = [f"{row.id}: {row.note}" for row in status.nodes if "refuses this client" in (row.note or "")]
+    if refusals:
+        return UsageProblem(f"the nodes of {config.path} run but refuse this client ({'; '.join(refusals)})")
+    return ClusterNotRunning(config.path)
 
 
 def check_name(config: ClusterConfig, name: str) -> None:
@@ -148,7 +198,7 @@ def chooser(name: str, exclude: Sequence[str] = ()) -> Callable[[ClusterStatus],
 def unresolved(config: ClusterConfig, name: str, timeout: float, last: ClusterStatus | None) -> Exception:
     """The error when ``leader``/``follower`` named no node within ``timeout``."""
     if last is not None and not last.any_alive:
-        return ClusterNotRunning(config.path)
+        return not_running(config, last)
     if name == "leader":
         return NoLeaderError(f"no leader within {timeout:g} s{claims(last)}")
     return NotRunning(f"no live follower within {timeout:g} s")
@@ -157,7 +207,7 @@ def unresolved(config: ClusterConfig, name: str, timeout: float, last: ClusterSt
 def no_leader(config: ClusterConfig, timeout: float, last: ClusterStatus | None) -> Exception:
     """The error of ``raftctl leader`` when no leader showed within ``timeout``."""
     if last is not None and not last.any_alive:
-        return ClusterNotRunning(config.path)
+        return not_running(config, last)
     within = f" within {timeout:g} s" if timeout > 0 else ""
     return NoLeaderError(f"the cluster has no leader{within}{claims(last)}")
 
@@ -231,7 +281,7 @@ def command_failure(config: ClusterConfig, error: ClientError, current: Callable
     if isinstance(error, ClientNoLeader):
         picture = current()
         if not picture.any_alive:
-            return ClusterNotRunning(config.path)
+            return not_running(config, picture)
         if picture.leader_row is not None:  # the deadline ran out, not the leader (exit 4, not 3)
             return WaitTimeout(f"{error}, though {picture.leader_row.id} leads: the deadline passed first")
         return NoLeaderError(str(error))
@@ -286,7 +336,7 @@ class SessionCore:
         """``status()``, raising ClusterNotRunning if no node answers."""
         status: ClusterStatus = yield Look(timeout)
         if not status.any_alive:
-            raise ClusterNotRunning(self.config.path)
+            raise not_running(self.config, status)
         return status
 
     def ensure_running_steps(self) -> Generator[Look | Wait, Any, None]:
@@ -310,7 +360,7 @@ class SessionCore:
             PollTimeout: ``timeout`` passed; ``self.last_status`` is the last picture.
         """
         deadline = self.clock() + timeout
-        per_picture = min(STATUS_TIMEOUT, max(timeout, 0.1))
+        per_picture = min(STATUS_TIMEOUT, max(timeout, picture_floor(self.config)))
         self.last_status = None
         status = yield Look(per_picture)
         while True:
@@ -393,8 +443,10 @@ def quick_session(
     """Open a QuickSession on ``config``'s cluster (closing its connections on exit); with
     ``client_session`` its commands run in a client session (registered on the first one)."""
     addresses = {n.id: n.client for n in config.nodes}
+    if config.tls is not None:
+        connect_timeout = max(connect_timeout, 2 * TLS_PICTURE_FLOOR)  # the deadline covers the handshake too
     with SyncClusterClient(addresses, connect_timeout=connect_timeout, fields=client_fields(config),
-                           sessions=client_session) as client:
+                           sessions=client_session, tls=client_tls(config)) as client:
         yield QuickSession(config, client)
 
 

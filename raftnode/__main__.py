@@ -26,6 +26,7 @@ from raftnode import __version__
 from raftnode.config import Address, ClusterConfig, ConfigError, is_loopback, load_config
 from raftnode.credentials import Credentials, CredentialsError, load_credentials, secrets_path
 from raftnode.eventlog import EventFile, event_file
+from raftnode.tls import NodeTls, node_tls
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
@@ -35,7 +36,7 @@ EXIT_START_FAILED = 1
 
 async def serve(
     config: ClusterConfig, node_id: str, *, credentials: Credentials, data_dir: Path | None = None,
-    listen_host: str | None = None,
+    listen_host: str | None = None, tls: NodeTls | None = None,
 ) -> None:
     """Run the node until SIGTERM/SIGINT or an admin ``stop``; ``listen_host`` replaces the host
     of both its addresses for listening (the ports stay)."""
@@ -51,6 +52,7 @@ async def serve(
         rng=random.Random(),
         credentials=credentials,
         listen_host=listen_host,
+        tls=tls,
     )
     node, storage = hull.node, hull.node.storage
     node.add_event_handler(EventFile(event_file(config.state_dir, node_id)).append)  # outlives the process
@@ -67,6 +69,7 @@ async def serve(
         idle_timeout=config.idle_timeout_ms / 1000,
         credentials=credentials,
         client_auth=config.client_auth,
+        tls=tls.server if tls is not None else None,
     )
 
     async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -103,6 +106,16 @@ async def _stop_on_signal(node) -> None:
             return
 
 
+def _warn_if_exposed(config: ClusterConfig, node_id: str, listen_host: str | None) -> None:
+    """A node listening beyond loopback without [tls] sends Raft traffic and tokens in the clear."""
+    node = config.node(node_id)
+    hosts = [listen_host] if listen_host else [node.peer.host, node.client.host]
+    if config.tls is None and not all(is_loopback(host) for host in hosts):
+        logging.getLogger("raftnode").warning(
+            "node %s listens on %s without [tls] in %s: peers are authenticated, but traffic and tokens "
+            "cross the network in the clear (`raftctl init --tls` makes certificates)", node_id, ", ".join(hosts), config.path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``raftnode`` command; returns the exit status (0 after a graceful stop)."""
     parser = argparse.ArgumentParser(
@@ -133,15 +146,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CredentialsError as exc:
         print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
         return EXIT_START_FAILED
+    try:
+        tls = node_tls(config, args.node)
+    except ConfigError as exc:
+        print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _warn_if_exposed(config, args.node, args.listen_host)
     from raftnode.concurrency import unwrapped
 
     try:
         with unwrapped():
             trio.run(partial(serve, config, args.node, credentials=credentials, data_dir=args.data_dir,
-                              listen_host=args.listen_host))
+                              listen_host=args.listen_host, tls=tls))
     except OSError as exc:
         print(f"raftnode: node {args.node} cannot start: {exc}", file=sys.stderr)
         return EXIT_START_FAILED

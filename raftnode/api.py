@@ -52,6 +52,7 @@ from .runtime import NodeEvent, NodeStatus, RaftNode
 from .sessions import SessionStamp, SessionTable
 from .storage import Storage
 from .transport import Transport
+from .tls import NodeTls, node_tls
 
 __all__ = ["CommandResult", "HullAPI", "NodeEvent", "NodeStatus", "PilotAPI"]
 
@@ -113,6 +114,7 @@ class HullAPI:
         credentials: Credentials | None = None,
         sessions: SessionTable | None = None,
         listen_host: str | None = None,
+        tls: NodeTls | None = None,
     ) -> HullAPI:
         """A node of the cluster in ``config``; built-in TCP transport and disk storage unless given.
 
@@ -120,25 +122,13 @@ class HullAPI:
         ``<state_dir>/secrets.toml``, made there if it does not exist yet (nodes sharing a state
         dir share it). ``listen_host`` (e.g. ``0.0.0.0`` in a container) replaces the host the
         node listens on for peers; it keeps the port, and peers still dial the file's address.
+        ``tls`` (the node's contexts) defaults to those of the file's ``[tls]`` table, if any
+        (ConfigError if its files are unusable).
         """
         if transport is None:
             if credentials is None:
                 credentials, _ = ensure_credentials(secrets_path(config.state_dir))
-            from .transport.faults import FaultyTransport
-            from .transport.tcp import TcpTransport
-            me = config.node(node_id)
-            transport = FaultyTransport(
-                TcpTransport(
-                    node_id,
-                    cluster=config.name,
-                    listen=Address(listen_host, me.peer.port) if listen_host else me.peer,
-                    peers={n.id: n.peer for n in config.nodes},
-                    credentials=credentials,
-                    peer_auth=config.peer_auth,
-                    max_connections=config.max_peer_connections,
-                    handshake_timeout=config.handshake_timeout_ms / 1000,
-                )
-            )
+            transport = _tcp_transport(config, node_id, credentials, listen_host, tls)
         owns_storage = storage is None
         if storage is None:
             storage = _disk_storage(config, node_id, data_dir)
@@ -222,3 +212,25 @@ def member_peer_addresses(configuration: Configuration) -> dict[str, Any]:
         except ValueError as exc:
             logging.getLogger("raftnode").warning("member %s has an unusable address: %s", member, exc)
     return peers
+
+
+def _tcp_transport(config: ClusterConfig, node_id: str, credentials: Credentials, listen_host: str | None,
+                   tls: NodeTls | None) -> Transport:
+    """The built-in transport of ``node_id``: TCP (under ``tls``, else the file's [tls]) in the fault layer."""
+    from .transport.faults import FaultyTransport
+    from .transport.tcp import TcpTransport
+
+    me = config.node(node_id)
+    return FaultyTransport(
+        TcpTransport(
+            node_id,
+            cluster=config.name,
+            listen=Address(listen_host, me.peer.port) if listen_host else me.peer,
+            peers={n.id: n.peer for n in config.nodes},
+            credentials=credentials,
+            peer_auth=config.peer_auth,
+            max_connections=config.max_peer_connections,
+            handshake_timeout=config.handshake_timeout_ms / 1000,
+            tls=tls if tls is not None else node_tls(config, node_id),
+        )
+    )

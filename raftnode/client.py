@@ -21,6 +21,7 @@ at once in the one session.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import trio
 
 from . import wire
-from .clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, CommandOutcome, NeedSession, Pause, Steps, advance
+from .clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, CommandOutcome, NeedSession, Pause, Steps, advance, refusal
 from .clientproto import (
     ClientError,
     ClientSession,
@@ -39,6 +40,7 @@ from .clientproto import (
     address_of,
     call_timeout,
     connect_timeout,
+    tls_failure,
 )
 from .config import Address
 from .concurrency import unwrapped
@@ -57,10 +59,14 @@ __all__ = [
 ]
 
 
+class _Refused(Exception):
+    """The node refused the connection with an answer to no request (``clientcore.refusal``)."""
+
+
 class Connection:
     """One TCP connection to a node's client endpoint; many requests may be in flight."""
 
-    def __init__(self, node: str, stream: trio.SocketStream, nursery: trio.Nursery, fields: dict[str, Any] | None = None):
+    def __init__(self, node: str, stream: trio.abc.Stream, nursery: trio.Nursery, fields: dict[str, Any] | None = None):
         self.node = node
         self.fields = fields
         self._protocol = ClientConnection(node, fields)
@@ -108,6 +114,8 @@ class Connection:
         try:
             async for data in self._stream:
                 for received in self._protocol.receive_data(data):
+                    if refusal(received):
+                        raise _Refused(str(received.document["error"]))
                     if not isinstance(received, Answer):
                         if self._events is not None:
                             self._events.send_nowait(received.document)
@@ -121,6 +129,8 @@ class Connection:
             self._closed = str(exc) or type(exc).__name__
         except CodecError as exc:
             self._closed = f"bad response: {exc}"
+        except _Refused as exc:
+            self._closed = str(exc)
         finally:
             self._close_writer(self._closed or "connection closed")
             for event, _ in self._waiting.values():
@@ -142,16 +152,34 @@ class Connection:
         await self._stream.aclose()
 
 
+async def _secure(node: str, stream: trio.SocketStream, context: ssl.SSLContext, host: str) -> trio.SSLStream:
+    """``stream`` under TLS to ``node`` at ``host``; NodeUnreachable naming the reason if the handshake fails."""
+    secure = trio.SSLStream(stream, context, server_hostname=host)
+    try:
+        await secure.do_handshake()
+    except trio.BrokenResourceError as exc:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        raise NodeUnreachable(node, tls_failure(exc.__cause__ or exc)) from None
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        raise
+    return secure
+
+
 class ClusterClient:
     """Connections to the nodes of one cluster, by node id (an async context manager).
 
     ``fields`` go with every request: the cluster id and admin token (``Credentials.client_fields``).
     ``sessions``: run commands in a client session (registered on the first command).
+    ``tls``: connect over TLS with this client context (``raftnode.tls.client_context``).
     """
 
     def __init__(self, addresses: dict[str, Address], *, connect_timeout: float = 1.0,
-                 fields: dict[str, Any] | None = None, sessions: bool = True):
+                 fields: dict[str, Any] | None = None, sessions: bool = True, tls: ssl.SSLContext | None = None):
         self.addresses = dict(addresses)
+        self.tls = tls
         self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
         self.core = ClientCore(list(self.addresses), clock=trio.current_time, sessions=sessions)
@@ -187,6 +215,8 @@ class ClusterClient:
                 stream = await trio.open_tcp_stream(address.host, address.port)
             except OSError as exc:
                 raise NodeUnreachable(node, exc.strerror or str(exc)) from None
+            if self.tls is not None:
+                stream = await _secure(node, stream, self.tls, address.host)
         if scope.cancelled_caught:
             raise connect_timeout(node, address, self.connect_timeout)
         connection = self._connections[node] = Connection(node, stream, self._nursery, self.fields)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Advanced", "Answer", "Call", "ClientConnection", "ClientCore", "CommandOutcome", "NeedSession", "Pause",
-    "Pushed", "advance",
+    "Pushed", "advance", "refusal",
 ]
 
 
@@ -88,6 +88,13 @@ class ClientConnection:
             else:
                 events.append(Answer(document.get("id"), document))
         return events
+
+
+def refusal(received: Answer | Pushed) -> bool:
+    """Whether ``received`` refuses the whole connection: an error answer to no request (what a
+    TLS-only node answers a plaintext client); the driver closes the connection with its error."""
+    return isinstance(received, Answer) and received.request_id is None and received.document.get("ok") is False \
+        and "error" in received.document
 
 
 # -- the rules over the cluster ------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "address_of",
     "connect_timeout",
     "unknown_node",
+    "tls_failure",
 ]
 
 #: The first pause between two attempts of a command, and the most it grows to (doubling).
@@ -55,6 +56,12 @@ class NodeUnreachable(ClientError):
     def __init__(self, node: str, reason: str):
         self.node = node
         super().__init__(f"node {node} is unreachable: {reason}")
+
+
+def tls_failure(exc: BaseException) -> str:
+    """What went wrong in a TLS handshake (an ``ssl.SSLError``, as a NodeUnreachable's reason)."""
+    reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return f"TLS handshake failed: {reason}"
 
 
 class NoLeader(ClientError):

@@ -25,6 +25,10 @@ The layout of the file::
     client_auth = false             # client requests (run_command, status, events) need the client token
     fsync = true                    # false is UNSAFE (benchmarks, tests): a crash loses acknowledged commands
 
+    [tls]                           # optional: peer and client traffic over mutual TLS
+    dir = ".raftctl/tls"            # the CA and certificates (`raftctl init --tls`); relative to the file
+                                    # (default: state_dir/tls); `enabled = false` keeps the table but not TLS
+
     [[nodes]]                       # at least one
     id = "n1"
     peer = "127.0.0.1:7101"         # Raft traffic between nodes
@@ -58,6 +62,7 @@ __all__ = [
     "Address",
     "ClusterConfig",
     "ConfigError",
+    "TlsConfig",
     "NodeConfig",
     "add_node_to_file",
     "check_node_id",
@@ -114,7 +119,8 @@ _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _RESERVED_NODE_IDS = ("leader", "follower")
 _NODE_KEYS = ("id", "peer", "client")
 _OPTIONAL_NODE_KEYS = ("join",)
-_TOP_LEVEL_KEYS = ("cluster", "nodes")
+_TOP_LEVEL_KEYS = ("cluster", "nodes", "tls")
+_TLS_KEYS = ("enabled", "dir")
 
 
 class ConfigError(Exception):
@@ -172,6 +178,37 @@ class NodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """The ``[tls]`` table: where the cluster's CA and certificates are (``raftnode.pki`` makes
+    them, ``raftnode.tls`` loads them). Names in ``dir``: ``ca.crt``/``ca.key``, each node's
+    ``node-<id>.crt``/``.key``, and the clients' ``client.crt``/``client.key``."""
+
+    dir: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca.key"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.dir / "client.crt"
+
+    @property
+    def client_key(self) -> Path:
+        return self.dir / "client.key"
+
+    def node_cert(self, node_id: str) -> Path:
+        return self.dir / f"node-{node_id}.crt"
+
+    def node_key(self, node_id: str) -> Path:
+        return self.dir / f"node-{node_id}.key"
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """A validated cluster file.
 
@@ -207,6 +244,7 @@ class ClusterConfig:
             may break Raft's safety; a node logs it loudly at start and ``raftctl up`` refuses it
             without ``--unsafe-no-fsync``.
         nodes: The nodes, in file order.
+        tls: The ``[tls]`` table (peer and client traffic over mutual TLS), or None: plain TCP.
     """
 
     path: Path
@@ -228,6 +266,7 @@ class ClusterConfig:
     client_auth: bool
     nodes: tuple[NodeConfig, ...]
     fsync: bool = True
+    tls: TlsConfig | None = None
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -327,8 +366,9 @@ def parse_config(text: str, *, path: str | os.PathLike[str]) -> ClusterConfig:
     return _Validator(path).cluster(document)
 
 
-def default_config_text(nodes: int = 3, base_port: int = DEFAULT_BASE_PORT) -> str:
-    """Return the text of a cluster file with ``nodes`` nodes ``n1..nN`` on 127.0.0.1.
+def default_config_text(nodes: int = 3, base_port: int = DEFAULT_BASE_PORT, *, tls: bool = False) -> str:
+    """Return the text of a cluster file with ``nodes`` nodes ``n1..nN`` on 127.0.0.1 (with
+    ``tls``, a ``[tls]`` table: certificates in state_dir/tls).
 
     Node ``nK`` gets peer port ``base_port + K`` and client port ``base_port + 100 + K``; every
     ``[cluster]`` key has its default value. The result passes ``parse_config``.
@@ -351,6 +391,10 @@ def default_config_text(nodes: int = 3, base_port: int = DEFAULT_BASE_PORT) -> s
     # One chunk per table so that nodes come out as readable [[nodes]] blocks after [cluster]
     # (tomli-w alone would write them as one inline array before it).
     chunks = [tomli_w.dumps({"cluster": cluster})]
+    if tls:
+        chunks.append("# Peer and client traffic over mutual TLS; the CA and certificates are in state_dir/tls\n"
+                      "# (set dir = \"...\" to put them elsewhere, relative to this file).\n"
+                      + tomli_w.dumps({"tls": {"enabled": True}}))
     for k in range(1, nodes + 1):
         node = {
             "id": f"n{k}",
@@ -373,6 +417,7 @@ def write_config(
     base_port: int = DEFAULT_BASE_PORT,
     *,
     overwrite: bool = False,
+    tls: bool = False,
 ) -> Path:
     """Write ``default_config_text(nodes, base_port)`` to ``path``.
 
@@ -387,7 +432,7 @@ def write_config(
         ValueError: As ``default_config_text``.
         OSError: The file cannot be written (e.g. its directory does not exist).
     """
-    text = default_config_text(nodes, base_port)
+    text = default_config_text(nodes, base_port, tls=tls)
     target = Path(path)
     if not overwrite:
         with target.open("x", encoding="utf-8") as f:
@@ -591,20 +636,15 @@ class _Validator:
         fsync = self.typed(raw["fsync"], bool, "a boolean", "cluster.fsync")
 
         nodes = self.nodes(document.get("nodes"))
-        if not peer_auth:
-            exposed = next((n for n in nodes for a in (n.peer, n.client) if not is_loopback(a.host)), None)
-            if exposed is not None:
-                raise self.fail(
-                    "cluster.peer_auth",
-                    f"node {exposed.id} binds a non-loopback address ({exposed.peer}, {exposed.client}): "
-                    "set peer_auth = true (peers must prove they hold the cluster secret) or bind 127.0.0.1",
-                )
         base = Path(self.path).resolve().parent
+        resolved_state_dir = (base / Path(state_dir).expanduser()).resolve()
+        tls = self.tls(document.get("tls"), base, resolved_state_dir)
+        self.check_exposure(nodes, peer_auth)
         return ClusterConfig(
             path=Path(self.path).resolve(),
             name=name,
             state_machine=state_machine,
-            state_dir=(base / Path(state_dir).expanduser()).resolve(),
+            state_dir=resolved_state_dir,
             heartbeat_ms=heartbeat_ms,
             election_timeout_ms=(low, high),
             pre_vote=pre_vote,
@@ -620,7 +660,34 @@ class _Validator:
             client_auth=client_auth,
             nodes=nodes,
             fsync=fsync,
+            tls=tls,
         )
+
+    def tls(self, table: object, base: Path, state_dir: Path) -> TlsConfig | None:
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise self.fail("tls", f"expected a table ([tls]), got {_toml_type(table)}")
+        self.reject_unknown(table, _TLS_KEYS, "tls.")
+        if not self.typed(table.get("enabled", True), bool, "a boolean", "tls.enabled"):
+            return None
+        if "dir" not in table:
+            return TlsConfig(state_dir / "tls")
+        directory = self.typed(table["dir"], str, "a string", "tls.dir")
+        if not directory:
+            raise self.fail("tls.dir", "must not be empty")
+        return TlsConfig((base / Path(directory).expanduser()).resolve())
+
+    def check_exposure(self, nodes: tuple[NodeConfig, ...], peer_auth: bool) -> None:
+        """A node on a non-loopback address needs peer authentication (``raftnode`` warns when
+        such a node also has no [tls]: its traffic and tokens would cross the network in the clear)."""
+        exposed = next((n for n in nodes for a in (n.peer, n.client) if not is_loopback(a.host)), None)
+        if exposed is not None and not peer_auth:
+            raise self.fail(
+                "cluster.peer_auth",
+                f"node {exposed.id} binds a non-loopback address ({exposed.peer}, {exposed.client}): "
+                "set peer_auth = true (peers must prove they hold the cluster secret) or bind 127.0.0.1",
+            )
 
     def nodes(self, entries: object) -> tuple[NodeConfig, ...]:
         if entries is None:

@@ -12,21 +12,23 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from raftnode import wire
 from raftnode.clientproto import ClientError
 from raftnode.config import Address, ConfigError, load_config
 from raftnode.credentials import CredentialsError, load_credentials, secrets_path
 from raftnode.syncclient import SyncClusterClient
+from raftnode.tls import client_context
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
 EXIT_USAGE = 2
 
 
-def check(address: Address, fields: dict[str, str], *, ready: bool, timeout: float) -> str | None:
-    """Why the node at ``address`` fails the check, or None when it passes."""
-    with SyncClusterClient({"local": address}, connect_timeout=timeout, fields=fields, sessions=False) as client:
+def check(address: Address, fields: dict[str, str], *, ready: bool, timeout: float, tls: Any = None) -> str | None:
+    """Why the node at ``address`` fails the check, or None when it passes (``tls``: a client context)."""
+    with SyncClusterClient({"local": address}, connect_timeout=timeout, fields=fields, sessions=False, tls=tls) as client:
         try:
             answer = client.call("local", wire.Status(), timeout=timeout)
         except ClientError as exc:
@@ -50,11 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         credentials = load_credentials(secrets_path(config.state_dir))
+        tls = client_context(config) if config.tls is not None else None
     except (ConfigError, CredentialsError) as exc:
         print(f"probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     problem = check(Address("127.0.0.1", args.port), credentials.client_fields(admin=False),
-                    ready=args.ready, timeout=args.timeout)
+                    ready=args.ready, timeout=args.timeout, tls=tls)
     if problem:
         print(f"probe: {problem}", file=sys.stderr)
         return EXIT_UNHEALTHY

@@ -31,6 +31,10 @@ endpoint holds at most ``max_connections`` connections; one that sends no comple
 ``handshake_timeout``, or has nothing in progress and sends nothing for ``idle_timeout``, is
 closed; all partial frames together hold at most ``max_buffered_bytes``.
 
+With ``tls`` (the node's server context, ``raftnode.tls``) every connection must complete a TLS
+handshake with a client certificate of the cluster CA within ``handshake_timeout`` before its
+first byte is read as a frame; a plaintext client or one without such a certificate is closed.
+
 With ``credentials`` (as ``raftnode`` runs it): a request naming another ``cluster_id`` closes
 its connection unanswered, and the admin ops (``wire.ADMIN_OPS``) need ``token`` = the admin token;
 with ``client_auth`` every other request needs the client token (or the admin token).
@@ -42,6 +46,10 @@ import hmac
 import json
 import logging
 import os
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -58,6 +66,8 @@ from .transport.faults import Faults, FaultyTransport
 
 log = logging.getLogger("raftnode.service")
 
+#: The first byte of a TLS client's first record (a handshake record): anything else is plaintext.
+_TLS_HANDSHAKE_RECORD = 0x16
 #: Events queued for a client that reads too slowly are dropped beyond this many.
 _MAX_EVENT_BACKLOG = 1000
 #: Requests a connection's reader handles before it lets other tasks run (the node's among them).
@@ -99,6 +109,7 @@ class ClientService:
     max_buffered_bytes: partial request frames of all connections together (default: 8 frames).
     credentials: the cluster id and admin token to require; None serves everyone (tests).
     client_auth: client requests need ``credentials.client_token`` (or the admin token) too.
+    tls: serve over TLS with this server context (a client certificate required); None: plain TCP.
     """
 
     def __init__(
@@ -115,6 +126,7 @@ class ClientService:
         credentials: Credentials | None = None,
         client_auth: bool = False,
         on_stop: Any = None,
+        tls: ssl.SSLContext | None = None,
     ):
         self.node = node
         self.listen = listen
@@ -134,6 +146,7 @@ class ClientService:
             else None
         )
         self.on_stop = on_stop or node.stop
+        self.tls = tls
         self.stats = {
             "client_connections": 0,
             "bad_client_frames": 0,
@@ -166,16 +179,41 @@ class ClientService:
             return
         self._connections += 1
         try:
-            await self._serve(stream)
+            secure = await self._secure(stream)
+            if secure is not None:
+                await self._serve(secure)
         finally:
             self._connections -= 1
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
+    async def _secure(self, stream: trio.SocketStream) -> trio.abc.Stream | None:
+        """``stream`` under TLS once its handshake is done (as it is without ``tls``); None, and
+        the connection closed, if the client does not complete one in time with a valid certificate."""
+        if self.tls is None:
+            return stream
+        secure = trio.SSLStream(stream, self.tls, server_side=True)
+        with trio.move_on_after(self.handshake_timeout):
+            try:
+                first = await stream.socket.recv(1, socket.MSG_PEEK)
+                if first and first[0] != _TLS_HANDSHAKE_RECORD:
+                    await self._refuse_plaintext(stream)
+                else:
+                    await secure.do_handshake()
+                    return secure
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                from .tls import failure_reason
+
+                log.info("%s: refused a client connection: TLS handshake failed: %s", self.node.id, failure_reason(exc))
+        self.stats["refused_client_connections"] += 1
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        return None
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         self.stats["client_connections"] += 1
         decoder = codec.FrameDecoder(max_frame_bytes=self.max_frame_bytes)
         writer = FrameWriter(stream)
         state = _ConnectionState()
-        async with stream, trio.open_nursery() as nursery:
+        async with _bounded_close(stream), trio.open_nursery() as nursery:
             nursery.start_soon(_quietly, writer.run)
             node = self.node
             checkpoint = trio.lowlevel.checkpoint
@@ -232,6 +270,15 @@ class ClientService:
                 self._dirty.discard(writer)
                 self._account(state, 0)
             nursery.cancel_scope.cancel()  # the client hung up or misbehaved: stop its requests
+
+    async def _refuse_plaintext(self, stream: trio.SocketStream) -> None:
+        """Tell a client that sent a frame instead of a TLS hello why it is refused, in a frame it
+        can read: an answer with no id (the clients close the connection with its error)."""
+        log.info("%s: refused a plaintext client connection: this node serves TLS only", self.node.id)
+        error = (f"node {self.node.id} serves clients over TLS only: the cluster file needs the cluster's [tls] "
+                 "table and its client certificate (`raftctl init --tls`)")
+        await stream.send_all(codec.encode_frame(codec.FrameKind.CLIENT_RESPONSE,
+                                                 codec.encode_json({"ok": False, "error": error, "id": None})))
 
     def _account(self, state: _ConnectionState, buffered: int) -> None:
         """Note that a connection now holds ``buffered`` bytes of a partial frame; refuse it if all
@@ -644,6 +691,17 @@ def _result_document(result: CommandResult) -> dict[str, Any]:
     if result.timeout_expired:
         document["timeout_expired"] = True
     return document
+
+
+@asynccontextmanager
+async def _bounded_close(stream: trio.abc.Stream) -> AsyncIterator[trio.abc.Stream]:
+    """Close ``stream`` on exit within a second: a TLS close sends an alert, which must not wait
+    forever on a client that reads nothing (closed by force then)."""
+    try:
+        yield stream
+    finally:
+        with trio.CancelScope(deadline=trio.current_time() + 1.0, shield=True):
+            await stream.aclose()
 
 
 async def _quietly(run: Any) -> None:

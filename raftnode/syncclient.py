@@ -11,8 +11,11 @@ importing an event loop.
         pictures = client.call_each({node: wire.Status() for node in client.addresses}, timeout=1)
 
 ``call_each`` asks many nodes at once over non-blocking sockets (one ``selectors`` loop), so a
-status of five nodes costs one round trip, not five. Connections stay open for the client's
-life and are reused; a node that hung up is reconnected on the next call.
+status of five nodes costs one round trip, not five. With ``tls`` (an ``ssl.SSLContext``,
+``raftnode.tls.client_context``) each connection runs TLS through memory buffers
+(``ssl.MemoryBIO``) in the same loop, and a request is written once the handshake is done.
+Connections stay open for the client's life and are reused; a node that hung up is reconnected
+on the next call.
 
 Like ``ClusterClient``, it runs commands in a client session (registered on the first command)
 unless ``sessions=False``, so resending a command is safe: it is applied at most once.
@@ -30,12 +33,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from . import wire
-from .clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, CommandOutcome, NeedSession, Pause, Steps, advance
+from .clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, CommandOutcome, NeedSession, Pause, Steps, advance, refusal
 from .clientproto import ClientError, ClientSession, NodeUnreachable, NoLeader, SessionExpired, Timeout  # (re-exported)
-from .clientproto import address_of, call_timeout, connect_timeout
+from .clientproto import address_of, call_timeout, connect_timeout, tls_failure
 from .framing import CodecError
 
 if TYPE_CHECKING:
+    import ssl  # imported when a connection uses TLS: a plain one-shot call does not pay for it
+
     from .config import Address
 
 __all__ = [
@@ -61,13 +66,60 @@ def _resolve(address: Address) -> list[tuple[Any, ...]]:
     return socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
 
 
+class _TlsLayer:
+    """TLS over memory buffers: ciphertext in and out of a non-blocking socket's loop."""
+
+    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+        import ssl
+
+        self._ssl = ssl
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._object = context.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
+        self.done = False
+        self.received = False  # any plaintext yet
+
+    def handshake(self) -> None:
+        """Advance the handshake as far as the bytes received allow; ssl.SSLError if it failed."""
+        if not self.done:
+            try:
+                self._object.do_handshake()
+                self.done = True
+            except self._ssl.SSLWantReadError:
+                pass
+
+    def encrypt(self, plain: bytearray) -> bytes:
+        """The ciphertext to send now: the handshake's, and ``plain`` (emptied) once it is done."""
+        if self.done and plain:
+            self._object.write(plain)
+            plain.clear()
+        return self._outgoing.read()
+
+    def decrypt(self, data: bytes) -> bytes:
+        """The plaintext ``data`` completes (b"" if none yet); ssl.SSLError if the node refused."""
+        self._incoming.write(data)
+        self.handshake()
+        chunks = []
+        while self.done:
+            try:
+                chunk = self._object.read(_RECV_BYTES)
+            except (self._ssl.SSLWantReadError, self._ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            self.received = True
+        return b"".join(chunks)
+
+
 class _Connection:
-    """One non-blocking TCP connection to one node's client endpoint.
+    """One non-blocking TCP connection to one node's client endpoint (over ``tls`` if given).
 
     A host name with several addresses is tried one address after the other until one accepts.
     """
 
-    def __init__(self, node: str, address: Address, connect_by: float, fields: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, node: str, address: Address, connect_by: float, fields: Mapping[str, Any] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.node = node
         self.fields = fields
         self.address = address
@@ -75,7 +127,9 @@ class _Connection:
         self.connected = False
         #: Why the connection is unusable (NodeUnreachable), or None while it is usable.
         self.failure: NodeUnreachable | None = None
-        self.out = bytearray()
+        self.out = bytearray()  # requests to send (plaintext)
+        self.tls = _TlsLayer(tls, address.host) if tls is not None else None
+        self._wire = bytearray() if tls is not None else self.out  # bytes for the socket
         self.protocol = ClientConnection(node, fields)
         self.answers: dict[int, dict[str, Any]] = {}
         self.sock: socket.socket | None = None
@@ -100,7 +154,7 @@ class _Connection:
             else:
                 reason = os.strerror(code) if code else ""
             if code == 0:
-                self.connected = True
+                self._on_connected()
                 return
             if code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
                 return
@@ -116,6 +170,20 @@ class _Connection:
             self._close(reason)
             return False
         return True
+
+    @property
+    def ready(self) -> bool:
+        """Connected, with the TLS handshake done: requests can be written."""
+        return self.connected and (self.tls is None or self.tls.done)
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._wire or (self.out and self.ready))
+
+    def _on_connected(self) -> None:
+        self.connected = True
+        if self.tls is not None:
+            self._write()  # the TLS ClientHello
 
     def send(self, request: Mapping[str, Any] | wire.Request) -> int:
         """Queue ``request``; on an open, idle connection it is written at once (no poll first)."""
@@ -137,20 +205,28 @@ class _Connection:
                 if self._refused(os.strerror(code)):
                     self._connect_next()
                 return
-            self.connected = True
+            self._on_connected()
+            return
         self._write()
 
     def _write(self) -> None:
         assert self.sock is not None
-        if self.out:
+        if self.tls is not None:
             try:
-                sent = self.sock.send(self.out)
+                self.tls.handshake()
+            except OSError as exc:  # ssl.SSLError
+                self._close(tls_failure(exc))
+                return
+            self._wire += self.tls.encrypt(self.out)
+        if self._wire:
+            try:
+                sent = self.sock.send(self._wire)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self._close(str(exc) or type(exc).__name__)
                 return
-            del self.out[:sent]
+            del self._wire[:sent]
 
     def on_readable(self) -> None:
         assert self.sock is not None
@@ -162,14 +238,32 @@ class _Connection:
             self._close(str(exc) or type(exc).__name__)
             return
         if not data:
-            self._close("the node closed the connection")
+            self._close("the node closed the connection" + (self._tls_hint() if self.tls is not None else ""))
             return
+        if self.tls is not None:
+            try:
+                data = self.tls.decrypt(data)
+            except OSError as exc:  # ssl.SSLError
+                self._close(tls_failure(exc))
+                return
+            self._write()  # the handshake's next bytes, or requests that waited for it
         try:
             for received in self.protocol.receive_data(data):
                 if isinstance(received, Answer) and isinstance(received.request_id, int):
                     self.answers[received.request_id] = received.document
+                elif refusal(received):
+                    self._close(str(received.document["error"]))
+                    return
         except CodecError as exc:
             self._close(f"bad response: {exc}")
+
+    def _tls_hint(self) -> str:
+        assert self.tls is not None
+        if not self.tls.done:
+            return " during the TLS handshake"
+        if not self.tls.received:
+            return " right after the TLS handshake (did it refuse this client's certificate? its log says why)"
+        return ""
 
     def _close(self, reason: str) -> None:
         self.fail(NodeUnreachable(self.node, reason))
@@ -190,13 +284,15 @@ class SyncClusterClient:
 
     ``fields`` go with every request: the cluster id and admin token (``Credentials.client_fields``).
     ``sessions``: run commands in a client session (registered on the first command).
+    ``tls``: connect over TLS with this client context (``raftnode.tls.client_context``).
     """
 
     def __init__(
         self, addresses: Mapping[str, Address], *, connect_timeout: float = 1.0,
-        fields: Mapping[str, Any] | None = None, sessions: bool = True,
+        fields: Mapping[str, Any] | None = None, sessions: bool = True, tls: ssl.SSLContext | None = None,
     ) -> None:
         self.addresses = dict(addresses)
+        self.tls = tls
         self.fields = dict(fields) if fields else None
         self.connect_timeout = connect_timeout
         self.core = ClientCore(list(self.addresses), clock=time.monotonic, sessions=sessions)
@@ -222,7 +318,7 @@ class SyncClusterClient:
         if connection is not None and connection.failure is None:
             return connection
         address = address_of(self.addresses, node)
-        connection = self._connections[node] = _Connection(node, address, now + self.connect_timeout, self.fields)
+        connection = self._connections[node] = _Connection(node, address, now + self.connect_timeout, self.fields, self.tls)
         return connection
 
     def connect(self, node: str) -> None:
@@ -317,7 +413,7 @@ class SyncClusterClient:
             while True:
                 now = time.monotonic()
                 for node, (connection, request_id) in list(waiting.items()):
-                    if not connection.connected and connection.failure is None and now >= connection.connect_by:
+                    if not connection.ready and connection.failure is None and now >= connection.connect_by:
                         connection.fail(connect_timeout(node, connection.address, self.connect_timeout))
                     outcome = self._outcome(connection, request_id)
                     if outcome is not None:
@@ -335,10 +431,9 @@ class SyncClusterClient:
                     if connection.failure is not None or connection.fileno() in registered:
                         continue
                     events = selectors.EVENT_READ
-                    if not connection.connected:
+                    if not connection.ready:
                         wake = min(wake, connection.connect_by)
-                        events |= selectors.EVENT_WRITE
-                    elif connection.out:
+                    if not connection.connected or connection.wants_write:
                         events |= selectors.EVENT_WRITE
                     registered.append(connection.fileno())
                     selector.register(connection.fileno(), events, connection)
@@ -359,7 +454,7 @@ class SyncClusterClient:
         if request_id is None:
             if connection.failure is not None:
                 return connection.failure
-            return {} if connection.connected else None
+            return {} if connection.ready else None
         answer = connection.answers.pop(request_id, None)
         if answer is not None:
             return answer

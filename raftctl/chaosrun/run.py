@@ -34,7 +34,7 @@ from raftnode import wire
 from raftnode.client import ClientError, ClusterClient
 from raftnode.config import ClusterConfig, load_config
 
-from .. import cluster, membership, supervisor
+from .. import cluster, membership, oneshot, supervisor
 from ..errors import RaftctlError
 from ..linearizability import Budget, check_history, parse_history
 from ..linearizability.checker import Verdict
@@ -175,6 +175,7 @@ class _Run:
         self.config = config
         self.recorder = recorder
         self.addresses = config.client_addresses()
+        self.tls = oneshot.client_tls(config)
         self.workload = Workload(options.seed, options.clients + 1, keys=options.keys, rotate_s=options.rotate_s)
         self.rng = random.Random(f"{options.seed}/targets")
         self.applied_faults: list[dict[str, Any]] = []
@@ -188,7 +189,7 @@ class _Run:
     # -- clients --------------------------------------------------------------------------------
 
     async def client(self, process: int) -> None:
-        async with ClusterClient(self.addresses, connect_timeout=0.5) as client:
+        async with ClusterClient(self.addresses, connect_timeout=0.5, tls=self.tls) as client:
             self._clients.append(client)
             while self.recorder.elapsed() < self.options.duration:
                 await self.one(client, process, self.workload.next(process, self.recorder.elapsed()))
@@ -213,7 +214,7 @@ class _Run:
     async def final_reads(self) -> None:
         """Read every key the run touched once more, from a fresh client (a lost write shows)."""
         process = self.options.clients  # the workload has one stream more than there are clients
-        async with ClusterClient(self.addresses, connect_timeout=0.5) as client:
+        async with ClusterClient(self.addresses, connect_timeout=0.5, tls=self.tls) as client:
             for key in sorted(self.touched):
                 await self.one(client, process, Operation("get", key, None, f"get {key}"))
 
@@ -348,7 +349,7 @@ class _Run:
         """Wait until every node has applied the same prefix with the same state digest."""
         last = "no picture"
         with trio.move_on_after(timeout):
-            async with ClusterClient(self.config.client_addresses(), connect_timeout=0.5) as client:
+            async with ClusterClient(self.config.client_addresses(), connect_timeout=0.5, tls=self.tls) as client:
                 while True:
                     seen: dict[str, tuple[int, str]] = {}
                     for node in self.config.node_ids:

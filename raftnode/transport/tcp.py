@@ -10,9 +10,11 @@ task drains when the socket is writable; messages that arrive while the peer is 
 wait (at most ``queue_size`` of them) until it connects and are dropped if connecting fails;
 a backlog over ``max_backlog_bytes`` drops new messages (Raft retransmits what matters).
 
-A connection starts with a HELLO frame naming the sender, the cluster and its id; with
-``credentials`` and ``peer_auth`` the two sides then authenticate each other
-(``raftnode.transport.handshake``) before the connector sends anything else. After that, every
+A connection starts, with ``tls``, with a mutual TLS handshake (certificates of the cluster CA),
+then a HELLO frame naming the sender, the cluster and its id; with ``credentials`` and
+``peer_auth`` the two sides then authenticate each other (``raftnode.transport.greeting``)
+before the connector sends anything else. Over TLS every write goes through the peer's task
+(``trio.SSLStream``); without it, straight to the socket when it has room. After that, every
 frame is one Raft message whose ``src`` must be that sender and ``dst`` this node. Until the
 handshake is done a frame may hold at most ``HANDSHAKE_FRAME_BYTES`` and nothing is decoded as
 Raft; it must be done within ``handshake_timeout``. The port holds at most ``max_connections``
@@ -37,32 +39,30 @@ from .. import codec
 from ..config import Address
 from ..core.messages import Message
 from ..credentials import Credentials
-from . import Deliver, handshake
+from . import Deliver
+from .greeting import HANDSHAKE_FRAME_BYTES, Greeter, PeerProtocolError
+
+__all__ = ["HANDSHAKE_FRAME_BYTES", "PeerProtocolError", "TcpTransport"]
 
 log = logging.getLogger("raftnode.transport")
 
 _MAX_BACKLOG_BYTES = 32 << 20
-#: The largest frame a connection may send before it has authenticated.
-HANDSHAKE_FRAME_BYTES = 4096
 
 
 class _Peer:
     """The outgoing side of one link: the socket when connected, frames gathered, bytes unsent."""
 
-    __slots__ = ("id", "address", "sock", "frames", "backlog", "wakeup", "broken")
+    __slots__ = ("id", "address", "sock", "stream", "frames", "backlog", "wakeup", "broken")
 
     def __init__(self, peer_id: str, address: Address):
         self.id = peer_id
         self.address = address
         self.sock: socket.socket | None = None  # set once connected and the HELLO is queued
+        self.stream: trio.abc.Stream | None = None  # instead of sock under TLS: writes go through the task
         self.frames: list[bytes] = []  # encoded, not yet written (corked, or not connected)
         self.backlog = bytearray()  # written by nobody yet: the socket was full
         self.wakeup = trio.Event()  # the peer's task: drain the backlog, or reconnect
         self.broken = False
-
-
-class PeerProtocolError(Exception):
-    """A peer broke the wire protocol (not a codec error: a well-formed frame that is not allowed)."""
 
 
 class TcpTransport:
@@ -77,6 +77,7 @@ class TcpTransport:
     peer_auth: authenticate peers with ``credentials.peer_secret`` (both sides must agree).
     max_connections: connections the peer port holds at once.
     handshake_timeout: seconds a new connection has to finish its HELLO (and authentication).
+    tls: the node's TLS contexts (``raftnode.tls.NodeTls``); None: plain TCP.
     """
 
     def __init__(
@@ -92,17 +93,20 @@ class TcpTransport:
         peer_auth: bool = True,
         max_connections: int = 64,
         handshake_timeout: float = 5.0,
+        tls: Any = None,
     ):
         self.node_id = node_id
         self.credentials = credentials
         self.cluster_id = credentials.cluster_id if credentials is not None else ""
         self.secret = credentials.peer_secret if credentials is not None and peer_auth else None
+        self.tls = tls
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self._connections = 0
         self.cluster = cluster
         self.listen = listen
         self.peers = {p: a for p, a in peers.items() if p != node_id}
+        self._greeter = Greeter(node_id, cluster, self.cluster_id, self.secret, self.peers, tls)
         self.max_frame_bytes = max_frame_bytes
         self.queue_size = queue_size
         self._peers = {p: _Peer(p, a) for p, a in self.peers.items()}
@@ -150,14 +154,16 @@ class TcpTransport:
 
     def _flush(self, peer: _Peer) -> None:
         sock = peer.sock
-        if sock is None or not peer.frames:
+        if (sock is None and peer.stream is None) or not peer.frames:
             return  # not connected: the peer's task sends them once it is
         count = len(peer.frames)
         data = peer.frames[0] if count == 1 else b"".join(peer.frames)
         peer.frames.clear()
         self._stats["sent"] += count
-        if peer.backlog:
+        if peer.backlog or sock is None:  # a backlog the task drains, or TLS: the task writes
             peer.backlog += data
+            if sock is None:
+                peer.wakeup.set()
             return
         try:
             written = sock.send(data)
@@ -210,12 +216,7 @@ class TcpTransport:
         while True:
             sock = socket.socket(socket.AF_INET6 if ":" in peer.address.host else socket.AF_INET, socket.SOCK_STREAM)
             try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                trio_sock = trio.socket.from_stdlib_socket(sock)
-                await trio_sock.connect((peer.address.host, peer.address.port))
-                with trio.fail_after(self.handshake_timeout):
-                    opening = await self._connect_handshake(trio.SocketStream(trio_sock), peer)
+                stream, opening = await self._open(sock, peer)
             except (OSError, codec.CodecError, PeerProtocolError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 if not isinstance(exc, OSError):
                     log.warning("%s: handshake with %s at %s failed: %s", self.node_id, peer.id, peer.address, exc or "timed out")
@@ -233,48 +234,53 @@ class TcpTransport:
             self._stats["connects"] += 1
             peer.broken = False
             peer.backlog[:0] = opening
-            peer.sock = sock
             try:
-                self._flush(peer)  # what waited for the connection, after the HELLO
-                while not peer.broken:
-                    while peer.backlog and not peer.broken:
-                        await trio.lowlevel.wait_writable(sock)
-                        try:
-                            written = sock.send(peer.backlog)
-                        except BlockingIOError:  # writable was a spurious wake-up
-                            continue
-                        del peer.backlog[:written]
-                    if peer.broken:
-                        break
-                    await peer.wakeup.wait()
-                    peer.wakeup = trio.Event()
-            except OSError as exc:
+                await self._pump(peer, sock, stream)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.debug("%s: connection to %s lost: %s", self.node_id, peer.id, exc)
             finally:
-                peer.sock = None
+                peer.sock = peer.stream = None
                 peer.backlog.clear()
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
 
-    async def _connect_handshake(self, stream: trio.SocketStream, peer: _Peer) -> bytes:
-        """Open a connection to ``peer``: returns what still has to be sent before Raft messages
-        (the HELLO without authentication, else the PROOF after ``peer`` proved itself)."""
-        nonce = handshake.new_nonce() if self.secret is not None else b""
-        hello = codec.encode_frame(
-            codec.FrameKind.HELLO, codec.encode_hello(self.node_id, self.cluster, self.cluster_id, nonce)
-        )
-        if self.secret is None:
-            return hello
-        await stream.send_all(hello)
-        frame = await _next_frame(stream, codec.FrameDecoder(max_frame_bytes=HANDSHAKE_FRAME_BYTES))
-        if frame.kind != codec.FrameKind.CHALLENGE:
-            raise PeerProtocolError(f"expected a CHALLENGE, got {frame.kind.name}")
-        their_nonce, their_proof = handshake.decode_challenge(frame.payload)
-        expected = handshake.proof(self.secret, "accept", self.cluster_id, self.node_id, peer.id, nonce, their_nonce)
-        if not handshake.verify(expected, their_proof):
-            raise PeerProtocolError("the peer did not prove it holds the cluster secret")
-        mine = handshake.proof(self.secret, "connect", self.cluster_id, self.node_id, peer.id, nonce, their_nonce)
-        return codec.encode_frame(codec.FrameKind.PROOF, handshake.encode_proof(mine))
+    async def _open(self, sock: socket.socket, peer: _Peer) -> tuple[trio.abc.Stream | None, bytes]:
+        """Connect ``sock`` to ``peer`` and greet it: the TLS stream (None without TLS) and what
+        is still to be sent before Raft messages."""
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        trio_sock = trio.socket.from_stdlib_socket(sock)
+        await trio_sock.connect((peer.address.host, peer.address.port))
+        with trio.fail_after(self.handshake_timeout):
+            stream = await self._greeter.secure_outgoing(trio.SocketStream(trio_sock), peer.address)
+            opening = await self._greeter.connect(stream, peer.id)
+        return (stream if self.tls is not None else None), opening
+
+    async def _pump(self, peer: _Peer, sock: socket.socket, stream: trio.abc.Stream | None) -> None:
+        """Write what ``send`` queues for ``peer`` until the connection breaks: straight to
+        ``sock`` from ``send`` when it has room (the backlog here), or all of it here under TLS."""
+        if stream is None:
+            peer.sock = sock
+        else:
+            peer.stream = stream
+        self._flush(peer)  # what waited for the connection, after the HELLO
+        while not peer.broken:
+            while peer.backlog and not peer.broken:
+                if stream is not None:
+                    data = bytes(peer.backlog)
+                    peer.backlog.clear()
+                    await stream.send_all(data)
+                    continue
+                await trio.lowlevel.wait_writable(sock)
+                try:
+                    written = sock.send(peer.backlog)
+                except BlockingIOError:  # writable was a spurious wake-up
+                    continue
+                del peer.backlog[:written]
+            if peer.broken:
+                break
+            await peer.wakeup.wait()
+            peer.wakeup = trio.Event()
 
     # -- incoming ------------------------------------------------------------------------------
 
@@ -290,13 +296,14 @@ class TcpTransport:
         finally:
             self._connections -= 1
 
-    async def _serve_connection(self, deliver: Deliver, stream: trio.SocketStream) -> None:
+    async def _serve_connection(self, deliver: Deliver, stream: trio.abc.Stream) -> None:
         decoder = codec.FrameDecoder(max_frame_bytes=HANDSHAKE_FRAME_BYTES)
         peer: str | None = None
         try:
             async with stream:
                 with trio.move_on_after(self.handshake_timeout):
-                    peer = await self._accept_handshake(stream, decoder)
+                    stream = await self._greeter.secure_incoming(stream)
+                    peer = await self._greeter.accept(stream, decoder)
                 if peer is None:
                     what = "authenticated " if self.secret is not None else ""
                     raise PeerProtocolError(f"no {what}HELLO within {self.handshake_timeout:g} s")
@@ -324,48 +331,3 @@ class TcpTransport:
             log.warning("%s: dropped a peer connection: %s", self.node_id, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
-
-    async def _accept_handshake(self, stream: trio.SocketStream, decoder: codec.FrameDecoder) -> str:
-        """The authenticated id of the node that opened ``stream``; PeerProtocolError or CodecError if none."""
-        hello = self._check_hello(await _next_frame(stream, decoder))
-        if self.secret is None:
-            return hello.node_id
-        if len(hello.nonce) != handshake.NONCE_BYTES:
-            raise PeerProtocolError(f"HELLO from {hello.node_id} without a nonce: this cluster authenticates its peers")
-        nonce = handshake.new_nonce()
-        mine = handshake.proof(self.secret, "accept", self.cluster_id, hello.node_id, self.node_id, hello.nonce, nonce)
-        await stream.send_all(codec.encode_frame(codec.FrameKind.CHALLENGE, handshake.encode_challenge(nonce, mine)))
-        frame = await _next_frame(stream, decoder)
-        if frame.kind != codec.FrameKind.PROOF:
-            raise PeerProtocolError(f"expected a PROOF from {hello.node_id}, got {frame.kind.name}")
-        expected = handshake.proof(self.secret, "connect", self.cluster_id, hello.node_id, self.node_id, hello.nonce, nonce)
-        if not handshake.verify(expected, handshake.decode_proof(frame.payload)):
-            raise PeerProtocolError(f"a connection claiming to be {hello.node_id} did not prove it holds the cluster secret")
-        return hello.node_id
-
-    def _check_hello(self, frame: codec.Frame) -> codec.Hello:
-        if frame.kind != codec.FrameKind.HELLO:
-            raise PeerProtocolError(f"the first frame must be HELLO, got {frame.kind.name}")
-        hello = codec.decode_hello(frame.payload)
-        if hello.cluster != self.cluster:
-            raise PeerProtocolError(f"HELLO from cluster {hello.cluster!r}, this is {self.cluster!r}")
-        if hello.cluster_id != self.cluster_id:
-            raise PeerProtocolError(
-                f"HELLO from {hello.node_id} of cluster id {hello.cluster_id!r}, this cluster's id is {self.cluster_id!r}"
-            )
-        if hello.node_id not in self.peers:
-            raise PeerProtocolError(
-                f"HELLO from unknown node {hello.node_id!r}; known: {', '.join(sorted(self.peers))}"
-            )
-        return hello
-
-
-async def _next_frame(stream: trio.abc.ReceiveStream, decoder: codec.FrameDecoder) -> codec.Frame:
-    """The next frame of a connection in its handshake: read at most one small chunk at a time."""
-    frames = decoder.feed(b"", max_frames=1)
-    while not frames:
-        data = await stream.receive_some(HANDSHAKE_FRAME_BYTES)
-        if not data:
-            raise PeerProtocolError("the connection closed during the handshake")
-        frames = decoder.feed(data, max_frames=1)
-    return frames[0]

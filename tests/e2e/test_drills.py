@@ -4,6 +4,10 @@ Each drill gets a temp directory with a cluster file written by ``raftctl init -
 free ports, and a ``raftctl`` on PATH that runs this interpreter's raftctl. A drill is bounded by
 its own watchdog (DRILL_TIMEOUT) and by the subprocess timeout here; whatever happens, the
 cluster is torn down afterwards. The drills run two at a time to keep the suite quick.
+
+With TLS on (``raftctl init --tls``: every peer and client connection under mutual TLS), a subset
+runs again: killing the leader under load, and growing and shrinking the cluster (add-node issues
+the new nodes' certificates) -- two more drills side by side, about a minute.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from raftnode.config import write_config
 from .raftctl_harness import REPO, Cluster, free_base_port
 
 DRILLS = sorted((REPO / "examples" / "drills").glob("[0-9]*.sh"))
+#: The drills that run a second time with TLS on.
+TLS_DRILLS = [drill for drill in DRILLS if drill.name.startswith(("01-", "06-"))]
 DRILL_TIMEOUT = 240  # seconds; a drill takes 35-50 s idle and up to ~100 s at load 17 on 2 cores
 
 
@@ -39,7 +45,7 @@ def test_there_are_at_least_five_drills_in_strict_mode() -> None:
 class DrillRun:
     """One drill running as a process against its own cluster file."""
 
-    def __init__(self, drill: Path, tmp_path: Path) -> None:
+    def __init__(self, drill: Path, tmp_path: Path, *, tls: bool = False) -> None:
         self.drill = drill
         self.dir = tmp_path / drill.stem
         self.dir.mkdir()
@@ -59,7 +65,7 @@ class DrillRun:
         env.pop("RAFTCTL_CONFIG", None)
         init = subprocess.run(
             [sys.executable, "-m", "raftctl", "--config", str(self.config), "init", "--nodes", str(nodes),
-             "--base-port", str(free_base_port(nodes))],
+             "--base-port", str(free_base_port(nodes)), *(["--tls"] if tls else [])],
             check=False, capture_output=True, text=True, env=env, timeout=30,
         )
         assert init.returncode == 0, init.stderr
@@ -96,14 +102,25 @@ def runs(tmp_path: Path) -> Iterator[list[DrillRun]]:
 
 
 def test_every_drill_passes_against_a_fresh_cluster(tmp_path: Path, runs: list[DrillRun]) -> None:
+    run_in_pairs(DRILLS, tmp_path, runs, tls=False)
+
+
+def test_drills_pass_with_tls_on(tmp_path: Path, runs: list[DrillRun]) -> None:
+    assert len(TLS_DRILLS) == 2
+    run_in_pairs(TLS_DRILLS, tmp_path, runs, tls=True)
+    assert (tmp_path / TLS_DRILLS[1].stem / ".raftctl" / "tls" / "node-d4.crt").exists()  # add-node issued it
+
+
+def run_in_pairs(drills: list[Path], tmp_path: Path, runs: list[DrillRun], *, tls: bool) -> None:
+    """Run ``drills`` two at a time, each against a fresh cluster; fail listing every failure."""
     failures = []
     timings = []
-    pending = list(DRILLS)
+    pending = list(drills)
     while pending:
         batch, pending = pending[:2], pending[2:]
         current = []
         for drill in batch:
-            run = DrillRun(drill, tmp_path)
+            run = DrillRun(drill, tmp_path, tls=tls)
             runs.append(run)
             current.append(run)
         for run in current:

@@ -68,6 +68,7 @@ def test_both_shells_time_out_alike_when_no_node_leads(tmp_path: Path) -> None:
 def test_poll_takes_a_first_picture_then_waits_on_the_shells_clock() -> None:
     class Config:
         node_ids = ["n1"]
+        tls = None  # plain TCP: a picture's floor is 0.1 s
 
     core = oneshot.SessionCore(Config(), client=None)  # type: ignore[arg-type]
     now = [0.0]
