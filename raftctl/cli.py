@@ -381,6 +381,12 @@ def _port_span(ports: Iterable[int]) -> str:
                    "records, logs restored from an older copy.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Worker processes (default: one per core).")
 @click.option("--trace", is_flag=True, help="With --seed: print one line per event, then the verdict.")
+@click.option("--node", "trace_nodes", multiple=True, metavar="ID[,ID]",
+              help="With --trace: only events at these nodes (and network faults touching them); repeatable.")
+@click.option("--kind", "trace_kinds", multiple=True, metavar="KIND[,KIND]",
+              help="With --trace: only events of these kinds (e.g. leader,network,crash); repeatable.")
+@click.option("--from-tick", type=click.IntRange(0), default=None, help="With --trace: only events from this tick.")
+@click.option("--to-tick", type=click.IntRange(0), default=None, help="With --trace: only events up to this tick.")
 @json_option
 def sim(
     seeds: int,
@@ -394,6 +400,10 @@ def sim(
     disk_faults: bool,
     jobs: int | None,
     trace: bool,
+    trace_nodes: tuple[str, ...],
+    trace_kinds: tuple[str, ...],
+    from_tick: int | None,
+    to_tick: int | None,
     as_json: bool,
 ) -> None:
     """Run the Raft core in the deterministic simulator under random faults.
@@ -408,20 +418,23 @@ def sim(
 
     from raftnode.sim.runner import run_seed
 
-    from .simulate import SimSettings, summarize, summary_lines
+    from .simulate import SimSettings, summarize, summary_lines, trace_filter, traced_lines
 
     if trace and seed is None:
         raise click.UsageError("--trace needs --seed S (one run, told as a story)")
+    shown = _sim_trace_filter(trace, trace_nodes, trace_kinds, from_tick, to_tick, trace_filter)
     settings = SimSettings(nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum, membership=membership,
                            disk_faults=disk_faults)
     started = time.perf_counter()
     if seed is not None and trace:
         report = run_seed(seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
                           membership=membership, disk_faults=disk_faults, trace=True)
+        try:
+            lines = list(traced_lines(report, shown))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--node") from None
         if not as_json:
-            click.echo(f"{'tick':>6} {'node':<4} {'role':<13} {'term':<5} {'commit':<7} what")
-            for line in report.trace or ():
-                click.echo(line)
+            click.echo("\n".join(lines))
         reports = [report]
     else:
         todo = [seed] if seed is not None else range(start_seed, start_seed + seeds)
@@ -432,6 +445,17 @@ def sim(
             click.echo(line)
     bad = len(summary["violations"])
     finish(as_json, summary, EXIT_REFUSED if bad else EXIT_OK, f"{bad} seed(s) violated a safety invariant")
+
+
+def _sim_trace_filter(trace: bool, nodes: tuple[str, ...], kinds: tuple[str, ...], from_tick: int | None,
+                      to_tick: int | None, make: Callable[..., Any]) -> Any:
+    """The ``--trace`` filter from ``sim``'s options; a usage error if one is given without --trace."""
+    if not trace and (nodes or kinds or from_tick is not None or to_tick is not None):
+        raise click.UsageError("--node, --kind, --from-tick and --to-tick filter --trace: add --trace")
+    try:
+        return make(nodes, kinds, from_tick, to_tick)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _run_sim_seeds(todo: Iterable[int], settings: Any, jobs: int | None, as_json: bool) -> list[Any]:

@@ -38,6 +38,7 @@ from ..sessions import SessionStamp, SessionTable, encode_register, encode_sessi
 from ..statemachines import CommandError, Counter, StateMachine
 from .invariants import COMPACTED, InvariantChecker
 from .network import SimNetwork
+from .trace import TraceLine
 
 
 @dataclass(eq=False)
@@ -202,7 +203,7 @@ class SimCluster:
         self.ready_step = ready_step
         self.config_overrides = config
         self.now = 0
-        self.trace: list[str] | None = [] if trace else None
+        self.trace: list[TraceLine] | None = [] if trace else None
         self.requests: list[ClientRequest] = []
         self.nodes: dict[str, SimNode] = {node_id: SimNode(node_id, SimDisk(), self.ids) for node_id in self.ids}
         for node in self.nodes.values():
@@ -234,7 +235,7 @@ class SimCluster:
         if node.alive:
             self._stop(node, "crashed")
 
-    def _stop(self, node: SimNode, why: str) -> None:
+    def _stop(self, node: SimNode, why: str, kind: str = "crash") -> None:
         """Memory, pending clients and the state machine are gone; the disk stays."""
         for req, _ in node.tracker.leadership_lost(None):
             req.lost = True
@@ -243,7 +244,7 @@ class SimCluster:
         node.raft = None
         node.applier = None
         node.leading_without_disk = False  # the process that noticed is gone
-        self._log(node, why)
+        self._log(node, why, kind)
 
     def restart(self, node_id: str) -> None:
         """Start a crashed node again from its disk (a no-op for a live node).
@@ -258,12 +259,12 @@ class SimCluster:
         if corrupt_at is not None:
             if not self.corrupt_as_torn:
                 node.refused = f"refused to start: the record of entry {corrupt_at} fails its checksum"
-                self._log(node, node.refused)
+                self._log(node, node.refused, "restart")
                 return
             self.rewind_log(node_id, corrupt_at - 1)
         node.incarnation += 1
         self._boot(node)
-        self._log(node, f"restarted from disk (term {node.disk.hard_state.term}, {len(node.disk.entries)} entries)")
+        self._log(node, f"restarted from disk (term {node.disk.hard_state.term}, {len(node.disk.entries)} entries)", "restart")
 
     def rewind_log(self, node_id: str, last_index: int) -> None:
         """A crashed node's disk lost the end of its log: it now ends at ``last_index`` (its hard
@@ -284,7 +285,7 @@ class SimCluster:
         if not node.disk.offset < index <= node.disk.last_index:
             raise ValueError(f"{node_id}'s log holds no entry {index}")
         node.disk.corrupt_at = index
-        self._log(node, f"disk damaged: a bit flipped in the record of entry {index}")
+        self._log(node, f"disk damaged: a bit flipped in the record of entry {index}", "disk")
 
     def repair_disk(self, node_id: str) -> None:
         """The operator restores a crashed node's corrupt record from a copy: it may start again."""
@@ -292,7 +293,7 @@ class SimCluster:
         if node.disk.corrupt_at is not None and not node.alive:
             node.disk.corrupt_at = None
             node.refused = None
-            self._log(node, "disk repaired: the corrupt record restored from a copy")
+            self._log(node, "disk repaired: the corrupt record restored from a copy", "disk")
 
     def fill_disk(self, node_id: str, full: bool = True) -> None:
         """The node's disk is full (or has room again). Like the runtime, a full follower stays up
@@ -302,7 +303,7 @@ class SimCluster:
         node = self.node(node_id)
         node.disk_full = full
         node.leading_without_disk = node.leading_without_disk and full
-        self._log(node, "disk full" if full else "disk has room again")
+        self._log(node, "disk full" if full else "disk has room again", "disk")
         if not full and node.raft is not None:
             self._process(node)
 
@@ -320,7 +321,7 @@ class SimCluster:
             raise RuntimeError(f"node {node_id} is running: crash it before touching its disk")
         node.disk = disk
         self.checker.persisted(node_id, (), None, disk.last_index + 1, is_leader=False)
-        self._log(node, why)
+        self._log(node, why, "disk")
 
     def node(self, node_id: str) -> SimNode:
         try:
@@ -349,13 +350,13 @@ class SimCluster:
         """Block both directions between ``a`` and ``b``."""
         for src, dst in self._links(a, b):
             self.network.link(src, dst).blocked = True
-        self._log(None, f"cut {a} <-> {b}")
+        self._log(None, f"cut {a} <-> {b}", "network", (a, b))
 
     def isolate(self, node_id: str) -> None:
         """Block every link of ``node_id``."""
         for src, dst in self._links(node_id, None):
             self.network.link(src, dst).blocked = True
-        self._log(None, f"isolate {node_id}")
+        self._log(None, f"isolate {node_id}", "network", (node_id,))
 
     def partition(self, *groups: Sequence[str]) -> None:
         """Blockade semantics: nodes in different groups cannot talk; unnamed nodes form one more group."""
@@ -366,35 +367,35 @@ class SimCluster:
             for b in self.ids:
                 if a != b and side[a] != side[b]:
                     self.network.link(a, b).blocked = True
-        self._log(None, f"partition {' | '.join(','.join(sorted(g)) for g in all_groups if g)}")
+        self._log(None, f"partition {' | '.join(','.join(sorted(g)) for g in all_groups if g)}", "network")
 
     def drop(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
         """Lose ``rate`` of the messages on the links between ``a`` and ``b`` (all of ``a``'s if None)."""
         for src, dst in self._links(a, b):
             self.network.link(src, dst).drop = rate
-        self._log(None, f"drop {rate:.0%} {a} <-> {b or '*'}")
+        self._log(None, f"drop {rate:.0%} {a} <-> {b or '*'}", "network", _pair(a, b, self.ids))
 
     def delay(self, a: str, b: str | None = None, ticks: int = 3, jitter: int = 0) -> None:
         for src, dst in self._links(a, b):
             faults = self.network.link(src, dst)
             faults.delay, faults.jitter = ticks, jitter
-        self._log(None, f"delay {ticks}+{jitter} ticks {a} <-> {b or '*'}")
+        self._log(None, f"delay {ticks}+{jitter} ticks {a} <-> {b or '*'}", "network", _pair(a, b, self.ids))
 
     def reorder(self, a: str, b: str | None = None, jitter: int = 3) -> None:
         """Deliver messages on these links out of order (random jitter of up to ``jitter`` ticks)."""
         for src, dst in self._links(a, b):
             self.network.link(src, dst).jitter = jitter
-        self._log(None, f"reorder (jitter {jitter}) {a} <-> {b or '*'}")
+        self._log(None, f"reorder (jitter {jitter}) {a} <-> {b or '*'}", "network", _pair(a, b, self.ids))
 
     def duplicate(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
         for src, dst in self._links(a, b):
             self.network.link(src, dst).duplicate = rate
-        self._log(None, f"duplicate {rate:.0%} {a} <-> {b or '*'}")
+        self._log(None, f"duplicate {rate:.0%} {a} <-> {b or '*'}", "network", _pair(a, b, self.ids))
 
     def heal(self) -> None:
         """Remove every network fault (crashed nodes stay crashed)."""
         self.network.heal()
-        self._log(None, "heal")
+        self._log(None, "heal", "network")
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -432,7 +433,7 @@ class SimCluster:
             return req
         deadline = self.now + (timeout if timeout is not None else self.client_timeout)
         node.tracker.track(index, node.raft.term, req, deadline=deadline)
-        self._log(node, f"proposed {command!r} at index {index}")
+        self._log(node, f"proposed {command!r} at index {index}", "propose")
         self._process(node)
         return req
 
@@ -453,7 +454,7 @@ class SimCluster:
             return req
         req.deadline = self.now + (timeout if timeout is not None else self.client_timeout)
         node.reads[req.id] = req
-        self._log(node, f"read {command!r} (request {req.id})")
+        self._log(node, f"read {command!r} (request {req.id})", "read")
         self._process(node)
         return req
 
@@ -475,7 +476,7 @@ class SimCluster:
         new = self.nodes[node_id] = SimNode(node_id, SimDisk())
         self.ids = (*self.ids, node_id)
         self._boot(new)
-        self._log(new, "started empty, to join the cluster")
+        self._log(new, "started empty, to join the cluster", "join")
         self._process(node)
         return index
 
@@ -512,7 +513,7 @@ class SimCluster:
     def _answer(self, node: SimNode, req: ClientRequest, result: CommandResult) -> None:
         req.result = result
         req.answered_at = self.now
-        self._log(node, f"answered {req.command!r}: {_describe(result)}")
+        self._log(node, f"answered {req.command!r}: {_describe(result)}", "answer")
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -634,7 +635,7 @@ class SimCluster:
             return  # a write fault or a full disk dropped the Ready (see _persist_ready)
         if raft.removed:
             node.removed = True
-            self._stop(node, "applied its own removal from the configuration: stopped")
+            self._stop(node, "applied its own removal from the configuration: stopped", "removed")
 
     def _persist_ready(self, node: SimNode, ready: Ready) -> bool:
         """Persist, or meet the disk's armed fault or full disk: False drops the Ready."""
@@ -647,12 +648,12 @@ class SimCluster:
             return False
         if node.disk_full:
             if ready.snapshot is not None:
-                self._stop(node, "stopped: no space left on device")
+                self._stop(node, "stopped: no space left on device", "disk")
             elif raft.role is Role.LEADER:
                 node.leading_without_disk = True  # it refuses commands and hands over (_process)
-                self._log(node, "disk full at the leader: taking no commands, handing leadership over")
+                self._log(node, "disk full at the leader: taking no commands, handing leadership over", "disk")
             else:
-                self._log(node, "disk full: dropped a write unacknowledged")
+                self._log(node, "disk full: dropped a write unacknowledged", "disk")
                 for req, result in node.tracker.leadership_lost(raft.leader):
                     self._answer(node, req, result)
             return False  # as the runtime does: the writes are dropped, never advanced
@@ -698,13 +699,13 @@ class SimCluster:
         meta = raft.compact(applier.applied_index, data)
         self.checker.snapshot_taken(node.id, meta.index, data)
         node.disk.save_snapshot(meta, data)
-        self._log(node, f"snapshot at index {meta.index}; log compacted")
+        self._log(node, f"snapshot at index {meta.index}; log compacted", "snapshot")
 
     def _report_state(self, node: SimNode, ready: Ready) -> None:
         raft = node.raft
         assert raft is not None
         for event in ready.events:
-            self._log(node, event.detail)
+            self._log(node, event.detail, event.kind)
         if ready.soft_state is not None:
             if ready.soft_state.role is Role.LEADER:
                 self.checker.became_leader(node.id, raft.term, node.term_at)
@@ -717,7 +718,7 @@ class SimCluster:
                        if n.raft is not None and n.raft.role is Role.LEADER]
             self.checker.committed_to(node.id, ready.committed, leaders, raft.term)
             if raft.commit > node.last_commit:
-                self._log(node, f"commit -> {raft.commit}")
+                self._log(node, f"commit -> {raft.commit}", "commit")
         node.last_commit = raft.commit
 
     def _apply(self, node: SimNode, ready: Ready) -> None:
@@ -754,7 +755,7 @@ class SimCluster:
         if failure is not None:
             node.apply_failures.append(failure)
             verdict = "halted: stopped applying" if failure.halted else "will retry"
-            self._log(node, f"apply of index {failure.index} failed (attempt {failure.attempt}): {failure.reason}; {verdict}")
+            self._log(node, f"apply of index {failure.index} failed (attempt {failure.attempt}): {failure.reason}; {verdict}", "apply")
             if failure.halted:
                 answer = node.tracker.failed(failure.index, f"apply halted at index {failure.index}: {failure.reason}")
                 if answer is not None:
@@ -805,17 +806,16 @@ class SimCluster:
         for node in self.live():
             self._run_applier(node)
 
-    def _log(self, node: SimNode | None, what: str) -> None:
+    def _log(self, node: SimNode | None, what: str, kind: str, about: tuple[str, ...] = ()) -> None:
+        """Tell one event in ``self.trace`` (if tracing): ``kind`` is one of TRACE_KINDS, ``about``
+        the nodes a network fault touches."""
         if self.trace is None:
             return
-        if node is None or node.raft is None:
-            who = f"{node.id if node else '-':<4} {'down' if node else '':<13}"
-            self.trace.append(f"{self.now:>6} {who} {'':>5} {'':>7} {what}")
-            return
-        raft = node.raft
-        self.trace.append(
-            f"{self.now:>6} {node.id:<4} {raft.role.value:<13} t={raft.term:<3} c={raft.commit:<5} {what}"
-        )
+        raft = node.raft if node is not None else None
+        state = "down" if node is not None and raft is None else ""
+        if raft is not None:
+            state = f"{raft.role.value:<13} t={raft.term:<3} c={raft.commit:<5}"
+        self.trace.append(TraceLine(self.now, node.id if node else None, kind, what, state, about))
 
 
 class _SimPorts:
@@ -851,6 +851,11 @@ class _SimPorts:
 
     async def advanced(self) -> None:
         self._cluster._maybe_snapshot(self._node)
+
+
+def _pair(a: str, b: str | None, ids: Sequence[str]) -> tuple[str, ...]:
+    """The nodes a link fault between ``a`` and ``b`` (every peer of ``a`` if None) touches."""
+    return tuple(ids) if b is None else (a, b)
 
 
 def _describe(result: CommandResult) -> str:
