@@ -934,9 +934,10 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
     deaths and returns, with the commit rate; until Ctrl-C (or --duration).
 
     Repeats (a cut-off node's "pre-vote for term 2") collapse into one line with a count. With
-    --json, prints one JSON object per event as it happens (JSON lines), not the table. Into a
-    file or pipe, prints plain lines: the status table once, then one line per event (a repeat
-    again at its 2nd, 10th, 100th... time).
+    -o json/jsonl, prints one JSON object per line as it happens, not the table. Into a file or
+    pipe, prints plain lines: the status table once, then one line per event. In both, a repeat
+    is printed again at its 2nd, 10th, 100th... time and once more with its final count when
+    its run ends; each JSON line has `count` (so far, cumulative) and `first` (its first time).
     """
     import sys
 
@@ -951,7 +952,7 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
         def emit(event: dict[str, Any]) -> None:
             click.echo(json.dumps(event))
 
-        _interruptible(lambda: run_domain(dashboard.watch_json, config, emit, interval=interval, duration=duration))
+        _interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
         return
     out = console()
 
@@ -977,8 +978,7 @@ def _watch_plain(config: ClusterConfig, interval: float, duration: float | None)
         out.print(events_view([event]), end="", soft_wrap=True)
         out.file.flush()
 
-    _interruptible(lambda: run_domain(dashboard.watch_json, config, emit, interval=interval, duration=duration,
-                                      plain=True))
+    _interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
 
 
 @main.command()
@@ -1498,8 +1498,10 @@ def events_command(app: App, follow: bool, nodes: tuple[str, ...], kinds: tuple[
 
     Each node also appends its events to <state_dir>/events/<id>.jsonl (bounded, rotated), so a
     killed node's history stays. With --follow, a node add-node adds joins the stream and a node
-    remove-node removes leaves it. With --json: one document {"events": [...]}; with -o jsonl or
-    --follow, one JSON object per event. Nothing recorded and nothing running: exit 5.
+    remove-node removes leaves it, and repeats collapse into one line with a count (×37) as in
+    `watch`. With --json: one document {"events": [...]}; with -o jsonl, or --json and --follow,
+    one JSON object per line (following: with `count` and `first`, as `watch`). Nothing recorded
+    and nothing running: exit 5.
     """
     import time
 
@@ -1531,17 +1533,33 @@ def events_command(app: App, follow: bool, nodes: tuple[str, ...], kinds: tuple[
         else:
             console().print(events_view(found), end="", soft_wrap=True)
         return
-    out = console()
+    _follow_events(config, wanted, as_json)
+
+
+def _follow_events(config: ClusterConfig, wanted: Callable[[list[Any]], list[Any]], as_json: bool) -> None:
+    """``events --follow``: the ``wanted`` events, repeats collapsed with their ``count``
+    (``feed.FeedStream``), as JSON lines or lines of text; the final counts at Ctrl-C."""
+    from . import cluster
+    from .feed import FeedStream
+    from .render import events_view
+
+    out, stream = console(), FeedStream()
+
+    def show(record: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            out.print(events_view([record]), end="", soft_wrap=True)
 
     def emit(event: dict[str, Any]) -> None:
-        if not wanted([event]):
-            return
-        if as_json:
-            click.echo(json.dumps(event))
-        else:
-            out.print(events_view([event]), end="", soft_wrap=True)
+        for record in stream.offer(event) if wanted([event]) else ():
+            show(record)
 
-    _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
+    try:
+        _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
+    finally:
+        for record in stream.close():
+            show(record)
 
 
 # -- linearizability of a recorded history ---------------------------------------------------------
