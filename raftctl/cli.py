@@ -816,33 +816,54 @@ def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, ti
 
 @main.command()
 @click.argument("nodes", nargs=-1, metavar="[NODE...]", shell_complete=complete_nodes)
+@click.option("-w", "--watch", "watching", is_flag=True,
+              help="Again every --interval until Ctrl-C: in place on a terminal; with -o json/jsonl one "
+                   "document per line.")
+@click.option("--interval", type=click.FloatRange(0.1), default=1.0, show_default=True, metavar="S",
+              help="With --watch: seconds between two pictures.")
+@click.option("--count", type=click.IntRange(1), default=None, metavar="N", help="With --watch: stop after N pictures.")
 @json_option
 @pass_app
-def status(app: App, nodes: tuple[str, ...], as_json: bool) -> None:
+def status(app: App, nodes: tuple[str, ...], watching: bool, interval: float, count: int | None,
+           as_json: bool) -> None:
     """One row per node: id, alive, pid, role, term, leader, last/commit/applied/snapshot index,
     link faults and the state machine's summary (--json: also peer and client addresses).
 
     NODE... shows only those rows: ids, `all`, or role words, which here name every node in that
     role at this moment (`follower`: every follower). A node that is down has a row with alive
     false (nulls in --json). No node answers: exit 5. A cluster without a leader is still a
-    status (exit 0): scripts ask `raftctl leader` or `raftctl health` (exit 3).
+    status (exit 0): scripts ask `raftctl leader` or `raftctl health` (exit 3). --watch keeps
+    going while no node answers, and shows it; with --count, that last is exit 5.
     """
     from . import oneshot  # no trio: a status is a new process every time
     from .members import status_document
 
     config = app.config()
     only = _status_filter(config, nodes)  # an unknown word fails before asking the cluster
+    if watching or count is not None:
+        _status_watch(config, only, interval, count, as_json)
+        return
     picture = oneshot.status(config)
     shown = only(picture) if only else None
     if as_json:
-        document = status_document(config, picture)
-        if shown is not None:
-            document["nodes"] = [row for row in document["nodes"] if row["id"] in shown]
-        echo_json(document)
+        echo_json(status_document(config, picture, shown))
         return
     from .render import status_view
 
     console().print(status_view(picture, only=shown))
+
+
+def _status_watch(config: ClusterConfig, only: Any, interval: float, count: int | None, as_json: bool) -> None:
+    """``status --watch`` (``raftctl.statuswatch``); exit 5 if no node answered the last look."""
+    from .statuswatch import watch_status
+
+    def run() -> None:
+        last = watch_status(config, only, interval=interval, count=count, as_json=as_json, echo=click.echo,
+                            console=console())
+        if isinstance(last, errors.NotRunning):
+            raise SystemExit(EXIT_NOT_RUNNING)
+
+    _interruptible(run)
 
 
 def _status_filter(config: ClusterConfig, nodes: tuple[str, ...]) -> Callable[[Any], set[str]] | None:
