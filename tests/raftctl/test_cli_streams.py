@@ -60,24 +60,25 @@ def test_watch_as_json_lines_collapses_repeats_with_a_count(config_path: Path, m
     check_the_storm_is_collapsed(records(result.stdout))
 
 
-def test_events_follow_as_json_lines_collapses_repeats_with_a_count(config_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def follow_storm(config_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``events -f`` with these arguments over the storm; the CliRunner result."""
     async def scripted(config: Any, emit: Any) -> None:
         for event in storm():
             emit(event)
 
     monkeypatch.setattr(cluster, "follow_events", scripted)
-    result = CliRunner().invoke(main, ["--config", str(config_path), "events", "-f", "-o", "jsonl"])
+    return lambda *args: CliRunner().invoke(main, ["--config", str(config_path), "events", "-f", *args])
+
+
+def test_events_follow_as_json_lines_collapses_repeats_with_a_count(follow_storm) -> None:
+    result = follow_storm("-o", "jsonl")
     assert result.exit_code == 0, result.output
     check_the_storm_is_collapsed(records(result.stdout))
 
 
-def test_events_follow_in_text_shows_the_count_and_keeps_filtering(config_path: Path, monkeypatch) -> None:
-    async def scripted(config: Any, emit: Any) -> None:
-        for event in storm():
-            emit(event)
-
-    monkeypatch.setattr(cluster, "follow_events", scripted)
-    result = CliRunner().invoke(main, ["--config", str(config_path), "events", "-f", "--kind", "pre-vote"])
+def test_events_follow_in_text_shows_the_count_and_keeps_filtering(follow_storm) -> None:
+    result = follow_storm("--kind", "pre-vote")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 4 and all("pre-vote for term 2" in line for line in lines)
