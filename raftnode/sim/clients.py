@@ -88,7 +88,7 @@ class SimClients:
         if not attempt.done:
             return False
         result = attempt.result
-        if result is not None and (result.ok or result.error is not None):
+        if result is not None and (result.ok or (result.error is not None and not result.retry)):  # a retry may say why
             command.session.end(command.seq)
             if result.error is not None and result.error.startswith(SESSION_EXPIRED):
                 self.stats["expired"] += 1

@@ -224,6 +224,7 @@ class SimCluster:
         node.applier = Applier(self.state_machine(), sessions=self.session_table())
         if disk.snapshot is not None:
             node.applier.restore(disk.snapshot[0].index, disk.snapshot[1])
+        self.checker.state_machine_built(node.id, node.applier.applied_index)
         node.tracker = CommandTracker()
         node.reads, node.ready_reads = {}, []
         node.last_commit = node.raft.commit
@@ -727,6 +728,7 @@ class SimCluster:
         if ready.snapshot is not None:
             meta, data = ready.snapshot
             applier.restore(meta.index, data)
+            self.checker.state_machine_built(node.id, meta.index)
             self.checker.snapshot_taken(node.id, meta.index, data)
         if ready.committed:
             applier.submit(ready.committed)

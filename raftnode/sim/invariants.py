@@ -10,7 +10,9 @@ violation is caught at the step that caused it. Names follow the scenario catalo
   (checked inductively: every (index, term) must always carry the same data and follow the same
   previous term);
 - leader completeness: a committed entry is in the log of every leader of a later term;
-- state machine safety: no two nodes apply different commands at the same index;
+- state machine safety: no two nodes apply different commands at the same index, and each node's
+  state machine applies every index once, in order, from where it was last built (empty, or
+  restored from a snapshot) — an entry handed to it twice is applied twice, whatever it holds;
 - durability: an acknowledged command stays on a majority of the voters that committed it;
   commit and applied indexes never move backwards on a node that kept its disk;
 - exactly once: a command of a client session (identified by its session and sequence number,
@@ -53,6 +55,7 @@ class InvariantChecker:
         self.committed: dict[int, int] = {}  # index -> term
         self.commit_terms: dict[int, int] = {}  # index -> the term in which it was first known committed
         self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
+        self.applied_up_to: dict[str, int] = {}  # node -> the last index its current state machine holds
         self.acked: dict[int, int] = {}  # index -> term of acknowledged commands
         self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
         self.voters: dict[int, frozenset[str]] = {}  # acked index -> the voters a majority of which must hold it
@@ -137,8 +140,18 @@ class InvariantChecker:
                         f"committed in term {commit_term}",
                     )
 
+    def state_machine_built(self, node: str, index: int) -> None:
+        """``node``'s state machine was made anew, holding every entry up to ``index`` (0: empty)."""
+        self.applied_up_to[node] = index
+
     def applied_entry(self, node: str, entry: Entry) -> None:
         self.checks += 1
+        previous = self.applied_up_to.get(node, 0)
+        if entry.index != previous + 1:
+            again = "again" if entry.index <= previous else f"skipping {previous + 1}-{entry.index - 1}"
+            self._fail("state machine safety",
+                       f"{node} applied index {entry.index} {again}: its state machine already held up to {previous}")
+        self.applied_up_to[node] = entry.index
         seen = self.applied.setdefault(entry.index, (entry.term, entry.data))
         if seen != (entry.term, entry.data):
             self._fail(

@@ -276,15 +276,20 @@ class _Schedule:
         c = self.cluster
         configuration = c.configuration()
         live = [n.id for n in c.live() if n.id in configuration.members() and n.write_fault is None]
-        down = [n for n in configuration.voters if not c.node(n).alive or c.node(n).write_fault is not None]
+        down = [n for n in configuration.voters
+                if not c.node(n).alive or c.node(n).write_fault is not None or c.node(n).disk_full]
         return live if len(down) < (len(configuration.voters) - 1) // 2 else []
 
     def disk_fault(self) -> None:
-        """A disk fault: one that hits a live node's next write (it then stops), or damage to a
-        crashed node's disk — a bit flipped in a record (it then refuses to start, for good), or the
-        end of its log lost (restored from an older copy; hard state kept)."""
+        """A disk fault: one that hits a live node's next write (it then stops); a live node's disk
+        filling up (it stays up and drops its writes; a full leader hands over) or getting room
+        again; or damage to a crashed node's disk — a bit flipped in a record (it then refuses to
+        start, for good), or the end of its log lost (restored from an older copy; hard state kept)."""
         c, rng = self.cluster, self.rng
-        kind = rng.choice([*DISK_WRITE_FAULTS, "corrupt record", "older copy"])
+        kind = rng.choice([*DISK_WRITE_FAULTS, "corrupt record", "older copy", "full disk"])
+        if kind == "full disk":
+            self._fill_or_free_a_disk()
+            return
         if kind in DISK_WRITE_FAULTS:
             live = self._may_lose_one_more()
             if live:
@@ -307,6 +312,20 @@ class _Schedule:
         if lowest < node.disk.last_index:
             self._count(kind)
             c.rewind_log(node.id, rng.randint(lowest, node.disk.last_index - 1))
+
+    def _fill_or_free_a_disk(self) -> None:
+        """Give a full disk room again, or fill a live member's disk (the leader's 40% of the time)."""
+        c, rng = self.cluster, self.rng
+        full = [n.id for n in c.live() if n.disk_full]
+        if full and rng.random() < 0.5:
+            self._count("disk freed")
+            c.fill_disk(rng.choice(full), False)
+            return
+        live = [n for n in self._may_lose_one_more() if not c.node(n).disk_full]
+        if live:
+            self._count("disk full")
+            leader = c.leader()
+            c.fill_disk(leader if leader in live and rng.random() < 0.4 else rng.choice(live))
 
     def transfer(self) -> None:
         leader = self.cluster.leader()
@@ -388,6 +407,8 @@ def _check_liveness(cluster: SimCluster, *, lost_state: bool = False) -> None:
     cluster.heal()
     for node_id in cluster.ids:
         cluster.node(node_id).write_fault = None
+        if cluster.node(node_id).disk_full:
+            cluster.fill_disk(node_id, False)
         cluster.repair_disk(node_id)  # the operator restores a file refused as corrupt from a copy
         cluster.restart(node_id)
     deadline = cluster.now + LIVENESS_BOUND

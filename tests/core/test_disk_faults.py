@@ -25,8 +25,24 @@ def test_random_schedules_with_disk_faults_never_break_an_invariant_and_end_live
     for r in reports:
         for kind, n in r.faults.items():
             faults[kind] = faults.get(kind, 0) + n
-    for kind in (*DISK_WRITE_FAULTS, "corrupt record", "older copy"):
+    for kind in (*DISK_WRITE_FAULTS, "corrupt record", "older copy", "disk full", "disk freed"):
         assert faults.get(kind, 0) > 0, f"the schedules never injected {kind!r}: {faults}"
+
+
+def test_planted_bug_a_dropped_leader_ready_left_unadvanced_is_applied_twice_and_caught(monkeypatch):
+    """A leader applies a Ready's committed entries before its persist (driver step 3); when that
+    persist fails (a full disk) the driver advances the Ready as applied but unwritten, so the
+    core never hands those entries out again. Plant the omission: the next Ready carries them
+    again, the state machine applies them twice, and the checker's apply-order check says so."""
+    from raftnode import driver
+
+    monkeypatch.setattr(driver, "_advance_unwritten", lambda raft, ready: None)
+    for seed in range(50):
+        report = run_seed(seed, nodes=5, steps=2000, disk_faults=True)
+        if not report.ok:
+            assert report.violation == "state machine safety" and " again: " in report.detail, report.detail
+            return
+    pytest.fail("a failed leader Ready never advanced as applied survived 50 seeds unnoticed")
 
 
 def test_planted_bug_a_corrupt_record_taken_for_a_torn_tail_is_caught():

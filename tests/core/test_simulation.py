@@ -112,3 +112,20 @@ def test_leader_completeness_counts_from_the_term_an_entry_was_committed_in():
         checker.became_leader("n1", 17, lacks)
     with pytest.raises(InvariantViolation, match="leader completeness"):
         checker.committed_to("n1", [entry], [("n2", 17, lacks)], 17)
+
+
+def test_each_state_machine_applies_every_index_once_in_order_from_where_it_was_built():
+    from raftnode.core.messages import Entry
+    from raftnode.sim.invariants import InvariantChecker, InvariantViolation
+
+    checker = InvariantChecker(["n1", "n2"])
+    for index in (1, 2, 3):
+        checker.applied_entry("n1", Entry(1, index, b"incr 1"))
+    with pytest.raises(InvariantViolation, match="n1 applied index 3 again"):
+        checker.applied_entry("n1", Entry(1, 3, b"incr 1"))
+    with pytest.raises(InvariantViolation, match="n2 applied index 2 skipping 1-1"):
+        checker.applied_entry("n2", Entry(1, 2, b"incr 1"))
+    checker.state_machine_built("n1", 0)  # a restart from an empty state machine applies from 1 again
+    checker.applied_entry("n1", Entry(1, 1, b"incr 1"))
+    checker.state_machine_built("n2", 3)  # restored from a snapshot at 3
+    checker.applied_entry("n2", Entry(1, 4, b"incr 1"))
