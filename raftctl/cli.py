@@ -387,6 +387,12 @@ def _port_span(ports: Iterable[int]) -> str:
                    "records, logs restored from an older copy.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Worker processes (default: one per core).")
 @click.option("--trace", is_flag=True, help="With --seed: print one line per event, then the verdict.")
+@click.option("--node", "trace_nodes", multiple=True, metavar="ID[,ID]",
+              help="With --trace: only events at these nodes (and network faults touching them); repeatable.")
+@click.option("--kind", "trace_kinds", multiple=True, metavar="KIND[,KIND]",
+              help="With --trace: only events of these kinds (e.g. leader,network,crash); repeatable.")
+@click.option("--from-tick", type=click.IntRange(0), default=None, help="With --trace: only events from this tick.")
+@click.option("--to-tick", type=click.IntRange(0), default=None, help="With --trace: only events up to this tick.")
 @json_option
 def sim(
     seeds: int,
@@ -400,6 +406,10 @@ def sim(
     disk_faults: bool,
     jobs: int | None,
     trace: bool,
+    trace_nodes: tuple[str, ...],
+    trace_kinds: tuple[str, ...],
+    from_tick: int | None,
+    to_tick: int | None,
     as_json: bool,
 ) -> None:
     """Run the Raft core in the deterministic simulator under random faults.
@@ -414,20 +424,23 @@ def sim(
 
     from raftnode.sim.runner import run_seed
 
-    from .simulate import SimSettings, summarize, summary_lines
+    from .simulate import SimSettings, summarize, summary_lines, trace_filter, traced_lines
 
     if trace and seed is None:
         raise click.UsageError("--trace needs --seed S (one run, told as a story)")
+    shown = _sim_trace_filter(trace, trace_nodes, trace_kinds, from_tick, to_tick, trace_filter)
     settings = SimSettings(nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum, membership=membership,
                            disk_faults=disk_faults)
     started = time.perf_counter()
     if seed is not None and trace:
         report = run_seed(seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
                           membership=membership, disk_faults=disk_faults, trace=True)
+        try:
+            lines = list(traced_lines(report, shown))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--node") from None
         if not as_json:
-            click.echo(f"{'tick':>6} {'node':<4} {'role':<13} {'term':<5} {'commit':<7} what")
-            for line in report.trace or ():
-                click.echo(line)
+            click.echo("\n".join(lines))
         reports = [report]
     else:
         todo = [seed] if seed is not None else range(start_seed, start_seed + seeds)
@@ -438,6 +451,17 @@ def sim(
             click.echo(line)
     bad = len(summary["violations"])
     finish(as_json, summary, EXIT_REFUSED if bad else EXIT_OK, f"{bad} seed(s) violated a safety invariant")
+
+
+def _sim_trace_filter(trace: bool, nodes: tuple[str, ...], kinds: tuple[str, ...], from_tick: int | None,
+                      to_tick: int | None, make: Callable[..., Any]) -> Any:
+    """The ``--trace`` filter from ``sim``'s options; a usage error if one is given without --trace."""
+    if not trace and (nodes or kinds or from_tick is not None or to_tick is not None):
+        raise click.UsageError("--node, --kind, --from-tick and --to-tick filter --trace: add --trace")
+    try:
+        return make(nodes, kinds, from_tick, to_tick)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _run_sim_seeds(todo: Iterable[int], settings: Any, jobs: int | None, as_json: bool) -> list[Any]:
@@ -805,33 +829,54 @@ def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, ti
 
 @main.command()
 @click.argument("nodes", nargs=-1, metavar="[NODE...]", shell_complete=complete_nodes)
+@click.option("-w", "--watch", "watching", is_flag=True,
+              help="Again every --interval until Ctrl-C: in place on a terminal; with -o json/jsonl one "
+                   "document per line.")
+@click.option("--interval", type=click.FloatRange(0.1), default=1.0, show_default=True, metavar="S",
+              help="With --watch: seconds between two pictures.")
+@click.option("--count", type=click.IntRange(1), default=None, metavar="N", help="With --watch: stop after N pictures.")
 @json_option
 @pass_app
-def status(app: App, nodes: tuple[str, ...], as_json: bool) -> None:
+def status(app: App, nodes: tuple[str, ...], watching: bool, interval: float, count: int | None,
+           as_json: bool) -> None:
     """One row per node: id, alive, pid, role, term, leader, last/commit/applied/snapshot index,
     link faults and the state machine's summary (--json: also peer and client addresses).
 
     NODE... shows only those rows: ids, `all`, or role words, which here name every node in that
     role at this moment (`follower`: every follower). A node that is down has a row with alive
     false (nulls in --json). No node answers: exit 5. A cluster without a leader is still a
-    status (exit 0): scripts ask `raftctl leader` or `raftctl health` (exit 3).
+    status (exit 0): scripts ask `raftctl leader` or `raftctl health` (exit 3). --watch keeps
+    going while no node answers, and shows it; with --count, that last is exit 5.
     """
     from . import oneshot  # no trio: a status is a new process every time
     from .members import status_document
 
     config = app.config()
     only = _status_filter(config, nodes)  # an unknown word fails before asking the cluster
+    if watching or count is not None:
+        _status_watch(config, only, interval, count, as_json)
+        return
     picture = oneshot.status(config)
     shown = only(picture) if only else None
     if as_json:
-        document = status_document(config, picture)
-        if shown is not None:
-            document["nodes"] = [row for row in document["nodes"] if row["id"] in shown]
-        echo_json(document)
+        echo_json(status_document(config, picture, shown))
         return
     from .render import status_view
 
     console().print(status_view(picture, only=shown))
+
+
+def _status_watch(config: ClusterConfig, only: Any, interval: float, count: int | None, as_json: bool) -> None:
+    """``status --watch`` (``raftctl.statuswatch``); exit 5 if no node answered the last look."""
+    from .statuswatch import watch_status
+
+    def run() -> None:
+        last = watch_status(config, only, interval=interval, count=count, as_json=as_json, echo=click.echo,
+                            console=console())
+        if isinstance(last, errors.NotRunning):
+            raise SystemExit(EXIT_NOT_RUNNING)
+
+    _interruptible(run)
 
 
 def _status_filter(config: ClusterConfig, nodes: tuple[str, ...]) -> Callable[[Any], set[str]] | None:
@@ -923,9 +968,10 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
     deaths and returns, with the commit rate; until Ctrl-C (or --duration).
 
     Repeats (a cut-off node's "pre-vote for term 2") collapse into one line with a count. With
-    --json, prints one JSON object per event as it happens (JSON lines), not the table. Into a
-    file or pipe, prints plain lines: the status table once, then one line per event (a repeat
-    again at its 2nd, 10th, 100th... time).
+    -o json/jsonl, prints one JSON object per line as it happens, not the table. Into a file or
+    pipe, prints plain lines: the status table once, then one line per event. In both, a repeat
+    is printed again at its 2nd, 10th, 100th... time and once more with its final count when
+    its run ends; each JSON line has `count` (so far, cumulative) and `first` (its first time).
     """
     import sys
 
@@ -940,7 +986,7 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
         def emit(event: dict[str, Any]) -> None:
             click.echo(json.dumps(event))
 
-        _interruptible(lambda: run_domain(dashboard.watch_json, config, emit, interval=interval, duration=duration))
+        _interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
         return
     out = console()
 
@@ -966,8 +1012,7 @@ def _watch_plain(config: ClusterConfig, interval: float, duration: float | None)
         out.print(events_view([event]), end="", soft_wrap=True)
         out.file.flush()
 
-    _interruptible(lambda: run_domain(dashboard.watch_json, config, emit, interval=interval, duration=duration,
-                                      plain=True))
+    _interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
 
 
 @main.command()
@@ -1490,8 +1535,10 @@ def events_command(app: App, follow: bool, nodes: tuple[str, ...], kinds: tuple[
 
     Each node also appends its events to <state_dir>/events/<id>.jsonl (bounded, rotated), so a
     killed node's history stays. With --follow, a node add-node adds joins the stream and a node
-    remove-node removes leaves it. With --json: one document {"events": [...]}; with -o jsonl or
-    --follow, one JSON object per event. Nothing recorded and nothing running: exit 5.
+    remove-node removes leaves it, and repeats collapse into one line with a count (×37) as in
+    `watch`. With --json: one document {"events": [...]}; with -o jsonl, or --json and --follow,
+    one JSON object per line (following: with `count` and `first`, as `watch`). Nothing recorded
+    and nothing running: exit 5.
     """
     import time
 
@@ -1523,17 +1570,33 @@ def events_command(app: App, follow: bool, nodes: tuple[str, ...], kinds: tuple[
         else:
             console().print(events_view(found), end="", soft_wrap=True)
         return
-    out = console()
+    _follow_events(config, wanted, as_json)
+
+
+def _follow_events(config: ClusterConfig, wanted: Callable[[list[Any]], list[Any]], as_json: bool) -> None:
+    """``events --follow``: the ``wanted`` events, repeats collapsed with their ``count``
+    (``feed.FeedStream``), as JSON lines or lines of text; the final counts at Ctrl-C."""
+    from . import cluster
+    from .feed import FeedStream
+    from .render import events_view
+
+    out, stream = console(), FeedStream()
+
+    def show(record: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            out.print(events_view([record]), end="", soft_wrap=True)
 
     def emit(event: dict[str, Any]) -> None:
-        if not wanted([event]):
-            return
-        if as_json:
-            click.echo(json.dumps(event))
-        else:
-            out.print(events_view([event]), end="", soft_wrap=True)
+        for record in stream.offer(event) if wanted([event]) else ():
+            show(record)
 
-    _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
+    try:
+        _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
+    finally:
+        for record in stream.close():
+            show(record)
 
 
 # -- linearizability of a recorded history ---------------------------------------------------------

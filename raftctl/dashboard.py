@@ -40,7 +40,7 @@ from rich.live import Live
 from raftnode.config import ClusterConfig
 
 from . import events, follow, render, supervisor
-from .feed import Feed, worth_a_line
+from .feed import Feed, FeedStream
 from .cluster import session
 from .model import ClusterStatus
 
@@ -101,16 +101,16 @@ def derive_events(before: ClusterStatus | None, after: ClusterStatus, *, at: flo
 
 
 class Watcher:
-    """Keeps a WatchState current (see the module docstring); ``on_event`` sees every feed event,
-    or with ``plain`` only those worth a line of a plain stream (``feed.worth_a_line``), as the
-    feed shows them (with their ``count``)."""
+    """Keeps a WatchState current (see the module docstring); ``on_event`` sees the records of a
+    stream (``feed.FeedStream``: repeats collapsed, each with its ``count``); ``close`` hands it
+    the final counts not yet seen."""
 
     def __init__(self, config: ClusterConfig, *, interval: float = DEFAULT_INTERVAL,
-                 on_event: Callable[[dict[str, Any]], None] | None = None, plain: bool = False) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.interval = interval
-        self.plain = plain
         self.state = WatchState()
         self.on_event = on_event
+        self.stream = FeedStream(self.state.feed) if on_event is not None else None
         self.started_at = time.time()
         self._seen = follow.RecentKeys()
         #: The cluster file's nodes, one event subscriber each (``follow.Members``).
@@ -131,13 +131,17 @@ class Watcher:
             return
         if event.get("kind") in QUIET_KINDS and event.get("source") == "node":
             return
-        line, _ = self.state.feed.add(event)
-        if self.on_event is None:
+        if self.stream is None or self.on_event is None:
+            self.state.feed.add(event)
             return
-        if not self.plain:
-            self.on_event(event)
-        elif worth_a_line(line.get("count", 1)):
-            self.on_event(line)
+        for record in self.stream.offer(event):
+            self.on_event(record)
+
+    def close(self) -> None:
+        """The watch ends: hand ``on_event`` the final counts of runs it has not seen."""
+        if self.stream is not None and self.on_event is not None:
+            for record in self.stream.close():
+                self.on_event(record)
 
     def _add_new(self, event: events.Event) -> None:
         """A node's event, if it happened since the watch began (a re-subscription replays none)."""
@@ -207,13 +211,17 @@ async def watch(config: ClusterConfig, live: Live, *, interval: float = DEFAULT_
     return watcher.state.frames
 
 
-async def watch_json(config: ClusterConfig, emit: Callable[[dict[str, Any]], None], *, interval: float = DEFAULT_INTERVAL,
-                     duration: float | None = None, plain: bool = False) -> None:
-    """``watch --json``: emit every feed event as it happens (one JSON line each, by the caller);
-    with ``plain`` (``watch`` into a file or pipe) repeats are collapsed as in the feed."""
-    watcher = Watcher(config, interval=interval, on_event=emit, plain=plain)
-    with trio.move_on_after(duration if duration is not None else float("inf")):
-        await watcher.run()
+async def watch_stream(config: ClusterConfig, emit: Callable[[dict[str, Any]], None], *,
+                       interval: float = DEFAULT_INTERVAL, duration: float | None = None) -> None:
+    """``watch`` as a stream of records (``-o json``/``jsonl``, or into a file or pipe): ``emit``
+    each feed line as it happens, repeats collapsed with their ``count`` (``feed.FeedStream``);
+    at the end (``duration``, Ctrl-C) the final counts not yet emitted."""
+    watcher = Watcher(config, interval=interval, on_event=emit)
+    try:
+        with trio.move_on_after(duration if duration is not None else float("inf")):
+            await watcher.run()
+    finally:
+        watcher.close()
 
 
 def open_live(console: Console) -> Live:

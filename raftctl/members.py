@@ -17,6 +17,7 @@ before any verdict.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,10 +34,13 @@ def addresses(config: ClusterConfig) -> dict[str, dict[str, str]]:
     return {n.id: {"peer": str(n.peer), "client": str(n.client)} for n in config.nodes}
 
 
-def status_document(config: ClusterConfig, status: ClusterStatus) -> dict[str, Any]:
-    """``status --json``: the contract's document, each node with its ``peer`` and ``client``."""
+def status_document(config: ClusterConfig, status: ClusterStatus, only: Collection[str] | None = None) -> dict[str, Any]:
+    """``status --json``: the contract's document, each node with its ``peer`` and ``client``;
+    ``only`` these nodes' rows (None: all)."""
     document = status.to_json()
     known = addresses(config)
+    if only is not None:
+        document["nodes"] = [row for row in document["nodes"] if row["id"] in only]
     for row in document["nodes"]:
         row.update(known.get(row["id"], {"peer": None, "client": None}))
     return document

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from raftnode.sim.runner import RunReport, run_seed
+from raftnode.sim.trace import TRACE_HEADER, TraceFilter
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,21 @@ def summary_lines(summary: dict, nodes: int, steps: int) -> list[str]:
     ]
     lines += [f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}" for v in summary["violations"]]
     return lines
+
+
+def trace_filter(nodes: Iterable[str], kinds: Iterable[str], from_tick: int | None, to_tick: int | None) -> TraceFilter:
+    """The filter of ``sim --trace``: ``nodes`` and ``kinds`` as given on the command line (each
+    possibly comma-separated). Raises ValueError naming an unknown kind or an empty tick range."""
+    return TraceFilter(_words(nodes), _words(kinds), from_tick, to_tick)
+
+
+def traced_lines(report: RunReport, shown: TraceFilter) -> Iterator[str]:
+    """The header, then the lines of ``report``'s trace that ``shown`` keeps. Raises ValueError
+    if ``shown`` names a node the run never had."""
+    shown.check_nodes(report.node_ids)
+    yield TRACE_HEADER
+    yield from (str(line) for line in report.trace or () if shown(line))
+
+
+def _words(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(word for value in values for word in value.replace(",", " ").split())

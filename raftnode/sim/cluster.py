@@ -40,6 +40,7 @@ from .network import SimNetwork
 from .node import ClientRequest, SimNode
 from .requests import ClientRequests
 from .shell import SimPorts
+from .trace import TraceLine
 
 __all__ = ["DISK_WRITE_FAULTS", "ClientRequest", "SimCluster", "SimDisk", "SimNode"]
 
@@ -92,7 +93,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         self.ready_step = ready_step
         self.config_overrides = config
         self.now = 0
-        self.trace: list[str] | None = [] if trace else None
+        self.trace: list[TraceLine] | None = [] if trace else None
         self.requests: list[ClientRequest] = []
         self.nodes: dict[str, SimNode] = {node_id: SimNode(node_id, SimDisk(), self.ids) for node_id in self.ids}
         for node in self.nodes.values():
@@ -125,7 +126,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         if node.alive:
             self._stop(node, "crashed")
 
-    def _stop(self, node: SimNode, why: str) -> None:
+    def _stop(self, node: SimNode, why: str, kind: str = "crash") -> None:
         """Memory, pending clients and the state machine are gone; the disk stays."""
         for req, _ in node.tracker.leadership_lost(None):
             req.lost = True
@@ -134,7 +135,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         node.raft = None
         node.applier = None
         node.leading_without_disk = False  # the process that noticed is gone
-        self._log(node, why)
+        self._log(node, why, kind)
 
     def restart(self, node_id: str) -> None:
         """Start a crashed node again from its disk (a no-op for a live node).
@@ -149,12 +150,12 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         if corrupt_at is not None:
             if not self.corrupt_as_torn:
                 node.refused = f"refused to start: the record of entry {corrupt_at} fails its checksum"
-                self._log(node, node.refused)
+                self._log(node, node.refused, "restart")
                 return
             self.rewind_log(node_id, corrupt_at - 1)
         node.incarnation += 1
         self._boot(node)
-        self._log(node, f"restarted from disk (term {node.disk.hard_state.term}, {len(node.disk.entries)} entries)")
+        self._log(node, f"restarted from disk (term {node.disk.hard_state.term}, {len(node.disk.entries)} entries)", "restart")
 
     def node(self, node_id: str) -> SimNode:
         try:
@@ -292,22 +293,21 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
             return  # a write fault or a full disk dropped the Ready (see SimPorts.persist)
         if raft.removed:
             node.removed = True
-            self._stop(node, "applied its own removal from the configuration: stopped")
+            self._stop(node, "applied its own removal from the configuration: stopped", "removed")
 
     def retry_apply(self) -> None:
         """Give every live node's applier another go at entries that failed to apply."""
         for node in self.live():
             SimPorts(self, node).run_applier()
 
-    def _log(self, node: SimNode | None, what: str) -> None:
+    def _log(self, node: SimNode | None, what: str, kind: str, about: tuple[str, ...] = ()) -> None:
+        """Tell one event in ``self.trace`` (if tracing): ``kind`` is one of TRACE_KINDS, ``about``
+        the nodes a network fault touches."""
         if self.trace is None:
             return
-        if node is None or node.raft is None:
-            who = f"{node.id if node else '-':<4} {'down' if node else '':<13}"
-            self.trace.append(f"{self.now:>6} {who} {'':>5} {'':>7} {what}")
-            return
-        raft = node.raft
-        self.trace.append(
-            f"{self.now:>6} {node.id:<4} {raft.role.value:<13} t={raft.term:<3} c={raft.commit:<5} {what}"
-        )
+        raft = node.raft if node is not None else None
+        state = "down" if node is not None and raft is None else ""
+        if raft is not None:
+            state = f"{raft.role.value:<13} t={raft.term:<3} c={raft.commit:<5}"
+        self.trace.append(TraceLine(self.now, node.id if node else None, kind, what, state, about))
 

@@ -25,7 +25,7 @@ class DiskFaults:
     checker: InvariantChecker
     node: Callable[[str], SimNode]
     _process: Callable[[SimNode], None]
-    _log: Callable[[SimNode | None, str], None]
+    _log: Callable[..., None]  # (node, what, kind, about=())
 
     def rewind_log(self, node_id: str, last_index: int) -> None:
         """A crashed node's disk lost the end of its log: it now ends at ``last_index`` (its hard
@@ -46,7 +46,7 @@ class DiskFaults:
         if not node.disk.offset < index <= node.disk.last_index:
             raise ValueError(f"{node_id}'s log holds no entry {index}")
         node.disk.corrupt_at = index
-        self._log(node, f"disk damaged: a bit flipped in the record of entry {index}")
+        self._log(node, f"disk damaged: a bit flipped in the record of entry {index}", "disk")
 
     def repair_disk(self, node_id: str) -> None:
         """The operator restores a crashed node's corrupt record from a copy: it may start again."""
@@ -54,7 +54,7 @@ class DiskFaults:
         if node.disk.corrupt_at is not None and not node.alive:
             node.disk.corrupt_at = None
             node.refused = None
-            self._log(node, "disk repaired: the corrupt record restored from a copy")
+            self._log(node, "disk repaired: the corrupt record restored from a copy", "disk")
 
     def fill_disk(self, node_id: str, full: bool = True) -> None:
         """The node's disk is full (or has room again). Like the runtime, a full follower stays up
@@ -64,7 +64,7 @@ class DiskFaults:
         node = self.node(node_id)
         node.disk_full = full
         node.leading_without_disk = node.leading_without_disk and full
-        self._log(node, "disk full" if full else "disk has room again")
+        self._log(node, "disk full" if full else "disk has room again", "disk")
         if not full and node.raft is not None:
             self._process(node)
 
@@ -82,4 +82,4 @@ class DiskFaults:
             raise RuntimeError(f"node {node_id} is running: crash it before touching its disk")
         node.disk = disk
         self.checker.persisted(node_id, (), None, disk.last_index + 1, is_leader=False)
-        self._log(node, why)
+        self._log(node, why, "disk")

@@ -26,7 +26,7 @@ class Membership:
     raft: Callable[[str], Raft]
     _boot: Callable[[SimNode], None]
     _process: Callable[[SimNode], None]
-    _log: Callable[[SimNode | None, str], None]
+    _log: Callable[..., None]  # (node, what, kind, about=())
 
     def transfer(self, target: str, *, leader: str | None = None) -> None:
         """Ask the leader (or ``leader``) to hand leadership to ``target``."""
@@ -46,7 +46,7 @@ class Membership:
         new = self.nodes[node_id] = SimNode(node_id, SimDisk())
         self.ids = (*self.ids, node_id)
         self._boot(new)
-        self._log(new, "started empty, to join the cluster")
+        self._log(new, "started empty, to join the cluster", "join")
         self._process(node)
         return index
 

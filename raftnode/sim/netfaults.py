@@ -23,7 +23,7 @@ class NetworkFaults:
     network: SimNetwork
     ids: tuple[str, ...]
 
-    _log: Callable[[SimNode | None, str], None]
+    _log: Callable[..., None]  # (node, what, kind, about=())
 
     def _links(self, a: str, b: str | None) -> Iterable[tuple[str, str]]:
         others = [b] if b is not None else [n for n in self.ids if n != a]
@@ -31,14 +31,15 @@ class NetworkFaults:
             yield a, other
             yield other, a
 
-    def _set(self, a: str, b: str | None, what: str, **faults: object) -> None:
+    def _set(self, a: str, b: str | None, what: str, about: tuple[str, ...] | None = None, **faults: object) -> None:
         """Set ``faults`` (LinkFaults fields) on both directions of the links between ``a`` and
-        ``b`` (all of ``a``'s if None), and trace ``what``."""
+        ``b`` (all of ``a``'s if None), and trace ``what`` as touching ``about`` (default: the
+        nodes at the ends of those links)."""
         for src, dst in self._links(a, b):
             link = self.network.link(src, dst)
             for name, value in faults.items():
                 setattr(link, name, value)
-        self._log(None, what)
+        self._log(None, what, "network", about if about is not None else _pair(a, b, self.ids))
 
     def cut(self, a: str, b: str) -> None:
         """Block both directions between ``a`` and ``b``."""
@@ -46,7 +47,7 @@ class NetworkFaults:
 
     def isolate(self, node_id: str) -> None:
         """Block every link of ``node_id``."""
-        self._set(node_id, None, f"isolate {node_id}", blocked=True)
+        self._set(node_id, None, f"isolate {node_id}", (node_id,), blocked=True)
 
     def partition(self, *groups: Sequence[str]) -> None:
         """Blockade semantics: nodes in different groups cannot talk; unnamed nodes form one more group."""
@@ -57,7 +58,7 @@ class NetworkFaults:
             for b in self.ids:
                 if a != b and side[a] != side[b]:
                     self.network.link(a, b).blocked = True
-        self._log(None, f"partition {' | '.join(','.join(sorted(g)) for g in all_groups if g)}")
+        self._log(None, f"partition {' | '.join(','.join(sorted(g)) for g in all_groups if g)}", "network")
 
     def drop(self, a: str, b: str | None = None, rate: float = 0.5) -> None:
         """Lose ``rate`` of the messages on the links between ``a`` and ``b`` (all of ``a``'s if None)."""
@@ -78,4 +79,9 @@ class NetworkFaults:
     def heal(self) -> None:
         """Remove every network fault (crashed nodes stay crashed)."""
         self.network.heal()
-        self._log(None, "heal")
+        self._log(None, "heal", "network")
+
+
+def _pair(a: str, b: str | None, ids: Sequence[str]) -> tuple[str, ...]:
+    """The nodes a link fault between ``a`` and ``b`` (every peer of ``a`` if None) touches."""
+    return tuple(ids) if b is None else (a, b)

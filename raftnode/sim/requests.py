@@ -29,7 +29,7 @@ class ClientRequests:
     checker: InvariantChecker
     node: Callable[[str], SimNode]
     _process: Callable[[SimNode], None]
-    _log: Callable[[SimNode | None, str], None]
+    _log: Callable[..., None]  # (node, what, kind, about=())
 
     def propose(
         self, node_id: str, command: str, *, timeout: int | None = None, session: SessionStamp | None = None
@@ -65,7 +65,7 @@ class ClientRequests:
             return req
         deadline = self.now + (timeout if timeout is not None else self.client_timeout)
         node.tracker.track(index, node.raft.term, req, deadline=deadline)
-        self._log(node, f"proposed {command!r} at index {index}")
+        self._log(node, f"proposed {command!r} at index {index}", "propose")
         self._process(node)
         return req
 
@@ -86,13 +86,13 @@ class ClientRequests:
             return req
         req.deadline = self.now + (timeout if timeout is not None else self.client_timeout)
         node.reads[req.id] = req
-        self._log(node, f"read {command!r} (request {req.id})")
+        self._log(node, f"read {command!r} (request {req.id})", "read")
         self._process(node)
         return req
     def _answer(self, node: SimNode, req: ClientRequest, result: CommandResult) -> None:
         req.result = result
         req.answered_at = self.now
-        self._log(node, f"answered {req.command!r}: {_describe(result)}")
+        self._log(node, f"answered {req.command!r}: {_describe(result)}", "answer")
 
 
 def _describe(result: CommandResult) -> str:

@@ -38,6 +38,7 @@ from ..sessions import SessionTable
 from .clients import SimClients
 from .cluster import DISK_WRITE_FAULTS, SimCluster
 from .invariants import InvariantViolation
+from .trace import TraceLine
 
 ELECTION_TIMEOUT = (10, 20)
 LIVENESS_BOUND = 20 * ELECTION_TIMEOUT[1]  # ticks after faults stop
@@ -66,7 +67,8 @@ class RunReport:
     faults: dict[str, int] = field(default_factory=dict)
     violation: str | None = None  # the broken invariant's name, or "liveness"
     detail: str | None = None
-    trace: list[str] | None = None
+    trace: list[TraceLine] | None = None
+    node_ids: tuple[str, ...] = ()  # every node the run had, the ones added included
 
     @property
     def ok(self) -> bool:
@@ -154,6 +156,7 @@ def _count_outcomes(report: RunReport, cluster: SimCluster, clients: SimClients)
     report.session_acknowledged = checker.session_acked
     report.reads_served = checker.reads_served
     report.trace = cluster.trace
+    report.node_ids = tuple(cluster.nodes)
 
 
 class _Schedule:

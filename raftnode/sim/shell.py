@@ -45,7 +45,7 @@ class SimPorts:
         raft = node.raft
         assert raft is not None
         for event in ready.events:
-            cluster._log(node, event.detail)
+            cluster._log(node, event.detail, event.kind)
         if ready.soft_state is not None:
             if ready.soft_state.role is Role.LEADER:
                 cluster.checker.became_leader(node.id, raft.term, node.term_at)
@@ -58,7 +58,7 @@ class SimPorts:
                        if n.raft is not None and n.raft.role is Role.LEADER]
             cluster.checker.committed_to(node.id, ready.committed, leaders, raft.term)
             if raft.commit > node.last_commit:
-                cluster._log(node, f"commit -> {raft.commit}")
+                cluster._log(node, f"commit -> {raft.commit}", "commit")
         node.last_commit = raft.commit
 
     def apply(self, ready: Ready) -> None:
@@ -88,12 +88,12 @@ class SimPorts:
             return False
         if node.disk_full:
             if ready.snapshot is not None:
-                cluster._stop(node, "stopped: no space left on device")
+                cluster._stop(node, "stopped: no space left on device", "disk")
             elif raft.role is Role.LEADER:
                 node.leading_without_disk = True  # it refuses commands and hands over (SimCluster._process)
-                cluster._log(node, "disk full at the leader: taking no commands, handing leadership over")
+                cluster._log(node, "disk full at the leader: taking no commands, handing leadership over", "disk")
             else:
-                cluster._log(node, "disk full: dropped a write unacknowledged")
+                cluster._log(node, "disk full: dropped a write unacknowledged", "disk")
                 for req, result in node.tracker.leadership_lost(raft.leader):
                     cluster._answer(node, req, result)
             return False  # as the runtime does: the writes are dropped, never advanced
@@ -117,7 +117,7 @@ class SimPorts:
         meta = raft.compact(applier.applied_index, data)
         cluster.checker.snapshot_taken(node.id, meta.index, data)
         node.disk.save_snapshot(meta, data)
-        cluster._log(node, f"snapshot at index {meta.index}; log compacted")
+        cluster._log(node, f"snapshot at index {meta.index}; log compacted", "snapshot")
 
     # -- the disk --------------------------------------------------------------------------------
 
@@ -185,7 +185,7 @@ class SimPorts:
         cluster, node = self._cluster, self._node
         node.apply_failures.append(failure)
         verdict = "halted: stopped applying" if failure.halted else "will retry"
-        cluster._log(node, f"apply of index {failure.index} failed (attempt {failure.attempt}): {failure.reason}; {verdict}")
+        cluster._log(node, f"apply of index {failure.index} failed (attempt {failure.attempt}): {failure.reason}; {verdict}", "apply")
         if failure.halted:
             answer = node.tracker.failed(failure.index, f"apply halted at index {failure.index}: {failure.reason}")
             if answer is not None:

@@ -412,7 +412,7 @@ def test_transient_apply_failure_at_a_follower_is_detected_reported_and_retried_
         assert [f.index for f in failures] == [index] * len(failures)
         assert [f.attempt for f in failures] == list(range(1, len(failures) + 1))
         assert not any(f.halted for f in failures) and "OSError" in failures[0].reason
-        assert any(f"apply of index {index} failed" in line and "will retry" in line for line in c.trace)
+        assert any(f"apply of index {index} failed" in line and "will retry" in line for line in map(str, c.trace))
         assert c.node(sick).applier.applied_index == index - 1, f"seed {seed}: applied past a failed entry"
         assert c.state(sick).value == 0
 
@@ -456,7 +456,7 @@ def test_persistent_apply_failure_at_a_follower_halts_its_applier_loudly_while_t
         assert c.node(sick).apply_failures[-1] == applier.halted
         assert len(c.node(sick).apply_failures) == applier.max_attempts, f"seed {seed}: retried after halting"
         assert c.state(sick).attempts == applier.max_attempts
-        assert any("halted: stopped applying" in line for line in c.trace), f"seed {seed}: the halt was silent"
+        assert any("halted: stopped applying" in line for line in map(str, c.trace)), f"seed {seed}: the halt was silent"
 
         # The rest of the cluster keeps committing and applying; the halted node keeps replicating
         # (its log and commit index advance) but applies nothing past the failed entry.

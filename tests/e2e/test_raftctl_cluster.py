@@ -227,6 +227,9 @@ def test_watch_follows_a_node_that_dies_and_comes_back(three: Cluster) -> None:
         shown = three.cli("watch", "--duration", "1.0").stdout
         assert "raftctl watch" not in shown and "ROLE" in shown and "n3" in shown
         assert "leader-change" in shown and "leader is" in shown
+        # As JSON lines: one record per line, with its count, no markup, no table.
+        records = [json.loads(line) for line in three.cli("watch", "-o", "jsonl", "--duration", "1.0").stdout.splitlines()]
+        assert any(r["kind"] == "leader-change" and r["count"] == 1 and "leader is" in r["detail"] for r in records)
 
 
 def test_operator_view_members_health_selectors_and_a_killed_nodes_events(three: Cluster) -> None:

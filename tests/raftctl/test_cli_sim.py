@@ -37,7 +37,7 @@ def test_sim_trace_tells_one_seed_as_a_story_matching_the_library_run():
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["tick", "node", "role", "term", "commit", "what"]
-    expected = run_seed(4, nodes=3, steps=120, trace=True).trace
+    expected = [str(line) for line in run_seed(4, nodes=3, steps=120, trace=True).trace]
     assert lines[1 : 1 + len(expected)] == expected
     assert any("became leader in term" in line for line in lines)
 
@@ -93,3 +93,45 @@ def test_sim_on_a_terminal_counts_the_seeds_done_on_stderr(monkeypatch):
     monkeypatch.setattr(sys, "stderr", piped)
     _run_sim_seeds(range(2), settings, 1, as_json=False)
     assert piped.getvalue() == ""  # piped: no counter
+
+
+def _story(*filters: str) -> list[str]:
+    result = invoke("--seed", "6", "--nodes", "5", "--steps", "400", "--trace", *filters)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["tick", "node", "role", "term", "commit", "what"]
+    return lines[1:-1]  # the header and the verdict off
+
+
+def test_sim_trace_filters_by_node_kind_and_tick_range():
+    trace = run_seed(6, nodes=5, steps=400, trace=True).trace
+    every = [str(line) for line in trace]
+    assert _story() == every
+
+    at_n2 = _story("--node", "n2")
+    assert at_n2 == [str(line) for line in trace if line.node == "n2" or (line.node is None and line.concerns("n2"))]
+    assert 0 < len(at_n2) < len(every)
+
+    leaders_and_faults = _story("--kind", "leader", "--kind", "network,crash")
+    assert leaders_and_faults == [str(line) for line in trace if line.kind in ("leader", "network", "crash")]
+    assert any("became leader" in line for line in leaders_and_faults)
+
+    window = _story("--from-tick", "100", "--to-tick", "150")
+    assert window == [str(line) for line in trace if 100 <= line.tick <= 150] and window
+
+
+@pytest.mark.parametrize("filters, says", [
+    (["--kind", "leaders"], "unknown trace kind 'leaders'; kinds are"),
+    (["--node", "n9"], "unknown node 'n9'; nodes are n1, n2, n3"),
+    (["--from-tick", "50", "--to-tick", "10"], "--from-tick 50 is after --to-tick 10"),
+])
+def test_sim_trace_filters_refuse_bad_words_with_exit_2(filters, says):
+    result = invoke("--seed", "1", "--nodes", "3", "--steps", "50", "--trace", *filters)
+    assert result.exit_code == 2
+    assert says in result.stderr
+
+
+def test_sim_trace_filters_without_trace_are_a_usage_error():
+    result = invoke("--seed", "1", "--kind", "leader")
+    assert result.exit_code == 2
+    assert "filter --trace: add --trace" in result.stderr

@@ -142,7 +142,8 @@ async def test_copies_are_dropped_among_the_recent_keys_only(tmp_path: Path, run
             for event in (a, a, b, c, a):  # the second a is a copy; the third comes 2 keys later
                 fake.push("n1", event)
             await comes_out(fake, seen, "n1", "last")
-        assert [e["detail"] for e in seen if e["node"] == "n1"] == ["a", "b", "c", "a", "last"]
+        # (watch's poller may add "died"/"returned" for n1 when a status answer is late on a loaded machine)
+        assert [e["detail"] for e in seen if e["node"] == "n1" and e["kind"] == "role"] == ["a", "b", "c", "a", "last"]
 
 
 async def with_history(config: ClusterConfig, seen: Seen) -> None:
