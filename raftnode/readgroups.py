@@ -22,27 +22,31 @@ from typing import Any
 class ReadGroups:
     """The queries read from one connection and not yet handed to the node, by (command, timeout)."""
 
-    __slots__ = ("_groups", "requests")
+    __slots__ = ("_groups", "_last")
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, float], list[Any]] = {}
-        self.requests = 0  # requests in all groups
+        self._last: tuple[str, float, list[Any]] | None = None  # the group added to last
 
     def __bool__(self) -> bool:
         return bool(self._groups)
 
     def add(self, command: str, timeout: float, request_id: Any) -> None:
         """Queue the query ``command`` (its client's ``timeout`` in seconds) answered under ``request_id``."""
+        last = self._last
+        if last is not None and last[0] == command and last[1] == timeout:  # most often: the same as before
+            last[2].append(request_id)
+            return
         ids = self._groups.get((command, timeout))
         if ids is None:
-            self._groups[command, timeout] = [request_id]
+            ids = self._groups[command, timeout] = [request_id]
         else:
             ids.append(request_id)
-        self.requests += 1
+        self._last = (command, timeout, ids)
 
     def take(self) -> list[tuple[str, float, list[Any]]]:
         """Every group, as (command, timeout, request ids in arrival order); none is kept."""
         groups = [(command, timeout, ids) for (command, timeout), ids in self._groups.items()]
         self._groups = {}
-        self.requests = 0
+        self._last = None
         return groups

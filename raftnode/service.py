@@ -272,15 +272,15 @@ class ClientService:
             return False  # _run_command says what is wrong (or measures a long one exactly)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= wire.MAX_TIMEOUT:
             return False
+        request_id = request.get("id")
+        if op == "query":  # a query has no session stamp (wire.Query ignores one)
+            state.in_flight += 1
+            state.reads.add(command, float(timeout), request_id)  # asked with its group: _ask_reads
+            return True
         try:
             session = wire.stamp_of(request)
         except wire.WireError:
             return False
-        request_id = request.get("id")
-        if op == "query":
-            state.in_flight += 1
-            state.reads.add(command, float(timeout), request_id)  # asked with its group: _ask_reads
-            return True
 
         def answer(result: CommandResult) -> None:
             state.in_flight -= 1
@@ -311,13 +311,14 @@ class ClientService:
     def _answer_reads(self, ids: list[Any], writer: FrameWriter, state: _ConnectionState, result: CommandResult) -> None:
         state.in_flight -= len(ids)
         prefix = self._success_prefix(result) if result.ok else None
+        write, limit = writer.write_soon, self.max_frame_bytes
         for request_id in ids:
-            frame = _with_id(prefix, request_id, self.max_frame_bytes) if prefix is not None else None
+            frame = _with_id(prefix, request_id, limit) if prefix is not None else None
             if frame is None:
                 response = self._command_response(result)
                 response["id"] = request_id
                 frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, response)
-            writer.write_soon(frame)
+            write(frame)
         self._dirty.add(writer)
 
     def _frame(self, kind: codec.FrameKind, document: dict[str, Any]) -> bytes:
@@ -587,7 +588,7 @@ _RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header
 def _with_id(prefix: bytes, request_id: Any, max_frame_bytes: int) -> bytes | None:
     """The answer frame of ``_success_prefix``'s ``prefix`` for ``request_id``; None for an id
     of a type it does not format or a frame over ``max_frame_bytes``."""
-    rid = _json_scalar(request_id)
+    rid = b"%d" % request_id if type(request_id) is int else _json_scalar(request_id)
     if rid is None:
         return None
     payload = prefix + rid + b"}"

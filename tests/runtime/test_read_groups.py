@@ -140,10 +140,13 @@ async def test_queries_of_one_batch_share_one_read_and_each_gets_its_own_answer(
         asked = leader._reads._last_token  # reads asked of the core so far
         for i in range(50):
             service._submit({"op": "query", "command": "get", "id": i}, writer, state)  # type: ignore[arg-type]
-        service._submit({"op": "query", "command": "get", "timeout": 9, "id": "other"}, writer, state)  # type: ignore[arg-type]
+            if i == 20:  # another command, another timeout: groups of their own
+                service._submit({"op": "query", "command": "incr 1", "id": "write"}, writer, state)  # type: ignore[arg-type]
+                service._submit({"op": "query", "command": "get", "timeout": 9, "id": "other"}, writer, state)  # type: ignore[arg-type]
         rounds = leader.raft.read_rounds_started()
         service._ask_reads(writer, state)  # type: ignore[arg-type]
-        await cluster.wait_until(lambda: len(writer.by_id) == 51)
+        await cluster.wait_until(lambda: len(writer.by_id) == 52)
         assert [writer.by_id[i]["result"] for i in range(50)] == [2] * 50 and writer.by_id["other"]["result"] == 2
-        assert leader._reads._last_token - asked == 2  # one read per (command, timeout)
+        assert not writer.by_id["write"]["ok"] and writer.by_id["write"]["error"]  # a query changes nothing
+        assert leader._reads._last_token - asked == 3  # one read per (command, timeout)
         assert leader.raft.read_rounds_started() - rounds == 1 and state.in_flight == 0
