@@ -583,6 +583,7 @@ _SUCCESS = (
     b'"index":%s,"node":%s,"leader":%s,"id":'
 )
 _RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header
+_pack_head, _VERSION, _ANSWER_KIND = _RESPONSE_HEAD.pack, codec.PROTOCOL_VERSION, int(codec.FrameKind.CLIENT_RESPONSE)
 
 
 def _with_id(prefix: bytes, request_id: Any, max_frame_bytes: int) -> bytes | None:
@@ -591,10 +592,10 @@ def _with_id(prefix: bytes, request_id: Any, max_frame_bytes: int) -> bytes | No
     rid = b"%d" % request_id if type(request_id) is int else _json_scalar(request_id)
     if rid is None:
         return None
-    payload = prefix + rid + b"}"
-    if len(payload) > max_frame_bytes - 2:
+    size = len(prefix) + len(rid) + 3  # the version and kind bytes, the closing brace
+    if size > max_frame_bytes:
         return None
-    return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
+    return b"".join((_pack_head(size, _VERSION, _ANSWER_KIND), prefix, rid, b"}"))
 
 
 def _json_scalar(value: Any) -> bytes | None:
