@@ -4,7 +4,8 @@ Every request is a JSON object with ``op`` and an optional ``id`` that the respo
 client may keep many requests in flight on one connection (each is served in its own task). The
 requests are ``raftnode.wire``'s records: a request is decoded there (strictly) and served by the
 handler of its record type (``_HANDLERS``); a well-formed command or query takes a faster path
-that checks the same fields in place (``_submit``).
+that checks the same fields in place (``_submit``), and the queries read together from one
+connection go to the node as one read per (command, timeout) (``raftnode.readgroups``).
 
 | op | request fields | response |
 |---|---|---|
