@@ -4,23 +4,17 @@ targets met or not, and the exit code that says whether the ratio target is met.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reads_vs_writes.py"
+from .benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reads_vs_writes", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("reads_vs_writes")
 
 
 def run(acknowledged: int, seconds: float = 5.0, leader_cpu: float = 1.0) -> dict[str, Any]:
