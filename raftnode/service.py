@@ -4,7 +4,8 @@ Every request is a JSON object with ``op`` and an optional ``id`` that the respo
 client may keep many requests in flight on one connection (each is served in its own task). The
 requests are ``raftnode.wire``'s records: a request is decoded there (strictly) and served by the
 handler of its record type (``_HANDLERS``); a well-formed command or query takes a faster path
-that checks the same fields in place (``_submit``).
+that checks the same fields in place (``_submit``), and the queries read together from one
+connection go to the node as one read per (command, timeout) (``raftnode.readgroups``).
 
 | op | request fields | response |
 |---|---|---|
@@ -60,6 +61,7 @@ from .config import Address, NodeConfig, check_node_id, parse_address, parse_con
 from .core.commands import CommandResult
 from .core.errors import RaftError
 from .credentials import Credentials
+from .readgroups import ReadGroups
 from .runtime import NodeNotRunning, RaftNode
 from .streams import FrameWriter
 from .transport.faults import Faults, FaultyTransport
@@ -89,13 +91,15 @@ class BadRequest(Exception):
 
 
 class _ConnectionState:
-    """What the endpoint tracks of one connection: requests in progress and bytes buffered."""
+    """What the endpoint tracks of one connection: requests in progress, bytes buffered, and the
+    queries read and not yet handed to the node (``raftnode.readgroups``)."""
 
-    __slots__ = ("in_flight", "buffered")
+    __slots__ = ("in_flight", "buffered", "reads")
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.buffered = 0
+        self.reads = ReadGroups()
 
 
 class ClientService:
@@ -246,7 +250,9 @@ class ClientService:
                             state.in_flight += 1
                             nursery.start_soon(self._dispatch, request, writer, state)
                         if count % _FRAMES_PER_TURN == 0:
+                            self._ask_reads(writer, state)
                             await checkpoint()  # a chunk holds ~1,000 requests: do not hog the thread
+                    self._ask_reads(writer, state)
                     if node.proposals_backlogged():
                         # Enough commands wait for the node: leave the rest in the socket (TCP
                         # pushes back on the client) rather than queue without bound.
@@ -317,11 +323,15 @@ class ClientService:
             return False  # _run_command says what is wrong (or measures a long one exactly)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= wire.MAX_TIMEOUT:
             return False
+        request_id = request.get("id")
+        if op == "query":  # a query has no session stamp (wire.Query ignores one)
+            state.in_flight += 1
+            state.reads.add(command, float(timeout), request_id)  # asked with its group: _ask_reads
+            return True
         try:
             session = wire.stamp_of(request)
         except wire.WireError:
             return False
-        request_id = request.get("id")
 
         def answer(result: CommandResult) -> None:
             state.in_flight -= 1
@@ -334,10 +344,7 @@ class ClientService:
             self._dirty.add(writer)
 
         state.in_flight += 1
-        if op == "run_command":
-            self.node.submit_command(command, answer, timeout=float(timeout), session=session)
-        else:
-            self.node.submit_query(command, answer, timeout=float(timeout))
+        self.node.submit_command(command, answer, timeout=float(timeout), session=session)
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
@@ -410,6 +417,29 @@ class ClientService:
         raft = self.node.raft
         return {"ok": True, "results": [_result_document(result) for result in results], "node": self.node.id,
                 "leader": raft.leader if raft else None, "id": request_id}
+
+    def _ask_reads(self, writer: FrameWriter, state: _ConnectionState) -> None:
+        """Hand the connection's queries read so far to the node, one read per group; the answer
+        goes to every request of the group (``raftnode.readgroups``)."""
+        if not state.reads:
+            return
+        for command, timeout, ids in state.reads.take():
+            self.node.submit_query(command, partial(self._answer_reads, ids, writer, state), timeout=timeout)
+        if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
+            self._flush()
+
+    def _answer_reads(self, ids: list[Any], writer: FrameWriter, state: _ConnectionState, result: CommandResult) -> None:
+        state.in_flight -= len(ids)
+        prefix = self._success_prefix(result) if result.ok else None
+        write, limit = writer.write_soon, self.max_frame_bytes
+        for request_id in ids:
+            frame = _with_id(prefix, request_id, limit) if prefix is not None else None
+            if frame is None:
+                response = self._command_response(result)
+                response["id"] = request_id
+                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, response)
+            write(frame)
+        self._dirty.add(writer)
 
     def _frame(self, kind: codec.FrameKind, document: dict[str, Any]) -> bytes:
         """``document`` as a frame; an error answer instead if it cannot be encoded or is too long."""
@@ -534,9 +564,14 @@ class ClientService:
         """The answer to an applied command, formatted without building and encoding a dict (the
         same JSON object ``_command_response`` makes, keys in the same order, ``id`` last); None
         for a result or id of a type it does not format (the caller takes the general path)."""
+        prefix = self._success_prefix(result)
+        return None if prefix is None else _with_id(prefix, request_id, self.max_frame_bytes)
+
+    def _success_prefix(self, result: CommandResult) -> bytes | None:
+        """``_success_frame``'s JSON up to the id's value, formatted once for many answers; None
+        for a result of a type it does not format."""
         value = _json_scalar(result.result)
-        rid = _json_scalar(request_id)
-        if value is None or rid is None:
+        if value is None:
             return None
         raft = self.node.raft
         leader = raft.leader if raft else None
@@ -544,10 +579,7 @@ class ClientService:
         node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
         leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
         index = result.index
-        payload = _SUCCESS % (value, b"null" if index is None else b"%d" % index, node_json, leader_json, rid)
-        if len(payload) > self.max_frame_bytes - 2:
-            return None
-        return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
+        return _SUCCESS % (value, b"null" if index is None else b"%d" % index, node_json, leader_json)
 
     def _command_response(self, result: CommandResult) -> dict[str, Any]:
         raft = self.node.raft
@@ -714,11 +746,24 @@ async def _quietly(run: Any) -> None:
 
 _SUCCESS = (
     b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,'
-    b'"index":%s,"node":%s,"leader":%s,"id":%s}'
+    b'"index":%s,"node":%s,"leader":%s,"id":'
 )
 _BATCH = b'{"ok":true,"results":[%s],"node":%s,"leader":%s,"id":%s}'
 _BATCH_RESULT = b'{"result":%s,"index":%d}'
 _RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header
+_pack_head, _VERSION, _ANSWER_KIND = _RESPONSE_HEAD.pack, codec.PROTOCOL_VERSION, int(codec.FrameKind.CLIENT_RESPONSE)
+
+
+def _with_id(prefix: bytes, request_id: Any, max_frame_bytes: int) -> bytes | None:
+    """The answer frame of ``_success_prefix``'s ``prefix`` for ``request_id``; None for an id
+    of a type it does not format or a frame over ``max_frame_bytes``."""
+    rid = b"%d" % request_id if type(request_id) is int else _json_scalar(request_id)
+    if rid is None:
+        return None
+    size = len(prefix) + len(rid) + 3  # the version and kind bytes, the closing brace
+    if size > max_frame_bytes:
+        return None
+    return b"".join((_pack_head(size, _VERSION, _ANSWER_KIND), prefix, rid, b"}"))
 
 
 def _json_scalar(value: Any) -> bytes | None:

@@ -4,23 +4,17 @@ ratios, the table, the failover medians), imported without PySyncObj installed."
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_pysyncobj.py"
+from .benchmark_scripts import BENCHMARKS, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def compare() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compare_pysyncobj", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare_pysyncobj")
 
 
 def report(throughput: float, p50: float | None, p99: float | None) -> dict[str, Any]:
@@ -29,7 +23,7 @@ def report(throughput: float, p50: float | None, p99: float | None) -> dict[str,
 
 def test_the_script_imports_without_pysyncobj(compare: ModuleType) -> None:
     assert compare.DEFAULT_LEVELS == (1, 8, 64, 512, 4096, 16384)
-    source = SCRIPT.read_text()
+    source = (BENCHMARKS / "compare_pysyncobj.py").read_text()
     top_level = source.split("# -- the clusters")[0]
     assert "import pysyncobj" not in top_level and "from pysyncobj" not in top_level
 

@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any
 
 from raftnode.core.messages import AppendEntriesResponse
-from raftnode.core.ready import Ready
+from raftnode.core.ready import Ready, Role
 from raftnode.driver import ReadyPorts, process_ready
 from raftnode.core.log import RaftLog
 from raftnode.core.quorum import Configuration
@@ -77,6 +77,16 @@ class ServesReadsWithoutConfirmation(Raft):
         for voter in self.configuration.voters:
             self._reads.echoed(voter, round_id)
         self._check_read_round()
+
+
+class ServesReadsBeforeItsTermCommits(Raft):
+    """Starts ReadIndex rounds as soon as it leads, before an entry of its own term has committed
+    (§6.4 step 1 skipped): its commit index may still be behind what its predecessor acknowledged."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        reads = self._read_index
+        reads.round_due = lambda: self.role is Role.LEADER and reads.rounds.can_start()  # type: ignore[method-assign]
 
 
 async def AcknowledgesBeforePersisting(ready: Ready, ports: ReadyPorts) -> bool:  # noqa: N802 - named like the others

@@ -23,7 +23,7 @@ from raftnode.sim.cluster import SimCluster
 from raftnode.sim.invariants import InvariantViolation
 
 from .helpers import stable_cluster
-from .planted_bugs import ServesReadsWithoutConfirmation
+from .planted_bugs import ServesReadsBeforeItsTermCommits, ServesReadsWithoutConfirmation
 
 SEEDS = range(4)
 
@@ -172,6 +172,40 @@ def test_planted_bug_a_leader_that_skips_the_confirmation_serves_a_stale_read_an
     assert c.raft(old).role is Role.LEADER
     with pytest.raises(InvariantViolation, match="read freshness"):
         c.read(old)
+
+
+def read_at_a_new_leader_right_after_a_write(seed: int, raft_class: type[Raft] = Raft):
+    """A write is acknowledged by its leader and one follower (the other, cut off from the leader,
+    never gets it), the leader is cut off before that follower learns of the commit, and a read is
+    asked of it the moment it leads (its links to the other follower slow): its first entry needs
+    two round trips to the follower that lacks the write, a heartbeat round one. (the cluster,
+    the read)."""
+    c, old, _ = stable_cluster(3, seed, raft_class=raft_class)
+    new, lagging = (n for n in c.ids if n != old)
+    c.cut(old, lagging)
+    write = c.propose(old, "incr 1")
+    assert c.run_until(lambda: write.done, max_ticks=100) and write.result.ok
+    assert c.raft(new).commit < write.result.index, f"seed {seed}: {new} knows of the commit already"
+    c.isolate(old)
+    c.delay(new, lagging, ticks=2)  # the read is asked before its first entry could commit
+    assert c.run_until(lambda: c.raft(new).role is Role.LEADER, max_ticks=400), f"seed {seed}"
+    assert c.raft(new).commit < write.result.index, f"seed {seed}"
+    return c, c.read(new)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_new_leader_reads_only_once_its_term_committed_and_so_sees_the_last_acknowledged_write(seed):
+    c, read = read_at_a_new_leader_right_after_a_write(seed)
+    result = answer_of(c, read)
+    assert result.ok and result.result == 1, f"seed {seed}: {result}"
+
+
+def test_planted_bug_a_new_leader_that_reads_before_its_term_commits_serves_a_stale_read_and_is_caught():
+    """Its commit index is still its predecessor's of before the write: the read freshness
+    invariant reports the read served from there."""
+    with pytest.raises(InvariantViolation, match="read freshness"):
+        c, read = read_at_a_new_leader_right_after_a_write(0, ServesReadsBeforeItsTermCommits)
+        answer_of(c, read)
 
 
 # -- the simulator: reads at a follower -------------------------------------------------------------
