@@ -1,9 +1,12 @@
-"""What mutual TLS costs: ``raftctl bench`` against a plaintext and a TLS cluster, in one run.
+"""What authentication and mutual TLS cost: ``raftctl bench`` against three clusters, in one run.
 
-Both 3-node clusters (``raftctl init`` and ``raftctl init --tls``, on free ports) run side by side
-for the whole run; at each in-flight level the runs alternate ABBA (``--repeats`` times) so that
-a change of the machine's load falls on both, and the table gives the median of each. Only one
-cluster is loaded at a time.
+Three 3-node clusters run side by side for the whole run: ``none`` (``peer_auth = false``, no
+tokens: allowed on loopback only), ``auth`` (the defaults of ``raftctl init`` -- the HMAC peer
+handshake -- plus ``client_auth = true``, a client token in every request) and ``TLS``
+(``raftctl init --tls``, with the same authentication inside). At each in-flight level the runs
+go in a mirrored order (none, auth, TLS, TLS, auth, none; ``--repeats`` times) so that a change of
+the machine's load falls on all, and the table gives the median of each, as ratios to ``none``.
+Only one cluster is loaded at a time.
 
     PYTHONPATH=$PWD python3 benchmarks/tls_overhead.py --duration 3 --repeats 2
 """
@@ -45,20 +48,15 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 64, 512])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tls-bench-") as tmp:
-        configs = {}
-        for mode in ("off", "on"):
-            directory = Path(tmp) / mode
-            directory.mkdir()
-            configs[mode] = directory / "cluster.toml"
-            raftctl(configs[mode], "init", "--base-port", str(free_base_port(3)), *(["--tls"] if mode == "on" else []))
+        configs = {mode: make_cluster(Path(tmp) / mode, mode) for mode in MODES}
         try:
             for config in configs.values():
                 raftctl(config, "up")
             rows = []
             for in_flight in args.in_flight:
-                runs: dict[str, list[dict]] = {"off": [], "on": []}
+                runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
                 for _ in range(args.repeats):
-                    for mode in ("off", "on", "on", "off"):
+                    for mode in (*MODES, *reversed(MODES)):
                         runs[mode].append(bench(configs[mode], in_flight, args.duration))
                 rows.append((in_flight, {mode: summary(reports) for mode, reports in runs.items()}))
                 print_row(*rows[-1], flush=True)
@@ -66,12 +64,29 @@ def main() -> None:
             for config in configs.values():
                 subprocess.run([sys.executable, "-m", "raftctl", "--config", str(config), "down", "--purge"],
                                capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
-    print("\n| in flight | commands/s off | commands/s TLS | TLS/off | p50 ms off | p50 ms TLS | p99 ms off | p99 ms TLS |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| in flight | commands/s none | auth | TLS | auth/none | TLS/none | p50 ms none | auth | TLS | p99 ms none | auth | TLS |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for in_flight, modes in rows:
-        off, on = modes["off"], modes["on"]
-        print(f"| {in_flight} | {off['throughput']:,.0f} | {on['throughput']:,.0f} | {on['throughput'] / off['throughput']:.2f} "
-              f"| {off['p50']:.2f} | {on['p50']:.2f} | {off['p99']:.2f} | {on['p99']:.2f} |")
+        none, auth, tls = (modes[mode] for mode in MODES)
+        print(f"| {in_flight} | {none['throughput']:,.0f} | {auth['throughput']:,.0f} | {tls['throughput']:,.0f} "
+              f"| {auth['throughput'] / none['throughput']:.2f} | {tls['throughput'] / none['throughput']:.2f} "
+              f"| {none['p50']:.2f} | {auth['p50']:.2f} | {tls['p50']:.2f} "
+              f"| {none['p99']:.2f} | {auth['p99']:.2f} | {tls['p99']:.2f} |")
+
+
+MODES = ("none", "auth", "TLS")
+
+
+def make_cluster(directory: Path, mode: str) -> Path:
+    """A cluster file for ``mode`` (see the module docstring) in ``directory``, on free ports."""
+    directory.mkdir()
+    config = directory / "cluster.toml"
+    raftctl(config, "init", "--base-port", str(free_base_port(3)), *(["--tls"] if mode == "TLS" else []))
+    text = config.read_text()
+    assert "peer_auth = true\nclient_auth = false\n" in text, "raftctl init's defaults changed"
+    auth = "peer_auth = false\nclient_auth = false\n" if mode == "none" else "peer_auth = true\nclient_auth = true\n"
+    config.write_text(text.replace("peer_auth = true\nclient_auth = false\n", auth))
+    return config
 
 
 def summary(reports: list[dict]) -> dict[str, float]:
@@ -84,7 +99,7 @@ def summary(reports: list[dict]) -> dict[str, float]:
 
 
 def print_row(in_flight: int, modes: dict[str, dict[str, float]], *, flush: bool = False) -> None:
-    print(f"in flight {in_flight}: off {modes['off']}, TLS {modes['on']}", flush=flush)
+    print(f"in flight {in_flight}: " + ", ".join(f"{mode} {summary}" for mode, summary in modes.items()), flush=flush)
 
 
 if __name__ == "__main__":

@@ -484,7 +484,8 @@ class LoadGenerator:
         """A client session registered through the leader (following redirects)."""
         from raftnode.client import ClusterClient
 
-        async with ClusterClient(self.addresses, connect_timeout=CONNECT_TIMEOUT, tls=self.tls) as client:
+        async with ClusterClient(self.addresses, connect_timeout=CONNECT_TIMEOUT, tls=self.tls,
+                                 fields=self._fields) as client:
             client.leader_hint = self.leader
             return await client.open_session(timeout=self.workload.command_timeout)
 

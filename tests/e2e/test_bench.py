@@ -54,3 +54,15 @@ def test_bench_acknowledges_exactly_what_the_counter_gained(three: Cluster) -> N
 
         human = three.cli("bench", "--duration", "0.5", "--in-flight", "2").stdout
         assert "commands/s" in human and "p99" in human and "CPU seconds" in human
+
+
+def test_bench_runs_in_sessions_on_a_cluster_whose_clients_need_the_client_token(tmp_path: Path) -> None:
+    """With ``client_auth = true`` even the session registration carries the client token (it
+    once went without, and bench failed at once: "register_session needs the client token")."""
+    with cluster(tmp_path, 3) as c, deadline(60):
+        c.config.write_text(c.config.read_text().replace("heartbeat_ms = 50\n", "heartbeat_ms = 50\nclient_auth = true\n"))
+        c.cli("up")
+        before = counter(c)
+        report = c.json("bench", "--count", "100", "--in-flight", "8")
+        assert report["acknowledged"] == 100 and report["errors"] == 0
+        assert counter(c) - before == 100
