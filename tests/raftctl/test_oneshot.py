@@ -90,18 +90,23 @@ def test_run_command_to_a_named_follower_is_redirected_and_no_follow_refuses(tmp
         assert once["node"] == "n2" and once["attempts"] == 1
 
 
+def n1_answers(op: str, answers: dict[str, Any]) -> Any:
+    """A cluster led by n2 where n1 answers ``op`` of each command with ``answers[command]``."""
+
+    def handle(node_id: str, request: dict[str, Any]) -> Any:
+        if node_id == "n1" and request["op"] == op:
+            return answers[request["command"]]
+        return led_by("n2")(node_id, request)
+
+    return handle
+
+
 def test_no_follow_tells_a_command_taken_then_orphaned_by_lost_leadership_from_one_never_taken(tmp_path: Path) -> None:
     """A redirect or retry with an index: the node appended the command, then lost leadership --
     the outcome is unknown (exit 4, as a deadline), not "nothing was done" (exit 1)."""
     lost = {"redirect": {**redirect("n1", "n2"), "index": 9}, "retry": {**retry("n1"), "index": 9},
             "old": redirect("n1", "n2"), "garbled": {**redirect("n1", "n2"), "index": "9"}}
-
-    def handle(node_id: str, request: dict[str, Any]) -> Any:
-        if node_id == "n1" and request["op"] == "run_command":
-            return lost[request["command"]]
-        return led_by("n2")(node_id, request)
-
-    with fake_cluster(handle) as fake:
+    with fake_cluster(n1_answers("run_command", lost)) as fake:
         config = fake.cluster_file(tmp_path / "cluster.toml")
         orphaned = run(config, "run-command", "--node", "n1", "--no-follow", "redirect")
         assert orphaned.exit_code == 4, orphaned.output
@@ -124,12 +129,7 @@ def test_no_follow_tells_a_command_taken_then_orphaned_by_lost_leadership_from_o
 
 
 def test_a_read_refused_by_a_leader_that_cannot_confirm_its_leadership_says_so(tmp_path: Path) -> None:
-    def handle(node_id: str, request: dict[str, Any]) -> Any:
-        if node_id == "n1" and request["op"] == "query":  # a deposed leader names itself
-            return redirect("n1", "n1")
-        return led_by("n2")(node_id, request)
-
-    with fake_cluster(handle) as fake:
+    with fake_cluster(n1_answers("query", {"get": redirect("n1", "n1")})) as fake:  # a deposed leader names itself
         config = fake.cluster_file(tmp_path / "cluster.toml")
         refused = run(config, "query", "--node", "n1", "--no-follow", "get")
         assert refused.exit_code == 1, refused.output
