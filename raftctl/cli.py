@@ -1091,7 +1091,7 @@ def _command_options(command: F) -> F:
         "--no-follow",
         is_flag=True,
         help="Ask only --node, once: no redirects, no retries. A redirect is a refusal (exit 1), "
-        "no known leader exit 3, no commit in time exit 4.",
+        "no known leader exit 3, no commit in time (or taken, then leadership lost) exit 4.",
     )(command)
     command = click.option(
         "--expect",

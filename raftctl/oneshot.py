@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from raftnode import wire
 from raftnode.clientcore import Advanced, CommandOutcome, advance
-from raftnode.clientproto import ClientError, NodeUnreachable
+from raftnode.clientproto import ClientError, NodeUnreachable, proposed_index
 from raftnode.clientproto import NoLeader as ClientNoLeader
 from raftnode.clientproto import Timeout as ClientTimeout
 from raftnode.config import ClusterConfig, ConfigError
@@ -195,6 +195,17 @@ def chooser(name: str, exclude: Sequence[str] = ()) -> Callable[[ClusterStatus],
     return pick
 
 
+def likely_leader(status: ClusterStatus) -> str | None:
+    """The node a command without ``--node`` goes to first: the leader a majority acknowledges,
+    else the node claiming to lead in the newest term (a deposed leader cut off with a minority
+    claims an older one, and would take the command and never commit it), else None."""
+    row = status.leader_row
+    if row is not None:
+        return row.id
+    claimants = status.claimed_leaders()
+    return claimants[0].id if claimants else None
+
+
 def unresolved(config: ClusterConfig, name: str, timeout: float, last: ClusterStatus | None) -> Exception:
     """The error when ``leader``/``follower`` named no node within ``timeout``."""
     if last is not None and not last.any_alive:
@@ -255,7 +266,8 @@ class CommandReply:
         }
 
 
-def single_reply(target: str, command: str, timeout: float, answer: Mapping[str, Any] | ClientError, started: float) -> CommandReply:
+def single_reply(target: str, command: str, timeout: float, answer: Mapping[str, Any] | ClientError, started: float,
+                 op: str = "run_command") -> CommandReply:
     """``run-command --no-follow``: the one answer of ``target`` is final; anything but a result
     or a state-machine error is an error of the contract."""
     if isinstance(answer, NodeUnreachable):
@@ -266,13 +278,40 @@ def single_reply(target: str, command: str, timeout: float, answer: Mapping[str,
         raise Refused(str(answer))
     if answer.get("timeout_expired"):
         raise WaitTimeout(f"node {target} did not commit {command!r} within {timeout:g} s (it may still commit later)")
-    if answer.get("redirect"):
-        raise Refused(f"node {target} is not the leader (it names {answer['redirect']}); nothing was done there")
-    if answer.get("retry"):
-        raise NoLeaderError(f"node {target} is not the leader and knows none right now; {command!r} was not committed there")
+    if answer.get("redirect") or answer.get("retry"):
+        raise not_done_there(target, command, answer, op)
     if "error" in answer and "result" not in answer:
         raise Refused(f"node {target} refused the request: {answer['error']}")
     return CommandReply(command, CommandOutcome(answer, target, 1), time.monotonic() - started)
+
+
+def not_done_there(target: str, command: str, answer: Mapping[str, Any], op: str) -> Exception:
+    """The error of a redirect or retry answered to a single request (``--no-follow``).
+
+    Refused before proposing: nothing was done (Refused, exit 1; "no leader": NoLeaderError, 3).
+    Proposed, then leadership lost (the answer carries the entry's index): the command may still
+    commit under the next leader, and without a session a resend may apply it twice -- the
+    outcome is unknown, as at a deadline (WaitTimeout, exit 4).
+    """
+    try:
+        index = proposed_index(answer)
+    except ClientError as exc:
+        return Refused(f"node {target}: {exc}")
+    leader, error = answer.get("redirect"), answer.get("error")
+    if index is not None:
+        successor = f"{leader} leads now" if leader and leader != target else "it knows no leader now"
+        return WaitTimeout(f"node {target} took {command!r} into its log at index {index}, then lost leadership "
+                           f"({successor}): the outcome is unknown, it may still commit; resending it outside "
+                           "a session may apply it twice")
+    what = "served" if op == "query" else "committed"
+    if leader == target:  # a leader that could not confirm its leadership with a majority (a read)
+        return Refused(f"node {target} claims to lead but could not confirm it with a majority (cut off or "
+                       f"deposed); {command!r} was not {what} there")
+    if leader:
+        return Refused(f"node {target} is not the leader (it names {leader}); nothing was done there")
+    why = f" ({error})" if isinstance(error, str) else ""
+    return NoLeaderError(f"node {target} is not the leader and knows none right now{why}; "
+                         f"{command!r} was not {what} there")
 
 
 def command_failure(config: ClusterConfig, error: ClientError, current: Callable[[], ClusterStatus]) -> Exception:
@@ -510,7 +549,7 @@ def run_command(
                 raise UsageProblem("--no-follow needs --node: the one node to ask")
             request = wire.command_request(command, timeout=timeout, op=op)
             answer = s.client.call_each({target: request}, timeout=timeout + 1)[target]
-            return single_reply(target, command, timeout, answer, started)
+            return single_reply(target, command, timeout, answer, started, op)
         if target is not None:
             # An explicitly named node must be up: a command for a dead node is an error (5).
             try:
@@ -518,7 +557,7 @@ def run_command(
             except ClientError:
                 raise NotRunning(f"node {target} is not running") from None
         else:
-            s.ensure_running()
+            s.client.leader_hint = likely_leader(s.running_status(timeout=max(picture_floor(config), min(timeout, 0.5))))
         try:
             outcome = s.client.run_command(command, node=target, timeout=timeout, op=op)
         except ClientError as exc:

@@ -36,6 +36,7 @@ __all__ = [
     "Timeout",
     "call_timeout",
     "address_of",
+    "proposed_index",
     "connect_timeout",
     "unknown_node",
     "tls_failure",
@@ -116,6 +117,22 @@ class ClientSession:
         return SessionStamp(self.id, seq, self.lowest_unanswered())
 
 
+
+
+def proposed_index(answer: Mapping[str, Any]) -> int | None:
+    """The log index a ``redirect``/``retry`` answer says the command took before its leader lost
+    leadership (the outcome is then unknown: it may still commit); None if it was refused before
+    proposing (or the node predates the field: its redirects carry ``index`` null).
+
+    Raises:
+        ClientError: the answer's ``index`` is neither null nor a positive integer.
+    """
+    index = answer.get("index")
+    if index is None or not (answer.get("redirect") is not None or answer.get("retry")):
+        return None
+    if type(index) is not int or index < 1:
+        raise ClientError(f"a malformed 'index' in a redirect or retry answer: {index!r} (expected a positive integer or null)")
+    return index
 
 
 def unknown_node(node: str, known: Sequence[str]) -> ClientError:

@@ -371,8 +371,8 @@ class RaftNode:
                     task_status.started()
         finally:
             self._running = False
-            for waiter in self._tracker.leadership_lost(None):
-                waiter[0].set(CommandResult(retry=True))
+            for waiter, result in self._tracker.leadership_lost(None):
+                waiter.set(result)
             while self._proposals:
                 self._proposals.popleft()[3].set(CommandResult(retry=True))
             if self._reads is not None:

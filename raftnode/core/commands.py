@@ -6,12 +6,15 @@
   machine refused it);
 - the node is a follower that knows the leader → ``redirect`` naming it, at once;
 - no leader is known, or leadership is being transferred → ``retry``, at once;
-- the leader lost leadership, or the entry was overwritten, before it applied → ``redirect``
-  or ``retry`` — never a result that is not the command's own;
+- the leader lost leadership before the entry applied → ``redirect`` or ``retry`` with the
+  entry's ``index`` (see :attr:`CommandResult.outcome_unknown`);
+- the entry was overwritten by another term's entry → ``redirect`` or ``retry`` without an
+  index: it can never commit, so nothing was done;
 - the deadline passed first → ``timeout_expired``.
 
-A redirect or retry given after the command entered the log, like a timeout, means "outcome
-unknown": the entry may still commit through a later leader. A client that resubmits such a
+A redirect or retry that carries an ``index`` (given after the command entered the log), like a
+timeout, means "outcome unknown": the entry may still commit through a later leader. One without
+an index means the command was refused before it was proposed (or its entry was overwritten). A client that resubmits such a
 command without a session may apply it twice; in a client session (§6.3, ``raftnode.sessions``)
 the apply layer answers the second copy with the first one's outcome.
 
@@ -36,6 +39,8 @@ class CommandResult:
     Exactly one of ``result``-with-no-other-flag, ``error``, ``redirect``, ``retry`` or
     ``timeout_expired`` describes the outcome; ``index`` is the log index the command took, if any.
     A ``retry`` may carry an ``error`` saying why (a leader whose disk is full): retry elsewhere.
+    A ``redirect`` or ``retry`` with an ``index`` was proposed at that index before its leader
+    lost leadership (:attr:`outcome_unknown`).
     """
 
     result: Any = None
@@ -50,6 +55,12 @@ class CommandResult:
         """The command was applied and the state machine accepted it."""
         return self.error is None and self.redirect is None and not self.retry and not self.timeout_expired
 
+    @property
+    def outcome_unknown(self) -> bool:
+        """The command entered the log at ``index`` and its leader lost leadership before it
+        applied: it may still commit through a later leader (resend only within a session)."""
+        return (self.redirect is not None or self.retry) and self.index is not None
+
     @classmethod
     def from_refusal(cls, exc: RaftError) -> CommandResult:
         """The immediate answer when the core refuses a proposal."""
@@ -60,8 +71,9 @@ class CommandResult:
         return cls(error=str(exc))
 
     @classmethod
-    def not_leader_any_more(cls, leader: str | None) -> CommandResult:
-        return cls(redirect=leader) if leader is not None else cls(retry=True)
+    def not_leader_any_more(cls, leader: str | None, index: int | None = None) -> CommandResult:
+        """Go to ``leader`` (retry if unknown); ``index``: the command was proposed there first."""
+        return cls(redirect=leader, index=index) if leader is not None else cls(retry=True, index=index)
 
 
 @dataclass(slots=True)
@@ -90,7 +102,7 @@ class CommandTracker(Generic[Token]):
         """The entry at ``index`` was applied with this outcome; answers its waiter, if any.
 
         If the applied entry is not the one proposed (another term took the index), the waiter is
-        told to go to ``leader`` or retry.
+        told to go to ``leader`` or retry, without an index: its entry is gone, nothing was done.
         """
         pending = self._pending.pop(index, None)
         if pending is None:
@@ -105,9 +117,9 @@ class CommandTracker(Generic[Token]):
         return None if pending is None else (pending.token, CommandResult(error=error, index=index))
 
     def leadership_lost(self, leader: str | None) -> list[tuple[Token, CommandResult]]:
-        """Every waiter is answered with a redirect to ``leader`` (or retry if unknown)."""
-        answer = CommandResult.not_leader_any_more(leader)
-        answers = [(p.token, answer) for p in self._pending.values()]
+        """Every waiter is answered with a redirect to ``leader`` (or retry if unknown) carrying
+        its entry's index: proposed, outcome unknown."""
+        answers = [(p.token, CommandResult.not_leader_any_more(leader, index)) for index, p in self._pending.items()]
         self._pending.clear()
         return answers
 

@@ -275,7 +275,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
     def acknowledged(self) -> list[ClientRequest]:
         """Requests answered with the command's own outcome (a result or the state machine's error)."""
         return [r for r in self.requests if r.result is not None and r.result.index is not None
-                and not r.result.timeout_expired and not r.read]
+                and not r.result.timeout_expired and not r.result.outcome_unknown and not r.read]
 
 
     # -- the shell's part ------------------------------------------------------------------------

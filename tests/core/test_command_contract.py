@@ -319,8 +319,9 @@ def test_isolated_leader_with_check_quorum_steps_down_and_answers_retry_before_t
         c.isolate(old)
         reqs = [c.propose(old, f"incr {k}", timeout=10 * hi) for k in (3, 4)]
         assert c.run_until(lambda: all(r.done for r in reqs), max_ticks=10 * hi)
-        for req in reqs:
-            assert req.result == CommandResult(retry=True), f"seed {seed}: {req.command!r} answered {req.result}"
+        for req in reqs:  # each carries its entry's index: taken, then orphaned (outcome unknown)
+            assert req.result == CommandResult(retry=True, index=req.result.index) and req.result.outcome_unknown, \
+                f"seed {seed}: {req.command!r} answered {req.result}"
             assert req.answered_at - req.submitted <= 2 * lo, f"seed {seed}: step-down took too long"
         assert c.raft(old).role is Role.FOLLOWER
         c.heal()
@@ -344,7 +345,8 @@ def test_deposed_leader_answers_its_waiting_commands_with_a_redirect_to_the_lead
         # Only new -> old opens: the old leader hears of the new term from the new leader itself.
         c.network.link(new, old).blocked = False
         assert c.run_until(lambda: req.done, max_ticks=50), f"seed {seed}: waiting command never answered"
-        assert req.result == CommandResult(redirect=new), f"seed {seed}: answered {req.result}, expected {new}"
+        assert req.result == CommandResult(redirect=new, index=req.result.index) and req.result.outcome_unknown, \
+            f"seed {seed}: answered {req.result}, expected {new} with the entry's index"
         c.heal()
         assert c.stabilize(), f"seed {seed}: did not converge"
         assert b"incr 7" not in applied_commands(c), f"seed {seed}: a redirected command was applied"
@@ -535,7 +537,7 @@ def test_leaders_stepping_down_with_commands_waiting_answer_redirect_or_retry_ne
     """§3.6.2/§6.2: when leadership is lost before a command applies, its client hears redirect or
     retry. Whatever happens, an answer that carries an outcome belongs to the command at its index:
     the entry applied there is that request's command and the result is the state after it."""
-    stepped_down = ok = 0
+    stepped_down = ok = orphaned = committed_anyway = 0
     for seed in range(6):
         c = _churn(seed)
         reference = c.node(c.leader()).disk.entries
@@ -546,7 +548,14 @@ def test_leaders_stepping_down_with_commands_waiting_answer_redirect_or_retry_ne
             kinds = [r.ok, r.error is not None, r.redirect is not None, r.retry, r.timeout_expired]
             assert sum(kinds) == 1, f"seed {seed}: {req.command!r} answered ambiguously: {r}"
             if r.redirect is not None or r.retry:
-                assert r.index is None and r.result is None
+                assert r.result is None
+                applied_as = [i for i, (_, data) in c.checker.applied.items() if data == req.command.encode()]
+                if r.index is None:  # refused before proposing, or its entry overwritten: nothing was done
+                    assert applied_as == [], f"seed {seed}: {req.command!r} answered {r} yet applied at {applied_as}"
+                else:  # proposed at r.index, then leadership lost: it may have committed there, nowhere else
+                    assert set(applied_as) <= {r.index}, f"seed {seed}: {req.command!r} applied at {applied_as}"
+                    orphaned += 1
+                    committed_anyway += applied_as == [r.index]
                 if req.answered_at > req.submitted:
                     stepped_down += 1
             elif r.timeout_expired:
@@ -563,3 +572,6 @@ def test_leaders_stepping_down_with_commands_waiting_answer_redirect_or_retry_ne
                 assert r.result == expected, f"seed {seed}: {req.command!r} got {r.result}, state was {expected}"
     assert ok > 0, "no command ever succeeded: the scenario proves nothing"
     assert stepped_down > 0, "no waiting command met a step-down: the scenario proves nothing"
+    assert orphaned > 0, "no command was orphaned by a lost leadership: the scenario proves nothing"
+    # ... and some of those committed after all: "nothing was done" would have been false.
+    assert committed_anyway > 0, "no orphaned command committed later: the scenario proves nothing"

@@ -428,6 +428,7 @@ def test_applied_with_another_term_is_not_this_commands_outcome():
     tracker.track(6, 2, "b")
     assert tracker.applied(5, 3, result=42, leader="n2") == ("a", CommandResult(redirect="n2"))
     assert tracker.applied(6, 1, result=7, leader=None) == ("b", CommandResult(retry=True))
+    assert not CommandResult(redirect="n2").outcome_unknown  # its entry is gone: nothing was done
     assert len(tracker) == 0
 
 
@@ -444,10 +445,13 @@ def test_leadership_lost_answers_every_waiter_with_redirect_or_retry():
         tracker.track(index, 4, token)
     answers = tracker.leadership_lost("n3")
     assert sorted(t for t, _ in answers) == ["a", "b", "c"]
-    assert all(a == CommandResult(redirect="n3") for _, a in answers)
+    # Each answer carries its entry's index: proposed, then leadership lost -- outcome unknown.
+    assert sorted((t, a) for t, a in answers) == [(t, CommandResult(redirect="n3", index=i))
+                                                   for i, t in enumerate("abc", start=3)]
+    assert all(a.outcome_unknown and not a.ok for _, a in answers)
     assert len(tracker) == 0 and tracker.leadership_lost("n3") == []
     tracker.track(9, 5, "d")
-    assert tracker.leadership_lost(None) == [("d", CommandResult(retry=True))]
+    assert tracker.leadership_lost(None) == [("d", CommandResult(retry=True, index=9))]
     assert tracker.applied(9, 5, result=1) is None  # the lost command cannot be answered twice
 
 

@@ -40,8 +40,8 @@ def test_one_shot_commands_against_real_nodes_that_die_one_by_one(three: Cluster
         skipped = three.process("run-command", "--json", "incr", "1")
         assert skipped.returncode == 0, skipped.stderr
         reply = json.loads(skipped.stdout)
-        # A new process starts at n1: its session's registration skipped it and learned the
-        # leader, so the command itself went there at once.
+        # A new process looks first: its session is registered at the leader it sees, and the
+        # command itself goes there at once.
         assert reply["node"] != "n1" and reply["result"] == 3 and reply["attempts"] == 1
         named = three.process("run-command", "--node", "n1", "incr", "1")
         assert named.returncode == 5 and "node n1 is not running" in named.stderr

@@ -65,13 +65,13 @@ def test_run_command_follows_a_redirect_to_the_leader(tmp_path: Path) -> None:
         document = json.loads(run(config, "run-command", "--json", "incr", "1").stdout)
         assert document["node"] == "n2" and document["result"] == 7 and document["attempts"] == 1
         assert set(document) == {"ok", "command", "result", "error", "node", "index", "attempts", "elapsed_ms"}
-        # A new process starts at n1, registers its session through the leader, then runs the command there.
-        assert fake.ops("register_session") == ["n1", "n2", "n1", "n2"]
+        # A new process looks at the cluster first and goes straight to the leader it finds.
+        assert fake.ops("register_session") == ["n2", "n2"]
         assert fake.ops("run_command") == ["n2", "n2"]
         stamps = [(r["session"], r["seq"], r["ack"]) for _, r in fake.requests if r["op"] == "run_command"]
         assert stamps == [(5, 1, 1), (5, 1, 1)]
         assert run(config, "query", "get", "--expect", "7").exit_code == 0
-        assert fake.ops("register_session") == ["n1", "n2", "n1", "n2"]  # a read needs no session
+        assert fake.ops("register_session") == ["n2", "n2"]  # a read needs no session
         assert "session" not in fake.requests[-1][1]
         assert run(config, "query", "-q", "get").stdout == "7\n"
         assert len(fake.ops("query")) == 2  # a query is its own op: no log entry
@@ -88,6 +88,75 @@ def test_run_command_to_a_named_follower_is_redirected_and_no_follow_refuses(tmp
         assert refused.exit_code == 1 and "node n3 is not the leader (it names n2)" in refused.stderr
         once = json.loads(run(config, "run-command", "--json", "--node", "leader", "--no-follow", "incr", "1").stdout)
         assert once["node"] == "n2" and once["attempts"] == 1
+
+
+def n1_answers(op: str, answers: dict[str, Any]) -> Any:
+    """A cluster led by n2 where n1 answers ``op`` of each command with ``answers[command]``."""
+
+    def handle(node_id: str, request: dict[str, Any]) -> Any:
+        if node_id == "n1" and request["op"] == op:
+            return answers[request["command"]]
+        return led_by("n2")(node_id, request)
+
+    return handle
+
+
+def test_no_follow_tells_a_command_taken_then_orphaned_by_lost_leadership_from_one_never_taken(tmp_path: Path) -> None:
+    """A redirect or retry with an index: the node appended the command, then lost leadership --
+    the outcome is unknown (exit 4, as a deadline), not "nothing was done" (exit 1)."""
+    lost = {"redirect": {**redirect("n1", "n2"), "index": 9}, "retry": {**retry("n1"), "index": 9},
+            "old": redirect("n1", "n2"), "garbled": {**redirect("n1", "n2"), "index": "9"}}
+    with fake_cluster(n1_answers("run_command", lost)) as fake:
+        config = fake.cluster_file(tmp_path / "cluster.toml")
+        orphaned = run(config, "run-command", "--node", "n1", "--no-follow", "redirect")
+        assert orphaned.exit_code == 4, orphaned.output
+        assert "took 'redirect' into its log at index 9, then lost leadership (n2 leads now)" in orphaned.stderr
+        assert "the outcome is unknown" in orphaned.stderr and "nothing was done" not in orphaned.stderr
+        leaderless = run(config, "run-command", "--node", "n1", "--no-follow", "retry")
+        assert leaderless.exit_code == 4 and "(it knows no leader now): the outcome is unknown" in leaderless.stderr
+        # A node that predates the index (null on every redirect): refused before proposing, as before.
+        old = run(config, "run-command", "--node", "n1", "--no-follow", "old")
+        assert old.exit_code == 1 and "not the leader (it names n2); nothing was done there" in old.stderr
+        garbled = run(config, "run-command", "--node", "n1", "--no-follow", "garbled")
+        assert garbled.exit_code == 1 and "malformed 'index'" in garbled.stderr and "'9'" in garbled.stderr
+        # Following (in a session), the orphaned command is resent to the new leader with the same
+        # stamp: the cluster applies it at most once.
+        followed = run(config, "run-command", "--node", "n1", "--json", "redirect")
+        assert followed.exit_code == 0 and json.loads(followed.stdout)["node"] == "n2"
+        sent = [(node, r["session"], r["seq"]) for node, r in fake.requests
+                if r["op"] == "run_command" and "session" in r]
+        assert sent == [("n1", 5, 1), ("n2", 5, 1)]
+
+
+def test_a_read_refused_by_a_leader_that_cannot_confirm_its_leadership_says_so(tmp_path: Path) -> None:
+    with fake_cluster(n1_answers("query", {"get": redirect("n1", "n1")})) as fake:  # a deposed leader names itself
+        config = fake.cluster_file(tmp_path / "cluster.toml")
+        refused = run(config, "query", "--node", "n1", "--no-follow", "get")
+        assert refused.exit_code == 1, refused.output
+        assert "node n1 claims to lead but could not confirm it with a majority" in refused.stderr
+        assert "'get' was not served there" in refused.stderr and "it names n1" not in refused.stderr
+
+
+def test_without_node_a_command_goes_first_to_the_claimant_of_the_newest_term(tmp_path: Path) -> None:
+    """n1 was cut off (check_quorum off) and still says leader in term 1; n2 leads term 2. n1,
+    first in the file, would take the command and never commit it."""
+
+    def handle(node_id: str, request: dict[str, Any]) -> Any:
+        if request["op"] == "status":
+            if node_id == "n1":
+                return status_document("n1", role="leader", term=1, leader="n1")
+            return led_by("n2", term=2)(node_id, request)
+        if node_id == "n1":
+            return {**command_result("n1", None), "ok": False, "timeout_expired": True}
+        return led_by("n2", term=2)(node_id, request)
+
+    for down in ((), ("n3",)):  # n2 backed by a majority, or only its own claim (n3 silent)
+        with fake_cluster(handle, down=down) as fake:
+            config = fake.cluster_file(tmp_path / f"cluster{len(down)}.toml")
+            result = run(config, "run-command", "--json", "--timeout", "2", "incr", "1")
+            assert result.exit_code == 0, result.output
+            assert json.loads(result.stdout)["node"] == "n2"
+            assert fake.ops("register_session") == ["n2"] and fake.ops("run_command") == ["n2"]
 
 
 def test_no_leader_is_retried_on_every_node_until_the_timeout_then_exit_3(tmp_path: Path) -> None:

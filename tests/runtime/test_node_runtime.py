@@ -134,11 +134,13 @@ async def test_a_cut_off_leader_steps_down_by_check_quorum_and_its_caller_gets_r
 ) -> None:
     async with running_cluster() as cluster:
         old = await cluster.wait_leader()
+        appended_at = old.status().last_index + 1
         cluster.partition(old.id)
         start = trio.current_time()
         result = await old.run_command("incr 1", timeout=10.0)
-        # Leadership lost with no known leader: the outcome is unknown, so retry.
-        assert result == CommandResult(retry=True)
+        # Appended, then leadership lost with no known leader: retry, with the entry's index --
+        # the outcome is unknown (it might commit under a later leader), not "nothing was done".
+        assert result == CommandResult(retry=True, index=appended_at) and result.outcome_unknown
         # The partition began inside a check-quorum window: detected by the end of the next one.
         assert trio.current_time() - start <= 2 * ELECTION_TICKS[0] * TICK + 1e-9
         new = await cluster.wait_leader(other_than=old.id)
@@ -312,7 +314,7 @@ async def test_stopping_a_node_answers_its_waiting_callers_with_retry(
             await trio.sleep(TICK)
             start = trio.current_time()
             await cluster.stop(leader.id)
-        assert answers == [CommandResult(retry=True)]
+        assert answers == [CommandResult(retry=True, index=2)]  # after the no-op: taken, outcome unknown
         assert trio.current_time() == start
 
 
