@@ -27,6 +27,7 @@ import trio
 from raftnode import wire
 from raftnode.client import ClientError
 from raftnode.config import (
+    Address,
     ClusterConfig,
     ConfigError,
     add_node_to_file,
@@ -36,7 +37,7 @@ from raftnode.config import (
     remove_node_from_file,
 )
 
-from . import oneshot, supervisor
+from . import netns, oneshot, supervisor
 from .cluster import Session, _abandon, _wait_started, session
 from .errors import NotRunning, Refused, UsageProblem, WaitTimeout
 
@@ -58,11 +59,22 @@ class MembershipResult:
                 "learners": self.learners, "pid": self.pid, "notes": self.notes}
 
 
-def _issue_certificate(added: ClusterConfig, node_id: str, original: str, notes: list[str]) -> None:
-    """With [tls], the new node's certificate; the cluster file back as it was if it cannot be made."""
+def _check_free(node_id: str, peer: Address, client: Address) -> None:
+    for what, address in (("peer", peer), ("client", client)):
+        in_use = supervisor.bind_problem(address)
+        if in_use is not None:
+            raise UsageProblem(f"cannot add {node_id}: its {what} address {address} is not free ({in_use})")
+
+
+def _prepare_host(added: ClusterConfig, node_id: str, original: str, notes: list[str]) -> None:
+    """With [tls], the new node's certificate; under ``up --netns``, its namespace. The cluster
+    file back as it was if either cannot be made."""
     try:
         if oneshot.cluster_certificates(added):
             notes.append(f"issued a certificate for {node_id} in {added.tls.dir}")  # type: ignore[union-attr]
+        node_net = netns.add_node(added, node_id)
+        if node_net is not None:
+            notes.append(f"made network namespace {node_net.netns} ({node_net.address})")
     except UsageProblem:
         added.path.write_text(original, encoding="utf-8")
         raise
@@ -89,17 +101,15 @@ async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, 
     notes: list[str] = []
     async with session(config) as s:
         leader = await s.resolve("leader", timeout=min(timeout, 5.0))
-        for what, address in (("peer", peer_address), ("client", client_address)):
-            in_use = supervisor.bind_problem(address)
-            if in_use is not None:
-                raise UsageProblem(f"cannot add {node_id}: its {what} address {address} is not free ({in_use})")
+        if netns.load(config) is None:  # under `up --netns` the address is only in the node's new namespace
+            _check_free(node_id, peer_address, client_address)
         original = config.path.read_text(encoding="utf-8")
         try:
             add_node_to_file(config.path, node_id, peer_address, client_address)
         except ConfigError as exc:
             raise UsageProblem(f"cannot add {node_id}: {exc}") from None
         added = load_config(config.path)
-        _issue_certificate(added, node_id, original, notes)
+        _prepare_host(added, node_id, original, notes)
         stale = supervisor.StatePaths.of(added).data_dir(node_id)
         if stale.exists():
             shutil.rmtree(stale)  # an earlier node of that id: its log must not come back
@@ -121,6 +131,7 @@ async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, 
             with trio.CancelScope(shield=True):
                 await _abandon(s, started)
                 shutil.rmtree(stale, ignore_errors=True)
+                netns.remove_node(added, node_id)
                 config.path.write_text(original, encoding="utf-8")
             raise
     return MembershipResult("added", node_id, response["node"], response["voters"], response["learners"],
@@ -149,6 +160,8 @@ async def remove_node(config: ClusterConfig, name: str, *, timeout: float = 30.0
         if data.exists():
             shutil.rmtree(data)
             notes.append(f"deleted its data ({data})")
+        if netns.remove_node(config, node_id):
+            notes.append("removed its network namespace")
         if remove_node_from_file(config.path, node_id):
             notes.append(f"removed it from {config.path.name}")
     return MembershipResult("removed", node_id, response["node"], response["voters"], response["learners"],
