@@ -10,10 +10,11 @@ the processes it runs:
   leader), appends the node to cluster.toml marked ``join = true``, starts its process empty and
   asks the leader to add it, waiting until it is a voter. If anything fails after the file was
   written, the process is stopped, its data deleted and the file restored: no half-added node.
+  Under ``up --netns`` the node gets a namespace of its own first (``netns.add_node``).
 - remove-node asks the leader to remove the node (the leader itself included) and waits for the
   change to commit; then stops the process (it usually stopped by itself on learning of its
-  removal), deletes its data — a removed node's log must never rejoin — and drops it from
-  cluster.toml.
+  removal), deletes its data — a removed node's log must never rejoin — and its namespace under
+  ``up --netns``, and drops it from cluster.toml.
 """
 
 from __future__ import annotations
