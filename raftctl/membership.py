@@ -10,10 +10,11 @@ the processes it runs:
   leader), appends the node to cluster.toml marked ``join = true``, starts its process empty and
   asks the leader to add it, waiting until it is a voter. If anything fails after the file was
   written, the process is stopped, its data deleted and the file restored: no half-added node.
+  Under ``up --netns`` the node gets a namespace of its own first (``netns.add_node``).
 - remove-node asks the leader to remove the node (the leader itself included) and waits for the
   change to commit; then stops the process (it usually stopped by itself on learning of its
-  removal), deletes its data — a removed node's log must never rejoin — and drops it from
-  cluster.toml.
+  removal), deletes its data — a removed node's log must never rejoin — and its namespace under
+  ``up --netns``, and drops it from cluster.toml.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import trio
 from raftnode import wire
 from raftnode.client import ClientError
 from raftnode.config import (
+    Address,
     ClusterConfig,
     ConfigError,
     add_node_to_file,
@@ -36,7 +38,7 @@ from raftnode.config import (
     remove_node_from_file,
 )
 
-from . import oneshot, supervisor
+from . import netns, oneshot, supervisor
 from .cluster import Session, _abandon, _wait_started, session
 from .errors import NotRunning, Refused, UsageProblem, WaitTimeout
 
@@ -58,11 +60,22 @@ class MembershipResult:
                 "learners": self.learners, "pid": self.pid, "notes": self.notes}
 
 
-def _issue_certificate(added: ClusterConfig, node_id: str, original: str, notes: list[str]) -> None:
-    """With [tls], the new node's certificate; the cluster file back as it was if it cannot be made."""
+def _check_free(node_id: str, peer: Address, client: Address) -> None:
+    for what, address in (("peer", peer), ("client", client)):
+        in_use = supervisor.bind_problem(address)
+        if in_use is not None:
+            raise UsageProblem(f"cannot add {node_id}: its {what} address {address} is not free ({in_use})")
+
+
+def _prepare_host(added: ClusterConfig, node_id: str, original: str, notes: list[str]) -> None:
+    """With [tls], the new node's certificate; under ``up --netns``, its namespace. The cluster
+    file back as it was if either cannot be made."""
     try:
         if oneshot.cluster_certificates(added):
             notes.append(f"issued a certificate for {node_id} in {added.tls.dir}")  # type: ignore[union-attr]
+        node_net = netns.add_node(added, node_id)
+        if node_net is not None:
+            notes.append(f"made network namespace {node_net.netns} ({node_net.address})")
     except UsageProblem:
         added.path.write_text(original, encoding="utf-8")
         raise
@@ -89,17 +102,15 @@ async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, 
     notes: list[str] = []
     async with session(config) as s:
         leader = await s.resolve("leader", timeout=min(timeout, 5.0))
-        for what, address in (("peer", peer_address), ("client", client_address)):
-            in_use = supervisor.bind_problem(address)
-            if in_use is not None:
-                raise UsageProblem(f"cannot add {node_id}: its {what} address {address} is not free ({in_use})")
+        if netns.load(config) is None:  # under `up --netns` the address is only in the node's new namespace
+            _check_free(node_id, peer_address, client_address)
         original = config.path.read_text(encoding="utf-8")
         try:
             add_node_to_file(config.path, node_id, peer_address, client_address)
         except ConfigError as exc:
             raise UsageProblem(f"cannot add {node_id}: {exc}") from None
         added = load_config(config.path)
-        _issue_certificate(added, node_id, original, notes)
+        _prepare_host(added, node_id, original, notes)
         stale = supervisor.StatePaths.of(added).data_dir(node_id)
         if stale.exists():
             shutil.rmtree(stale)  # an earlier node of that id: its log must not come back
@@ -121,6 +132,7 @@ async def add_node(config: ClusterConfig, node_id: str, peer: str, client: str, 
             with trio.CancelScope(shield=True):
                 await _abandon(s, started)
                 shutil.rmtree(stale, ignore_errors=True)
+                netns.remove_node(added, node_id)
                 config.path.write_text(original, encoding="utf-8")
             raise
     return MembershipResult("added", node_id, response["node"], response["voters"], response["learners"],
@@ -149,6 +161,8 @@ async def remove_node(config: ClusterConfig, name: str, *, timeout: float = 30.0
         if data.exists():
             shutil.rmtree(data)
             notes.append(f"deleted its data ({data})")
+        if netns.remove_node(config, node_id):
+            notes.append("removed its network namespace")
         if remove_node_from_file(config.path, node_id):
             notes.append(f"removed it from {config.path.name}")
     return MembershipResult("removed", node_id, response["node"], response["voters"], response["learners"],

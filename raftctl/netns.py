@@ -11,7 +11,8 @@ root namespace, reaches the nodes' client ports as if they were remote hosts; th
 addresses exist only in their namespaces. What was made is written to ``<state_dir>/netns.json``
 *before* it is made, so ``teardown`` (``raftctl down``) removes it even after a half-finished
 setup. Nodes run as ``ip netns exec <ns> python -m raftnode ...`` (``exec_prefix``); their pids
-are ordinary pids, so ``kill`` is SIGKILL as before.
+are ordinary pids, so ``kill`` is SIGKILL as before. ``add-node`` gives a new node its namespace
+the same way (``add_node``, recorded first too); ``remove-node`` removes it once the node stopped.
 
 A partition is the kernel's: in each node's namespace, a blackhole route to every node on another
 side, so packets between sides vanish silently (no RST, no ICMP), exactly like a cut cable;
@@ -25,6 +26,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -100,9 +102,24 @@ def load(config: ClusterConfig) -> Layout | None:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NetnsError(f"{state_file(config)}: unreadable ({exc}); remove it once no namespace is left") from None
-    if layout != plan(config):  # names come from here into `ip` arguments: only ours are accepted
+    if not _ours(layout, plan(config)):  # names come from here into `ip` arguments: only ours are accepted
         raise NetnsError(f"{state_file(config)}: does not match the cluster file; `raftctl down` first")
     return layout
+
+
+def _ours(layout: Layout, expected: Layout) -> bool:
+    """Whether every name in ``layout`` is one ``plan`` or ``add_node`` makes for this cluster
+    (nodes added or removed since ``up`` are fine: add-node and remove-node keep the record)."""
+    tag = expected.bridge[2:]
+    net = ipaddress.ip_network(expected.bridge_address, strict=False)
+    try:
+        addresses_fit = all(ipaddress.IPv4Address(n.address) in net for n in layout.nodes.values())
+    except ValueError:
+        return False
+    return (layout.bridge, layout.bridge_address) == (expected.bridge, expected.bridge_address) and addresses_fit and all(
+        node.netns == f"raftctl-{tag}-{node_id}" and re.fullmatch(rf"rv{tag}\d{{1,4}}", node.veth)
+        for node_id, node in layout.nodes.items()
+    )
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -133,22 +150,64 @@ def setup(config: ClusterConfig) -> Layout:
     if _ip("-4", "-o", "addr", "show", "to", net).stdout.strip():
         raise NetnsError(f"--netns: {net} is already in use on this machine; choose another /24 of 198.18.0.0/15")
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    state_file(config).write_text(json.dumps(asdict(layout), indent=1), encoding="utf-8")
+    _record(config, layout)
     try:
         _ip("link", "add", layout.bridge, "type", "bridge")
         _ip("addr", "add", layout.bridge_address, "dev", layout.bridge)
         _ip("link", "set", layout.bridge, "up")
         for node in layout.nodes.values():
-            _ip("netns", "add", node.netns)
-            _ip("link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
-            _ip("link", "set", node.veth, "master", layout.bridge, "up")
-            _ip("-n", node.netns, "addr", "add", f"{node.address}/24", "dev", "eth0")
-            _ip("-n", node.netns, "link", "set", "eth0", "up")
-            _ip("-n", node.netns, "link", "set", "lo", "up")
+            _make_node(layout, node)
     except BaseException:
         teardown(config)
         raise
     return layout
+
+
+def _make_node(layout: Layout, node: NodeNet) -> None:
+    _ip("netns", "add", node.netns)
+    _ip("link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
+    _ip("link", "set", node.veth, "master", layout.bridge, "up")
+    _ip("-n", node.netns, "addr", "add", f"{node.address}/24", "dev", "eth0")
+    _ip("-n", node.netns, "link", "set", "eth0", "up")
+    _ip("-n", node.netns, "link", "set", "lo", "up")
+
+
+def _record(config: ClusterConfig, layout: Layout) -> None:
+    state_file(config).write_text(json.dumps(asdict(layout), indent=1), encoding="utf-8")
+
+
+def add_node(config: ClusterConfig, node_id: str) -> NodeNet | None:
+    """For ``raftctl add-node``: give ``node_id`` of ``config`` (the file with it added) a
+    namespace of its own like ``setup`` does; None when the cluster is not in namespaces.
+    NetnsError if its address does not fit (the message says how); recorded before it is made."""
+    layout = load(config)
+    if layout is None or node_id in layout.nodes:
+        return None if layout is None else layout.nodes[node_id]
+    planned = plan(config).nodes[node_id]
+    taken = {node.veth for node in layout.nodes.values()}
+    veth = next(v for i in range(10_000) if (v := f"rv{layout.bridge[2:]}{i}") not in taken)
+    node = NodeNet(planned.netns, veth, planned.address)
+    _record(config, Layout(layout.bridge, layout.bridge_address, {**layout.nodes, node_id: node}))
+    try:
+        _make_node(layout, node)
+    except BaseException:
+        remove_node(config, node_id)
+        raise
+    return node
+
+
+def remove_node(config: ClusterConfig, node_id: str) -> bool:
+    """For ``raftctl remove-node`` (once its process stopped): remove ``node_id``'s namespace and
+    veth and drop it from the record; whether it had one."""
+    layout = load(config)
+    if layout is None or node_id not in layout.nodes:
+        return False
+    node = layout.nodes[node_id]
+    _ip("netns", "del", node.netns, check=False)
+    _ip("link", "del", node.veth, check=False)
+    _record(config, Layout(layout.bridge, layout.bridge_address,
+                           {k: v for k, v in layout.nodes.items() if k != node_id}))
+    return True
 
 
 def teardown(config: ClusterConfig) -> list[str]:

@@ -3,6 +3,7 @@ it makes after the cluster, and trusts no state file that names anything else.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -69,3 +70,32 @@ def test_without_root_up_netns_says_so_and_makes_nothing(tmp_path: Path, monkeyp
     result = CliRunner().invoke(main, ["--config", str(config.path), "up", "--netns"])
     assert result.exit_code == EXIT_USAGE and "--netns needs root" in result.stderr
     assert not netns.state_file(config).exists()
+
+
+@pytest.mark.parametrize(
+    ("entry", "accepted"),
+    [
+        ({"netns": "raftctl-{tag}-n4", "veth": "rv{tag}3", "address": "198.18.3.14"}, True),  # add-node's record
+        ({"netns": "raftctl-{tag}-n4", "veth": "eth0", "address": "198.18.3.14"}, False),  # not our interface
+        ({"netns": "init", "veth": "rv{tag}3", "address": "198.18.3.14"}, False),  # not our namespace
+        ({"netns": "raftctl-{tag}-n4", "veth": "rv{tag}3", "address": "198.18.9.14"}, False),  # off the bridge
+        ({"netns": "raftctl-{tag}-n4", "veth": "rv{tag}3", "address": "bogus"}, False),
+    ],
+)
+def test_a_state_file_may_name_nodes_added_since_up_but_only_with_our_names(
+    tmp_path: Path, entry: dict[str, str], accepted: bool
+) -> None:
+    """add-node and remove-node change the record after `up`; what they write is trusted, nothing else."""
+    config = config_with(tmp_path, "198.18.3.11", "198.18.3.12")
+    layout = netns.plan(config)
+    tag = layout.bridge[2:]
+    config.state_dir.mkdir()
+    document = json.loads(json.dumps(dataclasses.asdict(layout)))
+    del document["nodes"]["n1"]  # removed since
+    document["nodes"]["n4"] = {key: value.format(tag=tag) for key, value in entry.items()}
+    netns.state_file(config).write_text(json.dumps(document))
+    if accepted:
+        assert set(netns.load(config).nodes) == {"n2", "n4"}
+    else:
+        with pytest.raises(netns.NetnsError, match="does not match the cluster file"):
+            netns.load(config)
