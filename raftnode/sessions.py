@@ -69,6 +69,10 @@ SESSION_EXPIRED = "session expired"
 
 _REGISTER, _COMMAND = 0, 1
 _HEAD = struct.Struct(">BQQQd")
+_HEAD_SIZE = _HEAD.size
+_unpack_head = _HEAD.unpack_from
+_isfinite = math.isfinite
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (the hot paths)
 _U64 = 1 << 64
 
 
@@ -100,7 +104,7 @@ class SessionRefused(Exception):
 def check_stamp(session: object, seq: object, ack: object) -> SessionStamp:
     """The stamp of a request's ``session``/``seq``/``ack`` fields; ValueError naming what is wrong."""
     if type(session) is int and type(seq) is int and type(ack) is int and 0 < session < _U64 and 0 < ack <= seq < _U64:
-        return SessionStamp(session, seq, ack)  # the common case, checked at once (every applied entry)
+        return _new_tuple(SessionStamp, (session, seq, ack))  # the common case, checked at once (every request)
     for name, value in (("session", session), ("seq", seq), ("ack", ack)):
         if type(value) is not int or not 1 <= value < _U64:
             raise ValueError(f"{name!r} must be an integer from 1 to 2**64-1, not {value!r}")
@@ -119,6 +123,19 @@ def encode_session_command(stamp: SessionStamp, time: float, command: bytes) -> 
 
 def decode_session_entry(data: bytes) -> SessionEntry:
     """Decode a session entry's data; SessionEntryError if it is malformed."""
+    if len(data) >= _HEAD_SIZE:  # the common case, a well-formed command, checked at once (every applied entry)
+        op, session, seq, ack, time = _unpack_head(data)
+        if op == _COMMAND and session and 0 < ack <= seq and _isfinite(time):  # u64s: below 2**64 already
+            try:
+                command = str(data[_HEAD_SIZE:], "utf-8")
+            except UnicodeDecodeError:
+                pass  # the general path below names what is wrong
+            else:
+                return _new_tuple(SessionEntry, (time, _new_tuple(SessionStamp, (session, seq, ack)), command))
+    return _decode_strictly(data)
+
+
+def _decode_strictly(data: bytes) -> SessionEntry:
     if len(data) < _HEAD.size:
         raise SessionEntryError(f"session entry of {len(data)} bytes is shorter than its {_HEAD.size}-byte header")
     op, session, seq, ack, time = _HEAD.unpack_from(data)
@@ -160,6 +177,9 @@ class SessionTable:
         self.timeout = timeout
         self.clock = 0.0  # the largest leader time applied
         self._sessions: OrderedDict[int, _Session] = OrderedDict()  # least recently active first
+        # At most the last_active of every open session (inf without any): no session can have
+        # expired while clock - timeout does not exceed it, so most entries skip the scan.
+        self._oldest_active = math.inf
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -175,6 +195,7 @@ class SessionTable:
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
         self._sessions[index] = _Session(self.clock)
+        self._oldest_active = min(self._oldest_active, self.clock)
         return index
 
     def lookup(self, stamp: SessionStamp, time: float) -> tuple[Any, str | None] | None:
@@ -183,7 +204,10 @@ class SessionTable:
         Raises:
             SessionRefused: the command must not be applied (the message says why).
         """
-        self._advance(time)
+        if time > self.clock:
+            self.clock = time
+        if self.clock - self.timeout > self._oldest_active:
+            self._expire()
         session = self._sessions.get(stamp.session)
         if session is None:
             raise SessionRefused(
@@ -223,13 +247,20 @@ class SessionTable:
     def _advance(self, time: float) -> None:
         if time > self.clock:
             self.clock = time
+        if self.clock - self.timeout > self._oldest_active:
+            self._expire()
+
+    def _expire(self) -> None:
+        """Close the sessions idle for longer than ``timeout`` (the least recently active first)."""
         horizon = self.clock - self.timeout
         sessions = self._sessions
         while sessions:
             first = next(iter(sessions.values()))
             if first.last_active >= horizon:
-                break
+                self._oldest_active = first.last_active
+                return
             sessions.popitem(last=False)
+        self._oldest_active = math.inf
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -263,7 +294,9 @@ class SessionTable:
             sessions.popitem(last=False)
         self.clock = clock
         self._sessions = sessions
+        self._oldest_active = min((s.last_active for s in sessions.values()), default=math.inf)
 
     def clear(self) -> None:
         self.clock = 0.0
         self._sessions.clear()
+        self._oldest_active = math.inf

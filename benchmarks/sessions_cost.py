@@ -1,0 +1,92 @@
+"""What client sessions (thesis §6.3) cost the leader, in one run: issue 19's session lever.
+
+    python3 benchmarks/sessions_cost.py [--in-flight 512] [--duration 3] [--rounds 2] [--profile DIR]
+
+A fresh 3-node ``counter`` cluster in a temporary directory (``raftctl init --base-port auto``,
+``up``), then ``raftctl bench``'s load (``--command "incr 1"``) with one session per connection
+and without sessions (``Workload.sessions=False``) in turn, ``--rounds`` times; the machine is
+shared, so the two alternate and the ratio is of the totals over all rounds. With ``--profile``
+the leader is sampled by ``py-spy record`` (if installed) during each run, into DIR.
+Exit 0 when every run completed, 2 when the cluster or a run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import trio
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from raftctl import bench as load  # noqa: E402
+from raftctl import supervisor  # noqa: E402
+from raftnode.config import load_config  # noqa: E402
+
+
+def raftctl(config: Path, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "raftctl", "--config", str(config), *args], env=env,
+                   capture_output=True, text=True, check=True, timeout=600)
+
+
+def one_run(config_path: Path, sessions: bool, args: argparse.Namespace, profile: Path | None) -> dict:
+    config = load_config(config_path)
+    workload = load.Workload(load.parse_mix(["incr 1"]), in_flight=args.in_flight, duration=args.duration,
+                             warmup=0.5, sessions=sessions)
+    spy = None
+    if profile is not None and shutil.which("py-spy"):
+        leader = trio.run(lambda: load.find_leader({n.id: n.client for n in config.nodes}))
+        pid = supervisor.live_pids(config)[leader]
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "-d", str(int(args.duration)), "-f", "raw",
+                                "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    report = trio.run(lambda: load.cluster_bench(config, workload))
+    if spy is not None:
+        spy.wait(timeout=60)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--in-flight", type=int, default=512)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--profile", type=Path, help="a directory for py-spy's raw profiles of the leader")
+    args = parser.parse_args()
+    totals = {True: [0, 0.0], False: [0, 0.0]}
+    with tempfile.TemporaryDirectory(prefix="sessions-cost-") as directory:
+        config = Path(directory) / "cluster.toml"
+        try:
+            raftctl(config, "init", "--base-port", "auto")
+            raftctl(config, "up")
+            for round_ in range(args.rounds):
+                for sessions in (True, False):
+                    name = "sessions" if sessions else "plain"
+                    profile = args.profile / f"{name}-{round_}.txt" if args.profile else None
+                    report = one_run(config, sessions, args, profile)
+                    ok, seconds = report["acknowledged"], report["seconds"]
+                    totals[sessions][0] += ok
+                    totals[sessions][1] += seconds
+                    print(f"round {round_ + 1} {name:8}: {ok / seconds:9.0f} cmds/s  leader cpu "
+                          f"{report['cpu_seconds']['nodes'].get(report['leader'])}", flush=True)
+        except (subprocess.CalledProcessError, RuntimeError, KeyError) as exc:
+            print(f"failed: {getattr(exc, 'stderr', None) or exc!r}", file=sys.stderr)
+            return 2
+        finally:
+            subprocess.run([sys.executable, "-m", "raftctl", "--config", str(config), "down"],
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=120)
+    rates = {s: ok / seconds for s, (ok, seconds) in totals.items()}
+    print(f"with sessions {rates[True]:.0f} cmds/s, without {rates[False]:.0f}: "
+          f"sessions keep {rates[True] / rates[False]:.1%} of the throughput")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
