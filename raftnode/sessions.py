@@ -72,6 +72,7 @@ _HEAD = struct.Struct(">BQQQd")
 _HEAD_SIZE = _HEAD.size
 _unpack_head = _HEAD.unpack_from
 _isfinite = math.isfinite
+_heappop, _heappush = heapq.heappop, heapq.heappush
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (the hot paths)
 _U64 = 1 << 64
 
@@ -127,7 +128,7 @@ def decode_session_entry(data: bytes) -> SessionEntry:
         op, session, seq, ack, time = _unpack_head(data)
         if op == _COMMAND and session and 0 < ack <= seq and _isfinite(time):  # u64s: below 2**64 already
             try:
-                command = str(data[_HEAD_SIZE:], "utf-8")
+                command = (data[_HEAD_SIZE:] if type(data) is bytes else bytes(data[_HEAD_SIZE:])).decode()
             except UnicodeDecodeError:
                 pass  # the general path below names what is wrong
             else:
@@ -206,43 +207,52 @@ class SessionTable:
         """
         if time > self.clock:
             self.clock = time
-        if self.clock - self.timeout > self._oldest_active:
+        clock = self.clock
+        if clock - self.timeout > self._oldest_active:
             self._expire()
-        session = self._sessions.get(stamp.session)
+        sid, seq, ack = stamp
+        sessions = self._sessions
+        session = sessions.get(sid)
         if session is None:
-            raise SessionRefused(
-                f"{SESSION_EXPIRED}: session {stamp.session} is not open (idle for over {self.timeout:g} s, "
-                f"evicted as least recently active beyond {self.max_sessions} sessions, or never registered); "
-                "the command was not applied"
-            )
-        session.last_active = self.clock
-        self._sessions.move_to_end(stamp.session)
-        saved = session.results.get(stamp.seq)
+            raise SessionRefused(self._unknown(sid))
+        session.last_active = clock
+        sessions.move_to_end(sid)
+        results = session.results
+        saved = results.get(seq)
         if saved is not None:
             return saved
-        if stamp.seq < session.floor:
+        floor = session.floor
+        if seq < floor:
             raise SessionRefused(
-                f"session {stamp.session}: sequence {stamp.seq} was answered already (the client holds the "
-                f"answers of every sequence below {session.floor}); not applied again"
+                f"session {sid}: sequence {seq} was answered already (the client holds the "
+                f"answers of every sequence below {floor}); not applied again"
             )
-        if stamp.ack > session.floor:
-            session.floor = stamp.ack
-            seqs, results = session.seqs, session.results
-            while seqs and seqs[0] < stamp.ack:
-                del results[heapq.heappop(seqs)]
-        if stamp.seq >= session.floor + self.window:
+        if ack > floor:
+            session.floor = floor = ack
+            seqs = session.seqs
+            while seqs and seqs[0] < ack:
+                del results[_heappop(seqs)]
+        if seq >= floor + self.window:
             raise SessionRefused(
-                f"session {stamp.session}: sequence {stamp.seq} is {self.window} or more ahead of the lowest "
-                f"unanswered one ({session.floor}); at most {self.window} commands may be in flight per session; "
+                f"session {sid}: sequence {seq} is {self.window} or more ahead of the lowest "
+                f"unanswered one ({floor}); at most {self.window} commands may be in flight per session; "
                 "not applied"
             )
         return None
 
+    def _unknown(self, sid: int) -> str:
+        return (
+            f"{SESSION_EXPIRED}: session {sid} is not open (idle for over {self.timeout:g} s, "
+            f"evicted as least recently active beyond {self.max_sessions} sessions, or never registered); "
+            "the command was not applied"
+        )
+
     def record(self, stamp: SessionStamp, result: Any, error: str | None) -> None:
         """Save the outcome of the new command ``stamp`` (after ``lookup`` returned None)."""
-        session = self._sessions[stamp.session]
-        session.results[stamp.seq] = (result, error)
-        heapq.heappush(session.seqs, stamp.seq)
+        sid, seq, _ = stamp
+        session = self._sessions[sid]
+        session.results[seq] = (result, error)
+        _heappush(session.seqs, seq)
 
     def _advance(self, time: float) -> None:
         if time > self.clock:
