@@ -1,12 +1,15 @@
 """What client sessions (thesis §6.3) cost the leader, in one run: issue 19's session lever.
 
     python3 benchmarks/sessions_cost.py [--in-flight 512] [--duration 3] [--rounds 2] [--profile DIR]
+                                        [--against SOURCE_TREE]
 
 A fresh 3-node ``counter`` cluster in a temporary directory (``raftctl init --base-port auto``,
 ``up``), then ``raftctl bench``'s load (``--command "incr 1"``) with one session per connection
 and without sessions (``Workload.sessions=False``) in turn, ``--rounds`` times; the machine is
 shared, so the two alternate and the ratio is of the totals over all rounds. With ``--profile``
-the leader is sampled by ``py-spy record`` (if installed) during each run, into DIR.
+the leader is sampled by ``py-spy record`` (if installed) during each run, into DIR. With
+``--against`` a second cluster runs the nodes of another source tree (``git archive REV | tar -x``)
+and the runs alternate between the two clusters too: a before/after measured in one run.
 Exit 0 when every run completed, 2 when the cluster or a run failed.
 """
 
@@ -30,8 +33,8 @@ from raftctl import supervisor  # noqa: E402
 from raftnode.config import load_config  # noqa: E402
 
 
-def raftctl(config: Path, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def raftctl(config: Path, *args: str, tree: Path = REPO) -> None:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run([sys.executable, "-m", "raftctl", "--config", str(config), *args], env=env,
                    capture_output=True, text=True, check=True, timeout=600)
 
@@ -59,32 +62,39 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", type=Path, help="a directory for py-spy's raw profiles of the leader")
+    parser.add_argument("--against", type=Path, help="another source tree whose nodes run a second cluster")
     args = parser.parse_args()
-    totals = {True: [0, 0.0], False: [0, 0.0]}
+    trees = {"this": REPO, **({"against": args.against.resolve()} if args.against else {})}
+    totals: dict[tuple[str, bool], list[float]] = {(t, s): [0, 0.0] for t in trees for s in (True, False)}
     with tempfile.TemporaryDirectory(prefix="sessions-cost-") as directory:
-        config = Path(directory) / "cluster.toml"
+        configs = {name: Path(directory) / name / "cluster.toml" for name in trees}
         try:
-            raftctl(config, "init", "--base-port", "auto")
-            raftctl(config, "up")
+            for name, tree in trees.items():
+                configs[name].parent.mkdir()
+                raftctl(configs[name], "init", "--base-port", "auto", tree=tree)
+                raftctl(configs[name], "up", tree=tree)
             for round_ in range(args.rounds):
-                for sessions in (True, False):
-                    name = "sessions" if sessions else "plain"
-                    profile = args.profile / f"{name}-{round_}.txt" if args.profile else None
-                    report = one_run(config, sessions, args, profile)
+                order = list(totals) if round_ % 2 == 0 else list(reversed(totals))  # neither always first
+                for name, sessions in order:
+                    label = f"{name}/{'sessions' if sessions else 'plain'}"
+                    profile = args.profile / f"{label.replace('/', '-')}-{round_}.txt" if args.profile else None
+                    report = one_run(configs[name], sessions, args, profile)
                     ok, seconds = report["acknowledged"], report["seconds"]
-                    totals[sessions][0] += ok
-                    totals[sessions][1] += seconds
-                    print(f"round {round_ + 1} {name:8}: {ok / seconds:9.0f} cmds/s  leader cpu "
+                    totals[name, sessions][0] += ok
+                    totals[name, sessions][1] += seconds
+                    print(f"round {round_ + 1} {label:17}: {ok / seconds:9.0f} cmds/s  leader cpu "
                           f"{report['cpu_seconds']['nodes'].get(report['leader'])}", flush=True)
         except (subprocess.CalledProcessError, RuntimeError, KeyError) as exc:
             print(f"failed: {getattr(exc, 'stderr', None) or exc!r}", file=sys.stderr)
             return 2
         finally:
-            subprocess.run([sys.executable, "-m", "raftctl", "--config", str(config), "down"],
-                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=120)
-    rates = {s: ok / seconds for s, (ok, seconds) in totals.items()}
-    print(f"with sessions {rates[True]:.0f} cmds/s, without {rates[False]:.0f}: "
-          f"sessions keep {rates[True] / rates[False]:.1%} of the throughput")
+            for name, tree in trees.items():
+                subprocess.run([sys.executable, "-m", "raftctl", "--config", str(configs[name]), "down"],
+                               env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, timeout=120)
+    for name in trees:
+        rates = {s: ok / seconds for (t, s), (ok, seconds) in totals.items() if t == name}
+        print(f"{name}: with sessions {rates[True]:.0f} cmds/s, without {rates[False]:.0f}: "
+              f"sessions keep {rates[True] / rates[False]:.1%} of the throughput")
     return 0
 
 
