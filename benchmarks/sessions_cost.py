@@ -47,7 +47,7 @@ def one_run(config_path: Path, sessions: bool, args: argparse.Namespace, profile
     if profile is not None and shutil.which("py-spy"):
         leader = trio.run(lambda: load.find_leader({n.id: n.client for n in config.nodes}))
         pid = supervisor.live_pids(config)[leader]
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "-d", str(int(args.duration)), "-f", "raw",
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "-r", "250", "-d", str(int(args.duration)), "-f", "raw",
                                 "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     report = trio.run(lambda: load.cluster_bench(config, workload))

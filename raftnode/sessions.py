@@ -70,7 +70,7 @@ SESSION_EXPIRED = "session expired"
 _REGISTER, _COMMAND = 0, 1
 _HEAD = struct.Struct(">BQQQd")
 _HEAD_SIZE = _HEAD.size
-_unpack_head = _HEAD.unpack_from
+_pack_head, _unpack_head = _HEAD.pack, _HEAD.unpack_from
 _isfinite = math.isfinite
 _heappop, _heappush = heapq.heappop, heapq.heappush
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (the hot paths)
@@ -119,7 +119,8 @@ def encode_register(time: float) -> bytes:
 
 
 def encode_session_command(stamp: SessionStamp, time: float, command: bytes) -> bytes:
-    return _HEAD.pack(_COMMAND, stamp.session, stamp.seq, stamp.ack, time) + command
+    session, seq, ack = stamp
+    return _pack_head(_COMMAND, session, seq, ack, time) + command
 
 
 def decode_session_entry(data: bytes) -> SessionEntry:
