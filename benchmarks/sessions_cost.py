@@ -65,7 +65,8 @@ def main() -> int:
     parser.add_argument("--against", type=Path, help="another source tree whose nodes run a second cluster")
     args = parser.parse_args()
     trees = {"this": REPO, **({"against": args.against.resolve()} if args.against else {})}
-    totals: dict[tuple[str, bool], list[float]] = {(t, s): [0, 0.0] for t in trees for s in (True, False)}
+    # (acknowledged, seconds, commands answered while the CPU was read, leader CPU s, all nodes' CPU s)
+    totals: dict[tuple[str, bool], list[float]] = {(t, s): [0, 0.0, 0, 0.0, 0.0] for t in trees for s in (True, False)}
     with tempfile.TemporaryDirectory(prefix="sessions-cost-") as directory:
         configs = {name: Path(directory) / name / "cluster.toml" for name in trees}
         try:
@@ -79,11 +80,13 @@ def main() -> int:
                     label = f"{name}/{'sessions' if sessions else 'plain'}"
                     profile = args.profile / f"{label.replace('/', '-')}-{round_}.txt" if args.profile else None
                     report = one_run(configs[name], sessions, args, profile)
-                    ok, seconds = report["acknowledged"], report["seconds"]
-                    totals[name, sessions][0] += ok
-                    totals[name, sessions][1] += seconds
-                    print(f"round {round_ + 1} {label:17}: {ok / seconds:9.0f} cmds/s  leader cpu "
-                          f"{report['cpu_seconds']['nodes'].get(report['leader'])}", flush=True)
+                    ok, seconds, cpu = report["acknowledged"], report["seconds"], report["cpu_seconds"]["nodes"]
+                    answered = ok + report["warmup_acknowledged"] + report["late"]
+                    leader_cpu = cpu[report["leader"]] or 0.0
+                    for slot, value in enumerate((ok, seconds, answered, leader_cpu, sum(v or 0.0 for v in cpu.values()))):
+                        totals[name, sessions][slot] += value
+                    print(f"round {round_ + 1} {label:17}: {ok / seconds:9.0f} cmds/s, leader "
+                          f"{1e6 * leader_cpu / answered:5.1f} us cpu/cmd", flush=True)
         except (subprocess.CalledProcessError, RuntimeError, KeyError) as exc:
             print(f"failed: {getattr(exc, 'stderr', None) or exc!r}", file=sys.stderr)
             return 2
@@ -92,9 +95,13 @@ def main() -> int:
                 subprocess.run([sys.executable, "-m", "raftctl", "--config", str(configs[name]), "down"],
                                env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, timeout=120)
     for name in trees:
-        rates = {s: ok / seconds for (t, s), (ok, seconds) in totals.items() if t == name}
-        print(f"{name}: with sessions {rates[True]:.0f} cmds/s, without {rates[False]:.0f}: "
-              f"sessions keep {rates[True] / rates[False]:.1%} of the throughput")
+        rates = {s: v[0] / v[1] for (t, s), v in totals.items() if t == name}
+        leader = {s: 1e6 * v[3] / v[2] for (t, s), v in totals.items() if t == name}
+        nodes = {s: 1e6 * v[4] / v[2] for (t, s), v in totals.items() if t == name}
+        print(f"{name}: with sessions {rates[True]:.0f} cmds/s, without {rates[False]:.0f}: sessions keep "
+              f"{rates[True] / rates[False]:.1%} of the throughput; CPU per command with/without sessions: "
+              f"leader {leader[True]:.1f}/{leader[False]:.1f} us (+{leader[True] / leader[False] - 1:.0%}), "
+              f"3 nodes {nodes[True]:.1f}/{nodes[False]:.1f} us (+{nodes[True] / nodes[False] - 1:.0%})")
     return 0
 
 
