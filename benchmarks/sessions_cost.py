@@ -56,6 +56,23 @@ def one_run(config_path: Path, sessions: bool, args: argparse.Namespace, profile
     return report
 
 
+def summary(totals: dict[tuple[str, bool], list[float]]) -> list[str]:
+    """A line per cluster: the throughput with and without sessions and what sessions cost in CPU
+    per command. ``totals[(cluster, sessions)]``: acknowledged commands, measured seconds, commands
+    answered while the CPU was read, the leader's and all nodes' CPU seconds (summed over rounds)."""
+    lines = []
+    for name in dict.fromkeys(t for t, _ in totals):
+        rates = {s: v[0] / v[1] for (t, s), v in totals.items() if t == name}
+        leader = {s: 1e6 * v[3] / v[2] for (t, s), v in totals.items() if t == name}
+        nodes = {s: 1e6 * v[4] / v[2] for (t, s), v in totals.items() if t == name}
+        lines.append(
+            f"{name}: with sessions {rates[True]:,.0f} cmds/s, without {rates[False]:,.0f}: sessions keep "
+            f"{rates[True] / rates[False]:.1%} of the throughput; CPU per command with/without sessions: "
+            f"leader {leader[True]:.1f}/{leader[False]:.1f} us (+{leader[True] - leader[False]:.1f}), "
+            f"3 nodes {nodes[True]:.1f}/{nodes[False]:.1f} us (+{nodes[True] - nodes[False]:.1f})")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--in-flight", type=int, default=512)
@@ -94,14 +111,8 @@ def main() -> int:
             for name, tree in trees.items():
                 subprocess.run([sys.executable, "-m", "raftctl", "--config", str(configs[name]), "down"],
                                env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, timeout=120)
-    for name in trees:
-        rates = {s: v[0] / v[1] for (t, s), v in totals.items() if t == name}
-        leader = {s: 1e6 * v[3] / v[2] for (t, s), v in totals.items() if t == name}
-        nodes = {s: 1e6 * v[4] / v[2] for (t, s), v in totals.items() if t == name}
-        print(f"{name}: with sessions {rates[True]:.0f} cmds/s, without {rates[False]:.0f}: sessions keep "
-              f"{rates[True] / rates[False]:.1%} of the throughput; CPU per command with/without sessions: "
-              f"leader {leader[True]:.1f}/{leader[False]:.1f} us (+{leader[True] / leader[False] - 1:.0%}), "
-              f"3 nodes {nodes[True]:.1f}/{nodes[False]:.1f} us (+{nodes[True] / nodes[False] - 1:.0%})")
+    for line in summary(totals):
+        print(line)
     return 0
 
 
