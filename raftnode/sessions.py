@@ -69,6 +69,11 @@ SESSION_EXPIRED = "session expired"
 
 _REGISTER, _COMMAND = 0, 1
 _HEAD = struct.Struct(">BQQQd")
+_HEAD_SIZE = _HEAD.size
+_pack_head, _unpack_head = _HEAD.pack, _HEAD.unpack_from
+_isfinite = math.isfinite
+_heappop, _heappush = heapq.heappop, heapq.heappush
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (the hot paths)
 _U64 = 1 << 64
 
 
@@ -100,7 +105,7 @@ class SessionRefused(Exception):
 def check_stamp(session: object, seq: object, ack: object) -> SessionStamp:
     """The stamp of a request's ``session``/``seq``/``ack`` fields; ValueError naming what is wrong."""
     if type(session) is int and type(seq) is int and type(ack) is int and 0 < session < _U64 and 0 < ack <= seq < _U64:
-        return SessionStamp(session, seq, ack)  # the common case, checked at once (every applied entry)
+        return _new_tuple(SessionStamp, (session, seq, ack))  # the common case, checked at once (every request)
     for name, value in (("session", session), ("seq", seq), ("ack", ack)):
         if type(value) is not int or not 1 <= value < _U64:
             raise ValueError(f"{name!r} must be an integer from 1 to 2**64-1, not {value!r}")
@@ -114,11 +119,25 @@ def encode_register(time: float) -> bytes:
 
 
 def encode_session_command(stamp: SessionStamp, time: float, command: bytes) -> bytes:
-    return _HEAD.pack(_COMMAND, stamp.session, stamp.seq, stamp.ack, time) + command
+    session, seq, ack = stamp
+    return _pack_head(_COMMAND, session, seq, ack, time) + command
 
 
 def decode_session_entry(data: bytes) -> SessionEntry:
     """Decode a session entry's data; SessionEntryError if it is malformed."""
+    if len(data) >= _HEAD_SIZE:  # the common case, a well-formed command, checked at once (every applied entry)
+        op, session, seq, ack, time = _unpack_head(data)
+        if op == _COMMAND and session and 0 < ack <= seq and _isfinite(time):  # u64s: below 2**64 already
+            try:
+                command = (data[_HEAD_SIZE:] if type(data) is bytes else bytes(data[_HEAD_SIZE:])).decode()
+            except UnicodeDecodeError:
+                pass  # the general path below names what is wrong
+            else:
+                return _new_tuple(SessionEntry, (time, _new_tuple(SessionStamp, (session, seq, ack)), command))
+    return _decode_strictly(data)
+
+
+def _decode_strictly(data: bytes) -> SessionEntry:
     if len(data) < _HEAD.size:
         raise SessionEntryError(f"session entry of {len(data)} bytes is shorter than its {_HEAD.size}-byte header")
     op, session, seq, ack, time = _HEAD.unpack_from(data)
@@ -160,6 +179,9 @@ class SessionTable:
         self.timeout = timeout
         self.clock = 0.0  # the largest leader time applied
         self._sessions: OrderedDict[int, _Session] = OrderedDict()  # least recently active first
+        # At most the last_active of every open session (inf without any): no session can have
+        # expired while clock - timeout does not exceed it, so most entries skip the scan.
+        self._oldest_active = math.inf
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -175,6 +197,7 @@ class SessionTable:
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
         self._sessions[index] = _Session(self.clock)
+        self._oldest_active = min(self._oldest_active, self.clock)
         return index
 
     def lookup(self, stamp: SessionStamp, time: float) -> tuple[Any, str | None] | None:
@@ -183,53 +206,72 @@ class SessionTable:
         Raises:
             SessionRefused: the command must not be applied (the message says why).
         """
-        self._advance(time)
-        session = self._sessions.get(stamp.session)
+        if time > self.clock:
+            self.clock = time
+        clock = self.clock
+        if clock - self.timeout > self._oldest_active:
+            self._expire()
+        sid, seq, ack = stamp
+        sessions = self._sessions
+        session = sessions.get(sid)
         if session is None:
-            raise SessionRefused(
-                f"{SESSION_EXPIRED}: session {stamp.session} is not open (idle for over {self.timeout:g} s, "
-                f"evicted as least recently active beyond {self.max_sessions} sessions, or never registered); "
-                "the command was not applied"
-            )
-        session.last_active = self.clock
-        self._sessions.move_to_end(stamp.session)
-        saved = session.results.get(stamp.seq)
+            raise SessionRefused(self._unknown(sid))
+        session.last_active = clock
+        sessions.move_to_end(sid)
+        results = session.results
+        saved = results.get(seq)
         if saved is not None:
             return saved
-        if stamp.seq < session.floor:
+        floor = session.floor
+        if seq < floor:
             raise SessionRefused(
-                f"session {stamp.session}: sequence {stamp.seq} was answered already (the client holds the "
-                f"answers of every sequence below {session.floor}); not applied again"
+                f"session {sid}: sequence {seq} was answered already (the client holds the "
+                f"answers of every sequence below {floor}); not applied again"
             )
-        if stamp.ack > session.floor:
-            session.floor = stamp.ack
-            seqs, results = session.seqs, session.results
-            while seqs and seqs[0] < stamp.ack:
-                del results[heapq.heappop(seqs)]
-        if stamp.seq >= session.floor + self.window:
+        if ack > floor:
+            session.floor = floor = ack
+            seqs = session.seqs
+            while seqs and seqs[0] < ack:
+                del results[_heappop(seqs)]
+        if seq >= floor + self.window:
             raise SessionRefused(
-                f"session {stamp.session}: sequence {stamp.seq} is {self.window} or more ahead of the lowest "
-                f"unanswered one ({session.floor}); at most {self.window} commands may be in flight per session; "
+                f"session {sid}: sequence {seq} is {self.window} or more ahead of the lowest "
+                f"unanswered one ({floor}); at most {self.window} commands may be in flight per session; "
                 "not applied"
             )
         return None
 
+    def _unknown(self, sid: int) -> str:
+        return (
+            f"{SESSION_EXPIRED}: session {sid} is not open (idle for over {self.timeout:g} s, "
+            f"evicted as least recently active beyond {self.max_sessions} sessions, or never registered); "
+            "the command was not applied"
+        )
+
     def record(self, stamp: SessionStamp, result: Any, error: str | None) -> None:
         """Save the outcome of the new command ``stamp`` (after ``lookup`` returned None)."""
-        session = self._sessions[stamp.session]
-        session.results[stamp.seq] = (result, error)
-        heapq.heappush(session.seqs, stamp.seq)
+        sid, seq, _ = stamp
+        session = self._sessions[sid]
+        session.results[seq] = (result, error)
+        _heappush(session.seqs, seq)
 
     def _advance(self, time: float) -> None:
         if time > self.clock:
             self.clock = time
+        if self.clock - self.timeout > self._oldest_active:
+            self._expire()
+
+    def _expire(self) -> None:
+        """Close the sessions idle for longer than ``timeout`` (the least recently active first)."""
         horizon = self.clock - self.timeout
         sessions = self._sessions
         while sessions:
             first = next(iter(sessions.values()))
             if first.last_active >= horizon:
-                break
+                self._oldest_active = first.last_active
+                return
             sessions.popitem(last=False)
+        self._oldest_active = math.inf
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -263,7 +305,9 @@ class SessionTable:
             sessions.popitem(last=False)
         self.clock = clock
         self._sessions = sessions
+        self._oldest_active = min((s.last_active for s in sessions.values()), default=math.inf)
 
     def clear(self) -> None:
         self.clock = 0.0
         self._sessions.clear()
+        self._oldest_active = math.inf

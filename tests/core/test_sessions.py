@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raftnode.apply import SNAPSHOT_MAGIC, Applier
 from raftnode.core.messages import Entry, EntryKind
 from raftnode.sessions import (
     SESSION_EXPIRED,
     SessionEntryError,
+    SessionRefused,
     SessionStamp,
     SessionTable,
     decode_session_entry,
     encode_register,
     encode_session_command,
 )
+from raftnode.sessions import _decode_strictly
 from raftnode.sim.cluster import SimCluster
 from raftnode.sim.invariants import InvariantViolation
 from raftnode.sim.runner import run_seed
@@ -169,3 +174,42 @@ def test_random_schedules_with_deduplication_planted_off_are_caught() -> None:
         assert report.violation == "exactly once", (seed, report.violation, report.detail)
     report = run_seed(0, nodes=5, steps=600)
     assert report.ok and report.session_acknowledged > 0, (report.violation, report.detail)
+
+
+def _strict_or_error(decode, data):  # type: ignore[no-untyped-def]
+    try:
+        return decode(data)
+    except SessionEntryError as exc:
+        return f"error: {exc}"
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    op=st.integers(0, 3),
+    fields=st.lists(st.sampled_from([0, 1, 2, 5, 2**63, 2**64 - 1]), min_size=3, max_size=3),
+    time=st.sampled_from([0.0, 1.5, -3.0, math.inf, -math.inf, math.nan]),
+    command=st.binary(max_size=8) | st.sampled_from([b"incr 1", "caf\u00e9".encode(), b"\xff\xfe"]),
+    cut=st.integers(0, 40),
+)
+def test_the_fast_decode_of_a_session_entry_agrees_with_the_strict_one(op, fields, time, command, cut) -> None:  # type: ignore[no-untyped-def]
+    """Well-formed commands take a shortcut; every other byte string, cut anywhere, gets the strict
+    decode's answer or its error, from bytes as from a memoryview (what the log reads)."""
+    data = struct.pack(">BQQQd", op, *fields, time) + command
+    data = data[:cut] if cut < 33 else data  # cut inside the header, or whole
+    expected = _strict_or_error(_decode_strictly, data)
+    assert repr(_strict_or_error(decode_session_entry, data)) == repr(expected)
+    assert repr(_strict_or_error(decode_session_entry, memoryview(data))) == repr(expected)
+
+
+def test_expiry_is_checked_again_after_a_restore_and_a_clear() -> None:
+    table = SessionTable(timeout=10)
+    a = table.register(1, 100.0)
+    assert table.lookup(SessionStamp(a, 1, 1), 105.0) is None
+    copy = SessionTable(timeout=10)
+    copy.restore(table.encode())
+    with pytest.raises(SessionRefused, match=SESSION_EXPIRED):
+        copy.lookup(SessionStamp(a, 2, 2), 116.0)
+    copy.clear()
+    b = copy.register(2, 1.0)
+    with pytest.raises(SessionRefused, match=SESSION_EXPIRED):
+        copy.lookup(SessionStamp(b, 1, 1), 12.0)
