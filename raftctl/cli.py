@@ -119,9 +119,33 @@ def domain_errors() -> Iterator[None]:
 EXIT_INTERRUPTED = 130
 
 
+#: Command name -> the module of ``raftctl.commands`` that defines it (with ``@main.command``);
+#: a module is imported only when one of its commands runs or help lists the commands, so a
+#: one-shot command loads its own group alone.
+COMMAND_MODULES: dict[str, str] = {
+    "partition": "faults",
+    "heal": "faults",
+    "slow": "faults",
+    "flaky": "faults",
+    "duplicate": "faults",
+    "fast": "faults",
+}
+
+
 class RaftctlGroup(click.Group):
     """A click group that runs its commands inside ``domain_errors()`` and reports failures as
-    the contract says: exit codes, Ctrl-C as 130, and in JSON mode one error document on stdout."""
+    the contract says: exit codes, Ctrl-C as 130, and in JSON mode one error document on stdout.
+    Commands listed in ``COMMAND_MODULES`` are loaded when first looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            import importlib
+
+            importlib.import_module(f"raftctl.commands.{COMMAND_MODULES[cmd_name]}")
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         with domain_errors():
@@ -517,7 +541,7 @@ def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
-def _interruptible(fn: Callable[[], None]) -> None:
+def interruptible(fn: Callable[[], None]) -> None:
     """Run ``fn`` until it returns or Ctrl-C, which ends the command quietly with exit 130."""
     try:
         fn()
@@ -876,7 +900,7 @@ def _status_watch(config: ClusterConfig, only: Any, interval: float, count: int 
         if isinstance(last, errors.NotRunning):
             raise SystemExit(EXIT_NOT_RUNNING)
 
-    _interruptible(run)
+    interruptible(run)
 
 
 def _status_filter(config: ClusterConfig, nodes: tuple[str, ...]) -> Callable[[Any], set[str]] | None:
@@ -986,7 +1010,7 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
         def emit(event: dict[str, Any]) -> None:
             click.echo(json.dumps(event))
 
-        _interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
+        interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
         return
     out = console()
 
@@ -994,7 +1018,7 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
         with dashboard.open_live(out) as live:
             run_domain(dashboard.watch, config, live, interval=interval, duration=duration)
 
-    _interruptible(draw)
+    interruptible(draw)
 
 
 def _watch_plain(config: ClusterConfig, interval: float, duration: float | None) -> None:
@@ -1012,7 +1036,7 @@ def _watch_plain(config: ClusterConfig, interval: float, duration: float | None)
         out.print(events_view([event]), end="", soft_wrap=True)
         out.file.flush()
 
-    _interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
+    interruptible(lambda: run_domain(dashboard.watch_stream, config, emit, interval=interval, duration=duration))
 
 
 @main.command()
@@ -1343,124 +1367,6 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
 
 
 
-# -- faults ----------------------------------------------------------------------------------------
-
-
-def _faults_output(as_json: bool, result: Any, summary: str) -> None:
-    if result.skipped:
-        warn(f"{', '.join(result.skipped)} not running: the faults apply when started")
-    if as_json:
-        echo_json(result.to_json())
-        return
-    click.echo(summary)
-
-
-@main.command()
-@click.argument("groups", nargs=-1, required=True, metavar="GROUP [GROUP...]", shell_complete=complete_nodes)
-@resolve_timeout_option
-@json_option
-@pass_app
-def partition(app: App, groups: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Cut the cluster into groups that cannot talk to each other.
-
-    Each GROUP is node ids separated by commas; the nodes not named form one more group; a new
-    partition replaces any earlier one. `partition n2` isolates n2; `partition n1,n2 n3,n4,n5`
-    makes two sides; `partition leader` isolates the leader, `partition leader,follower` puts it
-    with one follower. Only Raft traffic is cut: raftctl still reaches every node. A node that
-    is down gets its side of the partition when it starts.
-    """
-    from . import chaos, cluster, netns, selectors
-
-    config = app.config()
-    parsed = selectors.parse_groups(groups, config.node_ids)
-    learners = iter(selectors.resolve(config, [w for g in parsed for w in g if w == "learner"], timeout=timeout))
-    named = [",".join(next(learners) if w == "learner" else w for w in group) for group in parsed]
-    if netns.load(config) is not None:  # `up --netns`: the kernel cuts the links
-        plan = run_domain(cluster.partition_plan, config, named, timeout=timeout)
-        netns.partition(config, plan)
-        if as_json:
-            echo_json({"partition": plan, "kernel": True})
-        else:
-            click.echo(f"Partitioned in the kernel: {chaos.describe_partition(plan)}")
-        return
-    result = run_domain(cluster.partition, config, named, timeout=timeout)
-    _faults_output(as_json, result, f"Partitioned: {chaos.describe_partition(result.partition)}")
-
-
-@main.command()
-@click.option("--all", "everything", is_flag=True, help="Also clear every node's slow/flaky/duplicate faults.")
-@json_option
-@pass_app
-def heal(app: App, everything: bool, as_json: bool) -> None:
-    """Remove the partition: every node talks to every node again.
-
-    Slow, flaky and duplicating links stay (`fast NODE` or `heal --all` clears them)."""
-    from . import cluster, netns
-
-    if netns.load(app.config()) is not None:
-        netns.heal(app.config())  # the kernel's partition; the fault layer's is cleared below
-    result = run_domain(cluster.heal, app.config(), everything=everything)
-    _faults_output(as_json, result, "Healed: all faults cleared." if everything else "Healed: no partition.")
-
-
-def _links(app: App, nodes: tuple[str, ...], everything: bool, kind: str, values: dict[str, float], as_json: bool,
-           timeout: float) -> None:
-    from . import chaos, cluster
-
-    node_ids = select_nodes(app, nodes, everything, timeout)
-    result = run_domain(cluster.link_faults, app.config(), node_ids, kind, values, timeout=timeout)
-    names = ", ".join(result.applied) or "no node"
-    detail = "link faults cleared" if kind == "fast" else chaos.describe_links(values)
-    _faults_output(as_json, result, f"{names}: {detail}.")
-
-
-@main.command()
-@nodes_argument
-@click.option("--delay", type=click.FloatRange(0, 60_000), required=True, metavar="MS", help="Delay of every message, ms.")
-@click.option("--jitter", type=click.FloatRange(0, 60_000), default=0, show_default=True, metavar="MS", help="Plus a random 0..MS.")
-@resolve_timeout_option
-@json_option
-@pass_app
-def slow(app: App, nodes: tuple[str, ...], everything: bool, delay: float, jitter: float, timeout: float,
-         as_json: bool) -> None:
-    """Delay every message on all links of each NODE (both directions). NODE... as for `kill`."""
-    _links(app, nodes, everything, "slow", {"delay_ms": delay, "jitter_ms": jitter}, as_json, timeout)
-
-
-@main.command()
-@nodes_argument
-@click.option("--drop", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages lost.")
-@resolve_timeout_option
-@json_option
-@pass_app
-def flaky(app: App, nodes: tuple[str, ...], everything: bool, drop: float, timeout: float, as_json: bool) -> None:
-    """Drop PCT percent of the messages on all links of each NODE. NODE... as for `kill`."""
-    _links(app, nodes, everything, "flaky", {"drop_pct": drop}, as_json, timeout)
-
-
-@main.command()
-@nodes_argument
-@click.option("--pct", type=click.FloatRange(0, 100), required=True, metavar="PCT", help="Percent of messages sent twice.")
-@resolve_timeout_option
-@json_option
-@pass_app
-def duplicate(app: App, nodes: tuple[str, ...], everything: bool, pct: float, timeout: float, as_json: bool) -> None:
-    """Deliver PCT percent of the messages on all links of each NODE twice. NODE... as for `kill`."""
-    _links(app, nodes, everything, "duplicate", {"duplicate_pct": pct}, as_json, timeout)
-
-
-@main.command()
-@nodes_argument
-@resolve_timeout_option
-@json_option
-@pass_app
-def fast(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
-    """Clear the slow, flaky and duplicate faults of each NODE (partitions stay: see `heal`).
-
-    `fast --all` clears them on every node. NODE... as for `kill`."""
-    _links(app, nodes, everything, "fast", {}, as_json, timeout)
-
-
 # -- logs and events -------------------------------------------------------------------------------
 
 
@@ -1512,7 +1418,7 @@ def logs(app: App, node: str, follow: bool, lines: int | None, as_json: bool) ->
                 emit(line)
             time.sleep(0.1)
 
-    _interruptible(tail)
+    interruptible(tail)
 
 
 
@@ -1593,7 +1499,7 @@ def _follow_events(config: ClusterConfig, wanted: Callable[[list[Any]], list[Any
             show(record)
 
     try:
-        _interruptible(lambda: run_domain(cluster.follow_events, config, emit))
+        interruptible(lambda: run_domain(cluster.follow_events, config, emit))
     finally:
         for record in stream.close():
             show(record)
@@ -1754,5 +1660,7 @@ def export_command(app: App, kind: str, out: Path, force: bool, image_name: str 
         click.echo(f"Wrote {len(written)} files to {out} ({kind}).")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the command modules register on raftctl.cli's group, not this copy's
+    from raftctl.cli import main as registered
+
+    registered()
