@@ -76,7 +76,7 @@ def test_sim_on_a_terminal_counts_the_seeds_done_on_stderr(monkeypatch):
     import io
     import sys
 
-    from raftctl.cli import _run_sim_seeds
+    from raftctl.commands.tools import _run_sim_seeds
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
