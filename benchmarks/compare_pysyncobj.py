@@ -4,7 +4,7 @@ each in-flight level, and failover time.
     python3 -m pip install -e '.[bench]'        # PySyncObj, pinned
     python3 benchmarks/compare_pysyncobj.py [--levels 1,8,64,512,4096,16384] [--duration 2]
         [--count N] [--warmup 0.5] [--connections C] [--failover-runs 5] [--dir DIR] [--json]
-        [--nodes 3] [--batch B]
+        [--nodes 3] [--batch B] [--no-etcd]
 
 Four clusters of ``--nodes`` processes each (3 by default) run on 127.0.0.1 (free ports, a
 temporary directory):
@@ -18,7 +18,12 @@ temporary directory):
   client protocol in PySyncObj's own thread (see that file for why that is fair). PySyncObj keeps
   its log in memory and never fsyncs;
 - raftnode with ``fsync = false`` (UNSAFE, for this like-for-like row only): the same nodes
-  without a single fsync, so the fsync is the only difference left.
+  without a single fsync, so the fsync is the only difference left;
+- etcd 3.4 (Debian's ``etcd-server``), ``--nodes`` members with their defaults (every write
+  fsynced), loaded with Puts of 16 B by a small Go load generator of the same shape
+  (``etcd_peer.py``, ``etcd_load/main.go``), against the fsync-on raftnode cluster. It needs
+  ``apt-get install etcd-server golang-go golang-etcd-server-dev``; without them (or with
+  ``--no-etcd``) one line says why the etcd columns are skipped and the rest runs as before.
 
 With ``--batch B`` the fsync-on raftnode cluster is measured once more at each level from 64 up
 with a batching client (``raftctl bench --batch``: ``run_many`` requests of up to B commands,
@@ -26,9 +31,9 @@ each command still answered on its own): the peak row.
 
 Last, every target of issue 19 is printed with its measured value and met / not met (the median
 fsync of ``--dir``'s disk is measured in the same run, for the low-concurrency target); targets
-this script does not measure (reads, etcd, memory) say so.
+this script does not measure (reads, memory) say so.
 
-Every run uses the same load generator, ``raftctl.bench`` (what ``raftctl bench`` runs):
+Every run but etcd's uses the same load generator, ``raftctl.bench`` (what ``raftctl bench`` runs):
 ``incr 1`` commands, ``in-flight`` of them outstanding at every moment over ``--connections``
 connections to the leader, ``--warmup`` seconds unmeasured and then ``--duration`` seconds (or
 ``--count`` commands) measured. For each level the systems run one after the other, the order
@@ -74,6 +79,7 @@ PSO_BATCH = "pysyncobj-batch"
 PSO_NOBATCH = "pysyncobj-nobatch"
 RAFTNODE_NOFSYNC = "raftnode-nofsync"  # fsync = false: UNSAFE, the like-for-like row
 RAFTNODE_BATCH = "raftnode-batch"  # the fsync-on cluster with a batching client (--batch)
+ETCD = "etcd"  # etcd 3.4 with its own load generator (etcd_peer.py), where installed
 #: The lowest in-flight level a batching client is measured at.
 BATCH_FROM_LEVEL = 64
 PYSYNCOBJ_VERSION = "0.3.17"
@@ -124,20 +130,32 @@ def comparison_rows(results: dict[int, dict[str, dict[str, Any] | None]]) -> lis
     rows = []
     for level in sorted(results):
         runs = results[level]
-        ours = _cell(runs.get(RAFTNODE))
         mode, best = better_mode({k: v for k, v in runs.items() if k in (PSO_BATCH, PSO_NOBATCH)})
-        theirs = _cell(best)
-        rows.append(
-            {
-                "in_flight": level,
-                "raftnode": ours,
-                "pysyncobj": {**theirs, "mode": mode},
-                "throughput_ratio": _round(ratio(ours["throughput"], theirs["throughput"]), 2),
-                "p50_ratio": _round(ratio(ours["p50_ms"], theirs["p50_ms"]), 4),
-                "p99_ratio": _round(ratio(ours["p99_ms"], theirs["p99_ms"]), 4),
-            }
-        )
+        row = _versus(level, runs.get(RAFTNODE), best, "pysyncobj")
+        row["pysyncobj"]["mode"] = mode
+        rows.append(row)
     return rows
+
+
+def _versus(level: int, ours_report: dict[str, Any] | None, theirs_report: dict[str, Any] | None,
+            peer: str) -> dict[str, Any]:
+    """One level's row: raftnode's and ``peer``'s figures, raftnode's throughput over the peer's
+    and raftnode's p50/p99 over the peer's."""
+    ours, theirs = _cell(ours_report), _cell(theirs_report)
+    return {
+        "in_flight": level,
+        "raftnode": ours,
+        peer: theirs,
+        "throughput_ratio": _round(ratio(ours["throughput"], theirs["throughput"]), 2),
+        "p50_ratio": _round(ratio(ours["p50_ms"], theirs["p50_ms"]), 4),
+        "p99_ratio": _round(ratio(ours["p99_ms"], theirs["p99_ms"]), 4),
+    }
+
+
+def etcd_rows(results: dict[int, dict[str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """One row per level where etcd ran: raftnode (fsync on) against etcd."""
+    return [_versus(level, runs.get(RAFTNODE), runs[ETCD], "etcd") for level, runs in sorted(results.items())
+            if ETCD in runs]
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -233,6 +251,19 @@ def format_extra_table(rows: Sequence[dict[str, Any]], batch: int | None) -> str
     return _aligned(lines)
 
 
+def format_etcd_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The raftnode-against-etcd rows of ``etcd_rows`` as aligned plain text."""
+    lines = [["in flight", "raftnode cmds/s", "p50 ms", "p99 ms", "etcd cmds/s", "p50 ms", "p99 ms",
+              "cmds/s ratio", "p50 ratio", "p99 ratio"]]
+    for row in rows:
+        line = [f"{row['in_flight']:,}"]
+        for side in ("raftnode", "etcd"):
+            cell = row[side]
+            line += [_num(cell["throughput"], ",.0f"), _ms(cell["p50_ms"]), _ms(cell["p99_ms"])]
+        lines.append(line + [_times(row["throughput_ratio"]), _times(row["p50_ratio"]), _times(row["p99_ratio"])])
+    return _aligned(lines)
+
+
 def _aligned(lines: list[list[str]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = ["  ".join(cell.rjust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines]
@@ -243,11 +274,37 @@ def _aligned(lines: list[list[str]]) -> str:
 #: The throughput ratios issue 19 asks for at these levels (fsync on).
 RATIO_TARGETS = {8: 1.0, 64: 3.0, 512: 5.0, 4096: 2.0, 16384: 1.5}
 PEAK_TARGET = 100_000
+#: raftnode over etcd's throughput: at 1 in flight, and at every level from 64 up.
+ETCD_AT_ONE_TARGET = 1.0
+ETCD_FROM_64_TARGET = 2.0
+
+
+def etcd_targets(rows: Sequence[dict[str, Any]], skipped: str | None) -> list[dict[str, Any]]:
+    """Issue 19's etcd targets as ``targets`` gives them; one unmeasured line when ``skipped``
+    says why etcd did not run."""
+    at_one = f"etcd: >= {ETCD_AT_ONE_TARGET:g}x at 1 in flight"
+    from_64 = f"etcd: >= {ETCD_FROM_64_TARGET:g}x at every level from 64 up"
+    if skipped is not None:
+        return [{"target": f"{at_one}, >= {ETCD_FROM_64_TARGET:g}x from 64 up", "measured": f"not measured: {skipped}",
+                 "met": None}]
+    out = []
+    for row in rows:
+        if row["in_flight"] == 1:
+            got = row["throughput_ratio"]
+            measured = f"{_times(got)} (p50 {_ms(row['raftnode']['p50_ms'])} vs {_ms(row['etcd']['p50_ms'])} ms)"
+            out.append({"target": at_one, "measured": measured, "met": None if got is None else got >= ETCD_AT_ONE_TARGET})
+    high = [(row["in_flight"], row["throughput_ratio"]) for row in rows if row["in_flight"] >= 64]
+    if high:
+        level, got = min(high, key=lambda pair: -1.0 if pair[1] is None else pair[1])
+        out.append({"target": from_64, "measured": f"lowest {_times(got)} at {level:,}",
+                    "met": None if got is None else got >= ETCD_FROM_64_TARGET})
+    return out
 
 
 def targets(rows: Sequence[dict[str, Any]], extras: Sequence[dict[str, Any]], fsync_ms: float | None,
-            nodes: int = 3) -> list[dict[str, Any]]:
-    """Every target of issue 19: ``{"target", "measured", "met"}`` (met None: not measured here)."""
+            nodes: int = 3, etcd: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every target of issue 19: ``{"target", "measured", "met"}`` (met None: not measured here);
+    ``etcd`` is ``etcd_targets``' (the default: etcd not run)."""
     by_level = {row["in_flight"]: row for row in rows}
     out: list[dict[str, Any]] = []
 
@@ -279,7 +336,7 @@ def targets(rows: Sequence[dict[str, Any]], extras: Sequence[dict[str, Any]], fs
     add(f"peak with a batching client: >= {PEAK_TARGET:,} cmds/s on {nodes} nodes",
         f"{max(peaks):,.0f} cmds/s" if peaks else "not measured (give --batch)", max(peaks) >= PEAK_TARGET if peaks else None)
     add("reads through ReadIndex >= 150,000/s", "not measured here (raftctl bench --command get)", None)
-    add("etcd 3.4: >= 1.0x at 1 in flight, >= 2x from 64 up", "not measured here", None)
+    out.extend(etcd if etcd is not None else etcd_targets([], "not run"))
     add("resident memory per node after 1M commands no higher", "not measured here (benchmarks/memory_restart.py)", None)
     return out
 
@@ -504,6 +561,51 @@ def _log(args: argparse.Namespace, message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def measure_one(name: str, systems: dict[str, System], etcd: Any, level: int,
+                args: argparse.Namespace) -> dict[str, Any] | None:
+    """One run of system ``name`` at ``level`` in flight (logged), None if it failed."""
+    import trio
+
+    try:
+        if name == ETCD:
+            report = etcd.measure(level, duration=args.duration, warmup=args.warmup, connections=args.connections)
+        else:
+            system = systems[RAFTNODE if name == RAFTNODE_BATCH else name]
+            report = trio.run(measure, system, level, args, args.batch if name == RAFTNODE_BATCH else 1)
+    except Exception as exc:  # noqa: BLE001 - a system that fails a level leaves a gap, not a crash
+        _log(args, f"  {name} at in-flight {level}: failed: {exc!r}")
+        return None
+    lat = report["latency_ms"]
+    _log(
+        args,
+        f"in-flight {level:>6} {name:<18} {report['throughput']:>10,.0f} cmds/s  "
+        f"p50 {_ms(lat['p50'])} ms  p99 {_ms(lat['p99'])} ms  "
+        f"(lost {report['lost']}, errors {report['errors']}, client CPU "
+        f"{report['cpu_seconds']['client_share_of_a_core']})",
+    )
+    return report
+
+
+def etcd_peer_for(args: argparse.Namespace, directory: Path) -> tuple[Any, str | None, str | None]:
+    """The etcd cluster to compare with (not started), its version, and why not when it is None."""
+    import etcd_peer
+
+    if args.no_etcd:
+        return None, None, "--no-etcd"
+    if args.count:
+        return None, None, "--count (etcd's load generator measures a --duration window)"
+    reason = etcd_peer.unavailable()
+    if reason is None:
+        try:
+            load_generator = etcd_peer.build_load_generator()
+        except (etcd_peer.EtcdUnavailable, OSError) as exc:
+            reason = str(exc)
+    if reason is not None:
+        return None, None, reason
+    directory.mkdir()
+    return etcd_peer.EtcdCluster(directory, args.nodes, load_generator), etcd_peer.etcd_version(), None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
@@ -527,14 +629,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             PSO_BATCH: PySyncObjSystem(dirs[PSO_BATCH], args.nodes, batch=True),
             PSO_NOBATCH: PySyncObjSystem(dirs[PSO_NOBATCH], args.nodes, batch=False),
         }
+        etcd, etcd_version, etcd_skipped = etcd_peer_for(args, root / ETCD)
+        if etcd_skipped is not None:
+            _log(args, f"etcd columns skipped: {etcd_skipped}")
         fsync_ms = median_fsync_ms(dirs[RAFTNODE])
         results: dict[int, dict[str, dict[str, Any] | None]] = {}
         failover_times: dict[str, list[float]] = {RAFTNODE: [], PSO_BATCH: []}
         failover_failures: dict[str, int] = {}
         started = time.perf_counter()
+        clusters: list[Any] = [*systems.values(), *([etcd] if etcd is not None else [])]
         try:
-            for system in systems.values():
-                system.start()
+            for cluster in clusters:
+                cluster.start()
             for system in systems.values():
                 try:
                     wait_for_leader(system.addresses, timeout=30)
@@ -544,27 +650,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 order = [RAFTNODE, RAFTNODE_NOFSYNC, PSO_BATCH, PSO_NOBATCH]
                 if args.batch and level >= BATCH_FROM_LEVEL:
                     order.insert(1, RAFTNODE_BATCH)
+                if etcd is not None:
+                    order.insert(1, ETCD)
                 if i % 2:
                     order.reverse()
-                results[level] = {}
-                for name in order:
-                    system = systems[RAFTNODE if name == RAFTNODE_BATCH else name]
-                    batch = args.batch if name == RAFTNODE_BATCH else 1
-                    try:
-                        report = trio.run(measure, system, level, args, batch)
-                    except Exception as exc:  # noqa: BLE001 - a system that fails a level leaves a gap, not a crash
-                        _log(args, f"  {name} at in-flight {level}: failed: {exc!r}")
-                        report = None
-                    results[level][name] = report
-                    if report is not None:
-                        lat = report["latency_ms"]
-                        _log(
-                            args,
-                            f"in-flight {level:>6} {name:<18} {report['throughput']:>10,.0f} cmds/s  "
-                            f"p50 {_ms(lat['p50'])} ms  p99 {_ms(lat['p99'])} ms  "
-                            f"(lost {report['lost']}, errors {report['errors']}, client CPU "
-                            f"{report['cpu_seconds']['client_share_of_a_core']})",
-                        )
+                results[level] = {name: measure_one(name, systems, etcd, level, args) for name in order}
             for run_index in range(args.failover_runs):
                 order = [RAFTNODE, PSO_BATCH] if run_index % 2 == 0 else [PSO_BATCH, RAFTNODE]
                 for name in order:
@@ -579,17 +669,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         failover_times[name].append(seconds)
                         _log(args, f"failover {run_index + 1} {name:<18} {seconds:.3f} s")
         except BaseException:
-            for system in systems.values():
-                print(system.log_tail(), file=sys.stderr)
+            for cluster in clusters:
+                print(cluster.log_tail(), file=sys.stderr)
             raise
         finally:
-            for system in systems.values():
-                system.stop()
-        rows, extras = comparison_rows(results), extra_rows(results)
+            for cluster in clusters:
+                cluster.stop()
+        rows, extras, etcd_table = comparison_rows(results), extra_rows(results), etcd_rows(results)
         return {
             "rows": rows,
             "extra_rows": extras,
-            "targets": targets(rows, extras, fsync_ms, args.nodes),
+            "etcd_rows": etcd_table,
+            "etcd": {"version": etcd_version, "skipped": etcd_skipped},
+            "targets": targets(rows, extras, fsync_ms, args.nodes, etcd_targets(etcd_table, etcd_skipped)),
             "median_fsync_ms": round(fsync_ms, 3),
             "runs": {str(level): runs for level, runs in results.items()},
             "failover": failover_summary(failover_times, failover_failures),
@@ -637,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None,
                         help=f"also measure raftnode with a batching client of up to B commands per request, "
                              f"from {BATCH_FROM_LEVEL} in flight up")
+    parser.add_argument("--no-etcd", action="store_true", help="leave out the etcd columns (etcd_peer.py)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     if args.duration <= 0 or (args.count is not None and args.count < 1) or args.failover_runs < 0:
@@ -656,6 +749,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(report["rows"]))
         print("raftnode with fsync = false (UNSAFE, like for like) and with a batching client (fsync on):")
         print(format_extra_table(report["extra_rows"], args.batch))
+        etcd = report["etcd"]
+        if etcd["skipped"] is None:
+            print(f"raftnode (fsync on) vs etcd {etcd['version']} (fsync on, Put of 16 B), {args.nodes} members, "
+                  f"measured alternately at each level:")
+            print(format_etcd_table(report["etcd_rows"]))
+        else:
+            print(f"etcd columns skipped: {etcd['skipped']}")
         print("issue 19's targets:")
         print(format_targets(report["targets"]))
         if report["failover"] and args.failover_runs:
