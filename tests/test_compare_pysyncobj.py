@@ -124,3 +124,46 @@ def test_extra_rows_and_the_targets_say_met_or_not(compare: ModuleType) -> None:
     assert "NOT MET" not in text and " met" in text
     rows[0]["raftnode"]["p50_ms"] = 1.2
     assert not {t["target"]: t for t in compare.targets(rows, extras, 0.5)}[low["target"]]["met"]
+
+
+def test_etcd_rows_table_and_targets(compare: ModuleType) -> None:
+    results = {
+        1: {compare.RAFTNODE: report(800, 1.1, 2.0), compare.ETCD: report(1000, 0.9, 1.5),
+            compare.PSO_NOBATCH: report(1600, 0.6, 1.2)},
+        8: {compare.RAFTNODE: report(4000, 2.0, 3.0), compare.PSO_NOBATCH: report(5000, 1.6, 3.0)},  # etcd left out
+        64: {compare.RAFTNODE: report(25000, 2.5, 5.0), compare.ETCD: report(10000, 6.0, 12.0)},
+        512: {compare.RAFTNODE: report(45000, 11.0, 20.0), compare.ETCD: None},  # etcd's run failed
+        4096: {compare.RAFTNODE: report(48000, 80.0, 110.0), compare.ETCD: report(16000, 250.0, 300.0)},
+    }
+    rows = compare.etcd_rows(results)
+    assert [row["in_flight"] for row in rows] == [1, 64, 512, 4096]
+    assert rows[0]["etcd"] == {"throughput": 1000, "p50_ms": 0.9, "p99_ms": 1.5} and rows[0]["throughput_ratio"] == 0.8
+    assert rows[1]["throughput_ratio"] == 2.5 and rows[1]["p99_ratio"] == 0.4167
+    assert rows[2]["etcd"]["throughput"] is None and rows[2]["throughput_ratio"] is None
+    assert compare.comparison_rows(results)[0]["pysyncobj"]["mode"] == compare.PSO_NOBATCH  # etcd is never PySyncObj
+
+    table = compare.format_etcd_table(rows).splitlines()
+    assert "etcd cmds/s" in table[0] and set(table[1]) <= {"-", " "} and len(table) == 6
+    assert table[2].split() == ["1", "800", "1.10", "2.00", "1,000", "0.90", "1.50", "0.8x", "1.22x", "1.33x"]
+    assert table[4].split() == ["512", "45,000", "11.0", "20.0", "-", "-", "-", "-", "-", "-"]
+
+    found = {t["target"]: t for t in compare.etcd_targets(rows, None)}
+    assert found["etcd: >= 1x at 1 in flight"] == {"target": "etcd: >= 1x at 1 in flight",
+                                                  "measured": "0.8x (p50 1.10 vs 0.90 ms)", "met": False}
+    high = found["etcd: >= 2x at every level from 64 up"]
+    assert high["measured"] == "lowest - at 512" and high["met"] is None  # a gap is no pass
+    del rows[2]
+    high = {t["target"]: t for t in compare.etcd_targets(rows, None)}["etcd: >= 2x at every level from 64 up"]
+    assert high == {"target": "etcd: >= 2x at every level from 64 up", "measured": "lowest 2.5x at 64", "met": True}
+    rows[2]["throughput_ratio"] = 1.99
+    assert not compare.etcd_targets(rows, None)[1]["met"]
+
+
+def test_the_targets_say_why_etcd_was_not_measured(compare: ModuleType) -> None:
+    skipped = compare.etcd_targets([], "etcd and go not found (apt-get install etcd-server golang-go golang-etcd-server-dev)")
+    assert skipped == [{"target": "etcd: >= 1x at 1 in flight, >= 2x from 64 up",
+                        "measured": "not measured: etcd and go not found (apt-get install etcd-server golang-go "
+                                    "golang-etcd-server-dev)", "met": None}]
+    listed = [t["target"] for t in compare.targets([], [], None, 3, skipped)]
+    assert listed[-2] == skipped[0]["target"] and "resident memory" in listed[-1]
+    assert any(t["measured"] == "not measured: not run" for t in compare.targets([], [], None))
