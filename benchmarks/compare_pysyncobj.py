@@ -437,13 +437,9 @@ class System:
         stop_cluster(list(self.procs.values()))
 
     def log_tail(self, lines: int = 8) -> str:
-        parts = []
-        for node in self.addresses:
-            path = self.directory / f"{node}.log"
-            if path.exists():
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- {self.name} {node} ---\n" + "\n".join(tail))
-        return "\n".join(parts)
+        from local_cluster import log_tails
+
+        return log_tails(self.directory, self.name, self.addresses, lines)
 
 
 class RaftnodeSystem(System):

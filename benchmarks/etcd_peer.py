@@ -185,13 +185,9 @@ class EtcdCluster:
         stop_cluster(list(self.procs.values()))
 
     def log_tail(self, lines: int = 8) -> str:
-        parts = []
-        for node in self.peer_urls:
-            path = self.directory / f"{node}.log"
-            if path.exists():
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- etcd {node} ---\n" + "\n".join(tail))
-        return "\n".join(parts)
+        from local_cluster import log_tails
+
+        return log_tails(self.directory, self.name, self.peer_urls, lines)
 
     def measure(self, level: int, *, duration: float, warmup: float, connections: int | None) -> dict[str, Any]:
         """One closed-loop run at ``level`` in flight: the parsed report, with the members' and

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,6 +116,18 @@ def memory_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0])
     return out
+
+
+def log_tails(directory: Path, label: str, ids: Iterable[str], lines: int = 8) -> str:
+    """The last ``lines`` lines of each node's ``<id>.log`` in ``directory`` that exists, each under
+    a ``--- <label> <id> ---`` heading (a cluster that failed says why)."""
+    parts = []
+    for node_id in ids:
+        path = directory / f"{node_id}.log"
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {label} {node_id} ---\n" + "\n".join(tail))
+    return "\n".join(parts)
 
 
 def dump_logs(directory: Path, ids: tuple[str, ...] = IDS) -> None:

@@ -97,3 +97,11 @@ def test_the_comparison_skips_etcd_in_one_line_where_it_is_missing(monkeypatch: 
     monkeypatch.setattr(etcd_peer, "build_load_generator", broken_build)
     assert compare.etcd_peer_for(args(), tmp_path / "etcd")[2] == "building benchmarks/etcd_load/main.go failed: cannot find package"
     assert not (tmp_path / "etcd").exists()
+
+
+def test_log_tails_gives_the_last_lines_of_each_log_there_is(tmp_path: Path) -> None:
+    local_cluster = load_benchmark("local_cluster")
+    (tmp_path / "n1.log").write_text("".join(f"line {k}\n" for k in range(20)))
+    (tmp_path / "n3.log").write_text("only\n")
+    text = local_cluster.log_tails(tmp_path, "etcd", ["n1", "n2", "n3"], lines=2)
+    assert text == "--- etcd n1 ---\nline 18\nline 19\n--- etcd n3 ---\nonly"
