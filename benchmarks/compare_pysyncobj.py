@@ -153,9 +153,15 @@ def _versus(level: int, ours_report: dict[str, Any] | None, theirs_report: dict[
 
 
 def etcd_rows(results: dict[int, dict[str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
-    """One row per level where etcd ran: raftnode (fsync on) against etcd."""
-    return [_versus(level, runs.get(RAFTNODE), runs[ETCD], "etcd") for level, runs in sorted(results.items())
-            if ETCD in runs]
+    """One row per level where etcd ran: raftnode (fsync on) against etcd, and the Puts etcd
+    refused or did not answer in time (``errors``: a ratio over a refusing etcd flatters us)."""
+    rows = []
+    for level, runs in sorted(results.items()):
+        if ETCD in runs:
+            row = _versus(level, runs.get(RAFTNODE), runs[ETCD], "etcd")
+            row["etcd"]["errors"] = None if runs[ETCD] is None else runs[ETCD]["errors"]
+            rows.append(row)
+    return rows
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -253,13 +259,14 @@ def format_extra_table(rows: Sequence[dict[str, Any]], batch: int | None) -> str
 
 def format_etcd_table(rows: Sequence[dict[str, Any]]) -> str:
     """The raftnode-against-etcd rows of ``etcd_rows`` as aligned plain text."""
-    lines = [["in flight", "raftnode cmds/s", "p50 ms", "p99 ms", "etcd cmds/s", "p50 ms", "p99 ms",
+    lines = [["in flight", "raftnode cmds/s", "p50 ms", "p99 ms", "etcd cmds/s", "p50 ms", "p99 ms", "etcd errors",
               "cmds/s ratio", "p50 ratio", "p99 ratio"]]
     for row in rows:
         line = [f"{row['in_flight']:,}"]
         for side in ("raftnode", "etcd"):
             cell = row[side]
             line += [_num(cell["throughput"], ",.0f"), _ms(cell["p50_ms"]), _ms(cell["p99_ms"])]
+        line.append(_num(row["etcd"]["errors"], ","))
         lines.append(line + [_times(row["throughput_ratio"]), _times(row["p50_ratio"]), _times(row["p99_ratio"])])
     return _aligned(lines)
 
@@ -577,7 +584,8 @@ def measure_one(name: str, systems: dict[str, System], etcd: Any, level: int,
         f"in-flight {level:>6} {name:<18} {report['throughput']:>10,.0f} cmds/s  "
         f"p50 {_ms(lat['p50'])} ms  p99 {_ms(lat['p99'])} ms  "
         f"(lost {report['lost']}, errors {report['errors']}, client CPU "
-        f"{report['cpu_seconds']['client_share_of_a_core']})",
+        f"{report['cpu_seconds']['client_share_of_a_core']})"
+        + (f"  first errors: {report['error_samples'][:2]}" if report["errors"] and report.get("error_samples") else ""),
     )
     return report
 

@@ -17,8 +17,9 @@ def compare() -> ModuleType:
     return load_benchmark("compare_pysyncobj")
 
 
-def report(throughput: float, p50: float | None, p99: float | None) -> dict[str, Any]:
-    return {"throughput": throughput, "latency_ms": {"p50": p50, "p90": None, "p99": p99, "max": None, "mean": None}}
+def report(throughput: float, p50: float | None, p99: float | None, errors: int = 0) -> dict[str, Any]:
+    return {"throughput": throughput, "latency_ms": {"p50": p50, "p90": None, "p99": p99, "max": None, "mean": None},
+            "errors": errors}
 
 
 def test_the_script_imports_without_pysyncobj(compare: ModuleType) -> None:
@@ -131,21 +132,23 @@ def test_etcd_rows_table_and_targets(compare: ModuleType) -> None:
         1: {compare.RAFTNODE: report(800, 1.1, 2.0), compare.ETCD: report(1000, 0.9, 1.5),
             compare.PSO_NOBATCH: report(1600, 0.6, 1.2)},
         8: {compare.RAFTNODE: report(4000, 2.0, 3.0), compare.PSO_NOBATCH: report(5000, 1.6, 3.0)},  # etcd left out
-        64: {compare.RAFTNODE: report(25000, 2.5, 5.0), compare.ETCD: report(10000, 6.0, 12.0)},
+        64: {compare.RAFTNODE: report(25000, 2.5, 5.0), compare.ETCD: report(10000, 6.0, 12.0, errors=3101)},
         512: {compare.RAFTNODE: report(45000, 11.0, 20.0), compare.ETCD: None},  # etcd's run failed
         4096: {compare.RAFTNODE: report(48000, 80.0, 110.0), compare.ETCD: report(16000, 250.0, 300.0)},
     }
     rows = compare.etcd_rows(results)
     assert [row["in_flight"] for row in rows] == [1, 64, 512, 4096]
-    assert rows[0]["etcd"] == {"throughput": 1000, "p50_ms": 0.9, "p99_ms": 1.5} and rows[0]["throughput_ratio"] == 0.8
+    assert rows[0]["etcd"] == {"throughput": 1000, "p50_ms": 0.9, "p99_ms": 1.5, "errors": 0}
+    assert rows[0]["throughput_ratio"] == 0.8
     assert rows[1]["throughput_ratio"] == 2.5 and rows[1]["p99_ratio"] == 0.4167
     assert rows[2]["etcd"]["throughput"] is None and rows[2]["throughput_ratio"] is None
     assert compare.comparison_rows(results)[0]["pysyncobj"]["mode"] == compare.PSO_NOBATCH  # etcd is never PySyncObj
 
     table = compare.format_etcd_table(rows).splitlines()
     assert "etcd cmds/s" in table[0] and set(table[1]) <= {"-", " "} and len(table) == 6
-    assert table[2].split() == ["1", "800", "1.10", "2.00", "1,000", "0.90", "1.50", "0.8x", "1.22x", "1.33x"]
-    assert table[4].split() == ["512", "45,000", "11.0", "20.0", "-", "-", "-", "-", "-", "-"]
+    assert table[2].split() == ["1", "800", "1.10", "2.00", "1,000", "0.90", "1.50", "0", "0.8x", "1.22x", "1.33x"]
+    assert table[3].split()[7] == "3,101"
+    assert table[4].split() == ["512", "45,000", "11.0", "20.0", "-", "-", "-", "-", "-", "-", "-"]
 
     found = {t["target"]: t for t in compare.etcd_targets(rows, None)}
     assert found["etcd: >= 1x at 1 in flight"] == {"target": "etcd: >= 1x at 1 in flight",

@@ -5,7 +5,9 @@
 // next Put at once; worker w writes key "bench/<w>"). After -warmup unmeasured seconds it
 // measures a window of -duration seconds: the answers that arrive in it, whenever their Put was
 // sent, each with its latency from send to answer. Then it stops issuing and waits for the
-// outstanding Puts (each bounded by -timeout). It prints one JSON object on stdout:
+// outstanding Puts (each bounded by -timeout). "errors" counts every Put that failed, in the
+// warm-up and the drain too (etcd refuses load it cannot apply in time: "too many requests").
+// It prints one JSON object on stdout:
 //
 //	{"endpoint", "leader", "in_flight", "connections", "seconds", "acknowledged", "errors",
 //	 "error_samples", "warmup_acknowledged", "latencies_us"}
