@@ -6,8 +6,8 @@ each in-flight level, and failover time.
         [--count N] [--warmup 0.5] [--connections C] [--failover-runs 5] [--dir DIR] [--json]
         [--nodes 3] [--batch B] [--no-etcd]
 
-Four clusters of ``--nodes`` processes each (3 by default) run on 127.0.0.1 (free ports, a
-temporary directory):
+Four clusters (five with etcd) of ``--nodes`` processes each (3 by default) run on 127.0.0.1
+(free ports, a temporary directory):
 
 - raftnode: ``python -m raftnode`` nodes (``local_cluster.py``) with the counter state machine;
   every command is fsynced by a majority before it is acknowledged (its data directory is on
@@ -601,7 +601,7 @@ def etcd_peer_for(args: argparse.Namespace, directory: Path) -> tuple[Any, str |
     reason = etcd_peer.unavailable()
     if reason is None:
         try:
-            load_generator = etcd_peer.build_load_generator()
+            load_generator = etcd_peer.build_load_generator(say=partial(_log, args))
         except (etcd_peer.EtcdUnavailable, OSError) as exc:
             reason = str(exc)
     if reason is not None:

@@ -116,8 +116,9 @@ def cache_dir() -> Path:
     return Path(base) / "raftctl-bench"
 
 
-def build_load_generator(cache: Path | None = None) -> Path:
-    """The etcd_load binary for the current source, built in GOPATH mode (offline) if not cached."""
+def build_load_generator(cache: Path | None = None, say: Callable[[str], None] = print) -> Path:
+    """The etcd_load binary for the current source, built in GOPATH mode (offline) if not cached
+    (``say`` tells that it is building: the first build takes a minute or two)."""
     cache = cache or cache_dir()
     digest = hashlib.sha256(LOAD_SOURCE.read_bytes()).hexdigest()[:16]
     binary = cache / f"etcd_load-{digest}"
@@ -127,12 +128,16 @@ def build_load_generator(cache: Path | None = None) -> Path:
     env = {**os.environ, "GOPATH": str(GOPATH), "GO111MODULE": "off", "GOFLAGS": "", "GOPROXY": "off",
            "GOCACHE": str(cache / "go-build")}
     partial = binary.with_suffix(".partial")
+    say(f"building {LOAD_SOURCE.relative_to(REPO)} into {binary} (once per version of its source)")
     done = subprocess.run(["go", "build", "-o", str(partial), "."], cwd=LOAD_SOURCE.parent, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         tail = " | ".join(done.stderr.strip().splitlines()[-3:])
         raise EtcdUnavailable(f"building {LOAD_SOURCE.relative_to(REPO)} failed: {tail}")
     partial.rename(binary)
+    for stale in cache.glob("etcd_load-*"):  # builds of earlier versions of the source
+        if stale != binary:
+            stale.unlink()
     return binary
 
 

@@ -90,7 +90,7 @@ def test_the_comparison_skips_etcd_in_one_line_where_it_is_missing(monkeypatch: 
     assert compare.etcd_peer_for(args(no_etcd=True), tmp_path / "etcd") == (None, None, "--no-etcd")
     assert compare.etcd_peer_for(args(count=100), tmp_path / "etcd")[2].startswith("--count")
 
-    def broken_build() -> Path:
+    def broken_build(say: Any) -> Path:
         raise etcd_peer.EtcdUnavailable("building benchmarks/etcd_load/main.go failed: cannot find package")
 
     monkeypatch.setattr(etcd_peer, "unavailable", lambda: None)
