@@ -29,8 +29,8 @@ node's ports (``_NodePorts``) fill in the steps:
    fsync of newer entries;
 3. write the snapshot, entries and hard state to storage and fsync them — one fsync for the
    whole batch (group commit), in one long-lived disk thread (``_DiskThread``: cheaper than a
-   ``trio.to_thread`` handoff per batch) — or, for a follower's small batch, in this task
-   (``INLINE_FSYNC_ENTRIES``);
+   ``trio.to_thread`` handoff per batch) — or, for a small batch (and with ``fsync = false``),
+   in this task (``raftnode.fsyncplace``);
 4. send every other message (votes, append acknowledgements: they promise durability), between
    ``cork()`` and ``uncork()`` when the transport offers them, so the TCP transport writes each
    peer's share of a Ready straight to its socket in one system call, from this task; a follower
@@ -96,6 +96,7 @@ from .core.readindex import ReadState
 from .core.ready import Ready, Role
 from .driver import drive, hand_over, lead_without_disk
 from .eventbus import EventBus, NodeEvent
+from .fsyncplace import FsyncPlacement
 from .readserver import ReadServer
 from .snapshotpolicy import SnapshotPolicy
 from .waiters import Callback, MembershipWaiters, Waiter
@@ -176,14 +177,6 @@ class _DiskThread:
 
     def close(self) -> None:
         self._jobs.put(None)
-
-
-INLINE_FSYNC_ENTRIES = 32
-"""A follower fsyncs a Ready of at most this many entries in the node's task, not the disk
-thread: its acknowledgement waits for the fsync, and the two thread hand-offs (two process
-wake-ups, ~100-200 us of CPU each on a small VM) cost more than overlapping the fsync buys.
-A leader always uses the disk thread, so that its event loop keeps reading client requests
-and the ticker keeps its followers with heartbeats while a slow disk stalls the fsync."""
 
 
 class _NodePorts:
@@ -304,6 +297,8 @@ class RaftNode:
         self._cancel_scope: trio.CancelScope | None = None
         self._synced_vote: tuple[int, str | None] | None = None
         self._thread_storage = getattr(storage, "needs_thread", True)
+        self._fsync_place = FsyncPlacement(fsyncs=getattr(storage, "fsync", True) is not False,
+                                           heartbeat_seconds=self.config.heartbeat_interval * tick_seconds)
         self._ticks = 0
         self._apply_retry_at: int | None = None
         self._last_commit_event: tuple[int, float] | None = None  # (commit index, trio time) of the last commit event
@@ -1066,11 +1061,12 @@ class RaftNode:
             # One fsync for everything this batch wrote: entries, term and vote. A commit index
             # that changed alone is a hint and rides along with the next fsync.
             started = time.perf_counter()
-            if len(ready.entries) <= INLINE_FSYNC_ENTRIES and not leader:
-                storage.sync()  # see INLINE_FSYNC_ENTRIES
+            if self._fsync_place.inline(len(ready.entries), leader=leader):
+                storage.sync()  # see raftnode.fsyncplace
             else:
                 await self._disk(storage.sync)
             took = time.perf_counter() - started
+            self._fsync_place.observe(took)
             if took * 1000 > self.stats["fsync_max_ms"]:
                 self.stats["fsync_max_ms"] = round(took * 1000, 1)
             self.stats["fsyncs"] += 1

@@ -19,6 +19,7 @@ import trio
 from raftnode.core import NotLeader, RaftConfig, UnknownNode
 from raftnode.core.commands import CommandResult
 from raftnode.core.ready import Role
+from raftnode.fsyncplace import FAST_FSYNC_SHARE, FsyncPlacement
 from raftnode.runtime import NodeEvent, NodeNotRunning, RaftNode, _DiskThread
 from raftnode.statemachines import Counter
 from raftnode.storage.memory import MemoryStorage
@@ -57,6 +58,10 @@ def stall(storage: MemoryStorage, method: str, *, when: Callable[[], bool] = lam
 
     setattr(storage, method, stalled)
     return release
+
+
+SLOW_DISK = FsyncPlacement(fsyncs=True, heartbeat_seconds=1.0, leader_inline=False)
+"""Where a leader hands every fsync to the disk thread (whose waits the ticker's keepalives cover)."""
 
 
 # -- elections and the command contract ----------------------------------------------------------
@@ -550,6 +555,7 @@ async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_f
         storage = cluster.storages[leader.id]
         release = stall(storage, "sync")
         leader._thread_storage = True  # the stalled fsync runs in a thread, as on disk
+        leader._fsync_place = SLOW_DISK  # a leader's inline fsync (small batches, fast disk) has no keepalives
         answered = threading.Event()
         leader.submit_command("incr 1", lambda result: answered.set(), timeout=30)
         await trio.sleep(1.0)  # virtual: several election timeouts while the fsync hangs
@@ -566,6 +572,34 @@ async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_f
         assert leader.stats["keepalive_heartbeats"] > 0
         assert {node.status().term for node in cluster.running()} == {term}
         assert not [e for t, e in cluster.events if e.kind in ("election", "pre-vote") and t > 0.5]
+
+
+async def test_a_leader_fsyncs_a_small_batch_in_its_own_task_while_its_disk_is_fast_and_in_the_disk_thread_after_a_slow_fsync(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        storage = cluster.storages[leader.id]
+        syncs_in: list[threading.Thread] = []
+        original = storage.sync
+
+        def sync() -> None:
+            syncs_in.append(threading.current_thread())
+            original()
+
+        storage.sync = sync  # type: ignore[method-assign]
+        leader._thread_storage = True  # as on disk: the slow path is a worker thread
+        autojump_clock.autojump_threshold = math.inf  # a worker thread runs in real time
+        try:
+            assert (await leader.run_command("incr 1", timeout=5)).ok
+            assert syncs_in and syncs_in[-1] is threading.main_thread()
+            heartbeat = leader.config.heartbeat_interval * leader.tick_seconds
+            leader._fsync_place.observe(heartbeat * FAST_FSYNC_SHARE * 2)  # as if the last fsync was slow
+            assert (await leader.run_command("incr 1", timeout=5)).ok
+            assert syncs_in[-1] is not threading.main_thread()
+        finally:
+            leader._thread_storage = False
+            autojump_clock.autojump_threshold = 0
 
 
 async def test_an_idle_cluster_wakes_only_when_a_timer_is_due_and_keeps_time(
@@ -633,6 +667,7 @@ async def test_a_new_leader_whose_first_fsync_stalls_sends_keepalives_from_its_f
         storage = cluster.storages[new.id]
         release = stall(storage, "sync", when=lambda: new.raft is not None and new.raft.role is Role.LEADER)
         new._thread_storage = True  # the stalled fsync runs in a thread, as on disk
+        new._fsync_place = SLOW_DISK
         await old.transfer_leadership(new.id)
         await cluster.wait_until(lambda: new.raft is not None and new.raft.role is Role.LEADER, timeout=2)
         term = new.raft.term
