@@ -44,6 +44,7 @@ class EventBus:
         self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
         self._handlers: list[Callable[[NodeEvent], None]] = []
         self._recent: deque[NodeEvent] = deque(maxlen=RECENT_EVENTS)
+        self._last_commit: tuple[int, float] | None = None  # (commit index, trio time) of the last commit event
 
     def add_handler(self, handler: Callable[[NodeEvent], None]) -> None:
         """Call ``handler(event)`` for every event (from the node's task: keep it quick)."""
@@ -75,6 +76,16 @@ class EventBus:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.remove(channel)
         return event
+
+    def commit_progress(self, commit: int) -> None:
+        """The commit index moved to ``commit``: a ``commit`` event (with the rate since the
+        last) at most once a second."""
+        now = trio.current_time()
+        last = self._last_commit
+        if last is None or now - last[1] >= 1.0:
+            rate = f" ({(commit - last[0]) / (now - last[1]):.0f}/s)" if last is not None else ""
+            self.emit("commit", f"commit index {commit}{rate}")
+            self._last_commit = (commit, now)
 
     def close(self) -> None:
         """End every subscriber's stream (the node stopped)."""

@@ -22,6 +22,24 @@ if TYPE_CHECKING:
 MembershipCheck = Callable[["Raft"], "str | None"]
 
 
+def is_voter(node: str) -> MembershipCheck:
+    """The check of ``add_node(node)``: done once ``node`` is a voter in the committed
+    configuration; failed if the leader gave up catching it up (and dropped it)."""
+
+    def check(raft: Raft) -> str | None:
+        if node in raft.committed_configuration().voters:
+            return ""
+        failure = raft.catchup_failures.get(node)
+        return failure if failure is not None and node not in raft.configuration.members() else None
+
+    return check
+
+
+def is_removed(node: str) -> MembershipCheck:
+    """The check of ``remove_node(node)``: done once the committed configuration lacks ``node``."""
+    return lambda raft: "" if node not in raft.committed_configuration().members() else None
+
+
 class Waiter:
     """Where the node's task leaves the answer for a caller waiting on it."""
 

@@ -51,5 +51,5 @@ def test_a_node_on_a_disk_storage_without_fsync_places_every_sync_inline(tmp_pat
             state_machine=Counter(),
         )
 
-    assert node(fsync=False)._fsync_place.inline(100 * INLINE_FSYNC_ENTRIES, leader=True)
-    assert not node(fsync=True)._fsync_place.inline(100 * INLINE_FSYNC_ENTRIES, leader=True)
+    assert node(fsync=False)._disk.fsync_place.inline(100 * INLINE_FSYNC_ENTRIES, leader=True)
+    assert not node(fsync=True)._disk.fsync_place.inline(100 * INLINE_FSYNC_ENTRIES, leader=True)

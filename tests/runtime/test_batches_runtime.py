@@ -61,7 +61,7 @@ async def test_a_batch_with_no_room_in_the_inbox_is_refused_whole_with_retry(
 ) -> None:
     async with running_cluster() as cluster:
         leader = await cluster.wait_leader()
-        leader._inbox_size = 3
+        leader._inbox.inbox_size = 3
         results = await run_batch(leader, ["incr 1"] * 4)
         assert results == [CommandResult(retry=True)] * 4
         assert leader.status().stats["inbox_dropped"] == 4

@@ -20,7 +20,8 @@ from raftnode.core import NotLeader, RaftConfig, UnknownNode
 from raftnode.core.commands import CommandResult
 from raftnode.core.ready import Role
 from raftnode.fsyncplace import FAST_FSYNC_SHARE, FsyncPlacement
-from raftnode.runtime import NodeEvent, NodeNotRunning, RaftNode, _DiskThread
+from raftnode.nodedisk import DiskThread
+from raftnode.runtime import NodeEvent, NodeNotRunning, RaftNode
 from raftnode.statemachines import Counter
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.memory import MemoryNetwork
@@ -261,7 +262,7 @@ async def test_a_follower_whose_state_machine_keeps_failing_reports_apply_errors
 async def test_apply_retries_follow_the_backoff_policy_even_while_messages_keep_arriving(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # RaftNode documents retries at 2 ticks, then 4 ticks, then a halt (_apply_retry_at). A
+    # RaftNode documents retries at 2 ticks, then 4 ticks, then a halt (Ticker.apply_retry_at). A
     # follower also processes a Ready for every heartbeat or AppendEntries it receives; those must
     # not count as extra attempts, or a busy cluster would burn through the attempts at once.
     target: dict[str, Any] = {"node": None, "command": "incr 7"}
@@ -530,7 +531,7 @@ async def test_a_flood_of_commands_is_taken_a_bounded_batch_per_turn_and_every_o
         leader = await cluster.wait_leader()
         answers: list[CommandResult] = []
         waiting: list[int] = []  # proposals still queued after each turn
-        leader.add_flush_handler(lambda: waiting.append(len(leader._proposals)))
+        leader.add_flush_handler(lambda: waiting.append(len(leader._inbox.proposals)))
         for _ in range(2000):
             leader.submit_command("incr 1", answers.append, timeout=30)
         assert leader.proposals_backlogged()
@@ -539,7 +540,7 @@ async def test_a_flood_of_commands_is_taken_a_bounded_batch_per_turn_and_every_o
             while len(answers) < 2000:
                 await trio.sleep(0.01)
         taken = [before - after for before, after in zip([2000, *waiting], waiting)]
-        assert max(taken) == leader._max_batch and sum(taken) == 2000
+        assert max(taken) == leader._inbox.max_batch and sum(taken) == 2000
         assert all(a.ok for a in answers)
         assert leader.stats["inbox_dropped"] == 0 and leader.status().term == 1
         await cluster.wait_applied(max(a.index for a in answers))
@@ -554,8 +555,8 @@ async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_f
         term = leader.status().term
         storage = cluster.storages[leader.id]
         release = stall(storage, "sync")
-        leader._thread_storage = True  # the stalled fsync runs in a thread, as on disk
-        leader._fsync_place = SLOW_DISK  # a leader's inline fsync (small batches, fast disk) has no keepalives
+        leader._disk.thread_storage = True  # the stalled fsync runs in a thread, as on disk
+        leader._disk.fsync_place = SLOW_DISK  # a leader's inline fsync (small batches, fast disk) has no keepalives
         answered = threading.Event()
         leader.submit_command("incr 1", lambda result: answered.set(), timeout=30)
         await trio.sleep(1.0)  # virtual: several election timeouts while the fsync hangs
@@ -564,7 +565,7 @@ async def test_a_leader_whose_fsync_stalls_keeps_its_followers_with_heartbeats_f
         # command it held is answered (autojump would race the clock ahead on a busy machine).
         autojump_clock.autojump_threshold = math.inf
         await trio.to_thread.run_sync(answered.wait, 30)
-        leader._thread_storage = False  # the stall is over: later syncs inline, off the real clock
+        leader._disk.thread_storage = False  # the stall is over: later syncs inline, off the real clock
         autojump_clock.autojump_threshold = 0
         assert answered.is_set()
         result = await leader.run_command("incr 2", timeout=5)
@@ -588,17 +589,17 @@ async def test_a_leader_fsyncs_a_small_batch_in_its_own_task_while_its_disk_is_f
             original()
 
         storage.sync = sync  # type: ignore[method-assign]
-        leader._thread_storage = True  # as on disk: the slow path is a worker thread
+        leader._disk.thread_storage = True  # as on disk: the slow path is a worker thread
         autojump_clock.autojump_threshold = math.inf  # a worker thread runs in real time
         try:
             assert (await leader.run_command("incr 1", timeout=5)).ok
             assert syncs_in and syncs_in[-1] is threading.main_thread()
             heartbeat = leader.config.heartbeat_interval * leader.tick_seconds
-            leader._fsync_place.observe(heartbeat * FAST_FSYNC_SHARE * 2)  # as if the last fsync was slow
+            leader._disk.fsync_place.observe(heartbeat * FAST_FSYNC_SHARE * 2)  # as if the last fsync was slow
             assert (await leader.run_command("incr 1", timeout=5)).ok
             assert syncs_in[-1] is not threading.main_thread()
         finally:
-            leader._thread_storage = False
+            leader._disk.thread_storage = False
             autojump_clock.autojump_threshold = 0
 
 
@@ -643,8 +644,8 @@ async def test_a_follower_whose_disk_stalls_lets_the_waiting_heartbeats_reset_it
         follower = next(node for node in cluster.running() if node is not leader)
         storage = cluster.storages[follower.id]
         release = stall(storage, "save_snapshot")
-        follower._disk_thread = _DiskThread("test-disk")  # the snapshot write waits in a thread
-        follower._thread_storage = True
+        follower._disk.thread = DiskThread("test-disk")  # the snapshot write waits in a thread
+        follower._disk.thread_storage = True
         term = leader.status().term
         stalled_at = trio.current_time()
         async with trio.open_nursery() as nursery:
@@ -666,8 +667,8 @@ async def test_a_new_leader_whose_first_fsync_stalls_sends_keepalives_from_its_f
         new = next(node for node in cluster.running() if node is not old)
         storage = cluster.storages[new.id]
         release = stall(storage, "sync", when=lambda: new.raft is not None and new.raft.role is Role.LEADER)
-        new._thread_storage = True  # the stalled fsync runs in a thread, as on disk
-        new._fsync_place = SLOW_DISK
+        new._disk.thread_storage = True  # the stalled fsync runs in a thread, as on disk
+        new._disk.fsync_place = SLOW_DISK
         await old.transfer_leadership(new.id)
         await cluster.wait_until(lambda: new.raft is not None and new.raft.role is Role.LEADER, timeout=2)
         term = new.raft.term
