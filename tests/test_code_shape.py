@@ -27,9 +27,6 @@ ALLOWED = {
     # The node runtime: being split into rooms (issue 13, another branch).
     "raftnode/runtime.py::RaftNode",
     "raftnode/runtime.py::RaftNode.__init__",
-    # raftctl commands and tools (owned by the client/CLI work of issue 13).
-    "raftctl/bench.py::LoadGenerator",
-    "raftctl/bench.py::LoadGenerator._session",
 }
 
 
