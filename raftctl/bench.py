@@ -696,7 +696,7 @@ class _Pipeline:
         return out
 
     def _take_answers(self, data: bytes) -> None:
-        """Settle the commands that the answers in ``data`` (and the bytes before it) answer."""
+        """Settle the commands answered by the frames that ``data`` completes."""
         generator = self.generator
         tally, counts, latencies, outstanding, end = (
             generator.tally, generator._counts, generator.tally.latencies, self.outstanding, self.end)
