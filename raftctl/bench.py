@@ -591,68 +591,67 @@ class LoadGenerator:
             first = False
             failures = 0
             async with stream:
-                target = await self._session(stream, target, window, pending, delayed, frame_of, session)
+                target = await _Pipeline(self, target, window, pending, delayed, frame_of, session).run(stream)
             if target is None:
                 return
 
-    async def _session(
+    def _counted(self, outstanding: dict[int, tuple[float, int]]) -> int:
+        """How many of ``outstanding`` are not warm-up commands (whose fate is not reported)."""
+        if self._by_time:
+            return len(outstanding) if time.perf_counter() >= self._measure_start else 0
+        return sum(1 for sent, _, _ in outstanding.values() if sent >= self._measure_start)
+
+
+class _Pipeline:
+    """Commands pipelined on one connection of ``generator`` (its ``_worker`` makes one per
+    connection it opens): ``run`` sends and answers until the connection's work is done, breaks
+    or is redirected. ``pending`` and ``delayed`` are the worker's: commands to send again outlive
+    the connection. Commands carry a sequence number of ``session`` (0 without one), ended at
+    their final answer."""
+
+    __slots__ = ("generator", "target", "window", "pending", "delayed", "frame_of", "session", "begin", "end",
+                 "decoder", "outstanding", "ids", "switch_to", "pause", "batching")
+
+    def __init__(
         self,
-        stream: trio.abc.Stream,
+        generator: LoadGenerator,
         target: str,
         window: int,
         pending: deque[tuple[float, int, int]],
         delayed: deque[tuple[float, float, int, int]],
         frame_of: Callable[[int, int, int], bytes],
         session: ClientSession | None,
-    ) -> str | None:
-        """Pipeline commands on one connection; returns the node to go to next, None when done.
-        Commands carry a sequence number of ``session`` (0 without one), ended at their final answer."""
-        tally = self.tally
+    ) -> None:
+        self.generator = generator
+        self.target = target
+        self.window = window
+        self.pending = pending
+        self.delayed = delayed
+        self.frame_of = frame_of
+        self.session = session
+        self.begin: Callable[[], int] = session.begin if session is not None else lambda: 0
+        self.end: Callable[[int], None] = session.end if session is not None else lambda seq: None
+        self.decoder = codec.FrameDecoder()
+        self.outstanding: dict[int, tuple[float, int, int]] = {}  # request id -> (first send, command, seq)
+        self.ids = itertools.count(1)
+        self.switch_to: str | None = None
+        self.pause = RETRY_PAUSE
+        self.batching = frame_of if isinstance(frame_of, BatchFramer) else None
+        if self.batching is not None:
+            self.batching.reset()
+
+    async def run(self, stream: trio.abc.Stream) -> str | None:
+        """Pipeline commands on ``stream``; returns the node to go to next, None when done."""
         perf = time.perf_counter
-        loads = json.loads
-        begin = session.begin if session is not None else lambda: 0
-        end = session.end if session is not None else lambda seq: None
-        ticket = self._ticket
-        choose = self._choose
-        counts = self._counts
-        latencies = tally.latencies
-        decoder = codec.FrameDecoder()
-        outstanding: dict[int, tuple[float, int, int]] = {}  # request id -> (first send, command, seq)
-        ids = itertools.count(1)
-        switch_to: str | None = None
-        pause = RETRY_PAUSE
-        batching = frame_of if isinstance(frame_of, BatchFramer) else None
-        if batching is not None:
-            batching.reset()
+        outstanding, pending, delayed = self.outstanding, self.pending, self.delayed
         try:
             while True:
-                now = perf()
-                while delayed and delayed[0][0] <= now:
-                    pending.append(delayed.popleft()[1:])
-                out = []
-                if switch_to is None:
-                    room = window - len(outstanding)
-                    while room > 0 and pending:
-                        entry = pending.popleft()
-                        request_id = next(ids)
-                        outstanding[request_id] = entry
-                        out.append(frame_of(entry[1], entry[2], request_id))
-                        room -= 1
-                    room -= len(delayed)
-                    while room > 0 and ticket(now):
-                        command = choose()
-                        seq = begin()
-                        request_id = next(ids)
-                        outstanding[request_id] = (now, command, seq)
-                        out.append(frame_of(command, seq, request_id))
-                        room -= 1
-                    if batching is not None:
-                        out = batching.frames(ids)
+                out = self._to_send(perf())
                 if out:
                     await stream.send_all(out[0] if len(out) == 1 else b"".join(out))
                 if not outstanding:
-                    if switch_to is not None:
-                        return switch_to
+                    if self.switch_to is not None:
+                        return self.switch_to
                     if delayed:
                         await trio.sleep(max(0.0, delayed[0][0] - perf()))
                         continue
@@ -662,111 +661,162 @@ class LoadGenerator:
                 data = await stream.receive_some(RECEIVE_BYTES)
                 if not data:
                     raise trio.BrokenResourceError("the node closed the connection")
-                now = perf()
-                self._last_answer = now
-                measure_start = self._measure_start
-                # By time, an answer counts when it arrives in the window, whenever it was sent.
-                in_window = measure_start <= now < self._measure_end
-                by_time = self._by_time
-                late = now >= self._measure_end
-                measured_answers = False
-                for frame in decoder.feed(data):
-                    payload = frame.payload
-                    # Fast path for the common answer, a plain success: '{"ok":true,...,"id":N}'
-                    # (the id is the last key, so a trailing '"id":<digits>}' can only be it).
-                    if batching is None and payload.startswith(b'{"ok":true') and payload.endswith(b"}"):
-                        at = payload.rfind(b'"id":')
-                        digits = payload[at + 5 : -1]
-                        if at > 0 and digits.isdigit():
-                            entry = outstanding.pop(int(digits), None)
-                            if entry is None:
-                                continue
-                            sent, command, seq = entry
-                            end(seq)
-                            pause = RETRY_PAUSE
-                            if in_window if by_time else sent >= measure_start:
-                                tally.ok += 1
-                                counts[command] += 1
-                                latencies.append(now - sent)
-                                measured_answers = True
-                            elif late:
-                                tally.late += 1
-                            else:
-                                tally.warmup_ok += 1
-                            continue
-                    document = loads(payload)
-                    members = batching.members.pop(document.get("id"), None) if batching is not None else None
-                    if members is None:
-                        pairs: Any = ((document.get("id"), document),)
-                    else:  # a run_many answer: each command's own outcome (a refusal: the same for all)
-                        pairs = zip(members, document.get("results") or [document] * len(members))
-                    for request_id, document in pairs:
-                        entry = outstanding.pop(request_id, None)
-                        if entry is None:
-                            continue
-                        sent, command, seq = entry
-                        measured = in_window if by_time else sent >= measure_start
-                        redirect = document.get("redirect")
-                        if redirect:
-                            if measured:
-                                tally.redirects += 1
-                            if redirect in self.addresses and redirect != target:
-                                pending.append(entry)
-                                if switch_to is None:
-                                    switch_to = redirect
-                                    if redirect not in tally.leaders_seen:
-                                        tally.leaders_seen.append(redirect)
-                                continue
-                            delayed.append((now + pause, sent, command, seq))
-                            pause = min(pause * 2, RETRY_PAUSE_MAX)
-                            continue
-                        if document.get("retry"):
-                            if measured:
-                                tally.retries += 1
-                            delayed.append((now + pause, sent, command, seq))
-                            pause = min(pause * 2, RETRY_PAUSE_MAX)
-                            continue
-                        pause = RETRY_PAUSE
-                        end(seq)
-                        if not measured:
-                            if late:
-                                tally.late += 1
-                            elif not (document.get("ok") is False or document.get("error") or document.get("timeout_expired")):
-                                tally.warmup_ok += 1
-                            continue
-                        measured_answers = True
-                        if document.get("timeout_expired"):
-                            tally.timeouts += 1
-                        elif document.get("ok") is False or document.get("error"):
-                            tally.errors += 1
-                            tally.note_error(str(document.get("error")))
-                        else:
-                            tally.ok += 1
-                            counts[command] += 1
-                            latencies.append(now - sent)
-                if measured_answers:
-                    self._last_measured_answer = now
+                self._take_answers(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, codec.CodecError, ValueError):
-            # Whatever was outstanding may or may not have been committed: in a session it is
-            # safe to send again (applied at most once); without one it is given up.
-            if session is not None:
-                tally.resent_after_loss += self._counted(outstanding)
-                pending.extend(outstanding.values())
-            else:
-                tally.lost += self._counted(outstanding)
-                for _, _, seq in outstanding.values():
-                    end(seq)
-            outstanding.clear()
-            return switch_to or self._next_node(target)
+            return self._lost()
         finally:
             # Left only when the run is cut short (stalled, or the drain ran out): never answered.
-            tally.unanswered += self._counted(outstanding)
+            self.generator.tally.unanswered += self.generator._counted(outstanding)
 
-    def _counted(self, outstanding: dict[int, tuple[float, int]]) -> int:
-        """How many of ``outstanding`` are not warm-up commands (whose fate is not reported)."""
-        if self._by_time:
-            return len(outstanding) if time.perf_counter() >= self._measure_start else 0
-        return sum(1 for sent, _, _ in outstanding.values() if sent >= self._measure_start)
+    def _to_send(self, now: float) -> list[bytes]:
+        """The frames to send now: the commands due again first, then new ones, while the window has room."""
+        delayed, pending, outstanding, ids, frame_of = self.delayed, self.pending, self.outstanding, self.ids, self.frame_of
+        while delayed and delayed[0][0] <= now:
+            pending.append(delayed.popleft()[1:])
+        out: list[bytes] = []
+        if self.switch_to is None:
+            room = self.window - len(outstanding)
+            while room > 0 and pending:
+                entry = pending.popleft()
+                request_id = next(ids)
+                outstanding[request_id] = entry
+                out.append(frame_of(entry[1], entry[2], request_id))
+                room -= 1
+            room -= len(delayed)
+            ticket, choose, begin = self.generator._ticket, self.generator._choose, self.begin
+            while room > 0 and ticket(now):
+                command = choose()
+                seq = begin()
+                request_id = next(ids)
+                outstanding[request_id] = (now, command, seq)
+                out.append(frame_of(command, seq, request_id))
+                room -= 1
+            if self.batching is not None:
+                out = self.batching.frames(ids)
+        return out
+
+    def _take_answers(self, data: bytes) -> None:
+        """Settle the commands answered by the frames that ``data`` completes."""
+        generator = self.generator
+        tally, counts, latencies, outstanding, end = (
+            generator.tally, generator._counts, generator.tally.latencies, self.outstanding, self.end)
+        batching = self.batching
+        now = time.perf_counter()
+        generator._last_answer = now
+        measure_start = generator._measure_start
+        # By time, an answer counts when it arrives in the window, whenever it was sent.
+        in_window = measure_start <= now < generator._measure_end
+        by_time = generator._by_time
+        late = now >= generator._measure_end
+        measured_answers = False
+        for frame in self.decoder.feed(data):
+            payload = frame.payload
+            # Fast path for the common answer, a plain success: '{"ok":true,...,"id":N}'
+            # (the id is the last key, so a trailing '"id":<digits>}' can only be it).
+            if batching is None and payload.startswith(b'{"ok":true') and payload.endswith(b"}"):
+                at = payload.rfind(b'"id":')
+                digits = payload[at + 5 : -1]
+                if at > 0 and digits.isdigit():
+                    entry = outstanding.pop(int(digits), None)
+                    if entry is None:
+                        continue
+                    sent, command, seq = entry
+                    end(seq)
+                    self.pause = RETRY_PAUSE
+                    if in_window if by_time else sent >= measure_start:
+                        tally.ok += 1
+                        counts[command] += 1
+                        latencies.append(now - sent)
+                        measured_answers = True
+                    elif late:
+                        tally.late += 1
+                    else:
+                        tally.warmup_ok += 1
+                    continue
+            if self._settle(payload, now, in_window if by_time else None, late):
+                measured_answers = True
+        if measured_answers:
+            generator._last_measured_answer = now
+
+    def _settle(self, payload: bytes, now: float, in_window: bool | None, late: bool) -> bool:
+        """Settle the commands one answer (not a plain success) answers: a redirect or a retry
+        sends the command again; ``in_window``: whether it is measured (None: by its first send).
+        Returns whether any measured command was answered."""
+        generator, outstanding, end = self.generator, self.outstanding, self.end
+        tally, counts, latencies = generator.tally, generator._counts, generator.tally.latencies
+        measure_start = generator._measure_start
+        batching = self.batching
+        measured_answers = False
+        document = json.loads(payload)
+        members = batching.members.pop(document.get("id"), None) if batching is not None else None
+        if members is None:
+            pairs: Any = ((document.get("id"), document),)
+        else:  # a run_many answer: each command's own outcome (a refusal: the same for all)
+            pairs = zip(members, document.get("results") or [document] * len(members))
+        for request_id, document in pairs:
+            entry = outstanding.pop(request_id, None)
+            if entry is None:
+                continue
+            sent, command, seq = entry
+            measured = in_window if in_window is not None else sent >= measure_start
+            redirect = document.get("redirect")
+            if redirect or document.get("retry"):
+                self._send_again(entry, redirect, measured, now)
+                continue
+            self.pause = RETRY_PAUSE
+            end(seq)
+            if not measured:
+                if late:
+                    tally.late += 1
+                elif not (document.get("ok") is False or document.get("error") or document.get("timeout_expired")):
+                    tally.warmup_ok += 1
+                continue
+            measured_answers = True
+            if document.get("timeout_expired"):
+                tally.timeouts += 1
+            elif document.get("ok") is False or document.get("error"):
+                tally.errors += 1
+                tally.note_error(str(document.get("error")))
+            else:
+                tally.ok += 1
+                counts[command] += 1
+                latencies.append(now - sent)
+        return measured_answers
+
+    def _send_again(self, entry: tuple[float, int, int], redirect: Any, measured: bool, now: float) -> None:
+        """``entry`` (first send, command, seq) was answered with a redirect or a retry: to a
+        node of the cluster named, it goes there once this connection's other answers are in;
+        otherwise again after a pause that doubles, up to ``RETRY_PAUSE_MAX``."""
+        tally = self.generator.tally
+        if redirect:
+            if measured:
+                tally.redirects += 1
+            if redirect in self.generator.addresses and redirect != self.target:
+                self.pending.append(entry)
+                if self.switch_to is None:
+                    self.switch_to = redirect
+                    if redirect not in tally.leaders_seen:
+                        tally.leaders_seen.append(redirect)
+                return
+        elif measured:
+            tally.retries += 1
+        self.delayed.append((now + self.pause, *entry))
+        self.pause = min(self.pause * 2, RETRY_PAUSE_MAX)
+
+    def _lost(self) -> str:
+        """The connection broke. Whatever was outstanding may or may not have been committed: in
+        a session it is safe to send again (applied at most once); without one it is given up.
+        Returns the node to go to next."""
+        generator, outstanding = self.generator, self.outstanding
+        if self.session is not None:
+            generator.tally.resent_after_loss += generator._counted(outstanding)
+            self.pending.extend(outstanding.values())
+        else:
+            generator.tally.lost += generator._counted(outstanding)
+            for _, _, seq in outstanding.values():
+                self.end(seq)
+        outstanding.clear()
+        return self.switch_to or generator._next_node(self.target)
 
 
 # -- finding a leader over the client protocol -------------------------------------------------------

@@ -575,7 +575,24 @@ class _Validator:
             raise self.fail("cluster", f"expected a table ([cluster]), got {_toml_type(table)}")
         self.reject_unknown(table, tuple(DEFAULT_CLUSTER), "cluster.")
         raw = {**DEFAULT_CLUSTER, **table}
+        # Checked in this order: the first fault found is the one reported.
+        fields = {**self.identity(raw), **self.elections(raw), **self.limits(raw), **self.switches(raw)}
 
+        nodes = self.nodes(document.get("nodes"))
+        base = Path(self.path).resolve().parent
+        resolved_state_dir = (base / Path(fields.pop("state_dir")).expanduser()).resolve()
+        tls = self.tls(document.get("tls"), base, resolved_state_dir)
+        self.check_exposure(nodes, fields["peer_auth"])
+        return ClusterConfig(
+            path=Path(self.path).resolve(),
+            state_dir=resolved_state_dir,
+            nodes=nodes,
+            tls=tls,
+            **fields,
+        )
+
+    def identity(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``name``, ``state_machine`` and ``state_dir`` (as written: resolved by ``cluster``)."""
         name = self.typed(raw["name"], str, "a string", "cluster.name")
         if not name.strip():
             raise self.fail("cluster.name", "must not be empty")
@@ -591,6 +608,10 @@ class _Validator:
         state_dir = self.typed(raw["state_dir"], str, "a string", "cluster.state_dir")
         if not state_dir:
             raise self.fail("cluster.state_dir", "must not be empty")
+        return {"name": name, "state_machine": state_machine, "state_dir": state_dir}
+
+    def elections(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``heartbeat_ms`` (below the election timeout), ``election_timeout_ms``, ``pre_vote``, ``check_quorum``."""
         heartbeat_ms = self.positive_int(raw["heartbeat_ms"], "cluster.heartbeat_ms")
         timeouts = self.typed(
             raw["election_timeout_ms"],
@@ -614,6 +635,11 @@ class _Validator:
             )
         pre_vote = self.typed(raw["pre_vote"], bool, "a boolean", "cluster.pre_vote")
         check_quorum = self.typed(raw["check_quorum"], bool, "a boolean", "cluster.check_quorum")
+        return {"heartbeat_ms": heartbeat_ms, "election_timeout_ms": (low, high),
+                "pre_vote": pre_vote, "check_quorum": check_quorum}
+
+    def limits(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot thresholds, the longest command, the connection counts and timeouts."""
         snapshot_entries = self.positive_int(raw["snapshot_entries"], "cluster.snapshot_entries")
         snapshot_bytes = self.positive_int(raw["snapshot_bytes"], "cluster.snapshot_bytes")
         max_command_bytes = self.positive_int(raw["max_command_bytes"], "cluster.max_command_bytes")
@@ -631,37 +657,15 @@ class _Validator:
                 "cluster.idle_timeout_ms",
                 f"must be at least handshake_timeout_ms ({handshake_timeout_ms}), got {idle_timeout_ms}",
             )
-        peer_auth = self.typed(raw["peer_auth"], bool, "a boolean", "cluster.peer_auth")
-        client_auth = self.typed(raw["client_auth"], bool, "a boolean", "cluster.client_auth")
-        fsync = self.typed(raw["fsync"], bool, "a boolean", "cluster.fsync")
+        return {"snapshot_entries": snapshot_entries, "snapshot_bytes": snapshot_bytes,
+                "max_command_bytes": max_command_bytes, "max_client_connections": max_client_connections,
+                "max_peer_connections": max_peer_connections, "handshake_timeout_ms": handshake_timeout_ms,
+                "idle_timeout_ms": idle_timeout_ms}
 
-        nodes = self.nodes(document.get("nodes"))
-        base = Path(self.path).resolve().parent
-        resolved_state_dir = (base / Path(state_dir).expanduser()).resolve()
-        tls = self.tls(document.get("tls"), base, resolved_state_dir)
-        self.check_exposure(nodes, peer_auth)
-        return ClusterConfig(
-            path=Path(self.path).resolve(),
-            name=name,
-            state_machine=state_machine,
-            state_dir=resolved_state_dir,
-            heartbeat_ms=heartbeat_ms,
-            election_timeout_ms=(low, high),
-            pre_vote=pre_vote,
-            check_quorum=check_quorum,
-            snapshot_entries=snapshot_entries,
-            snapshot_bytes=snapshot_bytes,
-            max_command_bytes=max_command_bytes,
-            max_client_connections=max_client_connections,
-            max_peer_connections=max_peer_connections,
-            handshake_timeout_ms=handshake_timeout_ms,
-            idle_timeout_ms=idle_timeout_ms,
-            peer_auth=peer_auth,
-            client_auth=client_auth,
-            nodes=nodes,
-            fsync=fsync,
-            tls=tls,
-        )
+    def switches(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``peer_auth``, ``client_auth`` and ``fsync``."""
+        return {key: self.typed(raw[key], bool, "a boolean", f"cluster.{key}")
+                for key in ("peer_auth", "client_auth", "fsync")}
 
     def tls(self, table: object, base: Path, state_dir: Path) -> TlsConfig | None:
         if table is None:

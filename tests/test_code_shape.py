@@ -4,9 +4,8 @@ A definition's size is its lines from the ``class``/``def`` line to its last lin
 comments and blank lines included (decorators not: click's options are declarations). Methods
 and nested functions are measured on their own as well as inside their class or function.
 
-``ALLOWED`` lists the offenders that predate the rule, each to be split by the work named in its
-comment. The list can only shrink: a new offender fails, and so does an entry that no longer
-offends (delete it, so that it cannot grow back).
+The rule has no exceptions: the last offenders that predated it (``RaftNode``, ``ClientService``,
+the cluster-table validator, bench's load generator) were split by issue 13.
 """
 
 from __future__ import annotations
@@ -16,23 +15,10 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("raftnode", "raftctl")
 MAX_CLASS_LINES = 300
 MAX_FUNCTION_LINES = 60
-
-ALLOWED = {
-    # The client service: being split into rooms (issue 13, another branch).
-    "raftnode/service.py::ClientService",
-    "raftnode/service.py::ClientService._serve",
-    # Parsing a cluster file's [cluster] table.
-    "raftnode/config.py::_Validator.cluster",
-    # raftctl commands and tools (owned by the client/CLI work of issue 13).
-    "raftctl/bench.py::LoadGenerator",
-    "raftctl/bench.py::LoadGenerator._session",
-}
 
 
 def definitions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, str, int]]:
@@ -85,17 +71,6 @@ def test_the_measure_sees_classes_methods_and_nested_functions() -> None:
     assert oversized(big_class) == [("Big", "class", 301)]
 
 
-def test_no_new_class_over_300_lines_or_function_over_60() -> None:
-    new = {name: size for name, size in offenders().items() if name not in ALLOWED}
-    assert not new, "split these (or, if they predate the rule, say why in ALLOWED): " + ", ".join(
-        f"{name} ({size})" for name, size in sorted(new.items())
-    )
-
-
-@pytest.mark.parametrize("name", sorted(ALLOWED))
-def test_each_allowed_offender_still_offends(name: str) -> None:
-    assert name in offenders(), f"{name} is no longer over the limit: delete it from ALLOWED so it stays that way"
-
-
-def test_the_protocol_core_has_no_offender_at_all() -> None:
-    assert not [name for name in ALLOWED | set(offenders()) if name.startswith("raftnode/core/")]
+def test_no_class_over_300_lines_or_function_over_60() -> None:
+    found = offenders()
+    assert not found, "split these: " + ", ".join(f"{name} ({size})" for name, size in sorted(found.items()))
