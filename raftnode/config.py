@@ -472,7 +472,8 @@ def remove_node_from_file(path: str | os.PathLike[str], node_id: str) -> bool:
     """Delete the ``[[nodes]]`` entry of ``node_id`` from the cluster file; False if absent."""
     target = Path(path)
     text = target.read_text(encoding="utf-8")
-    blocks = re.split(r"(?m)^(?=\[\[nodes\]\])", text)
+    # Split at every table header: a node's block ends where the next table ([tls], ...) begins.
+    blocks = re.split(r"(?m)^(?=\[)", text)
     kept = [b for b in blocks if not (b.startswith("[[nodes]]") and tomllib.loads(b).get("nodes", [{}])[0].get("id") == node_id)]
     if len(kept) == len(blocks):
         return False

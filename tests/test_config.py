@@ -17,6 +17,7 @@ from raftnode.config import (
     load_config,
     parse_address,
     parse_config,
+    remove_node_from_file,
     write_config,
 )
 
@@ -131,6 +132,16 @@ def test_state_dir_is_relative_to_the_file_not_the_working_directory(
     monkeypatch.chdir(tmp_path / "elsewhere")
     path = write(tmp_path, variant('state_dir = ".raftctl"', 'state_dir = "state/here"'))
     assert load_config(path).state_dir == tmp_path.resolve() / "state" / "here"
+
+
+def test_removing_the_last_node_keeps_a_table_that_follows_it(tmp_path: Path) -> None:
+    """A table after the last ``[[nodes]]`` entry (as ``[tls]`` in a hand-written file) is not part
+    of that node: removing the node keeps it (it once went with it, and the cluster lost TLS)."""
+    path = write(tmp_path, BASE + "\n[tls]\nenabled = true\n")
+    assert remove_node_from_file(path, "n3")
+    config = load_config(path)
+    assert config.node_ids == ("n1", "n2") and config.tls is not None
+    assert "[tls]\nenabled = true\n" in path.read_text(encoding="utf-8")
 
 
 def test_records_are_frozen(tmp_path: Path) -> None:
