@@ -1,6 +1,6 @@
 """Peer codec throughput: encode+decode of an AppendEntries of 1, 64 and 1,024 16-byte commands.
 
-Compares raftnode.codec's struct encoding with json (a dict form; entry data as base64, or as
+Compares raftnode.wire.codec's struct encoding with json (a dict form; entry data as base64, or as
 latin-1 text), with pickle (a reference only: unpickling bytes from a peer runs code of the
 peer's choosing, so it is never used on the wire) and, only when it happens to be importable,
 msgpack (not a dependency). Every codec must give back an equal message, with Entry values and
@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from raftnode.codec import decode_message, encode_message
 from raftnode.core.messages import AppendEntries, Entry, EntryKind
+from raftnode.wire.codec import decode_message, encode_message
 
 try:  # measured only if already installed; never a dependency
     import msgpack  # type: ignore[import-not-found]
@@ -92,7 +92,7 @@ def _msgpack_codec() -> Codec:
 
 def codecs() -> dict[str, Codec]:
     found: dict[str, Codec] = {
-        "struct (raftnode.codec)": (encode_message, decode_message),
+        "struct (raftnode.wire.codec)": (encode_message, decode_message),
         "json + base64": _json_codec(lambda b: base64.b64encode(b).decode("ascii"), base64.b64decode),
         "json + latin-1": _json_codec(lambda b: b.decode("latin-1"), lambda s: s.encode("latin-1")),
         "pickle (reference only)": (lambda m: pickle.dumps(m, protocol=5), pickle.loads),

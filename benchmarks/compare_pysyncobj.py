@@ -524,8 +524,8 @@ async def failover_once(system: System) -> float | None:
     """Seconds from kill -9 of the leader to the first command a survivor acknowledges."""
     import trio
 
-    from raftnode import wire
-    from raftnode.client import ClientError, ClusterClient
+    from raftnode.wire import requests as wire
+    from raftnode.client.trioclient import ClientError, ClusterClient
 
     leader = await all_agree(system, timeout=30)
     survivors = [n for n in system.addresses if n != leader]

@@ -41,9 +41,9 @@ from local_cluster import (  # noqa: E402
     write_cluster,
 )
 
-from raftnode import wire  # noqa: E402
-from raftnode.client import ClusterClient  # noqa: E402
+from raftnode.client.trioclient import ClusterClient  # noqa: E402
 from raftnode.config import Address  # noqa: E402
+from raftnode.wire import requests as wire  # noqa: E402
 
 
 async def measure(addresses: dict[str, Address], pids: dict[str, int], count: int, warmup: int) -> dict[str, Any]:

@@ -17,10 +17,10 @@ sys.path.insert(0, str(REPO))
 
 from raftctl.bench import cpu_seconds, percentile  # noqa: E402,F401 - shared with the benchmarks
 from raftctl.supervisor import free_base_port, free_ports  # noqa: E402,F401 - one free-port search for raftctl, tests and benchmarks
-from raftnode import wire  # noqa: E402
+from raftnode.client.syncclient import ClientError, SyncClusterClient  # noqa: E402
 from raftnode.config import Address  # noqa: E402
-from raftnode.credentials import ensure_credentials, secrets_path  # noqa: E402
-from raftnode.syncclient import ClientError, SyncClusterClient  # noqa: E402
+from raftnode.security.credentials import ensure_credentials, secrets_path  # noqa: E402
+from raftnode.wire import requests as wire  # noqa: E402
 
 IDS = ("n1", "n2", "n3")
 

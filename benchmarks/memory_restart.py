@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_cluster import IDS, memory_kib, start_cluster, start_node, stop_cluster, write_cluster  # noqa: E402
 
-from raftnode import wire  # noqa: E402
-from raftnode.client import ClientError, ClusterClient  # noqa: E402
+from raftnode.client.trioclient import ClientError, ClusterClient  # noqa: E402
+from raftnode.wire import requests as wire  # noqa: E402
 
 
 async def node_status(client: ClusterClient, node_id: str) -> dict[str, Any] | None:

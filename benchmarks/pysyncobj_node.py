@@ -8,8 +8,8 @@ The replicated state is a counter (``incr N``, ``decr N``, ``get`` — ``get`` g
 too; raftnode's ``query`` op reads without it, ReadIndex). PySyncObj keeps its log in memory and does not fsync (its
 defaults, which is what its users run).
 
-The front-end speaks the same protocol as a raftnode node's client endpoint (``raftnode.service``):
-length-prefixed frames (``raftnode.codec``) with JSON requests ``{"op": "run_command", "command":
+The front-end speaks the same protocol as a raftnode node's client endpoint (``raftnode.node.service``):
+length-prefixed frames (``raftnode.wire.codec``) with JSON requests ``{"op": "run_command", "command":
 ..., "id": ...}`` and ``{"op": "status"}``, answered with the request's ``id``, many in flight per
 connection, so the very same load generator (``raftctl.bench``) drives both systems.
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.poller import POLL_EVENT_TYPE
 
-from raftnode import codec
+from raftnode.wire import codec
 
 READ = POLL_EVENT_TYPE.READ
 WRITE = POLL_EVENT_TYPE.WRITE

@@ -43,10 +43,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from local_cluster import IDS, cpu_seconds, dump_logs, percentile, start_cluster, stop_cluster, wait_for_leader, write_cluster  # noqa: E402
 
-from raftnode.client import ClientError, ClusterClient  # noqa: E402
-from raftnode import wire  # noqa: E402
-from raftnode.codec import PROTOCOL_VERSION, FrameKind, encode_json  # noqa: E402
+from raftnode.client.trioclient import ClientError, ClusterClient  # noqa: E402
 from raftnode.config import Address  # noqa: E402
+from raftnode.wire import requests as wire  # noqa: E402
+from raftnode.wire.codec import PROTOCOL_VERSION, FrameKind, encode_json  # noqa: E402
 
 _HEAD = struct.Struct(">IBB")
 _LEN = struct.Struct(">I")

@@ -21,7 +21,7 @@ import trio
 from raftnode.api import HullAPI
 from raftnode.config import parse_config
 from raftnode.core.messages import Message
-from raftnode.statemachines import CommandError
+from raftnode.node.statemachines import CommandError
 from raftnode.storage.memory import MemoryStorage
 
 

@@ -17,7 +17,7 @@ import trio
 
 from raftnode.api import HullAPI
 from raftnode.config import parse_config
-from raftnode.statemachines import Counter
+from raftnode.node.statemachines import Counter
 
 
 def free_ports(count: int) -> list[int]:

@@ -5,13 +5,13 @@ Theory of operation
 The load is *closed-loop*: ``in_flight`` commands are outstanding at every moment, spread over
 ``connections`` TCP connections to the leader's client endpoint; each answer sends the next
 command at once. A connection is one trio task that pipelines its share of the window on the
-node's client protocol (``raftnode.service``): length-prefixed frames (``raftnode.codec``) holding
+node's client protocol (``raftnode.node.service``): length-prefixed frames (``raftnode.wire.codec``) holding
 JSON requests whose ``id`` the answer echoes. The task sends every request it has room for in one
 ``send_all``, reads whatever answers arrived in one ``receive_some``, and answers them all before
 the next system call: no task per request, no event per request, so the client spends a few
 microseconds per command (the report shows its CPU seconds next to the nodes').
 
-Each connection's commands run in a client session (thesis §6.3, ``raftnode.sessions``; off with
+Each connection's commands run in a client session (thesis §6.3, ``raftnode.wire.sessions``; off with
 ``Workload.sessions`` for servers without them): the connection's task registers one first and
 stamps every command with its sequence number and the lowest one still unanswered, so its
 pipelined window is one session's window, and a command sent again is applied at most once.
@@ -71,10 +71,10 @@ from typing import Any, Self
 
 import trio
 
-from raftnode import codec, wire
-from raftnode.clientproto import ClientSession
-from raftnode.sessions import SESSION_WINDOW
+from raftnode.client.clientproto import ClientSession
 from raftnode.config import Address, ClusterConfig
+from raftnode.wire import codec, requests as wire
+from raftnode.wire.sessions import SESSION_WINDOW
 
 #: Default number of connections: the window is spread over at most this many.
 DEFAULT_CONNECTIONS = 4
@@ -482,7 +482,7 @@ class LoadGenerator:
 
     async def _open_session(self) -> ClientSession:
         """A client session registered through the leader (following redirects)."""
-        from raftnode.client import ClusterClient
+        from raftnode.client.trioclient import ClusterClient
 
         async with ClusterClient(self.addresses, connect_timeout=CONNECT_TIMEOUT, tls=self.tls,
                                  fields=self._fields) as client:
@@ -828,7 +828,7 @@ async def find_leader(addresses: dict[str, Address], *, timeout: float = 10.0, t
 
     Works with any server of the client protocol whose ``status`` answer has ``leader``.
     """
-    from raftnode.client import ClientError, ClusterClient
+    from raftnode.client.trioclient import ClientError, ClusterClient
 
     majority = len(addresses) // 2 + 1
     with trio.fail_after(timeout):

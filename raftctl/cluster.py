@@ -28,11 +28,12 @@ from typing import Any
 
 import trio
 
-from raftnode import wire
-from raftnode.client import ClientError, ClusterClient, NodeUnreachable
-from raftnode.clientcore import Advanced, advance
-from raftnode.client import Timeout as ClientTimeout
-from raftnode.config import ClusterConfig, clear_join_flags
+from raftctl.clusterfile import clear_join_flags
+from raftnode.client.clientcore import Advanced, advance
+from raftnode.client.trioclient import ClientError, ClusterClient, NodeUnreachable
+from raftnode.client.trioclient import Timeout as ClientTimeout
+from raftnode.config import ClusterConfig
+from raftnode.wire import requests as wire
 
 from . import chaos, events, follow, oneshot, supervisor
 from .errors import (

@@ -11,7 +11,7 @@ Two sources feed ``raftctl events``:
   ``down --purge`` deletes them.
 - the nodes' own events — elections, role and leader changes, commit rates, faults as the node saw
   them, snapshots, apply errors — which each node appends to its own bounded, rotating file
-  ``<state_dir>/events/<id>.jsonl`` (``raftnode.eventlog``), so a killed node's history stays;
+  ``<state_dir>/events/<id>.jsonl`` (``raftnode.node.eventlog``), so a killed node's history stays;
   merged with what running nodes still hold in memory (the ``recent_events`` op, the last 200
   per node) or, with ``--follow``, streamed (the ``events`` op) from every node the cluster file
   names as ``add-node``/``remove-node`` change it (``raftctl.follow``).
@@ -78,7 +78,7 @@ def parse_lines(lines: Iterable[str]) -> Iterator[Event]:
 
 def node_files(paths: StatePaths) -> list[Event]:
     """Every event the nodes wrote to their event files (killed and removed nodes included)."""
-    from raftnode.eventlog import read_events
+    from raftnode.node.eventlog import read_events
 
     found: list[Event] = []
     for path in sorted(paths.node_events.glob("*.jsonl")):

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Hashable
 
 import trio
 
-from raftnode.client import ClientError, ClusterClient
+from raftnode.client.trioclient import ClientError, ClusterClient
 from raftnode.config import ClusterConfig, ConfigError, load_config
 
 from . import events, oneshot

@@ -25,18 +25,10 @@ from typing import Any
 
 import trio
 
-from raftnode import wire
-from raftnode.client import ClientError
-from raftnode.config import (
-    Address,
-    ClusterConfig,
-    ConfigError,
-    add_node_to_file,
-    check_node_id,
-    load_config,
-    parse_address,
-    remove_node_from_file,
-)
+from raftctl.clusterfile import add_node_to_file, remove_node_from_file
+from raftnode.client.trioclient import ClientError
+from raftnode.config import Address, ClusterConfig, ConfigError, check_node_id, load_config, parse_address
+from raftnode.wire import requests as wire
 
 from . import netns, oneshot, supervisor
 from .cluster import Session, _abandon, _wait_started, session

@@ -5,8 +5,8 @@ Theory of operation
 -------------------
 Every ``raftctl`` call is a new process, and these are the ones users and scripts run most often
 (and time). Importing trio alone costs about as much as the whole rest of such a call, so these
-commands talk to the nodes through ``raftnode.syncclient.SyncClusterClient`` (blocking sockets,
-the same wire protocol and the same ``run_command`` rules as ``raftnode.client``), and this module
+commands talk to the nodes through ``raftnode.client.SyncClusterClient`` (blocking sockets,
+the same wire protocol and the same ``run_command`` rules as ``raftnode.client.trioclient``), and this module
 imports neither trio nor ``raftnode.core``.
 
 The rules raftctl adds on top of the client -- what a node that does not answer is called, which
@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raftnode import wire
-from raftnode.clientcore import Advanced, CommandOutcome, advance
-from raftnode.clientproto import ClientError, NodeUnreachable, proposed_index
-from raftnode.clientproto import NoLeader as ClientNoLeader
-from raftnode.clientproto import Timeout as ClientTimeout
+from raftnode.client.clientcore import Advanced, CommandOutcome, advance
+from raftnode.client.clientproto import ClientError, NodeUnreachable, proposed_index
+from raftnode.client.clientproto import NoLeader as ClientNoLeader
+from raftnode.client.clientproto import Timeout as ClientTimeout
+from raftnode.client.syncclient import SyncClusterClient
 from raftnode.config import ClusterConfig, ConfigError
-from raftnode.records import Record
-from raftnode.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
-from raftnode.syncclient import SyncClusterClient
+from raftnode.security.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
+from raftnode.wire import requests as wire
+from raftnode.wire.records import Record
 
 from .errors import (
     ClusterNotRunning,
@@ -109,7 +109,7 @@ def client_tls(config: ClusterConfig) -> ssl.SSLContext | None:
     and the client certificate. UsageProblem naming the file if one is unusable."""
     if config.tls is None:
         return None
-    from raftnode.tls import client_context
+    from raftnode.security.tls import client_context
 
     try:
         return client_context(config)
@@ -118,11 +118,11 @@ def client_tls(config: ClusterConfig) -> ssl.SSLContext | None:
 
 
 def cluster_certificates(config: ClusterConfig) -> list[Path]:
-    """With ``[tls]``, the cluster CA and every certificate still missing, made now (``raftnode.pki``:
+    """With ``[tls]``, the cluster CA and every certificate still missing, made now (``raftnode.security.pki``:
     ``init --tls``, ``up``, ``add-node``); the files written. UsageProblem if they cannot be made."""
     if config.tls is None:
         return []
-    from raftnode import pki
+    from raftnode.security import pki
 
     try:
         return pki.make_cluster_pki(config)

@@ -80,11 +80,11 @@ class StatePaths:
 
     @property
     def node_events(self) -> Path:
-        """The nodes' own event files (``raftnode.eventlog``), one per node."""
+        """The nodes' own event files (``raftnode.node.eventlog``), one per node."""
         return self.root / "events"
 
     def node_event_file(self, node_id: str) -> Path:
-        from raftnode.eventlog import event_file
+        from raftnode.node.eventlog import event_file
 
         return event_file(self.root, node_id)
 

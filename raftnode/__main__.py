@@ -24,9 +24,9 @@ import trio
 
 from raftnode import __version__
 from raftnode.config import Address, ClusterConfig, ConfigError, is_loopback, load_config
-from raftnode.credentials import Credentials, CredentialsError, load_credentials, secrets_path
-from raftnode.eventlog import EventFile, event_file
-from raftnode.tls import NodeTls, node_tls
+from raftnode.node.eventlog import EventFile, event_file
+from raftnode.security.credentials import Credentials, CredentialsError, load_credentials, secrets_path
+from raftnode.security.tls import NodeTls, node_tls
 
 #: Exit status for a bad command line or cluster file (as raftctl's exit code 2).
 EXIT_USAGE = 2
@@ -41,8 +41,8 @@ async def serve(
     """Run the node until SIGTERM/SIGINT or an admin ``stop``; ``listen_host`` replaces the host
     of both its addresses for listening (the ports stay)."""
     from raftnode.api import HullAPI
-    from raftnode.service import ClientService
-    from raftnode.statemachines import load_state_machine
+    from raftnode.node.service import ClientService
+    from raftnode.node.statemachines import load_state_machine
 
     hull = HullAPI.from_config(
         config,

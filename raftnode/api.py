@@ -20,8 +20,8 @@ read-only ``query`` method.
 
 A redirect, retry or timeout after the command entered the log means "outcome unknown": it may
 still commit. To resend safely, run commands in a client session (thesis §6.3,
-``raftnode.sessions``): ``register_session`` returns its id, and each command carries a
-:class:`~raftnode.sessions.SessionStamp` (``raftnode.clientproto.ClientSession`` numbers them); a
+``raftnode.wire.sessions``): ``register_session`` returns its id, and each command carries a
+:class:`~raftnode.wire.sessions.SessionStamp` (``raftnode.client.clientproto.ClientSession`` numbers them); a
 command resent with the same stamp is applied at most once and answered with its first outcome::
 
     session = ClientSession((await hull.register_session()).result)
@@ -47,12 +47,12 @@ import trio
 from .config import TICK_MS, Address, ClusterConfig, parse_context, raft_config
 from .core.commands import CommandResult
 from .core.quorum import Configuration
-from .credentials import Credentials, ensure_credentials, secrets_path
-from .runtime import NodeEvent, NodeStatus, RaftNode
-from .sessions import SessionStamp, SessionTable
+from .node.runtime import NodeEvent, NodeStatus, RaftNode
+from .security.credentials import Credentials, ensure_credentials, secrets_path
+from .security.tls import NodeTls, node_tls
 from .storage import Storage
 from .transport import Transport
-from .tls import NodeTls, node_tls
+from .wire.sessions import SessionStamp, SessionTable
 
 __all__ = ["CommandResult", "HullAPI", "NodeEvent", "NodeStatus", "PilotAPI"]
 
@@ -62,7 +62,7 @@ class PilotAPI(Protocol):
     """What the application supplies: its state machine.
 
     ``process_command`` applies one committed command and returns its result; it must be
-    deterministic. Raise :class:`raftnode.statemachines.CommandError` to refuse a command (the
+    deterministic. Raise :class:`raftnode.node.statemachines.CommandError` to refuse a command (the
     refusal is the replicated outcome). Implement ``snapshot() -> bytes`` and
     ``restore(data: bytes)`` too, so logs can be compacted; an optional ``validate(command)``
     that raises CommandError lets the leader refuse a malformed command before it enters the log.

@@ -1,4 +1,4 @@
-"""Load, validate and write ``cluster.toml``, the file that describes one cluster.
+"""Load and validate ``cluster.toml``, the file that describes one cluster.
 
 Theory of operation: the file is parsed with the standard library's ``tomllib`` and checked key by
 key into frozen dataclasses, so everything downstream can trust a ``ClusterConfig`` without
@@ -40,7 +40,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,36 +47,27 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import tomli_w
-
 if TYPE_CHECKING:  # the core is imported only when needed: raftctl commands start faster
     from .core.raft import RaftConfig
 
 __all__ = [
     "TICK_MS",
     "raft_config",
-    "DEFAULT_BASE_PORT",
     "DEFAULT_CLUSTER",
-    "MAX_INIT_NODES",
     "Address",
     "ClusterConfig",
     "ConfigError",
     "TlsConfig",
     "NodeConfig",
-    "add_node_to_file",
     "check_node_id",
     "is_loopback",
-    "clear_join_flags",
-    "default_config_text",
     "load_config",
     "parse_address",
     "parse_config",
     "parse_context",
-    "remove_node_from_file",
-    "write_config",
 ]
 
-#: Values used for keys omitted from ``[cluster]`` (and written by ``default_config_text``).
+#: Values used for keys omitted from ``[cluster]`` (and written by raftctl's ``default_config_text``).
 DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
     {
         "name": "demo",
@@ -104,12 +94,6 @@ DEFAULT_CLUSTER: Mapping[str, Any] = MappingProxyType(
 #: with JSON escaping to spare.
 MIN_COMMAND_BYTES = 1024
 MAX_COMMAND_BYTES = 8 << 20
-
-#: ``raftctl init`` puts peer ports at ``base + 1..`` and client ports at ``base + 101..``.
-DEFAULT_BASE_PORT = 7100
-_CLIENT_PORT_OFFSET = 100
-#: Beyond this many nodes the generated peer ports would run into the client ports.
-MAX_INIT_NODES = _CLIENT_PORT_OFFSET
 
 _BUILTIN_STATE_MACHINES = ("counter", "totals", "kv")
 _STATE_MACHINE_IMPORT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -179,8 +163,8 @@ class NodeConfig:
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
-    """The ``[tls]`` table: where the cluster's CA and certificates are (``raftnode.pki`` makes
-    them, ``raftnode.tls`` loads them). Names in ``dir``: ``ca.crt``/``ca.key``, each node's
+    """The ``[tls]`` table: where the cluster's CA and certificates are (``raftnode.security.pki`` makes
+    them, ``raftnode.security.tls`` loads them). Names in ``dir``: ``ca.crt``/``ca.key``, each node's
     ``node-<id>.crt``/``.key``, and the clients' ``client.crt``/``client.key``."""
 
     dir: Path
@@ -237,7 +221,7 @@ class ClusterConfig:
             its first request, within this time.
         idle_timeout_ms: A client connection with no request in progress and no new request for
             this long is closed.
-        peer_auth: Peers prove they hold the cluster secret (``raftnode.credentials``) in HELLO.
+        peer_auth: Peers prove they hold the cluster secret (``raftnode.security.credentials``) in HELLO.
         client_auth: Client requests need the client token (admin requests always need the admin token).
         fsync: Storage fsyncs before anything is acknowledged. ``false`` is UNSAFE -- for benchmarks
             and tests only: a crash (or power loss) of a majority loses acknowledged commands and
@@ -366,82 +350,6 @@ def parse_config(text: str, *, path: str | os.PathLike[str]) -> ClusterConfig:
     return _Validator(path).cluster(document)
 
 
-def default_config_text(nodes: int = 3, base_port: int = DEFAULT_BASE_PORT, *, tls: bool = False) -> str:
-    """Return the text of a cluster file with ``nodes`` nodes ``n1..nN`` on 127.0.0.1 (with
-    ``tls``, a ``[tls]`` table: certificates in state_dir/tls).
-
-    Node ``nK`` gets peer port ``base_port + K`` and client port ``base_port + 100 + K``; every
-    ``[cluster]`` key has its default value. The result passes ``parse_config``.
-
-    Raises:
-        ValueError: ``nodes`` is not in 1..MAX_INIT_NODES, or the ports fall outside 1-65535.
-    """
-    if not 1 <= nodes <= MAX_INIT_NODES:
-        raise ValueError(f"nodes must be between 1 and {MAX_INIT_NODES}, got {nodes}")
-    highest = base_port + _CLIENT_PORT_OFFSET + nodes
-    if base_port < 0 or highest > 65535:
-        raise ValueError(
-            f"base port {base_port} puts ports at {base_port + 1}-{highest}, "
-            "outside the valid range 1-65535"
-        )
-    cluster = {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in DEFAULT_CLUSTER.items()
-    }
-    # One chunk per table so that nodes come out as readable [[nodes]] blocks after [cluster]
-    # (tomli-w alone would write them as one inline array before it).
-    chunks = [tomli_w.dumps({"cluster": cluster})]
-    if tls:
-        chunks.append("# Peer and client traffic over mutual TLS; the CA and certificates are in state_dir/tls\n"
-                      "# (set dir = \"...\" to put them elsewhere, relative to this file).\n"
-                      + tomli_w.dumps({"tls": {"enabled": True}}))
-    for k in range(1, nodes + 1):
-        node = {
-            "id": f"n{k}",
-            "peer": str(Address("127.0.0.1", base_port + k)),
-            "client": str(Address("127.0.0.1", base_port + _CLIENT_PORT_OFFSET + k)),
-        }
-        chunks.append("[[nodes]]\n" + tomli_w.dumps(node))
-    header = (
-        "# A raftctl cluster file, written by `raftctl init`.\n"
-        '# state_machine: counter | totals | kv | "package.module:Class"\n'
-        "# state_dir holds pids, logs, data and events; it is relative to this file.\n"
-        "# Each node's peer address carries Raft traffic; its client address serves clients.\n\n"
-    )
-    return header + "\n".join(chunks)
-
-
-def write_config(
-    path: str | os.PathLike[str],
-    nodes: int = 3,
-    base_port: int = DEFAULT_BASE_PORT,
-    *,
-    overwrite: bool = False,
-    tls: bool = False,
-) -> Path:
-    """Write ``default_config_text(nodes, base_port)`` to ``path``.
-
-    The file appears complete or not at all: with ``overwrite`` it is written to a temporary file
-    in the same directory and renamed over ``path``; without it, it is created exclusively.
-
-    Returns:
-        ``path`` as a Path.
-
-    Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is false.
-        ValueError: As ``default_config_text``.
-        OSError: The file cannot be written (e.g. its directory does not exist).
-    """
-    text = default_config_text(nodes, base_port, tls=tls)
-    target = Path(path)
-    if not overwrite:
-        with target.open("x", encoding="utf-8") as f:
-            f.write(text)
-        return target
-    _replace_file(target, text)
-    return target
-
-
 def parse_context(text: str) -> tuple[Address, Address]:
     """A member's ``"peer client"`` context from the replicated configuration.
 
@@ -452,62 +360,6 @@ def parse_context(text: str) -> tuple[Address, Address]:
     if len(parts) != 2:
         raise ValueError(f"expected 'peer-address client-address', got {text!r}")
     return parse_address(parts[0]), parse_address(parts[1])
-
-
-def add_node_to_file(path: str | os.PathLike[str], node_id: str, peer: Address, client: Address) -> None:
-    """Append a ``[[nodes]]`` entry marked ``join = true`` to the cluster file, keeping its text.
-
-    Raises:
-        ConfigError: the id or an address is already in the file (the file is left unchanged).
-    """
-    target = Path(path)
-    text = target.read_text(encoding="utf-8")
-    block = "\n[[nodes]]\n" + tomli_w.dumps({"id": node_id, "peer": str(peer), "client": str(client), "join": True})
-    new_text = text.rstrip("\n") + "\n" + block
-    parse_config(new_text, path=target)  # refuses duplicates with the file's name, key and reason
-    _replace_file(target, new_text)
-
-
-def remove_node_from_file(path: str | os.PathLike[str], node_id: str) -> bool:
-    """Delete the ``[[nodes]]`` entry of ``node_id`` from the cluster file; False if absent."""
-    target = Path(path)
-    text = target.read_text(encoding="utf-8")
-    # Split at every table header: a node's block ends where the next table ([tls], ...) begins.
-    blocks = re.split(r"(?m)^(?=\[)", text)
-    kept = [b for b in blocks if not (b.startswith("[[nodes]]") and tomllib.loads(b).get("nodes", [{}])[0].get("id") == node_id)]
-    if len(kept) == len(blocks):
-        return False
-    new_text = "".join(kept)
-    parse_config(new_text, path=target)
-    _replace_file(target, new_text)
-    return True
-
-
-def clear_join_flags(path: str | os.PathLike[str]) -> bool:
-    """Drop every ``join = true`` from the cluster file (its nodes found the next new cluster).
-
-    For ``raftctl down --purge``: once the data is gone, every node in the file starts the new
-    cluster together. Returns whether the file changed.
-    """
-    target = Path(path)
-    text = target.read_text(encoding="utf-8")
-    new_text = re.sub(r"(?m)^join\s*=\s*true\s*\n", "", text)
-    if new_text == text:
-        return False
-    parse_config(new_text, path=target)
-    _replace_file(target, new_text)
-    return True
-
-
-def _replace_file(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def is_loopback(host: str) -> bool:

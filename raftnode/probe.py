@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from raftnode import wire
-from raftnode.clientproto import ClientError
+from raftnode.client.clientproto import ClientError
+from raftnode.client.syncclient import SyncClusterClient
 from raftnode.config import Address, ConfigError, load_config
-from raftnode.credentials import CredentialsError, load_credentials, secrets_path
-from raftnode.syncclient import SyncClusterClient
-from raftnode.tls import client_context
+from raftnode.security.credentials import CredentialsError, load_credentials, secrets_path
+from raftnode.security.tls import client_context
+from raftnode.wire import requests as wire
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1

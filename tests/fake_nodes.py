@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from raftnode.framing import (
+from raftnode.wire.framing import (
     FrameDecoder,
     FrameKind,
     decode_json,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftnode.clientproto import BatchPlan, ClientError, ClientSession, SessionExpired, Timeout
+from raftnode.client.clientproto import BatchPlan, ClientError, ClientSession, SessionExpired, Timeout
 
 NODES = ["n1", "n2", "n3"]
 

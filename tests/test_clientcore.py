@@ -1,4 +1,4 @@
-"""The client without I/O (``raftnode.clientcore``): a connection's bytes and a command's steps,
+"""The client without I/O (``raftnode.client.clientcore``): a connection's bytes and a command's steps,
 driven by hand with a clock the test moves."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from raftnode import wire
-from raftnode.clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, NeedSession, Pause, Pushed, advance
-from raftnode.clientproto import NodeUnreachable, NoLeader, SessionExpired
-from raftnode.framing import CodecError, FrameKind, encode_frame, encode_json
+from raftnode.client.clientcore import Advanced, Answer, Call, ClientConnection, ClientCore, NeedSession, Pause, Pushed, advance
+from raftnode.client.clientproto import NodeUnreachable, NoLeader, SessionExpired
+from raftnode.wire import requests as wire
+from raftnode.wire.framing import CodecError, FrameKind, encode_frame, encode_json
 
 NODES = ["n1", "n2", "n3"]
 

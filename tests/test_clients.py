@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from raftnode.client import ClusterClient
-from raftnode.clientproto import (
+from raftnode.client.clientproto import (
     ClientError,
     ClientSession,
     CommandPlan,
@@ -22,9 +21,10 @@ from raftnode.clientproto import (
     SessionExpired,
     Timeout,
 )
-from raftnode.sessions import SessionStamp
+from raftnode.client.syncclient import SyncClusterClient
+from raftnode.client.trioclient import ClusterClient
 from raftnode.config import Address
-from raftnode.syncclient import SyncClusterClient
+from raftnode.wire.sessions import SessionStamp
 
 from .fake_nodes import (
     HANG_UP,
@@ -256,7 +256,7 @@ def test_the_sync_client_sees_a_node_hang_up_and_reconnects() -> None:
 def test_the_sync_client_tries_each_address_of_a_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    from raftnode import syncclient
+    from raftnode.client import syncclient
 
     with fake_cluster(handler("n1"), ("n1", "n2"), down=("n2",)) as fake:
         good, refused = fake.ports["n1"], fake.ports["n2"]

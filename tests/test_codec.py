@@ -1,4 +1,4 @@
-"""raftnode.codec: frames, peer messages, HELLO and client JSON payloads.
+"""raftnode.wire.codec: frames, peer messages, HELLO and client JSON payloads.
 
 The claims: every Raft message round-trips exactly; the peer encoding is canonical (any payload
 that decodes re-encodes to the same bytes); bad bytes from a peer only ever raise CodecError
@@ -18,25 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raftnode.codec import (
-    MAX_FRAME_BYTES,
-    MESSAGE_TYPE_CODES,
-    PROTOCOL_VERSION,
-    CodecError,
-    Frame,
-    FrameDecoder,
-    FrameError,
-    FrameKind,
-    Hello,
-    decode_hello,
-    decode_json,
-    decode_message,
-    encode_frame,
-    encode_hello,
-    encode_json,
-    encode_message,
-)
-from raftnode.core.quorum import Configuration
 from raftnode.core.messages import (
     ALL_MESSAGE_TYPES,
     AppendEntries,
@@ -54,6 +35,25 @@ from raftnode.core.messages import (
     RequestVoteResponse,
     SnapshotMeta,
     TimeoutNow,
+)
+from raftnode.core.quorum import Configuration
+from raftnode.wire.codec import (
+    MAX_FRAME_BYTES,
+    MESSAGE_TYPE_CODES,
+    PROTOCOL_VERSION,
+    CodecError,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    FrameKind,
+    Hello,
+    decode_hello,
+    decode_json,
+    decode_message,
+    encode_frame,
+    encode_hello,
+    encode_json,
+    encode_message,
 )
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -536,29 +536,29 @@ def test_the_codec_uses_only_the_standard_library_and_raftnode_core() -> None:
     import sys
     from pathlib import Path
 
-    import raftnode.codec
-    import raftnode.framing
+    import raftnode.wire.codec
+    import raftnode.wire.framing
 
     def imports(module: object) -> set[str]:
         tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))  # type: ignore[attr-defined]
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         return imported | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
 
-    allowed = ("raftnode.core", "raftnode.framing")
-    bad = {n for n in imports(raftnode.codec) if n.split(".")[0] not in sys.stdlib_module_names and not n.startswith(allowed)}
-    assert not bad, f"raftnode/codec.py imports {bad}: it must stay stdlib-only (no trio)"
+    allowed = ("raftnode.core", "raftnode.wire.framing")
+    bad = {n for n in imports(raftnode.wire.codec) if n.split(".")[0] not in sys.stdlib_module_names and not n.startswith(allowed)}
+    assert not bad, f"raftnode/wire/codec.py imports {bad}: it must stay stdlib-only (no trio)"
     # The framing half is what clients import: the standard library only, not even raftnode.core.
-    bad = {n for n in imports(raftnode.framing) if n.split(".")[0] not in sys.stdlib_module_names}
-    assert not bad, f"raftnode/framing.py imports {bad}: it must stay stdlib-only"
+    bad = {n for n in imports(raftnode.wire.framing) if n.split(".")[0] not in sys.stdlib_module_names}
+    assert not bad, f"raftnode/wire/framing.py imports {bad}: it must stay stdlib-only"
 
 
 def test_the_codec_re_exports_the_framing_half() -> None:
-    import raftnode.codec
-    import raftnode.framing
+    import raftnode.wire.codec
+    import raftnode.wire.framing
 
-    for name in raftnode.framing.__all__:
-        assert getattr(raftnode.codec, name) is getattr(raftnode.framing, name), name
-        assert name in raftnode.codec.__all__, name
+    for name in raftnode.wire.framing.__all__:
+        assert getattr(raftnode.wire.codec, name) is getattr(raftnode.wire.framing, name), name
+        assert name in raftnode.wire.codec.__all__, name
 
 
 # --------------------------------------------------------------------------------------------

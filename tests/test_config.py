@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from raftctl.clusterfile import default_config_text, remove_node_from_file, write_config
 from raftnode.config import (
     DEFAULT_CLUSTER,
     Address,
     ClusterConfig,
     ConfigError,
-    default_config_text,
     load_config,
     parse_address,
     parse_config,
-    remove_node_from_file,
-    write_config,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

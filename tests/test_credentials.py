@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raftnode.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
+from raftnode.security.credentials import Credentials, CredentialsError, ensure_credentials, load_credentials, secrets_path
 
 
 def test_ensure_makes_the_file_once_with_mode_0600_and_then_keeps_it(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The one Ready loop (``raftnode.driver``): the runtime and the simulator both run it, and the
+"""The one Ready loop (``raftnode.node.driver``): the runtime and the simulator both run it, and the
 simulator exercises the order the core states — the leader's early sends and early applies, and
 a follower's acknowledgement only after its persist (the planted reordering that breaks this is
 caught in ``tests/core/test_simulation.py``)."""
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import trio
 
-from raftnode import driver
 from raftnode.core.messages import AppendEntries, Message
 from raftnode.core.raft import Raft
 from raftnode.core.ready import Ready, Role
-from raftnode.driver import PortSuspended, ReadyPorts, run_to_completion
+from raftnode.node import driver
+from raftnode.node.driver import PortSuspended, ReadyPorts, run_to_completion
 from raftnode.sim.cluster import SimCluster
 
 from .runtime.harness import running_cluster

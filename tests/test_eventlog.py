@@ -1,4 +1,4 @@
-"""A node's event file (raftnode.eventlog): bounded, rotated, read back in order, hostile bytes
+"""A node's event file (raftnode.node.eventlog): bounded, rotated, read back in order, hostile bytes
 skipped, a failing disk drops events without stopping the node."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from raftnode.eventlog import EventFile, event_file, read_events, rotated
-from raftnode.runtime import NodeEvent
+from raftnode.node.eventlog import EventFile, event_file, read_events, rotated
+from raftnode.node.runtime import NodeEvent
 
 
 def node_event(at: float, node: str, kind: str, detail: str) -> NodeEvent:

@@ -1,11 +1,11 @@
-"""Where a Ready's fsync runs (raftnode.fsyncplace): inline or in the disk thread."""
+"""Where a Ready's fsync runs (raftnode.node.fsyncplace): inline or in the disk thread."""
 
 from pathlib import Path
 
 from raftnode.core import RaftConfig
-from raftnode.fsyncplace import FAST_FSYNC_SHARE, INLINE_FSYNC_ENTRIES, FsyncPlacement
-from raftnode.runtime import RaftNode
-from raftnode.statemachines import Counter
+from raftnode.node.fsyncplace import FAST_FSYNC_SHARE, INLINE_FSYNC_ENTRIES, FsyncPlacement
+from raftnode.node.runtime import RaftNode
+from raftnode.node.statemachines import Counter
 from raftnode.storage.disk import DiskStorage
 from raftnode.transport.memory import MemoryNetwork
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from raftctl.clusterfile import write_config
 from raftnode.__main__ import main
-from raftnode.config import write_config
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftnode.statemachines import CommandError, KeyValue
+from raftnode.node.statemachines import CommandError, KeyValue
 
 
 def test_kv_incr_adds_to_an_integer_value_treating_absent_as_zero_and_stores_text():

@@ -1,5 +1,5 @@
-"""The cluster's certificates (raftnode.pki), the [tls] table (raftnode.config) and the checks of
-the files when a context is made (raftnode.tls): each problem named with the file and key."""
+"""The cluster's certificates (raftnode.security.pki), the [tls] table (raftnode.config) and the checks of
+the files when a context is made (raftnode.security.tls): each problem named with the file and key."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from raftnode import pki, tls
-from raftnode.config import ConfigError, default_config_text, load_config, parse_config
+from raftctl.clusterfile import default_config_text
+from raftnode.config import ConfigError, load_config, parse_config
+from raftnode.security import pki, tls
 
 NODES = """
 [[nodes]]

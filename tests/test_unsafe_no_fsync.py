@@ -12,11 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from raftctl.cli import main
+from raftctl.clusterfile import write_config
 from raftctl.supervisor import free_base_port
 from raftnode.api import HullAPI
-from raftnode.config import ConfigError, load_config, parse_config, write_config
+from raftnode.config import ConfigError, load_config, parse_config
 from raftnode.core.messages import Entry
-from raftnode.statemachines import Counter
+from raftnode.node.statemachines import Counter
 from raftnode.storage import disk
 from raftnode.storage.disk import DiskStorage
 

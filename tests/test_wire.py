@@ -1,4 +1,4 @@
-"""The client protocol's request records (``raftnode.wire``): one encoding, a strict decoding, and
+"""The client protocol's request records (``raftnode.wire.requests``): one encoding, a strict decoding, and
 no request written as a dict literal anywhere else."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from raftnode import wire
-from raftnode.sessions import SessionStamp
+from raftnode.wire import requests as wire
+from raftnode.wire.sessions import SessionStamp
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,12 +158,12 @@ def test_no_request_is_written_as_a_dict_literal_outside_the_wire_module() -> No
     for folder in ("raftnode", "raftctl", "benchmarks"):
         for path in sorted((REPO / folder).rglob("*.py")):
             relative = path.relative_to(REPO).as_posix()
-            if relative == "raftnode/wire.py":
+            if relative == "raftnode/wire/requests.py":
                 continue
             for function, line in request_literals(path.read_text(encoding="utf-8")):
                 if (relative, function) not in NOT_REQUESTS:
                     offenders.append(f"{relative}:{line} (in {function})")
-    assert not offenders, "requests written by hand; use raftnode.wire's records: " + ", ".join(offenders)
+    assert not offenders, "requests written by hand; use raftnode.wire.requests's records: " + ", ".join(offenders)
 
 
 def test_a_record_is_frozen_compared_by_value_and_checks_its_arguments() -> None:

@@ -30,9 +30,9 @@ from typing import Any
 import tomli_w
 import trio
 
-from raftnode import wire
-from raftnode.client import ClientError, ClusterClient
+from raftnode.client.trioclient import ClientError, ClusterClient
 from raftnode.config import ClusterConfig, load_config
+from raftnode.wire import requests as wire
 
 from .. import cluster, membership, oneshot, supervisor
 from ..errors import RaftctlError

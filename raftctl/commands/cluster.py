@@ -29,8 +29,8 @@ from raftctl.cli import (
     select_one,
     timeout_option,
 )
+from raftctl.clusterfile import DEFAULT_BASE_PORT, MAX_INIT_NODES, write_config
 from raftctl.locality import require_local
-from raftnode.config import DEFAULT_BASE_PORT, MAX_INIT_NODES, write_config
 
 
 @main.command()
@@ -73,7 +73,7 @@ def init(app: App, nodes: int, base_port: str, force: bool, tls: bool, as_json: 
         raise CommandError(f"{path}: cannot write: {exc.strerror or exc}", EXIT_USAGE) from None
 
     config = app.config()  # read back what was written: proves it loads, and reports it
-    from raftnode.credentials import secrets_path
+    from raftnode.security.credentials import secrets_path
 
     from ..oneshot import cluster_certificates, cluster_credentials
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from raftnode.config import ClusterConfig
-from raftnode.credentials import secrets_path
+from raftnode.security.credentials import secrets_path
 
 from . import compose, image, k8s, systemd
 from .files import write_files

@@ -3,7 +3,7 @@
 The image holds raftnode and raftctl (copied from this installation into ``src/`` beside the
 Dockerfile, so ``docker build DIR`` needs nothing else) and their runtime dependencies. Its
 entrypoint copies the cluster's secrets from where the engine mounts them (``SECRETS_MOUNT``) into
-the state dir, mode 0600 (what ``raftnode.credentials`` demands; engines mount secrets as
+the state dir, mode 0600 (what ``raftnode.security.credentials`` demands; engines mount secrets as
 symlinks or with other modes), gives the state dir to the image's user, drops root and runs the
 command.
 """

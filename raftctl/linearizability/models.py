@@ -2,7 +2,7 @@
 
 A model is pure data plus ``apply(state, f, input) -> (output, new_state)``: what one operation
 returns and leaves when it runs alone on ``state``. States must be hashable (the checker
-memoizes on them). ``KEY_VALUE`` follows ``raftnode.statemachines.KeyValue`` (``kv``) exactly;
+memoizes on them). ``KEY_VALUE`` follows ``raftnode.node.statemachines.KeyValue`` (``kv``) exactly;
 ``COUNTER`` follows ``Counter`` (one value, key null) and ``Totals`` (one total per key).
 """
 

@@ -15,7 +15,7 @@
 A redirect or retry that carries an ``index`` (given after the command entered the log), like a
 timeout, means "outcome unknown": the entry may still commit through a later leader. One without
 an index means the command was refused before it was proposed (or its entry was overwritten). A client that resubmits such a
-command without a session may apply it twice; in a client session (§6.3, ``raftnode.sessions``)
+command without a session may apply it twice; in a client session (§6.3, ``raftnode.wire.sessions``)
 the apply layer answers the second copy with the first one's outcome.
 
 :class:`CommandTracker` maps proposed log positions to the caller's tokens and turns what the

@@ -20,7 +20,7 @@ class EntryKind(enum.IntEnum):
     COMMAND = 0  # an application command, applied through the state machine
     NOOP = 1  # appended by every new leader at the start of its term (§3.6.2)
     CONFIG = 2  # a cluster configuration (§4), in effect from the moment it is appended
-    SESSION = 3  # a client session's registration or stamped command (§6.3; raftnode.sessions)
+    SESSION = 3  # a client session's registration or stamped command (§6.3; raftnode.wire.sessions)
 
 
 class Entry(NamedTuple):

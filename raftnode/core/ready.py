@@ -1,6 +1,6 @@
 """What the core asks its shell to do, handed out as one bundle, and the order to do it in.
 
-The core states the order; the shell does not choose it. ``raftnode.driver.process_ready`` is the
+The core states the order; the shell does not choose it. ``raftnode.node.driver.process_ready`` is the
 one implementation, shared by the trio runtime and the simulator (so the simulator's invariants
 are checked on the order that ships). For each Ready, then ``Raft.advance(ready)``:
 

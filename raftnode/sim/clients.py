@@ -14,8 +14,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..clientproto import ClientSession
-from ..sessions import SESSION_EXPIRED
+from ..client.clientproto import ClientSession
+from ..wire.sessions import SESSION_EXPIRED
 from .cluster import ClientRequest, SimCluster
 
 

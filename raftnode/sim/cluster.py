@@ -9,7 +9,7 @@ faults (``raftnode.sim.netfaults``: ``isolate``, ``cut``, ``partition``, ``drop`
 ``fail_next_write``, ``fill_disk``, ``corrupt_record`` / ``repair_disk``, ``rewind_log``,
 ``replace_disk``); plus ``crash``, ``restart``, ``tick`` and ``stabilize`` here. A node that
 applies a committed configuration without itself stops, as the runtime does. After every input
-each node runs the runtime's own Ready loop (``raftnode.driver.drive``, in the order the core
+each node runs the runtime's own Ready loop (``raftnode.node.driver.drive``, in the order the core
 states in ``core/ready.py``) over simulated ports (``raftnode.sim.shell``): a leader's appends
 leave before its persist and it applies before it, a follower acknowledges and applies only
 after. A crash throws away everything but the disk (``raftnode.sim.disk``), and a write fault
@@ -24,13 +24,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 
-from ..apply import Applier
 from ..core.commands import CommandResult, CommandTracker
 from ..core.raft import Raft, RaftConfig
 from ..core.ready import Role
-from ..driver import ReadyStep, drive, hand_over, lead_without_disk, run_to_completion
-from ..sessions import SessionTable
-from ..statemachines import Counter, StateMachine
+from ..node.apply import Applier
+from ..node.driver import ReadyStep, drive, hand_over, lead_without_disk, run_to_completion
+from ..node.statemachines import Counter, StateMachine
+from ..wire.sessions import SessionTable
 from .disk import DISK_WRITE_FAULTS, SimDisk
 from .diskfaults import DiskFaults
 from .invariants import InvariantChecker
@@ -59,7 +59,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         corrupt_as_torn: a test-only seam for a planted bug: a restarting node takes a corrupt
             record for a torn tail and drops the log from it, instead of refusing to start.
         session_table: factory of each node's client session table (a seam for planted bugs too).
-        ready_step: replaces ``raftnode.driver.process_ready`` — a seam for planting a reordering.
+        ready_step: replaces ``raftnode.node.driver.process_ready`` — a seam for planting a reordering.
         config: overrides of RaftConfig fields for every node.
     """
 

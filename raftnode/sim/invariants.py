@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.messages import Entry
-from ..sessions import SessionStamp
+from ..wire.sessions import SessionStamp
 
 
 class InvariantViolation(AssertionError):

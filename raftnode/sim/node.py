@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..apply import Applier, ApplyFailure
 from ..core.commands import CommandResult, CommandTracker
 from ..core.raft import Raft
-from ..sessions import SessionStamp
+from ..node.apply import Applier, ApplyFailure
+from ..wire.sessions import SessionStamp
 from .disk import SimDisk
 from .invariants import COMPACTED
 

@@ -15,7 +15,7 @@ from ..core.commands import CommandResult
 from ..core.errors import RaftError
 from ..core.messages import EntryKind
 from ..core.ready import Role
-from ..sessions import SessionStamp, encode_register, encode_session_command
+from ..wire.sessions import SessionStamp, encode_register, encode_session_command
 from .invariants import InvariantChecker
 from .node import ClientRequest, SimNode
 

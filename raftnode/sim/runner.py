@@ -33,8 +33,8 @@ from functools import partial
 from ..core.errors import RaftError
 from ..core.raft import Raft
 from ..core.ready import Role
-from ..driver import ReadyStep
-from ..sessions import SessionTable
+from ..node.driver import ReadyStep
+from ..wire.sessions import SessionTable
 from .clients import SimClients
 from .cluster import DISK_WRITE_FAULTS, SimCluster
 from .invariants import InvariantViolation

@@ -1,4 +1,4 @@
-"""The shell's part for one simulated node: the ports of the one Ready loop (``raftnode.driver``).
+"""The shell's part for one simulated node: the ports of the one Ready loop (``raftnode.node.driver``).
 
 :class:`SimPorts` does what the runtime's shell does with a Ready — persist it to the node's
 ``SimDisk`` (or meet the disk's armed fault or full disk), send, apply, serve reads, snapshot —
@@ -12,12 +12,12 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..apply import ApplyFailure
 from ..core.commands import CommandResult
 from ..core.messages import Message
 from ..core.readindex import ReadState
 from ..core.ready import Ready, Role
-from ..statemachines import CommandError
+from ..node.apply import ApplyFailure
+from ..node.statemachines import CommandError
 from .node import SimNode
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import trio
 
-from .. import codec
 from ..config import Address
+from ..wire import codec
 from . import handshake
 
 __all__ = ["HANDSHAKE_FRAME_BYTES", "Greeter", "PeerProtocolError"]
@@ -29,7 +29,7 @@ class Greeter:
     """One node's side of every connection's opening.
 
     ``secret``: the HMAC key (None: no challenge-response); ``peers``: the node ids accepted, a
-    live view; ``tls``: the node's server and client contexts (``raftnode.tls.NodeTls``) or None.
+    live view; ``tls``: the node's server and client contexts (``raftnode.security.tls.NodeTls``) or None.
     """
 
     def __init__(self, node_id: str, cluster: str, cluster_id: str, secret: bytes | None,
@@ -100,7 +100,7 @@ class Greeter:
         """Under TLS, the peer's certificate must name the node its HELLO claims to be."""
         if self.tls is None:
             return
-        from ..tls import certificate_name
+        from ..security.tls import certificate_name
 
         name = certificate_name(stream)  # trio.SSLStream offers getpeercert()
         if name != node_id:
@@ -128,7 +128,7 @@ async def _tls_handshake(stream: trio.SSLStream, whom: str) -> None:
     try:
         await stream.do_handshake()
     except trio.BrokenResourceError as exc:
-        from ..tls import failure_reason
+        from ..security.tls import failure_reason
 
         raise PeerProtocolError(f"TLS handshake with {whom} failed: {failure_reason(exc)}") from None
 

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 
-from ..framing import CodecError
+from ..wire.framing import CodecError
 
 __all__ = ["NONCE_BYTES", "decode_challenge", "decode_proof", "encode_challenge", "encode_proof", "new_nonce", "proof", "verify"]
 

@@ -35,10 +35,10 @@ from typing import Any
 
 import trio
 
-from .. import codec
 from ..config import Address
 from ..core.messages import Message
-from ..credentials import Credentials
+from ..security.credentials import Credentials
+from ..wire import codec
 from . import Deliver
 from .greeting import HANDSHAKE_FRAME_BYTES, Greeter, PeerProtocolError
 
@@ -77,7 +77,7 @@ class TcpTransport:
     peer_auth: authenticate peers with ``credentials.peer_secret`` (both sides must agree).
     max_connections: connections the peer port holds at once.
     handshake_timeout: seconds a new connection has to finish its HELLO (and authentication).
-    tls: the node's TLS contexts (``raftnode.tls.NodeTls``); None: plain TCP.
+    tls: the node's TLS contexts (``raftnode.security.tls.NodeTls``); None: plain TCP.
     """
 
     def __init__(

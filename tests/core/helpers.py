@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from raftnode.core.messages import Entry, EntryKind
+from raftnode.node.statemachines import Counter
 from raftnode.sim.cluster import SimCluster
-from raftnode.statemachines import Counter
 
 ELECTION_TIMEOUT_MAX = 20  # SimCluster's default election timeout range is [10, 20) ticks
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from raftnode.core.messages import AppendEntriesResponse
-from raftnode.core.ready import Ready, Role
-from raftnode.driver import ReadyPorts, process_ready
 from raftnode.core.log import RaftLog
+from raftnode.core.messages import AppendEntriesResponse
 from raftnode.core.quorum import Configuration
 from raftnode.core.raft import Raft
-from raftnode.sessions import SessionStamp, SessionTable
+from raftnode.core.ready import Ready, Role
+from raftnode.node.driver import ReadyPorts, process_ready
+from raftnode.wire.sessions import SessionStamp, SessionTable
 
 
 class _ShortQuorum(Configuration):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from raftnode.core.commands import CommandResult
 from raftnode.core.ready import Role
+from raftnode.node.statemachines import Counter
 from raftnode.sim.cluster import ClientRequest, SimCluster
-from raftnode.statemachines import Counter
 
 SEEDS = range(4)
 

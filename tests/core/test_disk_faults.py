@@ -34,7 +34,7 @@ def test_planted_bug_a_dropped_leader_ready_left_unadvanced_is_applied_twice_and
     persist fails (a full disk) the driver advances the Ready as applied but unwritten, so the
     core never hands those entries out again. Plant the omission: the next Ready carries them
     again, the state machine applies them twice, and the checker's apply-order check says so."""
-    from raftnode import driver
+    from raftnode.node import driver
 
     monkeypatch.setattr(driver, "_advance_unwritten", lambda raft, ready: None)
     for seed in range(50):

@@ -11,9 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raftnode.apply import SNAPSHOT_MAGIC, Applier
 from raftnode.core.messages import Entry, EntryKind
-from raftnode.sessions import (
+from raftnode.node.apply import SNAPSHOT_MAGIC, Applier
+from raftnode.node.statemachines import Counter
+from raftnode.sim.cluster import SimCluster
+from raftnode.sim.invariants import InvariantViolation
+from raftnode.sim.runner import run_seed
+from raftnode.wire.sessions import (
     SESSION_EXPIRED,
     SessionEntryError,
     SessionRefused,
@@ -23,11 +27,7 @@ from raftnode.sessions import (
     encode_register,
     encode_session_command,
 )
-from raftnode.sessions import _decode_strictly
-from raftnode.sim.cluster import SimCluster
-from raftnode.sim.invariants import InvariantViolation
-from raftnode.sim.runner import run_seed
-from raftnode.statemachines import Counter
+from raftnode.wire.sessions import _decode_strictly
 
 from .planted_bugs import ForgetsDuplicates
 

@@ -6,18 +6,18 @@ import random
 
 import pytest
 
-from raftnode.core.quorum import Configuration
 from raftnode.core.messages import (
     Entry,
     InstallSnapshot,
     InstallSnapshotResponse,
     SnapshotMeta,
 )
+from raftnode.core.quorum import Configuration
 from raftnode.core.raft import Raft, RaftConfig
 from raftnode.core.ready import Role
+from raftnode.node.statemachines import Counter
 from raftnode.sim.cluster import SimCluster
 from raftnode.sim.invariants import InvariantViolation
-from raftnode.statemachines import Counter
 
 from .helpers import assert_no_acknowledged_command_lost
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raftnode.statemachines import KeyValue
+from raftnode.node.statemachines import KeyValue
 
 
 class LosesEveryFifthWrite(KeyValue):

@@ -16,9 +16,9 @@ from typing import Any
 
 import trio
 
-from raftnode.client import ClientError, ClusterClient
+from raftnode.client.trioclient import ClientError, ClusterClient
 from raftnode.config import Address
-from raftnode.credentials import ensure_credentials, secrets_path
+from raftnode.security.credentials import ensure_credentials, secrets_path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))

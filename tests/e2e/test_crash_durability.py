@@ -14,7 +14,7 @@ import signal
 import pytest
 import trio
 
-from raftnode.client import ClusterClient
+from raftnode.client.trioclient import ClusterClient
 
 from .processes import IDS, Processes, closed_loop_incr, converged_value, status, wait_leader
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from raftnode.client import ClusterClient
+from raftnode.client.trioclient import ClusterClient
 from raftnode.storage.injected_faults import ENV_VAR
 
 from .processes import IDS, Processes, closed_loop_incr, status, wait_caught_up, wait_exit, wait_leader

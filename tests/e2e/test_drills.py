@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from raftnode.config import write_config
+from raftctl.clusterfile import write_config
 
 from .raftctl_harness import REPO, Cluster, free_base_port
 

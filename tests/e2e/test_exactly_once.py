@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 
-from raftnode.client import ClusterClient
+from raftnode.client.trioclient import ClusterClient
 
 from .processes import IDS, Processes, converged_value, wait_leader
 

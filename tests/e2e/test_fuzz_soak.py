@@ -19,7 +19,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raftnode import codec
+from raftnode.client.syncclient import ClientError, SyncClusterClient
 from raftnode.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -33,8 +33,8 @@ from raftnode.core.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from raftnode.syncclient import ClientError, SyncClusterClient
 from raftnode.transport import handshake
+from raftnode.wire import codec
 
 from .processes import IDS, RSS_BOUND, Processes, rss
 

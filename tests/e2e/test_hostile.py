@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import trio
 
-from raftnode import codec
-from raftnode.client import ClusterClient
+from raftnode.client.trioclient import ClusterClient
 from raftnode.core.messages import AppendEntries, Entry, Message, RequestVote, TimeoutNow
-from raftnode.credentials import Credentials
+from raftnode.security.credentials import Credentials
 from raftnode.transport import handshake
+from raftnode.wire import codec
 
 from tests.transport.helpers import closed_by_peer
 

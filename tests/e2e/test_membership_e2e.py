@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from raftctl import membership
-from raftnode.client import ClientError, ClusterClient
+from raftnode.client.trioclient import ClientError, ClusterClient
 from raftnode.config import Address, load_config
 
 from .processes import closed_loop_incr, free_ports

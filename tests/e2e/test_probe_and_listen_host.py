@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from raftnode.clientproto import NodeUnreachable
+from raftnode.client.clientproto import NodeUnreachable
+from raftnode.client.syncclient import SyncClusterClient
 from raftnode.config import Address, load_config
-from raftnode.credentials import ensure_credentials, secrets_path
-from raftnode.syncclient import SyncClusterClient
+from raftnode.security.credentials import ensure_credentials, secrets_path
 
 from .raftctl_harness import REPO, cluster, deadline
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from raftnode.client import ClusterClient
-from raftnode.credentials import ensure_credentials, secrets_path
+from raftnode.client.trioclient import ClusterClient
+from raftnode.security.credentials import ensure_credentials, secrets_path
 
 from .processes import (
     IDS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from raftnode.credentials import load_credentials, secrets_path
+from raftnode.security.credentials import load_credentials, secrets_path
 
 from .raftctl_harness import Cluster, cluster, cluster_text, deadline
 

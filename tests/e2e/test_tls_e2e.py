@@ -9,11 +9,11 @@ import json
 import socket
 from pathlib import Path
 
-from raftnode import wire
+from raftnode.client.syncclient import SyncClusterClient
 from raftnode.config import Address, load_config
-from raftnode.credentials import load_credentials, secrets_path
-from raftnode.syncclient import SyncClusterClient
-from raftnode.tls import client_context
+from raftnode.security.credentials import load_credentials, secrets_path
+from raftnode.security.tls import client_context
+from raftnode.wire import requests as wire
 
 from .processes import free_ports
 from .raftctl_harness import Cluster, deadline, free_base_port

@@ -32,8 +32,9 @@ from raftctl.bench import (
     throughput,
 )
 from raftctl.cli import main
-from raftnode import codec
-from raftnode.config import Address, write_config
+from raftctl.clusterfile import write_config
+from raftnode.config import Address
+from raftnode.wire import codec
 
 from ..e2e.raftctl_harness import free_base_port
 from ..fake_nodes import HANG_UP, SILENT

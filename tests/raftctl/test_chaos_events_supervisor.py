@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from raftctl import chaos, events, supervisor
+from raftctl.clusterfile import write_config
 from raftctl.errors import UsageProblem
-from raftnode.config import load_config, write_config
+from raftnode.config import load_config
 
 from ..e2e.raftctl_harness import free_base_port
 

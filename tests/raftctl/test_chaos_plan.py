@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raftctl.chaosrun.plan import FAULT_KINDS, Workload, fault_schedule
-from raftnode.statemachines import KeyValue
+from raftnode.node.statemachines import KeyValue
 
 
 def test_the_same_seed_gives_the_same_operations_and_faults():

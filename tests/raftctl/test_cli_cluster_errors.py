@@ -18,8 +18,9 @@ from click.testing import CliRunner, Result
 
 from raftctl import events
 from raftctl.cli import main
+from raftctl.clusterfile import write_config
 from raftctl.supervisor import StatePaths
-from raftnode.config import load_config, write_config
+from raftnode.config import load_config
 
 from ..e2e.raftctl_harness import free_base_port
 

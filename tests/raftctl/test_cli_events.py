@@ -1,6 +1,6 @@
 """`raftctl events` over the nodes' event files (issue 17): a node that is down still has its
 history, merged in time order with raftctl's audit log, filtered by --node, --kind and --since.
-No node runs: the files are written the way a node writes them (raftnode.eventlog)."""
+No node runs: the files are written the way a node writes them (raftnode.node.eventlog)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from click.testing import CliRunner, Result
 
 from raftctl import events
 from raftctl.cli import main
+from raftctl.clusterfile import write_config
 from raftctl.supervisor import StatePaths
-from raftnode.config import load_config, write_config
-from raftnode.eventlog import EventFile
-from raftnode.runtime import NodeEvent
+from raftnode.config import load_config
+from raftnode.node.eventlog import EventFile
+from raftnode.node.runtime import NodeEvent
 
 from ..e2e.raftctl_harness import free_base_port
 

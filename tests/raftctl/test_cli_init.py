@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from raftnode.credentials import load_credentials
+from raftnode.security.credentials import load_credentials
 
 from raftctl.cli import (
     ERROR_EXIT_CODES,

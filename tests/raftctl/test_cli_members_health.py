@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 
 from raftctl import oneshot
 from raftctl.cli import main
-from raftnode.config import load_config, write_config
+from raftctl.clusterfile import write_config
+from raftnode.config import load_config
 
 from ..e2e.raftctl_harness import free_base_port
 from ..fake_nodes import fake_cluster, status_document

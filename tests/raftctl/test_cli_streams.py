@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from raftctl import cluster, dashboard
 from raftctl.cli import main
-from raftnode.config import write_config
+from raftctl.clusterfile import write_config
 
 from ..e2e.raftctl_harness import free_base_port
 

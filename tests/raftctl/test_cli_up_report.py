@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from raftctl import cluster
 from raftctl.cli import main
 from raftctl.cluster import UpResult
-from raftnode.config import write_config
+from raftctl.clusterfile import write_config
 
 from ..e2e.raftctl_harness import free_base_port
 from .test_render_and_model import picture, row

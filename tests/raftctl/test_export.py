@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from raftctl.cli import EXIT_USAGE, main
 from raftctl.export import layout
 from raftnode.config import parse_config
-from raftnode.credentials import load_credentials, secrets_path
+from raftnode.security.credentials import load_credentials, secrets_path
 
 yaml = pytest.importorskip("yaml", reason="PyYAML (the test extra) reads the manifests")
 

@@ -22,13 +22,8 @@ import pytest
 import trio
 
 from raftctl import cluster, dashboard, follow
-from raftnode.config import (
-    Address,
-    ClusterConfig,
-    add_node_to_file,
-    load_config,
-    remove_node_from_file,
-)
+from raftctl.clusterfile import add_node_to_file, remove_node_from_file
+from raftnode.config import Address, ClusterConfig, load_config
 
 from ..fake_nodes import FakeCluster, fake_cluster, status_document
 

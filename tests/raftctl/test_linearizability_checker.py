@@ -197,7 +197,7 @@ def test_kv_semantics_follow_the_kv_state_machine():
     rec.call(1, "cas", ["-", "v3"], result=True)  # kv's own spelling of absent
     rec.call(1, "get", result="v3")
     assert verdict(rec).status == OK
-    from raftnode.statemachines import KeyValue
+    from raftnode.node.statemachines import KeyValue
 
     machine = KeyValue()
     assert [machine.process_command(c) for c in ("cas k - v1", "cas k - v2", "delete k", "delete k",

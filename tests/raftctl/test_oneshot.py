@@ -1,5 +1,5 @@
 """`status`, `leader`, `run-command` and `query` through the one-shot path (raftctl.oneshot over
-raftnode.syncclient), against fake nodes that answer what each test wants: redirects are
+raftnode.client.syncclient), against fake nodes that answer what each test wants: redirects are
 followed, a cluster without a leader is retried until --timeout (exit 3), a node that is down or
 silent is skipped or reported, and nothing of it imports trio, rich (for --json) or the core.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from raftctl.cli import main
-from raftnode.config import write_config
+from raftctl.clusterfile import write_config
 
 from ..e2e.raftctl_harness import free_base_port
 from ..fake_nodes import (
@@ -285,7 +285,7 @@ try:
     main(sys.argv[1:], prog_name="raftctl")
 except SystemExit as exc:
     code = exc.code
-heavy = sorted(m for m in ("trio", "rich", "raftnode.core", "raftnode.client", "raftctl.cluster") if m in sys.modules)
+heavy = sorted(m for m in ("trio", "rich", "raftnode.core", "raftnode.client.trioclient", "raftctl.cluster") if m in sys.modules)
 print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 

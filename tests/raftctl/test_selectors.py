@@ -11,8 +11,8 @@ from click.testing import CliRunner, Result
 
 from raftctl import selectors
 from raftctl.cli import main
+from raftctl.clusterfile import write_config
 from raftctl.errors import UnknownNode, UsageProblem
-from raftnode.config import write_config
 
 from ..e2e.raftctl_harness import free_base_port
 

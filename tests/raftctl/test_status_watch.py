@@ -15,7 +15,8 @@ from rich.console import Console
 
 from raftctl import errors, oneshot, statuswatch
 from raftctl.cli import main
-from raftnode.config import load_config, write_config
+from raftctl.clusterfile import write_config
+from raftnode.config import load_config
 
 from ..e2e.raftctl_harness import free_base_port
 from .test_render_and_model import picture, row

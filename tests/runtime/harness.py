@@ -16,8 +16,8 @@ from typing import Any
 import trio
 
 from raftnode.core import RaftConfig
-from raftnode.runtime import NodeEvent, RaftNode
-from raftnode.statemachines import Counter
+from raftnode.node.runtime import NodeEvent, RaftNode
+from raftnode.node.statemachines import Counter
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.faults import FaultyTransport
 from raftnode.transport.memory import MemoryNetwork

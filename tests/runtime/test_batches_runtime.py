@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import trio
 
-from raftnode.clientproto import ClientSession
+from raftnode.client.clientproto import ClientSession
 from raftnode.core.commands import CommandResult
-from raftnode.runtime import RaftNode
+from raftnode.node.runtime import RaftNode
 
 from .test_node_runtime import running_cluster
 

@@ -15,8 +15,8 @@ import trio
 
 from raftnode.concurrency import unwrapped
 from raftnode.core import RaftConfig
-from raftnode.runtime import RaftNode
-from raftnode.statemachines import Counter
+from raftnode.node.runtime import RaftNode
+from raftnode.node.statemachines import Counter
 from raftnode.storage import DiskFailure
 from raftnode.transport.memory import MemoryNetwork
 
@@ -234,7 +234,7 @@ async def test_planted_bug_a_full_disk_leader_that_counts_its_unwritten_entries_
     """Planted bug: the leader advances the whole Ready while its disk is full (its entries taken
     for persisted). The lonely leader then acknowledges a command its disk does not hold — what
     the test above rules out."""
-    import raftnode.driver as driver_module
+    import raftnode.node.driver as driver_module
 
     monkeypatch.setattr(driver_module, "_advance_unwritten", lambda raft, ready: raft.advance(ready))
     node, storage, trigger = lonely_leader(tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from raftnode.eventbus import RECENT_EVENTS, EventBus
+from raftnode.node.eventbus import RECENT_EVENTS, EventBus
 
 
 def test_a_subscriber_gets_the_recent_events_that_fit_then_new_ones_and_a_full_one_loses_them_counted() -> None:

@@ -9,7 +9,7 @@ import trio
 
 from raftnode.api import HullAPI, PilotAPI
 from raftnode.config import parse_config
-from raftnode.statemachines import Counter
+from raftnode.node.statemachines import Counter
 
 from ..transport.helpers import free_ports, wait_until
 

@@ -7,7 +7,7 @@ import trio
 
 from raftnode.core import UnknownNode
 from raftnode.core.errors import MembershipError, NotLeader
-from raftnode.runtime import NodeNotRunning
+from raftnode.node.runtime import NodeNotRunning
 
 from .harness import Cluster
 from .test_node_runtime import commit, running_cluster

@@ -19,10 +19,10 @@ import trio
 from raftnode.core import NotLeader, RaftConfig, UnknownNode
 from raftnode.core.commands import CommandResult
 from raftnode.core.ready import Role
-from raftnode.fsyncplace import FAST_FSYNC_SHARE, FsyncPlacement
-from raftnode.nodedisk import DiskThread
-from raftnode.runtime import NodeEvent, NodeNotRunning, RaftNode
-from raftnode.statemachines import Counter
+from raftnode.node.fsyncplace import FAST_FSYNC_SHARE, FsyncPlacement
+from raftnode.node.nodedisk import DiskThread
+from raftnode.node.runtime import NodeEvent, NodeNotRunning, RaftNode
+from raftnode.node.statemachines import Counter
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.memory import MemoryNetwork
 

@@ -1,4 +1,4 @@
-"""The client endpoint asks the node one read per group of queries (``raftnode.readgroups``), and
+"""The client endpoint asks the node one read per group of queries (``raftnode.node.readgroups``), and
 stays linearizable: a query sent after a write was acknowledged reads it, even while an earlier
 group of the same query is still waiting for its read index. A planted bug that lets the later
 query join the group in flight answers it from before the write, and the linearizability checker
@@ -17,10 +17,10 @@ import pytest
 import trio
 
 from raftctl.linearizability import ANOMALY, COUNTER, OK, check_history, parse_history
-from raftnode import codec
 from raftnode.config import Address
-from raftnode.readgroups import ReadGroups
-from raftnode.service import ClientService, _ConnectionState
+from raftnode.node.readgroups import ReadGroups
+from raftnode.node.service import ClientService, _ConnectionState
+from raftnode.wire import codec
 
 from .harness import running_cluster
 

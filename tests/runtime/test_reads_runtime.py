@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from raftnode.core.commands import CommandResult
-from raftnode.statemachines import Counter
+from raftnode.node.statemachines import Counter
 
 from .harness import running_cluster
 

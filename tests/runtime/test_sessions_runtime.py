@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from raftnode.clientproto import ClientSession
+from raftnode.client.clientproto import ClientSession
 from raftnode.core.commands import CommandResult
-from raftnode.runtime import RaftNode
-from raftnode.sessions import SessionStamp
+from raftnode.node.runtime import RaftNode
+from raftnode.wire.sessions import SessionStamp
 
 from .harness import Cluster
 from .test_node_runtime import running_cluster

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raftnode.core.messages import Entry
-from raftnode.snapshotpolicy import SnapshotPolicy
+from raftnode.node.snapshotpolicy import SnapshotPolicy
 
 
 def entries(count: int, size: int) -> list[Entry]:

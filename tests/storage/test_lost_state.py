@@ -14,7 +14,7 @@ import pytest
 
 from raftnode.core.messages import Entry
 from raftnode.core.ready import HardState
-from raftnode.credentials import ensure_credentials, secrets_path
+from raftnode.security.credentials import ensure_credentials, secrets_path
 from raftnode.storage import LostStateError, SnapshotMeta
 from raftnode.storage.disk import DiskStorage
 

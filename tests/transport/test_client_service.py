@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 import trio
 
-from raftnode import codec
-from raftnode.client import ClusterClient, NodeUnreachable
+from raftnode.client.trioclient import ClusterClient, NodeUnreachable
 from raftnode.config import Address
 from raftnode.core import RaftConfig
-from raftnode.credentials import Credentials
-from raftnode.runtime import RaftNode
-from raftnode.service import REQUEST_HEADROOM, ClientService
-from raftnode.statemachines import Counter
+from raftnode.node.runtime import RaftNode
+from raftnode.node.service import REQUEST_HEADROOM, ClientService
+from raftnode.node.statemachines import Counter
+from raftnode.security.credentials import Credentials
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.faults import FaultyTransport
 from raftnode.transport.memory import MemoryNetwork
+from raftnode.wire import codec
 
 from .helpers import closed_by_peer, free_ports, wait_until
 

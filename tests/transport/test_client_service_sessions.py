@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from raftnode import codec
+from raftnode.wire import codec
 
 from .test_client_service import endpoint, raw
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from raftnode import tls, wire
-from raftnode.client import ClusterClient, NodeUnreachable
+from raftnode.client.syncclient import SyncClusterClient
+from raftnode.client.trioclient import ClusterClient, NodeUnreachable
 from raftnode.config import Address, ClusterConfig
-from raftnode.syncclient import SyncClusterClient
+from raftnode.security import tls
+from raftnode.wire import requests as wire
 
 from .helpers import wait_until
 from .test_client_service import endpoint

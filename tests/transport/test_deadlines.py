@@ -10,16 +10,16 @@ import pytest
 import trio
 import trio.testing
 
-from raftnode import codec
 from raftnode.config import Address
 from raftnode.core import RaftConfig
-from raftnode.credentials import Credentials
-from raftnode.runtime import RaftNode
-from raftnode.service import ClientService
-from raftnode.statemachines import Counter
+from raftnode.node.runtime import RaftNode
+from raftnode.node.service import ClientService
+from raftnode.node.statemachines import Counter
+from raftnode.security.credentials import Credentials
 from raftnode.storage.memory import MemoryStorage
 from raftnode.transport.memory import MemoryNetwork
 from raftnode.transport.tcp import TcpTransport
+from raftnode.wire import codec
 
 pytestmark = pytest.mark.trio
 

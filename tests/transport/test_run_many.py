@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from raftnode import wire
+from raftnode.client.syncclient import SyncClusterClient
+from raftnode.client.trioclient import ClientError, ClusterClient
 from raftnode.core.commands import CommandResult
-from raftnode.client import ClientError, ClusterClient
-from raftnode.syncclient import SyncClusterClient
+from raftnode.wire import requests as wire
 
 from .test_client_service import endpoint, raw, still_serving
 

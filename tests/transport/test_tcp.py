@@ -10,10 +10,8 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from raftnode import codec
 from raftnode.concurrency import unwrapped
 from raftnode.config import Address
-from raftnode.credentials import Credentials
 from raftnode.core.messages import (
     AppendEntries,
     Entry,
@@ -22,8 +20,10 @@ from raftnode.core.messages import (
     HeartbeatResponse,
     Message,
 )
+from raftnode.security.credentials import Credentials
 from raftnode.transport import Transport
 from raftnode.transport.tcp import TcpTransport
+from raftnode.wire import codec
 
 from .helpers import closed_by_peer, free_ports, wait_until
 

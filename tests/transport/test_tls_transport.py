@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from raftnode import codec, pki, tls
 from raftnode.config import Address, ClusterConfig, parse_config
+from raftnode.security import pki, tls
 from raftnode.transport.greeting import Greeter
+from raftnode.wire import codec
 
 from .helpers import free_ports, wait_until
 from .test_tcp import CREDENTIALS, Node, deliver_until_received, heartbeat

@@ -1,0 +1,165 @@
+"""The two inboxes of a node's task, and how callers are told when the proposals back up.
+
+Everything the node's task does comes through here: the *urgent* inbox takes peer messages from
+the transport, ticks and admin calls; the *proposals* take client commands and reads from
+``run_command``, ``submit_command`` and their kin. Each turn the task takes everything urgent
+that is waiting, then at most ``max_batch`` proposals (a batch submitted together is taken
+whole, up to the high-water mark). A proposal that finds ``inbox_size`` proposals waiting is
+answered ``retry`` at once; endpoints that read many commands stop reading while
+:meth:`NodeInbox.backlogged` (``wait_for_room``), which pushes back on their clients through TCP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ..core.commands import CommandResult
+from ..core.messages import EntryKind, Message
+from ..wire.sessions import SessionStamp, encode_session_command
+
+TICK, MESSAGE, CALL, SNAPSHOT = range(4)
+"""The kinds of urgent items: ``(kind, payload, waiter)``."""
+TICK_ITEM = (TICK, None, None)
+
+#: (command or None for a session registration, the entry's data or None for a read served by
+#: ``query``, its kind): what a caller proposes; the inbox adds the caller's waiter.
+Proposal = tuple["str | None", "bytes | None", EntryKind]
+
+
+def proposal_of(command: str, session: SessionStamp | None) -> tuple[str, bytes, EntryKind] | CommandResult:
+    """The proposal of ``command``: the text, the entry's data and kind (a session command
+    carries its stamp and this node's wall clock, ``raftnode.wire.sessions``); or the answer at
+    once when the text is not Unicode."""
+    try:
+        data = command.encode()
+    except UnicodeEncodeError:
+        return CommandResult(error=f"command {command!r} is not valid Unicode text")
+    if session is None:
+        return command, data, EntryKind.COMMAND
+    return command, encode_session_command(session, time.time(), data), EntryKind.SESSION
+
+
+class NodeInbox:
+    """The urgent items and proposals waiting for the node's task, and the task's wake-up.
+
+    ``open`` is true while the node serves: a proposal put into a closed inbox is answered
+    ``retry``. ``stats`` is the node's counter dict (``inbox_dropped``, ``peer_dropped``).
+    """
+
+    def __init__(self, inbox_size: int, max_batch: int, stats: dict[str, Any]) -> None:
+        if max_batch < 1 or inbox_size < 1:
+            raise ValueError("max_batch and inbox_size must be positive")
+        self.urgent: deque[tuple] = deque()  # (kind, payload, waiter): peer messages, ticks, calls
+        self.proposals: deque[tuple[str | None, bytes | None, EntryKind, Any]] = deque()  # Proposal + waiter
+        self.inbox_size = inbox_size
+        self.max_batch = max_batch
+        self.high_water = 4 * max_batch  # backlogged() above this
+        self.next_turn_takes = 0  # proposals the next turn takes at least (a client batch kept whole)
+        self.open = False
+        self._stats = stats
+        self._task: Any = None  # the node's task while it waits for input
+        self._room = trio.lowlevel.ParkingLot()  # endpoints waiting for proposals to drain
+
+    def wake(self) -> None:
+        """Input arrived: wake the node's task if it waits for some."""
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait_for_input(self) -> None:
+        """Return once there is input; always a checkpoint (other tasks run between turns)."""
+        if self.urgent or self.proposals:
+            await trio.lowlevel.checkpoint()
+            return
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def put_urgent(self, item: tuple) -> None:
+        self.urgent.append(item)
+        self.wake()
+
+    def tick(self) -> None:
+        """The ticker's item: a timer is due."""
+        self.urgent.append(TICK_ITEM)
+        self.wake()
+
+    def deliver(self, message: Message) -> None:
+        """A peer's message, from the transport (dropped beyond ``inbox_size``)."""
+        if len(self.urgent) >= self.inbox_size:
+            self._stats["peer_dropped"] += 1
+            return
+        self.urgent.append((MESSAGE, message, None))
+        self.wake()
+
+    def put(self, proposal: Proposal | CommandResult, waiter: Any) -> CommandResult | None:
+        """Queue ``proposal`` for the node's task; or the answer at once when it is one already,
+        the node is not running, or the inbox is full."""
+        if isinstance(proposal, CommandResult):
+            return proposal
+        if not self.open:
+            return CommandResult(retry=True)
+        if len(self.proposals) >= self.inbox_size:
+            self._stats["inbox_dropped"] += 1
+            return CommandResult(retry=True)
+        self.proposals.append((*proposal, waiter))
+        self.wake()
+        return None
+
+    def put_batch(self, proposals: list[tuple[str | None, bytes | None, EntryKind, Any]]) -> bool:
+        """Queue ``proposals`` (each with its waiter) together, to be taken in one turn even beyond
+        ``max_batch`` (up to the high-water mark); or answer them all ``retry`` (False) when the
+        node is not running or the inbox has no room for all of them."""
+        if proposals and (not self.open or len(self.proposals) + len(proposals) > self.inbox_size):
+            self._stats["inbox_dropped"] += len(proposals) if self.open else 0
+            for proposal in proposals:
+                proposal[3].set(CommandResult(retry=True))
+            return False
+        self.proposals.extend(proposals)
+        # The next turn takes the whole batch even beyond max_batch (up to the high-water mark).
+        self.next_turn_takes = max(self.next_turn_takes, min(len(self.proposals), self.high_water))
+        self.wake()
+        return True
+
+    def take(self, propose: Callable[..., None], raft: Any) -> None:
+        """Hand this turn's proposals to ``propose(raft, *proposal, waiter)``."""
+        proposals = self.proposals
+        for _ in range(min(len(proposals), max(self.max_batch, self.next_turn_takes))):
+            propose(raft, *proposals.popleft())
+        self.next_turn_takes = 0
+        if self._room and len(proposals) < self.high_water:
+            self._room.unpark_all()
+
+    def backlogged(self) -> bool:
+        """Enough proposals wait for the next turns: an endpoint should stop reading commands."""
+        return len(self.proposals) >= self.high_water
+
+    async def wait_for_room(self) -> None:
+        """Wait until ``backlogged()`` is no longer true (or the node stops)."""
+        while self.open and len(self.proposals) >= self.high_water:
+            await self._room.park()
+
+    def refuse_proposals(self) -> None:
+        """The node stopped (``open`` is false): answer the waiting proposals ``retry``."""
+        while self.proposals:
+            self.proposals.popleft()[3].set(CommandResult(retry=True))
+
+    def fail_calls(self, error: BaseException) -> None:
+        """The node stopped: answer the waiting calls and snapshot requests with ``error``."""
+        for kind, _, waiter in self.urgent:
+            if kind in (CALL, SNAPSHOT):
+                waiter.set(error=error)
+        self.urgent.clear()
+
+    def release_waiting_for_room(self) -> None:
+        self._room.unpark_all()

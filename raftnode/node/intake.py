@@ -1,0 +1,85 @@
+"""How a caller's command or read reaches the node's task, and how its answer comes back.
+
+:class:`CommandIntake` turns commands into proposals for the node's inbox (``raftnode.node.inbox``)
+and either wakes the calling task with the answer (``run_command``, ``query``) or calls it back
+from the node's task before a deadline (``submit_command`` and its kin, ``raftnode.node.deadlines``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import trio
+
+from ..core.commands import CommandResult
+from ..core.messages import EntryKind
+from ..wire.sessions import SessionStamp
+from .deadlines import CommandDeadlines
+from .inbox import NodeInbox, Proposal, proposal_of
+from .waiters import Callback, Waiter
+
+
+class CommandIntake:
+    """The callers' side of the proposals; ``reads_served``: reads are served by ReadIndex (the
+    state machine has a read-only ``query``), not through the log."""
+
+    __slots__ = ("_inbox", "_deadlines", "_reads_served")
+
+    def __init__(self, inbox: NodeInbox, deadlines: CommandDeadlines, reads_served: bool) -> None:
+        self._inbox = inbox
+        self._deadlines = deadlines
+        self._reads_served = reads_served
+
+    async def wait(self, proposal: Proposal | CommandResult, timeout: float) -> CommandResult:
+        """Propose and wait for the answer, or ``timeout_expired`` after ``timeout`` seconds."""
+        waiter = Waiter()
+        refused = self._inbox.put(proposal, waiter)
+        if refused is not None:
+            return refused
+        with trio.move_on_after(timeout):
+            await waiter.event.wait()
+            return waiter.result
+        return CommandResult(timeout_expired=True)
+
+    def submit(
+        self,
+        proposal: Proposal | CommandResult,
+        on_result: Callable[[CommandResult], None],
+        timeout: float,
+    ) -> None:
+        """Propose; ``on_result(answer)`` is called once, at the latest at the deadline."""
+        callback = Callback(on_result)
+        refused = self._inbox.put(proposal, callback)
+        if refused is not None:
+            callback.set(refused)
+            return
+        self._deadlines.expire_after(callback, timeout)
+
+    def submit_batch(
+        self,
+        commands: Sequence[str],
+        on_result: Callable[[int, CommandResult], None],
+        timeout: float,
+        stamps: Sequence[SessionStamp] | None,
+    ) -> None:
+        """Propose ``commands`` together (``NodeInbox.put_batch``); ``on_result(position, answer)``."""
+        callbacks = [Callback(partial(on_result, position)) for position in range(len(commands))]
+        proposals = []
+        for position, command in enumerate(commands):
+            proposal = proposal_of(command, stamps[position] if stamps is not None else None)
+            if isinstance(proposal, CommandResult):
+                callbacks[position].set(proposal)
+            else:
+                proposals.append((*proposal, callbacks[position]))
+        if self._inbox.put_batch(proposals):
+            for proposal in proposals:
+                self._deadlines.expire_after(proposal[3], timeout)
+
+    def read_proposal(self, command: str) -> tuple[str, bytes | None, EntryKind] | CommandResult:
+        """The proposal of the read ``command``: no data (served by ReadIndex) when the state machine
+        has a read-only ``query``, else a plain command through the log."""
+        proposal = proposal_of(command, None)
+        if not self._reads_served or isinstance(proposal, CommandResult):
+            return proposal
+        return command, None, EntryKind.COMMAND

@@ -1,0 +1,116 @@
+"""How callers of a node wait for what only the node's task can tell them.
+
+:class:`Waiter` wakes a task; :class:`Callback` calls a function instead (``submit_command``);
+:class:`MembershipWaiters` holds the callers of ``add_node`` / ``remove_node`` until their change
+takes effect, fails or runs out of time (checked after every turn of the node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core.errors import MembershipError
+
+if TYPE_CHECKING:
+    from ..core.commands import CommandResult
+    from ..core.raft import Raft
+
+#: Looks at the core: None while the change is pending, "" once done, else why it failed.
+MembershipCheck = Callable[["Raft"], "str | None"]
+
+
+def is_voter(node: str) -> MembershipCheck:
+    """The check of ``add_node(node)``: done once ``node`` is a voter in the committed
+    configuration; failed if the leader gave up catching it up (and dropped it)."""
+
+    def check(raft: Raft) -> str | None:
+        if node in raft.committed_configuration().voters:
+            return ""
+        failure = raft.catchup_failures.get(node)
+        return failure if failure is not None and node not in raft.configuration.members() else None
+
+    return check
+
+
+def is_removed(node: str) -> MembershipCheck:
+    """The check of ``remove_node(node)``: done once the committed configuration lacks ``node``."""
+    return lambda raft: "" if node not in raft.committed_configuration().members() else None
+
+
+class Waiter:
+    """Where the node's task leaves the answer for a caller waiting on it."""
+
+    __slots__ = ("event", "result", "error")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.event.set()
+
+
+class Callback:
+    """A waiter that calls ``fn(result)`` instead of waking a task (``submit_command``): once."""
+
+    __slots__ = ("fn", "done")
+
+    def __init__(self, fn: Callable[[CommandResult], None]) -> None:
+        self.fn = fn
+        self.done = False
+
+    def set(self, result: Any = None, error: BaseException | None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.fn(result)
+
+
+class MembershipWaiters:
+    """Callers waiting for a membership change, each with its check and deadline."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[MembershipCheck, Waiter, float, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
+    async def wait(self, check: MembershipCheck, timeout: float, pending: str) -> None:
+        """Wait until ``check`` says done (returns) or failed (MembershipError), or ``timeout``
+        seconds pass (TimeoutError naming ``pending``)."""
+        waiter = Waiter()
+        entry = (check, waiter, trio.current_time() + timeout, f"{pending} after {timeout:g} s")
+        self._waiting.append(entry)
+        try:
+            await waiter.event.wait()
+        finally:
+            if entry in self._waiting:  # cancelled: stop checking for it
+                self._waiting.remove(entry)
+        if waiter.error is not None:
+            raise waiter.error
+        if waiter.result:
+            raise MembershipError(waiter.result)
+
+    def check(self, raft: Raft, now: float) -> None:
+        """Answer the callers whose change is done, failed or out of time."""
+        pending = []
+        for item in self._waiting:
+            check, waiter, deadline, late = item
+            verdict = check(raft)
+            if verdict is not None:
+                waiter.set(verdict)
+            elif now >= deadline:
+                waiter.set(error=TimeoutError(late))
+            else:
+                pending.append(item)
+        self._waiting = pending
+
+    def fail(self, error: BaseException) -> None:
+        """Answer every caller with ``error`` (the node stopped)."""
+        for _, waiter, _, _ in self._waiting:
+            waiter.set(error=error)
+        self._waiting = []

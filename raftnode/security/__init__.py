@@ -1,0 +1,1 @@
+"""Who may talk to a cluster: its secrets, certificates and TLS contexts."""
