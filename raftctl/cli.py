@@ -336,17 +336,10 @@ def run_domain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def console() -> Any:
-    """A rich console on stdout; 120 columns when not writing to a terminal (or $COLUMNS)."""
-    import os
-    import sys
+    """A rich console on stdout (``raftctl.render.terminal``, imported only now)."""
+    from .render.terminal import console as stdout_console
 
-    from rich.console import Console
-
-    stream = sys.stdout
-    width = None
-    if not stream.isatty() and "COLUMNS" not in os.environ:
-        width = 120
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    return stdout_console()
 
 
 def warn(message: str) -> None:

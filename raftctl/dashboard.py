@@ -222,8 +222,3 @@ async def watch_stream(config: ClusterConfig, emit: Callable[[dict[str, Any]], N
             await watcher.run()
     finally:
         watcher.close()
-
-
-def open_live(console: Console) -> Live:
-    """The Live display ``watch`` draws into: no refresh thread, redraw only on ``update``."""
-    return Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False)

@@ -56,9 +56,9 @@ def watch_status(config: ClusterConfig, only: Callable[[Any], set[str]] | None, 
         last = refresh(look_at(config), lambda seen: echo(json.dumps(_document(config, seen, only))),
                        interval=interval, count=count)
     elif console.is_terminal:
-        from rich.live import Live
+        from .render.terminal import open_live
 
-        with Live(console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
+        with open_live(console) as live:
             last = refresh(look_at(config), lambda seen: live.update(_view(seen, only), refresh=True),
                            interval=interval, count=count)
     else:
@@ -82,10 +82,8 @@ def _document(config: ClusterConfig, seen: Any, only: Callable[[Any], set[str]] 
 
 
 def _view(seen: Any, only: Callable[[Any], set[str]] | None) -> Any:
-    from rich.text import Text
-
-    from .render import status_view
+    from .render import no_answer_view, status_view
 
     if isinstance(seen, errors.NotRunning):
-        return Text(f"{time.strftime('%H:%M:%S')}  no node answers: {seen}", style="red")
+        return no_answer_view(time.strftime('%H:%M:%S'), seen)
     return status_view(seen, only=only(seen) if only else None)

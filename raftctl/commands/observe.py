@@ -67,7 +67,9 @@ def watch(app: App, interval: float, duration: float | None, as_json: bool) -> N
     out = console()
 
     def draw() -> None:
-        with dashboard.open_live(out) as live:
+        from ..render.terminal import open_live
+
+        with open_live(out) as live:
             run_domain(dashboard.watch, config, live, interval=interval, duration=duration)
 
     interruptible(draw)

@@ -193,10 +193,12 @@ def bench(app: App, in_flight: int, connections: int | None, count: int | None, 
     if as_json:
         report = run_domain(load.cluster_bench, config, workload, stop_on_sigint=True)
     else:
+        from ..render.bench import ProgressBar, report_view
+
         out = console()
-        with load.ProgressBar(out, workload) as bar:
+        with ProgressBar(out, workload) as bar:
             report = run_domain(load.cluster_bench, config, workload, progress=bar.update, stop_on_sigint=True)
-        out.print(load.report_view(report))
+        out.print(report_view(report))
     code, message = EXIT_OK, ""
     if report["interrupted"]:
         code, message = EXIT_INTERRUPTED, "interrupted: the report covers what ran until Ctrl-C"

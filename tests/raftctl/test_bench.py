@@ -28,11 +28,11 @@ from raftctl.bench import (
     latency_summary,
     parse_mix,
     percentile,
-    report_view,
     throughput,
 )
 from raftctl.cli import main
 from raftctl.clusterfile import write_config
+from raftctl.render.bench import report_view
 from raftnode.config import Address
 from raftnode.wire import codec
 

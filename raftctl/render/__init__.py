@@ -2,6 +2,11 @@
 
 Nothing here talks to a node or reads a clock: give the same records, get the same picture, so
 tests print into ``Console(file=io.StringIO(), width=100, color_system=None)`` and compare text.
+
+raftctl imports rich only in this package and ``raftctl.dashboard`` (tests/test_import_boundaries.py):
+``render.bench`` draws ``raftctl bench``'s report and progress bar, ``render.terminal`` makes the
+console and the live display. Commands import them inside the function that draws, so a command
+that prints no table (``status --json``, ``run-command``) imports no rich at all.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .members import Health, Member
-from .model import (
+from ..members import Health, Member
+from ..model import (
     ClusterStatus,
     NodeRow,
     describe_faults,
@@ -157,6 +162,11 @@ def status_view(status: ClusterStatus, *, only: Collection[str] | None = None) -
     return Group(table, *notes) if notes else table
 
 
+def no_answer_view(at: str, reason: object) -> Text:
+    """What ``status --watch`` shows for a look that no node answered: its time ``at`` and why."""
+    return Text(f"{at}  no node answers: {reason}", style="red")
+
+
 def _plain_table() -> Table:
     return Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), collapse_padding=True, header_style="bold")
 
@@ -202,7 +212,7 @@ def health_view(health: Health) -> RenderableType:
 def event_text(event: dict[str, Any]) -> Text:
     """One event as a line: time, node, kind (colored), detail; raftctl's actions marked."""
     # Imported here, not at the top: `raftctl status` renders no events.
-    from . import events as events_mod
+    from .. import events as events_mod
 
     line = Text()
     line.append(events_mod.format_time(event["time"])[11:], style="dim")
@@ -222,7 +232,7 @@ def event_text(event: dict[str, Any]) -> Text:
 
 def events_view(items: Iterable[dict[str, Any]], *, dates: bool = True) -> Text:
     """Many events, one per line (``raftctl events``)."""
-    from . import events as events_mod
+    from .. import events as events_mod
 
     out = Text()
     for event in items:
@@ -266,13 +276,13 @@ def dashboard(
 from typing import TYPE_CHECKING  # noqa: E402
 
 if TYPE_CHECKING:
-    from .linearizability import Operation, Verdict
+    from ..linearizability import Operation, Verdict
 
 
 def linearizability_view(verdict: Verdict, source: str) -> RenderableType:
     """What ``raftctl check-history`` prints for a ``linearizability.Verdict``: the verdict line,
     each anomaly explained with the longest linearization found, and the keys given up on."""
-    from .linearizability import ANOMALY, OK, UNKNOWN
+    from ..linearizability import ANOMALY, OK, UNKNOWN
 
     keys = len(verdict.keys)
     heading = Text(f"{source}: ", style="bold")
