@@ -17,8 +17,8 @@ Independent trio tasks keep a :class:`WatchState` current and one task draws it:
   ``events --follow`` uses too);
 - the drawer renders ``render.dashboard`` and hands it to ``rich.live.Live`` with
   ``refresh=True`` every ``interval`` (4 times a second by default). ``Live`` is created
-  (``render.terminal.open_live``) with ``auto_refresh=False``, so no refresh thread competes with trio and a frame is drawn only when
-  it is complete — no flicker.
+  (``render.terminal.open_live``) with ``auto_refresh=False``, so no refresh thread competes
+  with trio and a frame is drawn only when it is complete — no flicker.
 
 A slow or hung node delays only its own status answer (bounded by a timeout), never the drawing.
 Ctrl-C raises KeyboardInterrupt out of ``trio.run``; the ``Live`` context around it restores the
