@@ -4,7 +4,7 @@ each in-flight level, and failover time.
     python3 -m pip install -e '.[bench]'        # PySyncObj, pinned
     python3 benchmarks/compare_pysyncobj.py [--levels 1,8,64,512,4096,16384] [--duration 2]
         [--count N] [--warmup 0.5] [--connections C] [--failover-runs 5] [--dir DIR] [--json]
-        [--nodes 3] [--batch B] [--no-etcd]
+        [--nodes 3] [--batch B] [--no-etcd] [--scale] [--memory N]
 
 Four clusters (five with etcd) of ``--nodes`` processes each (3 by default) run on 127.0.0.1
 (free ports, a temporary directory):
@@ -29,9 +29,18 @@ With ``--batch B`` the fsync-on raftnode cluster is measured once more at each l
 with a batching client (``raftctl bench --batch``: ``run_many`` requests of up to B commands,
 each command still answered on its own): the peak row.
 
+Reads: after the levels, the fsync-on raftnode cluster is loaded once more for ``--duration`` with
+``get`` only (queries: ReadIndex, no log entry; one per request, as ``raftctl bench --command get``
+sends them) at the highest of ``--levels`` up to 4,096 in flight.
+
+With ``--scale`` raftnode and PySyncObj are compared once more at 5 nodes, at each level from 64
+up, each ratio against the ``--nodes`` one. With ``--memory N`` a fresh 3-node cluster is driven
+with N commands by ``memory_restart.py`` and the worst node's resident memory is set against
+today's (issue 3's figure); a million commands take about 5 minutes.
+
 Last, every target of issue 19 is printed with its measured value and met / not met (the median
 fsync of ``--dir``'s disk is measured in the same run, for the low-concurrency target); targets
-this script does not measure (reads, memory) say so.
+left out (``--scale``, ``--memory``, etcd) say how to measure them.
 
 Every run but etcd's uses the same load generator, ``raftctl.bench`` (what ``raftctl bench`` runs):
 ``incr 1`` commands, ``in-flight`` of them outstanding at every moment over ``--connections``
@@ -48,7 +57,7 @@ is restarted and the cluster is whole again before the next run. Both use their 
 timeouts (raftnode 150-300 ms, PySyncObj 0.4-1.4 s).
 
 The table's pure parts (``ratio``, ``better_mode``, ``comparison_rows``, ``format_table``,
-``median``) are importable without PySyncObj and tested in ``tests/test_compare_pysyncobj.py``.
+``median``, the ``*_target(s)`` functions) are importable without PySyncObj and tested in ``tests/test_compare_pysyncobj.py``.
 """
 
 from __future__ import annotations
@@ -80,6 +89,7 @@ PSO_NOBATCH = "pysyncobj-nobatch"
 RAFTNODE_NOFSYNC = "raftnode-nofsync"  # fsync = false: UNSAFE, the like-for-like row
 RAFTNODE_BATCH = "raftnode-batch"  # the fsync-on cluster with a batching client (--batch)
 ETCD = "etcd"  # etcd 3.4 with its own load generator (etcd_peer.py), where installed
+RAFTNODE_READS = "raftnode-reads"  # the fsync-on cluster loaded with `get` queries (ReadIndex)
 #: The lowest in-flight level a batching client is measured at.
 BATCH_FROM_LEVEL = 64
 PYSYNCOBJ_VERSION = "0.3.17"
@@ -281,6 +291,20 @@ def _aligned(lines: list[list[str]]) -> str:
 #: The throughput ratios issue 19 asks for at these levels (fsync on).
 RATIO_TARGETS = {8: 1.0, 64: 3.0, 512: 5.0, 4096: 2.0, 16384: 1.5}
 PEAK_TARGET = 100_000
+#: Reads through ReadIndex per second on 3 nodes (issue 19's peak target; reads_vs_writes.py's READS_TARGET).
+READS_TARGET = 150_000
+#: The highest in-flight level the reads run may take from --levels.
+READS_MAX_LEVEL = 4096
+#: "Today's" resident memory: the worst node after 1,000,000 commands in issue 3's stop note,
+#: benchmarks/memory_restart.py: 31.4 / 33.7 / 31.4 MiB per node, 31.5 / 31.4 / 34.0 MiB at --in-flight 512.
+MEMORY_BASELINE_MIB = 34.0
+#: The commands the memory target is about; a shorter --memory run is shown without a verdict.
+MEMORY_TARGET_COMMANDS = 1_000_000
+#: The in-flight level of the --memory run (memory_restart.py's default).
+MEMORY_IN_FLIGHT = 256
+#: The nodes and the lowest in-flight level of the --scale comparison.
+SCALE_NODES = 5
+SCALE_FROM_LEVEL = 64
 #: raftnode over etcd's throughput: at 1 in flight, and at every level from 64 up.
 ETCD_AT_ONE_TARGET = 1.0
 ETCD_FROM_64_TARGET = 2.0
@@ -308,10 +332,70 @@ def etcd_targets(rows: Sequence[dict[str, Any]], skipped: str | None) -> list[di
     return out
 
 
+def reads_level(levels: Sequence[int]) -> int:
+    """The in-flight level of the reads run: the highest of ``levels`` up to ``READS_MAX_LEVEL``
+    (the lowest of them when all are above)."""
+    eligible = [level for level in levels if level <= READS_MAX_LEVEL]
+    return max(eligible) if eligible else min(levels)
+
+
+def reads_target(report: dict[str, Any] | None, level: int | None) -> dict[str, Any]:
+    """The reads target from the ``get`` run at ``level`` (``level`` None: not run; ``report``
+    None: the run failed)."""
+    target = f"reads through ReadIndex >= {READS_TARGET:,}/s"
+    if level is None:
+        return {"target": target, "measured": "not measured here (raftctl bench --command get)", "met": None}
+    if report is None:
+        return {"target": target, "measured": f"the reads run at {level:,} in flight failed", "met": None}
+    lat = report["latency_ms"]
+    measured = f"{report['throughput']:,.0f} reads/s at {level:,} in flight (p50 {_ms(lat['p50'])} / p99 {_ms(lat['p99'])} ms)"
+    return {"target": target, "measured": measured, "met": report["throughput"] >= READS_TARGET}
+
+
+def memory_target(result: dict[str, Any] | None) -> dict[str, Any]:
+    """The memory target from ``memory_restart.measure``'s result (None: not run): the node with
+    the highest resident memory against ``MEMORY_BASELINE_MIB``; no verdict (met None) after
+    fewer than ``MEMORY_TARGET_COMMANDS`` commands."""
+    target = f"resident memory per node after 1M commands <= {MEMORY_BASELINE_MIB:g} MiB (today)"
+    if result is None:
+        return {"target": target, "measured": "not measured (give --memory 1000000, ~5 min; "
+                                              "or benchmarks/memory_restart.py)", "met": None}
+    resident = {node: m.get("VmRSS") for node, m in result["memory_mib"].items()}
+    known = {node: mib for node, mib in resident.items() if mib is not None}
+    if not known:
+        return {"target": target, "measured": "no resident memory read", "met": None}
+    node = max(known, key=lambda n: known[n])
+    measured = f"worst {known[node]:g} MiB ({node}) after {result['commands']:,} commands"
+    if result["commands"] < MEMORY_TARGET_COMMANDS:
+        return {"target": target, "measured": f"{measured}: too few for a verdict", "met": None}
+    return {"target": target, "measured": measured, "met": known[node] <= MEMORY_BASELINE_MIB}
+
+
+def scale_targets(rows: Sequence[dict[str, Any]], scale_rows: Sequence[dict[str, Any]] | None,
+                  nodes: int = 3) -> list[dict[str, Any]]:
+    """One target per level of the ``SCALE_NODES``-node comparison (``comparison_rows``): its
+    throughput ratio at least the ``nodes``-node ratio of ``rows`` at that level; one unmeasured
+    line when ``scale_rows`` is None."""
+    if scale_rows is None:
+        return [{"target": f"{SCALE_NODES} nodes: ratios >= {nodes} nodes' from {SCALE_FROM_LEVEL} up",
+                 "measured": "not measured (give --scale)", "met": None}]
+    base = {row["in_flight"]: row["throughput_ratio"] for row in rows}
+    out = []
+    for row in scale_rows:
+        level, got, wanted = row["in_flight"], row["throughput_ratio"], base.get(row["in_flight"])
+        out.append({"target": f"{SCALE_NODES} nodes, {level:,} in flight: ratio >= {nodes} nodes'",
+                    "measured": f"{_times(got)} vs {_times(wanted)}",
+                    "met": None if got is None or wanted is None else got >= wanted})
+    return out
+
+
 def targets(rows: Sequence[dict[str, Any]], extras: Sequence[dict[str, Any]], fsync_ms: float | None,
-            nodes: int = 3, etcd: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+            nodes: int = 3, etcd: Sequence[dict[str, Any]] | None = None, *,
+            reads: dict[str, Any] | None = None, scale: Sequence[dict[str, Any]] | None = None,
+            memory: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every target of issue 19: ``{"target", "measured", "met"}`` (met None: not measured here);
-    ``etcd`` is ``etcd_targets``' (the default: etcd not run)."""
+    ``etcd``, ``reads``, ``scale`` and ``memory`` are ``etcd_targets``', ``reads_target``'s,
+    ``scale_targets``' and ``memory_target``'s (each default: not run)."""
     by_level = {row["in_flight"]: row for row in rows}
     out: list[dict[str, Any]] = []
 
@@ -342,9 +426,10 @@ def targets(rows: Sequence[dict[str, Any]], extras: Sequence[dict[str, Any]], fs
     peaks = [row[RAFTNODE_BATCH]["throughput"] for row in extras if row[RAFTNODE_BATCH]["throughput"] is not None]
     add(f"peak with a batching client: >= {PEAK_TARGET:,} cmds/s on {nodes} nodes",
         f"{max(peaks):,.0f} cmds/s" if peaks else "not measured (give --batch)", max(peaks) >= PEAK_TARGET if peaks else None)
-    add("reads through ReadIndex >= 150,000/s", "not measured here (raftctl bench --command get)", None)
+    out.append(reads if reads is not None else reads_target(None, None))
+    out.extend(scale if scale is not None else scale_targets(rows, None, nodes))
     out.extend(etcd if etcd is not None else etcd_targets([], "not run"))
-    add("resident memory per node after 1M commands no higher", "not measured here (benchmarks/memory_restart.py)", None)
+    out.append(memory if memory is not None else memory_target(None))
     return out
 
 
@@ -502,11 +587,12 @@ async def all_agree(system: System, *, timeout: float) -> str:
     return await trio.to_thread.run_sync(partial(wait_for_leader, system.addresses, timeout=timeout))
 
 
-async def measure(system: System, level: int, args: argparse.Namespace, batch: int = 1) -> dict[str, Any]:
+async def measure(system: System, level: int, args: argparse.Namespace, batch: int = 1,
+                  command: str = "incr 1") -> dict[str, Any]:
     from raftctl.bench import Workload, parse_mix, run_load
 
     workload = Workload(
-        parse_mix(["incr 1"]),
+        parse_mix([command]),
         in_flight=level,
         connections=min(args.connections, level) if args.connections else None,
         count=args.count,
@@ -573,8 +659,10 @@ def measure_one(name: str, systems: dict[str, System], etcd: Any, level: int,
         if name == ETCD:
             report = etcd.measure(level, duration=args.duration, warmup=args.warmup, connections=args.connections)
         else:
-            system = systems[RAFTNODE if name == RAFTNODE_BATCH else name]
-            report = trio.run(measure, system, level, args, args.batch if name == RAFTNODE_BATCH else 1)
+            system = systems[RAFTNODE if name in (RAFTNODE_BATCH, RAFTNODE_READS) else name]
+            batch = args.batch if name == RAFTNODE_BATCH else 1
+            command = "get" if name == RAFTNODE_READS else "incr 1"  # a get goes as a query: ReadIndex
+            report = trio.run(measure, system, level, args, batch, command)
     except Exception as exc:  # noqa: BLE001 - a system that fails a level leaves a gap, not a crash
         _log(args, f"  {name} at in-flight {level}: failed: {exc!r}")
         return None
@@ -608,6 +696,38 @@ def etcd_peer_for(args: argparse.Namespace, directory: Path) -> tuple[Any, str |
         return None, None, reason
     directory.mkdir()
     return etcd_peer.EtcdCluster(directory, args.nodes, load_generator), etcd_peer.etcd_version(), None
+
+
+def scale_comparison(args: argparse.Namespace, directory: Path) -> list[dict[str, Any]]:
+    """raftnode (fsync on) against PySyncObj's two modes at ``SCALE_NODES`` nodes, at each level of
+    ``--levels`` from ``SCALE_FROM_LEVEL`` up, alternating as the main run does: ``comparison_rows``."""
+    from local_cluster import wait_for_leader
+
+    systems: dict[str, System] = {}
+    for name in (RAFTNODE, PSO_BATCH, PSO_NOBATCH):
+        (directory / name).mkdir(parents=True)
+    systems[RAFTNODE] = RaftnodeSystem(directory / RAFTNODE, SCALE_NODES)
+    for name, batch in ((PSO_BATCH, True), (PSO_NOBATCH, False)):
+        systems[name] = PySyncObjSystem(directory / name, SCALE_NODES, batch=batch)
+    results: dict[int, dict[str, dict[str, Any] | None]] = {}
+    try:
+        for system in systems.values():
+            system.start()
+        for system in systems.values():
+            wait_for_leader(system.addresses, timeout=30)
+        levels = [level for level in args.levels if level >= SCALE_FROM_LEVEL]
+        for i, level in enumerate(levels):
+            order = list(systems)[::-1] if i % 2 else list(systems)
+            _log(args, f"({SCALE_NODES} nodes)")
+            results[level] = {name: measure_one(name, systems, None, level, args) for name in order}
+    except BaseException:
+        for system in systems.values():
+            print(system.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        for system in systems.values():
+            system.stop()
+    return comparison_rows(results)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -659,6 +779,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if i % 2:
                     order.reverse()
                 results[level] = {name: measure_one(name, systems, etcd, level, args) for name in order}
+            reads_at = reads_level(args.levels)
+            reads_report = measure_one(RAFTNODE_READS, systems, etcd, reads_at, args)
             for run_index in range(args.failover_runs):
                 order = [RAFTNODE, PSO_BATCH] if run_index % 2 == 0 else [PSO_BATCH, RAFTNODE]
                 for name in order:
@@ -680,12 +802,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for cluster in clusters:
                 cluster.stop()
         rows, extras, etcd_table = comparison_rows(results), extra_rows(results), etcd_rows(results)
+        scale_rows = scale_comparison(args, root / "scale") if args.scale else None
+        memory = None
+        if args.memory:
+            import memory_restart
+
+            _log(args, f"memory: {args.memory:,} commands at {MEMORY_IN_FLIGHT} in flight (memory_restart.py)")
+            memory = memory_restart.run_measurement(args.memory, MEMORY_IN_FLIGHT, root)
+        found = targets(rows, extras, fsync_ms, args.nodes, etcd_targets(etcd_table, etcd_skipped),
+                        reads=reads_target(reads_report, reads_at), scale=None if scale_rows is None else
+                        scale_targets(rows, scale_rows, args.nodes), memory=None if memory is None else memory_target(memory))
         return {
             "rows": rows,
             "extra_rows": extras,
             "etcd_rows": etcd_table,
             "etcd": {"version": etcd_version, "skipped": etcd_skipped},
-            "targets": targets(rows, extras, fsync_ms, args.nodes, etcd_targets(etcd_table, etcd_skipped)),
+            "targets": found,
+            "reads": {"in_flight": reads_at, "report": reads_report},
+            "scale_rows": scale_rows,
+            "memory": memory,
             "median_fsync_ms": round(fsync_ms, 3),
             "runs": {str(level): runs for level, runs in results.items()},
             "failover": failover_summary(failover_times, failover_failures),
@@ -698,6 +833,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "failover_runs": args.failover_runs,
                 "nodes": args.nodes,
                 "batch": args.batch,
+                "scale": args.scale,
+                "memory": args.memory,
             },
             "machine": {
                 "python": platform.python_version(),
@@ -734,12 +871,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"also measure raftnode with a batching client of up to B commands per request, "
                              f"from {BATCH_FROM_LEVEL} in flight up")
     parser.add_argument("--no-etcd", action="store_true", help="leave out the etcd columns (etcd_peer.py)")
+    parser.add_argument("--scale", action="store_true",
+                        help=f"also compare at {SCALE_NODES} nodes, from {SCALE_FROM_LEVEL} in flight up")
+    parser.add_argument("--memory", type=int, default=None, metavar="N",
+                        help="also measure resident memory per node after N commands (memory_restart.py; "
+                             "1000000 takes ~5 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     if args.duration <= 0 or (args.count is not None and args.count < 1) or args.failover_runs < 0:
         parser.error("--duration, --count and --failover-runs must be positive")
     if not 1 <= args.nodes <= 9 or (args.batch is not None and not 2 <= args.batch <= 1024):
         parser.error("--nodes must be 1 to 9 and --batch 2 to 1024")
+    if args.memory is not None and args.memory < 1:
+        parser.error("--memory must be a positive number of commands")
     report = run(args)
     if args.json:
         print(json.dumps(report))
@@ -760,6 +904,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_etcd_table(report["etcd_rows"]))
         else:
             print(f"etcd columns skipped: {etcd['skipped']}")
+        if report["scale_rows"] is not None:
+            print(f"the same at {SCALE_NODES} nodes, from {SCALE_FROM_LEVEL} in flight up:")
+            print(format_table(report["scale_rows"]))
         print("issue 19's targets:")
         print(format_targets(report["targets"]))
         if report["failover"] and args.failover_runs:

@@ -107,20 +107,25 @@ async def measure(directory: Path, addresses: dict, procs: list, count: int, in_
     }
 
 
+def run_measurement(count: int, in_flight: int, base: Path | None = None) -> dict[str, Any]:
+    """``measure`` on a fresh 3-node cluster in a temporary directory (under ``base``), stopped after."""
+    with tempfile.TemporaryDirectory(prefix="raft-memory-", dir=base) as tmp:
+        directory = Path(tmp)
+        addresses = write_cluster(directory)
+        procs = start_cluster(directory)
+        try:
+            return trio.run(measure, directory, addresses, procs, count, in_flight)
+        finally:
+            stop_cluster(procs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--in-flight", type=int, default=256)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="raft-memory-") as tmp:
-        directory = Path(tmp)
-        addresses = write_cluster(directory)
-        procs = start_cluster(directory)
-        try:
-            result = trio.run(measure, directory, addresses, procs, args.count, args.in_flight)
-        finally:
-            stop_cluster(procs)
+    result = run_measurement(args.count, args.in_flight)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -170,3 +170,62 @@ def test_the_targets_say_why_etcd_was_not_measured(compare: ModuleType) -> None:
     listed = [t["target"] for t in compare.targets([], [], None, 3, skipped)]
     assert listed[-2] == skipped[0]["target"] and "resident memory" in listed[-1]
     assert any(t["measured"] == "not measured: not run" for t in compare.targets([], [], None))
+
+
+def test_the_reads_run_takes_the_highest_level_up_to_4096(compare: ModuleType) -> None:
+    assert compare.reads_level((1, 8, 64, 512, 4096, 16384)) == 4096
+    assert compare.reads_level((16384, 512, 1)) == 512
+    assert compare.reads_level((8192, 16384)) == 8192  # none eligible: the lowest
+
+
+def test_reads_target_met_not_met_failed_and_not_run(compare: ModuleType) -> None:
+    name = "reads through ReadIndex >= 150,000/s"
+    met = compare.reads_target(report(150_000, 20.0, 40.0), 4096)
+    assert met == {"target": name, "measured": "150,000 reads/s at 4,096 in flight (p50 20.0 / p99 40.0 ms)",
+                   "met": True}
+    assert compare.reads_target(report(149_999, 20.0, 40.0), 4096)["met"] is False
+    failed = compare.reads_target(None, 512)
+    assert failed["met"] is None and "512" in failed["measured"] and "failed" in failed["measured"]
+    assert compare.reads_target(None, None)["met"] is None
+    listed = {t["target"]: t for t in compare.targets([], [], None, reads=met)}
+    assert listed[name]["met"] is True
+
+
+def memory_result(*resident: float | None, commands: int = 1_000_000) -> dict[str, Any]:
+    return {"commands": commands,
+            "memory_mib": {f"n{i}": ({} if mib is None else {"VmRSS": mib, "VmHWM": mib + 1})
+                           for i, mib in enumerate(resident, 1)}}
+
+
+def test_memory_target_takes_the_worst_node_against_the_baseline(compare: ModuleType) -> None:
+    assert compare.MEMORY_BASELINE_MIB == 34.0
+    found = compare.memory_target(memory_result(31.4, 34.0, 31.5))
+    assert found["measured"] == "worst 34 MiB (n2) after 1,000,000 commands" and found["met"] is True
+    assert compare.memory_target(memory_result(31.4, None, 34.1))["met"] is False  # n3 above, n2 unread
+    assert compare.memory_target(memory_result(None, None))["met"] is None
+    short = compare.memory_target(memory_result(20.0, commands=20_000))
+    assert short["met"] is None and short["measured"] == "worst 20 MiB (n1) after 20,000 commands: too few for a verdict"
+    absent = compare.memory_target(None)
+    assert absent["met"] is None and "--memory 1000000" in absent["measured"]
+    listed = compare.targets([], [], None, memory=found)
+    assert listed[-1] == found
+
+
+def test_scale_targets_compare_each_level_with_the_three_node_ratio(compare: ModuleType) -> None:
+    three = compare.comparison_rows({
+        64: {compare.RAFTNODE: report(30000, 2.0, 4.0), compare.PSO_BATCH: report(10000, 5.0, 13.0)},
+        512: {compare.RAFTNODE: report(45000, 10.0, 20.0), compare.PSO_BATCH: report(9000, 48.0, 86.0)},
+    })
+    five = compare.comparison_rows({
+        64: {compare.RAFTNODE: report(24000, 2.5, 5.0), compare.PSO_BATCH: report(8000, 6.0, 15.0)},  # 3x = 3x
+        512: {compare.RAFTNODE: report(40000, 12.0, 25.0), compare.PSO_BATCH: report(10000, 50.0, 90.0)},  # 4x < 5x
+        4096: {compare.RAFTNODE: report(40000, 80.0, 110.0), compare.PSO_BATCH: None},
+    })
+    found = compare.scale_targets(three, five, 3)
+    assert found[0] == {"target": "5 nodes, 64 in flight: ratio >= 3 nodes'", "measured": "3x vs 3x", "met": True}
+    assert found[1]["measured"] == "4x vs 5x" and found[1]["met"] is False
+    assert found[2]["measured"] == "- vs -" and found[2]["met"] is None  # a gap is no pass
+    absent = compare.scale_targets(three, None, 3)
+    assert len(absent) == 1 and absent[0]["met"] is None and "--scale" in absent[0]["measured"]
+    listed = [t["target"] for t in compare.targets(three, [], None, scale=found)]
+    assert listed.index(found[0]["target"]) < listed.index("etcd: >= 1x at 1 in flight, >= 2x from 64 up")
