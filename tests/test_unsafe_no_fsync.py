@@ -1,6 +1,6 @@
 """``fsync = false`` in cluster.toml: UNSAFE, for benchmarks and tests only. The storage skips its
-fsyncs only then, a node says so loudly at start, and ``raftctl up`` refuses such a cluster
-without ``--unsafe-no-fsync``."""
+fsyncs only then, a node says so loudly at start, and ``raftctl up``, ``start`` and ``restart``
+refuse such a cluster without ``--unsafe-no-fsync``."""
 
 from __future__ import annotations
 
@@ -76,7 +76,10 @@ def test_a_node_with_fsync_off_says_so_loudly_at_start(tmp_path: Path, caplog: p
         hull.node.storage.close()
 
 
-def test_raftctl_up_refuses_fsync_off_without_the_unsafe_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", [["up"], ["start", "n2"], ["restart", "n2"]], ids=" ".join)
+def test_raftctl_refuses_to_start_nodes_with_fsync_off_without_the_unsafe_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
     from raftctl import cluster
 
     path = write_config(tmp_path / "cluster.toml", 3, free_base_port(3))
@@ -84,13 +87,13 @@ def test_raftctl_up_refuses_fsync_off_without_the_unsafe_flag(tmp_path: Path, mo
     assert load_config(path).fsync is False
     started: list[Any] = []
 
-    def up(config: Any, **kwargs: Any) -> Any:
+    def starts(config: Any, *args: Any, **kwargs: Any) -> Any:
         started.append(config)
         raise RuntimeError("stop here: the check passed")
 
-    monkeypatch.setattr(cluster, "up", up)
-    refused = CliRunner().invoke(main, ["--config", str(path), "up"])
+    monkeypatch.setattr(cluster, command[0], starts)
+    refused = CliRunner().invoke(main, ["--config", str(path), *command])
     assert refused.exit_code == 2 and not started
     assert "fsync = false" in refused.stderr and "--unsafe-no-fsync" in refused.stderr
-    allowed = CliRunner().invoke(main, ["--config", str(path), "up", "--unsafe-no-fsync"])
+    allowed = CliRunner().invoke(main, ["--config", str(path), *command, "--unsafe-no-fsync"])
     assert started and "the check passed" in str(allowed.exception)

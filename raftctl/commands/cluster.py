@@ -134,11 +134,23 @@ def _port_span(ports: Iterable[int]) -> str:
     return str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
 
 
+unsafe_no_fsync_option = click.option(
+    "--unsafe-no-fsync", is_flag=True,
+    help="Start nodes whose cluster file says fsync = false (UNSAFE: benchmarks and tests only).")
+
+
+def _refuse_unsafe_fsync(config: Any, unsafe_no_fsync: bool) -> None:
+    """A cluster file with fsync = false starts nodes only with --unsafe-no-fsync (exit 2 without)."""
+    if not config.fsync and not unsafe_no_fsync:
+        raise click.UsageError(
+            f"{config.path} sets fsync = false: a crash can lose acknowledged commands (UNSAFE, for benchmarks "
+            "and tests only); pass --unsafe-no-fsync to start it anyway, or set fsync = true")
+
+
 @main.command()
 @timeout_option(10.0, "for the nodes to start and elect a leader")
 @click.option("--netns", is_flag=True, help="Each node in a network namespace of its own, with kernel partitions (root; addresses in 198.18.0.0/15).")
-@click.option("--unsafe-no-fsync", is_flag=True,
-              help="Start a cluster whose file says fsync = false (UNSAFE: benchmarks and tests only).")
+@unsafe_no_fsync_option
 @json_option
 @pass_app
 def up(app: App, timeout: float, netns: bool, unsafe_no_fsync: bool, as_json: bool) -> None:
@@ -155,10 +167,7 @@ def up(app: App, timeout: float, netns: bool, unsafe_no_fsync: bool, as_json: bo
     from .. import cluster
 
     config = app.config()
-    if not config.fsync and not unsafe_no_fsync:
-        raise click.UsageError(
-            f"{config.path} sets fsync = false: a crash can lose acknowledged commands (UNSAFE, for benchmarks "
-            "and tests only); pass --unsafe-no-fsync to start it anyway, or set fsync = true")
+    _refuse_unsafe_fsync(config, unsafe_no_fsync)
     if netns:
         from ..netns import setup
 
@@ -303,17 +312,20 @@ def stop(app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeo
 @main.command()
 @nodes_argument
 @timeout_option(10.0, "for the node to answer")
+@unsafe_no_fsync_option
 @json_option
 @pass_app
-def start(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as_json: bool) -> None:
+def start(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, unsafe_no_fsync: bool, as_json: bool) -> None:
     """Start each NODE (ids, `all` or --all: role words name running nodes) and wait until it answers.
 
     Already running: says so, exit 0. The faults raftctl set on it (a partition) are given back
     to it once it answers. A node that exits while starting has its last log lines shown (exit 5).
+    A cluster file with fsync = false (UNSAFE) is refused (exit 2) without --unsafe-no-fsync.
     """
     from .. import cluster
 
     config = app.config()
+    _refuse_unsafe_fsync(config, unsafe_no_fsync)
     selected = select_nodes(app, nodes, everything, timeout, roles=(), local_for="start")
     _process_commands(as_json, lambda n: run_domain(cluster.start, config, n, timeout=timeout), selected)
 
@@ -322,17 +334,22 @@ def start(app: App, nodes: tuple[str, ...], everything: bool, timeout: float, as
 @nodes_argument
 @grace_option
 @timeout_option(10.0, "for the node to answer again")
+@unsafe_no_fsync_option
 @json_option
 @pass_app
-def restart(app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeout: float, as_json: bool) -> None:
+def restart(
+    app: App, nodes: tuple[str, ...], everything: bool, grace: float, timeout: float, unsafe_no_fsync: bool, as_json: bool
+) -> None:
     """Stop each NODE gracefully (if it runs), start it again and wait until it answers; one
     node after the other.
 
-    The faults raftctl set on it are given back once it answers. NODE... as for `kill`.
+    The faults raftctl set on it are given back once it answers. NODE... as for `kill`. A cluster
+    file with fsync = false (UNSAFE) is refused (exit 2) without --unsafe-no-fsync.
     """
     from .. import cluster
 
     config = app.config()
+    _refuse_unsafe_fsync(config, unsafe_no_fsync)
     selected = select_nodes(app, nodes, everything, timeout, local_for="restart")
     _process_commands(as_json, lambda n: run_domain(cluster.restart, config, n, grace=grace, timeout=timeout), selected)
 
