@@ -128,15 +128,41 @@ def remove_node_from_file(path: str | os.PathLike[str], node_id: str) -> bool:
     """Delete the ``[[nodes]]`` entry of ``node_id`` from the cluster file; False if absent."""
     target = Path(path)
     text = target.read_text(encoding="utf-8")
-    # Split at every table header: a node's block ends where the next table ([tls], ...) begins.
-    blocks = re.split(r"(?m)^(?=\[)", text)
-    kept = [b for b in blocks if not (b.startswith("[[nodes]]") and tomllib.loads(b).get("nodes", [{}])[0].get("id") == node_id)]
+    blocks = _table_blocks(text)
+    kept = [b for b in blocks if _node_id_of(b) != node_id]
     if len(kept) == len(blocks):
         return False
     new_text = "".join(kept)
     parse_config(new_text, path=target)
     _replace_file(target, new_text)
     return True
+
+
+def _table_blocks(text: str) -> list[str]:
+    """``text`` cut before each table header, so that the pieces join back to it: a node's block
+    ends where the next table (``[tls]``, ...) begins. A line that only looks like a header (inside
+    a multi-line array or string) is no cut: a cut is made only where the text before it parses."""
+    cuts = [0]
+    for match in re.finditer(r"(?m)^[ \t]*\[", text):
+        try:
+            tomllib.loads(text[: match.start()])
+        except tomllib.TOMLDecodeError:
+            continue  # inside a value that spans lines
+        cuts.append(match.start())
+    cuts.append(len(text))
+    return [text[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _node_id_of(block: str) -> object:
+    """The ``id`` of the one ``[[nodes]]`` entry ``block`` holds, else None."""
+    try:
+        document = tomllib.loads(block)
+    except tomllib.TOMLDecodeError:
+        return None  # the preamble's comments, say: the whole file parsed, so never a node
+    nodes = document.get("nodes")
+    if len(document) != 1 or not isinstance(nodes, list) or len(nodes) != 1 or not isinstance(nodes[0], dict):
+        return None
+    return nodes[0].get("id")
 
 
 def clear_join_flags(path: str | os.PathLike[str]) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raftctl.clusterfile import default_config_text, remove_node_from_file, write_config
+from raftctl.clusterfile import _table_blocks, default_config_text, remove_node_from_file, write_config
 from raftnode.config import (
     DEFAULT_CLUSTER,
     Address,
@@ -140,6 +140,22 @@ def test_removing_the_last_node_keeps_a_table_that_follows_it(tmp_path: Path) ->
     config = load_config(path)
     assert config.node_ids == ("n1", "n2") and config.tls is not None
     assert "[tls]\nenabled = true\n" in path.read_text(encoding="utf-8")
+
+
+def test_removing_a_node_whose_header_is_spaced_finds_it(tmp_path: Path) -> None:
+    """``[[ nodes ]]`` is the same header as ``[[nodes]]`` to TOML, so to remove-node too."""
+    path = write(tmp_path, BASE.replace("[[nodes]]", "[[ nodes ]]  # spaced"))
+    assert remove_node_from_file(path, "n2")
+    assert load_config(path).node_ids == ("n1", "n3")
+
+
+def test_a_line_that_only_looks_like_a_header_does_not_cut_the_file() -> None:
+    """Inside a multi-line array or string a line may begin with ``[``: the file is cut only
+    before real table headers, and the pieces join back to the file."""
+    text = 'a = [\n  [1, 2],\n]\ns = """\n[[nodes]]\nid = "x"\n"""\n[[nodes]]\nid = "n1"\n\n[tls]\nk = 1\n'
+    blocks = _table_blocks(text)
+    assert "".join(blocks) == text
+    assert [b.split("\n", 1)[0] for b in blocks] == ["a = [", "[[nodes]]", "[tls]"]
 
 
 def test_records_are_frozen(tmp_path: Path) -> None:
