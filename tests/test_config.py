@@ -152,7 +152,7 @@ def test_removing_a_node_whose_header_is_spaced_finds_it(tmp_path: Path) -> None
 def test_a_line_that_only_looks_like_a_header_does_not_cut_the_file() -> None:
     """Inside a multi-line array or string a line may begin with ``[``: the file is cut only
     before real table headers, and the pieces join back to the file."""
-    text = 'a = [\n  [1, 2],\n]\ns = """\n[[nodes]]\nid = "x"\n"""\n[[nodes]]\nid = "n1"\n\n[tls]\nk = 1\n'
+    text = 'a = [\n[1, 2],\n]\ns = """\n[[nodes]]\nid = "x"\n"""\n[[nodes]]\nid = "n1"\n\n[tls]\nk = 1\n'
     blocks = _table_blocks(text)
     assert "".join(blocks) == text
     assert [b.split("\n", 1)[0] for b in blocks] == ["a = [", "[[nodes]]", "[tls]"]
