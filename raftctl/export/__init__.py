@@ -30,6 +30,14 @@ def export(
     """
     from raftctl.oneshot import cluster_credentials
 
+    if kind in ("compose", "k8s") and config.tls is not None:
+        from raftctl.errors import UsageProblem
+
+        raise UsageProblem(
+            f"{config.path.name} has a [tls] table and `export {kind}` cannot ship its certificates into the "
+            f"containers yet, so the nodes would talk in plaintext: export a cluster without [tls], or use "
+            f"`export systemd` (its nodes read the certificates in {config.tls.dir})"
+        )
     if kind == "systemd":
         return write_files(out, systemd.systemd_files(config, python), force=force)
     cluster_credentials(config)  # made now if the cluster has none: the nodes must share them

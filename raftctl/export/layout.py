@@ -34,7 +34,8 @@ def ports(config: ClusterConfig) -> tuple[int, int]:
 
 def exported_config_text(config: ClusterConfig, addresses: Callable[[int, NodeConfig], tuple[Address, Address]]) -> str:
     """The cluster file the exported nodes run with: node ``i`` at ``addresses(i, node)`` (peer,
-    client), ``state_dir = STATE_DIR``, ``peer_auth = true``, everything else as in ``config``.
+    client), ``state_dir = STATE_DIR``, ``peer_auth = true``, ``[tls]`` (if any) naming the same
+    certificates by their absolute directory, everything else as in ``config``.
 
     The result passes ``parse_config`` (checked here, so a bad host name fails the export, not
     the nodes).
@@ -49,6 +50,8 @@ def exported_config_text(config: ClusterConfig, addresses: Callable[[int, NodeCo
         if node.join:
             entry["join"] = True
         chunks.append("\n[[nodes]]\n" + tomli_w.dumps(entry))
+    if config.tls is not None:  # the same certificates, named by their absolute directory
+        chunks.append("\n[tls]\n" + tomli_w.dumps({"dir": str(config.tls.dir.resolve())}))
     text = "".join(chunks)
     parse_config(text, path=CONFIG_PATH)
     return text

@@ -231,3 +231,17 @@ def test_export_never_overwrites_without_force(tmp_path: Path) -> None:
     assert (out / "cluster.yaml").read_text() == "edited by hand\n"
     export(tmp_path, "k8s", "--force")
     assert (out / "cluster.yaml").read_text().startswith("---\n")
+
+
+def test_a_tls_cluster_keeps_its_tls_in_systemd_and_is_refused_for_containers(tmp_path: Path) -> None:
+    """A ``[tls]`` table is never dropped in silence (the nodes would talk in plaintext): the
+    systemd export names the same certificates by their absolute directory; the container
+    exports, which cannot ship them yet, refuse and say why."""
+    (tmp_path / "cluster.toml").write_text(CLUSTER + '\n[tls]\ndir = "certs"\n')
+    out, _ = export(tmp_path, "systemd", "--python", sys.executable)
+    config = parse_config((out / "cluster.toml").read_text(), path=layout.CONFIG_PATH)
+    assert config.tls is not None and config.tls.dir == (tmp_path / "certs").resolve()
+    for kind in ("compose", "k8s"):
+        _, refused = export(tmp_path, kind, code=EXIT_USAGE)
+        assert "[tls]" in refused.stderr and "plaintext" in refused.stderr and "export systemd" in refused.stderr
+        assert not (tmp_path / f"out-{kind}").exists()
