@@ -50,6 +50,8 @@ class CommandRoom:
         op = request.get("op")
         if op == "run_many":
             return self._submit_many(request, writer, state)
+        if op == "query_many":
+            return self._submit_query_many(request, writer, state)  # the read room (service_reads)
         if (op != "run_command" and op != "query") or self.node.raft is None:
             return False
         if self._client_tokens is not None and not self._client_token_ok(request):
@@ -160,8 +162,10 @@ class CommandRoom:
         goes to every request of the group (``raftnode.node.readgroups``)."""
         if not state.reads:
             return
-        for command, timeout, ids in state.reads.take():
-            self.node.submit_query(command, partial(self._answer_reads, ids, writer, state), timeout=timeout)
+        for command, timeout, ids, batches in state.reads.take():
+            answer = (partial(self._answer_reads, ids, writer, state) if not batches
+                      else partial(self._answer_group, ids, batches, writer, state))  # query_many: service_reads
+            self.node.submit_query(command, answer, timeout=timeout)
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
 

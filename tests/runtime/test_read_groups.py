@@ -62,9 +62,9 @@ class JoinsGroupsInFlight(ReadGroups):
         else:
             super().add(command, timeout, request_id)
 
-    def take(self) -> list[tuple[str, float, list[Any]]]:
+    def take(self) -> list[tuple[str, float, list[Any], Any]]:
         groups = super().take()
-        for command, timeout, ids in groups:
+        for command, timeout, ids, _ in groups:
             self.handed[command, timeout] = ids
         return groups
 

@@ -1,0 +1,111 @@
+"""The client endpoint's batched reads (a room of ``raftnode.node.service``): ``query_many``, many
+linearizable reads in one request frame, each answered on its own in one answer frame.
+
+On the hot path (``_submit_query_many``, no task per request) each distinct command of the frame
+joins the connection's read groups (``raftnode.node.readgroups``) once, with the positions it
+holds: the reader hands the groups to the node after the frames it read together, one read per
+(command, timeout) whatever the number of frames and queries. Each query gets what ``query``
+would: the result at the read index, the state machine's error, a redirect or retry (at a
+follower, a read is served there by ReadIndex, as ``query`` is). A blank or too long command is
+answered with its error and the others are served. The answer is ``run_many``'s
+(``_batch_frame`` formatted in place, else ``_batch_response``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.commands import CommandResult
+from ..wire import codec, requests as wire
+from ..wire.streams import FrameWriter
+from .readgroups import BatchReads
+from .runtime import RaftNode
+from .service_commands import BadRequest
+from .service_connections import _ConnectionState
+
+
+class ReadRoom:
+    """``ClientService``'s ``query_many``. Uses the command room's ``_command``, ``_batch_frame``,
+    ``_batch_response``, ``_frame``, ``_answer_reads`` and ``_flush``, and the service's
+    ``_client_token_ok``."""
+
+    node: RaftNode
+    _client_tokens: tuple[bytes, ...] | None
+    _dirty: set[FrameWriter]
+
+    def _submit_query_many(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> bool:
+        """A well-formed query_many: its queries join the connection's read groups; one answer
+        frame carries each query's own outcome once the last has one. Returns False for a request
+        that is not one, lacks the client token, or reaches a node not running yet: ``_dispatch``
+        says what is wrong."""
+        if self.node.raft is None:
+            return False
+        if self._client_tokens is not None and not self._client_token_ok(request):
+            return False
+        try:
+            record = wire.decode_request(request)
+        except wire.WireError:
+            return False
+        assert isinstance(record, wire.QueryMany)
+        request_id = request.get("id")
+        writer_dirty = self._dirty
+
+        def done(results: list[CommandResult]) -> None:
+            state.in_flight -= 1
+            frame = self._batch_frame(results, request_id)
+            if frame is None:
+                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE,
+                                    self._batch_response(results, request_id))
+            writer.write_soon(frame)
+            writer_dirty.add(writer)
+
+        state.in_flight += 1
+        batch = BatchReads(len(record.commands), done)
+        reads, timeout = state.reads, record.timeout
+        for command, positions in _positions(record.commands).items():
+            refusal = self._refusal(command)
+            if refusal is None:
+                reads.add_batch(command, timeout, batch, positions)
+            else:
+                batch.fill(positions, refusal)
+        if self._dirty:  # every query refused at once
+            self._flush()
+        return True
+
+    def _refusal(self, command: str) -> CommandResult | None:
+        """The answer to a query_many's ``command`` that is not one the node reads (blank, too
+        long); None for one it does."""
+        try:
+            self._command(command, wire.QueryMany.OP)
+        except BadRequest as exc:
+            return CommandResult(error=str(exc))
+        return None
+
+    def _answer_group(self, ids: list[Any], batches: list[tuple[BatchReads, Any]], writer: FrameWriter,
+                      state: _ConnectionState, result: CommandResult) -> None:
+        """The node's answer to one read group: to its queries (``_answer_reads``) and to the
+        positions of the query_many requests it holds."""
+        if ids:
+            self._answer_reads(ids, writer, state, result)
+        for batch, positions in batches:
+            batch.fill(positions, result)
+
+    async def _query_many(self, request: wire.QueryMany) -> dict[str, Any]:
+        """The general path's query_many (a node not running yet: ``node.query`` says so)."""
+        results = []
+        for command in request.commands:
+            refusal = self._refusal(command)
+            results.append(refusal or await self.node.query(command, timeout=request.timeout))
+        return self._batch_response(results, None)
+
+
+def _positions(commands: list[str]) -> dict[str, list[int]]:
+    """Each distinct command of ``commands`` and the positions it holds, in first-seen order."""
+    positions: dict[str, list[int]] = {}
+    for position, command in enumerate(commands):
+        held = positions.get(command)
+        if held is None:
+            positions[command] = [position]
+        else:
+            held.append(position)
+    return positions
