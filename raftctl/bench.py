@@ -153,7 +153,7 @@ class Workload:
     stall_seconds: float | None = None  # None: command_timeout + 5
     drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
     seed: int = 0
-    batch: int = 1  # commands per request: above 1 they go as run_many requests of up to this many
+    batch: int = 1  # commands per request: above 1 writes go as run_many requests of up to this many, reads as query_many
     sessions: bool = True  # each connection's commands in a client session (False: servers without sessions)
     reads_through_log: bool = False  # send a get as run_command (a log entry), not as a query
     spread: bool = False  # connections to every node in turn, not only the leader
@@ -178,8 +178,6 @@ class Workload:
                              f"give at least {-(-self.in_flight // SESSION_WINDOW)} connections")
         if not 1 <= self.batch <= wire.MAX_BATCH_COMMANDS:
             raise ValueError(f"batch must be between 1 and {wire.MAX_BATCH_COMMANDS}")
-        if self.batch > 1 and any(self.op(c) != "run_command" for c in self.mix.commands):
-            raise ValueError("a batch carries commands through the log: reads (get) go alone or with --log-reads")
         if (self.count is None) == (self.duration is None):
             raise ValueError("give exactly one of count and duration")
         if self.count is not None and self.count < 1:
@@ -347,9 +345,10 @@ def build_report(
 
 class BatchFramer:
     """A connection's framer for ``Workload.batch`` above 1: ``frame(command, seq, request_id)``
-    gathers the command (and returns nothing to send); ``frames(ids)`` makes the run_many
-    frames of those gathered, ``batch`` to a frame, each under a new id from ``ids`` whose
-    commands' request ids ``members`` keeps until its answer."""
+    gathers the command (and returns nothing to send); ``frames(ids)`` makes the frames of those
+    gathered, ``batch`` commands to a frame -- writes as run_many, reads (``Workload.op`` query)
+    as query_many, never the two in one frame -- each under a new id from ``ids`` whose commands'
+    request ids ``members`` keeps until its answer."""
 
     def __init__(self, commands: Sequence[str], workload: Workload, session: ClientSession | None,
                  fields: dict[str, Any]) -> None:
@@ -358,6 +357,12 @@ class BatchFramer:
         self.timeout = workload.command_timeout
         self.session = session
         self.fields = fields
+        self.reads = [workload.op(command) == wire.Query.OP for command in commands]
+        self.any_reads = any(self.reads)
+        # A query_many's JSON up to its commands' list, and each command's JSON in it.
+        head = codec.encode_json({**wire.document(wire.QueryMany([], self.timeout)), **fields})
+        self.query_head = head.replace(b'"commands":[],', b"", 1)[:-1] + b',"commands":['
+        self.command_json = [json.dumps(command).encode() for command in commands]
         self.gathered: list[tuple[int, int, int]] = []  # (command, seq, request id)
         self.members: dict[int, list[int]] = {}  # frame id -> its commands' request ids
 
@@ -371,7 +376,18 @@ class BatchFramer:
         self.members.clear()
 
     def frames(self, ids: Iterator[int]) -> list[bytes]:
-        gathered, session, out = self.gathered, self.session, []
+        gathered, out = self.gathered, []
+        if not self.any_reads:
+            self._write_frames(gathered, ids, out)
+        else:
+            reads = self.reads
+            self._write_frames([entry for entry in gathered if not reads[entry[0]]], ids, out)
+            self._query_frames([entry for entry in gathered if reads[entry[0]]], ids, out)
+        gathered.clear()
+        return out
+
+    def _write_frames(self, gathered: list[tuple[int, int, int]], ids: Iterator[int], out: list[bytes]) -> None:
+        session = self.session
         for start in range(0, len(gathered), self.batch):
             chunk = gathered[start : start + self.batch]
             frame_id = next(ids)
@@ -383,8 +399,16 @@ class BatchFramer:
                                           ack=session.lowest_unanswered())
             document = {**wire.document(request), **self.fields, "id": frame_id}
             out.append(codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json(document)))
-        gathered.clear()
-        return out
+
+    def _query_frames(self, gathered: list[tuple[int, int, int]], ids: Iterator[int], out: list[bytes]) -> None:
+        """query_many frames of the reads ``gathered``, formatted without a document per frame."""
+        head, command_json, members, kind = self.query_head, self.command_json, self.members, codec.FrameKind.CLIENT_REQUEST
+        for start in range(0, len(gathered), self.batch):
+            chunk = gathered[start : start + self.batch]
+            frame_id = next(ids)
+            members[frame_id] = [request_id for _, _, request_id in chunk]
+            body = b",".join([command_json[command] for command, _, _ in chunk])
+            out.append(codec.encode_frame(kind, b"%s%s],\"id\":%d}" % (head, body, frame_id)))
 
 
 class LoadGenerator:

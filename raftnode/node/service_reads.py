@@ -48,7 +48,6 @@ class ReadRoom:
             return False
         assert isinstance(record, wire.QueryMany)
         request_id = request.get("id")
-        writer_dirty = self._dirty
 
         def done(results: list[CommandResult]) -> None:
             state.in_flight -= 1
@@ -57,7 +56,7 @@ class ReadRoom:
                 frame = self._frame(codec.FrameKind.CLIENT_RESPONSE,
                                     self._batch_response(results, request_id))
             writer.write_soon(frame)
-            writer_dirty.add(writer)
+            self._dirty.add(writer)  # a new set after each flush: never keep it
 
         state.in_flight += 1
         batch = BatchReads(len(record.commands), done)
