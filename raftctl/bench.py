@@ -33,7 +33,11 @@ read the leader serves without a log entry (ReadIndex, thesis §6.4) — unless 
 sends it through the log like any command; so ``--command get`` measures reads and
 ``--command 'incr 1'`` writes. With ``spread`` the connections go to every node in turn, not
 only the leader: reads are served where they arrive (a follower asks the leader for the read
-index), writes are redirected to the leader.
+index), writes are redirected to the leader. With ``batch`` above 1 a connection's commands go
+``batch`` to a request, each still answered on its own: writes as ``run_many`` (one batch in the
+leader's log), reads as ``query_many`` (one read per distinct command); a mix of both sends them in
+separate requests, since each request kind has its own path through the node (and a write waits
+for an fsync that a read does not).
 
 A connection that breaks leaves its outstanding commands with an unknown outcome: in a session
 they are sent again (``resent_after_loss``), without one they are given up (``lost``); the
