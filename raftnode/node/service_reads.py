@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.commands import CommandResult
-from ..wire import codec, requests as wire
+from ..wire import requests as wire
 from ..wire.streams import FrameWriter
 from .readgroups import BatchReads
 from .runtime import RaftNode
@@ -25,12 +25,10 @@ from .service_connections import _ConnectionState
 
 
 class ReadRoom:
-    """``ClientService``'s ``query_many``. Uses the command room's ``_command``, ``_batch_frame``,
-    ``_batch_response``, ``_frame``, ``_answer_reads`` and ``_flush``, and the service's
-    ``_client_token_ok``."""
+    """``ClientService``'s ``query_many``. Uses the command room's ``_well_formed``, ``_command``,
+    ``_batch_answer``, ``_batch_response``, ``_answer_reads`` and ``_flush``."""
 
     node: RaftNode
-    _client_tokens: tuple[bytes, ...] | None
     _dirty: set[FrameWriter]
 
     def _submit_query_many(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> bool:
@@ -40,26 +38,12 @@ class ReadRoom:
         says what is wrong."""
         if self.node.raft is None:
             return False
-        if self._client_tokens is not None and not self._client_token_ok(request):
-            return False
-        try:
-            record = wire.decode_request(request)
-        except wire.WireError:
+        record = self._well_formed(request)
+        if record is None:
             return False
         assert isinstance(record, wire.QueryMany)
-        request_id = request.get("id")
-
-        def done(results: list[CommandResult]) -> None:
-            state.in_flight -= 1
-            frame = self._batch_frame(results, request_id)
-            if frame is None:
-                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE,
-                                    self._batch_response(results, request_id))
-            writer.write_soon(frame)
-            self._dirty.add(writer)  # a new set after each flush: never keep it
-
         state.in_flight += 1
-        batch = BatchReads(len(record.commands), done)
+        batch = BatchReads(len(record.commands), self._batch_answer(request.get("id"), writer, state))
         reads, timeout = state.reads, record.timeout
         for command, positions in _positions(record.commands).items():
             refusal = self._refusal(command)

@@ -18,11 +18,11 @@ import trio
 from raftctl.linearizability import ANOMALY, OK
 from raftnode.config import Address
 from raftnode.core.commands import CommandResult
-from raftnode.node.readgroups import BatchReads
+from raftnode.node.readgroups import BatchReads, ReadGroups
 from raftnode.node.service import ClientService, _ConnectionState
 
 from .harness import running_cluster
-from .test_read_groups import Answers, JoinsGroupsInFlight, verdict
+from .test_read_groups import Answers, JoinsGroupsInFlight, read_after_write_history, verdict
 
 pytestmark = pytest.mark.trio
 
@@ -65,46 +65,24 @@ class BatchesJoinGroupsInFlight(JoinsGroupsInFlight):
         return groups
 
 
+def ask_query_many(request_id: str) -> dict[str, Any]:
+    return {"op": "query_many", "commands": ["get", "get"], "id": request_id}
+
+
+def result_of_query_many(answer: dict[str, Any]) -> Any:
+    results = answer["results"]
+    assert results[0] == results[1] and results[0].get("error") is None, results  # one read for both
+    return results[0]["result"]
+
+
 async def batched_read_after_write(service_class: type[ClientService] = ClientService,
-                                   groups: Any = None) -> tuple[str, dict[Any, dict[str, Any]]]:
-    """At a follower whose links are slow: query_many ``a`` (two gets) is asked; a write is
-    acknowledged by the leader while a's read index is on its way; then query_many ``b`` is sent.
-    The checker's verdict on the history of the three operations, and the answers."""
-    async with running_cluster() as cluster:
-        leader = await cluster.wait_leader()
-        follower = cluster.followers()[0]
-        service = service_class(follower, Address("127.0.0.1", 1))  # not listening: requests handed in
-        writer, state = Answers(), _ConnectionState()
-        if groups is not None:
-            state.reads = groups
-        history: list[dict[str, Any]] = []
-
-        def record(kind: str, process: int, f: str, value: Any) -> None:
-            history.append({"type": kind, "process": process, "f": f, "key": None, "value": value,
-                            "time": trio.current_time()})
-
-        def ask(request_id: str) -> None:
-            service._submit({"op": "query_many", "commands": ["get", "get"], "id": request_id}, writer, state)  # type: ignore[arg-type]
-            service._ask_reads(writer, state)  # type: ignore[arg-type]
-
-        cluster.transports[follower.id].faults.delay_ms = 80  # both ways; less than an election timeout
-        rounds = leader.raft.read_rounds_started()
-        record("invoke", 1, "get", None)
-        ask("a")
-        if service_class is ClientService:
-            await cluster.wait_until(lambda: leader.raft.read_rounds_started() > rounds)  # a's read index is taken
-        record("invoke", 2, "incr", 1)
-        write = await leader.run_command("incr 1")
-        assert write.ok
-        record("ok", 2, "incr", write.result)
-        record("invoke", 3, "get", None)
-        ask("b")
-        await cluster.wait_until(lambda: {"a", "b"} <= writer.by_id.keys())
-        for request_id, process in (("a", 1), ("b", 3)):
-            results = writer.by_id[request_id]["results"]
-            assert results[0] == results[1], results  # one read for both
-            record("ok", process, "get", results[0]["result"])
-        return verdict(history), writer.by_id
+                                   groups: ReadGroups | None = None) -> tuple[str, dict[Any, dict[str, Any]]]:
+    """``read_after_write_history`` with query_many ``a`` and ``b`` of two gets each: the
+    checker's verdict on the history, and the answers."""
+    history, answers = await read_after_write_history(
+        groups if groups is not None else ReadGroups(), request=ask_query_many, result=result_of_query_many, service_class=service_class,
+        read_index_taken=service_class is ClientService)
+    return verdict(history), answers
 
 
 async def test_a_query_many_sent_after_an_acknowledged_write_reads_it(autojump_clock: trio.testing.MockClock) -> None:
