@@ -729,7 +729,6 @@ class _Pipeline:
         generator = self.generator
         tally, counts, latencies, outstanding, end = (
             generator.tally, generator._counts, generator.tally.latencies, self.outstanding, self.end)
-        batching = self.batching
         now = time.perf_counter()
         generator._last_answer = now
         measure_start = generator._measure_start
@@ -738,34 +737,51 @@ class _Pipeline:
         by_time = generator._by_time
         late = now >= generator._measure_end
         measured_answers = False
+        plain = self._plain_successes
         for frame in self.decoder.feed(data):
             payload = frame.payload
-            # Fast path for the common answer, a plain success: '{"ok":true,...,"id":N}'
-            # (the id is the last key, so a trailing '"id":<digits>}' can only be it).
-            if batching is None and payload.startswith(b'{"ok":true') and payload.endswith(b"}"):
-                at = payload.rfind(b'"id":')
-                digits = payload[at + 5 : -1]
-                if at > 0 and digits.isdigit():
-                    entry = outstanding.pop(int(digits), None)
-                    if entry is None:
-                        continue
-                    sent, command, seq = entry
-                    end(seq)
-                    self.pause = RETRY_PAUSE
-                    if in_window if by_time else sent >= measure_start:
-                        tally.ok += 1
-                        counts[command] += 1
-                        latencies.append(now - sent)
-                        measured_answers = True
-                    elif late:
-                        tally.late += 1
-                    else:
-                        tally.warmup_ok += 1
+            answered = plain(payload)
+            if answered is None:
+                if self._settle(payload, now, in_window if by_time else None, late):
+                    measured_answers = True
+                continue
+            for request_id in answered:
+                entry = outstanding.pop(request_id, None)
+                if entry is None:
                     continue
-            if self._settle(payload, now, in_window if by_time else None, late):
-                measured_answers = True
+                sent, command, seq = entry
+                end(seq)
+                if in_window if by_time else sent >= measure_start:
+                    tally.ok += 1
+                    counts[command] += 1
+                    latencies.append(now - sent)
+                    measured_answers = True
+                elif late:
+                    tally.late += 1
+                else:
+                    tally.warmup_ok += 1
+            self.pause = RETRY_PAUSE
         if measured_answers:
             generator._last_measured_answer = now
+
+    def _plain_successes(self, payload: bytes) -> Sequence[int] | None:
+        """The request ids that a plain success answers -- one command's ``{"ok":true,...,"id":N}``,
+        or a batch's whose every result is a success -- read without decoding the JSON; None for
+        any other answer (``_settle`` decodes it). The id is the last key, so a trailing
+        ``"id":<digits>}`` can only be it; a batch result that is not a success has a key that a
+        success never has (a string value holding one is escaped: ``\\"error\\"``)."""
+        if not (payload.startswith(b'{"ok":true') and payload.endswith(b"}")):
+            return None
+        at = payload.rfind(b'"id":')
+        digits = payload[at + 5 : -1]
+        if at <= 0 or not digits.isdigit():
+            return None
+        batching = self.batching
+        if batching is None:
+            return (int(digits),)
+        if b'"error"' in payload or b'"redirect"' in payload or b'"retry"' in payload or b'"timeout_expired"' in payload:
+            return None
+        return batching.members.pop(int(digits), None)
 
     def _settle(self, payload: bytes, now: float, in_window: bool | None, late: bool) -> bool:
         """Settle the commands one answer (not a plain success) answers: a redirect or a retry

@@ -104,3 +104,14 @@ async def test_bench_with_a_batch_sends_reads_as_query_many_and_counts_each(mix:
         assert ep.node.status().state["value"] == tally.per_command.get("incr 1", 0)
         assert tally.per_command.get("get", 0) > (300 if len(mix) > 1 else 999)
         assert ep.service.stats["bad_requests"] == 0
+
+
+async def test_bench_counts_a_batchs_failed_reads_as_errors_and_the_others_as_acknowledged() -> None:
+    from raftctl.bench import LoadGenerator, Workload, parse_mix
+
+    async with endpoint() as ep:
+        workload = Workload(parse_mix(["3:get", "get x"]), in_flight=64, connections=1, count=800, batch=16)
+        tally = await LoadGenerator({"n1": ep.address}, "n1", workload).run()
+        assert tally.ok + tally.errors == 800 and tally.unanswered == 0
+        assert tally.ok == tally.per_command["get"] and 100 < tally.errors < 300  # a quarter, give or take
+        assert list(tally.error_samples) == ["unknown command 'get x'; the counter accepts: incr N, decr N, get"]
