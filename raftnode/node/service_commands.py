@@ -140,17 +140,21 @@ class CommandRoom:
         return done
 
     def _batch_frame(self, results: list[CommandResult], request_id: Any) -> bytes | None:
-        """The answer to a run_many whose commands were all applied, formatted without a dict per
-        command (the JSON ``_batch_response`` makes); None for anything else (the general path)."""
+        """The answer to a run_many whose commands were all applied (a query_many whose queries were
+        all served), formatted without a dict per command (the JSON ``_batch_response`` makes);
+        None for anything else (the general path)."""
         rid = _json_scalar(request_id)
         if rid is None:
             return None
         parts = []
+        last = part = None  # the queries of a query_many's group share one result: formatted once
         for result in results:
-            value = _json_scalar(result.result) if result.ok else None
-            if value is None or type(result.index) is not int:
-                return None
-            parts.append(_BATCH_RESULT % (value, result.index))
+            if result is not last:
+                value = _json_scalar(result.result) if result.ok else None
+                if value is None or type(result.index) is not int:
+                    return None
+                last, part = result, _BATCH_RESULT % (value, result.index)
+            parts.append(part)
         raft = self.node.raft
         names = self._json_names
         leader = raft.leader if raft else None
