@@ -158,3 +158,29 @@ async def test_a_follower_answers_a_query_many_as_it_answers_a_query(autojump_cl
         await cluster.wait_until(lambda: len(writer.by_id) == 4, timeout=10)
         assert writer.by_id[3]["retry"] and not writer.by_id[3]["ok"]  # the query: try again elsewhere
         assert writer.by_id[4]["results"] == [{"result": None, "index": None, "retry": True}] * 2
+
+
+async def test_a_query_many_before_the_node_runs_takes_the_general_path_and_each_query_is_told_to_retry() -> None:
+    from raftnode.core import RaftConfig
+    from raftnode.node.runtime import RaftNode
+    from raftnode.node.statemachines import Counter
+    from raftnode.transport.memory import MemoryNetwork
+
+    from .harness import memory_storage
+
+    node = RaftNode(RaftConfig(node_id="n1", voters=("n1", "n2", "n3")), storage=memory_storage(),
+                    transport=MemoryNetwork().transport("n1"), state_machine=Counter())
+    service = ClientService(node, Address("127.0.0.1", 1))
+    writer, state = Answers(), _ConnectionState()
+    request = {"op": "query_many", "commands": ["get", " "], "id": 5}
+    assert not service._submit(request, writer, state)  # type: ignore[arg-type]
+    state.in_flight += 1  # as the reader counts a dispatched request
+    sent: list[bytes] = []
+    writer.write = sent.append  # type: ignore[attr-defined]
+    await service._dispatch(request, writer, state)  # type: ignore[arg-type]
+    writer.frames.extend(sent)
+    writer.flush()
+    answer = writer.by_id[5]
+    assert answer["results"] == [{"result": None, "index": None, "retry": True},  # each on its own, as on the hot path
+                                 {"result": None, "index": None, "error": "query_many needs a non-empty string 'command'"}]
+    assert state.in_flight == 0
