@@ -1,13 +1,15 @@
 """Linearizable reads against writes, in one run: issue 14's target (reads ≥ 3× the writes/s at 512
 in flight) and issue 19's (reads ≥ 150,000/s on 3 nodes), each printed with met / not met.
 
-    python3 benchmarks/reads_vs_writes.py [--in-flight 512] [--duration 5] [--rounds 2] [--spread]
+    python3 benchmarks/reads_vs_writes.py [--in-flight 512] [--duration 5] [--rounds 2] [--spread] [--batch B]
 
 A fresh 3-node ``counter`` cluster in a temporary directory (``raftctl init --base-port auto``,
 ``up``), then ``raftctl bench --command "incr 1"`` and ``raftctl bench --command get`` (a query:
 ReadIndex, no log entry) in turn, ``--rounds`` times, as a user would run them; the machine is
 shared, so the two alternate and the ratio is of the totals over all rounds. ``--spread`` sends
-the reads to every node (followers ask the leader for the read index). Exit 0 when the ratio
+the reads to every node (followers ask the leader for the read index); ``--batch B`` sends them as
+``query_many`` requests of up to B reads (``raftctl bench --batch``; the writes still go one per
+request, so the ratio then compares batched reads with plain writes). Exit 0 when the ratio
 target is met, 1 when not, 2 when the cluster or a bench run failed.
 """
 
@@ -46,6 +48,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--spread", action="store_true", help="reads to every node, not only the leader")
+    parser.add_argument("--batch", type=int, default=1, help="reads per query_many request (1: one query each)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reads-vs-writes-") as directory:
         config = Path(directory) / "cluster.toml"
@@ -55,7 +58,7 @@ def main() -> int:
             runs = {"writes": [], "reads": []}
             for _ in range(args.rounds):
                 runs["writes"].append(bench(config, "incr 1", args))
-                runs["reads"].append(bench(config, "get", args, *(["--spread"] if args.spread else [])))
+                runs["reads"].append(bench(config, "get", args, *reads_options(args)))
         except (subprocess.CalledProcessError, RuntimeError) as exc:
             print(f"failed: {getattr(exc, 'stderr', None) or exc}", file=sys.stderr)
             return 2
@@ -64,9 +67,17 @@ def main() -> int:
     return report(runs, args)
 
 
+def reads_options(args: argparse.Namespace) -> list[str]:
+    """The reads run's bench options beyond the writes': ``--spread``, ``--batch``."""
+    batch = getattr(args, "batch", 1)
+    return (["--spread"] if args.spread else []) + (["--batch", str(batch)] if batch > 1 else [])
+
+
 def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> int:
+    batch = getattr(args, "batch", 1)
     print(f"3 nodes, {args.in_flight} in flight, {args.rounds} × {args.duration:g} s each, alternating"
-          f"{' (reads spread over every node)' if args.spread else ''}")
+          f"{' (reads spread over every node)' if args.spread else ''}"
+          f"{f' (reads in query_many batches of {batch})' if batch > 1 else ''}")
     print(f"{'':8} {'cmds/s per round':>28} {'p50 / p99 ms (last)':>22} {'leader CPU µs/cmd':>18}")
     rates = {}
     for name, results in runs.items():

@@ -33,7 +33,11 @@ read the leader serves without a log entry (ReadIndex, thesis §6.4) — unless 
 sends it through the log like any command; so ``--command get`` measures reads and
 ``--command 'incr 1'`` writes. With ``spread`` the connections go to every node in turn, not
 only the leader: reads are served where they arrive (a follower asks the leader for the read
-index), writes are redirected to the leader.
+index), writes are redirected to the leader. With ``batch`` above 1 a connection's commands go
+``batch`` to a request, each still answered on its own: writes as ``run_many`` (one batch in the
+leader's log), reads as ``query_many`` (one read per distinct command); a mix of both sends them in
+separate requests, since each request kind has its own path through the node (and a write waits
+for an fsync that a read does not).
 
 A connection that breaks leaves its outstanding commands with an unknown outcome: in a session
 they are sent again (``resent_after_loss``), without one they are given up (``lost``); the
@@ -153,7 +157,7 @@ class Workload:
     stall_seconds: float | None = None  # None: command_timeout + 5
     drain: float | None = None  # with duration: most seconds to wait for answers after the window; None: command_timeout + 1
     seed: int = 0
-    batch: int = 1  # commands per request: above 1 they go as run_many requests of up to this many
+    batch: int = 1  # commands per request: above 1 writes go as run_many requests of up to this many, reads as query_many
     sessions: bool = True  # each connection's commands in a client session (False: servers without sessions)
     reads_through_log: bool = False  # send a get as run_command (a log entry), not as a query
     spread: bool = False  # connections to every node in turn, not only the leader
@@ -178,8 +182,6 @@ class Workload:
                              f"give at least {-(-self.in_flight // SESSION_WINDOW)} connections")
         if not 1 <= self.batch <= wire.MAX_BATCH_COMMANDS:
             raise ValueError(f"batch must be between 1 and {wire.MAX_BATCH_COMMANDS}")
-        if self.batch > 1 and any(self.op(c) != "run_command" for c in self.mix.commands):
-            raise ValueError("a batch carries commands through the log: reads (get) go alone or with --log-reads")
         if (self.count is None) == (self.duration is None):
             raise ValueError("give exactly one of count and duration")
         if self.count is not None and self.count < 1:
@@ -347,9 +349,10 @@ def build_report(
 
 class BatchFramer:
     """A connection's framer for ``Workload.batch`` above 1: ``frame(command, seq, request_id)``
-    gathers the command (and returns nothing to send); ``frames(ids)`` makes the run_many
-    frames of those gathered, ``batch`` to a frame, each under a new id from ``ids`` whose
-    commands' request ids ``members`` keeps until its answer."""
+    gathers the command (and returns nothing to send); ``frames(ids)`` makes the frames of those
+    gathered, ``batch`` commands to a frame -- writes as run_many, reads (``Workload.op`` query)
+    as query_many, never the two in one frame -- each under a new id from ``ids`` whose commands'
+    request ids ``members`` keeps until its answer."""
 
     def __init__(self, commands: Sequence[str], workload: Workload, session: ClientSession | None,
                  fields: dict[str, Any]) -> None:
@@ -358,6 +361,12 @@ class BatchFramer:
         self.timeout = workload.command_timeout
         self.session = session
         self.fields = fields
+        self.reads = [workload.op(command) == wire.Query.OP for command in commands]
+        self.any_reads = any(self.reads)
+        # A query_many's JSON up to its commands' list, and each command's JSON in it.
+        head = codec.encode_json({**wire.document(wire.QueryMany([], self.timeout)), **fields})
+        self.query_head = head.replace(b'"commands":[],', b"", 1)[:-1] + b',"commands":['
+        self.command_json = [json.dumps(command).encode() for command in commands]
         self.gathered: list[tuple[int, int, int]] = []  # (command, seq, request id)
         self.members: dict[int, list[int]] = {}  # frame id -> its commands' request ids
 
@@ -371,7 +380,18 @@ class BatchFramer:
         self.members.clear()
 
     def frames(self, ids: Iterator[int]) -> list[bytes]:
-        gathered, session, out = self.gathered, self.session, []
+        gathered, out = self.gathered, []
+        if not self.any_reads:
+            self._write_frames(gathered, ids, out)
+        else:
+            reads = self.reads
+            self._write_frames([entry for entry in gathered if not reads[entry[0]]], ids, out)
+            self._query_frames([entry for entry in gathered if reads[entry[0]]], ids, out)
+        gathered.clear()
+        return out
+
+    def _write_frames(self, gathered: list[tuple[int, int, int]], ids: Iterator[int], out: list[bytes]) -> None:
+        session = self.session
         for start in range(0, len(gathered), self.batch):
             chunk = gathered[start : start + self.batch]
             frame_id = next(ids)
@@ -383,8 +403,16 @@ class BatchFramer:
                                           ack=session.lowest_unanswered())
             document = {**wire.document(request), **self.fields, "id": frame_id}
             out.append(codec.encode_frame(codec.FrameKind.CLIENT_REQUEST, codec.encode_json(document)))
-        gathered.clear()
-        return out
+
+    def _query_frames(self, gathered: list[tuple[int, int, int]], ids: Iterator[int], out: list[bytes]) -> None:
+        """query_many frames of the reads ``gathered``, formatted without a document per frame."""
+        head, command_json, members, kind = self.query_head, self.command_json, self.members, codec.FrameKind.CLIENT_REQUEST
+        for start in range(0, len(gathered), self.batch):
+            chunk = gathered[start : start + self.batch]
+            frame_id = next(ids)
+            members[frame_id] = [request_id for _, _, request_id in chunk]
+            body = b",".join([command_json[command] for command, _, _ in chunk])
+            out.append(codec.encode_frame(kind, b"%s%s],\"id\":%d}" % (head, body, frame_id)))
 
 
 class LoadGenerator:
@@ -701,7 +729,6 @@ class _Pipeline:
         generator = self.generator
         tally, counts, latencies, outstanding, end = (
             generator.tally, generator._counts, generator.tally.latencies, self.outstanding, self.end)
-        batching = self.batching
         now = time.perf_counter()
         generator._last_answer = now
         measure_start = generator._measure_start
@@ -710,34 +737,51 @@ class _Pipeline:
         by_time = generator._by_time
         late = now >= generator._measure_end
         measured_answers = False
+        plain = self._plain_successes
         for frame in self.decoder.feed(data):
             payload = frame.payload
-            # Fast path for the common answer, a plain success: '{"ok":true,...,"id":N}'
-            # (the id is the last key, so a trailing '"id":<digits>}' can only be it).
-            if batching is None and payload.startswith(b'{"ok":true') and payload.endswith(b"}"):
-                at = payload.rfind(b'"id":')
-                digits = payload[at + 5 : -1]
-                if at > 0 and digits.isdigit():
-                    entry = outstanding.pop(int(digits), None)
-                    if entry is None:
-                        continue
-                    sent, command, seq = entry
-                    end(seq)
-                    self.pause = RETRY_PAUSE
-                    if in_window if by_time else sent >= measure_start:
-                        tally.ok += 1
-                        counts[command] += 1
-                        latencies.append(now - sent)
-                        measured_answers = True
-                    elif late:
-                        tally.late += 1
-                    else:
-                        tally.warmup_ok += 1
+            answered = plain(payload)
+            if answered is None:
+                if self._settle(payload, now, in_window if by_time else None, late):
+                    measured_answers = True
+                continue
+            for request_id in answered:
+                entry = outstanding.pop(request_id, None)
+                if entry is None:
                     continue
-            if self._settle(payload, now, in_window if by_time else None, late):
-                measured_answers = True
+                sent, command, seq = entry
+                end(seq)
+                if in_window if by_time else sent >= measure_start:
+                    tally.ok += 1
+                    counts[command] += 1
+                    latencies.append(now - sent)
+                    measured_answers = True
+                elif late:
+                    tally.late += 1
+                else:
+                    tally.warmup_ok += 1
+            self.pause = RETRY_PAUSE
         if measured_answers:
             generator._last_measured_answer = now
+
+    def _plain_successes(self, payload: bytes) -> Sequence[int] | None:
+        """The request ids that a plain success answers -- one command's ``{"ok":true,...,"id":N}``,
+        or a batch's whose every result is a success -- read without decoding the JSON; None for
+        any other answer (``_settle`` decodes it). The id is the last key, so a trailing
+        ``"id":<digits>}`` can only be it; a batch result that is not a success has a key that a
+        success never has (a string value holding one is escaped: ``\\"error\\"``)."""
+        if not (payload.startswith(b'{"ok":true') and payload.endswith(b"}")):
+            return None
+        at = payload.rfind(b'"id":')
+        digits = payload[at + 5 : -1]
+        if at <= 0 or not digits.isdigit():
+            return None
+        batching = self.batching
+        if batching is None:
+            return (int(digits),)
+        if b'"error"' in payload or b'"redirect"' in payload or b'"retry"' in payload or b'"timeout_expired"' in payload:
+            return None
+        return batching.members.pop(int(digits), None)
 
     def _settle(self, payload: bytes, now: float, in_window: bool | None, late: bool) -> bool:
         """Settle the commands one answer (not a plain success) answers: a redirect or a retry

@@ -57,3 +57,21 @@ def test_a_refused_request_is_a_client_error() -> None:
     plan.next_request(0)
     with pytest.raises(ClientError, match="needs a list"):
         plan.answer({"ok": False, "error": "run_many needs a list 'commands'"})
+
+
+def test_a_query_many_plan_sends_the_unsettled_reads_again_as_query_many_without_a_session() -> None:
+    plan = BatchPlan(["get", "get x", "get y"], NODES, timeout=5, now=0, op="query_many")
+    target, request, _ = plan.next_request(0)
+    assert (target, request) == ("n1", {"op": "query_many", "commands": ["get", "get x", "get y"], "timeout": 5})
+    answer = {"ok": True, "node": "n1", "leader": None,
+              "results": [{"result": 3, "index": 9}, {"result": None, "index": None, "retry": True},
+                          {"result": None, "index": 9, "error": "no key 'y'"}]}
+    assert plan.answer(answer) is None and plan.pause(0) > 0
+    target, request, _ = plan.next_request(0.1)
+    assert (target, request) == ("n2", {"op": "query_many", "commands": ["get x"], "timeout": 4.9})
+    final = plan.answer({"ok": True, "node": "n2", "leader": "n1", "results": [{"result": 4, "index": 10}]})
+    assert [(o["result"], o["node"]) for o in final] == [(3, "n1"), (4, "n2"), (None, "n1")]
+    with pytest.raises(ClientError, match="answered query_many without 'results'"):
+        again = BatchPlan(["get"], NODES, timeout=5, now=0, op="query_many")
+        again.next_request(0)
+        again.answer({"ok": True, "result": 1})

@@ -39,3 +39,14 @@ def test_a_ratio_under_three_is_not_met_and_exits_one(script: ModuleType, capsys
     runs = {"writes": [run(10_000)], "reads": [run(29_000)]}
     assert script.report(runs, ARGS) == 1
     assert "2.90×  (target ≥ 3×: not met)" in capsys.readouterr().out
+
+
+def test_batched_reads_go_as_query_many_and_the_report_says_so(script: ModuleType,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    batched = argparse.Namespace(in_flight=4096, duration=3.0, rounds=1, spread=True, batch=64)
+    assert script.reads_options(batched) == ["--spread", "--batch", "64"]
+    assert script.reads_options(ARGS) == []
+    runs = {"writes": [run(100_000)], "reads": [run(1_000_000)]}
+    assert script.report(runs, batched) == 0
+    out = capsys.readouterr().out
+    assert "(reads in query_many batches of 64)" in out and "reads/s: 200,000  (target ≥ 150,000: met)" in out

@@ -20,6 +20,7 @@ EVERY_RECORD = [
     wire.RunMany(["incr 1", "get"], 2.5),
     wire.RunMany(["incr 1", "incr 2"], 3, session=7, seqs=[5, 4], ack=2),
     wire.Query("get", 1),
+    wire.QueryMany(["get", "get", "get x"], 2),
     wire.RegisterSession(9),
     wire.Status(),
     wire.Status(digest=True),
@@ -61,6 +62,14 @@ def test_the_document_is_the_one_the_nodes_have_always_read() -> None:
         "op": "run_many", "commands": ["a", "b"], "timeout": 1, "session": 7, "seqs": [3, 4], "ack": 2}
     assert wire.RunMany(["a", "b"], 1, 7, [3, 4], 2).stamps == [SessionStamp(7, 3, 2), SessionStamp(7, 4, 2)]
     assert wire.RunMany(["a"]).stamps is None
+    assert wire.document(wire.QueryMany(["get", "get x"], 2)) == {"op": "query_many", "commands": ["get", "get x"],
+                                                                  "timeout": 2}
+
+
+def test_query_many_takes_as_many_commands_as_run_many_and_ignores_a_session_stamp() -> None:
+    most = {"op": "query_many", "commands": ["get"] * wire.MAX_BATCH_COMMANDS, "session": 1, "seqs": [1], "ack": 9}
+    assert wire.decode_request(most) == wire.QueryMany(["get"] * wire.MAX_BATCH_COMMANDS, 5.0)
+    assert wire.decode_request({"op": "query_many", "commands": [" "]}).commands == [" "]  # blank: the service's
 
 
 BAD = {
@@ -91,6 +100,17 @@ BAD = {
     "run_many seq of zero": ({"op": "run_many", "commands": ["x"], "session": 1, "seqs": [0], "ack": 1},
                              "'seq' must be an integer from 1"),
     "run_many no ack": ({"op": "run_many", "commands": ["x"], "session": 1, "seqs": [1]}, "'ack' must be an integer"),
+    "query_many without commands": ({"op": "query_many"}, "query_many needs a list 'commands' of 1 to 1024"),
+    "query_many commands not a list": ({"op": "query_many", "commands": "get"}, "query_many needs a list 'commands'"),
+    "query_many commands an object": ({"op": "query_many", "commands": {"get": 1}}, "query_many needs a list"),
+    "query_many with no command": ({"op": "query_many", "commands": []}, "query_many needs a list 'commands' of 1 to"),
+    "query_many with too many": ({"op": "query_many", "commands": ["get"] * 1025}, "of 1 to 1024 commands"),
+    "query_many with a number": ({"op": "query_many", "commands": ["get", 5]}, "query_many: command 1 is not a string"),
+    "query_many with a null": ({"op": "query_many", "commands": [None]}, "query_many: command 0 is not a string"),
+    "query_many with an empty command": ({"op": "query_many", "commands": ["get", "get", ""]},
+                                         "query_many: command 2 is empty"),
+    "query_many with a string timeout": ({"op": "query_many", "commands": ["get"], "timeout": "1"},
+                                         "'timeout' must be a number"),
     "faults that are a list": ({"op": "set_faults", "faults": []}, "set_faults needs an object 'faults'"),
     "no faults": ({"op": "set_faults"}, "set_faults needs an object 'faults'"),
     "an empty target": ({"op": "transfer", "target": ""}, "transfer needs a non-empty string 'target'"),

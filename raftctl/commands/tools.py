@@ -159,8 +159,9 @@ def _run_sim_seeds(todo: Iterable[int], settings: Any, jobs: int | None, as_json
 @click.option("--spread", is_flag=True,
               help="Open the connections to every node in turn, not only the leader (followers serve reads).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=1, show_default=True, metavar="B",
-              help="Commands per request: above 1 they go as run_many requests of up to B commands, "
-                   "which the leader proposes as one batch (each command still answered on its own).")
+              help="Commands per request: above 1 writes go as run_many requests of up to B commands, "
+                   "which the leader proposes as one batch, and reads (get) as query_many requests of up "
+                   "to B reads, never mixed in one request (each command still answered on its own).")
 @json_option
 @pass_app
 def bench(app: App, in_flight: int, connections: int | None, count: int | None, duration: float | None,

@@ -21,7 +21,9 @@ def report_view(report: dict[str, Any]) -> Any:
     """A rich renderable of a report (``raftctl.bench.build_report``)."""
     seconds = report["seconds"]
     batch = report.get("batch", 1)
-    batched = f" in run_many batches of {batch}" if batch > 1 else ""
+    ops = {row.get("op") for row in report.get("mix", ())}
+    kinds = "/".join(kind for op, kind in (("run_command", "run_many"), ("query", "query_many")) if op in ops)
+    batched = f" in {kinds or 'run_many'} batches of {batch}" if batch > 1 else ""
     head = Text(
         f"{report['acknowledged']:,} commands acknowledged in {seconds:.2f} s, in-flight "
         f"{report['in_flight']} over {report['connections']} connection"

@@ -210,6 +210,11 @@ class ClientCore:
         return (yield from self._in_session(plan, len(commands), node, started, timeout,
                                             f"{len(commands)} commands were"))
 
+    def query_many(self, commands: Sequence[str], *, node: str | None, timeout: float) -> Steps:
+        """The steps of ``query_many`` (``ClusterClient.query_many``): one CommandOutcome per read."""
+        return (yield from self.drive(BatchPlan(commands, self.nodes, node=node, leader_hint=self.leader_hint,
+                                                timeout=timeout, now=self.clock(), op="query_many")))
+
     def _in_session(self, make_plan: Callable[[ClientSession, list[int]], CommandPlan], count: int,
                     node: str | None, started: float, timeout: float, what: str) -> Steps:
         """Drive the plan of ``count`` commands numbered in the client's session (registered first

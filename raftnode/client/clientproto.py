@@ -280,7 +280,8 @@ class BatchPlan(CommandPlan):
     """One ``run_many``: the commands go to a node as one ``run_many`` request, and each is
     settled on its own -- a command answered with a result or an error is done, one answered
     with a redirect or retry is sent again (with its own sequence number, so at most once) with
-    the others still unsettled, to the node named or the next one, until none is left.
+    the others still unsettled, to the node named or the next one, until none is left. With
+    ``op="query_many"`` the same for reads (``wire.QueryMany``, no session).
 
     With ``session`` the commands are numbered ``seqs`` (from ``session.begin()``); ``answer``
     returns, once every command is settled, the list of their answers (each with the ``node``
@@ -298,9 +299,11 @@ class BatchPlan(CommandPlan):
         now: float,
         session: ClientSession | None = None,
         seqs: Sequence[int] | None = None,
+        op: str = "run_many",
     ) -> None:
         super().__init__(f"a batch of {len(commands)} commands", nodes, node=node, leader_hint=leader_hint,
                          timeout=timeout, now=now)
+        self.op = op
         self.commands = list(commands)
         self.session = session
         self.seqs = list(seqs) if seqs is not None else None
@@ -311,6 +314,9 @@ class BatchPlan(CommandPlan):
     def _prepare(self) -> None:
         """The request of the unsettled commands (stamped with the session's current ack)."""
         commands = [self.commands[position] for position in self.pending]
+        if self.op == wire.QueryMany.OP:
+            self._request = wire.QueryMany(commands, self.timeout)  # type: ignore[assignment]
+            return
         if self.session is None or self.seqs is None:
             self._request = wire.RunMany(commands, self.timeout)  # type: ignore[assignment]
             return
@@ -329,11 +335,11 @@ class BatchPlan(CommandPlan):
         results = response.get("results")
         if results is None:  # the request as a whole was refused or redirected
             if super().answer(response) is not None:
-                raise ClientError(f"{self.target} answered run_many without 'results'")
+                raise ClientError(f"{self.target} answered {self.op} without 'results'")
             return None
         if not isinstance(results, list) or len(results) != len(self.pending) or \
                 not all(isinstance(result, dict) for result in results):
-            raise ClientError(f"{self.target} answered run_many with malformed 'results'")
+            raise ClientError(f"{self.target} answered {self.op} with malformed 'results'")
         unsettled, redirect, problem = [], None, None
         for position, result in zip(self.pending, results):
             error = result.get("error")

@@ -367,6 +367,12 @@ class SyncClusterClient:
         """Run ``commands`` as one batch, each answered on its own (``ClusterClient.run_many``)."""
         return self._run(self.core.run_many(commands, node=node, timeout=timeout))
 
+    def query_many(self, commands: Sequence[str], *, node: str | None = None,
+                   timeout: float = 5.0) -> list[CommandAnswer]:
+        """Linearizable reads of ``commands`` in one request, each answered on its own
+        (``ClusterClient.query_many``)."""
+        return self._run(self.core.query_many(commands, node=node, timeout=timeout))
+
     def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
         """The client's session, registered first (through ``node`` or the leader) if it has none."""
         return self._session(NeedSession(node, time.monotonic(), timeout))

@@ -280,6 +280,15 @@ class ClusterClient:
         """
         return await self._run(self.core.run_many(commands, node=node, timeout=timeout))
 
+    async def query_many(
+        self, commands: Sequence[str], *, node: str | None = None, timeout: float = 5.0
+    ) -> list[CommandOutcome]:
+        """Linearizable reads of ``commands`` (at most ``wire.MAX_BATCH_COMMANDS``) in one request,
+        served by ``node`` if given, else by the leader, as ``query`` is; one CommandOutcome per
+        command, in order (``outcome.result`` is its CommandResult). Redirects and retries are
+        followed for the reads still unsettled, as ``run_many`` does; raises as ``run_many``."""
+        return await self._run(self.core.query_many(commands, node=node, timeout=timeout))
+
     async def open_session(self, *, node: str | None = None, timeout: float = 5.0) -> ClientSession:
         """The client's session, registered first (through ``node`` or the leader) if it has none.
 

@@ -12,6 +12,7 @@ connection go to the node as one read per (command, timeout) (``raftnode.node.re
 | ``run_command`` | ``command``, ``timeout`` (s); in a session ``session``, ``seq``, ``ack`` | the seed's CommandResult fields, ``node``, ``leader`` |
 | ``run_many`` | ``commands`` (at most ``wire.MAX_BATCH_COMMANDS``), ``timeout``; in a session ``session``, ``seqs``, ``ack`` | ``results``: each command's CommandResult fields, in order; ``node``, ``leader`` |
 | ``query`` | ``command``, ``timeout`` (s) | the same; a linearizable read served here without the log |
+| ``query_many`` | ``commands`` (at most ``wire.MAX_BATCH_COMMANDS``), ``timeout`` (s) | as ``run_many``: each query's outcome, in order |
 | ``register_session`` | ``timeout`` (s) | as ``run_command``; ``result`` is the new session's id |
 | ``status`` | | the node's status (``status --json`` fields) |
 | ``events`` | | then a stream of EVENT frames until the client hangs up |
@@ -42,7 +43,8 @@ with ``client_auth`` every other request needs the client token (or the admin to
 
 The endpoint is split into rooms, each a module holding one base class of ``ClientService``:
 ``service_connections`` (accepting, securing, reading and bounding connections),
-``service_commands`` (the command hot path, grouped reads and the answers) and ``service_admin``
+``service_commands`` (the command hot path, grouped reads and the answers), ``service_reads``
+(``query_many``: batched reads on the hot path) and ``service_admin``
 (status, events, faults, membership, snapshot, stop). This module holds the service itself: its
 settings, the gate every request on the general path passes (cluster, tokens) and the one table
 that dispatches a request by its record type (``_HANDLERS``).
@@ -68,6 +70,7 @@ from .runtime import NodeNotRunning, RaftNode
 from .service_admin import AdminRoom
 from .service_commands import REQUEST_HEADROOM, BadRequest, CommandRoom
 from .service_connections import ConnectionRoom, _ConnectionState
+from .service_reads import ReadRoom
 
 log = logging.getLogger("raftnode.service")
 
@@ -76,7 +79,7 @@ class Unauthorized(Exception):
     """An admin request without the admin token; the message says what it needs."""
 
 
-class ClientService(ConnectionRoom, CommandRoom, AdminRoom):
+class ClientService(ConnectionRoom, CommandRoom, ReadRoom, AdminRoom):
     """Args:
     node: the node served.
     listen: the client address.
@@ -215,6 +218,7 @@ _HANDLERS: dict[type[Any], Any] = {
     wire.RunCommand: ClientService._run_command,
     wire.RegisterSession: ClientService._register_session,
     wire.Query: ClientService._query,
+    wire.QueryMany: ClientService._query_many,
     wire.Status: ClientService._status,
     wire.RecentEvents: ClientService._recent_events,
     wire.SetFaults: ClientService._set_faults,

@@ -50,6 +50,8 @@ class CommandRoom:
         op = request.get("op")
         if op == "run_many":
             return self._submit_many(request, writer, state)
+        if op == "query_many":
+            return self._submit_query_many(request, writer, state)  # the read room (service_reads)
         if (op != "run_command" and op != "query") or self.node.raft is None:
             return False
         if self._client_tokens is not None and not self._client_token_ok(request):
@@ -90,24 +92,11 @@ class CommandRoom:
         """A well-formed run_many: its commands go to the node as one batch; one answer frame
         carries each command's own outcome once the last has one. Returns False for a request that
         is not one (or lacks the client token): ``_dispatch`` says what is wrong."""
-        if self._client_tokens is not None and not self._client_token_ok(request):
-            return False
-        try:
-            record = wire.decode_request(request)
-        except wire.WireError:
+        record = self._well_formed(request)
+        if record is None:
             return False
         assert isinstance(record, wire.RunMany)
-        request_id = request.get("id")
-
-        def done(results: list[CommandResult]) -> None:
-            state.in_flight -= 1
-            frame = self._batch_frame(results, request_id)
-            if frame is None:
-                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, self._batch_response(results, request_id))
-            writer.write_soon(frame)
-            self._dirty.add(writer)
-
-        batch = BatchAnswer(len(record.commands), done)
+        batch = BatchAnswer(len(record.commands), self._batch_answer(request.get("id"), writer, state))
         stamps = record.stamps
         state.in_flight += 1
         positions = []  # of the commands fit to propose
@@ -127,18 +116,45 @@ class CommandRoom:
             self._flush()
         return True
 
+    def _well_formed(self, request: dict[str, Any]) -> wire.Request | None:
+        """The record of a request the hot path may serve (with the client token if one is
+        needed, decoded strictly); None for one ``_dispatch`` must answer."""
+        if self._client_tokens is not None and not self._client_token_ok(request):
+            return None
+        try:
+            return wire.decode_request(request)
+        except wire.WireError:
+            return None
+
+    def _batch_answer(self, request_id: Any, writer: FrameWriter, state: _ConnectionState) -> Any:
+        """``done(results)`` of a run_many or query_many: its answer frame queued on ``writer``."""
+
+        def done(results: list[CommandResult]) -> None:
+            state.in_flight -= 1
+            frame = self._batch_frame(results, request_id)
+            if frame is None:
+                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, self._batch_response(results, request_id))
+            writer.write_soon(frame)
+            self._dirty.add(writer)  # a new set after each flush: never keep it
+
+        return done
+
     def _batch_frame(self, results: list[CommandResult], request_id: Any) -> bytes | None:
-        """The answer to a run_many whose commands were all applied, formatted without a dict per
-        command (the JSON ``_batch_response`` makes); None for anything else (the general path)."""
+        """The answer to a run_many whose commands were all applied (a query_many whose queries were
+        all served), formatted without a dict per command (the JSON ``_batch_response`` makes);
+        None for anything else (the general path)."""
         rid = _json_scalar(request_id)
         if rid is None:
             return None
         parts = []
+        last = part = None  # the queries of a query_many's group share one result: formatted once
         for result in results:
-            value = _json_scalar(result.result) if result.ok else None
-            if value is None or type(result.index) is not int:
-                return None
-            parts.append(_BATCH_RESULT % (value, result.index))
+            if result is not last:
+                value = _json_scalar(result.result) if result.ok else None
+                if value is None or type(result.index) is not int:
+                    return None
+                last, part = result, _BATCH_RESULT % (value, result.index)
+            parts.append(part)
         raft = self.node.raft
         names = self._json_names
         leader = raft.leader if raft else None
@@ -160,8 +176,10 @@ class CommandRoom:
         goes to every request of the group (``raftnode.node.readgroups``)."""
         if not state.reads:
             return
-        for command, timeout, ids in state.reads.take():
-            self.node.submit_query(command, partial(self._answer_reads, ids, writer, state), timeout=timeout)
+        for command, timeout, ids, batches in state.reads.take():
+            answer = (partial(self._answer_reads, ids, writer, state) if not batches
+                      else partial(self._answer_group, ids, batches, writer, state))  # query_many: service_reads
+            self.node.submit_query(command, answer, timeout=timeout)
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
 

@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "ClearFaults": "raftnode.wire.requests",
         "MAX_BATCH_COMMANDS": "raftnode.wire.requests",
         "Query": "raftnode.wire.requests",
+        "QueryMany": "raftnode.wire.requests",
         "RecentEvents": "raftnode.wire.requests",
         "RegisterSession": "raftnode.wire.requests",
         "RemoveNode": "raftnode.wire.requests",

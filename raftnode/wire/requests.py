@@ -24,7 +24,7 @@ from .records import Record
 from .sessions import SessionStamp, check_stamp
 
 __all__ = [
-    "AddNode", "ClearFaults", "MAX_BATCH_COMMANDS", "Query", "RecentEvents", "RegisterSession", "RemoveNode",
+    "AddNode", "ClearFaults", "MAX_BATCH_COMMANDS", "Query", "QueryMany", "RecentEvents", "RegisterSession", "RemoveNode",
     "Request", "RunCommand", "RunMany", "SetFaults", "Snapshot", "Status", "Stop", "Subscribe", "Transfer", "WireError", "as_document",
     "command_request", "decode_request", "document", "stamp_of", "timeout_of",
 ]
@@ -90,6 +90,18 @@ class Query(Record):
     OP: ClassVar[str] = "query"
     DEFAULTS = {"timeout": 5.0}
     command: str
+    timeout: float
+
+
+class QueryMany(Record):
+    """Linearizable reads of ``commands`` (ReadIndex, as ``Query``), each answered on its own:
+    the answer is ``run_many``'s (``results``, one object per command, in order). No session:
+    a read changes nothing."""
+
+    __slots__ = ("commands", "timeout")
+    OP: ClassVar[str] = "query_many"
+    DEFAULTS = {"timeout": 5.0}
+    commands: list[str]
     timeout: float
 
 
@@ -179,12 +191,12 @@ class Stop(Record):
 
 
 Request = Union[
-    RunCommand, RunMany, Query, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults, Transfer,
+    RunCommand, RunMany, Query, QueryMany, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults, Transfer,
     Snapshot, AddNode, RemoveNode, Stop,
 ]
 RECORDS: dict[str, type[Any]] = {
     record.OP: record
-    for record in (RunCommand, RunMany, Query, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults,
+    for record in (RunCommand, RunMany, Query, QueryMany, RegisterSession, Status, Subscribe, RecentEvents, SetFaults, ClearFaults,
                    Transfer, Snapshot, AddNode, RemoveNode, Stop)
 }
 #: The ops that need the admin token (when the endpoint has credentials).
@@ -300,12 +312,7 @@ def _run_many(obj: Mapping[str, Any]) -> RunMany:
     """A run_many object: 1 to MAX_BATCH_COMMANDS string commands; in a session as many distinct
     ``seqs`` with one ``ack`` no higher than any of them."""
     op = RunMany.OP
-    commands = obj.get("commands")
-    if not isinstance(commands, list) or not 1 <= len(commands) <= MAX_BATCH_COMMANDS:
-        raise WireError(f"{op} needs a list 'commands' of 1 to {MAX_BATCH_COMMANDS} commands")
-    for position, command in enumerate(commands):
-        if type(command) is not str:
-            raise WireError(f"{op}: command {position} is not a string")
+    commands = _commands(obj, op)
     timeout = timeout_of(obj, 5.0)
     if "session" not in obj:
         if "seqs" in obj or "ack" in obj:
@@ -326,4 +333,24 @@ def _run_many(obj: Mapping[str, Any]) -> RunMany:
     return RunMany(commands, timeout, obj["session"], seqs, obj["ack"])
 
 
-_DECODERS: dict[type[Any], Any] = {RunCommand: _run_command, RunMany: _run_many, Query: _query}
+def _commands(obj: Mapping[str, Any], op: str, *, empty_ok: bool = True) -> list[str]:
+    """The request's ``commands``: a list of 1 to MAX_BATCH_COMMANDS strings (non-empty unless
+    ``empty_ok``); WireError naming the first that is not."""
+    commands = obj.get("commands")
+    if not isinstance(commands, list) or not 1 <= len(commands) <= MAX_BATCH_COMMANDS:
+        raise WireError(f"{op} needs a list 'commands' of 1 to {MAX_BATCH_COMMANDS} commands")
+    for position, command in enumerate(commands):
+        if type(command) is not str:
+            raise WireError(f"{op}: command {position} is not a string")
+        if not command and not empty_ok:
+            raise WireError(f"{op}: command {position} is empty")
+    return commands
+
+
+def _query_many(obj: Mapping[str, Any]) -> QueryMany:
+    """A query_many object: 1 to MAX_BATCH_COMMANDS non-empty string commands (a blank or too
+    long one is the service's to answer on its own); a session stamp is ignored, as ``query``'s."""
+    return QueryMany(_commands(obj, QueryMany.OP, empty_ok=False), timeout_of(obj, 5.0))
+
+
+_DECODERS: dict[type[Any], Any] = {RunCommand: _run_command, RunMany: _run_many, Query: _query, QueryMany: _query_many}

@@ -11,6 +11,7 @@ the whole run is on the virtual clock.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,21 +63,36 @@ class JoinsGroupsInFlight(ReadGroups):
         else:
             super().add(command, timeout, request_id)
 
-    def take(self) -> list[tuple[str, float, list[Any]]]:
+    def take(self) -> list[tuple[str, float, list[Any], Any]]:
         groups = super().take()
-        for command, timeout, ids in groups:
+        for command, timeout, ids, _ in groups:
             self.handed[command, timeout] = ids
         return groups
 
 
-async def read_after_write_history(groups: ReadGroups) -> tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]]:
+def ask_query(request_id: str) -> dict[str, Any]:
+    return {"op": "query", "command": "get", "id": request_id}
+
+
+def result_of_query(answer: dict[str, Any]) -> Any:
+    assert answer["ok"], answer
+    return answer["result"]
+
+
+async def read_after_write_history(
+    groups: ReadGroups, *, request: Callable[[str], dict[str, Any]] = ask_query,
+    result: Callable[[dict[str, Any]], Any] = result_of_query, service_class: type[ClientService] = ClientService,
+    read_index_taken: bool = True,
+) -> tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]]:
     """A follower's endpoint is asked ``get`` (a), then a write is acknowledged by the leader while
     a's read index is on its way back (the follower's links are slow), then ``get`` (b) is sent:
-    the history of the three operations and the answers."""
+    the history of the three operations and the answers. ``request(id)`` is the read's request,
+    ``result(answer)`` the value its answer read; ``read_index_taken``: wait until the leader
+    has taken a's read index before the write."""
     async with running_cluster() as cluster:
         leader = await cluster.wait_leader()
         follower = cluster.followers()[0]
-        service = ClientService(follower, Address("127.0.0.1", 1))  # not listening: requests handed in
+        service = service_class(follower, Address("127.0.0.1", 1))  # not listening: requests handed in
         writer, state = Answers(), _ConnectionState()
         state.reads = groups
         history: list[dict[str, Any]] = []
@@ -86,25 +102,25 @@ async def read_after_write_history(groups: ReadGroups) -> tuple[list[dict[str, A
                             "time": trio.current_time()})
 
         def ask(request_id: str) -> None:
-            service._submit({"op": "query", "command": "get", "id": request_id}, writer, state)  # type: ignore[arg-type]
+            service._submit(request(request_id), writer, state)  # type: ignore[arg-type]
             service._ask_reads(writer, state)  # type: ignore[arg-type]
 
         cluster.transports[follower.id].faults.delay_ms = 80  # both ways; less than an election timeout
         rounds = leader.raft.read_rounds_started()
         record("invoke", 1, "get", None)
         ask("a")
-        await cluster.wait_until(lambda: leader.raft.read_rounds_started() > rounds)  # a's read index is taken
+        if read_index_taken:
+            await cluster.wait_until(lambda: leader.raft.read_rounds_started() > rounds)  # a's read index is taken
         record("invoke", 2, "incr", 1)
         write = await leader.run_command("incr 1")
         assert write.ok
         record("ok", 2, "incr", write.result)
-        assert "a" not in writer.by_id, "the read index is still on its way to the follower"
+        assert "a" not in writer.by_id or not read_index_taken, "the read index is still on its way to the follower"
         record("invoke", 3, "get", None)
         ask("b")
         await cluster.wait_until(lambda: {"a", "b"} <= writer.by_id.keys())
         for request_id, process in (("a", 1), ("b", 3)):
-            assert writer.by_id[request_id]["ok"], writer.by_id[request_id]
-            record("ok", process, "get", writer.by_id[request_id]["result"])
+            record("ok", process, "get", result(writer.by_id[request_id]))
         return history, writer.by_id
 
 
