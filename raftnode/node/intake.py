@@ -48,8 +48,9 @@ class CommandIntake:
         on_result: Callable[[CommandResult], None],
         timeout: float,
     ) -> None:
-        """Propose; ``on_result(answer)`` is called once, at the latest at the deadline."""
-        callback = Callback(on_result)
+        """Propose; ``on_result(answer)`` is called once, at the latest at the deadline (a
+        ``Callback`` is used as it is: its ``set`` answers)."""
+        callback = on_result if isinstance(on_result, Callback) else Callback(on_result)
         refused = self._inbox.put(proposal, callback)
         if refused is not None:
             callback.set(refused)

@@ -18,6 +18,7 @@ from ..wire import codec, framing, requests as wire
 from ..wire.streams import FrameWriter
 from .runtime import RaftNode
 from .service_connections import _ConnectionState
+from .waiters import Callback
 
 log = logging.getLogger("raftnode.service")
 
@@ -69,19 +70,9 @@ class CommandRoom:
             session = wire.stamp_of(request)
         except wire.WireError:
             return False
-
-        def answer(result: CommandResult) -> None:
-            state.in_flight -= 1
-            frame = self._success_frame(result, request_id) if result.ok else None
-            if frame is None:
-                response = self._command_response(result)
-                response["id"] = request_id
-                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, response)
-            writer.write_soon(frame)
-            self._dirty.add(writer)
-
         state.in_flight += 1
-        self.node.submit_command(command, answer, timeout=float(timeout), session=session)
+        self.node.submit_command(command, CommandAnswer(self, writer, state, request_id), timeout=float(timeout),
+                                 session=session)
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
@@ -139,12 +130,7 @@ class CommandRoom:
             if value is None or type(result.index) is not int:
                 return None
             parts.append(_BATCH_RESULT % (value, result.index))
-        raft = self.node.raft
-        names = self._json_names
-        leader = raft.leader if raft else None
-        node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
-        leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
-        payload = _BATCH % (b",".join(parts), node_json, leader_json, rid)
+        payload = _BATCH % (b",".join(parts), *self._node_and_leader(), rid)
         if len(payload) > self.max_frame_bytes - 2:
             return None
         return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
@@ -237,13 +223,22 @@ class CommandRoom:
         value = _json_scalar(result.result)
         if value is None:
             return None
+        index = result.index
+        return _SUCCESS % (value, b"null" if index is None else b"%d" % index, *self._node_and_leader())
+
+    def _applied_frame(self, value: bytes, index: int, request_id: Any) -> bytes | None:
+        """``_success_frame`` of a command applied at ``index`` with the result ``value`` (as
+        JSON); None for an id of a type it does not format."""
+        return _with_id(_SUCCESS % (value, b"%d" % index, *self._node_and_leader()), request_id, self.max_frame_bytes)
+
+    def _node_and_leader(self) -> tuple[bytes, bytes]:
+        """This node's id and its leader's, as JSON (formatted once per name)."""
         raft = self.node.raft
         leader = raft.leader if raft else None
         names = self._json_names
         node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
         leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
-        index = result.index
-        return _SUCCESS % (value, b"null" if index is None else b"%d" % index, node_json, leader_json)
+        return node_json, leader_json
 
     def _command_response(self, result: CommandResult) -> dict[str, Any]:
         raft = self.node.raft
@@ -258,6 +253,45 @@ class CommandRoom:
             "node": self.node.id,
             "leader": raft.leader if raft else None,
         }
+
+
+class CommandAnswer(Callback):
+    """The answer to one run_command on the hot path, queued on its connection from the node's
+    task: an applied command's straight from its outcome (``applied``), anything else through
+    its CommandResult."""
+
+    __slots__ = ("room", "writer", "state", "request_id")
+
+    def __init__(self, room: CommandRoom, writer: FrameWriter, state: _ConnectionState, request_id: Any) -> None:
+        self.done = False
+        self.room, self.writer, self.state, self.request_id = room, writer, state, request_id
+
+    def set(self, result: Any = None, error: BaseException | None = None) -> None:
+        if not self.done:
+            self.done = True
+            room = self.room
+            frame = room._success_frame(result, self.request_id) if result.ok else None
+            if frame is None:
+                response = room._command_response(result)
+                response["id"] = self.request_id
+                frame = room._frame(codec.FrameKind.CLIENT_RESPONSE, response)
+            self._send(frame)
+
+    def applied(self, result: Any, error: str | None, index: int) -> None:
+        if self.done:
+            return
+        value = _json_scalar(result) if error is None else None
+        frame = None if value is None else self.room._applied_frame(value, index, self.request_id)
+        if frame is None:
+            self.set(CommandResult(result=result, error=error, index=index))
+            return
+        self.done = True
+        self._send(frame)
+
+    def _send(self, frame: bytes) -> None:
+        self.state.in_flight -= 1
+        self.writer.write_soon(frame)
+        self.room._dirty.add(self.writer)
 
 
 class BatchAnswer:
