@@ -32,7 +32,7 @@ from .errors import NotLeader, RaftError, TransferInProgress
 Token = TypeVar("Token")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)  # __init__ below: one per command, made cheap
 class CommandResult:
     """The answer to one ``run_command``, named as in the seed document.
 
@@ -49,6 +49,25 @@ class CommandResult:
     retry: bool = False
     timeout_expired: bool = False
     index: int | None = None
+
+    def __init__(
+        self,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        redirect: str | None = None,
+        retry: bool = False,
+        timeout_expired: bool = False,
+        index: int | None = None,
+    ) -> None:
+        # The dataclass's frozen __init__ sets each field through object.__setattr__ by name;
+        # the slots' own setters cost half as much (the fields stay read-only: __setattr__ refuses).
+        _set_result(self, result)
+        _set_error(self, error)
+        _set_redirect(self, redirect)
+        _set_retry(self, retry)
+        _set_timeout_expired(self, timeout_expired)
+        _set_index(self, index)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +93,11 @@ class CommandResult:
     def not_leader_any_more(cls, leader: str | None, index: int | None = None) -> CommandResult:
         """Go to ``leader`` (retry if unknown); ``index``: the command was proposed there first."""
         return cls(redirect=leader, index=index) if leader is not None else cls(retry=True, index=index)
+
+
+_set_result, _set_error, _set_redirect, _set_retry, _set_timeout_expired, _set_index = (
+    CommandResult.__dict__[name].__set__ for name in ("result", "error", "redirect", "retry", "timeout_expired", "index")
+)
 
 
 class CommandTracker(Generic[Token]):

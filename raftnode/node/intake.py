@@ -8,7 +8,6 @@ from the node's task before a deadline (``submit_command`` and its kin, ``raftno
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import trio
 
@@ -17,7 +16,7 @@ from ..core.messages import EntryKind
 from ..wire.sessions import SessionStamp
 from .deadlines import CommandDeadlines
 from .inbox import NodeInbox, Proposal, proposal_of
-from .waiters import Callback, Waiter
+from .waiters import Callback, PositionCallback, Waiter
 
 
 class CommandIntake:
@@ -65,7 +64,7 @@ class CommandIntake:
         stamps: Sequence[SessionStamp] | None,
     ) -> None:
         """Propose ``commands`` together (``NodeInbox.put_batch``); ``on_result(position, answer)``."""
-        callbacks = [Callback(partial(on_result, position)) for position in range(len(commands))]
+        callbacks = [PositionCallback(on_result, position) for position in range(len(commands))]
         proposals = []
         for position, command in enumerate(commands):
             proposal = proposal_of(command, stamps[position] if stamps is not None else None)

@@ -81,6 +81,22 @@ class Callback:
         self.set(CommandResult(result=result, error=error, index=index))
 
 
+class PositionCallback(Callback):
+    """The ``Callback`` of a batch's command at ``position``: calls ``fn(position, result)``, once."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, fn: Callable[[int, CommandResult], None], position: int) -> None:
+        self.fn = fn  # type: ignore[assignment]
+        self.done = False
+        self.position = position
+
+    def set(self, result: Any = None, error: BaseException | None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.fn(self.position, result)  # type: ignore[call-arg]
+
+
 class MembershipWaiters:
     """Callers waiting for a membership change, each with its check and deadline."""
 
