@@ -43,6 +43,7 @@ class CommandRoom:
     _client_tokens: tuple[bytes, ...] | None
     _dirty: set[FrameWriter]
     _json_names: dict[str | None, bytes]
+    _answer_tails: dict[str | None, bytes]
 
     def _submit(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> bool:
         """The hot path: a well-formed run_command or query goes to the node without a task of its
@@ -224,12 +225,17 @@ class CommandRoom:
         if value is None:
             return None
         index = result.index
-        return _SUCCESS % (value, b"null" if index is None else b"%d" % index, *self._node_and_leader())
+        return _SUCCESS % (value, b"null" if index is None else b"%d" % index) + self._answer_tail()
 
-    def _applied_frame(self, value: bytes, index: int, request_id: Any) -> bytes | None:
-        """``_success_frame`` of a command applied at ``index`` with the result ``value`` (as
-        JSON); None for an id of a type it does not format."""
-        return _with_id(_SUCCESS % (value, b"%d" % index, *self._node_and_leader()), request_id, self.max_frame_bytes)
+    def _answer_tail(self) -> bytes:
+        """The end of a success answer's JSON up to the id's value: this node's id and its
+        leader's (formatted once per leader)."""
+        raft = self.node.raft
+        leader = raft.leader if raft else None
+        tail = self._answer_tails.get(leader)
+        if tail is None:
+            tail = self._answer_tails[leader] = _TAIL % self._node_and_leader()
+        return tail
 
     def _node_and_leader(self) -> tuple[bytes, bytes]:
         """This node's id and its leader's, as JSON (formatted once per name)."""
@@ -280,13 +286,14 @@ class CommandAnswer(Callback):
     def applied(self, result: Any, error: str | None, index: int) -> None:
         if self.done:
             return
-        value = _json_scalar(result) if error is None else None
-        frame = None if value is None else self.room._applied_frame(value, index, self.request_id)
-        if frame is None:
-            self.set(CommandResult(result=result, error=error, index=index))
-            return
-        self.done = True
-        self._send(frame)
+        room, request_id = self.room, self.request_id
+        if error is None and type(result) is int and type(request_id) is int:  # the common answer, at once
+            payload = _APPLIED_INT % (result, index, room._answer_tail(), request_id)
+            if len(payload) + 2 <= room.max_frame_bytes:
+                self.done = True
+                self._send(_pack_head(len(payload) + 2, _VERSION, _ANSWER_KIND) + payload)
+                return
+        self.set(CommandResult(result=result, error=error, index=index))
 
     def _send(self, frame: bytes) -> None:
         self.state.in_flight -= 1
@@ -329,10 +336,9 @@ def _result_document(result: CommandResult) -> dict[str, Any]:
     return document
 
 
-_SUCCESS = (
-    b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,'
-    b'"index":%s,"node":%s,"leader":%s,"id":'
-)
+_SUCCESS = b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,"index":%s'
+_TAIL = b',"node":%s,"leader":%s,"id":'  # _SUCCESS's rest: _answer_tail
+_APPLIED_INT = _SUCCESS.replace(b"%s", b"%d") + b"%s%d}"  # with an int result, index, the tail and an int id
 _BATCH = b'{"ok":true,"results":[%s],"node":%s,"leader":%s,"id":%s}'
 _BATCH_RESULT = b'{"result":%s,"index":%d}'
 _RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header
