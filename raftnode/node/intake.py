@@ -16,7 +16,7 @@ from ..core.messages import EntryKind
 from ..wire.sessions import SessionStamp
 from .deadlines import CommandDeadlines
 from .inbox import NodeInbox, Proposal, proposal_of
-from .waiters import Callback, PositionCallback, Waiter
+from .waiters import Callback, PositionCallback, Positions, Waiter
 
 
 class CommandIntake:
@@ -63,8 +63,10 @@ class CommandIntake:
         timeout: float,
         stamps: Sequence[SessionStamp] | None,
     ) -> None:
-        """Propose ``commands`` together (``NodeInbox.put_batch``); ``on_result(position, answer)``."""
-        callbacks = [PositionCallback(on_result, position) for position in range(len(commands))]
+        """Propose ``commands`` together (``NodeInbox.put_batch``); ``on_result(position, answer)``
+        (a ``Positions`` is used as it is: its ``set`` answers)."""
+        positions = on_result if isinstance(on_result, Positions) else Positions(on_result)
+        callbacks = [PositionCallback(positions, position) for position in range(len(commands))]
         proposals = []
         for position, command in enumerate(commands):
             proposal = proposal_of(command, stamps[position] if stamps is not None else None)

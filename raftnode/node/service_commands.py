@@ -18,7 +18,7 @@ from ..wire import codec, framing, requests as wire
 from ..wire.streams import FrameWriter
 from .runtime import RaftNode
 from .service_connections import _ConnectionState
-from .waiters import Callback
+from .waiters import Callback, Positions
 
 log = logging.getLogger("raftnode.service")
 
@@ -110,7 +110,7 @@ class CommandRoom:
             except BadRequest as exc:
                 batch.set(position, CommandResult(error=str(exc)))
         if len(positions) == len(record.commands):
-            self.node.submit_commands(record.commands, batch.set, timeout=record.timeout, stamps=stamps)
+            self.node.submit_commands(record.commands, batch, timeout=record.timeout, stamps=stamps)
         elif positions:
             self.node.submit_commands(
                 [record.commands[p] for p in positions], lambda at, result: batch.set(positions[at], result),
@@ -127,10 +127,13 @@ class CommandRoom:
             return None
         parts = []
         for result in results:
-            value = _json_scalar(result.result) if result.ok else None
-            if value is None or type(result.index) is not int:
+            if type(result) is tuple:  # BatchAnswer.applied's
+                value, index = result
+            else:
+                value, index = (_json_scalar(result.result) if result.ok else None), result.index
+            if value is None or type(index) is not int:
                 return None
-            parts.append(_BATCH_RESULT % (value, result.index))
+            parts.append(_BATCH_RESULT % (value, index))
         payload = _BATCH % (b",".join(parts), *self._node_and_leader(), rid)
         if len(payload) > self.max_frame_bytes - 2:
             return None
@@ -139,7 +142,7 @@ class CommandRoom:
     def _batch_response(self, results: list[CommandResult], request_id: Any) -> dict[str, Any]:
         """The answer to a run_many: each command's outcome (``wire.RunMany``), in order."""
         raft = self.node.raft
-        return {"ok": True, "results": [_result_document(result) for result in results], "node": self.node.id,
+        return {"ok": True, "results": [_result_document(_as_result(result)) for result in results], "node": self.node.id,
                 "leader": raft.leader if raft else None, "id": request_id}
 
     def _ask_reads(self, writer: FrameWriter, state: _ConnectionState) -> None:
@@ -301,9 +304,10 @@ class CommandAnswer(Callback):
         self.room._dirty.add(self.writer)
 
 
-class BatchAnswer:
+class BatchAnswer(Positions):
     """The outcomes of one run_many's commands, gathered until each has one; then
-    ``on_done(results)`` is called, once."""
+    ``on_done(results)`` is called, once. An outcome is a CommandResult, or for a command
+    applied with a result ``_json_scalar`` formats, ``(that JSON, index)`` (``_as_result``)."""
 
     __slots__ = ("results", "waiting", "on_done")
 
@@ -312,12 +316,23 @@ class BatchAnswer:
         self.waiting = count
         self.on_done = on_done
 
-    def set(self, position: int, result: CommandResult) -> None:
+    def set(self, position: int, result: CommandResult | tuple[bytes, int]) -> None:
         if self.results[position] is None:
             self.results[position] = result
             self.waiting -= 1
             if not self.waiting:
                 self.on_done(self.results)
+
+    def applied(self, position: int, result: Any, error: str | None, index: int) -> None:
+        value = _json_scalar(result) if error is None else None
+        self.set(position, (value, index) if value is not None else CommandResult(result=result, error=error, index=index))
+
+
+def _as_result(outcome: CommandResult | tuple[bytes, int]) -> CommandResult:
+    """A ``BatchAnswer`` outcome as a CommandResult."""
+    if type(outcome) is tuple:
+        return CommandResult(result=json.loads(outcome[0]), index=outcome[1])
+    return outcome  # type: ignore[return-value]
 
 
 def _result_document(result: CommandResult) -> dict[str, Any]:

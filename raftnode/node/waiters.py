@@ -81,20 +81,41 @@ class Callback:
         self.set(CommandResult(result=result, error=error, index=index))
 
 
+class Positions:
+    """Where a batch's answers go by position (``submit_commands``): ``fn(position, result)``;
+    a subclass may take an applied command's outcome without a CommandResult (``applied``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[int, CommandResult], None]) -> None:
+        self.fn = fn
+
+    def set(self, position: int, result: CommandResult) -> None:
+        self.fn(position, result)
+
+    def applied(self, position: int, result: Any, error: str | None, index: int) -> None:
+        self.set(position, CommandResult(result=result, error=error, index=index))
+
+
 class PositionCallback(Callback):
-    """The ``Callback`` of a batch's command at ``position``: calls ``fn(position, result)``, once."""
+    """The ``Callback`` of a batch's command at ``position``: answers ``positions``, once."""
 
     __slots__ = ("position",)
 
-    def __init__(self, fn: Callable[[int, CommandResult], None], position: int) -> None:
-        self.fn = fn  # type: ignore[assignment]
+    def __init__(self, positions: Positions, position: int) -> None:
+        self.fn = positions  # type: ignore[assignment]
         self.done = False
         self.position = position
 
     def set(self, result: Any = None, error: BaseException | None = None) -> None:
         if not self.done:
             self.done = True
-            self.fn(self.position, result)  # type: ignore[call-arg]
+            self.fn.set(self.position, result)  # type: ignore[attr-defined]
+
+    def applied(self, result: Any, error: str | None, index: int) -> None:
+        if not self.done:
+            self.done = True
+            self.fn.applied(self.position, result, error, index)  # type: ignore[attr-defined]
 
 
 class MembershipWaiters:
