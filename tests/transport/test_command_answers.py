@@ -61,3 +61,24 @@ def test_an_answer_that_is_no_applied_outcome_is_the_general_paths(result) -> No
     CommandAnswer(service, writer, state, 11).set(result)  # type: ignore[arg-type]
     assert writer.frames == [_general(service, result, 11)]
     assert state.in_flight == 0
+
+
+@pytest.mark.parametrize("request_id", [3, "batch-1", None])
+def test_a_run_manys_answer_from_applied_outcomes_is_the_general_paths(request_id) -> None:
+    from raftnode.node.service_commands import BatchAnswer
+
+    service, frames = _service("n1"), []
+    outcomes = [(5, None), ("s\u00e9", None), (None, None), (None, "unknown command 'x'"), ([1], None)]
+    for count in (3, len(outcomes)):  # all formatted in place; then some only as documents
+        batch = BatchAnswer(count, frames.append)
+        for position, (result, error) in enumerate(outcomes[:count]):
+            batch.applied(position, result, error, 10 + position)
+            batch.applied(position, -1, None, 99)  # answered once
+        expected = [CommandResult(result=result, error=error, index=10 + position)
+                    for position, (result, error) in enumerate(outcomes[:count])]
+        frame = service._batch_frame(frames[-1], request_id) if count == 3 else None
+        if frame is None:
+            assert count == len(outcomes)
+            frame = service._frame(codec.FrameKind.CLIENT_RESPONSE, service._batch_response(frames[-1], request_id))
+        general = service._frame(codec.FrameKind.CLIENT_RESPONSE, service._batch_response(expected, request_id))
+        assert frame == general
