@@ -58,9 +58,10 @@ class CommandRoom:
             return False  # _dispatch answers why
         command = request.get("command")
         timeout = request.get("timeout", 5.0)
-        if not isinstance(command, str) or not command.strip() or len(command) > self._max_command_chars:
+        if type(command) is not str or not command or command.isspace() or len(command) > self._max_command_chars:
             return False  # _run_command says what is wrong (or measures a long one exactly)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= wire.MAX_TIMEOUT:
+        number = type(timeout)  # of a JSON document: int, float or bool (refused)
+        if (number is not float and number is not int) or not 0 < timeout <= wire.MAX_TIMEOUT:
             return False
         request_id = request.get("id")
         if op == "query":  # a query has no session stamp (wire.Query ignores one)
