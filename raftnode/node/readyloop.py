@@ -172,7 +172,6 @@ class NodePorts:
             assert self.ticker is not None
             self.ticker.apply_retry_at = self.ticker.ticks + 2**failure.attempt
 
-
     def _answer_applied(self, entry: Entry, result: Any, error: str | None, stamp: Any, duplicate: bool) -> None:
         """Answer the caller waiting for ``entry``, if any (``Applier.apply_each``'s sink): straight
         from the outcome when it is the entry the caller proposed (``Waiter.applied``)."""

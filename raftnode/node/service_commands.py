@@ -2,8 +2,9 @@
 that hands a well-formed ``run_command``, ``run_many`` or ``query`` to the node without a task of
 its own (``_submit``), the queries of a connection grouped into one read each
 (``raftnode.node.readgroups``), the handlers of those ops on the general path, and the answers:
-formatted in place for a success (``_success_frame``, ``_batch_frame``), as a JSON document
-otherwise, queued on the connection and flushed once per batch of the node's work (``_flush``).
+formatted in place for a success (``_success_frame``, ``_batch_frame``; an applied command's
+straight from its outcome, without a CommandResult: ``CommandAnswer``, ``BatchAnswer``), as a JSON
+document otherwise, queued on the connection and flushed once per batch of the node's work (``_flush``).
 """
 
 from __future__ import annotations
