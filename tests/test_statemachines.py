@@ -28,3 +28,30 @@ def test_kv_incr_of_a_value_that_is_not_an_integer_is_refused_and_changes_nothin
 def test_kv_refuses_a_malformed_incr_before_it_enters_the_log(command):
     with pytest.raises(CommandError):
         KeyValue().validate(command)
+
+
+def test_a_remembered_parse_is_the_parse_of_that_very_text():
+    """The leader's parse at validation is reused at apply (one parse per command): only ever for
+    the same text, so commands that differ in an argument or in spacing apply as their own."""
+    kv = KeyValue()
+    for command in ("set k a b", "set k a  b", "incr n 1", "incr n 2", "incr n 10"):
+        kv.validate(command)
+    assert kv.process_command("set k a  b") == "a  b"  # not "set k a b"'s value
+    assert kv.process_command("incr n 2") == 2
+    assert kv.process_command("incr n 10") == 12
+    with pytest.raises(CommandError):  # a refused text is never remembered as a parse
+        kv.validate("incr n x")
+    with pytest.raises(CommandError):
+        kv.process_command("incr n x")
+
+
+def test_remembered_parses_are_bounded_in_count_and_text_length():
+    from raftnode.node.statemachines import PARSED_TEXT_MAX, PARSES_KEPT, Counter
+
+    counter = Counter()
+    for amount in range(3 * PARSES_KEPT):
+        counter.process_command(f"incr {amount}")
+    counter.process_command("incr " + "1" * PARSED_TEXT_MAX)
+    assert 0 < len(counter._parses) <= PARSES_KEPT
+    assert max(map(len, counter._parses)) <= PARSED_TEXT_MAX
+    assert counter.value == sum(range(3 * PARSES_KEPT)) + int("1" * PARSED_TEXT_MAX)

@@ -32,7 +32,7 @@ from .errors import NotLeader, RaftError, TransferInProgress
 Token = TypeVar("Token")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)  # __init__ below: one per command, made cheap
 class CommandResult:
     """The answer to one ``run_command``, named as in the seed document.
 
@@ -49,6 +49,25 @@ class CommandResult:
     retry: bool = False
     timeout_expired: bool = False
     index: int | None = None
+
+    def __init__(
+        self,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        redirect: str | None = None,
+        retry: bool = False,
+        timeout_expired: bool = False,
+        index: int | None = None,
+    ) -> None:
+        # The dataclass's frozen __init__ sets each field through object.__setattr__ by name;
+        # the slots' own setters cost half as much (the fields stay read-only: __setattr__ refuses).
+        _set_result(self, result)
+        _set_error(self, error)
+        _set_redirect(self, redirect)
+        _set_retry(self, retry)
+        _set_timeout_expired(self, timeout_expired)
+        _set_index(self, index)
 
     @property
     def ok(self) -> bool:
@@ -76,25 +95,23 @@ class CommandResult:
         return cls(redirect=leader, index=index) if leader is not None else cls(retry=True, index=index)
 
 
-@dataclass(slots=True)
-class _Pending(Generic[Token]):
-    term: int
-    token: Token
-    deadline: int | None
+_set_result, _set_error, _set_redirect, _set_retry, _set_timeout_expired, _set_index = (
+    CommandResult.__dict__[name].__set__ for name in ("result", "error", "redirect", "retry", "timeout_expired", "index")
+)
 
 
 class CommandTracker(Generic[Token]):
     """Which caller waits for which log position, and what to answer them."""
 
     def __init__(self) -> None:
-        self._pending: dict[int, _Pending[Token]] = {}
+        self._pending: dict[int, tuple[int, Token, int | None]] = {}  # index -> (term, token, deadline)
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def track(self, index: int, term: int, token: Token, *, deadline: int | None = None) -> None:
         """Remember that ``token`` waits for the entry proposed at (index, term)."""
-        self._pending[index] = _Pending(term, token, deadline)
+        self._pending[index] = (term, token, deadline)
 
     def applied(
         self, index: int, term: int, *, result: Any = None, error: str | None = None, leader: str | None = None
@@ -104,26 +121,35 @@ class CommandTracker(Generic[Token]):
         If the applied entry is not the one proposed (another term took the index), the waiter is
         told to go to ``leader`` or retry, without an index: its entry is gone, nothing was done.
         """
+        taken = self.take(index, term, leader)
+        if taken is None or taken[1] is not None:
+            return taken  # type: ignore[return-value]
+        return taken[0], CommandResult(result=result, error=error, index=index)
+
+    def take(self, index: int, term: int, leader: str | None) -> tuple[Token, CommandResult | None] | None:
+        """``applied`` leaving the answer of an applied command to the caller: ``(token, None)``
+        when the entry applied at ``index`` is the one ``token`` proposed (answer it from the
+        outcome, with ``index``); ``(token, answer)`` when another term's entry took the index."""
         pending = self._pending.pop(index, None)
         if pending is None:
             return None
-        if pending.term != term:
-            return pending.token, CommandResult.not_leader_any_more(leader)
-        return pending.token, CommandResult(result=result, error=error, index=index)
+        if pending[0] != term:
+            return pending[1], CommandResult.not_leader_any_more(leader)
+        return pending[1], None
 
     def failed(self, index: int, error: str) -> tuple[Token, CommandResult] | None:
         """The entry at ``index`` can never be applied here (the applier halted); answer its waiter."""
         pending = self._pending.pop(index, None)
-        return None if pending is None else (pending.token, CommandResult(error=error, index=index))
+        return None if pending is None else (pending[1], CommandResult(error=error, index=index))
 
     def leadership_lost(self, leader: str | None) -> list[tuple[Token, CommandResult]]:
         """Every waiter is answered with a redirect to ``leader`` (or retry if unknown) carrying
         its entry's index: proposed, outcome unknown."""
-        answers = [(p.token, CommandResult.not_leader_any_more(leader, index)) for index, p in self._pending.items()]
+        answers = [(p[1], CommandResult.not_leader_any_more(leader, index)) for index, p in self._pending.items()]
         self._pending.clear()
         return answers
 
     def expire(self, now: int) -> list[tuple[Token, CommandResult]]:
         """Waiters whose deadline is at or before ``now`` are answered ``timeout_expired``."""
-        expired = [i for i, p in self._pending.items() if p.deadline is not None and p.deadline <= now]
-        return [(self._pending.pop(i).token, CommandResult(timeout_expired=True, index=i)) for i in expired]
+        expired = [i for i, p in self._pending.items() if p[2] is not None and p[2] <= now]
+        return [(self._pending.pop(i)[1], CommandResult(timeout_expired=True, index=i)) for i in expired]

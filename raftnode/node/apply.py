@@ -16,7 +16,7 @@ table is part of the applier's snapshots (``snapshot``/``restore``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,58 +103,76 @@ class Applier:
     def run(self) -> tuple[list[Applied], ApplyFailure | None]:
         """Apply queued entries until the queue empties or one fails; returns outcomes and the failure."""
         done: list[Applied] = []
+
+        def gather(entry: Entry, result: Any, error: str | None, stamp: SessionStamp | None, duplicate: bool) -> None:
+            done.append(Applied(entry=entry, result=result, error=error, duplicate=duplicate, stamp=stamp))
+
+        return done, self.apply_each(gather)
+
+    def apply_each(self, sink: Callable[[Entry, Any, str | None, SessionStamp | None, bool], None]) -> ApplyFailure | None:
+        """``run`` without an ``Applied`` per entry: ``sink(entry, result, error, stamp, duplicate)``
+        (``Applied``'s fields) is called for each entry once it counts as applied (an exception
+        from ``sink`` leaves the applier consistent: that entry is not applied again). Returns the
+        failure, if one stopped it."""
         if self.halted is not None:
-            return done, None
+            return None
         queue = self._queue
         process = self.state_machine.process_command
+        apply_session_entry = self._apply_session_entry
+        command_kind, session_kind = EntryKind.COMMAND, EntryKind.SESSION
         while queue:
             entry = queue[0]
             kind = entry.kind
-            if kind is EntryKind.COMMAND or kind is EntryKind.SESSION:
+            result = error = stamp = None
+            duplicate = False
+            if kind is session_kind or kind is command_kind:
                 try:
-                    if kind is EntryKind.COMMAND:
-                        outcome = Applied(entry=entry, result=process(entry.data.decode()))
+                    if kind is session_kind:
+                        result, error, stamp, duplicate = apply_session_entry(entry)
                     else:
-                        outcome = self._apply_session_entry(entry)
+                        result = process(entry.data.decode())
                 except CommandError as exc:
-                    outcome = Applied(entry=entry, error=str(exc))
+                    error = str(exc)
                 except Exception as exc:  # noqa: BLE001 - the policy below decides
-                    self._attempts += 1
-                    failure = ApplyFailure(
-                        index=entry.index,
-                        attempt=self._attempts,
-                        reason=f"{type(exc).__name__}: {exc}",
-                        halted=self._attempts >= self.max_attempts,
-                    )
-                    if failure.halted:
-                        self.halted = failure
-                    return done, failure
-            else:
-                outcome = Applied(entry=entry)
+                    return self._failed(entry, exc)
             queue.popleft()
             self._attempts = 0
             self.applied_index = entry.index
-            done.append(outcome)
-        return done, None
+            sink(entry, result, error, stamp, duplicate)
+        return None
 
-    def _apply_session_entry(self, entry: Entry) -> Applied:
-        """A registration, or a command through the session table (raises what the state machine raises)."""
+    def _failed(self, entry: Entry, exc: Exception) -> ApplyFailure:
+        self._attempts += 1
+        failure = ApplyFailure(
+            index=entry.index,
+            attempt=self._attempts,
+            reason=f"{type(exc).__name__}: {exc}",
+            halted=self._attempts >= self.max_attempts,
+        )
+        if failure.halted:
+            self.halted = failure
+        return failure
+
+    def _apply_session_entry(self, entry: Entry) -> tuple[Any, str | None, SessionStamp | None, bool]:
+        """A registration, or a command through the session table (raises what the state machine
+        raises): ``(result, error, stamp, duplicate)`` as in ``Applied``."""
         try:
             time, stamp, command = decode_session_entry(entry.data)
         except SessionEntryError as exc:
-            return Applied(entry=entry, error=str(exc))
+            return None, str(exc), None, False
         if stamp is None:
-            return Applied(entry=entry, result=self.sessions.register(entry.index, time))
+            return self.sessions.register(entry.index, time), None, None, False
         try:
             saved = self.sessions.lookup(stamp, time)
         except SessionRefused as exc:
-            return Applied(entry=entry, error=str(exc))
+            return None, str(exc), None, False
         if saved is not None:
-            return Applied(entry=entry, result=saved[0], error=saved[1], duplicate=True)
+            return saved[0], saved[1], None, True
         try:
             result = self.state_machine.process_command(command)
         except CommandError as exc:
-            self.sessions.record(stamp, None, str(exc))
-            return Applied(entry=entry, error=str(exc), stamp=stamp)
+            error = str(exc)
+            self.sessions.record(stamp, None, error)
+            return None, error, stamp, False
         self.sessions.record(stamp, result, None)
-        return Applied(entry=entry, result=result, stamp=stamp)
+        return result, None, stamp, False

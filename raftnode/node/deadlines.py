@@ -23,12 +23,13 @@ class CommandDeadlines:
     :meth:`expire_after` and :meth:`expire`, so the ticker knows when to wake next.
     """
 
-    __slots__ = ("tick_seconds", "_waiting", "next")
+    __slots__ = ("tick_seconds", "_waiting", "next", "_last_timeout", "_last_ticks")
 
     def __init__(self, tick_seconds: float) -> None:
         self.tick_seconds = tick_seconds
         self._waiting: dict[int, deque[tuple[float, Callback]]] = {}  # timeout in ticks -> (deadline, caller)
         self.next = math.inf
+        self._last_timeout, self._last_ticks = math.nan, 1  # the last timeout given, in whole ticks
 
     def __bool__(self) -> bool:
         return bool(self._waiting)
@@ -37,7 +38,11 @@ class CommandDeadlines:
         """Answer ``callback`` with ``timeout_expired`` if nothing else did within ``timeout`` s."""
         # One queue per timeout in whole ticks (clients send their remaining time, a new float each
         # time): each queue stays in deadline order and a command expires at most a tick late.
-        ticks = max(1, math.ceil(timeout / self.tick_seconds))
+        if timeout == self._last_timeout:  # most callers give the same timeout, command after command
+            ticks = self._last_ticks
+        else:
+            ticks = self._last_ticks = max(1, math.ceil(timeout / self.tick_seconds))
+            self._last_timeout = timeout
         waiting = self._waiting.get(ticks)
         if waiting is None:
             waiting = self._waiting[ticks] = deque()

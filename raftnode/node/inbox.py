@@ -40,8 +40,12 @@ def proposal_of(command: str, session: SessionStamp | None) -> tuple[str, bytes,
     except UnicodeEncodeError:
         return CommandResult(error=f"command {command!r} is not valid Unicode text")
     if session is None:
-        return command, data, EntryKind.COMMAND
-    return command, encode_session_command(session, time.time(), data), EntryKind.SESSION
+        return command, data, _COMMAND
+    return command, encode_session_command(session, _wall_clock(), data), _SESSION
+
+
+_COMMAND, _SESSION = EntryKind.COMMAND, EntryKind.SESSION  # read once (an enum member read costs, per command)
+_wall_clock = time.time
 
 
 class NodeInbox:

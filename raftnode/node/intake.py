@@ -8,7 +8,6 @@ from the node's task before a deadline (``submit_command`` and its kin, ``raftno
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import trio
 
@@ -17,7 +16,7 @@ from ..core.messages import EntryKind
 from ..wire.sessions import SessionStamp
 from .deadlines import CommandDeadlines
 from .inbox import NodeInbox, Proposal, proposal_of
-from .waiters import Callback, Waiter
+from .waiters import Callback, PositionCallback, Positions, Waiter
 
 
 class CommandIntake:
@@ -48,8 +47,9 @@ class CommandIntake:
         on_result: Callable[[CommandResult], None],
         timeout: float,
     ) -> None:
-        """Propose; ``on_result(answer)`` is called once, at the latest at the deadline."""
-        callback = Callback(on_result)
+        """Propose; ``on_result(answer)`` is called once, at the latest at the deadline (a
+        ``Callback`` is used as it is: its ``set`` answers)."""
+        callback = on_result if isinstance(on_result, Callback) else Callback(on_result)
         refused = self._inbox.put(proposal, callback)
         if refused is not None:
             callback.set(refused)
@@ -63,8 +63,10 @@ class CommandIntake:
         timeout: float,
         stamps: Sequence[SessionStamp] | None,
     ) -> None:
-        """Propose ``commands`` together (``NodeInbox.put_batch``); ``on_result(position, answer)``."""
-        callbacks = [Callback(partial(on_result, position)) for position in range(len(commands))]
+        """Propose ``commands`` together (``NodeInbox.put_batch``); ``on_result(position, answer)``
+        (a ``Positions`` is used as it is: its ``set`` answers)."""
+        positions = on_result if isinstance(on_result, Positions) else Positions(on_result)
+        callbacks = [PositionCallback(positions, position) for position in range(len(commands))]
         proposals = []
         for position, command in enumerate(commands):
             proposal = proposal_of(command, stamps[position] if stamps is not None else None)

@@ -152,14 +152,7 @@ class NodePorts:
         entry is retried after 2**attempt ticks, or halts the applier."""
         raft = self.raft
         assert raft is not None
-        done, failure = self.applier.run()
-        for applied in done:
-            entry = applied.entry
-            answer = self.tracker.applied(
-                entry.index, entry.term, result=applied.result, error=applied.error, leader=raft.leader
-            )
-            if answer is not None:
-                answer[0].set(answer[1])
+        failure = self.applier.apply_each(self._answer_applied if len(self.tracker) else _no_waiter)
         if self.reads is not None and self.reads.due:
             self.reads.serve()
         if failure is None:
@@ -178,6 +171,23 @@ class NodePorts:
             self.events.emit("apply-error", f"index {failure.index} attempt {failure.attempt}: {failure.reason}; retrying")
             assert self.ticker is not None
             self.ticker.apply_retry_at = self.ticker.ticks + 2**failure.attempt
+
+    def _answer_applied(self, entry: Entry, result: Any, error: str | None, stamp: Any, duplicate: bool) -> None:
+        """Answer the caller waiting for ``entry``, if any (``Applier.apply_each``'s sink): straight
+        from the outcome when it is the entry the caller proposed (``Waiter.applied``)."""
+        raft = self.raft
+        assert raft is not None
+        taken = self.tracker.take(entry.index, entry.term, raft.leader)
+        if taken is not None:
+            waiter, answer = taken
+            if answer is None:
+                waiter.applied(result, error, entry.index)
+            else:
+                waiter.set(answer)
+
+
+def _no_waiter(entry: Entry, result: Any, error: str | None, stamp: Any, duplicate: bool) -> None:
+    """The sink of an applier run that no caller waits for (a follower's)."""
 
 
 class ReadyLoop:

@@ -139,6 +139,7 @@ class ClientService(ConnectionRoom, CommandRoom, ReadRoom, AdminRoom):
         self._buffered = 0  # bytes of partial request frames, all connections together
         self._dirty: set[FrameWriter] = set()  # writers holding answers to flush after a batch
         self._json_names: dict[str | None, bytes] = {}  # node ids as JSON, for _success_frame
+        self._answer_tails: dict[str | None, bytes] = {}  # by leader: the end of a success answer
         node.add_flush_handler(self._flush)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -2,8 +2,9 @@
 that hands a well-formed ``run_command``, ``run_many`` or ``query`` to the node without a task of
 its own (``_submit``), the queries of a connection grouped into one read each
 (``raftnode.node.readgroups``), the handlers of those ops on the general path, and the answers:
-formatted in place for a success (``_success_frame``, ``_batch_frame``), as a JSON document
-otherwise, queued on the connection and flushed once per batch of the node's work (``_flush``).
+formatted in place for a success (``_success_frame``, ``_batch_frame``; an applied command's
+straight from its outcome, without a CommandResult: ``CommandAnswer``, ``BatchAnswer``), as a JSON
+document otherwise, queued on the connection and flushed once per batch of the node's work (``_flush``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..wire import codec, framing, requests as wire
 from ..wire.streams import FrameWriter
 from .runtime import RaftNode
 from .service_connections import _ConnectionState
+from .waiters import Callback, Positions
 
 log = logging.getLogger("raftnode.service")
 
@@ -42,6 +44,7 @@ class CommandRoom:
     _client_tokens: tuple[bytes, ...] | None
     _dirty: set[FrameWriter]
     _json_names: dict[str | None, bytes]
+    _answer_tails: dict[str | None, bytes]
 
     def _submit(self, request: dict[str, Any], writer: FrameWriter, state: _ConnectionState) -> bool:
         """The hot path: a well-formed run_command or query goes to the node without a task of its
@@ -58,9 +61,10 @@ class CommandRoom:
             return False  # _dispatch answers why
         command = request.get("command")
         timeout = request.get("timeout", 5.0)
-        if not isinstance(command, str) or not command.strip() or len(command) > self._max_command_chars:
+        if type(command) is not str or not command or command.isspace() or len(command) > self._max_command_chars:
             return False  # _run_command says what is wrong (or measures a long one exactly)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= wire.MAX_TIMEOUT:
+        number = type(timeout)  # of a JSON document: int, float or bool (refused)
+        if (number is not float and number is not int) or not 0 < timeout <= wire.MAX_TIMEOUT:
             return False
         request_id = request.get("id")
         if op == "query":  # a query has no session stamp (wire.Query ignores one)
@@ -71,19 +75,9 @@ class CommandRoom:
             session = wire.stamp_of(request)
         except wire.WireError:
             return False
-
-        def answer(result: CommandResult) -> None:
-            state.in_flight -= 1
-            frame = self._success_frame(result, request_id) if result.ok else None
-            if frame is None:
-                response = self._command_response(result)
-                response["id"] = request_id
-                frame = self._frame(codec.FrameKind.CLIENT_RESPONSE, response)
-            writer.write_soon(frame)
-            self._dirty.add(writer)
-
         state.in_flight += 1
-        self.node.submit_command(command, answer, timeout=float(timeout), session=session)
+        self.node.submit_command(command, CommandAnswer(self, writer, state, request_id), timeout=float(timeout),
+                                 session=session)
         if self._dirty:  # answered at once (a follower's redirect, a retry): not from the node's task
             self._flush()
         return True
@@ -107,7 +101,7 @@ class CommandRoom:
             except BadRequest as exc:
                 batch.set(position, CommandResult(error=str(exc)))
         if len(positions) == len(record.commands):
-            self.node.submit_commands(record.commands, batch.set, timeout=record.timeout, stamps=stamps)
+            self.node.submit_commands(record.commands, batch, timeout=record.timeout, stamps=stamps)
         elif positions:
             self.node.submit_commands(
                 [record.commands[p] for p in positions], lambda at, result: batch.set(positions[at], result),
@@ -150,17 +144,15 @@ class CommandRoom:
         last = part = None  # the queries of a query_many's group share one result: formatted once
         for result in results:
             if result is not last:
-                value = _json_scalar(result.result) if result.ok else None
-                if value is None or type(result.index) is not int:
+                if type(result) is tuple:  # BatchAnswer.applied's (JSON, index)
+                    value, index = result
+                else:
+                    value, index = (_json_scalar(result.result) if result.ok else None), result.index
+                if value is None or type(index) is not int:
                     return None
-                last, part = result, _BATCH_RESULT % (value, result.index)
+                last, part = result, _BATCH_RESULT % (value, index)
             parts.append(part)
-        raft = self.node.raft
-        names = self._json_names
-        leader = raft.leader if raft else None
-        node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
-        leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
-        payload = _BATCH % (b",".join(parts), node_json, leader_json, rid)
+        payload = _BATCH % (b",".join(parts), *self._node_and_leader(), rid)
         if len(payload) > self.max_frame_bytes - 2:
             return None
         return _RESPONSE_HEAD.pack(len(payload) + 2, codec.PROTOCOL_VERSION, codec.FrameKind.CLIENT_RESPONSE) + payload
@@ -168,7 +160,7 @@ class CommandRoom:
     def _batch_response(self, results: list[CommandResult], request_id: Any) -> dict[str, Any]:
         """The answer to a run_many: each command's outcome (``wire.RunMany``), in order."""
         raft = self.node.raft
-        return {"ok": True, "results": [_result_document(result) for result in results], "node": self.node.id,
+        return {"ok": True, "results": [_result_document(_as_result(result)) for result in results], "node": self.node.id,
                 "leader": raft.leader if raft else None, "id": request_id}
 
     def _ask_reads(self, writer: FrameWriter, state: _ConnectionState) -> None:
@@ -255,13 +247,27 @@ class CommandRoom:
         value = _json_scalar(result.result)
         if value is None:
             return None
+        index = result.index
+        return _SUCCESS % (value, b"null" if index is None else b"%d" % index) + self._answer_tail()
+
+    def _answer_tail(self) -> bytes:
+        """The end of a success answer's JSON up to the id's value: this node's id and its
+        leader's (formatted once per leader)."""
+        raft = self.node.raft
+        leader = raft.leader if raft else None
+        tail = self._answer_tails.get(leader)
+        if tail is None:
+            tail = self._answer_tails[leader] = _TAIL % self._node_and_leader()
+        return tail
+
+    def _node_and_leader(self) -> tuple[bytes, bytes]:
+        """This node's id and its leader's, as JSON (formatted once per name)."""
         raft = self.node.raft
         leader = raft.leader if raft else None
         names = self._json_names
         node_json = names.get(self.node.id) or names.setdefault(self.node.id, _json_scalar(self.node.id))
         leader_json = names.get(leader) or names.setdefault(leader, _json_scalar(leader))
-        index = result.index
-        return _SUCCESS % (value, b"null" if index is None else b"%d" % index, node_json, leader_json)
+        return node_json, leader_json
 
     def _command_response(self, result: CommandResult) -> dict[str, Any]:
         raft = self.node.raft
@@ -278,9 +284,50 @@ class CommandRoom:
         }
 
 
-class BatchAnswer:
+class CommandAnswer(Callback):
+    """The answer to one run_command on the hot path, queued on its connection from the node's
+    task: an applied command's straight from its outcome (``applied``), anything else through
+    its CommandResult."""
+
+    __slots__ = ("room", "writer", "state", "request_id")
+
+    def __init__(self, room: CommandRoom, writer: FrameWriter, state: _ConnectionState, request_id: Any) -> None:
+        self.done = False
+        self.room, self.writer, self.state, self.request_id = room, writer, state, request_id
+
+    def set(self, result: Any = None, error: BaseException | None = None) -> None:
+        if not self.done:
+            self.done = True
+            room = self.room
+            frame = room._success_frame(result, self.request_id) if result.ok else None
+            if frame is None:
+                response = room._command_response(result)
+                response["id"] = self.request_id
+                frame = room._frame(codec.FrameKind.CLIENT_RESPONSE, response)
+            self._send(frame)
+
+    def applied(self, result: Any, error: str | None, index: int) -> None:
+        if self.done:
+            return
+        room, request_id = self.room, self.request_id
+        if error is None and type(result) is int and type(request_id) is int:  # the common answer, at once
+            payload = _APPLIED_INT % (result, index, room._answer_tail(), request_id)
+            if len(payload) + 2 <= room.max_frame_bytes:
+                self.done = True
+                self._send(_pack_head(len(payload) + 2, _VERSION, _ANSWER_KIND) + payload)
+                return
+        self.set(CommandResult(result=result, error=error, index=index))
+
+    def _send(self, frame: bytes) -> None:
+        self.state.in_flight -= 1
+        self.writer.write_soon(frame)
+        self.room._dirty.add(self.writer)
+
+
+class BatchAnswer(Positions):
     """The outcomes of one run_many's commands, gathered until each has one; then
-    ``on_done(results)`` is called, once."""
+    ``on_done(results)`` is called, once. An outcome is a CommandResult, or for a command
+    applied with a result ``_json_scalar`` formats, ``(that JSON, index)`` (``_as_result``)."""
 
     __slots__ = ("results", "waiting", "on_done")
 
@@ -289,12 +336,23 @@ class BatchAnswer:
         self.waiting = count
         self.on_done = on_done
 
-    def set(self, position: int, result: CommandResult) -> None:
+    def set(self, position: int, result: CommandResult | tuple[bytes, int]) -> None:
         if self.results[position] is None:
             self.results[position] = result
             self.waiting -= 1
             if not self.waiting:
                 self.on_done(self.results)
+
+    def applied(self, position: int, result: Any, error: str | None, index: int) -> None:
+        value = _json_scalar(result) if error is None else None
+        self.set(position, (value, index) if value is not None else CommandResult(result=result, error=error, index=index))
+
+
+def _as_result(outcome: CommandResult | tuple[bytes, int]) -> CommandResult:
+    """A ``BatchAnswer`` outcome as a CommandResult."""
+    if type(outcome) is tuple:
+        return CommandResult(result=json.loads(outcome[0]), index=outcome[1])
+    return outcome  # type: ignore[return-value]
 
 
 def _result_document(result: CommandResult) -> dict[str, Any]:
@@ -313,10 +371,9 @@ def _result_document(result: CommandResult) -> dict[str, Any]:
     return document
 
 
-_SUCCESS = (
-    b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,'
-    b'"index":%s,"node":%s,"leader":%s,"id":'
-)
+_SUCCESS = b'{"ok":true,"result":%s,"error":null,"redirect":null,"retry":false,"timeout_expired":false,"index":%s'
+_TAIL = b',"node":%s,"leader":%s,"id":'  # _SUCCESS's rest: _answer_tail
+_APPLIED_INT = _SUCCESS.replace(b"%s", b"%d") + b"%s%d}"  # with an int result, index, the tail and an int id
 _BATCH = b'{"ok":true,"results":[%s],"node":%s,"leader":%s,"id":%s}'
 _BATCH_RESULT = b'{"result":%s,"index":%d}'
 _RESPONSE_HEAD = framing._FRAME_HEAD  # the frame header

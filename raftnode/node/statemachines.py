@@ -50,15 +50,37 @@ def _is_integer(text: str) -> bool:
     return True
 
 
+#: Parses a ``_Parsed`` state machine remembers, and the longest command text it remembers one of.
+PARSES_KEPT = 4096
+PARSED_TEXT_MAX = 256
+
+
 class _Parsed:
     """A state machine whose commands are parsed (``_parse``) before they are applied (``_apply``).
 
     ``validate`` is the parse alone: the leader calls it to refuse a malformed command before
-    it enters the log.
+    it enters the log. A parse depends on the text alone (an immutable tuple), so the recent
+    ones are remembered (``_parsed``): the leader parses a command once, when it validates it,
+    not again when it applies it; followers and a replay parse what they have not seen.
     """
 
     accepted = ""
     name = ""
+
+    def __init__(self) -> None:
+        self._parses: dict[str, tuple] = {}  # at most PARSES_KEPT short texts -> their parse
+
+    def _parsed(self, command: str) -> tuple | None:
+        """``_parse(command)``, remembered when it is one (CommandError as ``_parse`` raises it)."""
+        parses = self._parses
+        op = parses.get(command)
+        if op is None:
+            op = self._parse(command)
+            if op is not None and len(command) <= PARSED_TEXT_MAX:
+                if len(parses) >= PARSES_KEPT:
+                    parses.clear()
+                parses[command] = op
+        return op
 
     def _parse(self, command: str) -> tuple | None:
         raise NotImplementedError
@@ -70,7 +92,7 @@ class _Parsed:
         return CommandError(f"unknown command {command!r}; {self.name} accepts: {self.accepted}")
 
     def validate(self, command: str) -> None:
-        if self._parse(command) is None:
+        if self._parsed(command) is None:
             raise self._refuse(command)
 
     def query(self, command: str) -> Any:
@@ -78,7 +100,7 @@ class _Parsed:
 
         Raises CommandError for a command that would change the state: writes go through the log.
         """
-        op = self._parse(command)
+        op = self._parsed(command)
         if op is None:
             raise self._refuse(command)
         if op[0] != "get":
@@ -86,7 +108,7 @@ class _Parsed:
         return self._apply(op)
 
     def process_command(self, command: str) -> Any:
-        op = self._parse(command)
+        op = self._parsed(command)
         if op is None:
             raise self._refuse(command)
         return self._apply(op)
@@ -99,6 +121,7 @@ class Counter(_Parsed):
     name = "the counter"
 
     def __init__(self) -> None:
+        super().__init__()
         self.value = 0
 
     def _parse(self, command: str) -> tuple | None:
@@ -132,6 +155,7 @@ class Totals(_Parsed):
     name = "totals"
 
     def __init__(self) -> None:
+        super().__init__()
         self.totals: dict[str, int] = {}
 
     def _parse(self, command: str) -> tuple | None:
@@ -171,6 +195,7 @@ class KeyValue(_Parsed):
     name = "kv"
 
     def __init__(self) -> None:
+        super().__init__()
         self.data: dict[str, str] = {}
 
     def _parse(self, command: str) -> tuple | None:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..core.commands import CommandResult
 from ..core.errors import MembershipError
 
 if TYPE_CHECKING:
-    from ..core.commands import CommandResult
     from ..core.raft import Raft
 
 #: Looks at the core: None while the change is pending, "" once done, else why it failed.
@@ -54,9 +54,16 @@ class Waiter:
         self.result, self.error = result, error
         self.event.set()
 
+    def applied(self, result: Any, error: str | None, index: int) -> None:
+        """The command this waits for was applied at ``index`` with this outcome."""
+        self.set(CommandResult(result=result, error=error, index=index))
+
 
 class Callback:
-    """A waiter that calls ``fn(result)`` instead of waking a task (``submit_command``): once."""
+    """A waiter that calls ``fn(result)`` instead of waking a task (``submit_command``): once.
+
+    A subclass may answer an applied command without a CommandResult by overriding ``applied``
+    (the client service formats its answer straight from the outcome)."""
 
     __slots__ = ("fn", "done")
 
@@ -68,6 +75,47 @@ class Callback:
         if not self.done:
             self.done = True
             self.fn(result)
+
+    def applied(self, result: Any, error: str | None, index: int) -> None:
+        """The command this waits for was applied at ``index`` with this outcome."""
+        self.set(CommandResult(result=result, error=error, index=index))
+
+
+class Positions:
+    """Where a batch's answers go by position (``submit_commands``): ``fn(position, result)``;
+    a subclass may take an applied command's outcome without a CommandResult (``applied``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[int, CommandResult], None]) -> None:
+        self.fn = fn
+
+    def set(self, position: int, result: CommandResult) -> None:
+        self.fn(position, result)
+
+    def applied(self, position: int, result: Any, error: str | None, index: int) -> None:
+        self.set(position, CommandResult(result=result, error=error, index=index))
+
+
+class PositionCallback(Callback):
+    """The ``Callback`` of a batch's command at ``position``: answers ``positions``, once."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, positions: Positions, position: int) -> None:
+        self.fn = positions  # type: ignore[assignment]
+        self.done = False
+        self.position = position
+
+    def set(self, result: Any = None, error: BaseException | None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.fn.set(self.position, result)  # type: ignore[attr-defined]
+
+    def applied(self, result: Any, error: str | None, index: int) -> None:
+        if not self.done:
+            self.done = True
+            self.fn.applied(self.position, result, error, index)  # type: ignore[attr-defined]
 
 
 class MembershipWaiters:

@@ -35,6 +35,7 @@ Session entries are log entries of kind ``EntryKind.SESSION``; their data is
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import math
@@ -75,6 +76,7 @@ _isfinite = math.isfinite
 _heappop, _heappush = heapq.heappop, heapq.heappush
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (the hot paths)
 _U64 = 1 << 64
+_dumps = functools.partial(json.dumps, separators=(",", ":"), default=repr)  # the table's JSON (encode)
 
 
 class SessionStamp(NamedTuple):
@@ -161,6 +163,7 @@ class _Session:
     floor: int = 1  # the client holds the answer of every sequence below
     results: dict[int, tuple[Any, str | None]] = field(default_factory=dict)  # seq -> (result, error)
     seqs: list[int] = field(default_factory=list)  # a heap of the keys of results
+    encoded: bytes | None = None  # this session in SessionTable.encode's JSON, until it changes
 
 
 class SessionTable:
@@ -217,6 +220,7 @@ class SessionTable:
         if session is None:
             raise SessionRefused(self._unknown(sid))
         session.last_active = clock
+        session.encoded = None
         sessions.move_to_end(sid)
         results = session.results
         saved = results.get(seq)
@@ -254,6 +258,7 @@ class SessionTable:
         session = self._sessions[sid]
         session.results[seq] = (result, error)
         _heappush(session.seqs, seq)
+        session.encoded = None
 
     def _advance(self, time: float) -> None:
         if time > self.clock:
@@ -276,12 +281,20 @@ class SessionTable:
     # -- snapshots ---------------------------------------------------------------------------
 
     def encode(self) -> bytes:
-        """The whole table as JSON bytes (sessions in activity order, results in sequence order)."""
-        sessions = [
-            [sid, s.last_active, s.floor, [[seq, *s.results[seq]] for seq in sorted(s.results)]]
-            for sid, s in self._sessions.items()
-        ]
-        return json.dumps({"clock": self.clock, "sessions": sessions}, separators=(",", ":"), default=repr).encode()
+        """The whole table as JSON bytes (sessions in activity order, results in sequence order):
+        ``{"clock": ..., "sessions": [[id, last_active, floor, [[seq, result, error], ...]], ...]}``.
+
+        A session unchanged since the last call is not encoded again (the idle ones of clients
+        gone away keep their unacknowledged results for ``timeout`` seconds: most of a table)."""
+        parts = []
+        for sid, session in self._sessions.items():
+            text = session.encoded
+            if text is None:
+                results = session.results
+                text = session.encoded = _dumps(
+                    [sid, session.last_active, session.floor, [[seq, *results[seq]] for seq in sorted(results)]]).encode()
+            parts.append(text)
+        return b'{"clock":%s,"sessions":[%s]}' % (_dumps(self.clock).encode(), b",".join(parts))
 
     def restore(self, data: bytes) -> None:
         """Replace the table with an ``encode()``d one; ValueError naming what is wrong."""

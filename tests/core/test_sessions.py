@@ -213,3 +213,32 @@ def test_expiry_is_checked_again_after_a_restore_and_a_clear() -> None:
     b = copy.register(2, 1.0)
     with pytest.raises(SessionRefused, match=SESSION_EXPIRED):
         copy.lookup(SessionStamp(b, 1, 1), 12.0)
+
+
+def _encoded_afresh(table: SessionTable) -> bytes:
+    """The table's JSON built from scratch (what ``encode`` gives, without what it remembers)."""
+    sessions = [[sid, s.last_active, s.floor, [[seq, *s.results[seq]] for seq in sorted(s.results)]]
+                for sid, s in table._sessions.items()]
+    return json.dumps({"clock": table.clock, "sessions": sessions}, separators=(",", ":"), default=repr).encode()
+
+
+def test_a_session_is_encoded_again_whenever_it_changed_since_the_last_snapshot() -> None:
+    """``encode`` reuses the JSON of sessions unchanged since the last call (idle ones); a
+    session touched in any way (a new result, a duplicate answered, an ack, an expiry, a
+    restore) is encoded anew: the bytes always equal a fresh encoding."""
+    table = SessionTable(max_sessions=3, timeout=50.0)
+    a, b = table.register(1, 10.0), table.register(2, 11.0)
+    steps = [
+        lambda: table.record(SessionStamp(a, 1, 1), 5, None) if table.lookup(SessionStamp(a, 1, 1), 12.0) is None else None,
+        lambda: table.lookup(SessionStamp(a, 1, 1), 13.0),  # a duplicate: only its activity time changes
+        lambda: table.record(SessionStamp(b, 3, 1), "t\u00e9xt", None) if table.lookup(SessionStamp(b, 3, 1), 14.0) is None else None,
+        lambda: table.record(SessionStamp(b, 4, 4), None, "refused") if table.lookup(SessionStamp(b, 4, 4), 15.0) is None else None,
+        lambda: table.register(3, 16.0),
+        lambda: table.register(4, 17.0),  # evicts the least recently active
+        lambda: table.register(5, 90.0),  # expires the idle ones
+        lambda: table.restore(_encoded_afresh(table)),
+    ]
+    for step in steps:
+        assert table.encode() == _encoded_afresh(table)
+        step()
+    assert table.encode() == _encoded_afresh(table)
