@@ -80,7 +80,7 @@ from . import (
     check_append_start,
     snapshot_keeps_log,
 )
-from .records import HS_KIND, _encode_entries, _encode_snapshot, _frame, _hs_data, _parse_snapshot
+from .records import _encode_entries, _encode_snapshot, _hs_record, _parse_snapshot
 from .recovery import _Recovery
 from .segments import MARK_EVERY, _Segment, _SegmentFiles, segment_name
 
@@ -189,7 +189,7 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     def _hs_record(self, hs: HardState) -> bytes:
         self._hs_seq += 1
-        return _frame(hs.term, self._hs_seq, HS_KIND, _hs_data(hs))
+        return _hs_record(hs, self._hs_seq)
 
     def _check_usable(self) -> None:
         if self._closed:
