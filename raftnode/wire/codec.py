@@ -102,6 +102,7 @@ __all__ = [
     "encode_hello",
     "encode_json",
     "encode_message",
+    "encode_peer_frame",
 ]
 
 _U64_MAX = (1 << 64) - 1
@@ -330,6 +331,19 @@ def encode_message(m: Message) -> bytes:
         return encoder(m)
     except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as e:
         raise CodecError(f"cannot encode {type(m).__name__}: {_diagnose(m) or e}") from None
+
+
+_PEER_FRAME_HEAD = struct.Struct(">IBB")  # framing's header: length of the rest, version, kind
+
+
+def encode_peer_frame(m: Message, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> bytes:
+    """``encode_frame(FrameKind.PEER, encode_message(m))`` in one step: every Raft message sent
+    takes this path. Raises CodecError as they do."""
+    payload = encode_message(m)
+    length = len(payload) + 2
+    if length > max_frame_bytes:
+        raise FrameError(f"PEER frame of {length} bytes exceeds the maximum of {max_frame_bytes}")
+    return _PEER_FRAME_HEAD.pack(length, PROTOCOL_VERSION, FrameKind.PEER) + payload
 
 
 def _problem_u64(v: Any) -> str | None:
