@@ -275,7 +275,7 @@ class Raft:
             self._messages
             or self._read_states
             or self._read_index.to_forward
-            or self._read_index.round_due()
+            or (self.role is Role.LEADER and self._read_index.round_due())  # only a leader starts rounds
             or self._installed_snapshot
             or self._replication.send_pending
             or self._events

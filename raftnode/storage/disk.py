@@ -98,13 +98,14 @@ DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 RECOVER_FREE_BYTES = 1 << 20  # recover() after a full disk waits for at least this much room
 
 
-def _fsync_data(fd: int) -> None:
-    if hasattr(fcntl, "F_FULLFSYNC"):  # pragma: no cover - macOS: fsync alone is not a barrier
-        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
-    elif hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:  # pragma: no cover
-        os.fsync(fd)
+def _full_fsync(fd: int) -> None:  # pragma: no cover - macOS: fsync alone is not a barrier
+    fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+
+
+#: What makes a segment's data durable here, chosen once (it runs with nearly every Ready).
+_fsync_data: Callable[[int], None] = (
+    _full_fsync if hasattr(fcntl, "F_FULLFSYNC") else getattr(os, "fdatasync", os.fsync)
+)
 
 
 class DiskStorage(_SegmentFiles, _Recovery):
@@ -223,10 +224,11 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     def append(self, entries: Sequence[Entry]) -> None:
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failed is not None:  # the check, inline on the hot path
+                self._check_usable()
             if not entries:
                 return
-            last = self._last_index()
+            last = self._segments[-1].last
             first = entries[0].index
             check_append_start(first, snapshot_index=self._snapshot_index(), last_index=last)
             out = [b""]  # the slot for a pending hard-state record
@@ -257,14 +259,16 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     def set_hard_state(self, hs: HardState) -> None:
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failed is not None:  # the check, inline on the hot path
+                self._check_usable()
             if hs != self._hs:
                 self._hs = hs
                 self._pending_hs = self._hs_record(hs)  # replaces an older unwritten one
 
     def sync(self) -> None:
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failed is not None:  # the check, inline on the hot path
+                self._check_usable()
             self._sync()
 
     def _sync(self) -> None:
