@@ -439,6 +439,15 @@ def _dec_id(buf: bytes, n: int, off: int, type_name: str, field: str) -> tuple[s
 
 
 def _dec_ids(buf: bytes, n: int, off: int, type_name: str) -> tuple[str, str, int]:
+    if off < n:  # every message has the two: read in line; anything amiss takes the path that names it
+        mid = off + 1 + buf[off]
+        if mid < n:
+            end = mid + 1 + buf[mid]
+            if end <= n:
+                try:
+                    return str(buf[off + 1 : mid], "utf-8"), str(buf[mid + 1 : end], "utf-8"), end
+                except UnicodeDecodeError:
+                    pass
     src, off = _dec_id(buf, n, off, type_name, "src")
     dst, off = _dec_id(buf, n, off, type_name, "dst")
     return src, dst, off
