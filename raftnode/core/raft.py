@@ -297,12 +297,10 @@ class Raft:
         self._read_index.forward()
         if self._read_index.round_due():
             self._start_read_round()
-        # Built only when changed (nearly every Ready leaves one of them as it was).
-        hard_state = self.hard_state() if self._hard_state_changed() else None
+        hard_state = self.hard_state() if self._hard_state_changed() else None  # built only when changed
         reported = self._reported_soft_state
-        soft_state = None
-        if self.role is not reported.role or self.leader != reported.leader:
-            soft_state = self._reported_soft_state = self._soft_state()
+        soft_state = None if self.role is reported.role and self.leader == reported.leader else self._soft_state()
+        self._reported_soft_state = soft_state or reported
         committed = self.log.slice(self.applied + 1, self.commit + 1) if self.applied < self.commit else ()
         leader = self.role is Role.LEADER  # the order is the core's to state: see ready.py
         before_persist, after_persist = split_by_durability(self._messages, leader=leader)
