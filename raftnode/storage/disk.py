@@ -98,14 +98,22 @@ DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 RECOVER_FREE_BYTES = 1 << 20  # recover() after a full disk waits for at least this much room
 
 
-def _full_fsync(fd: int) -> None:  # pragma: no cover - macOS: fsync alone is not a barrier
-    fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+# What makes a segment's data durable here, chosen once (it runs with nearly every Ready); the
+# os function is still looked up at each call.
+if hasattr(fcntl, "F_FULLFSYNC"):  # pragma: no cover - macOS: fsync alone is not a barrier
 
+    def _fsync_data(fd: int) -> None:
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
 
-#: What makes a segment's data durable here, chosen once (it runs with nearly every Ready).
-_fsync_data: Callable[[int], None] = (
-    _full_fsync if hasattr(fcntl, "F_FULLFSYNC") else getattr(os, "fdatasync", os.fsync)
-)
+elif hasattr(os, "fdatasync"):
+
+    def _fsync_data(fd: int) -> None:
+        os.fdatasync(fd)
+
+else:  # pragma: no cover
+
+    def _fsync_data(fd: int) -> None:
+        os.fsync(fd)
 
 
 class DiskStorage(_SegmentFiles, _Recovery):
