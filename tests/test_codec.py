@@ -54,6 +54,7 @@ from raftnode.wire.codec import (
     encode_hello,
     encode_json,
     encode_message,
+    encode_peer_frame,
 )
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -597,3 +598,28 @@ def test_a_decoder_told_to_stop_after_one_frame_keeps_the_rest_for_later() -> No
     assert decoder.feed(b"") == [Frame(FrameKind.PEER, b"p" * 100)]
     with pytest.raises(FrameError, match="exceeds the maximum of 16"):
         FrameDecoder(max_frame_bytes=16).feed(first + second)
+
+
+@given(messages)
+def test_a_peer_frame_in_one_step_is_byte_for_byte_the_framed_message(m: Message) -> None:
+    assert encode_peer_frame(m) == encode_frame(FrameKind.PEER, encode_message(m))
+
+
+def test_a_peer_frame_over_the_limit_is_refused_like_any_frame() -> None:
+    m = next(e for e in EXAMPLES if isinstance(e, AppendEntries))
+    size = len(encode_message(m)) + 2
+    assert encode_peer_frame(m, max_frame_bytes=size)
+    with pytest.raises(FrameError, match="exceeds the maximum"):
+        encode_peer_frame(m, max_frame_bytes=size - 1)
+
+
+@FAST
+@given(st.lists(frames, min_size=1, max_size=6), st.lists(st.integers(0, 300), max_size=6), st.sampled_from([bytes, bytearray, memoryview]))
+def test_bytes_bytearray_and_memoryview_pieces_decode_alike(fs: list[Frame], cuts: list[int], kind: type) -> None:
+    data = b"".join(encode_frame(k, p) for k, p in fs)
+    decoder = FrameDecoder()
+    out: list[Frame] = []
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
+    for a, b in itertools.pairwise(bounds):
+        out.extend(decoder.feed(kind(data[a:b])))
+    assert out == fs and decoder.buffered == 0

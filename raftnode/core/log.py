@@ -19,22 +19,19 @@ from .messages import Entry
 class RaftLog:
     """Entries with contiguous indexes ``offset+1 .. last_index``."""
 
-    __slots__ = ("_entries", "offset", "offset_term", "stable_index")
+    __slots__ = ("_entries", "last_index", "offset", "offset_term", "stable_index")
 
     def __init__(self, entries: Sequence[Entry] = (), *, offset: int = 0, offset_term: int = 0):
         self._entries: list[Entry] = list(entries)
         self.offset = offset
         self.offset_term = offset_term
+        self.last_index = offset + len(self._entries)  # kept up to date by every change: read on every input
         for i, entry in enumerate(self._entries):
             if entry.index != offset + 1 + i:
                 raise ValueError(f"log entries are not contiguous at position {i}: {entry!r}")
         self.stable_index = self.last_index
 
     # -- queries -------------------------------------------------------------------------------
-
-    @property
-    def last_index(self) -> int:
-        return self.offset + len(self._entries)
 
     @property
     def last_term(self) -> int:
@@ -120,6 +117,7 @@ class RaftLog:
     def append(self, entry: Entry) -> None:
         """Leader append: the entry must directly follow the last one."""
         self._entries.append(entry)
+        self.last_index += 1
 
     def merge(self, entries: Sequence[Entry], *, commit_index: int) -> int | None:
         """Follower append (§3.5): skip entries we already hold, truncate at the first conflict.
@@ -131,6 +129,7 @@ class RaftLog:
             index = entry.index
             if index > self.last_index:
                 self._entries.extend(entries[n:])
+                self.last_index = self.offset + len(self._entries)
                 return None
             if index <= self.offset:
                 continue
@@ -142,6 +141,7 @@ class RaftLog:
                 del self._entries[index - self.offset - 1 :]
                 self.stable_index = min(self.stable_index, index - 1)
                 self._entries.extend(entries[n:])
+                self.last_index = self.offset + len(self._entries)
                 return index
         return None
 
@@ -164,7 +164,7 @@ class RaftLog:
         self._entries = []
         self.offset = index
         self.offset_term = term
-        self.stable_index = index
+        self.stable_index = self.last_index = index
         return False
 
     def stable_to(self, index: int, term: int) -> None:

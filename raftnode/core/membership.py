@@ -190,6 +190,8 @@ class Membership:
         """Ticks until a catch-up round or a leaving node's deadline needs a look (None: nothing waits)."""
         if self.catchup is not None:
             return 1  # a catch-up round is checked every tick
+        if not self.leaving:
+            return None
         return min((give_up - self.node._ticks for _, give_up in self.leaving.values()), default=None)
 
     # -- changes -------------------------------------------------------------------------------

@@ -80,8 +80,9 @@ class Configuration:
 
     def committed_index(self, match: Mapping[str, int]) -> int:
         """The highest index stored on a majority of voters, given each node's match index."""
-        indexes = sorted((match.get(v, 0) for v in self.voters), reverse=True)
-        return indexes[self.quorum - 1]
+        indexes = [match.get(v, 0) for v in self.voters]  # asked at every acknowledgement: no generator
+        indexes.sort(reverse=True)
+        return indexes[len(indexes) // 2]  # the quorum-th highest: quorum - 1 == len(voters) // 2
 
     def vote_result(self, votes: Mapping[str, bool]) -> VoteResult:
         granted = sum(1 for v in self.voters if votes.get(v) is True)

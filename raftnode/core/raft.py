@@ -275,7 +275,7 @@ class Raft:
             self._messages
             or self._read_states
             or self._read_index.to_forward
-            or self._read_index.round_due()
+            or (self.role is Role.LEADER and self._read_index.round_due())  # only a leader starts rounds
             or self._installed_snapshot
             or self._replication.send_pending
             or self._events
@@ -297,25 +297,26 @@ class Raft:
         self._read_index.forward()
         if self._read_index.round_due():
             self._start_read_round()
-        hard_state = self.hard_state()
-        soft_state = self._soft_state()
+        hard_state = self.hard_state() if self._hard_state_changed() else None  # built only when changed
+        reported = self._reported_soft_state
+        soft_state = None if self.role is reported.role and self.leader == reported.leader else self._soft_state()
+        self._reported_soft_state = soft_state or reported
         committed = self.log.slice(self.applied + 1, self.commit + 1) if self.applied < self.commit else ()
         leader = self.role is Role.LEADER  # the order is the core's to state: see ready.py
         before_persist, after_persist = split_by_durability(self._messages, leader=leader)
         ready = Ready(
-            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            hard_state=hard_state,
             snapshot=self._installed_snapshot,
             entries=tuple(self.log.unstable()),
             messages_before_persist=before_persist,
             messages_after_persist=after_persist,
             committed=tuple(committed),
             apply_before_persist=leader,
-            soft_state=soft_state if soft_state != self._reported_soft_state else None,
+            soft_state=soft_state,
             events=tuple(self._events),
             reads=tuple(self._read_states),
         )
         self._messages, self._events, self._read_states, self._installed_snapshot = [], [], [], None
-        self._reported_soft_state = soft_state
         return ready
 
     def advance(self, ready: Ready) -> None:

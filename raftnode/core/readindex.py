@@ -106,9 +106,11 @@ class ReadRounds:
 
     def next_expiry(self) -> int | None:
         """The tick at which ``expired`` next has reads to give (None: no read waits)."""
-        starts = [t for t in (self._in_flight.started if self._in_flight else None,
-                              self._queued_since if self._queued else None) if t is not None]
-        return min(starts) + self.timeout if starts else None
+        current = self._in_flight
+        start = current.started if current is not None else None
+        if self._queued and (start is None or self._queued_since < start):
+            start = self._queued_since
+        return None if start is None else start + self.timeout
 
     def expired(self, now: int) -> list[PendingRead]:
         """Reads waiting longer than ``timeout`` ticks: the in-flight round's, and the queue's."""

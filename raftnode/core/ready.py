@@ -107,7 +107,7 @@ def split_by_durability(messages: list[Message], *, leader: bool) -> tuple[tuple
     """(may leave before this Ready is persisted, only after): see steps 1 and 5 above."""
     if not leader:
         return (), tuple(messages)
-    before = tuple(m for m in messages if isinstance(m, _BEFORE_PERSIST_FROM_LEADER))
+    before = [m for m in messages if isinstance(m, _BEFORE_PERSIST_FROM_LEADER)]
     if len(before) == len(messages):
-        return before, ()
-    return before, tuple(m for m in messages if not isinstance(m, _BEFORE_PERSIST_FROM_LEADER))
+        return tuple(before), ()
+    return tuple(before), tuple(m for m in messages if not isinstance(m, _BEFORE_PERSIST_FROM_LEADER))

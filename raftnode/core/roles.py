@@ -77,15 +77,20 @@ class Roles:
 
     def ticks_until_timer(self) -> int:
         """Ticks until the next timer of this role fires; see ``Raft.ticks_until_timer``."""
-        node = self.node
-        dues = [node._elections.ticks_until_timeout(), node._read_index.ticks_until_expiry()]
+        node = self.node  # asked after every turn of the runtime: no list, no generator
+        due = node._elections.ticks_until_timeout()
+        reads = node._read_index.ticks_until_expiry()
+        if reads is not None and reads < due:
+            due = reads
         if node.role is Role.LEADER:
-            dues += [
+            for other in (
                 node._replication.ticks_until_heartbeat(),
                 node._transfer.ticks_until_abort(),
                 node._membership.ticks_until_timer(),
-            ]
-        return max(1, min(due for due in dues if due is not None))
+            ):
+                if other is not None and other < due:
+                    due = other
+        return due if due > 1 else 1
 
     def tick_leader(self) -> None:
         node = self.node

@@ -72,11 +72,13 @@ class NodePorts:
         self.ticker: Ticker | None = None
         self._cork = getattr(transport, "cork", None)
         self._uncork = getattr(transport, "uncork", None)
+        self._policy_asked_at = -1  # the applied index the snapshot policy was last asked at
 
     def send(self, messages: Sequence[Message]) -> None:
-        """Send ``messages``; a transport that gathers sends (``cork``) writes once per peer."""
+        """Send ``messages``; a transport that gathers sends (``cork``) writes once per peer (one
+        message goes straight through: there is nothing to gather)."""
         send = self.transport.send
-        if self._cork is None or self._uncork is None:
+        if len(messages) == 1 or self._cork is None or self._uncork is None:
             for m in messages:
                 send(m)
             return
@@ -133,6 +135,12 @@ class NodePorts:
             server.serve()
 
     async def advanced(self) -> None:
+        """Take a snapshot if the policy says one is due; asked only once something more was applied
+        (nothing else makes one due: compaction and an installed snapshot only put it off)."""
+        applied = self.applier.applied_index
+        if applied == self._policy_asked_at:
+            return
+        self._policy_asked_at = applied
         raft = self.raft
         assert raft is not None
         if self.snapshots.due(raft):

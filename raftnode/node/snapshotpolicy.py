@@ -23,7 +23,10 @@ class SnapshotPolicy:
         self.bytes_since = 0  # command bytes applied since the last snapshot (taken or installed)
 
     def applied(self, committed: Sequence[Entry]) -> None:
-        self.bytes_since += sum(len(entry.data) for entry in committed)
+        added = 0
+        for entry in committed:  # usually one entry: a loop, not a generator
+            added += len(entry.data)
+        self.bytes_since += added
 
     def reset(self) -> None:
         """A snapshot was taken or installed."""

@@ -67,11 +67,13 @@ class Ticker:
         self._scope: trio.CancelScope | None = None  # the ticker's sleep
         self._last = 0.0  # when the last tick delivered was due
         self._held = False  # a timer's tick waits for this turn's input (catch_up)
+        self._clock: trio.abc.Clock | None = None  # the run's clock, looked up once (start)
 
     def start(self, raft: Raft) -> None:
         """The core exists: count from now."""
         self.raft = raft
-        self._last = trio.current_time()
+        self._clock = trio.lowlevel.current_clock()
+        self._last = self._clock.current_time()
 
     async def run(self) -> None:
         """Wake the node's task when a tick is due to do something, not every tick: an idle
@@ -103,7 +105,8 @@ class Ticker:
         overslept beyond one fired timer (a stalled loop) is dropped.
         """
         held, self._held = self._held, False
-        now = trio.current_time()
+        assert self._clock is not None  # started
+        now = self._clock.current_time()
         elapsed = int((now - self._last) / self.tick_seconds + 1e-9)
         if elapsed < 1:
             return

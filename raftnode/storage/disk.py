@@ -80,7 +80,7 @@ from . import (
     check_append_start,
     snapshot_keeps_log,
 )
-from .records import HS_KIND, _encode_entries, _encode_snapshot, _frame, _hs_data, _parse_snapshot
+from .records import _encode_entries, _encode_snapshot, _hs_record, _parse_snapshot
 from .recovery import _Recovery
 from .segments import MARK_EVERY, _Segment, _SegmentFiles, segment_name
 
@@ -98,12 +98,21 @@ DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 RECOVER_FREE_BYTES = 1 << 20  # recover() after a full disk waits for at least this much room
 
 
-def _fsync_data(fd: int) -> None:
-    if hasattr(fcntl, "F_FULLFSYNC"):  # pragma: no cover - macOS: fsync alone is not a barrier
+# What makes a segment's data durable here, chosen once (it runs with nearly every Ready); the
+# os function is still looked up at each call.
+if hasattr(fcntl, "F_FULLFSYNC"):  # pragma: no cover - macOS: fsync alone is not a barrier
+
+    def _fsync_data(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
-    elif hasattr(os, "fdatasync"):
+
+elif hasattr(os, "fdatasync"):
+
+    def _fsync_data(fd: int) -> None:
         os.fdatasync(fd)
-    else:  # pragma: no cover
+
+else:  # pragma: no cover
+
+    def _fsync_data(fd: int) -> None:
         os.fsync(fd)
 
 
@@ -189,7 +198,7 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     def _hs_record(self, hs: HardState) -> bytes:
         self._hs_seq += 1
-        return _frame(hs.term, self._hs_seq, HS_KIND, _hs_data(hs))
+        return _hs_record(hs, self._hs_seq)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -223,10 +232,11 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     def append(self, entries: Sequence[Entry]) -> None:
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failed is not None:  # the check, inline on the hot path
+                self._check_usable()
             if not entries:
                 return
-            last = self._last_index()
+            last = self._segments[-1].last
             first = entries[0].index
             check_append_start(first, snapshot_index=self._snapshot_index(), last_index=last)
             out = [b""]  # the slot for a pending hard-state record
@@ -257,14 +267,16 @@ class DiskStorage(_SegmentFiles, _Recovery):
 
     def set_hard_state(self, hs: HardState) -> None:
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failed is not None:  # the check, inline on the hot path
+                self._check_usable()
             if hs != self._hs:
                 self._hs = hs
                 self._pending_hs = self._hs_record(hs)  # replaces an older unwritten one
 
     def sync(self) -> None:
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failed is not None:  # the check, inline on the hot path
+                self._check_usable()
             self._sync()
 
     def _sync(self) -> None:

@@ -61,6 +61,23 @@ def _frame(term: int, index: int, kind: int, data: bytes) -> bytes:
     return _RECORD.pack(n, crc, term, index, kind) + data
 
 
+_HS_HEAD = struct.Struct("<IQQBQB")  # length, term, sequence, kind, commit, has_vote: what the checksum covers first
+_HS_RECORD = struct.Struct("<IIQQBQB")  # the same with the checksum: a hard-state record but for its vote
+
+
+def _hs_record(hs: HardState, seq: int) -> bytes:
+    """The hard-state record numbered ``seq``: the bytes of ``_frame(hs.term, seq, HS_KIND,
+    _hs_data(hs))`` in two packs (one is written with nearly every fsync)."""
+    vote = hs.vote
+    raw = b"" if vote is None else vote.encode()
+    n = MIN_PAYLOAD + _HS_DATA.size + len(raw)
+    has_vote = vote is not None
+    crc = zlib.crc32(_HS_HEAD.pack(n, hs.term, seq, HS_KIND, hs.commit, has_vote))
+    if raw:
+        crc = zlib.crc32(raw, crc)
+    return _HS_RECORD.pack(n, crc, hs.term, seq, HS_KIND, hs.commit, has_vote) + raw
+
+
 def _hs_data(hs: HardState) -> bytes:
     vote = hs.vote
     return _HS_DATA.pack(hs.commit, vote is not None) + (vote.encode() if vote is not None else b"")

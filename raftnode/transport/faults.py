@@ -68,20 +68,20 @@ class FaultyTransport:
         self._rng = rng or random.Random()
         self._nursery: trio.Nursery | None = None
         self._stats = {"fault_dropped": 0, "fault_duplicated": 0, "fault_delayed": 0}
+        self._inner_cork = getattr(inner, "cork", None)  # looked up once: the inner transport is fixed
+        self._inner_uncork = getattr(inner, "uncork", None)
 
     def send(self, message: Message) -> None:
         self._through(message, self.inner.send, message.dst)
 
     def cork(self) -> None:
         """Passed on to the inner transport, if it gathers sends (see ``TcpTransport.cork``)."""
-        cork = getattr(self.inner, "cork", None)
-        if cork is not None:
-            cork()
+        if self._inner_cork is not None:
+            self._inner_cork()
 
     def uncork(self) -> None:
-        uncork = getattr(self.inner, "uncork", None)
-        if uncork is not None:
-            uncork()
+        if self._inner_uncork is not None:
+            self._inner_uncork()
 
     def add_peers(self, peers: dict[str, Any]) -> None:
         """Passed on to the inner transport, if its peers can grow (see ``TcpTransport.add_peers``)."""

@@ -29,7 +29,9 @@ encode is dropped and counted, never raised into the node's task.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -130,7 +132,7 @@ class TcpTransport:
             self._stats["dropped"] += 1
             return
         try:
-            frame = codec.encode_frame(codec.FrameKind.PEER, codec.encode_message(message))
+            frame = codec.encode_peer_frame(message)
         except codec.CodecError as exc:
             self._stats["unencodable"] += 1
             log.error("%s: dropped a message it cannot encode: %s", self.node_id, exc)
@@ -308,6 +310,8 @@ class TcpTransport:
                     what = "authenticated " if self.secret is not None else ""
                     raise PeerProtocolError(f"no {what}HELLO within {self.handshake_timeout:g} s")
                 decoder.max_frame_bytes = self.max_frame_bytes
+                plain = self.tls is None and isinstance(stream, trio.SocketStream)
+                receive = _plain_receiver(stream) if plain else stream.receive_some
                 data = b""  # frames that arrived with the handshake's last one come first
                 while True:
                     for frame in decoder.feed(data):
@@ -320,7 +324,7 @@ class TcpTransport:
                             )
                         self._stats["received"] += 1
                         deliver(message)
-                    data = await stream.receive_some()
+                    data = await receive()
                     if not data:
                         break
                 if decoder.buffered:
@@ -331,3 +335,25 @@ class TcpTransport:
             log.warning("%s: dropped a peer connection: %s", self.node_id, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+
+
+_RECEIVE_BYTES = 65536
+
+
+def _plain_receiver(stream: trio.SocketStream) -> Callable[[], Awaitable[bytes]]:
+    """``stream.receive_some`` for a plain TCP stream, in fewer steps: wait until the socket is
+    readable, then one ``read`` (b"" at EOF; OSError when the connection breaks). Waiting first
+    spares the read that finds nothing after each message; a read that finds data at once would
+    yield to the scheduler anyway, as the wait does."""
+    fd = stream.socket.fileno()
+    read, wait_readable = os.read, trio.lowlevel.wait_readable
+
+    async def receive() -> bytes:
+        while True:
+            await wait_readable(fd)
+            try:
+                return read(fd, _RECEIVE_BYTES)
+            except BlockingIOError:  # a spurious wake-up
+                continue
+
+    return receive

@@ -102,6 +102,7 @@ __all__ = [
     "encode_hello",
     "encode_json",
     "encode_message",
+    "encode_peer_frame",
 ]
 
 _U64_MAX = (1 << 64) - 1
@@ -332,6 +333,19 @@ def encode_message(m: Message) -> bytes:
         raise CodecError(f"cannot encode {type(m).__name__}: {_diagnose(m) or e}") from None
 
 
+_PEER_FRAME_HEAD = struct.Struct(">IBB")  # framing's header: length of the rest, version, kind
+
+
+def encode_peer_frame(m: Message, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> bytes:
+    """``encode_frame(FrameKind.PEER, encode_message(m))`` in one step: every Raft message sent
+    takes this path. Raises CodecError as they do."""
+    payload = encode_message(m)
+    length = len(payload) + 2
+    if length > max_frame_bytes:
+        raise FrameError(f"PEER frame of {length} bytes exceeds the maximum of {max_frame_bytes}")
+    return _PEER_FRAME_HEAD.pack(length, PROTOCOL_VERSION, FrameKind.PEER) + payload
+
+
 def _problem_u64(v: Any) -> str | None:
     if type(v) is bool or not isinstance(v, int):
         return f"must be an int, not {type(v).__name__}"
@@ -425,6 +439,15 @@ def _dec_id(buf: bytes, n: int, off: int, type_name: str, field: str) -> tuple[s
 
 
 def _dec_ids(buf: bytes, n: int, off: int, type_name: str) -> tuple[str, str, int]:
+    if off < n:  # every message has the two: read in line; anything amiss takes the path that names it
+        mid = off + 1 + buf[off]
+        if mid < n:
+            end = mid + 1 + buf[mid]
+            if end <= n:
+                try:
+                    return str(buf[off + 1 : mid], "utf-8"), str(buf[mid + 1 : end], "utf-8"), end
+                except UnicodeDecodeError:
+                    pass
     src, off = _dec_id(buf, n, off, type_name, "src")
     dst, off = _dec_id(buf, n, off, type_name, "dst")
     return src, dst, off

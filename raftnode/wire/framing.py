@@ -140,10 +140,14 @@ class FrameDecoder:
             if buf:
                 buf += data
                 del buf[: self._parse(buf, frames, max_frames)]
+            elif type(data) is bytes:  # what a socket read gives: parsed as it is, no view over it
+                consumed = self._parse_flat(data, frames, max_frames)
+                if consumed < len(data):
+                    buf += memoryview(data)[consumed:]
             else:
                 # Nothing pending: parse straight out of the caller's buffer, keep only the tail.
                 with memoryview(data) as raw, raw.cast("B") as view:
-                    consumed = self._parse(view, frames, max_frames)
+                    consumed = self._parse_flat(view, frames, max_frames)
                     if consumed < len(view):
                         buf += view[consumed:]
         except FrameError as e:
@@ -160,42 +164,46 @@ class FrameDecoder:
     def _parse(self, data: bytearray | memoryview, frames: list[Frame], max_frames: int | None = None) -> int:
         """Append every complete frame in ``data`` (flat bytes) to ``frames``, at most
         ``max_frames``; return the bytes consumed."""
+        with memoryview(data) as view:
+            return self._parse_flat(view, frames, max_frames)
+
+    def _parse_flat(self, view: bytes | memoryview, frames: list[Frame], max_frames: int | None = None) -> int:
+        """``_parse`` over ``bytes`` or a flat byte view, read in place."""
         limit = self.max_frame_bytes
         kinds = _FRAME_KINDS
         append = frames.append
         unpack_head = _FRAME_HEAD.unpack_from
         pos = 0
-        with memoryview(data) as view:
-            end_of_data = len(view)
-            while max_frames is None or len(frames) < max_frames:
-                avail = end_of_data - pos
-                if avail >= _FRAME_HEAD_SIZE:
-                    length, version, kind = unpack_head(view, pos)
-                elif avail >= 4:
-                    # Not enough for the whole header: check what is here already.
-                    (length,) = _FRAME_LEN.unpack_from(view, pos)
-                    version = view[pos + 4] if avail > 4 else None
-                    kind = None
-                else:
-                    break
-                if length < _FRAME_MIN_LENGTH:
-                    raise FrameError(
-                        f"frame length {length} is too small (a frame holds at least a version and a kind byte)"
-                    )
-                if length > limit:
-                    raise FrameError(f"frame length {length} exceeds the maximum of {limit} bytes")
-                if version is not None and version != PROTOCOL_VERSION:
-                    raise FrameError(f"unknown protocol version {version} (this node speaks version {PROTOCOL_VERSION})")
-                if kind is None:
-                    break
-                frame_kind = kinds.get(kind)
-                if frame_kind is None:
-                    raise FrameError(f"unknown frame kind {kind}")
-                end = pos + 4 + length
-                if end > end_of_data:
-                    break
-                append(Frame(frame_kind, bytes(view[pos + _FRAME_HEAD_SIZE : end])))
-                pos = end
+        end_of_data = len(view)
+        while max_frames is None or len(frames) < max_frames:
+            avail = end_of_data - pos
+            if avail >= _FRAME_HEAD_SIZE:
+                length, version, kind = unpack_head(view, pos)
+            elif avail >= 4:
+                # Not enough for the whole header: check what is here already.
+                (length,) = _FRAME_LEN.unpack_from(view, pos)
+                version = view[pos + 4] if avail > 4 else None
+                kind = None
+            else:
+                break
+            if length < _FRAME_MIN_LENGTH:
+                raise FrameError(
+                    f"frame length {length} is too small (a frame holds at least a version and a kind byte)"
+                )
+            if length > limit:
+                raise FrameError(f"frame length {length} exceeds the maximum of {limit} bytes")
+            if version is not None and version != PROTOCOL_VERSION:
+                raise FrameError(f"unknown protocol version {version} (this node speaks version {PROTOCOL_VERSION})")
+            if kind is None:
+                break
+            frame_kind = kinds.get(kind)
+            if frame_kind is None:
+                raise FrameError(f"unknown frame kind {kind}")
+            end = pos + 4 + length
+            if end > end_of_data:
+                break
+            append(Frame(frame_kind, bytes(view[pos + _FRAME_HEAD_SIZE : end])))
+            pos = end
         return pos
 
 

@@ -529,3 +529,31 @@ def test_invalid_configs_are_refused_with_a_message_naming_the_problem(overrides
     settings = {"node_id": "a", "voters": ("a", "b", "c")} | overrides
     with pytest.raises(ValueError, match=message):
         RaftConfig(**settings)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_logs_last_index_stays_offset_plus_its_entries_under_every_change(seed: int) -> None:
+    """``last_index`` is kept as a field (read on every input): it must follow every change."""
+    rng = random.Random(seed)
+    log = RaftLog(entries([1] * rng.randrange(4)))
+    for step in range(60):
+        op = rng.choice(["append", "merge", "compact", "restore", "stable"])
+        if op == "append":
+            log.append(Entry(log.last_term, log.last_index + 1, b"x"))
+        elif op == "merge":
+            start = rng.randrange(log.offset + 1, log.last_index + 3) if log.last_index + 1 > log.offset else log.offset + 1
+            start = min(start, log.last_index + 1)
+            term = log.last_term + rng.choice([0, 1])
+            try:
+                log.merge(entries([term] * rng.randrange(1, 4), start=start), commit_index=log.offset)
+            except Exception:  # noqa: BLE001 - a refused merge changes nothing either way
+                pass
+        elif op == "stable":
+            log.stable_to(log.last_index, log.last_term)
+        elif op == "compact" and log.stable_index > log.offset:
+            index = rng.randrange(log.offset + 1, log.stable_index + 1)
+            log.compact(index, log.term(index))
+        elif op == "restore":
+            index = rng.randrange(log.offset, log.last_index + 5)
+            log.restore(index, rng.choice([log.last_term, log.last_term + 1]))
+        assert log.last_index == log.offset + len(log._entries), f"seed {seed}, step {step}: {op}"

@@ -471,3 +471,18 @@ def test_recover_after_a_failed_fsync_cuts_back_to_the_last_good_fsync_and_goes_
     s.close()
     with DiskStorage(tmp_path) as again:
         assert again.load().entries == entries(1, 6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    term=st.integers(0, 2**63 - 1), commit=st.integers(0, 2**63 - 1), seq=st.integers(1, 2**63 - 1),
+    vote=st.one_of(st.none(), st.text(min_size=1, max_size=40)),
+)
+def test_the_two_pack_hard_state_record_is_byte_for_byte_the_general_frame(term, commit, seq, vote):
+    from raftnode.storage.records import HS_KIND, _decode_hs, _frame, _frame_ok, _hs_data, _hs_record
+
+    hs = HardState(term=term, vote=vote, commit=commit)
+    record = _hs_record(hs, seq)
+    assert record == _frame(term, seq, HS_KIND, _hs_data(hs))
+    assert _frame_ok(record, 0)
+    assert _decode_hs(term, record[25:]) == hs
