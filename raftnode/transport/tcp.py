@@ -344,13 +344,20 @@ def _plain_receiver(stream: trio.SocketStream) -> Callable[[], Awaitable[bytes]]
     """``stream.receive_some`` for a plain TCP stream, in fewer steps: wait until the socket is
     readable, then one ``read`` (b"" at EOF; OSError when the connection breaks). Waiting first
     spares the read that finds nothing after each message; a read that finds data at once would
-    yield to the scheduler anyway, as the wait does."""
-    fd = stream.socket.fileno()
+    yield to the scheduler anyway, as the wait does. The descriptor is asked of the socket right
+    before each read, never kept: once the socket is closed (its number may then be another
+    file's) the read raises ClosedResourceError instead."""
+    sock = stream.socket
     read, wait_readable = os.read, trio.lowlevel.wait_readable
 
     async def receive() -> bytes:
         while True:
-            await wait_readable(fd)
+            if sock.fileno() < 0:
+                raise trio.ClosedResourceError("the peer connection was closed")
+            await wait_readable(sock)
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the peer connection was closed")
             try:
                 return read(fd, _RECEIVE_BYTES)
             except BlockingIOError:  # a spurious wake-up

@@ -379,3 +379,31 @@ async def test_a_message_that_cannot_be_encoded_is_dropped_and_counted_not_raise
         n1.transport.send(Heartbeat(term=2**64, src="n1", dst="n2", commit=0))  # type: ignore[union-attr]
         assert n1.stats()["unencodable"] == 1
         await deliver_until_received(n1, nodes["n2"], commit=2)
+
+
+async def test_a_closed_peer_socket_is_never_read_through_its_reused_descriptor() -> None:
+    """The plain receiver asks the socket for its descriptor before each read: once the socket
+    is closed, a new file given the same number is not read (the old socket's reader gets
+    ClosedResourceError, the new file keeps its bytes)."""
+    import socket as stdlib_socket
+
+    from raftnode.transport.tcp import _plain_receiver
+
+    mine, peer = stdlib_socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(mine))
+    receive = _plain_receiver(stream)
+    peer.send(b"hello")
+    assert await receive() == b"hello"
+    number = stream.socket.fileno()
+    stream.socket.close()
+    other, other_peer = stdlib_socket.socketpair()  # the lowest free numbers: ``number`` again
+    try:
+        reused = other if other.fileno() == number else other_peer
+        assert reused.fileno() == number
+        (other_peer if reused is other else other).send(b"not yours")
+        with pytest.raises(trio.ClosedResourceError):
+            await receive()
+        assert reused.recv(64) == b"not yours"
+    finally:
+        for s in (peer, other, other_peer):
+            s.close()
