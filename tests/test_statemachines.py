@@ -55,3 +55,15 @@ def test_remembered_parses_are_bounded_in_count_and_text_length():
     assert 0 < len(counter._parses) <= PARSES_KEPT
     assert max(map(len, counter._parses)) <= PARSED_TEXT_MAX
     assert counter.value == sum(range(3 * PARSES_KEPT)) + int("1" * PARSED_TEXT_MAX)
+
+
+def test_a_subclass_that_skips_our_init_still_parses_and_remembers() -> None:
+    """A user's subclass of a built-in state machine need not call its ``__init__``."""
+    from raftnode.node.statemachines import Counter
+
+    class Mine(Counter):
+        def __init__(self) -> None:  # noqa: D107 - no super().__init__() on purpose
+            self.value = 10
+
+    machine = Mine()
+    assert machine.process_command("incr 5") == 15 and machine.process_command("incr 5") == 20

@@ -72,7 +72,10 @@ class _Parsed:
 
     def _parsed(self, command: str) -> tuple | None:
         """``_parse(command)``, remembered when it is one (CommandError as ``_parse`` raises it)."""
-        parses = self._parses
+        try:
+            parses = self._parses
+        except AttributeError:  # a subclass whose __init__ did not call ours
+            parses = self._parses = {}
         op = parses.get(command)
         if op is None:
             op = self._parse(command)
