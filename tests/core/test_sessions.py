@@ -242,3 +242,21 @@ def test_a_session_is_encoded_again_whenever_it_changed_since_the_last_snapshot(
         assert table.encode() == _encoded_afresh(table)
         step()
     assert table.encode() == _encoded_afresh(table)
+
+
+def test_an_entry_whose_answer_raised_is_never_applied_again() -> None:
+    """``Applier.apply_each`` counts an entry applied before its sink (the answer) runs: a sink
+    that raises leaves the entry applied once, and the next run goes on from the entry after it."""
+    counter = Counter()
+    applier = Applier(counter)
+    applier.submit([Entry(1, 1, b"incr 5", EntryKind.COMMAND), Entry(1, 2, b"incr 1", EntryKind.COMMAND)])
+
+    def answer_fails(entry: Entry, result: object, error: object, stamp: object, duplicate: bool) -> None:
+        raise RuntimeError(f"the answer to {entry.index} could not be sent")
+
+    with pytest.raises(RuntimeError):
+        applier.apply_each(answer_fails)
+    assert counter.value == 5 and applier.applied_index == 1
+    seen: list[int] = []
+    assert applier.apply_each(lambda entry, *_: seen.append(entry.index)) is None
+    assert seen == [2] and counter.value == 6 and applier.applied_index == 2
