@@ -79,6 +79,8 @@ def _hs_record(hs: HardState, seq: int) -> bytes:
 
 
 def _hs_data(hs: HardState) -> bytes:
+    """A hard-state record's data, the format's reference form: ``_hs_record`` writes the same
+    bytes without it (tests compare the two)."""
     vote = hs.vote
     return _HS_DATA.pack(hs.commit, vote is not None) + (vote.encode() if vote is not None else b"")
 
