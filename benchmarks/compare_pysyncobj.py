@@ -47,8 +47,10 @@ left out (``--scale``, ``--memory``, etcd) say how to measure them.
 Every run but etcd's uses the same load generator, ``raftctl.bench`` (what ``raftctl bench`` runs):
 ``incr 1`` commands, ``in-flight`` of them outstanding at every moment over ``--connections``
 connections to the leader, ``--warmup`` seconds unmeasured and then ``--duration`` seconds (or
-``--count`` commands) measured. For each level the systems run one after the other, the order
-alternating from one level to the next so that drift of the machine's load hits both alike. Of
+``--count`` commands) measured -- at high levels longer, so that the window holds at least
+``--rounds`` rounds of the loop (``level_window``). For each level the systems run one after the
+other, the order alternating from one level to the next so that drift of the machine's load hits
+both alike. Of
 PySyncObj's two modes the one with the higher throughput at that level is shown.
 
 Failover: kill -9 of the leader, then every surviving node is asked to commit ``incr 1`` (again
@@ -95,6 +97,12 @@ RAFTNODE_READS = "raftnode-reads"  # the fsync-on cluster loaded with `get` quer
 RAFTNODE_READS_BATCH = "raftnode-reads-batch"  # the same with a batching client (--batch: query_many)
 #: The lowest in-flight level a batching client is measured at.
 BATCH_FROM_LEVEL = 64
+#: A closed loop of N commands completes in waves of up to N, so a window holding only a few rounds
+#: is off by up to one wave: at 16,384 in flight and ~25,000 cmds/s a 3 s window held 4.5 rounds,
+#: and one run gave 18,273 cmds/s where the fsync = false and batch rows beside it gave 26-28k.
+#: Each level's window is stretched to ``--rounds`` rounds at this rate, of the order every system
+#: reaches at the top levels on 2 vCPUs (a slower system gets fewer, a faster one more).
+ROUND_RATE = 20_000
 PYSYNCOBJ_VERSION = "0.3.17"
 
 
@@ -607,7 +615,7 @@ async def measure(system: System, level: int, args: argparse.Namespace, batch: i
         in_flight=level,
         connections=min(args.connections, level) if args.connections else None,
         count=args.count,
-        duration=None if args.count else args.duration,
+        duration=None if args.count else level_window(args, level),
         warmup=args.warmup,
         command_timeout=10.0,
         sessions=system.sessions,
@@ -661,6 +669,12 @@ def _log(args: argparse.Namespace, message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def level_window(args: argparse.Namespace, level: int) -> float:
+    """The measured seconds at ``level`` in flight: ``--duration``, or ``--rounds`` rounds of the
+    loop at ``ROUND_RATE`` if that is longer."""
+    return max(args.duration, args.rounds * level / ROUND_RATE)
+
+
 def measure_one(name: str, systems: dict[str, System], etcd: Any, level: int,
                 args: argparse.Namespace) -> dict[str, Any] | None:
     """One run of system ``name`` at ``level`` in flight (logged), None if it failed."""
@@ -668,7 +682,7 @@ def measure_one(name: str, systems: dict[str, System], etcd: Any, level: int,
 
     try:
         if name == ETCD:
-            report = etcd.measure(level, duration=args.duration, warmup=args.warmup, connections=args.connections)
+            report = etcd.measure(level, duration=level_window(args, level), warmup=args.warmup, connections=args.connections)
         else:
             system = systems[RAFTNODE if name in (RAFTNODE_BATCH, RAFTNODE_READS, RAFTNODE_READS_BATCH) else name]
             batch = args.batch if name in (RAFTNODE_BATCH, RAFTNODE_READS_BATCH) else 1
@@ -842,6 +856,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {
                 "levels": list(args.levels),
                 "duration": None if args.count else args.duration,
+                "rounds": None if args.count else args.rounds,
                 "count": args.count,
                 "warmup": args.warmup,
                 "connections": args.connections,
@@ -877,6 +892,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--duration", type=float, default=2.0, help="measured seconds per run (default: %(default)s)")
     group.add_argument("--count", type=int, default=None, help="measured commands per run instead of --duration")
+    parser.add_argument("--rounds", type=float, default=20.0,
+                        help=f"stretch a level's window to this many rounds of the loop at {ROUND_RATE:,} cmds/s "
+                             "(default: %(default)s; 16,384 in flight: 16 s)")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first (default: %(default)s)")
     parser.add_argument("--connections", type=int, default=None, help="client connections (default: min(in-flight, 4))")
     parser.add_argument("--failover-runs", type=int, default=5, help="failover runs per system (default: %(default)s)")
@@ -893,8 +911,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "1000000 takes ~5 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or (args.count is not None and args.count < 1) or args.failover_runs < 0:
-        parser.error("--duration, --count and --failover-runs must be positive")
+    if args.duration <= 0 or (args.count is not None and args.count < 1) or args.failover_runs < 0 or args.rounds < 0:
+        parser.error("--duration, --count, --rounds and --failover-runs must be positive")
     if not 1 <= args.nodes <= 9 or (args.batch is not None and not 2 <= args.batch <= 1024):
         parser.error("--nodes must be 1 to 9 and --batch 2 to 1024")
     if args.memory is not None and args.memory < 1:

@@ -242,3 +242,12 @@ def test_scale_targets_compare_each_level_with_the_three_node_ratio(compare: Mod
     assert len(absent) == 1 and absent[0]["met"] is None and "--scale" in absent[0]["measured"]
     listed = [t["target"] for t in compare.targets(three, [], None, scale=found)]
     assert listed.index(found[0]["target"]) < listed.index("etcd: >= 1x at 1 in flight, >= 2x from 64 up")
+
+
+def test_a_level_window_holds_the_rounds_asked_for(compare: ModuleType) -> None:
+    """At a high level the window is stretched so the closed loop completes ``--rounds`` rounds
+    at ``ROUND_RATE``; below that it is ``--duration``."""
+    args = compare.argparse.Namespace(duration=3.0, rounds=20.0)
+    assert compare.level_window(args, 1) == 3.0
+    assert compare.level_window(args, 16384) == 20 * 16384 / compare.ROUND_RATE
+    assert compare.level_window(compare.argparse.Namespace(duration=3.0, rounds=0.0), 16384) == 3.0
