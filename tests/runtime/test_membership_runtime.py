@@ -66,6 +66,28 @@ async def test_the_leader_removes_itself_steps_down_and_stops_and_another_node_l
         assert new_leader.status().voters == sorted(set(cluster.ids) - {leader.id})
 
 
+async def test_the_leader_removing_itself_is_answered_done_when_it_stopped_before_its_caller_waited(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller of ``remove_node(self)`` may resume only after the node applied its removal and
+    stopped: the e2e drill saw it register its wait 2 ms after the commit, while the node was
+    stopping, and be answered ``node n2 stopped``. The removal is committed, so the answer is done."""
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        wait_membership = leader._wait_membership
+
+        async def resumed_after_the_stop(*args: object) -> None:
+            await cluster.wait_until(lambda: cluster.stopped(leader.id), timeout=2.0)
+            await wait_membership(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(leader, "_wait_membership", resumed_after_the_stop)
+        await leader.remove_node(leader.id)
+        assert cluster.stopped(leader.id)
+        assert leader.id not in leader.raft.committed_configuration().members()
+        with pytest.raises(NodeNotRunning):  # a change the stopped node never committed is not done
+            await leader.remove_node(next(n for n in cluster.ids if n != leader.id))
+
+
 async def test_membership_refusals_name_the_reason(autojump_clock: trio.testing.MockClock) -> None:
     async with running_cluster() as cluster:
         leader = await cluster.wait_leader()
