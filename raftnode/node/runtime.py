@@ -78,7 +78,6 @@ from typing import Any
 import trio
 
 from ..core.commands import CommandResult, CommandTracker
-from ..core.errors import MembershipError
 from ..core.messages import EntryKind
 from ..core.quorum import Configuration
 from ..core.raft import Raft, RaftConfig
@@ -343,14 +342,9 @@ class RaftNode:
         await self._wait_membership(is_removed(node), timeout, f"the removal of {node} is not committed yet")
 
     async def _wait_membership(self, check: MembershipCheck, timeout: float, pending: str) -> None:
-        """Wait for the change ``check`` looks at. It may be done before its caller resumes after
-        proposing it (a leader's own removal can commit and stop the node first): asked at once."""
-        verdict = check(self._core())
-        if verdict:
-            raise MembershipError(verdict)
-        if verdict is None:
+        if check(self._core()) is None:  # done already: answered even if the node stopped since
             self._check_running()
-            await self._membership_waiters.wait(check, timeout, pending)
+        await self._membership_waiters.wait(check, self._core(), timeout, pending)
 
     def add_configuration_handler(self, handler: Callable[[Configuration], None]) -> None:
         """Call ``handler(configuration)`` now (if running) and whenever this node's configuration changes."""

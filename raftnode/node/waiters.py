@@ -127,21 +127,26 @@ class MembershipWaiters:
     def __bool__(self) -> bool:
         return bool(self._waiting)
 
-    async def wait(self, check: MembershipCheck, timeout: float, pending: str) -> None:
+    async def wait(self, check: MembershipCheck, raft: Raft, timeout: float, pending: str) -> None:
         """Wait until ``check`` says done (returns) or failed (MembershipError), or ``timeout``
-        seconds pass (TimeoutError naming ``pending``)."""
-        waiter = Waiter()
-        entry = (check, waiter, trio.current_time() + timeout, f"{pending} after {timeout:g} s")
-        self._waiting.append(entry)
-        try:
-            await waiter.event.wait()
-        finally:
-            if entry in self._waiting:  # cancelled: stop checking for it
-                self._waiting.remove(entry)
-        if waiter.error is not None:
-            raise waiter.error
-        if waiter.result:
-            raise MembershipError(waiter.result)
+        seconds pass (TimeoutError naming ``pending``). ``check`` is asked of ``raft`` at once: the
+        change may be done before its caller resumes after proposing it (a leader's own removal can
+        commit, and stop the node, first)."""
+        verdict = check(raft)
+        if verdict is None:
+            waiter = Waiter()
+            entry = (check, waiter, trio.current_time() + timeout, f"{pending} after {timeout:g} s")
+            self._waiting.append(entry)
+            try:
+                await waiter.event.wait()
+            finally:
+                if entry in self._waiting:  # cancelled: stop checking for it
+                    self._waiting.remove(entry)
+            if waiter.error is not None:
+                raise waiter.error
+            verdict = waiter.result
+        if verdict:
+            raise MembershipError(verdict)
 
     def check(self, raft: Raft, now: float) -> None:
         """Answer the callers whose change is done, failed or out of time."""
