@@ -21,6 +21,7 @@ class EntryKind(enum.IntEnum):
     NOOP = 1  # appended by every new leader at the start of its term (§3.6.2)
     CONFIG = 2  # a cluster configuration (§4), in effect from the moment it is appended
     SESSION = 3  # a client session's registration or stamped command (§6.3; raftnode.wire.sessions)
+    BATCH = 4  # many client commands, each applied in order with its own outcome (raftnode.wire.batches)
 
 
 class Entry(NamedTuple):

@@ -11,6 +11,13 @@ Session entries (``EntryKind.SESSION``, see ``raftnode.wire.sessions``) go throu
 before is answered with its saved outcome (``Applied.duplicate``) and never reaches the state
 machine again, and a refused one (expired session, stale sequence) is an error outcome. The
 table is part of the applier's snapshots (``snapshot``/``restore``).
+
+Batch entries (``EntryKind.BATCH``, see ``raftnode.wire.batches``) hold many commands, applied
+in order, each as a plain or a session entry's command would be: the entry's outcome is a tuple
+of :class:`BatchOutcome`, one per command, in order (a damaged entry's is an error, the same on
+every node). A command that fails to apply (not a CommandError) stops the entry there: a retry
+goes on from that command, never applying the ones before it again, and no snapshot is taken
+while an entry is applied in part (``mid_entry``).
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core.messages import Entry, EntryKind
+from ..wire.batches import BatchEntryError, BatchItem, decode_batch_entry
 from ..wire.sessions import SessionEntryError, SessionRefused, SessionStamp, SessionTable, decode_session_entry
 from .statemachines import CommandError, StateMachine
 
@@ -35,7 +43,8 @@ class Applied:
     """The outcome of applying one entry (a no-op has neither result nor error); read, never changed.
 
     ``duplicate``: a session command applied before, answered with its saved outcome and not
-    applied again. ``stamp``: the session stamp of a session command the state machine applied
+    applied again. A batch entry's ``result`` is a tuple of :class:`BatchOutcome`, one per
+    command, in order (``error``: the entry is damaged, none of it applied). ``stamp``: the session stamp of a session command the state machine applied
     here (None for a duplicate or a refusal).
     """
 
@@ -44,6 +53,15 @@ class Applied:
     error: str | None = None
     duplicate: bool = False
     stamp: SessionStamp | None = None
+
+
+class BatchOutcome(NamedTuple):
+    """The outcome of one command of a batch entry, with ``Applied``'s meaning of each field."""
+
+    result: Any
+    error: str | None
+    stamp: SessionStamp | None
+    duplicate: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +85,14 @@ class Applier:
         self.halted: ApplyFailure | None = None
         self._queue: deque[Entry] = deque()
         self._attempts = 0
+        # The batch entry applied in part: (index, leader time, its items, the outcomes so far).
+        self._partial: tuple[int, float, list[BatchItem], list[BatchOutcome]] | None = None
+
+    @property
+    def mid_entry(self) -> bool:
+        """A batch entry is applied in part (a command of it failed): the state machine holds
+        more than ``applied_index``, so it must not be snapshotted now."""
+        return self._partial is not None
 
     def restore(self, index: int, data: bytes) -> None:
         """Replace the state with a ``snapshot()`` taken at ``index``; queued entries up to it are dropped.
@@ -87,6 +113,7 @@ class Applier:
         while self._queue and self._queue[0].index <= index:
             self._queue.popleft()
         self._attempts = 0
+        self._partial = None
 
     def snapshot(self) -> bytes:
         """The state to restore from: the state machine's snapshot, with the session table if used."""
@@ -118,20 +145,22 @@ class Applier:
             return None
         queue = self._queue
         process = self.state_machine.process_command
-        apply_session_entry = self._apply_session_entry
-        command_kind, session_kind = EntryKind.COMMAND, EntryKind.SESSION
+        apply_session_entry, apply_batch_entry = self._apply_session_entry, self._apply_batch_entry
+        command_kind, session_kind, batch_kind = EntryKind.COMMAND, EntryKind.SESSION, EntryKind.BATCH
         while queue:
             entry = queue[0]
             kind = entry.kind
             result = error = stamp = None
             duplicate = False
-            if kind is session_kind or kind is command_kind:
+            if kind is session_kind or kind is command_kind or kind is batch_kind:
                 try:
-                    if kind is session_kind:
+                    if kind is batch_kind:
+                        result = apply_batch_entry(entry)
+                    elif kind is session_kind:
                         result, error, stamp, duplicate = apply_session_entry(entry)
                     else:
                         result = process(entry.data.decode())
-                except CommandError as exc:
+                except (CommandError, BatchEntryError) as exc:
                     error = str(exc)
                 except Exception as exc:  # noqa: BLE001 - the policy below decides
                     return self._failed(entry, exc)
@@ -162,6 +191,31 @@ class Applier:
             return None, str(exc), None, False
         if stamp is None:
             return self.sessions.register(entry.index, time), None, None, False
+        return self._apply_stamped(stamp, time, command)
+
+    def _apply_batch_entry(self, entry: Entry) -> tuple[BatchOutcome, ...]:
+        """Each command of a batch entry, in order, from where a failed attempt stopped; raises
+        BatchEntryError for a damaged entry, and what the state machine raises (not CommandError)."""
+        partial = self._partial
+        if partial is None or partial[0] != entry.index:
+            time, items = decode_batch_entry(entry.data)
+            partial = self._partial = (entry.index, time, items, [])
+        _, time, items, outcomes = partial
+        process, apply_stamped, append = self.state_machine.process_command, self._apply_stamped, outcomes.append
+        for stamp, command in items[len(outcomes):] if outcomes else items:
+            if stamp is None:
+                try:
+                    append(_new_outcome(BatchOutcome, (process(command), None, None, False)))
+                except CommandError as exc:
+                    append(_new_outcome(BatchOutcome, (None, str(exc), None, False)))
+            else:
+                append(_new_outcome(BatchOutcome, apply_stamped(stamp, time, command)))
+        self._partial = None
+        return tuple(outcomes)
+
+    def _apply_stamped(self, stamp: SessionStamp, time: float, command: str) -> tuple[Any, str | None, SessionStamp | None, bool]:
+        """A session command through the session table: ``(result, error, stamp, duplicate)``
+        as in ``Applied`` (raises what the state machine raises, but CommandError)."""
         try:
             saved = self.sessions.lookup(stamp, time)
         except SessionRefused as exc:
@@ -176,3 +230,6 @@ class Applier:
             return None, error, stamp, False
         self.sessions.record(stamp, result, None)
         return result, None, stamp, False
+
+
+_new_outcome = tuple.__new__  # a BatchOutcome without its Python-level __new__ (one per command)

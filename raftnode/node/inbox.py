@@ -4,8 +4,8 @@ Everything the node's task does comes through here: the *urgent* inbox takes pee
 the transport, ticks and admin calls; the *proposals* take client commands and reads from
 ``run_command``, ``submit_command`` and their kin. Each turn the task takes everything urgent
 that is waiting, then at most ``max_batch`` proposals (a batch submitted together is taken
-whole, up to the high-water mark). A proposal that finds ``inbox_size`` proposals waiting is
-answered ``retry`` at once; endpoints that read many commands stop reading while
+whole, up to the high-water mark). A batch entry's proposal (:class:`BatchProposal`) counts as
+its commands. A proposal that finds ``inbox_size`` commands waiting is answered ``retry`` at once; endpoints that read many commands stop reading while
 :meth:`NodeInbox.backlogged` (``wait_for_room``), which pushes back on their clients through TCP.
 """
 
@@ -20,6 +20,7 @@ import trio
 
 from ..core.commands import CommandResult
 from ..core.messages import EntryKind, Message
+from ..wire.batches import encode_batch_entry
 from ..wire.sessions import SessionStamp, encode_session_command
 
 TICK, MESSAGE, CALL, SNAPSHOT = range(4)
@@ -44,8 +45,34 @@ def proposal_of(command: str, session: SessionStamp | None) -> tuple[str, bytes,
     return command, encode_session_command(session, _wall_clock(), data), _SESSION
 
 
-_COMMAND, _SESSION = EntryKind.COMMAND, EntryKind.SESSION  # read once (an enum member read costs, per command)
+_COMMAND, _SESSION, _BATCH = EntryKind.COMMAND, EntryKind.SESSION, EntryKind.BATCH  # read once (per command)
 _wall_clock = time.time
+
+
+class BatchProposal:
+    """The commands of one batch entry (``raftnode.wire.batches``), as the caller gave them:
+    ``commands`` (their text, for validation), ``encoded`` (utf-8), ``stamps`` (None: no
+    session) and the wall clock of the proposing node (stamps the session commands); proposed
+    as ``(batch, b"", EntryKind.BATCH)``. Its length is its commands'."""
+
+    __slots__ = ("commands", "encoded", "stamps", "time")
+
+    def __init__(self, commands: list[str], encoded: list[bytes], stamps: list[SessionStamp] | None) -> None:
+        self.commands, self.encoded, self.stamps, self.time = commands, encoded, stamps, _wall_clock()
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def data(self) -> bytes:
+        return encode_batch_entry(self.time, self.encoded, self.stamps)
+
+    def drop(self, places: set[int]) -> None:
+        """Leave out the commands at ``places`` (validation refused them)."""
+        keep = [place for place in range(len(self.commands)) if place not in places]
+        self.commands = [self.commands[p] for p in keep]
+        self.encoded = [self.encoded[p] for p in keep]
+        if self.stamps is not None:
+            self.stamps = [self.stamps[p] for p in keep]
 
 
 class NodeInbox:
@@ -63,6 +90,7 @@ class NodeInbox:
         self.inbox_size = inbox_size
         self.max_batch = max_batch
         self.high_water = 4 * max_batch  # backlogged() above this
+        self.queued = 0  # commands waiting in proposals (a batch entry's count as many)
         self.next_turn_takes = 0  # proposals the next turn takes at least (a client batch kept whole)
         self.open = False
         self._stats = stats
@@ -113,50 +141,60 @@ class NodeInbox:
             return proposal
         if not self.open:
             return CommandResult(retry=True)
-        if len(self.proposals) >= self.inbox_size:
+        if self.queued >= self.inbox_size:
             self._stats["inbox_dropped"] += 1
             return CommandResult(retry=True)
         self.proposals.append((*proposal, waiter))
+        self.queued += 1
         self.wake()
         return None
 
-    def put_batch(self, proposals: list[tuple[str | None, bytes | None, EntryKind, Any]]) -> bool:
-        """Queue ``proposals`` (each with its waiter) together, to be taken in one turn even beyond
-        ``max_batch`` (up to the high-water mark); or answer them all ``retry`` (False) when the
-        node is not running or the inbox has no room for all of them."""
-        if proposals and (not self.open or len(self.proposals) + len(proposals) > self.inbox_size):
-            self._stats["inbox_dropped"] += len(proposals) if self.open else 0
+    def put_batch(self, proposals: list[tuple[BatchProposal, bytes, EntryKind, Any]]) -> bool:
+        """Queue batch entries' ``proposals`` (each with its waiter) together, to be taken in one
+        turn even beyond ``max_batch`` (up to the high-water mark); or answer them all ``retry``
+        (False) when the node is not running or the inbox has no room for all their commands."""
+        count = sum(len(proposal[0]) for proposal in proposals)
+        if proposals and (not self.open or self.queued + count > self.inbox_size):
+            self._stats["inbox_dropped"] += count if self.open else 0
             for proposal in proposals:
                 proposal[3].set(CommandResult(retry=True))
             return False
         self.proposals.extend(proposals)
+        self.queued += count
         # The next turn takes the whole batch even beyond max_batch (up to the high-water mark).
-        self.next_turn_takes = max(self.next_turn_takes, min(len(self.proposals), self.high_water))
+        self.next_turn_takes = max(self.next_turn_takes, min(self.queued, self.high_water))
         self.wake()
         return True
 
     def take(self, propose: Callable[..., None], raft: Any) -> None:
-        """Hand this turn's proposals to ``propose(raft, *proposal, waiter)``."""
+        """Hand this turn's proposals to ``propose(raft, *proposal, waiter)``: at least one, and
+        while the commands taken are fewer than ``max_batch`` (or the batch kept whole)."""
         proposals = self.proposals
-        for _ in range(min(len(proposals), max(self.max_batch, self.next_turn_takes))):
-            propose(raft, *proposals.popleft())
+        limit = max(self.max_batch, self.next_turn_takes)
+        taken = 0
+        while proposals and taken < limit:
+            proposal = proposals.popleft()
+            taken += len(proposal[0]) if proposal[2] is _BATCH else 1
+            propose(raft, *proposal)
+        self.queued -= taken
         self.next_turn_takes = 0
-        if self._room and len(proposals) < self.high_water:
+        if self._room and self.queued < self.high_water:
             self._room.unpark_all()
 
     def backlogged(self) -> bool:
-        """Enough proposals wait for the next turns: an endpoint should stop reading commands."""
-        return len(self.proposals) >= self.high_water
+        """Enough commands wait for the next turns: an endpoint should stop reading commands."""
+        return self.queued >= self.high_water
 
     async def wait_for_room(self) -> None:
         """Wait until ``backlogged()`` is no longer true (or the node stops)."""
-        while self.open and len(self.proposals) >= self.high_water:
+        while self.open and self.queued >= self.high_water:
             await self._room.park()
 
     def refuse_proposals(self) -> None:
         """The node stopped (``open`` is false): answer the waiting proposals ``retry``."""
         while self.proposals:
             self.proposals.popleft()[3].set(CommandResult(retry=True))
+        self.queued = 0
 
     def fail_calls(self, error: BaseException) -> None:
         """The node stopped: answer the waiting calls and snapshot requests with ``error``."""

@@ -13,10 +13,13 @@ import trio
 
 from ..core.commands import CommandResult
 from ..core.messages import EntryKind
+from ..wire.batches import item_size, split_batch
 from ..wire.sessions import SessionStamp
 from .deadlines import CommandDeadlines
-from .inbox import NodeInbox, Proposal, proposal_of
-from .waiters import Callback, PositionCallback, Positions, Waiter
+from .inbox import BatchProposal, NodeInbox, Proposal, proposal_of
+from .waiters import BatchCallback, Callback, Positions, Waiter
+
+_BATCH = EntryKind.BATCH
 
 
 class CommandIntake:
@@ -63,17 +66,35 @@ class CommandIntake:
         timeout: float,
         stamps: Sequence[SessionStamp] | None,
     ) -> None:
-        """Propose ``commands`` together (``NodeInbox.put_batch``); ``on_result(position, answer)``
-        (a ``Positions`` is used as it is: its ``set`` answers)."""
+        """Propose ``commands`` as batch entries (``raftnode.wire.batches``: one, or a few when they
+        would not fit in one), queued together (``NodeInbox.put_batch``); ``on_result(position,
+        answer)`` (a ``Positions`` is used as it is: its ``set`` answers)."""
         positions = on_result if isinstance(on_result, Positions) else Positions(on_result)
-        callbacks = [PositionCallback(positions, position) for position in range(len(commands))]
+        try:
+            encoded = [command.encode() for command in commands]
+            kept = None
+        except UnicodeEncodeError:  # rare: answer the commands that are not text, propose the rest
+            encoded, kept = [], []
+            for position, command in enumerate(commands):
+                proposal = proposal_of(command, None)
+                if isinstance(proposal, CommandResult):
+                    positions.set(position, proposal)
+                else:
+                    encoded.append(proposal[1])
+                    kept.append(position)
+            commands = [commands[p] for p in kept]
+            stamps = None if stamps is None else [stamps[p] for p in kept]
+        if not encoded:
+            return
+        runs = split_batch([item_size(data, stamps is not None) for data in encoded])
         proposals = []
-        for position, command in enumerate(commands):
-            proposal = proposal_of(command, stamps[position] if stamps is not None else None)
-            if isinstance(proposal, CommandResult):
-                callbacks[position].set(proposal)
-            else:
-                proposals.append((*proposal, callbacks[position]))
+        for run in runs:
+            at = list(run) if kept is None else [kept[p] for p in run]
+            whole = len(runs) == 1
+            batch = BatchProposal(list(commands) if whole else list(commands[run.start:run.stop]),
+                                  encoded if whole else encoded[run.start:run.stop],
+                                  None if stamps is None else list(stamps[run.start:run.stop]))
+            proposals.append((batch, b"", _BATCH, BatchCallback(positions, at)))
         if self._inbox.put_batch(proposals):
             for proposal in proposals:
                 self._deadlines.expire_after(proposal[3], timeout)

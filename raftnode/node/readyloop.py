@@ -27,17 +27,18 @@ from ..transport import Transport
 from .apply import Applier
 from .driver import drive, hand_over, lead_without_disk
 from .eventbus import EventBus
-from .inbox import MESSAGE, SNAPSHOT, TICK, NodeInbox
+from .inbox import MESSAGE, SNAPSHOT, TICK, BatchProposal, NodeInbox
 from .nodedisk import DiskFull, NodeDisk
 from .readserver import ReadServer
 from .snapshotter import Snapshotter
 from .statemachines import CommandError
-from .waiters import MembershipWaiters, Waiter
+from .waiters import BatchCallback, MembershipWaiters, Waiter
 
 if TYPE_CHECKING:
     from .ticker import Ticker
 
 log = logging.getLogger("raftnode")
+_BATCH = EntryKind.BATCH
 
 
 class NodePorts:
@@ -294,7 +295,10 @@ class ReadyLoop:
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 waiter.set(error=exc)
 
-    def _propose(self, raft: Raft, command: str | None, data: bytes | None, kind: EntryKind, waiter: Waiter) -> None:
+    def _propose(self, raft: Raft, command: Any, data: bytes | None, kind: EntryKind, waiter: Any) -> None:
+        if kind is _BATCH:
+            self._propose_batch(raft, command, waiter)
+            return
         if data is None:  # a read: enqueued without data only with a ReadServer (RaftNode._enqueue_read)
             assert command is not None and self.ports.reads is not None
             self.ports.reads.ask(raft, command, waiter)
@@ -312,6 +316,34 @@ class ReadyLoop:
                 return
         try:
             index = raft.propose(data, kind)
+        except RaftError as exc:
+            waiter.set(CommandResult.from_refusal(exc))
+            return
+        self.ports.tracker.track(index, raft.term, waiter)
+
+    def _propose_batch(self, raft: Raft, batch: BatchProposal, waiter: BatchCallback) -> None:
+        """One batch entry: a leader refuses the commands its state machine's ``validate`` refuses
+        (each answered with its own error, left out of the entry) and proposes the rest."""
+        is_leader = raft.role is Role.LEADER
+        if is_leader and self.ports.disk.full_since is not None:
+            waiter.set(CommandResult(retry=True, error=f"disk full at leader {self.ports.node_id}: it takes no "
+                                                       "commands and is handing leadership over; retry at another node"))
+            return
+        validate = self._validate
+        if validate is not None and is_leader:
+            refused = []
+            for place, command in enumerate(batch.commands):
+                try:
+                    validate(command)
+                except CommandError as exc:
+                    refused.append((place, str(exc)))
+            if refused:
+                waiter.refuse(refused)
+                if not waiter.at:
+                    return
+                batch.drop({place for place, _ in refused})
+        try:
+            index = raft.propose(batch.data(), _BATCH)
         except RaftError as exc:
             waiter.set(CommandResult.from_refusal(exc))
             return

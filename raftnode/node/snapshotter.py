@@ -28,7 +28,8 @@ class Snapshotter:
         self.waiters: list[Waiter] = []
 
     def due(self, raft: Raft) -> bool:
-        return self.policy.due(self._applier.applied_index, raft.log.offset)
+        """The policy's say, never while a batch entry is applied in part (``Applier.mid_entry``)."""
+        return self.policy.due(self._applier.applied_index, raft.log.offset) and not self._applier.mid_entry
 
     async def take(self, raft: Raft) -> None:
         """Snapshot the state machine as applied, compact the log up to it, and save it."""
@@ -43,7 +44,7 @@ class Snapshotter:
     async def answer_waiters(self, raft: Raft) -> None:
         """Take a snapshot if anything was applied since the last, then answer the waiters with its index."""
         waiters, self.waiters = self.waiters, []
-        if self._applier.applied_index > raft.log.offset:
+        if self._applier.applied_index > raft.log.offset and not self._applier.mid_entry:
             await self.take(raft)
         for waiter in waiters:
             waiter.set(raft.log.offset)

@@ -97,25 +97,47 @@ class Positions:
         self.set(position, CommandResult(result=result, error=error, index=index))
 
 
-class PositionCallback(Callback):
-    """The ``Callback`` of a batch's command at ``position``: answers ``positions``, once."""
+class BatchCallback(Callback):
+    """The ``Callback`` of one batch entry (``submit_commands``): its commands are the ``at``
+    positions of ``positions``, in entry order. ``set`` gives each the same answer (a redirect,
+    a retry, a timeout); ``applied`` gives each its own outcome (``Applier``'s tuple of
+    ``BatchOutcome``, or the error of a damaged entry). Once."""
 
-    __slots__ = ("position",)
+    __slots__ = ("at",)
 
-    def __init__(self, positions: Positions, position: int) -> None:
+    def __init__(self, positions: Positions, at: list[int]) -> None:
         self.fn = positions  # type: ignore[assignment]
         self.done = False
-        self.position = position
+        self.at = at
 
     def set(self, result: Any = None, error: BaseException | None = None) -> None:
         if not self.done:
             self.done = True
-            self.fn.set(self.position, result)  # type: ignore[attr-defined]
+            answer = self.fn.set  # type: ignore[attr-defined]
+            for position in self.at:
+                answer(position, result)
 
     def applied(self, result: Any, error: str | None, index: int) -> None:
-        if not self.done:
-            self.done = True
-            self.fn.applied(self.position, result, error, index)  # type: ignore[attr-defined]
+        if self.done:
+            return
+        self.done = True
+        positions = self.fn
+        if error is not None:  # a damaged entry: nothing of it was applied
+            for position in self.at:
+                positions.set(position, CommandResult(error=error, index=index))  # type: ignore[attr-defined]
+            return
+        answer = positions.applied  # type: ignore[attr-defined]
+        for position, outcome in zip(self.at, result):
+            answer(position, outcome[0], outcome[1], index)
+
+    def refuse(self, refused: list[tuple[int, str]]) -> None:
+        """Answer the commands at entry places ``refused`` (``(place, error)``) with their error:
+        they leave the entry (validation refused them before the log)."""
+        answer, at = self.fn.set, self.at  # type: ignore[attr-defined]
+        for place, error in refused:
+            answer(at[place], CommandResult(error=error))
+        gone = {place for place, _ in refused}
+        self.at = [position for place, position in enumerate(at) if place not in gone]
 
 
 class MembershipWaiters:

@@ -11,6 +11,7 @@ import trio
 
 from raftnode.client.clientproto import ClientSession
 from raftnode.core.commands import CommandResult
+from raftnode.core.messages import EntryKind
 from raftnode.node.runtime import RaftNode
 
 from .test_node_runtime import running_cluster
@@ -46,11 +47,14 @@ async def test_a_batch_beyond_max_batch_is_proposed_in_one_turn_and_each_command
         storage.append = lambda entries: (appended.append(len(entries)), append(entries))[1]  # type: ignore[method-assign]
         commands = ["incr 1"] * 300 + ["bogus"] + ["incr 1"] * 300  # 601 > max_batch (256)
         results = await run_batch(leader, commands)
-        assert appended == [600]  # one Ready: the whole batch in one append (the bogus one refused first)
+        assert appended == [1]  # one Ready, one entry holding the whole batch (the bogus one refused first)
         assert results[300].error is not None and "unknown command 'bogus'" in results[300].error
+        assert results[300].index is None  # refused before the log
         good = results[:300] + results[301:]
-        assert [r.result for r in good] == list(range(1, 601))
-        assert [r.index for r in good] == list(range(good[0].index, good[0].index + 600))
+        assert [r.result for r in good] == list(range(1, 601))  # applied in order, each with its outcome
+        assert {r.index for r in good} == {good[0].index}  # every command answers with its entry's index
+        entry = storage.load().entries[-1]
+        assert entry.index == good[0].index and entry.kind == EntryKind.BATCH
         follower = cluster.followers()[0]
         redirected = await run_batch(follower, ["incr 1", "incr 2"])
         assert redirected == [CommandResult(redirect=leader.id)] * 2

@@ -21,7 +21,7 @@ async def test_run_many_answers_each_command_on_its_own_in_order() -> None:
         answer = await client.request({"op": "run_many", "commands": ["incr 1", "bogus", " ", "incr 2"], "id": 9})
         assert (answer["ok"], answer["id"], answer["node"], answer["leader"]) == (True, 9, "n1", "n1")
         ok1, bogus, blank, ok2 = answer["results"]
-        assert ok1 == {"result": 1, "index": 2} and ok2 == {"result": 3, "index": 3}
+        assert ok1 == {"result": 1, "index": 2} and ok2 == {"result": 3, "index": 2}  # one batch entry
         assert bogus["result"] is None and "unknown command 'bogus'" in bogus["error"]
         assert blank == {"result": None, "index": None, "error": "run_many needs a non-empty string 'command'"}
 
@@ -29,7 +29,7 @@ async def test_run_many_answers_each_command_on_its_own_in_order() -> None:
 async def test_an_applied_batchs_answer_formatted_in_place_is_the_general_paths_json() -> None:
     async with endpoint() as ep, raw(ep) as client:
         answer = await client.request({"op": "run_many", "commands": ["incr 1", "get"], "id": "b\u00e9"})
-        assert answer == {"ok": True, "results": [{"result": 1, "index": 2}, {"result": 1, "index": 3}],
+        assert answer == {"ok": True, "results": [{"result": 1, "index": 2}, {"result": 1, "index": 2}],
                           "node": "n1", "leader": "n1", "id": "b\u00e9"}
         results = [CommandResult(result=1, index=2), CommandResult(result=[1], index=3)]  # a list: general path
         assert ep.service._batch_frame(results, 1) is None
