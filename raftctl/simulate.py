@@ -76,6 +76,7 @@ def summarize(reports: list[RunReport], settings: SimSettings, seconds: float) -
             "acknowledged": sum(r.acknowledged for r in reports),
             "session_commands": sum(r.session_commands for r in reports),
             "session_acknowledged": sum(r.session_acknowledged for r in reports),
+            "batch_entries": sum(r.batch_entries for r in reports),
             "reads_served": sum(r.reads_served for r in reports),
             "committed_entries": sum(r.commit_index for r in reports),
             "faults": dict(sorted(faults.items())),
@@ -92,7 +93,8 @@ def summary_lines(summary: dict, nodes: int, steps: int) -> list[str]:
         f"{summary['seeds']} seed{'s' * (summary['seeds'] != 1)}, {nodes} nodes, {steps} steps: "
         f"{bad} violation{'s' * (bad != 1)}; {totals['leaders_elected']} leaders elected, "
         f"{totals['acknowledged']} commands acknowledged ({totals['session_acknowledged']} in sessions, "
-        f"each applied exactly once), {totals['reads_served']} reads served, {totals['ticks']} ticks "
+        f"each applied exactly once; {totals['batch_entries']} batch entries), {totals['reads_served']} reads served, "
+        f"{totals['ticks']} ticks "
         f"in {summary['seconds']:.1f} s"
     ]
     lines += [f"  seed {v['seed']}: {v['invariant']} — replay: {v['replay']}" for v in summary["violations"]]

@@ -3,7 +3,9 @@
 Each client registers a session, then runs commands — several in flight at once now and then —
 and resends each one, with the same stamp, a tick or two after a redirect, a retry, a timeout or
 a node that crashed under it, until it gets the command's own outcome or gives up; now and then it sends
-the same request twice at once (a duplicated delivery). Every final answer is reported to the
+the same request twice at once (a duplicated delivery). Some commands go several at once in one
+batch entry (``batch``: a ``run_many``, ``raftnode.wire.batches``), and commands due for a resend
+to the same node at the same time are resent in one batch half of the time. Every final answer is reported to the
 invariant checker (``acknowledged_in_session``: the command was applied exactly once, with that
 outcome); a ``session expired`` answer makes the client register a new session.
 """
@@ -48,7 +50,7 @@ class SimClients:
         self.give_up_after = give_up_after
         self.duplicate_rate = duplicate_rate
         self.max_in_flight = max_in_flight
-        self.stats = {"commands": 0, "resent": 0, "acknowledged": 0, "expired": 0, "abandoned": 0, "registered": 0}
+        self.stats = {"commands": 0, "batches": 0, "resent": 0, "acknowledged": 0, "expired": 0, "abandoned": 0, "registered": 0}
 
     def command(self, command: str) -> None:
         """A client with a session and room for one more sends ``command``."""
@@ -62,12 +64,48 @@ class SimClients:
         attempt = self._send(client.session, seq, command)
         client.commands.append(_Command(client.session, seq, command, self.cluster.now + self.give_up_after, attempt))
 
+    def batch(self, commands: list[str]) -> None:
+        """A client with a session and room for them sends ``commands`` in one batch entry (as
+        many as it has room for, if at least two)."""
+        ready = [c for c in self.clients if c.session is not None and self.max_in_flight - len(c.commands) >= 2]
+        if not ready:
+            return
+        client = self.rng.choice(ready)
+        session = client.session
+        assert session is not None
+        commands = commands[: self.max_in_flight - len(client.commands)]
+        seqs = [session.begin() for _ in commands]
+        self.stats["commands"] += len(commands)
+        self.stats["batches"] += 1
+        give_up_at = self.cluster.now + self.give_up_after
+        attempts = self._send_batch(session, seqs, commands)
+        client.commands.extend(_Command(session, seq, command, give_up_at, attempt)
+                               for seq, command, attempt in zip(seqs, commands, attempts))
+
     def step(self) -> None:
         for client in self.clients:
             if client.session is None:
                 self._register(client)
             if client.commands:
-                client.commands = [c for c in client.commands if not self._settled(client, c)]
+                due: list[tuple[_Command, str]] = []
+                client.commands = [c for c in client.commands if not self._settled(client, c, due)]
+                self._resend(due)
+
+    def _resend(self, due: list[tuple[_Command, str]]) -> None:
+        """Resend ``due`` (command, target): the ones bound for the same node in one batch, half of the time."""
+        by_target: dict[str, list[_Command]] = {}
+        for command, target in due:
+            by_target.setdefault(target, []).append(command)
+        for target, commands in by_target.items():
+            self.stats["resent"] += len(commands)
+            if len(commands) >= 2 and len({c.session for c in commands}) == 1 and self.rng.random() < 0.5:
+                attempts = self._send_batch(commands[0].session, [c.seq for c in commands],
+                                            [c.command for c in commands], target)
+                for command, attempt in zip(commands, attempts):
+                    command.attempt = attempt
+                continue
+            for command in commands:
+                command.attempt = self._send(command.session, command.seq, command.command, target)
 
     def _register(self, client: _Client) -> None:
         request = client.registering
@@ -82,8 +120,9 @@ class SimClients:
         if target is not None:
             client.registering = self.cluster.register_session(target)
 
-    def _settled(self, client: _Client, command: _Command) -> bool:
-        """Whether ``command`` is finished with (answered or given up); resends it otherwise."""
+    def _settled(self, client: _Client, command: _Command, due: list[tuple[_Command, str]]) -> bool:
+        """Whether ``command`` is finished with (answered or given up); adds it to ``due`` with its
+        target when it is to be resent now."""
         attempt = command.attempt
         if not attempt.done:
             return False
@@ -111,9 +150,20 @@ class SimClients:
         if target is None:
             return False
         command.resend_at = 0
-        self.stats["resent"] += 1
-        command.attempt = self._send(command.session, command.seq, command.command, target)
+        due.append((command, target))
         return False
+
+    def _send_batch(self, session: ClientSession, seqs: list[int], commands: list[str],
+                    target: str | None = None) -> list[ClientRequest]:
+        """``commands`` of ``session`` (sequences ``seqs``) in one batch entry, now and then delivered twice."""
+        target = target or self._target(None)
+        stamps = [session.stamp(seq) for seq in seqs]
+        if target is None:
+            return [ClientRequest(id=0, node="-", command=command, submitted=self.cluster.now, lost=True, session=stamp)
+                    for command, stamp in zip(commands, stamps)]
+        if self.rng.random() < self.duplicate_rate:
+            self.cluster.propose_batch(target, commands, stamps=stamps)  # a duplicated delivery
+        return self.cluster.propose_batch(target, commands, stamps=stamps)
 
     def _send(self, session: ClientSession, seq: int, command: str, target: str | None = None) -> ClientRequest:
         target = target or self._target(None)

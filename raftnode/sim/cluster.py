@@ -59,6 +59,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         corrupt_as_torn: a test-only seam for a planted bug: a restarting node takes a corrupt
             record for a torn tail and drops the log from it, instead of refusing to start.
         session_table: factory of each node's client session table (a seam for planted bugs too).
+        applier_class: each node's applier (a seam for planted bugs in applying batch entries).
         ready_step: replaces ``raftnode.node.driver.process_ready`` — a seam for planting a reordering.
         config: overrides of RaftConfig fields for every node.
     """
@@ -77,6 +78,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         corrupt_as_torn: bool = False,
         session_table: Callable[[], SessionTable] = SessionTable,
         ready_step: ReadyStep | None = None,
+        applier_class: type[Applier] = Applier,
         **config: object,
     ):
         self.ids = tuple(ids) if ids else tuple(f"n{i}" for i in range(1, size + 1))
@@ -91,6 +93,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
         self.corrupt_as_torn = corrupt_as_torn
         self.session_table = session_table
         self.ready_step = ready_step
+        self.applier_class = applier_class
         self.config_overrides = config
         self.now = 0
         self.trace: list[TraceLine] | None = [] if trace else None
@@ -111,7 +114,7 @@ class SimCluster(ClientRequests, Membership, NetworkFaults, DiskFaults):
             entries=list(disk.entries),
             snapshot=disk.snapshot,
         )
-        node.applier = Applier(self.state_machine(), sessions=self.session_table())
+        node.applier = self.applier_class(self.state_machine(), sessions=self.session_table())
         if disk.snapshot is not None:
             node.applier.restore(disk.snapshot[0].index, disk.snapshot[1])
         self.checker.state_machine_built(node.id, node.applier.applied_index)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from typing import Any
 
-from ..core.messages import Entry
+from ..core.messages import Entry, EntryKind
 from ..wire.sessions import SessionStamp
 
 
@@ -60,11 +60,13 @@ class InvariantChecker:
         self.holders: dict[int, set[str]] = {}  # acked index -> nodes whose disk holds it
         self.voters: dict[int, frozenset[str]] = {}  # acked index -> the voters a majority of which must hold it
         self.snapshots: dict[int, bytes] = {}  # index -> state machine snapshot taken there
-        # (session, seq) -> (index, result, error) of the one application of a session command
-        self.session_applied: dict[tuple[int, int], tuple[int, Any, str | None]] = {}
+        # (session, seq) -> ((index, position in a batch entry), result, error) of the one
+        # application of a session command
+        self.session_applied: dict[tuple[int, int], tuple[tuple[int, int], Any, str | None]] = {}
         self.session_acked = 0
         self.highest_acked = 0  # the highest acknowledged index
         self.reads_served = 0
+        self.batch_entries: set[int] = set()  # indexes of the batch entries applied
         self.checks = 0
 
     def _fail(self, invariant: str, detail: str) -> None:
@@ -152,6 +154,8 @@ class InvariantChecker:
             self._fail("state machine safety",
                        f"{node} applied index {entry.index} {again}: its state machine already held up to {previous}")
         self.applied_up_to[node] = entry.index
+        if entry.kind is EntryKind.BATCH:
+            self.batch_entries.add(entry.index)
         seen = self.applied.setdefault(entry.index, (entry.term, entry.data))
         if seen != (entry.term, entry.data):
             self._fail(
@@ -203,14 +207,16 @@ class InvariantChecker:
         if after < before:
             self._fail("durability", f"{what} index of {node} moved backwards from {before} to {after}")
 
-    def applied_in_session(self, node: str, index: int, stamp: SessionStamp, result: Any, error: str | None) -> None:
-        """``node``'s state machine applied the session command ``stamp`` at ``index``."""
+    def applied_in_session(self, node: str, index: int, stamp: SessionStamp, result: Any, error: str | None,
+                           position: int = 0) -> None:
+        """``node``'s state machine applied the session command ``stamp`` at ``index`` (the
+        ``position``-th command of a batch entry; 0 for any other entry)."""
         self.checks += 1
         key = (stamp.session, stamp.seq)
-        first = self.session_applied.setdefault(key, (index, result, error))
-        if first[0] != index:
-            self._fail("exactly once", f"{node} applied command {stamp.seq} of session {stamp.session} at index "
-                                       f"{index}; it was applied at index {first[0]} already")
+        first = self.session_applied.setdefault(key, ((index, position), result, error))
+        if first[0] != (index, position):
+            self._fail("exactly once", f"{node} applied command {stamp.seq} of session {stamp.session} at "
+                                       f"{_place(index, position)}; it was applied at {_place(*first[0])} already")
 
     def acknowledged_in_session(self, stamp: SessionStamp, result: Any, error: str | None) -> None:
         """A client was answered ``(result, error)`` for its session command ``stamp``."""
@@ -222,5 +228,10 @@ class InvariantChecker:
                                        f"({result!r}, {error!r}) but never applied")
         elif applied[1:] != (result, error):
             self._fail("exactly once", f"command {stamp.seq} of session {stamp.session} was answered "
-                                       f"({result!r}, {error!r}) but applying it at index {applied[0]} gave "
+                                       f"({result!r}, {error!r}) but applying it at index {applied[0][0]} gave "
                                        f"({applied[1]!r}, {applied[2]!r})")
+
+
+def _place(index: int, position: int) -> str:
+    """Where a session command was applied: its entry's index, and its place in a batch entry."""
+    return f"index {index}" + (f" (command {position} of its batch entry)" if position else "")

@@ -34,6 +34,22 @@ class ClientRequest:
 
 
 @dataclass(eq=False)
+class SimBatch:
+    """What a node's tracker holds for a batch entry: the requests of its commands, in order."""
+
+    requests: list[ClientRequest]
+
+    @property
+    def lost(self) -> bool:
+        return all(req.lost for req in self.requests)
+
+    @lost.setter
+    def lost(self, value: bool) -> None:
+        for req in self.requests:
+            req.lost = value
+
+
+@dataclass(eq=False)
 class SimNode:
     id: str
     disk: SimDisk
@@ -41,7 +57,7 @@ class SimNode:
     removed: bool = False  # it applied a committed configuration without itself and stopped
     raft: Raft | None = None
     applier: Applier | None = None
-    tracker: CommandTracker[ClientRequest] = field(default_factory=CommandTracker)
+    tracker: CommandTracker[ClientRequest | SimBatch] = field(default_factory=CommandTracker)
     incarnation: int = 0
     apply_failures: list[ApplyFailure] = field(default_factory=list)
     last_commit: int = 0

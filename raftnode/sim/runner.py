@@ -13,7 +13,7 @@ timeouts, so ``run_seed(seed, ...)`` replays a run exactly. A run is:
    one-shot commands, clients in sessions (``SimClients``) resend theirs across leader changes
    and send some twice, and every command of theirs must be applied exactly once once answered
    (at most once otherwise); session tables are small on some seeds, so sessions get evicted
-   and expire;
+   and expire; some commands, in sessions or not, go several in one batch entry (``run_many``);
 2. liveness: faults stop (network healed, damaged disks restored from a copy, crashed nodes
    restarted); within a bound a leader must
    emerge and a new command must commit; then removed nodes that never learned of their
@@ -33,6 +33,7 @@ from functools import partial
 from ..core.errors import RaftError
 from ..core.raft import Raft
 from ..core.ready import Role
+from ..node.apply import Applier
 from ..node.driver import ReadyStep
 from ..wire.sessions import SessionTable
 from .clients import SimClients
@@ -63,6 +64,7 @@ class RunReport:
     acknowledged: int = 0
     session_commands: int = 0
     session_acknowledged: int = 0
+    batch_entries: int = 0  # batch entries applied (run_many: many commands in one entry)
     reads_served: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     violation: str | None = None  # the broken invariant's name, or "liveness"
@@ -96,13 +98,15 @@ def run_seed(
     trace: bool = False,
     session_table: Callable[..., SessionTable] = SessionTable,
     ready_step: ReadyStep | None = None,
+    applier_class: type[Applier] = Applier,
 ) -> RunReport:
     """Run one seeded schedule and check safety throughout and liveness at the end.
 
     ``disk_faults`` mixes in disk faults (see ``_Schedule.disk_fault``); ``corrupt_as_torn`` is a
     test-only planted bug (a corrupt record taken for a torn tail). ``session_table`` makes each
     node's session table (a seam for planted bugs), called with this seed's bounds; ``ready_step``
-    replaces the shared driver's ``process_ready`` (a seam for a planted reordering).
+    replaces the shared driver's ``process_ready`` (a seam for a planted reordering);
+    ``applier_class`` each node's applier (a seam for planted bugs in applying batch entries).
     """
     report = RunReport(seed=seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
                        membership=membership, disk_faults=disk_faults)
@@ -122,6 +126,7 @@ def run_seed(
         snapshot_chunk_bytes=schedule_rng.choice([4, 64]),
         corrupt_as_torn=corrupt_as_torn,
         ready_step=ready_step,
+        applier_class=applier_class,
         session_table=partial(session_table, max_sessions=schedule_rng.choice([2, 8, 64]),
                               timeout=schedule_rng.choice([150.0, 1000.0])),
     )
@@ -130,8 +135,11 @@ def run_seed(
     try:
         for _ in range(steps):
             schedule.step()
-            if clients.rng.random() < 0.15:
+            roll = clients.rng.random()
+            if roll < 0.1:
                 clients.command(schedule.command())
+            elif roll < 0.15:
+                clients.batch([schedule.command() for _ in range(clients.rng.randint(2, 4))])
             clients.step()
         _check_liveness(cluster, lost_state=disk_faults)
         _check_durability(cluster)
@@ -154,6 +162,7 @@ def _count_outcomes(report: RunReport, cluster: SimCluster, clients: SimClients)
     report.acknowledged = len(checker.acked)
     report.session_commands = clients.stats["commands"]
     report.session_acknowledged = checker.session_acked
+    report.batch_entries = len(checker.batch_entries)
     report.reads_served = checker.reads_served
     report.trace = cluster.trace
     report.node_ids = tuple(cluster.nodes)
@@ -221,10 +230,17 @@ class _Schedule:
             self.cluster.read(node, timeout=self.rng.randint(20, 120))
 
     def burst(self) -> None:
+        """Many commands at the leader: one by one, or (a third of the time) in batch entries."""
         leader = self.cluster.leader()
         if leader is None:
             return
         raft = self.cluster.raft(leader)
+        if self.rng.random() < 1 / 3:
+            for _ in range(self.rng.randint(1, 4)):
+                if raft.role is not Role.LEADER:
+                    break
+                self.cluster.propose_batch(leader, [self.command() for _ in range(self.rng.randint(1, 12))])
+            return
         for _ in range(self.rng.randint(5, 40)):
             if raft.role is not Role.LEADER:
                 break

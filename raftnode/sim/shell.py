@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..core.commands import CommandResult
-from ..core.messages import Message
+from ..core.messages import EntryKind, Message
 from ..core.readindex import ReadState
 from ..core.ready import Ready, Role
 from ..node.apply import ApplyFailure
 from ..node.statemachines import CommandError
-from .node import SimNode
+from .node import SimBatch, SimNode
 
 if TYPE_CHECKING:
     from .cluster import SimCluster
@@ -113,6 +113,8 @@ class SimPorts:
         assert raft is not None and applier is not None
         if cluster.snapshot_every is None or applier.applied_index - raft.log.offset < cluster.snapshot_every:
             return
+        if applier.mid_entry:  # as the runtime's Snapshotter: never a batch entry applied in part
+            return
         data = applier.snapshot()
         meta = raft.compact(applier.applied_index, data)
         cluster.checker.snapshot_taken(node.id, meta.index, data)
@@ -163,7 +165,13 @@ class SimPorts:
         for applied in done:
             entry = applied.entry
             cluster.checker.applied_entry(node.id, entry)
-            if applied.stamp is not None:
+            batch = entry.kind is EntryKind.BATCH and applied.error is None
+            if batch:
+                for position, outcome in enumerate(applied.result):
+                    if outcome.stamp is not None:
+                        cluster.checker.applied_in_session(node.id, entry.index, outcome.stamp, outcome.result,
+                                                           outcome.error, position)
+            elif applied.stamp is not None:
                 cluster.checker.applied_in_session(node.id, entry.index, applied.stamp, applied.result, applied.error)
             answer = node.tracker.applied(
                 entry.index, entry.term, result=applied.result, error=applied.error, leader=node.raft.leader
@@ -175,7 +183,13 @@ class SimPorts:
                     raft = node.raft
                     voters = [raft.committed_configuration().voters, raft.configuration.voters]
                     cluster.checker.acknowledged(entry.index, entry.term, holders, voters)
-                cluster._answer(node, req, result)
+                if batch and result.index is not None:
+                    assert isinstance(req, SimBatch)
+                    for each, outcome in zip(req.requests, applied.result):  # each command its own outcome
+                        cluster._answer(node, each, CommandResult(result=outcome.result, error=outcome.error,
+                                                                  index=entry.index))
+                else:
+                    cluster._answer(node, req, result)
         if failure is not None:
             self._apply_failed(failure)
         cluster.checker.monotonic(node.id, "applied", node.last_applied, applier.applied_index)

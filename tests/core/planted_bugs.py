@@ -9,11 +9,14 @@ import dataclasses
 from typing import Any
 
 from raftnode.core.log import RaftLog
-from raftnode.core.messages import AppendEntriesResponse
+from raftnode.core.messages import AppendEntriesResponse, Entry
 from raftnode.core.quorum import Configuration
 from raftnode.core.raft import Raft
 from raftnode.core.ready import Ready, Role
+from raftnode.node.apply import Applier, ApplyFailure, BatchOutcome
 from raftnode.node.driver import ReadyPorts, process_ready
+from raftnode.node.statemachines import CommandError
+from raftnode.wire.batches import decode_batch_entry, encode_batch_entry
 from raftnode.wire.sessions import SessionStamp, SessionTable
 
 
@@ -66,6 +69,54 @@ class ForgetsDuplicates(SessionTable):
     def lookup(self, stamp: SessionStamp, time: float) -> tuple[Any, str | None] | None:
         super().lookup(stamp, time)
         return None
+
+
+class SkipsSessionsInBatches(Applier):
+    """Applies a batch entry's session commands as plain ones: no session table lookup, so a
+    resent copy is applied again (the stamp is still reported, as the applier does)."""
+
+    def _apply_stamped(self, stamp: SessionStamp, time: float, command: str) -> tuple[Any, str | None, Any, bool]:
+        if not self._partial:  # a session entry's command: as shipped
+            return super()._apply_stamped(stamp, time, command)
+        try:
+            return self.state_machine.process_command(command), None, stamp, False
+        except CommandError as exc:
+            return None, str(exc), stamp, False
+
+
+class ForgetsBatchOutcomes(Applier):
+    """Checks a batch entry's session commands against the session table but never records their
+    outcomes: a batch resent after a leader change (both copies committed) is applied twice."""
+
+    def _apply_stamped(self, stamp: SessionStamp, time: float, command: str) -> tuple[Any, str | None, Any, bool]:
+        if not self._partial:
+            return super()._apply_stamped(stamp, time, command)
+        record, self.sessions.record = self.sessions.record, lambda *args: None  # type: ignore[method-assign]
+        try:
+            return super()._apply_stamped(stamp, time, command)
+        finally:
+            self.sessions.record = record  # type: ignore[method-assign]
+
+
+class AppliesBatchesBackwards(Applier):
+    """Applies a batch entry's commands last to first (the outcomes still listed in entry order):
+    the same on every node, so nothing diverges; only the outcomes tell."""
+
+    def _apply_batch_entry(self, entry: Entry) -> tuple[BatchOutcome, ...]:
+        time, items = decode_batch_entry(entry.data)
+        backwards = Entry(entry.term, entry.index, encode_batch_entry(
+            time, [item.command.encode() for item in reversed(items)],
+            [item.stamp for item in reversed(items)]), entry.kind)
+        return tuple(reversed(super()._apply_batch_entry(backwards)))
+
+
+class RestartsBatchesAfterAFailure(Applier):
+    """After a command of a batch entry failed to apply, the retry applies the entry from its
+    first command again (the progress kept is dropped): the ones before the failure apply twice."""
+
+    def _failed(self, entry: Entry, exc: Exception) -> ApplyFailure:
+        self._partial = None
+        return super()._failed(entry, exc)
 
 
 class ServesReadsWithoutConfirmation(Raft):

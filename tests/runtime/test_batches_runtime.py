@@ -87,3 +87,27 @@ async def test_a_resent_batch_in_a_session_is_answered_from_the_session_table_an
         assert [r.result for r in again] == [1, 3, 6]  # the first outcomes, from the table
         await cluster.wait_applied(leader.status().commit_index)
         assert set(cluster.values().values()) == {6}
+
+
+async def test_a_batch_too_big_for_one_entry_is_split_and_each_command_answers_with_its_entrys_index(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import functools
+
+    from raftnode.node import intake
+    from raftnode.wire.batches import split_batch
+
+    monkeypatch.setattr(intake, "split_batch", functools.partial(split_batch, max_bytes=40))  # 2 commands an entry
+    async with running_cluster() as cluster:
+        leader = await cluster.wait_leader()
+        commands = ["incr 1", "bogus", "incr 1", "incr \ud800", "incr 1", "incr 1", "incr 1", "incr 1"]
+        results = await run_batch(leader, commands)
+        assert "not valid Unicode" in results[3].error and "unknown command" in results[1].error
+        good = [r for n, r in enumerate(results) if n not in (1, 3)]
+        assert [r.result for r in good] == [1, 2, 3, 4, 5, 6]
+        indexes = [r.index for r in good]
+        # entries of 2 commands as submitted (the lone surrogate left before the split, the bogus one after)
+        first = indexes[0]
+        assert indexes == [first, first + 1, first + 1, first + 2, first + 2, first + 3]
+        await cluster.wait_applied(leader.status().commit_index)
+        assert set(cluster.values().values()) == {6}
