@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..core.messages import Entry, EntryKind
-from ..wire.batches import BatchEntryError, BatchItem, decode_batch_entry
+from ..wire.batches import BatchEntryError, decode_batch_entry
 from ..wire.sessions import SessionEntryError, SessionRefused, SessionStamp, SessionTable, decode_session_entry
 from .statemachines import CommandError, StateMachine
 
@@ -85,8 +85,8 @@ class Applier:
         self.halted: ApplyFailure | None = None
         self._queue: deque[Entry] = deque()
         self._attempts = 0
-        # The batch entry applied in part: (index, leader time, its items, the outcomes so far).
-        self._partial: tuple[int, float, list[BatchItem], list[BatchOutcome]] | None = None
+        # The batch entry applied in part: (index, leader time, its commands, their stamps, the outcomes so far).
+        self._partial: tuple[int, float, list[str], list[SessionStamp | None] | None, list[BatchOutcome]] | None = None
 
     @property
     def mid_entry(self) -> bool:
@@ -198,18 +198,19 @@ class Applier:
         BatchEntryError for a damaged entry, and what the state machine raises (not CommandError)."""
         partial = self._partial
         if partial is None or partial[0] != entry.index:
-            time, items = decode_batch_entry(entry.data)
-            partial = self._partial = (entry.index, time, items, [])
-        _, time, items, outcomes = partial
+            time, commands, stamps = decode_batch_entry(entry.data)
+            partial = self._partial = (entry.index, time, commands, stamps, [])
+        _, time, commands, stamps, outcomes = partial
         process, apply_stamped, append = self.state_machine.process_command, self._apply_stamped, outcomes.append
-        for stamp, command in items[len(outcomes):] if outcomes else items:
+        for position in range(len(outcomes), len(commands)):
+            stamp = stamps[position] if stamps is not None else None
             if stamp is None:
                 try:
-                    append(_new_outcome(BatchOutcome, (process(command), None, None, False)))
+                    append(_new_outcome(BatchOutcome, (process(commands[position]), None, None, False)))
                 except CommandError as exc:
                     append(_new_outcome(BatchOutcome, (None, str(exc), None, False)))
             else:
-                append(_new_outcome(BatchOutcome, apply_stamped(stamp, time, command)))
+                append(_new_outcome(BatchOutcome, apply_stamped(stamp, time, commands[position])))
         self._partial = None
         return tuple(outcomes)
 

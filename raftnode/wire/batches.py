@@ -6,19 +6,24 @@ order, at every node (``raftnode.node.apply``); each command keeps its own outco
 session stamp check (thesis §6.3, ``raftnode.wire.sessions``) and its own answer. Every command
 of the entry answers with the entry's index.
 
-The data of a batch entry, version 1 (big-endian)::
+The data of a batch entry, version 1 (big-endian), laid out by column so that it is packed and
+read with a few calls whatever the count::
 
-    [u8 version = 1][u32 count][f64 leader time]
-    count times: [u8 stamped: 0 or 1][u32 n]([u64 session][u64 seq][u64 ack] if stamped)[n bytes, utf-8]
+    [u8 version = 1][u32 count][f64 leader time][u8 stamped: 0 or 1]
+    count times: [u32 n], each command's length in bytes
+    if stamped, count times: [u64 session][u64 seq][u64 ack] (all zero: that command has none)
+    the commands' utf-8 bytes, back to back
 
 The leader time stamps every session command of the entry, as a session entry's does. The
-decoder is strict (exactly one encoding per value, nothing after the last command) and hostile-
-input safe: a damaged entry raises :class:`BatchEntryError` naming what is wrong, and decoding
-never allocates more than the entry's own bytes.
+decoder is strict (exactly one encoding per value: ``stamped`` is 1 only when some command has
+a stamp; nothing after the last command) and hostile-input safe: a damaged entry raises
+:class:`BatchEntryError` naming what is wrong, and decoding never allocates more than a small
+multiple of the entry's own bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Sequence
@@ -30,10 +35,11 @@ __all__ = [
     "BATCH_VERSION",
     "MAX_BATCH_ENTRY_BYTES",
     "MAX_ENTRY_COMMANDS",
+    "BatchContents",
     "BatchEntryError",
-    "BatchItem",
     "decode_batch_entry",
     "encode_batch_entry",
+    "item_size",
     "split_batch",
 ]
 
@@ -44,21 +50,26 @@ MAX_ENTRY_COMMANDS = 1024
 #: (then that command goes alone): an entry stays far below the peer frame limit (16 MiB).
 MAX_BATCH_ENTRY_BYTES = 1 << 20
 
-_HEAD = struct.Struct(">BId")
-_PLAIN = struct.Struct(">BI")
-_STAMPED = struct.Struct(">BIQQQ")
-_HEAD_SIZE, _PLAIN_SIZE, _STAMPED_SIZE = _HEAD.size, _PLAIN.size, _STAMPED.size
-_pack_plain, _pack_stamped = _PLAIN.pack, _STAMPED.pack
-_unpack_plain, _unpack_stamped = _PLAIN.unpack_from, _STAMPED.unpack_from
+_HEAD = struct.Struct(">BIdB")
+_HEAD_SIZE = _HEAD.size
+_LENGTH_SIZE, _STAMP_SIZE = 4, 24
 _isfinite = math.isfinite
 _new_tuple = tuple.__new__
 
 
-class BatchItem(NamedTuple):
-    """One command of a decoded batch entry: its session stamp (None: no session) and text."""
+@functools.lru_cache(maxsize=MAX_ENTRY_COMMANDS * 2)
+def _column(count: int, code: str) -> struct.Struct:
+    """The struct of ``count`` big-endian ``code`` values (one per count and code, kept)."""
+    return struct.Struct(f">{count}{code}")
 
-    stamp: SessionStamp | None
-    command: str
+
+class BatchContents(NamedTuple):
+    """A decoded batch entry: the leader's time, the commands in order, and each command's
+    session stamp (None for a command without one; ``stamps`` None: no command has one)."""
+
+    time: float
+    commands: list[str]
+    stamps: list[SessionStamp | None] | None
 
 
 class BatchEntryError(ValueError):
@@ -66,29 +77,26 @@ class BatchEntryError(ValueError):
 
 
 def item_size(command: bytes, stamped: bool) -> int:
-    """The bytes ``command`` takes in a batch entry."""
-    return (_STAMPED_SIZE if stamped else _PLAIN_SIZE) + len(command)
+    """The bytes ``command`` takes in a batch entry (in one with stamps when ``stamped``)."""
+    return _LENGTH_SIZE + (_STAMP_SIZE if stamped else 0) + len(command)
 
 
 def encode_batch_entry(time: float, commands: Sequence[bytes], stamps: Sequence[SessionStamp | None] | None) -> bytes:
     """The data of a batch entry holding ``commands`` (utf-8), each with its stamp, if any."""
-    if not 0 < len(commands) <= MAX_ENTRY_COMMANDS:
-        raise ValueError(f"a batch entry holds 1 to {MAX_ENTRY_COMMANDS} commands, not {len(commands)}")
-    if stamps is not None and len(stamps) != len(commands):
-        raise ValueError(f"{len(stamps)} stamps for {len(commands)} commands")
-    parts = [_HEAD.pack(BATCH_VERSION, len(commands), time)]
-    append = parts.append
-    if stamps is None:
-        for command in commands:
-            append(_pack_plain(0, len(command)))
-            append(command)
-    else:
-        for command, stamp in zip(commands, stamps):
-            if stamp is None:
-                append(_pack_plain(0, len(command)))
-            else:
-                append(_pack_stamped(1, len(command), *stamp))
-            append(command)
+    count = len(commands)
+    if not 0 < count <= MAX_ENTRY_COMMANDS:
+        raise ValueError(f"a batch entry holds 1 to {MAX_ENTRY_COMMANDS} commands, not {count}")
+    if stamps is not None and len(stamps) != count:
+        raise ValueError(f"{len(stamps)} stamps for {count} commands")
+    stamped = stamps is not None and any(stamp is not None for stamp in stamps)
+    parts = [_HEAD.pack(BATCH_VERSION, count, time, stamped), _column(count, "I").pack(*map(len, commands))]
+    if stamped:
+        assert stamps is not None
+        values: list[int] = []
+        for stamp in stamps:
+            values.extend(stamp if stamp is not None else (0, 0, 0))
+        parts.append(_column(3 * count, "Q").pack(*values))
+    parts.extend(commands)
     return b"".join(parts)
 
 
@@ -107,52 +115,62 @@ def split_batch(sizes: Sequence[int], max_bytes: int = MAX_BATCH_ENTRY_BYTES) ->
     return runs
 
 
-def decode_batch_entry(data: bytes) -> tuple[float, list[BatchItem]]:
-    """``(leader time, items)`` of a batch entry's data; BatchEntryError if it is malformed."""
+def decode_batch_entry(data: bytes) -> BatchContents:
+    """The contents of a batch entry's data; BatchEntryError if it is malformed."""
     size = len(data)
     if size < _HEAD_SIZE:
         raise BatchEntryError(f"batch entry of {size} bytes is shorter than its {_HEAD_SIZE}-byte header")
-    version, count, time = _HEAD.unpack_from(data)
+    version, count, time, stamped = _HEAD.unpack_from(data)
     if version != BATCH_VERSION:
         raise BatchEntryError(f"batch entry of unknown version {version} (this node reads version {BATCH_VERSION})")
     if not _isfinite(time):
         raise BatchEntryError(f"batch entry carries a time that is not a number: {time!r}")
     if not 0 < count <= MAX_ENTRY_COMMANDS:
         raise BatchEntryError(f"batch entry claims {count} commands; it holds 1 to {MAX_ENTRY_COMMANDS}")
-    if count * _PLAIN_SIZE > size - _HEAD_SIZE:
+    if stamped > 1:
+        raise BatchEntryError(f"batch entry has an unknown stamp flag {stamped}")
+    off = _HEAD_SIZE + count * (_LENGTH_SIZE + (_STAMP_SIZE if stamped else 0))
+    if off > size:
         raise BatchEntryError(f"batch entry claims {count} commands, more than its {size} bytes can hold")
-    if type(data) is not bytes:
-        data = bytes(data)
-    items = []
-    append = items.append
-    off = _HEAD_SIZE
-    for position in range(count):
-        if off + _PLAIN_SIZE > size:
-            raise BatchEntryError(f"batch entry is cut short at command {position} of {count}")
-        stamped, n = _unpack_plain(data, off)
-        stamp = None
-        if stamped == 1:
-            if off + _STAMPED_SIZE > size:
-                raise BatchEntryError(f"batch entry is cut short in the session stamp of command {position}")
-            _, _, session, seq, ack = _unpack_stamped(data, off)
+    lengths = _column(count, "I").unpack_from(data, _HEAD_SIZE)
+    body = data[off:]
+    if sum(lengths) != len(body):
+        raise BatchEntryError(f"batch entry's {count} commands claim {sum(lengths)} bytes; it holds {len(body)}")
+    stamps = _stamps(data, count) if stamped else None
+    try:
+        text = body.decode() if type(body) is bytes else bytes(body).decode()
+    except UnicodeDecodeError:
+        text = None
+    commands = []
+    append = commands.append
+    start = 0
+    if text is not None and len(text) == len(body):  # ASCII (the common case): byte and character offsets agree
+        for n in lengths:
+            append(text[start : start + n])
+            start += n
+    else:
+        body = bytes(body)
+        for position, n in enumerate(lengths):
             try:
-                stamp = check_stamp(session, seq, ack)
-            except ValueError as exc:
-                raise BatchEntryError(f"batch entry command {position} has a malformed session stamp: {exc}") from None
-            off += _STAMPED_SIZE
-        elif stamped == 0:
-            off += _PLAIN_SIZE
-        else:
-            raise BatchEntryError(f"batch entry command {position} has an unknown stamp flag {stamped}")
-        end = off + n
-        if end > size:
-            raise BatchEntryError(f"batch entry command {position} claims {n} bytes; only {size - off} remain")
+                append(body[start : start + n].decode())
+            except UnicodeDecodeError as exc:
+                raise BatchEntryError(f"batch entry command {position} is not utf-8: {exc}") from None
+            start += n
+    return _new_tuple(BatchContents, (time, commands, stamps))
+
+
+def _stamps(data: bytes, count: int) -> list[SessionStamp | None]:
+    values = _column(3 * count, "Q").unpack_from(data, _HEAD_SIZE + _LENGTH_SIZE * count)
+    stamps: list[SessionStamp | None] = []
+    for position in range(count):
+        session, seq, ack = values[3 * position : 3 * position + 3]
+        if not (session or seq or ack):
+            stamps.append(None)
+            continue
         try:
-            command = data[off:end].decode()
-        except UnicodeDecodeError as exc:
-            raise BatchEntryError(f"batch entry command {position} is not utf-8: {exc}") from None
-        append(_new_tuple(BatchItem, (stamp, command)))
-        off = end
-    if off != size:
-        raise BatchEntryError(f"batch entry has {size - off} bytes after its {count} commands")
-    return time, items
+            stamps.append(check_stamp(session, seq, ack))
+        except ValueError as exc:
+            raise BatchEntryError(f"batch entry command {position} has a malformed session stamp: {exc}") from None
+    if all(stamp is None for stamp in stamps):
+        raise BatchEntryError("batch entry is marked stamped but none of its commands has a session stamp")
+    return stamps

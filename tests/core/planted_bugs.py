@@ -103,10 +103,10 @@ class AppliesBatchesBackwards(Applier):
     the same on every node, so nothing diverges; only the outcomes tell."""
 
     def _apply_batch_entry(self, entry: Entry) -> tuple[BatchOutcome, ...]:
-        time, items = decode_batch_entry(entry.data)
+        time, commands, stamps = decode_batch_entry(entry.data)
         backwards = Entry(entry.term, entry.index, encode_batch_entry(
-            time, [item.command.encode() for item in reversed(items)],
-            [item.stamp for item in reversed(items)]), entry.kind)
+            time, [command.encode() for command in reversed(commands)],
+            None if stamps is None else stamps[::-1]), entry.kind)
         return tuple(reversed(super()._apply_batch_entry(backwards)))
 
 

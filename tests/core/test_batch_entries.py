@@ -18,8 +18,8 @@ from raftnode.sim.runner import run_seed
 from raftnode.wire.batches import (
     MAX_BATCH_ENTRY_BYTES,
     MAX_ENTRY_COMMANDS,
+    BatchContents,
     BatchEntryError,
-    BatchItem,
     decode_batch_entry,
     encode_batch_entry,
     item_size,
@@ -49,30 +49,35 @@ def applied(applier: Applier, *entries: Entry) -> list:
 def test_a_batch_entry_decodes_to_its_commands_and_stamps_in_order() -> None:
     stamps = [None, SessionStamp(7, 3, 2), None]
     data = encode_batch_entry(12.5, ["incr 1".encode(), "d\u00e9cr 2".encode(), b""], stamps)
-    assert decode_batch_entry(data) == (12.5, [BatchItem(None, "incr 1"), BatchItem(SessionStamp(7, 3, 2), "d\u00e9cr 2"),
-                                              BatchItem(None, "")])
-    assert decode_batch_entry(encode_batch_entry(0.0, [b"get"], None)) == (0.0, [BatchItem(None, "get")])
-    assert len(data) == 13 + item_size(b"incr 1", False) + item_size("d\u00e9cr 2".encode(), True) + item_size(b"", False)
+    assert decode_batch_entry(data) == BatchContents(12.5, ["incr 1", "d\u00e9cr 2", ""], stamps)
+    assert decode_batch_entry(encode_batch_entry(0.0, [b"get", b"x"], None)) == (0.0, ["get", "x"], None)
+    assert decode_batch_entry(encode_batch_entry(0.0, [b"get"], [None])) == (0.0, ["get"], None)  # no stamp: none kept
+    assert len(data) == 14 + item_size(b"incr 1", True) + item_size("d\u00e9cr 2".encode(), True) + item_size(b"", True)
+
+
+def head(count: int, stamped: int = 0, version: int = 1, time: float = 0.0) -> bytes:
+    return struct.pack(">BIdB", version, count, time, stamped)
 
 
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
-        (b"", "shorter than its 13-byte header"),
-        (struct.pack(">BId", 2, 1, 0.0) + struct.pack(">BI", 0, 0), "unknown version 2"),
-        (struct.pack(">BId", 1, 1, float("nan")) + struct.pack(">BI", 0, 0), "time that is not a number"),
-        (struct.pack(">BId", 1, 0, 0.0), "claims 0 commands"),
-        (struct.pack(">BId", 1, MAX_ENTRY_COMMANDS + 1, 0.0), f"claims {MAX_ENTRY_COMMANDS + 1} commands"),
-        (struct.pack(">BId", 1, 2**32 - 1, 0.0) + b"x" * 100, "claims 4294967295 commands"),
-        (struct.pack(">BId", 1, 20, 0.0) + struct.pack(">BI", 0, 0), "more than its 18 bytes can hold"),
-        (struct.pack(">BId", 1, 1, 0.0) + struct.pack(">BI", 2, 0), "unknown stamp flag 2"),
-        (struct.pack(">BId", 1, 1, 0.0) + struct.pack(">BI", 1, 0) + b"\0" * 8, "cut short in the session stamp"),
-        (struct.pack(">BId", 1, 1, 0.0) + struct.pack(">BIQQQ", 1, 0, 0, 1, 1), "malformed session stamp"),
-        (struct.pack(">BId", 1, 1, 0.0) + struct.pack(">BIQQQ", 1, 0, 1, 1, 2), "malformed session stamp"),
-        (struct.pack(">BId", 1, 1, 0.0) + struct.pack(">BI", 0, 2**32 - 1) + b"ab", "claims 4294967295 bytes; only 2 remain"),
-        (struct.pack(">BId", 1, 1, 0.0) + struct.pack(">BI", 0, 1) + b"\xff", "not utf-8"),
-        (struct.pack(">BId", 1, 1, 0.0) + struct.pack(">BI", 0, 1) + b"ab", "1 bytes after its 1 commands"),
-        (struct.pack(">BId", 1, 2, 0.0) + struct.pack(">BI", 0, 1) + b"a" + b"\0\0\0\0", "cut short at command 1 of 2"),
+        (b"", "shorter than its 14-byte header"),
+        (head(1, version=2) + struct.pack(">I", 0), "unknown version 2"),
+        (head(1, time=float("nan")) + struct.pack(">I", 0), "time that is not a number"),
+        (head(0), "claims 0 commands"),
+        (head(MAX_ENTRY_COMMANDS + 1), f"claims {MAX_ENTRY_COMMANDS + 1} commands"),
+        (head(2**32 - 1) + b"x" * 100, "claims 4294967295 commands"),
+        (head(20) + struct.pack(">I", 0), "more than its 18 bytes can hold"),
+        (head(1, stamped=2) + struct.pack(">I", 0), "unknown stamp flag 2"),
+        (head(1, stamped=1) + struct.pack(">I", 0) + b"\0" * 8, "more than its 26 bytes can hold"),
+        (head(1, stamped=1) + struct.pack(">IQQQ", 0, 0, 1, 1), "malformed session stamp"),
+        (head(1, stamped=1) + struct.pack(">IQQQ", 0, 1, 1, 2), "malformed session stamp"),
+        (head(1, stamped=1) + struct.pack(">IQQQ", 0, 0, 0, 0), "marked stamped but none"),
+        (head(1) + struct.pack(">I", 2**32 - 1) + b"ab", "claim 4294967295 bytes; it holds 2"),
+        (head(1) + struct.pack(">I", 1) + b"\xff", "command 0 is not utf-8"),
+        (head(2) + struct.pack(">II", 1, 1) + "\u00e9".encode(), "command 0 is not utf-8"),  # a character cut in two
+        (head(1) + struct.pack(">I", 1) + b"ab", "claim 1 bytes; it holds 2"),
     ],
 )
 def test_a_damaged_batch_entry_is_refused_naming_what_is_wrong(data: bytes, problem: str) -> None:
@@ -88,13 +93,13 @@ def test_any_bytes_decode_or_raise_batch_entry_error_and_a_damaged_valid_entry_t
     damaged = bytearray(good)
     for _ in range(rng.randint(1, 4)):
         damaged[rng.randrange(len(damaged))] = rng.randrange(256)
-    for candidate in (data, bytes(damaged), good[: rng.randrange(len(good))], good + data):
+    for candidate in (data, bytes(damaged), good[: rng.randrange(len(good))], good + data, head(3) + data):
         try:
-            time, items = decode_batch_entry(candidate)
+            time, commands, stamps = decode_batch_entry(candidate)
         except BatchEntryError:
             continue
         # Accepted: strict, so it is the one encoding of what it decodes to.
-        assert encode_batch_entry(time, [i.command.encode() for i in items], [i.stamp for i in items]) == candidate
+        assert encode_batch_entry(time, [c.encode() for c in commands], stamps) == candidate
 
 
 def test_encoding_refuses_an_empty_or_oversized_batch() -> None:
@@ -111,7 +116,7 @@ def test_a_batch_is_split_into_entries_that_fit_and_a_long_command_goes_alone() 
     assert split_batch([10, 500, 10], max_bytes=100) == [range(0, 1), range(1, 2), range(2, 3)]
     big = (MAX_BATCH_ENTRY_BYTES // 3)
     runs = split_batch([big] * 7)
-    assert [len(r) for r in runs] == [2, 2, 2, 1] and all(13 + big * len(r) <= MAX_BATCH_ENTRY_BYTES for r in runs)
+    assert [len(r) for r in runs] == [2, 2, 2, 1] and all(14 + big * len(r) <= MAX_BATCH_ENTRY_BYTES for r in runs)
     assert split_batch([]) == []
 
 
