@@ -42,10 +42,13 @@ class _Client:
 class SimClients:
     """``count`` clients of ``cluster``; ``step()`` after every action resends what needs it."""
 
-    def __init__(self, cluster: SimCluster, rng: random.Random, *, count: int = 3, give_up_after: int = 600,
+    def __init__(self, cluster: SimCluster, rng: random.Random, *, batch_rng: random.Random | None = None,
+                 count: int = 3, give_up_after: int = 600,
                  duplicate_rate: float = 0.1, max_in_flight: int = 4):
         self.cluster = cluster
         self.rng = rng
+        # Batches draw from a stream of their own: the other draws stay as they were without them.
+        self.batch_rng = batch_rng if batch_rng is not None else random.Random("batches")
         self.clients = [_Client(f"c{i}") for i in range(1, count + 1)]
         self.give_up_after = give_up_after
         self.duplicate_rate = duplicate_rate
@@ -70,7 +73,7 @@ class SimClients:
         ready = [c for c in self.clients if c.session is not None and self.max_in_flight - len(c.commands) >= 2]
         if not ready:
             return
-        client = self.rng.choice(ready)
+        client = self.batch_rng.choice(ready)
         session = client.session
         assert session is not None
         commands = commands[: self.max_in_flight - len(client.commands)]
@@ -98,7 +101,7 @@ class SimClients:
             by_target.setdefault(target, []).append(command)
         for target, commands in by_target.items():
             self.stats["resent"] += len(commands)
-            if len(commands) >= 2 and len({c.session for c in commands}) == 1 and self.rng.random() < 0.5:
+            if len(commands) >= 2 and len({c.session for c in commands}) == 1 and self.batch_rng.random() < 0.5:
                 attempts = self._send_batch(commands[0].session, [c.seq for c in commands],
                                             [c.command for c in commands], target)
                 for command, attempt in zip(commands, attempts):
@@ -156,12 +159,12 @@ class SimClients:
     def _send_batch(self, session: ClientSession, seqs: list[int], commands: list[str],
                     target: str | None = None) -> list[ClientRequest]:
         """``commands`` of ``session`` (sequences ``seqs``) in one batch entry, now and then delivered twice."""
-        target = target or self._target(None)
+        target = target or self._target(None, self.batch_rng)
         stamps = [session.stamp(seq) for seq in seqs]
         if target is None:
             return [ClientRequest(id=0, node="-", command=command, submitted=self.cluster.now, lost=True, session=stamp)
                     for command, stamp in zip(commands, stamps)]
-        if self.rng.random() < self.duplicate_rate:
+        if self.batch_rng.random() < self.duplicate_rate:
             self.cluster.propose_batch(target, commands, stamps=stamps)  # a duplicated delivery
         return self.cluster.propose_batch(target, commands, stamps=stamps)
 
@@ -175,12 +178,13 @@ class SimClients:
             propose()  # a duplicated delivery: the same request twice
         return propose()
 
-    def _target(self, redirect: str | None) -> str | None:
+    def _target(self, redirect: str | None, rng: random.Random | None = None) -> str | None:
         """Where to send: the node a redirect named, else the leader, else any live node."""
+        rng = rng or self.rng
         live = [n.id for n in self.cluster.live()]
         if redirect in live:
             return redirect
         leader = self.cluster.leader()
-        if leader is not None and self.rng.random() < 0.9:
+        if leader is not None and rng.random() < 0.9:
             return leader
-        return self.rng.choice(live) if live else None
+        return rng.choice(live) if live else None

@@ -130,16 +130,18 @@ def run_seed(
         session_table=partial(session_table, max_sessions=schedule_rng.choice([2, 8, 64]),
                               timeout=schedule_rng.choice([150.0, 1000.0])),
     )
-    schedule = _Schedule(cluster, schedule_rng, report, membership=membership, disk_faults=disk_faults)
-    clients = SimClients(cluster, random.Random(f"clients-{seed}"))
+    # The batches' own draws: the schedule's and the clients' stay as they were without them.
+    batch_rng = random.Random(f"batches-{seed}")
+    schedule = _Schedule(cluster, schedule_rng, report, membership=membership, disk_faults=disk_faults,
+                         batch_rng=random.Random(f"burst-batches-{seed}"))
+    clients = SimClients(cluster, random.Random(f"clients-{seed}"), batch_rng=batch_rng)
     try:
         for _ in range(steps):
             schedule.step()
-            roll = clients.rng.random()
-            if roll < 0.1:
+            if clients.rng.random() < 0.15:
                 clients.command(schedule.command())
-            elif roll < 0.15:
-                clients.batch([schedule.command() for _ in range(clients.rng.randint(2, 4))])
+            if batch_rng.random() < 0.05:
+                clients.batch([schedule.command(batch_rng) for _ in range(batch_rng.randint(2, 4))])
             clients.step()
         _check_liveness(cluster, lost_state=disk_faults)
         _check_durability(cluster)
@@ -172,9 +174,10 @@ class _Schedule:
     """Draws one random action per step."""
 
     def __init__(self, cluster: SimCluster, rng: random.Random, report: RunReport, *, membership: bool,
-                 disk_faults: bool = False):
+                 disk_faults: bool = False, batch_rng: random.Random | None = None):
         self.cluster = cluster
         self.rng = rng
+        self.batch_rng = batch_rng if batch_rng is not None else random.Random("batches")
         self.report = report
         self.max_voters = len(cluster.ids) + 2
         self.next_id = len(cluster.ids) + 1
@@ -201,12 +204,13 @@ class _Schedule:
     def _count(self, what: str) -> None:
         self.report.faults[what] = self.report.faults.get(what, 0) + 1
 
-    def command(self) -> str:
-        roll = self.rng.random()
+    def command(self, rng: random.Random | None = None) -> str:
+        rng = rng or self.rng
+        roll = rng.random()
         if roll < 0.03:
             return "bogus"  # refused by the state machine, identically everywhere
         verb = "incr" if roll < 0.8 else "decr"
-        return f"{verb} {self.rng.randint(1, 9)}"
+        return f"{verb} {rng.randint(1, 9)}"
 
     def tick(self) -> None:
         self.cluster.tick(self.rng.randint(1, 3))
@@ -230,17 +234,17 @@ class _Schedule:
             self.cluster.read(node, timeout=self.rng.randint(20, 120))
 
     def burst(self) -> None:
-        """Many commands at the leader: one by one, or (a third of the time) in batch entries."""
+        """Many commands at the leader: one by one, then (half of the time) some in batch entries."""
         leader = self.cluster.leader()
         if leader is None:
             return
         raft = self.cluster.raft(leader)
-        if self.rng.random() < 1 / 3:
-            for _ in range(self.rng.randint(1, 4)):
+        rng = self.batch_rng
+        if rng.random() < 0.5:
+            for _ in range(rng.randint(1, 4)):
                 if raft.role is not Role.LEADER:
                     break
-                self.cluster.propose_batch(leader, [self.command() for _ in range(self.rng.randint(1, 12))])
-            return
+                self.cluster.propose_batch(leader, [self.command(rng) for _ in range(rng.randint(1, 12))])
         for _ in range(self.rng.randint(5, 40)):
             if raft.role is not Role.LEADER:
                 break
