@@ -13,7 +13,7 @@ import trio
 
 from ..core.commands import CommandResult
 from ..core.messages import EntryKind
-from ..wire.batches import item_size, split_batch
+from ..wire.batches import entry_runs
 from ..wire.sessions import SessionStamp
 from .deadlines import CommandDeadlines
 from .inbox import BatchProposal, NodeInbox, Proposal, proposal_of
@@ -86,7 +86,7 @@ class CommandIntake:
             stamps = None if stamps is None else [stamps[p] for p in kept]
         if not encoded:
             return
-        runs = split_batch([item_size(data, stamps is not None) for data in encoded])
+        runs = entry_runs(encoded, stamps is not None)
         proposals = []
         for run in runs:
             at = list(run) if kept is None else [kept[p] for p in run]

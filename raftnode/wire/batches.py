@@ -39,6 +39,7 @@ __all__ = [
     "BatchEntryError",
     "decode_batch_entry",
     "encode_batch_entry",
+    "entry_runs",
     "item_size",
     "split_batch",
 ]
@@ -98,6 +99,15 @@ def encode_batch_entry(time: float, commands: Sequence[bytes], stamps: Sequence[
         parts.append(_column(3 * count, "Q").pack(*values))
     parts.extend(commands)
     return b"".join(parts)
+
+
+def entry_runs(commands: Sequence[bytes], stamped: bool, max_bytes: int = MAX_BATCH_ENTRY_BYTES) -> list[range]:
+    """``split_batch`` of ``commands`` (utf-8), at once when they all fit in one entry."""
+    count = len(commands)
+    per_command = _LENGTH_SIZE + (_STAMP_SIZE if stamped else 0)
+    if count <= MAX_ENTRY_COMMANDS and _HEAD_SIZE + count * per_command + sum(map(len, commands)) <= max_bytes:
+        return [range(count)]
+    return split_batch([per_command + len(command) for command in commands], max_bytes)
 
 
 def split_batch(sizes: Sequence[int], max_bytes: int = MAX_BATCH_ENTRY_BYTES) -> list[range]:
@@ -162,15 +172,19 @@ def decode_batch_entry(data: bytes) -> BatchContents:
 def _stamps(data: bytes, count: int) -> list[SessionStamp | None]:
     values = _column(3 * count, "Q").unpack_from(data, _HEAD_SIZE + _LENGTH_SIZE * count)
     stamps: list[SessionStamp | None] = []
+    append = stamps.append
     for position in range(count):
-        session, seq, ack = values[3 * position : 3 * position + 3]
-        if not (session or seq or ack):
-            stamps.append(None)
-            continue
-        try:
-            stamps.append(check_stamp(session, seq, ack))
-        except ValueError as exc:
-            raise BatchEntryError(f"batch entry command {position} has a malformed session stamp: {exc}") from None
+        at = 3 * position
+        session, seq, ack = values[at], values[at + 1], values[at + 2]
+        if session and 0 < ack <= seq:  # the common case, checked at once (u64s: below 2**64 already)
+            append(_new_tuple(SessionStamp, (session, seq, ack)))
+        elif not (session or seq or ack):
+            append(None)
+        else:
+            try:
+                append(check_stamp(session, seq, ack))  # raises: the common case above took every valid one
+            except ValueError as exc:
+                raise BatchEntryError(f"batch entry command {position} has a malformed session stamp: {exc}") from None
     if all(stamp is None for stamp in stamps):
         raise BatchEntryError("batch entry is marked stamped but none of its commands has a session stamp")
     return stamps

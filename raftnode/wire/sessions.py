@@ -30,7 +30,9 @@ every node expires the same sessions at the same log index. Memory is bounded: a
 
 Session entries are log entries of kind ``EntryKind.SESSION``; their data is
 ``[u8 op][u64 session][u64 seq][u64 ack][f64 leader time][command, utf-8]`` (op 0 registers,
-1 runs the command). Commands without a session stay plain ``EntryKind.COMMAND`` entries.
+1 runs the command). Commands without a session stay plain ``EntryKind.COMMAND`` entries. A batch
+entry (``EntryKind.BATCH``, ``raftnode.wire.batches``) carries many commands, each with its own
+stamp or none, checked against the table one by one, in order, as if each were an entry of its own.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from raftnode.wire.batches import (
     BatchEntryError,
     decode_batch_entry,
     encode_batch_entry,
+    entry_runs,
     item_size,
     split_batch,
 )
@@ -118,6 +119,8 @@ def test_a_batch_is_split_into_entries_that_fit_and_a_long_command_goes_alone() 
     runs = split_batch([big] * 7)
     assert [len(r) for r in runs] == [2, 2, 2, 1] and all(14 + big * len(r) <= MAX_BATCH_ENTRY_BYTES for r in runs)
     assert split_batch([]) == []
+    assert entry_runs([b"incr 1"] * 3, stamped=False) == [range(3)]
+    assert entry_runs([b"x" * 40] * 3, stamped=True, max_bytes=150) == split_batch([68] * 3, 150) == [range(2), range(2, 3)]
 
 
 # -- the applier ------------------------------------------------------------------------------

@@ -95,9 +95,9 @@ async def test_a_batch_too_big_for_one_entry_is_split_and_each_command_answers_w
     import functools
 
     from raftnode.node import intake
-    from raftnode.wire.batches import split_batch
+    from raftnode.wire.batches import entry_runs
 
-    monkeypatch.setattr(intake, "split_batch", functools.partial(split_batch, max_bytes=40))  # 2 commands an entry
+    monkeypatch.setattr(intake, "entry_runs", functools.partial(entry_runs, max_bytes=40))  # 2 commands an entry
     async with running_cluster() as cluster:
         leader = await cluster.wait_leader()
         commands = ["incr 1", "bogus", "incr 1", "incr \ud800", "incr 1", "incr 1", "incr 1", "incr 1"]
