@@ -44,8 +44,9 @@ class Applied:
 
     ``duplicate``: a session command applied before, answered with its saved outcome and not
     applied again. A batch entry's ``result`` is a tuple of :class:`BatchOutcome`, one per
-    command, in order (``error``: the entry is damaged, none of it applied). ``stamp``: the session stamp of a session command the state machine applied
-    here (None for a duplicate or a refusal).
+    command, in order (``error``: the entry is damaged, none of it applied). ``stamp``: the
+    session stamp of a session command the state machine applied here (None for a duplicate or a
+    refusal).
     """
 
     entry: Entry
@@ -214,7 +215,9 @@ class Applier:
         self._partial = None
         return tuple(outcomes)
 
-    def _apply_stamped(self, stamp: SessionStamp, time: float, command: str) -> tuple[Any, str | None, SessionStamp | None, bool]:
+    def _apply_stamped(
+        self, stamp: SessionStamp, time: float, command: str
+    ) -> tuple[Any, str | None, SessionStamp | None, bool]:
         """A session command through the session table: ``(result, error, stamp, duplicate)``
         as in ``Applied`` (raises what the state machine raises, but CommandError)."""
         try:

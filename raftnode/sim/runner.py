@@ -105,9 +105,8 @@ def run_seed(
     ``disk_faults`` mixes in disk faults (see ``_Schedule.disk_fault``); ``corrupt_as_torn`` is a
     test-only planted bug (a corrupt record taken for a torn tail). ``session_table`` makes each
     node's session table (a seam for planted bugs), called with this seed's bounds; ``ready_step``
-    replaces the shared driver's ``process_ready`` (a seam for a planted reordering);
-    ``applier_class`` each node's applier (a seam for planted bugs in applying batch entries).
-    """
+    replaces the shared driver's ``process_ready`` (a seam for a planted reordering), and
+    ``applier_class`` each node's applier (a seam for planted bugs in applying batch entries)."""
     report = RunReport(seed=seed, nodes=nodes, steps=steps, pre_vote=pre_vote, check_quorum=check_quorum,
                        membership=membership, disk_faults=disk_faults)
     schedule_rng = random.Random(f"schedule-{seed}")
@@ -130,19 +129,12 @@ def run_seed(
         session_table=partial(session_table, max_sessions=schedule_rng.choice([2, 8, 64]),
                               timeout=schedule_rng.choice([150.0, 1000.0])),
     )
-    # The batches' own draws: the schedule's and the clients' stay as they were without them.
-    batch_rng = random.Random(f"batches-{seed}")
+    batch_rng = random.Random(f"batches-{seed}")  # their own draws: the schedule's and clients' stay as without them
     schedule = _Schedule(cluster, schedule_rng, report, membership=membership, disk_faults=disk_faults,
                          batch_rng=random.Random(f"burst-batches-{seed}"))
     clients = SimClients(cluster, random.Random(f"clients-{seed}"), batch_rng=batch_rng)
     try:
-        for _ in range(steps):
-            schedule.step()
-            if clients.rng.random() < 0.15:
-                clients.command(schedule.command())
-            if batch_rng.random() < 0.05:
-                clients.batch([schedule.command(batch_rng) for _ in range(batch_rng.randint(2, 4))])
-            clients.step()
+        _run_steps(steps, schedule, clients, batch_rng)
         _check_liveness(cluster, lost_state=disk_faults)
         _check_durability(cluster)
     except InvariantViolation as exc:
@@ -151,6 +143,17 @@ def run_seed(
         report.violation, report.detail = "core assertion", str(exc)
     _count_outcomes(report, cluster, clients)
     return report
+
+
+def _run_steps(steps: int, schedule: _Schedule, clients: SimClients, batch_rng: random.Random) -> None:
+    """The random actions, with the clients' commands (some in batches) between them."""
+    for _ in range(steps):
+        schedule.step()
+        if clients.rng.random() < 0.15:
+            clients.command(schedule.command())
+        if batch_rng.random() < 0.05:
+            clients.batch([schedule.command(batch_rng) for _ in range(batch_rng.randint(2, 4))])
+        clients.step()
 
 
 def _count_outcomes(report: RunReport, cluster: SimCluster, clients: SimClients) -> None:
