@@ -295,12 +295,10 @@ class RaftNode:
         timeout: float = 5.0,
         stamps: Sequence[SessionStamp] | None = None,
     ) -> None:
-        """``submit_command`` for a batch: ``commands`` are proposed as one log entry holding
-        them all (``EntryKind.BATCH``; a few entries when they would not fit in one), queued
-        together (or all refused with ``retry`` when the inbox has no room for them), so the node
-        proposes them in one turn -- one Ready, one fsync. Each is applied on its own, in order,
-        and ``on_result(position, result)`` is called once per command; every command of an
-        entry answers with the entry's index. ``stamps``: each command's session stamp."""
+        """``submit_command`` for a batch, proposed as one log entry (``EntryKind.BATCH``; a few if
+        too big for one) in one turn, or all refused ``retry`` when the inbox has no room; each is
+        applied on its own, in order: ``on_result(position, result)`` once per command, with the
+        entry's index. ``stamps``: each command's session stamp."""
         self._intake.submit_batch(commands, on_result, timeout, stamps)
 
     def submit_query(self, command: str, on_result: Callable[[CommandResult], None], *, timeout: float = 5.0) -> None:
