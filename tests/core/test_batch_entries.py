@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from raftnode.core.messages import Entry, EntryKind
 from raftnode.node.apply import Applier, BatchOutcome
 from raftnode.node.statemachines import CommandError, Counter
+from raftnode.sim.cluster import SimCluster
+from raftnode.sim.invariants import InvariantViolation
 from raftnode.sim.runner import run_seed
 from raftnode.wire.batches import (
     MAX_BATCH_ENTRY_BYTES,
@@ -279,3 +281,42 @@ def test_random_schedules_catch_batched_session_commands_applied_twice(applier_c
     assert any(r.violation == "exactly once" for r in caught), [(r.violation, r.detail) for r in caught]
     for report in caught:
         assert report.violation in (None, "exactly once"), (report.violation, report.detail)
+
+
+def resent_batch_after_a_leader_change(applier_class: type[Applier]) -> SimCluster:
+    """A batch in a session reaches the log, its leader hands over before answering (outcome
+    unknown), and the client resends the batch to the next leader: both copies commit."""
+    cluster = SimCluster(3, seed=4, applier_class=applier_class)
+    leader = cluster.wait_leader()
+    session = cluster.wait_answered(cluster.register_session(leader)).result
+    stamps = [SessionStamp(session, 1, 1), SessionStamp(session, 2, 1)]
+    first = cluster.propose_batch(leader, ["incr 1", "incr 2"], stamps=stamps)
+    appends = []
+    while (m := cluster.network.pop_due(cluster.now)) is not None:
+        appends.append(m)
+    for m in appends:  # the entry reaches the followers ...
+        cluster.raft(m.dst).step(m)
+        cluster._process(cluster.node(m.dst))
+    cluster.isolate(leader)  # ... and the leader never hears that it committed
+    answers = [cluster.wait_answered(request) for request in first]
+    assert all(answer.outcome_unknown for answer in answers), answers
+    assert cluster.run_until(lambda: cluster.leader() not in (None, leader))
+    target = cluster.leader()
+    assert target is not None
+    again = cluster.propose_batch(target, ["incr 1", "incr 2"], stamps=stamps)
+    for stamp, request in zip(stamps, again):
+        result = cluster.wait_answered(request)
+        cluster.checker.acknowledged_in_session(stamp, result.result, result.error)
+    assert [r.result.result for r in again] == [1, 3]
+    return cluster
+
+
+def test_a_batch_resent_after_a_leader_change_is_applied_once_and_a_planted_double_apply_is_caught() -> None:
+    cluster = resent_batch_after_a_leader_change(Applier)
+    cluster.heal()
+    assert cluster.stabilize()
+    assert {cluster.state(n).value for n in cluster.ids} == {3}  # type: ignore[attr-defined]
+    assert len(cluster.checker.batch_entries) == 2  # both copies in the log
+    with pytest.raises(InvariantViolation, match=r"exactly once: .* applied command 1 of session 2 at index \d+; "
+                                                 r"it was applied at index \d+ already"):
+        resent_batch_after_a_leader_change(ForgetsBatchOutcomes)
