@@ -14,6 +14,7 @@ Every lookup of a configuration goes through ``Raft._configuration_at``, a seam 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +23,9 @@ from .errors import MembershipError, NotLeader, UnknownNode
 from .messages import Entry, EntryKind, SnapshotMeta
 from .quorum import Configuration
 from .ready import Role
+
+_CONFIG = EntryKind.CONFIG
+_kind_of = operator.attrgetter("kind")
 
 if TYPE_CHECKING:
     from .raft import Raft
@@ -96,12 +100,13 @@ class Membership:
         if truncated_from is not None and indexes and indexes[-1] >= truncated_from:
             indexes[:] = [i for i in indexes if i < truncated_from]
             changed = True
-        for entry in entries:
-            if entry.kind == EntryKind.CONFIG and entry.index > self.node.log.offset and (
-                not indexes or entry.index > indexes[-1]
-            ):
-                indexes.append(entry.index)
-                changed = True
+        if _CONFIG in map(_kind_of, entries):  # a C-speed look first: most batches carry none
+            for entry in entries:
+                if entry.kind == _CONFIG and entry.index > self.node.log.offset and (
+                    not indexes or entry.index > indexes[-1]
+                ):
+                    indexes.append(entry.index)
+                    changed = True
         if changed:
             self.changed()
 

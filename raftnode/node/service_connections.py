@@ -19,7 +19,7 @@ import trio
 
 from ..security.credentials import Credentials
 from ..wire import codec
-from ..wire.streams import FrameWriter
+from ..wire.streams import FrameWriter, plain_receiver
 from .readgroups import ReadGroups
 from .runtime import RaftNode
 
@@ -138,9 +138,12 @@ class ConnectionRoom:
         checkpoint = trio.lowlevel.checkpoint
         deadline = trio.current_time() + self.handshake_timeout
         greeted = False
+        # A plain connection waits until readable, then reads once (no read that finds nothing
+        # after each request, on the way to the node's turn).
+        receive = plain_receiver(stream) if isinstance(stream, trio.SocketStream) else stream.receive_some
         while True:
             with trio.move_on_at(deadline) as waiting:
-                data = await stream.receive_some()
+                data = await receive()
             if waiting.cancelled_caught:
                 if state.in_flight:
                     deadline = trio.current_time() + self.idle_timeout

@@ -89,10 +89,16 @@ class Ticker:
             with trio.CancelScope(deadline=deadline) as self._scope:
                 await trio.sleep_forever()
             woke = trio.current_time()
+            if not self._wake_due(woke):
+                continue  # turns since pushed the timer back (rearm only brings it forward)
             self._stats["ticker_wakeups"] += 1
             self._wake()
             if self._disk.since is not None:
                 self._keepalive()
+
+    def _wake_due(self, woke: float) -> bool:
+        """Wake the node's task at ``woke``: a timer is due, or the task waits on the disk (keepalives)."""
+        return self._disk.since is not None or self._next_tick_at() <= woke
 
     def catch_up(self, *, input_waits: bool) -> None:
         """Give the core the whole ticks that passed since the last ones; called at the start of a
@@ -158,13 +164,15 @@ class Ticker:
         return max(1, due)
 
     def rearm(self) -> None:
-        """After a turn: set the ticker's wake-up from what is due now (the turn may have brought
-        a timer forward — a new leader heartbeats sooner than a follower times out — or counted
-        the ticks the ticker woke for)."""
+        """After a turn: bring the ticker's wake-up forward if a timer now comes sooner (a new
+        leader heartbeats sooner than a follower times out; an earlier command deadline). One
+        that moved later — a heartbeat reset the election timer, as nearly every turn of a
+        follower does — is left for the ticker, which then finds nothing due and sleeps on (run):
+        moving trio's deadline costs more than that once per timeout."""
         scope = self._scope
         if scope is not None:
             at = self._next_tick_at()
-            if at != scope.deadline:
+            if at < scope.deadline:
                 scope.deadline = at
 
     def _next_tick_at(self) -> float:

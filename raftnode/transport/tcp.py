@@ -29,9 +29,7 @@ encode is dropped and counted, never raised into the node's task.
 from __future__ import annotations
 
 import logging
-import os
 import socket
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -41,6 +39,7 @@ from ..config import Address
 from ..core.messages import Message
 from ..security.credentials import Credentials
 from ..wire import codec
+from ..wire.streams import plain_receiver
 from . import Deliver
 from .greeting import HANDSHAKE_FRAME_BYTES, Greeter, PeerProtocolError
 
@@ -311,7 +310,7 @@ class TcpTransport:
                     raise PeerProtocolError(f"no {what}HELLO within {self.handshake_timeout:g} s")
                 decoder.max_frame_bytes = self.max_frame_bytes
                 plain = self.tls is None and isinstance(stream, trio.SocketStream)
-                receive = _plain_receiver(stream) if plain else stream.receive_some
+                receive = plain_receiver(stream) if plain else stream.receive_some
                 data = b""  # frames that arrived with the handshake's last one come first
                 while True:
                     for frame in decoder.feed(data):
@@ -335,32 +334,3 @@ class TcpTransport:
             log.warning("%s: dropped a peer connection: %s", self.node_id, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
-
-
-_RECEIVE_BYTES = 65536
-
-
-def _plain_receiver(stream: trio.SocketStream) -> Callable[[], Awaitable[bytes]]:
-    """``stream.receive_some`` for a plain TCP stream, in fewer steps: wait until the socket is
-    readable, then one ``read`` (b"" at EOF; OSError when the connection breaks). Waiting first
-    spares the read that finds nothing after each message; a read that finds data at once would
-    yield to the scheduler anyway, as the wait does. The descriptor is asked of the socket right
-    before each read, never kept: once the socket is closed (its number may then be another
-    file's) the read raises ClosedResourceError instead."""
-    sock = stream.socket
-    read, wait_readable = os.read, trio.lowlevel.wait_readable
-
-    async def receive() -> bytes:
-        while True:
-            if sock.fileno() < 0:
-                raise trio.ClosedResourceError("the peer connection was closed")
-            await wait_readable(sock)
-            fd = sock.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("the peer connection was closed")
-            try:
-                return read(fd, _RECEIVE_BYTES)
-            except BlockingIOError:  # a spurious wake-up
-                continue
-
-    return receive

@@ -46,6 +46,7 @@ Standard library, ``raftnode.wire.framing`` and ``raftnode.core`` only; this mod
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable
 from dataclasses import fields
@@ -229,11 +230,16 @@ def _enc_request_vote_response(m: RequestVoteResponse) -> bytes:
 
 def _enc_append_entries(m: AppendEntries) -> bytes:
     entries = m.entries
-    parts = [
+    return b"".join((
         _AE.enc.pack(3, m.term, m.prev_index, m.prev_term, m.commit, len(entries)),
         _enc_id(m.src),
         _enc_id(m.dst),
-    ]
+        _ENTRIES_MEMO.encode(entries) if entries else b"",
+    ))
+
+
+def _enc_entries(entries: Any) -> bytes:
+    parts: list[bytes] = []
     append = parts.append
     pack = _ENTRY_ENC.pack
     kinds = _ENTRY_KINDS
@@ -243,6 +249,32 @@ def _enc_append_entries(m: AppendEntries) -> bytes:
         append(pack(term, index, kind, len(data)))
         append(data)
     return b"".join(parts)
+
+
+class _EntriesMemo:
+    """The encoding of the last entries encoded, given again for the same entries: a leader sends
+    the same batch to each follower in its own AppendEntries (its own tuple, the same ``Entry``
+    objects), and each copy would encode it again. "The same" is every entry the very same
+    object as the remembered one (kept alive here, so its id is not reused); ``Entry`` is an
+    immutable tuple of immutable fields, so the same objects encode the same."""
+
+    __slots__ = ("_entries", "_encoded")
+
+    def __init__(self) -> None:
+        self._entries: tuple[Any, ...] = ()
+        self._encoded = b""
+
+    def encode(self, entries: Any) -> bytes:
+        last = self._entries
+        if len(entries) == len(last) and all(map(_is, entries, last)):
+            return self._encoded
+        encoded = _enc_entries(entries)
+        self._entries, self._encoded = tuple(entries), encoded
+        return encoded
+
+
+_is = operator.is_
+_ENTRIES_MEMO = _EntriesMemo()
 
 
 def _enc_append_entries_response(m: AppendEntriesResponse) -> bytes:

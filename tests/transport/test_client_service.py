@@ -474,3 +474,30 @@ async def test_with_client_auth_client_requests_need_the_client_token_or_the_adm
         assert answer["result"] == 5  # the admin token serves for client requests too
         answer = await client.request({"op": "snapshot", **CREDENTIALS.client_fields(admin=False)})
         assert answer["unauthorized"] is True  # but the client token is not an admin token
+
+
+async def test_a_plain_connection_reads_each_request_once_it_is_readable_never_finding_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The service reads a plain connection with wire.streams.plain_receiver: wait until readable,
+    # then one read (trio's receive_some would first try a read that finds nothing, per request).
+    import os
+
+    reads: list[int | str] = []
+    real_read = os.read
+
+    def counted(fd: int, size: int) -> bytes:
+        try:
+            data = real_read(fd, size)
+        except BlockingIOError:
+            reads.append("nothing")
+            raise
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counted)
+    async with endpoint() as ep, raw(ep) as client:
+        for n in range(3):
+            answer = await client.request({"op": "run_command", "command": "incr 1", "id": n})
+            assert answer["ok"] is True and answer["id"] == n
+    assert "nothing" not in reads and sum(1 for r in reads if isinstance(r, int) and r > 0) >= 3

@@ -387,11 +387,11 @@ async def test_a_closed_peer_socket_is_never_read_through_its_reused_descriptor(
     ClosedResourceError, the new file keeps its bytes)."""
     import socket as stdlib_socket
 
-    from raftnode.transport.tcp import _plain_receiver
+    from raftnode.wire.streams import plain_receiver
 
     mine, peer = stdlib_socket.socketpair()
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(mine))
-    receive = _plain_receiver(stream)
+    receive = plain_receiver(stream)
     peer.send(b"hello")
     assert await receive() == b"hello"
     number = stream.socket.fileno()
