@@ -90,10 +90,8 @@ class CommandIntake:
         proposals = []
         for run in runs:
             at = list(run) if kept is None else [kept[p] for p in run]
-            whole = len(runs) == 1
-            batch = BatchProposal(list(commands) if whole else list(commands[run.start:run.stop]),
-                                  encoded if whole else encoded[run.start:run.stop],
-                                  None if stamps is None else list(stamps[run.start:run.stop]))
+            part = slice(run.start, run.stop)
+            batch = BatchProposal(list(commands[part]), encoded[part], None if stamps is None else list(stamps[part]))
             proposals.append((batch, b"", _BATCH, BatchCallback(positions, at)))
         if self._inbox.put_batch(proposals):
             for proposal in proposals:

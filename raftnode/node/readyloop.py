@@ -303,24 +303,29 @@ class ReadyLoop:
                 waiter.set(error=exc)
 
     def _propose(self, raft: Raft, command: Any, data: bytes | None, kind: EntryKind, waiter: Any) -> None:
-        if kind is _BATCH:
-            self._propose_batch(raft, command, waiter)
-            return
+        """Propose one entry (a batch entry's ``command`` is its :class:`BatchProposal`), or ask a read."""
         if data is None:  # a read: enqueued without data only with a ReadServer (RaftNode._enqueue_read)
             assert command is not None and self.ports.reads is not None
             self.ports.reads.ask(raft, command, waiter)
             return
-        validate = self._validate
-        if self.ports.disk.full_since is not None and raft.role is Role.LEADER:
-            waiter.set(CommandResult(retry=True, error=f"disk full at leader {self.ports.node_id}: it takes no "
-                                                       "commands and is handing leadership over; retry at another node"))
-            return
-        if validate is not None and command is not None and raft.role is Role.LEADER:
-            try:
-                validate(command)
-            except CommandError as exc:
-                waiter.set(CommandResult(error=str(exc)))
+        if raft.role is Role.LEADER:
+            if self.ports.disk.full_since is not None:
+                waiter.set(CommandResult(retry=True, error=f"disk full at leader {self.ports.node_id}: it takes no "
+                                                           "commands and is handing leadership over; retry at another node"))
                 return
+            validate = self._validate
+            if validate is not None and command is not None:
+                if kind is _BATCH:
+                    if not self._validate_batch(validate, command, waiter):
+                        return
+                else:
+                    try:
+                        validate(command)
+                    except CommandError as exc:
+                        waiter.set(CommandResult(error=str(exc)))
+                        return
+        if kind is _BATCH:
+            data = command.data()
         try:
             index = raft.propose(data, kind)
         except RaftError as exc:
@@ -328,33 +333,22 @@ class ReadyLoop:
             return
         self.ports.tracker.track(index, raft.term, waiter)
 
-    def _propose_batch(self, raft: Raft, batch: BatchProposal, waiter: BatchCallback) -> None:
-        """One batch entry: a leader refuses the commands its state machine's ``validate`` refuses
-        (each answered with its own error, left out of the entry) and proposes the rest."""
-        is_leader = raft.role is Role.LEADER
-        if is_leader and self.ports.disk.full_since is not None:
-            waiter.set(CommandResult(retry=True, error=f"disk full at leader {self.ports.node_id}: it takes no "
-                                                       "commands and is handing leadership over; retry at another node"))
-            return
-        validate = self._validate
-        if validate is not None and is_leader:
-            refused = []
-            for place, command in enumerate(batch.commands):
-                try:
-                    validate(command)
-                except CommandError as exc:
-                    refused.append((place, str(exc)))
-            if refused:
-                waiter.refuse(refused)
-                if not waiter.at:
-                    return
-                batch.drop({place for place, _ in refused})
-        try:
-            index = raft.propose(batch.data(), _BATCH)
-        except RaftError as exc:
-            waiter.set(CommandResult.from_refusal(exc))
-            return
-        self.ports.tracker.track(index, raft.term, waiter)
+    @staticmethod
+    def _validate_batch(validate: Callable[[str], Any], batch: BatchProposal, waiter: BatchCallback) -> bool:
+        """A leader refuses the commands of ``batch`` that ``validate`` refuses: each is answered
+        with its own error and left out of the entry. False if none is left to propose."""
+        refused = []
+        for place, command in enumerate(batch.commands):
+            try:
+                validate(command)
+            except CommandError as exc:
+                refused.append((place, str(exc)))
+        if refused:
+            waiter.refuse(refused)
+            if not waiter.at:
+                return False
+            batch.drop({place for place, _ in refused})
+        return True
 
     async def _process_ready(self) -> None:
         raft = self.raft
